@@ -1,0 +1,1 @@
+//! Criterion benchmarks across policies live in `benches/`.

@@ -1,0 +1,99 @@
+//! The conformance kit: the tests every policy runs, instantiated in one line.
+//!
+//! ```ignore
+//! allocator_traits::conformance_suite!(best_fit, Profile::COALESCING, |capacity| {
+//!     fit::Heap::new(BoxedRegion::new(capacity).unwrap(), fit::Config::best_fit())
+//! });
+//! ```
+//!
+//! `make(capacity)` builds a fresh manager over a fixed region of `capacity` bytes (usually a
+//! [`crate::BoxedRegion`]). The suite generates one `#[test]` per check, in a module named as the
+//! first argument. What the policy claims to detect comes from its own
+//! [`crate::FreeSpaceManager::detects`]; what it promises about coalescing and alignment comes
+//! from the [`Profile`].
+//!
+//! The checks:
+//! * **shadow model** (quickcheck): random sequences of allocate, deallocate, grow, shrink and
+//!   in-place resize against a shadow of the live blocks: every block lies inside the region and is
+//!   aligned as asked, no two live blocks overlap, each block's bytes (a pattern written on
+//!   allocation) survive every other operation and every resize, the stats agree with the shadow,
+//!   and the footprint never falls below the live bytes;
+//! * **edges**: zero-size layouts, huge sizes and alignments (a clean error, no panic), a foreign
+//!   pointer and a double free (an error wherever the policy claims to detect them);
+//! * **fill and drain**: fill the region until it refuses, free everything, and (for a coalescing
+//!   policy) get the whole region back: the largest block that fits is as large as on a fresh heap;
+//! * **collections**: allocator-api2 `Vec` and `Box`, and `hashbrown::HashMap::new_in` with tens of
+//!   thousands of elements, grown and shrunk, through [`crate::Locked`].
+
+mod checks;
+mod shadow;
+
+pub use checks::*;
+pub use shadow::{Op, Shadow};
+
+/// What a policy promises, beyond what its [`crate::FreeSpaceManager::detects`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// After everything is freed, the whole region is one free block again: the largest
+    /// allocation that succeeds is as large as on a fresh manager.
+    pub coalesces: bool,
+    /// The largest alignment the policy serves. Larger alignments must give a clean error.
+    pub max_align: usize,
+    /// Region size for the shadow-model and edge tests.
+    pub capacity: usize,
+    /// Region size for the collections test (it stores tens of thousands of entries).
+    pub collections_capacity: usize,
+}
+
+impl Profile {
+    /// A policy that coalesces fully and serves alignments up to 4 KiB.
+    pub const COALESCING: Profile = Profile {
+        coalesces: true,
+        max_align: 4096,
+        capacity: 1 << 20,
+        collections_capacity: 16 << 20,
+    };
+    /// A policy that does not promise to get its whole region back (no coalescing, size
+    /// classes that keep spans, caches).
+    pub const NON_COALESCING: Profile = Profile {
+        coalesces: false,
+        ..Profile::COALESCING
+    };
+}
+
+/// Generates the conformance tests for a policy: `conformance_suite!(name, profile, make)`,
+/// where `make` is a closure `|capacity: usize| -> M`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($name:ident, $profile:expr, $make:expr $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn shadow_model() {
+                $crate::conformance::check_shadow_model($profile, $make);
+            }
+            #[test]
+            fn zero_size_layouts() {
+                $crate::conformance::check_zero_size($profile, $make);
+            }
+            #[test]
+            fn huge_layouts_are_clean_errors() {
+                $crate::conformance::check_huge($profile, $make);
+            }
+            #[test]
+            fn bad_frees_are_reported() {
+                $crate::conformance::check_bad_frees($profile, $make);
+            }
+            #[test]
+            fn fill_then_drain() {
+                $crate::conformance::check_fill_and_drain($profile, $make);
+            }
+            #[test]
+            fn collections() {
+                $crate::conformance::check_collections($profile, $make);
+            }
+        }
+    };
+}

@@ -1,0 +1,53 @@
+//! The vocabulary of free-space management.
+//!
+//! Every policy in this workspace (first, next, best and worst fit, segregated lists, the binary
+//! buddy system, ptmalloc2, tcmalloc) implements one trait, [`FreeSpaceManager`], and is built from
+//! the same parts:
+//!
+//! ```text
+//!   Vec::new_in(&heap), #[global_allocator]      <- Locked<M>: allocator-api2 Allocator + GlobalAlloc
+//!            |
+//!   FreeSpaceManager (&mut self, no locking)     <- the placement policy: which free block is used
+//!            |
+//!   MemorySource (FixedRegion, BrkRegion, ...)   <- where the bytes come from; counts the footprint
+//! ```
+//!
+//! * [`FreeSpaceManager`] hands out blocks that fit a [`Layout`], takes them back (reporting a bad
+//!   free as a [`FreeError`] instead of corrupting itself), resizes in place where the policy can,
+//!   reports [`Stats`] and lets a caller look inside through an [`Inspector`].
+//! * [`MemorySource`] is where a manager gets its bytes: [`FixedRegion`] (any `no_std` target),
+//!   [`BoxedRegion`] (a region the source owns), and with `std` on Unix [`BrkRegion`] (reserve
+//!   address space, commit on demand, like `brk`) and [`OsPages`] (one mapping per request).
+//! * [`Locked`] makes any manager an [`allocator_api2::alloc::Allocator`] (for `Vec`, `Box`,
+//!   `hashbrown::HashMap`) and a [`core::alloc::GlobalAlloc`].
+//! * With the `conformance` feature, [`conformance`] is the test kit that every policy runs.
+//!
+//! `no_std` by default apart from the `std` feature (on by default).
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod error;
+mod inspect;
+mod locked;
+mod manager;
+pub mod source;
+mod stats;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{AllocError, FreeError, SourceError};
+pub use inspect::{BlockKind, Inspector, NoInspector};
+pub use locked::{Locked, abort_with};
+pub use manager::{Detects, FreeSpaceManager, resize_by_moving};
+#[cfg(feature = "alloc")]
+pub use source::BoxedRegion;
+#[cfg(all(feature = "std", unix))]
+pub use source::{BrkRegion, OsPages};
+pub use source::{FixedRegion, MemorySource};
+pub use stats::Stats;
+
+pub use core::alloc::Layout;

@@ -1,0 +1,186 @@
+//! The placement-policy trait.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use crate::{AllocError, FreeError, Inspector, Stats};
+
+/// Which bad frees a policy detects and reports as a [`FreeError`] (instead of corrupting itself).
+///
+/// The conformance kit checks every claim made here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Detects {
+    /// A pointer outside every region the manager manages gives [`FreeError::Foreign`].
+    pub foreign: bool,
+    /// Freeing a block twice (with no allocation in between) gives an error.
+    pub double_free: bool,
+    /// A layout whose size or alignment does not match the block gives an error.
+    pub layout_mismatch: bool,
+}
+
+/// A placement policy: it decides which free block serves a request and what happens to a block
+/// when it is freed.
+///
+/// `&mut self` throughout: no locking, no `std` needed. Wrap a manager in [`crate::Locked`] to use
+/// it as an `Allocator` or `GlobalAlloc`. The trait is object safe, so replay and the simulator can
+/// drive a `&mut dyn FreeSpaceManager`.
+///
+/// # Contract
+///
+/// * [`allocate`](Self::allocate) returns a block whose start is aligned to `layout.align()` and
+///   whose length (the slice length) is at least `layout.size()`; all of it is the caller's to use
+///   until freed. Zero-size layouts are served like any other (with a block of some minimum size).
+///   A layout the policy cannot serve gives an error, never a panic.
+/// * [`deallocate`](Self::deallocate) takes a block back. A policy that can detect a bad pointer
+///   (see [`detects`](Self::detects)) must return the error and change nothing.
+/// * [`grow`](Self::grow) and [`shrink`](Self::shrink) keep the first
+///   `min(old.size(), new.size())` bytes. The defaults resize in place where
+///   [`resize_in_place`](Self::resize_in_place) can, and otherwise allocate, copy and free.
+pub trait FreeSpaceManager {
+    /// Allocates a block that fits `layout`.
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError>;
+
+    /// Frees the block at `ptr`, allocated with `layout`.
+    ///
+    /// # Safety
+    /// Unless the policy claims detection of the corresponding mistake in
+    /// [`detects`](Self::detects), `ptr` must be a live block from this manager and `layout` the
+    /// layout it was allocated (or last resized) with. The caller must not use the block after a
+    /// successful free.
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError>;
+
+    /// Changes the block's size to `new.size()` without moving it, if the policy can; otherwise
+    /// returns [`AllocError::NotInPlace`] and changes nothing. `new.align()` must not exceed
+    /// `old.align()` for an in-place resize to make sense; a policy may refuse otherwise.
+    ///
+    /// # Safety
+    /// As for [`deallocate`](Self::deallocate): `ptr` is a live block allocated with `old`.
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let _ = (ptr, old, new);
+        Err(AllocError::NotInPlace)
+    }
+
+    /// Grows the block to `new` (`new.size() >= old.size()`), in place where possible.
+    ///
+    /// # Safety
+    /// As for [`deallocate`](Self::deallocate). On success the old pointer is no longer valid
+    /// unless it equals the returned one.
+    unsafe fn grow(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract is the same as ours.
+        unsafe { resize_by_moving(self, ptr, old, new) }
+    }
+
+    /// Shrinks the block to `new` (`new.size() <= old.size()`), in place where possible.
+    ///
+    /// # Safety
+    /// As for [`grow`](Self::grow).
+    unsafe fn shrink(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: the caller's contract is the same as ours.
+        unsafe { resize_by_moving(self, ptr, old, new) }
+    }
+
+    /// The counters the matrix and `fsm` read.
+    fn stats(&self) -> Stats;
+
+    /// Shows the manager's structures to `out` (see [`Inspector`] for the order of calls).
+    fn inspect(&self, out: &mut dyn Inspector);
+
+    /// Which bad frees this policy detects.
+    fn detects(&self) -> Detects {
+        Detects::default()
+    }
+}
+
+/// Resize in place if the manager can, otherwise allocate a new block, copy, and free the old one.
+/// This is what the default [`FreeSpaceManager::grow`] and [`FreeSpaceManager::shrink`] do.
+///
+/// # Safety
+/// `ptr` is a live block of `m` allocated with `old` (or the manager detects otherwise).
+pub unsafe fn resize_by_moving<M: FreeSpaceManager + ?Sized>(
+    m: &mut M,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+) -> Result<NonNull<[u8]>, AllocError> {
+    if new.align() <= old.align() {
+        // SAFETY: forwarded caller contract.
+        match unsafe { m.resize_in_place(ptr, old, new) } {
+            Err(AllocError::NotInPlace) => {}
+            other => return other,
+        }
+    }
+    let fresh = m.allocate(new)?;
+    let keep = old.size().min(new.size());
+    // SAFETY: `ptr` is live with at least `old.size()` bytes, `fresh` has at least `new.size()`;
+    // they are distinct live blocks, so they do not overlap.
+    unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), fresh.as_ptr().cast::<u8>(), keep) };
+    // SAFETY: forwarded caller contract.
+    if let Err(e) = unsafe { m.deallocate(ptr, old) } {
+        // The old block was not ours: undo the allocation and report, leaving things as they were.
+        // SAFETY: `fresh` was just allocated with `new` and is not used elsewhere.
+        let _ = unsafe { m.deallocate(fresh.cast(), new) };
+        return Err(AllocError::InvalidBlock(e));
+    }
+    Ok(fresh)
+}
+
+impl<M: FreeSpaceManager + ?Sized> FreeSpaceManager for &mut M {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        (**self).allocate(layout)
+    }
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { (**self).deallocate(ptr, layout) }
+    }
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { (**self).resize_in_place(ptr, old, new) }
+    }
+    unsafe fn grow(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { (**self).grow(ptr, old, new) }
+    }
+    unsafe fn shrink(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { (**self).shrink(ptr, old, new) }
+    }
+    fn stats(&self) -> Stats {
+        (**self).stats()
+    }
+    fn inspect(&self, out: &mut dyn Inspector) {
+        (**self).inspect(out)
+    }
+    fn detects(&self) -> Detects {
+        (**self).detects()
+    }
+}

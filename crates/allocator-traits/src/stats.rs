@@ -1,0 +1,214 @@
+//! What a manager holds, as the fragmentation measures need it.
+//!
+//! ```text
+//!   footprint (from the source) ────────────────────────────────────────────┐
+//!   live_held (blocks in use, headers and rounding included) ──────┐        │
+//!   live_requested (what callers asked for) ──────┐                │        │
+//!   |################################################|++++++++++++++|........|
+//!                                                  internal        external
+//! ```
+//!
+//! Internal fragmentation is `live_held - live_requested`; external is `footprint - live_held`
+//! (free memory, bins, caches, and the manager's own metadata inside the footprint).
+//! Johnstone and Wilson's measure #3 is `footprint_peak / live_at_footprint_peak - 1`, #4 is
+//! `footprint_peak / live_requested_peak - 1` (see `docs/` and the reference notes).
+
+/// Counters every policy keeps. Policies update them through the `record_*` methods so the peaks
+/// and op counts mean the same thing everywhere.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Sum of the sizes callers asked for, over live blocks.
+    pub live_requested: usize,
+    /// Bytes occupied by live blocks: the request plus header, alignment padding and rounding.
+    pub live_held: usize,
+    /// Number of live blocks.
+    pub live_blocks: usize,
+    /// Bytes obtained from the memory source and not yet given back.
+    pub footprint: usize,
+    /// Highest `live_requested` seen.
+    pub peak_live_requested: usize,
+    /// Highest `live_held` seen.
+    pub peak_live_held: usize,
+    /// Highest `footprint` seen.
+    pub peak_footprint: usize,
+    /// `live_requested` at the moment `footprint` reached `peak_footprint` (for measure #3).
+    pub live_requested_at_peak_footprint: usize,
+    /// Successful allocations.
+    pub allocs: u64,
+    /// Successful frees.
+    pub frees: u64,
+    /// Successful grows and shrinks (moved or in place).
+    pub resizes: u64,
+    /// Resizes done without moving the block.
+    pub in_place_resizes: u64,
+    /// Allocations refused.
+    pub failed_allocs: u64,
+    /// Frees refused as invalid (foreign pointer, double free, corruption).
+    pub bad_frees: u64,
+}
+
+impl Stats {
+    /// An all-zero record.
+    pub const fn new() -> Self {
+        Stats {
+            live_requested: 0,
+            live_held: 0,
+            live_blocks: 0,
+            footprint: 0,
+            peak_live_requested: 0,
+            peak_live_held: 0,
+            peak_footprint: 0,
+            live_requested_at_peak_footprint: 0,
+            allocs: 0,
+            frees: 0,
+            resizes: 0,
+            in_place_resizes: 0,
+            failed_allocs: 0,
+            bad_frees: 0,
+        }
+    }
+
+    /// A block of `requested` bytes occupying `held` bytes became live.
+    #[inline]
+    pub fn record_alloc(&mut self, requested: usize, held: usize) {
+        self.allocs += 1;
+        self.live_blocks += 1;
+        self.add_live(requested, held);
+    }
+
+    /// A live block of `requested` bytes occupying `held` bytes was freed.
+    #[inline]
+    pub fn record_free(&mut self, requested: usize, held: usize) {
+        self.frees += 1;
+        self.live_blocks = self.live_blocks.saturating_sub(1);
+        self.live_requested = self.live_requested.saturating_sub(requested);
+        self.live_held = self.live_held.saturating_sub(held);
+    }
+
+    /// A live block changed from (`old_requested`, `old_held`) to (`new_requested`, `new_held`).
+    #[inline]
+    pub fn record_resize(
+        &mut self,
+        old_requested: usize,
+        old_held: usize,
+        new_requested: usize,
+        new_held: usize,
+        in_place: bool,
+    ) {
+        self.resizes += 1;
+        if in_place {
+            self.in_place_resizes += 1;
+        }
+        self.live_requested = self.live_requested.saturating_sub(old_requested);
+        self.live_held = self.live_held.saturating_sub(old_held);
+        self.add_live(new_requested, new_held);
+    }
+
+    /// An allocation was refused.
+    #[inline]
+    pub fn record_failure(&mut self) {
+        self.failed_allocs += 1;
+    }
+
+    /// A free was refused as invalid.
+    #[inline]
+    pub fn record_bad_free(&mut self) {
+        self.bad_frees += 1;
+    }
+
+    /// The memory source now has `footprint` bytes out.
+    #[inline]
+    pub fn set_footprint(&mut self, footprint: usize) {
+        self.footprint = footprint;
+        if footprint > self.peak_footprint {
+            self.peak_footprint = footprint;
+            self.live_requested_at_peak_footprint = self.live_requested;
+        }
+    }
+
+    #[inline]
+    fn add_live(&mut self, requested: usize, held: usize) {
+        self.live_requested += requested;
+        self.live_held += held;
+        self.peak_live_requested = self.peak_live_requested.max(self.live_requested);
+        self.peak_live_held = self.peak_live_held.max(self.live_held);
+        if self.footprint == self.peak_footprint {
+            // Live memory grew while the footprint sits at its peak: measure #3 takes the live
+            // bytes at the *latest* moment the peak holds, which is the most favourable reading.
+            self.live_requested_at_peak_footprint = self
+                .live_requested_at_peak_footprint
+                .max(self.live_requested);
+        }
+    }
+
+    /// Internal fragmentation in bytes: headers, padding and rounding of live blocks.
+    pub const fn internal_bytes(&self) -> usize {
+        self.live_held.saturating_sub(self.live_requested)
+    }
+
+    /// External fragmentation in bytes: footprint not occupied by live blocks.
+    pub const fn external_bytes(&self) -> usize {
+        self.footprint.saturating_sub(self.live_held)
+    }
+
+    /// Johnstone and Wilson's measure #3: footprint at its peak over live bytes at that moment,
+    /// minus one. `None` when nothing was live then.
+    pub fn fragmentation_3(&self) -> Option<f64> {
+        (self.live_requested_at_peak_footprint > 0).then(|| {
+            self.peak_footprint as f64 / self.live_requested_at_peak_footprint as f64 - 1.0
+        })
+    }
+
+    /// Johnstone and Wilson's measure #4: peak footprint over peak live bytes, minus one.
+    /// `None` when nothing was ever live.
+    pub fn fragmentation_4(&self) -> Option<f64> {
+        (self.peak_live_requested > 0)
+            .then(|| self.peak_footprint as f64 / self.peak_live_requested as f64 - 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peaks_and_measures_by_hand() {
+        let mut s = Stats::new();
+        s.set_footprint(1000);
+        s.record_alloc(100, 112);
+        s.record_alloc(300, 320);
+        assert_eq!(
+            (s.live_requested, s.live_held, s.live_blocks),
+            (400, 432, 2)
+        );
+        s.record_free(100, 112);
+        s.set_footprint(2000);
+        s.record_alloc(500, 512);
+        // peak live = 800 (300 + 500); footprint peak 2000 first reached with 300 live, then
+        // 800 live while it holds.
+        assert_eq!(s.peak_live_requested, 800);
+        assert_eq!(s.live_requested_at_peak_footprint, 800);
+        assert_eq!(s.fragmentation_4(), Some(2000.0 / 800.0 - 1.0));
+        assert_eq!(s.fragmentation_3(), Some(2000.0 / 800.0 - 1.0));
+        s.record_free(500, 512);
+        s.set_footprint(500);
+        assert_eq!(s.peak_footprint, 2000);
+        assert_eq!(s.internal_bytes(), 20);
+        assert_eq!(s.external_bytes(), 500 - 320);
+        assert_eq!((s.allocs, s.frees), (3, 2));
+    }
+
+    #[test]
+    fn measure_three_uses_live_at_the_footprint_peak() {
+        let mut s = Stats::new();
+        s.record_alloc(1000, 1000);
+        s.set_footprint(1000);
+        s.record_free(1000, 1000);
+        s.record_alloc(10, 16);
+        s.set_footprint(4000); // peak reached with 10 bytes live
+        s.set_footprint(100);
+        s.record_alloc(2000, 2000);
+        assert_eq!(s.fragmentation_3(), Some(4000.0 / 10.0 - 1.0));
+        assert_eq!(s.fragmentation_4(), Some(4000.0 / 2010.0 - 1.0));
+    }
+}

@@ -1,0 +1,2 @@
+//! The `fsm` command-line tool (not built yet).
+fn main() {}
