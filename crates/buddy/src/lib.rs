@@ -1,1 +1,630 @@
-//! Not built yet: see the project's open issues.
+//! The binary buddy system (Knowlton 1965; Knuth, TAOCP vol. 1, 2.5) as a [`FreeSpaceManager`].
+//!
+//! Memory is dealt in blocks of `min_block << k` bytes ("order `k`"), each aligned to its own
+//! size. A request takes the smallest order that holds its size and alignment; a larger free
+//! block is halved until it fits ([`split`]). A freed block merges with its *buddy* (the other
+//! half of the block it was split from, at `addr ^ size`) while the buddy is free ([`merge`]).
+//!
+//! ```text
+//!   region granted by the source
+//!   |meta|   blocks cut from the rest: maximal, each aligned to its own size        |
+//!   |bits|[ order 5 (512 B) ............. ][ order 4 (256 B) .. ][ o3 ][o2]          |
+//!              split on allocation:  [o4 ......][o3 ..][o2][o1][##]  <- served (o0 = 16 B)
+//!              merge on free:        [##] + free buddy [..] -> [o1] + free buddy -> ...
+//!
+//!   free lists, one per order (doubly linked through the free blocks):
+//!     order 0 (16 B):  -> [..]
+//!     order 1 (32 B):  -> [....] <-> [....]
+//!     ...
+//!   bitmaps, two bits per possible block of each order: "free" and "allocated as this order"
+//! ```
+//!
+//! * **Where the order is kept.** Nowhere per block: free derives it from the `Layout` (the
+//!   smallest order holding `max(size, align)`, [`order::order_for`]), as allocation did. The
+//!   allocation bitmap confirms that a live block of exactly that order starts at the pointer, so
+//!   a foreign pointer, a double free, and a free with a layout of another order are reported as
+//!   [`FreeError`]s and change nothing.
+//! * **Costs.** Allocation and free are O(number of orders) (at most one split or merge per
+//!   order), independent of how many blocks are live or free: whether a buddy is free is one bit
+//!   test, and unlinking it is O(1). Rounding to a power of two loses up to half of each block
+//!   (internal fragmentation, reported in [`Stats::internal_bytes`]); free blocks and the
+//!   bitmaps are external ([`Stats::external_bytes`]). The bitmaps take about
+//!   `capacity / (2 * min_block)` bytes.
+//! * **Memory.** [`Buddy::new`] is `const` and touches nothing; the first allocation takes the
+//!   bitmaps and then the data from the [`MemorySource`]: all of `capacity` at once, or in
+//!   chunks with [`Config::grow_by`] (a `brk`-like source such as [`allocator_traits::BrkRegion`]
+//!   then grows only as needed, and each chunk merges with the free end of the previous one).
+//!
+//! ```
+//! use allocator_traits::{BoxedRegion, FreeSpaceManager, Layout};
+//! use buddy::{Buddy, Config};
+//!
+//! let mut heap = Buddy::new(BoxedRegion::new(1 << 16).unwrap(), Config::new(1 << 16));
+//! let block = heap.allocate(Layout::from_size_align(40, 8).unwrap()).unwrap();
+//! assert_eq!(block.len(), 64); // rounded to a power of two
+//! assert_eq!(heap.stats().internal_bytes(), 24);
+//! // SAFETY: `block` was allocated above with this layout.
+//! unsafe { heap.deallocate(block.cast(), Layout::from_size_align(40, 8).unwrap()) }.unwrap();
+//! ```
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+mod bitmap;
+mod freelist;
+mod inspect;
+pub mod merge;
+pub mod order;
+pub mod split;
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+pub use allocator_traits::{
+    AllocError, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource, Stats,
+};
+
+use bitmap::{Bitmaps, Bits};
+use freelist::FreeLists;
+use order::{MAX_ORDERS, block_size, order_for};
+
+/// How a [`Buddy`] is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Bytes taken from the source at most (bitmaps included).
+    pub capacity: usize,
+    /// Smallest block in bytes (a power of two, at least 16).
+    pub min_block: usize,
+    /// Bytes of data taken from the source at a time; 0 takes all of `capacity` on first use.
+    pub grow_by: usize,
+}
+
+impl Config {
+    /// Up to `capacity` bytes from the source, 16-byte minimum blocks, all taken on first use.
+    pub const fn new(capacity: usize) -> Self {
+        Config {
+            capacity,
+            min_block: 16,
+            grow_by: 0,
+        }
+    }
+
+    /// Sets the smallest block (a power of two, at least 16 bytes; checked on first use).
+    pub const fn min_block(self, min_block: usize) -> Self {
+        Config { min_block, ..self }
+    }
+
+    /// Takes data from the source `chunk` bytes at a time, as allocations need it.
+    pub const fn grow_by(self, chunk: usize) -> Self {
+        Config {
+            grow_by: chunk,
+            ..self
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Fresh,
+    Ready,
+    Failed,
+}
+
+/// A binary buddy heap over memory from `S`.
+pub struct Buddy<S: MemorySource> {
+    source: S,
+    config: Config,
+    phase: Phase,
+    /// log2 of the smallest block.
+    min_shift: u32,
+    /// Number of orders: blocks go from `min_block` to `min_block << (orders - 1)`.
+    orders: u32,
+    /// Bitmap grant.
+    meta: usize,
+    meta_len: usize,
+    /// Start of the first data grant; bitmaps are indexed from here.
+    origin: usize,
+    /// End of the data granted so far.
+    data_end: usize,
+    /// No block may end past this address (the bitmaps stop here).
+    limit: usize,
+    bits: Bitmaps,
+    lists: FreeLists,
+    stats: Stats,
+}
+
+// SAFETY: the heap owns its memory (through `S`) and its raw pointers point only into it, so
+// moving it to another thread moves exclusive access along.
+unsafe impl<S: MemorySource + Send> Send for Buddy<S> {}
+
+impl<S: MemorySource> core::fmt::Debug for Buddy<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Buddy")
+            .field("config", &self.config)
+            .field("orders", &self.orders)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: MemorySource> Buddy<S> {
+    /// A heap taking memory from `source` as `config` says. `const` and lazy: nothing is taken
+    /// from the source before the first allocation, so a `static` can hold it.
+    pub const fn new(source: S, config: Config) -> Self {
+        Buddy {
+            source,
+            config,
+            phase: Phase::Fresh,
+            min_shift: 0,
+            orders: 0,
+            meta: 0,
+            meta_len: 0,
+            origin: 0,
+            data_end: 0,
+            limit: 0,
+            bits: Bitmaps::empty(),
+            lists: FreeLists::new(),
+            stats: Stats::new(),
+        }
+    }
+
+    /// A heap that takes its bitmaps and first data from `source` now (not lazily).
+    pub fn try_new(source: S, config: Config) -> Result<Self, AllocError> {
+        let mut heap = Self::new(source, config);
+        heap.ensure_ready()?;
+        Ok(heap)
+    }
+
+    /// Takes the bitmaps and the first data from the source if that has not happened yet (the
+    /// first allocation does it otherwise). Until then, [`FreeSpaceManager::inspect`] shows no
+    /// region.
+    pub fn ensure_ready(&mut self) -> Result<(), AllocError> {
+        self.prepare()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// Number of orders (0 before the first allocation).
+    pub fn orders(&self) -> u32 {
+        self.orders
+    }
+
+    /// Bytes in a block of `order`.
+    pub fn block_size(&self, order: u32) -> usize {
+        block_size(order, self.min_shift)
+    }
+
+    /// The order a block for `layout` has, or `None` if no order of this heap holds it.
+    pub fn order_of(&self, layout: Layout) -> Option<u32> {
+        let min_shift = self.config.min_block.trailing_zeros();
+        order_for(layout.size(), layout.align(), min_shift)
+            .filter(|&k| self.phase != Phase::Ready || k < self.orders)
+    }
+
+    /// Number of free blocks of `order`.
+    pub fn free_blocks(&self, order: u32) -> usize {
+        if order < self.orders {
+            self.lists.len(order)
+        } else {
+            0
+        }
+    }
+
+    /// Bytes of the bitmaps taken from the source.
+    pub fn metadata_bytes(&self) -> usize {
+        self.meta_len
+    }
+
+    /// The memory source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    #[inline]
+    pub(crate) fn size(&self, k: u32) -> usize {
+        block_size(k, self.min_shift)
+    }
+
+    /// Index of the block of order `k` at `addr` in that order's bitmaps.
+    #[inline]
+    pub(crate) fn index(&self, k: u32, addr: usize) -> usize {
+        let shift = k + self.min_shift;
+        let base = self.origin & !((1usize << (shift + 1)) - 1);
+        addr.wrapping_sub(base) >> shift
+    }
+
+    fn bits_of(origin: usize, limit: usize, min_shift: u32, k: u32) -> usize {
+        let shift = k + min_shift;
+        let base = origin & !((1usize << (shift + 1)) - 1);
+        ((limit - base) >> shift) + 2
+    }
+
+    fn prepare(&mut self) -> Result<(), AllocError> {
+        match self.phase {
+            Phase::Ready => Ok(()),
+            Phase::Failed => Err(AllocError::Unsupported {
+                size: self.config.capacity,
+                align: self.config.min_block,
+                reason: "the buddy heap could not be set up (configuration or source)",
+            }),
+            Phase::Fresh => {
+                let r = self.init();
+                self.phase = if r.is_ok() {
+                    Phase::Ready
+                } else {
+                    Phase::Failed
+                };
+                r
+            }
+        }
+    }
+
+    fn init(&mut self) -> Result<(), AllocError> {
+        let Config {
+            capacity,
+            min_block,
+            grow_by,
+        } = self.config;
+        let bad = AllocError::Unsupported {
+            size: capacity,
+            align: min_block,
+            reason: "min_block must be a power of two >= 16 and capacity at least 4 min blocks",
+        };
+        if !min_block.is_power_of_two()
+            || min_block < 2 * core::mem::size_of::<usize>()
+            || capacity / 4 < min_block
+            || capacity > isize::MAX as usize
+        {
+            return Err(bad);
+        }
+        let min_shift = min_block.trailing_zeros();
+        // Largest order: the top block fits in the capacity.
+        let top_shift = usize::BITS - 1 - capacity.leading_zeros();
+        let orders = (top_shift - min_shift + 1).min(MAX_ORDERS as u32);
+        // Bitmap words for any origin: `limit - base(k) <= capacity + 2 * size(k)`.
+        let words =
+            Bitmaps::words_needed(orders, |k| (capacity >> (k + min_shift)) + 4).ok_or(bad)?;
+        let meta_len = (words * 8).next_multiple_of(min_block);
+        let meta = self
+            .source
+            .acquire(meta_len, min_block.max(8))
+            .map_err(|_| AllocError::OutOfMemory {
+                size: meta_len,
+                align: 8,
+            })?;
+        self.min_shift = min_shift;
+        self.orders = orders;
+        self.meta = meta.cast::<u8>().as_ptr() as usize;
+        self.meta_len = meta.len();
+        // First data grant.
+        let want = if grow_by == 0 {
+            capacity.saturating_sub(self.source.footprint()) & !(min_block - 1)
+        } else {
+            grow_by.min(capacity.saturating_sub(self.source.footprint()))
+        };
+        let (grant, len) = self.acquire_data(want)?;
+        self.origin = grant as usize;
+        self.limit = self.origin + capacity;
+        // SAFETY: the meta grant holds `words` words (its length is at least `words * 8`), is
+        // 8-aligned, and is ours alone.
+        unsafe {
+            let (o, l, s) = (self.origin, self.limit, min_shift);
+            self.bits.init(meta.cast::<u64>().as_ptr(), orders, |k| {
+                Self::bits_of(o, l, s, k)
+            });
+        }
+        // SAFETY: the grant was just acquired, is ours and lies in `origin..limit`.
+        unsafe { self.add_grant(grant, len) };
+        Ok(())
+    }
+
+    /// Asks the source for `want` bytes (falling back to smaller multiples of the minimum block
+    /// for a fixed region whose end is not aligned).
+    fn acquire_data(&mut self, want: usize) -> Result<(*mut u8, usize), AllocError> {
+        let min = self.config.min_block;
+        let mut want = want & !(min - 1);
+        let oom = AllocError::OutOfMemory {
+            size: want,
+            align: min,
+        };
+        for _ in 0..2 {
+            if want < min {
+                break;
+            }
+            if let Ok(g) = self.source.acquire(want, min) {
+                self.stats.set_footprint(self.source.footprint());
+                return Ok((g.cast::<u8>().as_ptr(), g.len()));
+            }
+            want -= min;
+        }
+        Err(oom)
+    }
+
+    /// Cuts `grant..grant+len` into maximal blocks aligned to their size and frees each (merging
+    /// with what is already free).
+    ///
+    /// # Safety
+    /// The range was granted by the source, lies in `origin..limit` and is used by nothing else.
+    unsafe fn add_grant(&mut self, grant: *mut u8, len: usize) {
+        let min = self.config.min_block;
+        let start = (grant as usize).next_multiple_of(min);
+        let end = (grant as usize + len) & !(min - 1);
+        self.data_end = self.data_end.max(end);
+        let top = self.orders - 1;
+        let mut at = start;
+        while at < end {
+            let mut k = ((at.trailing_zeros()).saturating_sub(self.min_shift)).min(top);
+            while at + self.size(k) > end {
+                k -= 1;
+            }
+            let block = grant.wrapping_add(at - grant as usize);
+            // SAFETY: the block lies in the grant (caller) and is aligned to its size.
+            unsafe { self.put(block, k) };
+            at += self.size(k);
+        }
+    }
+
+    /// Takes more data from the source so that a block of order `k` can be served.
+    fn grow(&mut self, k: u32) -> Result<(), AllocError> {
+        let need = self.size(k);
+        let oom = AllocError::OutOfMemory {
+            size: need,
+            align: need,
+        };
+        if self.config.grow_by == 0 {
+            return Err(oom);
+        }
+        let want = self.config.grow_by.max(need);
+        let g = self.source.acquire(want, need).map_err(|_| oom)?;
+        let (grant, len) = (g.cast::<u8>().as_ptr(), g.len());
+        self.stats.set_footprint(self.source.footprint());
+        if (grant as usize) < self.origin || grant as usize + len > self.limit {
+            // Outside the bitmaps: give it back.
+            // SAFETY: just granted, unused.
+            let _ = unsafe { self.source.release(g.cast(), len) };
+            self.stats.set_footprint(self.source.footprint());
+            return Err(oom);
+        }
+        // SAFETY: just granted, inside `origin..limit`.
+        unsafe { self.add_grant(grant, len) };
+        Ok(())
+    }
+
+    /// Checks that `ptr` is a live block allocated as `layout`; returns its order.
+    fn validate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<u32, FreeError> {
+        let addr = ptr.as_ptr() as usize;
+        if self.phase != Phase::Ready || addr < self.origin || addr >= self.data_end {
+            return Err(FreeError::Foreign { ptr: addr });
+        }
+        let mismatch = FreeError::LayoutMismatch {
+            ptr: addr,
+            size: layout.size(),
+            align: layout.align(),
+        };
+        let k = order_for(layout.size(), layout.align(), self.min_shift)
+            .filter(|&k| k < self.orders)
+            .ok_or(mismatch)?;
+        if addr & (self.size(k) - 1) == 0 && self.bits.test(Bits::Alloc, k, self.index(k, addr)) {
+            return Ok(k);
+        }
+        // Not a live block of that order: say what it is.
+        for j in 0..self.orders {
+            let size = self.size(j);
+            if addr & (size - 1) == 0 && self.bits.test(Bits::Alloc, j, self.index(j, addr)) {
+                return Err(mismatch);
+            }
+        }
+        for j in 0..self.orders {
+            let blk = addr & !(self.size(j) - 1);
+            if blk >= self.origin && self.bits.test(Bits::Free, j, self.index(j, blk)) {
+                return Err(if addr & (self.size(k) - 1) == 0 {
+                    FreeError::DoubleFree { ptr: addr }
+                } else {
+                    FreeError::NotABlock { ptr: addr }
+                });
+            }
+        }
+        Err(FreeError::NotABlock { ptr: addr })
+    }
+
+    fn block_ptr(&self, ptr: NonNull<u8>, len: usize) -> NonNull<[u8]> {
+        NonNull::slice_from_raw_parts(ptr, len)
+    }
+
+    fn try_allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.ensure_ready()?;
+        let Some(k) = order_for(layout.size(), layout.align(), self.min_shift) else {
+            return Err(AllocError::unsupported(
+                layout,
+                "no power of two holds the request",
+            ));
+        };
+        if k >= self.orders {
+            return Err(if layout.align() > self.size(self.orders - 1) {
+                AllocError::unsupported(layout, "alignment above the largest block")
+            } else {
+                AllocError::out_of_memory(layout)
+            });
+        }
+        loop {
+            if let Some(p) = self.take(k) {
+                let size = self.size(k);
+                self.stats.record_alloc(layout.size(), size);
+                // SAFETY: `take` returns a pointer into our data, never null.
+                let p = unsafe { NonNull::new_unchecked(p) };
+                return Ok(self.block_ptr(p, size));
+            }
+            self.grow(k)
+                .map_err(|_| AllocError::out_of_memory(layout))?;
+        }
+    }
+}
+
+impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let r = self.try_allocate(layout);
+        if r.is_err() {
+            self.stats.record_failure();
+        }
+        r
+    }
+
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let k = match self.validate(ptr, layout) {
+            Ok(k) => k,
+            Err(e) => {
+                self.stats.record_bad_free();
+                return Err(e);
+            }
+        };
+        let addr = ptr.as_ptr() as usize;
+        self.bits.put(Bits::Alloc, k, self.index(k, addr), false);
+        self.stats.record_free(layout.size(), self.size(k));
+        // SAFETY: validated: a live block of order k of ours, which the caller gives up.
+        unsafe { self.put(ptr.as_ptr(), k) };
+        Ok(())
+    }
+
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let ko = self.validate(ptr, old).map_err(AllocError::InvalidBlock)?;
+        let Some(kn) = order_for(new.size(), new.align(), self.min_shift) else {
+            return Err(AllocError::NotInPlace);
+        };
+        if kn >= self.orders {
+            return Err(AllocError::NotInPlace);
+        }
+        let block = ptr.as_ptr();
+        let addr = block as usize;
+        if kn > ko {
+            // Every level up must have us on the left and a free buddy on the right.
+            for j in ko..kn {
+                let size = self.size(j);
+                let right = addr + size;
+                if addr & (2 * size - 1) != 0
+                    || !self.bits.test(Bits::Free, j, self.index(j, right))
+                {
+                    return Err(AllocError::NotInPlace);
+                }
+            }
+            for j in ko..kn {
+                let right = block.wrapping_add(self.size(j));
+                let ri = self.index(j, right as usize);
+                self.bits.put(Bits::Free, j, ri, false);
+                // SAFETY: the free bit says `right` is in list j.
+                unsafe { self.lists.remove(j, right.cast()) };
+            }
+        } else {
+            // Give back the upper halves, largest first.
+            for j in (kn..ko).rev() {
+                let upper = block.wrapping_add(self.size(j));
+                let ui = self.index(j, upper as usize);
+                self.bits.put(Bits::Free, j, ui, true);
+                // SAFETY: `upper` is the upper half of our live block, which the caller no longer
+                // needs past `new.size()`; its buddy (our lower half) is live, so no merge.
+                unsafe { self.lists.push(j, upper.cast()) };
+            }
+        }
+        self.bits.put(Bits::Alloc, ko, self.index(ko, addr), false);
+        self.bits.put(Bits::Alloc, kn, self.index(kn, addr), true);
+        let (so, sn) = (self.size(ko), self.size(kn));
+        self.stats
+            .record_resize(old.size(), so, new.size(), sn, true);
+        Ok(self.block_ptr(ptr, sn))
+    }
+
+    unsafe fn grow(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    unsafe fn shrink(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn inspect(&self, out: &mut dyn Inspector) {
+        self.show(out);
+    }
+
+    fn detects(&self) -> Detects {
+        Detects {
+            foreign: true,
+            double_free: true,
+            // A layout of another order is caught; one of the same order (say 40 B freed as
+            // 50 B) is indistinguishable, so the claim is not made.
+            layout_mismatch: false,
+        }
+    }
+}
+
+impl<S: MemorySource> Buddy<S> {
+    /// Grow or shrink: in place if the buddies allow, otherwise into a fresh block.
+    ///
+    /// # Safety
+    /// As for [`FreeSpaceManager::grow`].
+    unsafe fn resize(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        match unsafe { self.resize_in_place(ptr, old, new) } {
+            Err(AllocError::NotInPlace) => {}
+            other => return other,
+        }
+        // `resize_in_place` validated the block.
+        let ko = order_for(old.size(), old.align(), self.min_shift).unwrap_or(0);
+        let fresh =
+            match order_for(new.size(), new.align(), self.min_shift).filter(|&k| k < self.orders) {
+                Some(kn) => loop {
+                    if let Some(p) = self.take(kn) {
+                        break Some((p, kn));
+                    }
+                    if self.grow(kn).is_err() {
+                        break None;
+                    }
+                },
+                None => None,
+            };
+        let Some((p, kn)) = fresh else {
+            self.stats.record_failure();
+            return Err(AllocError::out_of_memory(new));
+        };
+        // SAFETY: `ptr` is live with at least `old.size()` bytes and `p` is a fresh block of at
+        // least `new.size()` bytes; distinct blocks do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), p, old.size().min(new.size()));
+        }
+        let addr = ptr.as_ptr() as usize;
+        self.bits.put(Bits::Alloc, ko, self.index(ko, addr), false);
+        // SAFETY: the old block was validated and the caller gives it up.
+        unsafe { self.put(ptr.as_ptr(), ko) };
+        let (so, sn) = (self.size(ko), self.size(kn));
+        self.stats
+            .record_resize(old.size(), so, new.size(), sn, false);
+        // SAFETY: `take` never returns null.
+        Ok(self.block_ptr(unsafe { NonNull::new_unchecked(p) }, sn))
+    }
+}

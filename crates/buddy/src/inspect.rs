@@ -1,0 +1,84 @@
+//! What `inspect()` shows: the bitmap grant, every block in address order, and one list per
+//! order named `order k (N B)`.
+//!
+//! ```text
+//!   region  meta .. data_end
+//!   block   meta            Metadata   (the bitmaps)
+//!   block   ...             Padding    (alignment gap before the data, if any)
+//!   block   a0  64 B        Live
+//!   block   a1  64 B        Free
+//!   block   a2 128 B        Free
+//!   list    order 2 (64 B):  a1
+//!   list    order 3 (128 B): a2
+//! ```
+
+use allocator_traits::{BlockKind, Inspector};
+
+use crate::bitmap::Bits;
+use crate::{Buddy, MemorySource, Phase};
+
+impl<S: MemorySource> Buddy<S> {
+    /// The block starting at `addr`, if any: its order and whether it is free.
+    fn block_at(&self, addr: usize) -> Option<(u32, bool)> {
+        for k in (0..self.orders).rev() {
+            let size = self.size(k);
+            if addr & (size - 1) != 0 || addr + size > self.data_end {
+                continue;
+            }
+            let i = self.index(k, addr);
+            if self.bits.test(Bits::Free, k, i) {
+                return Some((k, true));
+            }
+            if self.bits.test(Bits::Alloc, k, i) {
+                return Some((k, false));
+            }
+        }
+        None
+    }
+
+    pub(crate) fn show(&self, out: &mut dyn Inspector) {
+        if self.phase != Phase::Ready {
+            out.value(format_args!("min block"), self.config.min_block);
+            return;
+        }
+        let start = self.meta.min(self.origin);
+        out.region(start, self.data_end - start);
+        let mut at = start;
+        if self.meta < self.origin {
+            out.block(self.meta, self.meta_len, BlockKind::Metadata);
+            at = self.meta + self.meta_len;
+        }
+        let mut gap = None;
+        while at < self.data_end {
+            match self.block_at(at) {
+                Some((k, free)) => {
+                    if let Some(g) = gap.take() {
+                        out.block(g, at - g, BlockKind::Padding);
+                    }
+                    let kind = if free {
+                        BlockKind::Free
+                    } else {
+                        BlockKind::Live { requested: 0 }
+                    };
+                    out.block(at, self.size(k), kind);
+                    at += self.size(k);
+                }
+                None => {
+                    gap.get_or_insert(at);
+                    at += 1usize << self.min_shift;
+                }
+            }
+        }
+        if let Some(g) = gap {
+            out.block(g, at - g, BlockKind::Padding);
+        }
+        for k in 0..self.orders {
+            out.begin_list(format_args!("order {k} ({} B)", self.size(k)));
+            self.lists.for_each(k, |a| out.list_entry(a, self.size(k)));
+            out.end_list();
+        }
+        out.value(format_args!("min block"), 1usize << self.min_shift);
+        out.value(format_args!("orders"), self.orders as usize);
+        out.value(format_args!("metadata bytes"), self.meta_len);
+    }
+}
