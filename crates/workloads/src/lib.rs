@@ -1,1 +1,33 @@
-//! Not built yet: see the project's open issues.
+//! Workloads: what the matrix and `fsm replay` run, and how they measure it.
+//!
+//! ```text
+//!   text / .gz / binary trace ─┐
+//!   Valgrind --trace-malloc ───┼─> Trace ──compile──> Program ──replay──> Outcome ──> Fragmentation
+//!   glibc mtrace log ──────────┤   (trace)            (replay)   through     (stats,      (#3, #4,
+//!   synthetic generators ──────┘   (foreign, synth)              a policy    series,       internal,
+//!                                                                or a peer   time)         external)
+//! ```
+//!
+//! * [`trace`]: the event list and the text format of DESIGN.md; [`binary`]: its compact form.
+//! * [`foreign`]: readers for Valgrind `--trace-malloc=yes` and glibc `mtrace` logs.
+//! * [`synth`]: ramp, peaks, plateau (Wilson et al.), uniform and Pareto churn, larson,
+//!   producer/consumer, glibc-simple LIFO/FIFO.
+//! * [`replay`]: through any `&mut dyn FreeSpaceManager` or any `GlobalAlloc`.
+//! * [`metrics`]: Johnstone & Wilson's #3 and #4, the internal/external split, time per op.
+//! * [`policies`]: every landed policy by name.
+
+pub mod binary;
+pub mod foreign;
+pub mod metrics;
+pub mod policies;
+pub mod replay;
+pub mod synth;
+pub mod trace;
+
+#[cfg(test)]
+mod testing;
+
+pub use foreign::{Imported, Oddities, PointerTracer};
+pub use metrics::Fragmentation;
+pub use replay::{Options, Outcome, Program, ReplayError, replay_global, replay_manager};
+pub use trace::{Event, LoadError, Op, ParseError, Trace};

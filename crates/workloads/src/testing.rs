@@ -1,0 +1,65 @@
+//! A bump manager for hand-computed tests: each block takes its size rounded up to 16 (at least
+//! 16), aligned as asked; the footprint is the end of the last block and never shrinks; frees
+//! only count.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use allocator_traits::{AllocError, BoxedRegion, FreeError, FreeSpaceManager, Inspector, Stats};
+
+pub(crate) struct Bump {
+    _region: BoxedRegion,
+    base: NonNull<u8>,
+    capacity: usize,
+    used: usize,
+    stats: Stats,
+}
+
+impl Bump {
+    pub(crate) fn new(capacity: usize) -> Self {
+        use allocator_traits::MemorySource;
+        let mut region = BoxedRegion::new(capacity).unwrap();
+        let all = region.acquire(capacity, 1).unwrap();
+        Bump {
+            _region: region,
+            base: all.cast(),
+            capacity,
+            used: 0,
+            stats: Stats::new(),
+        }
+    }
+    pub(crate) fn base(&self) -> usize {
+        self.base.as_ptr() as usize
+    }
+    fn held(l: Layout) -> usize {
+        l.size().max(1).div_ceil(16) * 16
+    }
+}
+
+impl FreeSpaceManager for Bump {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let at = self.used.next_multiple_of(layout.align());
+        let held = Self::held(layout);
+        if at + held > self.capacity {
+            self.stats.record_failure();
+            return Err(AllocError::out_of_memory(layout));
+        }
+        self.used = at + held;
+        self.stats.set_footprint(self.used);
+        self.stats.record_alloc(layout.size(), held);
+        // SAFETY: `at + held <= capacity`, inside the region.
+        let p = unsafe { self.base.as_ptr().add(at) };
+        NonNull::new(core::ptr::slice_from_raw_parts_mut(p, held))
+            .ok_or(AllocError::out_of_memory(layout))
+    }
+    unsafe fn deallocate(&mut self, _ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        self.stats.record_free(layout.size(), Self::held(layout));
+        Ok(())
+    }
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+    fn inspect(&self, out: &mut dyn Inspector) {
+        out.region(self.base.as_ptr() as usize, self.used);
+    }
+}
