@@ -1,2 +1,54 @@
-//! The `fsm` command-line tool (not built yet).
-fn main() {}
+//! `fsm`: the command-line tool of the free-space-management workspace.
+//!
+//! ```text
+//!   fsm <COMMAND> ...
+//!    |
+//!    +-- sim      OSTEP's malloc.py, byte for byte, and every policy's structures step by step
+//!    |            (module `sim`)
+//!    +-- ...      replay, record, classes, show: each lives in its own module, declared below
+//!                 and given a variant of `Command`
+//! ```
+//!
+//! Adding a subcommand is three small edits here: `mod NAME;`, a variant of [`Command`] holding
+//! the module's clap `Args` struct, and one arm in [`main`] calling the module's `run`, which
+//! returns the process's [`ExitCode`]. Nothing here knows about any policy.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod sim;
+
+/// Free-space management: simulate, replay and compare allocation policies.
+#[derive(Debug, Parser)]
+#[command(name = "fsm", version)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands. Each variant holds its module's arguments.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// OSTEP's malloc.py free-list simulator (same flags, same output), and any policy step by
+    /// step (`--policy next-fit`), optionally drawn as SVG (`--svg FILE`).
+    ///
+    /// The flags are parsed exactly as malloc.py's optparse parses them; run `fsm sim -h` for
+    /// the list.
+    Sim(sim::SimArgs),
+}
+
+fn main() -> ExitCode {
+    // `fsm sim` hands every word after `sim` to malloc.py's option rules untouched (clap would
+    // take a leading `--` for itself, where optparse takes it as the end of the options).
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().is_some_and(|a| a == "sim") {
+        let args = argv.map(|a| a.to_string_lossy().into_owned()).collect();
+        return sim::run(sim::SimArgs { args });
+    }
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(args) => sim::run(args),
+    }
+}

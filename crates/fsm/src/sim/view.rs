@@ -1,0 +1,195 @@
+//! A generic view of any manager: what its [`Inspector`] calls say, collected, then printed as
+//! text (after each op with `-c`) and turned into a [`Snapshot`] for the SVG.
+//!
+//! ```text
+//!   manager.inspect(&mut Collected) --> regions, blocks, lists, values
+//!        |                                   |                 |
+//!        |                    write_text(): Heap/Blocks/list lines    to_snapshot(): SVG segments
+//! ```
+//!
+//! Addresses are shown the way the simulator shows them: `base + (address - heap start)`, so a
+//! real heap over a region reads like OSTEP's heap at 1000. A named value that falls inside the
+//! heap (a rover, a top chunk) is shown the same way; other values (counts) print as they are.
+
+use std::fmt::Write as _;
+
+use allocator_traits::{BlockKind, Inspector};
+
+use super::svg::{Kind, Seg, Snapshot};
+
+/// Everything one `inspect` call reported, in order.
+#[derive(Debug, Default, Clone)]
+pub struct Collected {
+    /// `(start, len)` of each region.
+    pub regions: Vec<(usize, usize)>,
+    /// `(addr, len, kind)` of each block.
+    pub blocks: Vec<(usize, usize, BlockKind)>,
+    /// Each list's name and entries `(addr, len)` in list order.
+    pub lists: Vec<(String, Vec<(usize, usize)>)>,
+    /// Named values.
+    pub values: Vec<(String, usize)>,
+}
+
+impl Inspector for Collected {
+    fn region(&mut self, start: usize, len: usize) {
+        self.regions.push((start, len));
+    }
+    fn block(&mut self, addr: usize, len: usize, kind: BlockKind) {
+        self.blocks.push((addr, len, kind));
+    }
+    fn begin_list(&mut self, name: std::fmt::Arguments<'_>) {
+        self.lists.push((name.to_string(), Vec::new()));
+    }
+    fn list_entry(&mut self, addr: usize, len: usize) {
+        if let Some((_, entries)) = self.lists.last_mut() {
+            entries.push((addr, len));
+        }
+    }
+    fn value(&mut self, name: std::fmt::Arguments<'_>, value: usize) {
+        self.values.push((name.to_string(), value));
+    }
+}
+
+/// Maps a manager's addresses to the addresses the simulator prints.
+#[derive(Debug, Clone, Copy)]
+pub struct AddrMap {
+    /// The manager's address of the heap's first byte.
+    pub heap_start: usize,
+    /// The heap's length.
+    pub heap_len: usize,
+    /// The printed address of the heap's first byte (`-b`).
+    pub base: i128,
+}
+
+impl AddrMap {
+    /// The printed form of manager address `a`.
+    pub fn show(&self, a: usize) -> i128 {
+        self.base + (a as i128 - self.heap_start as i128)
+    }
+
+    fn inside(&self, a: usize) -> bool {
+        a >= self.heap_start && a - self.heap_start <= self.heap_len
+    }
+}
+
+fn kind_name(kind: BlockKind) -> String {
+    match kind {
+        BlockKind::Live { requested } => format!("live({requested})"),
+        BlockKind::Free => "free".into(),
+        BlockKind::Cached => "cached".into(),
+        BlockKind::Header => "header".into(),
+        BlockKind::Padding => "padding".into(),
+        BlockKind::Top => "top".into(),
+        BlockKind::Metadata => "metadata".into(),
+        _ => "other".into(),
+    }
+}
+
+/// The SVG colour class of a block kind.
+pub fn svg_kind(kind: BlockKind) -> Kind {
+    match kind {
+        BlockKind::Live { .. } => Kind::Live,
+        BlockKind::Free => Kind::Free,
+        BlockKind::Cached => Kind::Cached,
+        BlockKind::Header => Kind::Header,
+        BlockKind::Padding => Kind::Padding,
+        BlockKind::Top => Kind::Top,
+        _ => Kind::Metadata,
+    }
+}
+
+impl Collected {
+    /// Writes the generic text view, one line per region, block row, list and value:
+    ///
+    /// ```text
+    /// Heap [ addr:1000 sz:256 ]: [ addr:1000 sz:16 header ][ addr:1016 sz:10 live(10) ]...
+    /// free list [ Size 1 ]: [ addr:1032 sz:224 ]
+    /// rover: 1032
+    /// ```
+    pub fn write_text(&self, map: &AddrMap, out: &mut String) {
+        for &(start, len) in &self.regions {
+            let _ = write!(out, "Heap [ addr:{} sz:{len} ]:", map.show(start));
+            for &(a, l, k) in self
+                .blocks
+                .iter()
+                .filter(|(a, _, _)| *a >= start && *a - start < len.max(1))
+            {
+                let _ = write!(out, " [ addr:{} sz:{l} {} ]", map.show(a), kind_name(k));
+            }
+            out.push('\n');
+        }
+        for (name, entries) in &self.lists {
+            let _ = write!(out, "{name} [ Size {} ]: ", entries.len());
+            for &(a, l) in entries {
+                let _ = write!(out, "[ addr:{} sz:{l} ]", map.show(a));
+            }
+            out.push('\n');
+        }
+        for (name, v) in &self.values {
+            if map.inside(*v) {
+                let _ = writeln!(out, "{name}: {}", map.show(*v));
+            } else {
+                let _ = writeln!(out, "{name}: {v}");
+            }
+        }
+    }
+
+    /// The blocks as SVG segments over the heap `map` describes.
+    pub fn to_snapshot(&self, map: &AddrMap) -> Snapshot {
+        Snapshot {
+            start: map.base,
+            len: map.heap_len as i128,
+            segs: self
+                .blocks
+                .iter()
+                .map(|&(a, len, kind)| Seg {
+                    addr: map.show(a),
+                    len: len as i128,
+                    kind: svg_kind(kind),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_view_translates_addresses() {
+        let mut c = Collected::default();
+        c.region(0x5000, 64);
+        c.block(0x5000, 16, BlockKind::Header);
+        c.block(0x5010, 8, BlockKind::Live { requested: 8 });
+        c.block(0x5018, 40, BlockKind::Free);
+        c.begin_list(format_args!("free list"));
+        c.list_entry(0x5018, 40);
+        c.end_list();
+        c.value(format_args!("rover"), 0x5018);
+        c.value(format_args!("count"), 3);
+        let map = AddrMap {
+            heap_start: 0x5000,
+            heap_len: 64,
+            base: 1000,
+        };
+        let mut s = String::new();
+        c.write_text(&map, &mut s);
+        assert_eq!(
+            s,
+            "Heap [ addr:1000 sz:64 ]: [ addr:1000 sz:16 header ] [ addr:1016 sz:8 live(8) ] \
+             [ addr:1024 sz:40 free ]\nfree list [ Size 1 ]: [ addr:1024 sz:40 ]\nrover: 1024\n\
+             count: 3\n"
+        );
+        let snap = c.to_snapshot(&map);
+        assert_eq!(snap.segs.len(), 3);
+        assert_eq!(
+            snap.segs[2],
+            Seg {
+                addr: 1024,
+                len: 40,
+                kind: Kind::Free
+            }
+        );
+    }
+}
