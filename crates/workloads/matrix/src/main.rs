@@ -1,0 +1,2 @@
+//! The matrix runner (being built).
+fn main() {}
