@@ -1,1 +1,38 @@
-//! Not built yet: see the project's open issues.
+//! tcmalloc: a thread-caching allocator after gperftools 2.10.
+//!
+//! ```text
+//!   Tcmalloc (GlobalAlloc + Allocator)          Core<S> (FreeSpaceManager, &mut self)
+//!        |                                            |
+//!   thread_cache   one per thread, no locks      one thread cache
+//!        |  batches (num_objects_to_move)
+//!   transfer + central   one lock per class      central lists
+//!        |  spans of class_pages pages
+//!   page_heap + pagemap  one lock (+ lock-free pagemap reads)
+//!        |  >= 1 MiB at a time
+//!   MemorySource (BrkRegion, OsPages, BoxedRegion, FixedRegion)
+//! ```
+//!
+//! * [`size_map`]: the 85 size classes, computed as gperftools computes them, O(1) lookup.
+//! * [`page_heap`], [`pagemap`], [`span`]: the back end of whole pages.
+//! * [`central`], [`transfer`]: per-class lists of spans, with whole batches parked in front.
+//! * [`thread_cache`]: the per-thread front end with slow-start lists and a budget.
+//! * [`Core`]: all of it single-threaded, as a [`allocator_traits::FreeSpaceManager`].
+//! * [`Tcmalloc`]: the concurrent allocator with a cache per thread.
+//!
+//! The allocator's own metadata (spans, pagemap nodes, thread caches) is carved from the same
+//! memory source ([`metadata`]), never from the global allocator, so a `Tcmalloc` can be the
+//! `#[global_allocator]`.
+#![warn(missing_docs)]
+
+pub mod central;
+mod core_heap;
+pub mod metadata;
+pub mod page_heap;
+pub mod pagemap;
+pub mod size_map;
+pub mod span;
+pub mod thread_cache;
+pub mod transfer;
+
+pub use core_heap::Core;
+pub use size_map::{ClassRun, classes, rounded_size};

@@ -1,0 +1,456 @@
+//! The single-threaded core: one thread cache, the central lists and the page heap behind
+//! `&mut self`, as a [`FreeSpaceManager`].
+//!
+//! ```text
+//!   allocate(layout)
+//!     class_for(layout) -> c        (size map; None: whole pages)
+//!     thread cache lists[c] --miss--> central[c]: transfer cache -> spans --> page heap --> source
+//!   deallocate(ptr)
+//!     pagemap[ptr >> 13] -> (span, class)     the pointer alone says where it belongs
+//!     class != 0: push on lists[c]  (too long: a batch goes back to central[c])
+//!     class == 0: a large span: back to the page heap, coalesced with its free neighbours
+//! ```
+//!
+//! Bad frees it reports (see [`FreeSpaceManager::detects`]): a pointer in no span of this heap
+//! ([`FreeError::Foreign`]), and a pointer inside a span that is not the start of an object or of
+//! a large block ([`FreeError::NotABlock`]). A double free of a small object is not detected (the
+//! object would sit in the thread cache twice), as in gperftools.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use allocator_traits::{
+    AllocError, BlockKind, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource, Stats,
+};
+
+use crate::central::{Central, PageSource};
+use crate::page_heap::PageHeap;
+use crate::pagemap::PageMap;
+use crate::size_map::{
+    MAX_OBJECTS_PER_SPAN, MAX_SIZE, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP,
+};
+use crate::span::{Location, Span};
+use crate::thread_cache::{Backend, DEFAULT_OVERALL_THREAD_CACHE_SIZE, STEAL_AMOUNT, ThreadCache};
+
+/// The page heap, its pagemap and the source, as the central lists see them.
+pub(crate) struct HeapAccess<'a, S: MemorySource + ?Sized> {
+    pub heap: &'a mut PageHeap,
+    pub pagemap: &'a PageMap,
+    pub source: &'a mut S,
+}
+
+impl<S: MemorySource + ?Sized> PageSource for HeapAccess<'_, S> {
+    fn new_class_span(&mut self, pages: usize, class: usize) -> Option<*mut Span> {
+        let s = self.heap.new_span(pages, self.pagemap, self.source)?;
+        // SAFETY: `s` was just carved and is in use.
+        unsafe { self.heap.register_class(s, class, self.pagemap) };
+        Some(s)
+    }
+    unsafe fn delete_class_span(&mut self, s: *mut Span) {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            self.heap.unregister_class(s, self.pagemap);
+            self.heap.delete_span(s, self.pagemap);
+        }
+    }
+    fn pagemap(&self) -> &PageMap {
+        self.pagemap
+    }
+}
+
+struct CoreBackend<'a, S: MemorySource> {
+    central: &'a mut [Central; NUM_CLASSES],
+    heap: HeapAccess<'a, S>,
+    unclaimed: &'a mut isize,
+}
+
+impl<S: MemorySource> Backend for CoreBackend<'_, S> {
+    fn remove_range(&mut self, class: usize, n: usize) -> Option<(*mut u8, *mut u8, usize)> {
+        self.central[class].remove_range(n, &mut self.heap)
+    }
+    unsafe fn insert_range(&mut self, class: usize, head: *mut u8, tail: *mut u8, n: usize) {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.central[class].insert_range(head, tail, n, &mut self.heap) }
+    }
+    fn increase_cache_limit(&mut self, cache: &ThreadCache) {
+        // One thread: nobody to steal from, only the unclaimed budget.
+        if *self.unclaimed > 0 {
+            *self.unclaimed -= STEAL_AMOUNT as isize;
+            cache.set_max_size(cache.max_size() + STEAL_AMOUNT);
+        }
+    }
+}
+
+/// The single-threaded tcmalloc over a [`MemorySource`].
+pub struct Core<S: MemorySource> {
+    source: S,
+    heap: PageHeap,
+    pagemap: PageMap,
+    central: [Central; NUM_CLASSES],
+    cache: ThreadCache,
+    unclaimed: isize,
+    started: bool,
+    stats: Stats,
+}
+
+impl<S: MemorySource> core::fmt::Debug for Core<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Core")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The central lists of every class (class 0's is unused).
+pub(crate) const fn centrals() -> [Central; NUM_CLASSES] {
+    let mut i = 0;
+    let mut a = [const { Central::new(0) }; NUM_CLASSES];
+    while i < NUM_CLASSES {
+        a[i] = Central::new(i);
+        i += 1;
+    }
+    a
+}
+
+impl<S: MemorySource> Core<S> {
+    /// A heap that takes its memory (pages and metadata) from `source`. `const`, so it can sit in
+    /// a `static` behind [`allocator_traits::Locked`].
+    pub const fn new(source: S) -> Self {
+        Core {
+            source,
+            heap: PageHeap::new(),
+            pagemap: PageMap::new(),
+            central: centrals(),
+            cache: ThreadCache::new(),
+            unclaimed: DEFAULT_OVERALL_THREAD_CACHE_SIZE as isize,
+            started: false,
+            stats: Stats::new(),
+        }
+    }
+
+    /// The memory source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    fn start(&mut self) {
+        if !self.started {
+            self.started = true;
+            self.cache.init_budget(&mut self.unclaimed);
+        }
+    }
+
+    fn parts(&mut self) -> (&mut ThreadCache, CoreBackend<'_, S>) {
+        (
+            &mut self.cache,
+            CoreBackend {
+                central: &mut self.central,
+                heap: HeapAccess {
+                    heap: &mut self.heap,
+                    pagemap: &self.pagemap,
+                    source: &mut self.source,
+                },
+                unclaimed: &mut self.unclaimed,
+            },
+        )
+    }
+
+    /// Gives everything in the thread cache back to the central lists (what a thread's exit
+    /// does in the concurrent allocator).
+    pub fn flush_thread_cache(&mut self) {
+        let (cache, mut backend) = self.parts();
+        cache.flush(&mut backend);
+    }
+
+    fn alloc_large(&mut self, layout: Layout) -> Option<*mut Span> {
+        let pages = layout.size().checked_add(PAGE_SIZE - 1)? >> PAGE_SHIFT;
+        let pages = pages.max(1);
+        if layout.align() > PAGE_SIZE {
+            self.heap
+                .new_span_aligned(pages, layout.align(), &self.pagemap, &mut self.source)
+        } else {
+            self.heap.new_span(pages, &self.pagemap, &mut self.source)
+        }
+    }
+
+    /// Finds the block `ptr` points at: `(span, class)` or the error a free of it reports.
+    fn block_of(&self, ptr: NonNull<u8>) -> Result<(*mut Span, usize), FreeError> {
+        let addr = ptr.as_ptr() as usize;
+        let page = addr >> PAGE_SHIFT;
+        let class = self.pagemap.class(page);
+        let s = self.pagemap.get(page);
+        if s.is_null() {
+            return Err(FreeError::Foreign { ptr: addr });
+        }
+        // SAFETY: pagemap entries name span records of ours (maybe stale, but valid memory).
+        let (start, pages, loc, sclass) =
+            unsafe { ((*s).start as usize, (*s).pages, (*s).location, (*s).class) };
+        let not_block = FreeError::NotABlock { ptr: addr };
+        if loc != Location::InUse || addr < start || addr >= start + (pages << PAGE_SHIFT) {
+            return Err(not_block);
+        }
+        if class != 0 {
+            if sclass as usize != class
+                || !(addr - start).is_multiple_of(SIZE_MAP.class_size(class))
+            {
+                return Err(not_block);
+            }
+        } else if sclass != 0 || addr != start {
+            return Err(not_block);
+        }
+        Ok((s, class))
+    }
+
+    fn held(&self, s: *mut Span, class: usize) -> usize {
+        if class != 0 {
+            SIZE_MAP.class_size(class)
+        } else {
+            // SAFETY: `s` is a live large span of ours.
+            unsafe { (*s).bytes() }
+        }
+    }
+}
+
+// SAFETY: all state is owned by the core (the source's memory included).
+unsafe impl<S: MemorySource + Send> Send for Core<S> {}
+
+impl<S: MemorySource> FreeSpaceManager for Core<S> {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.start();
+        let r = if let Some(class) = SIZE_MAP.class_for(layout) {
+            let (cache, mut backend) = self.parts();
+            cache
+                .allocate(class, &mut backend)
+                .map(|p| (p, SIZE_MAP.class_size(class)))
+        } else if layout.size() > isize::MAX as usize - PAGE_SIZE {
+            self.stats.record_failure();
+            return Err(AllocError::unsupported(
+                layout,
+                "size overflows the address space",
+            ));
+        } else {
+            // SAFETY: a span we just got is valid.
+            self.alloc_large(layout)
+                .map(|s| unsafe { ((*s).start, (*s).bytes()) })
+        };
+        self.stats.set_footprint(self.source.footprint());
+        match r {
+            Some((p, held)) => {
+                self.stats.record_alloc(layout.size(), held);
+                let slice = core::ptr::slice_from_raw_parts_mut(p, held);
+                NonNull::new(slice).ok_or(AllocError::out_of_memory(layout))
+            }
+            None => {
+                self.stats.record_failure();
+                Err(AllocError::out_of_memory(layout))
+            }
+        }
+    }
+
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let (s, class) = match self.block_of(ptr) {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.record_bad_free();
+                return Err(e);
+            }
+        };
+        let held = self.held(s, class);
+        if class != 0 {
+            let (cache, mut backend) = self.parts();
+            // SAFETY: `ptr` is the start of an object of `class` in a live span (checked), and
+            // the caller gives it up.
+            unsafe { cache.deallocate(class, ptr.as_ptr(), &mut backend) };
+        } else {
+            // SAFETY: `s` is a live large span starting at `ptr` (checked).
+            unsafe { self.heap.delete_span(s, &self.pagemap) };
+        }
+        self.stats.record_free(layout.size(), held);
+        Ok(())
+    }
+
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let (s, class) = self.block_of(ptr).map_err(AllocError::InvalidBlock)?;
+        let held = self.held(s, class);
+        let fits = if class != 0 {
+            SIZE_MAP.class_for(new) == Some(class)
+        } else {
+            new.size() > MAX_SIZE
+                && new.align() <= old.align()
+                && new.size().div_ceil(PAGE_SIZE) == held >> PAGE_SHIFT
+        };
+        if !fits {
+            return Err(AllocError::NotInPlace);
+        }
+        self.stats
+            .record_resize(old.size(), held, new.size(), held, true);
+        let slice = core::ptr::slice_from_raw_parts_mut(ptr.as_ptr(), held);
+        NonNull::new(slice).ok_or(AllocError::NotInPlace)
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn inspect(&self, out: &mut dyn Inspector) {
+        let mut regions = [(0usize, 0usize); 64];
+        let mut nregions = 0;
+        self.heap.for_each_region(|s, l| {
+            if nregions < regions.len() {
+                regions[nregions] = (s, l);
+                nregions += 1;
+            }
+        });
+        for &(start, len) in &regions[..nregions] {
+            out.region(start, len);
+        }
+        for &(start, len) in &regions[..nregions] {
+            self.inspect_region(start, len, out);
+        }
+        inspect_cache(&self.cache, "thread cache", out);
+        inspect_central(&self.central, out);
+        self.heap.inspect_lists(out);
+        out.value(format_args!("thread cache size"), self.cache.size());
+        out.value(format_args!("thread cache max_size"), self.cache.max_size());
+        out.value(
+            format_args!("unclaimed cache space"),
+            self.unclaimed.max(0) as usize,
+        );
+    }
+
+    fn detects(&self) -> Detects {
+        Detects {
+            foreign: true,
+            double_free: false,
+            layout_mismatch: false,
+        }
+    }
+}
+
+impl<S: MemorySource> Core<S> {
+    fn inspect_region(&self, start: usize, len: usize, out: &mut dyn Inspector) {
+        let end = start + len;
+        let mut addr = start;
+        while addr < end {
+            let s = self.pagemap.get(addr >> PAGE_SHIFT);
+            // SAFETY: the first page of every span of a region maps to it.
+            let ok = !s.is_null() && unsafe { (*s).start as usize == addr };
+            if !ok {
+                out.block(addr, end - addr, BlockKind::Padding);
+                return;
+            }
+            // SAFETY: as above.
+            let (bytes, loc, class) = unsafe { ((*s).bytes(), (*s).location, (*s).class as usize) };
+            match (loc, class) {
+                (Location::Free, _) => out.block(addr, bytes, BlockKind::Free),
+                (Location::InUse, 0) => out.block(addr, bytes, BlockKind::Live { requested: 0 }),
+                (Location::InUse, c) => self.inspect_span(s, c, out),
+            }
+            addr += bytes;
+        }
+    }
+
+    fn inspect_span(&self, s: *mut Span, class: usize, out: &mut dyn Inspector) {
+        const WORDS: usize = MAX_OBJECTS_PER_SPAN.div_ceil(64);
+        let mut free = [0u64; WORDS];
+        let mut cached = [0u64; WORDS];
+        // SAFETY: `s` is a live class span of ours.
+        let (start, bytes, mut obj) = unsafe { ((*s).start as usize, (*s).bytes(), (*s).objects) };
+        let size = SIZE_MAP.class_size(class);
+        let n = SIZE_MAP.objects_per_span(class);
+        let mark = |bits: &mut [u64; WORDS], o: usize| {
+            if o >= start && o < start + n * size {
+                let i = (o - start) / size;
+                bits[i / 64] |= 1 << (i % 64);
+            }
+        };
+        while !obj.is_null() {
+            mark(&mut free, obj as usize);
+            // SAFETY: a span's free objects are linked through their first word.
+            obj = unsafe { obj.cast::<*mut u8>().read() };
+        }
+        for o in self.cache.list(class).iter() {
+            mark(&mut cached, o as usize);
+        }
+        for b in self.central[class].transfer.batches() {
+            let mut o = b.head;
+            while !o.is_null() {
+                mark(&mut cached, o as usize);
+                // SAFETY: batch objects are linked through their first word, null-terminated.
+                o = unsafe { o.cast::<*mut u8>().read() };
+            }
+        }
+        for i in 0..n {
+            let bit = |b: &[u64; WORDS]| b[i / 64] >> (i % 64) & 1 == 1;
+            let kind = if bit(&free) {
+                BlockKind::Free
+            } else if bit(&cached) {
+                BlockKind::Cached
+            } else {
+                BlockKind::Live { requested: 0 }
+            };
+            out.block(start + i * size, size, kind);
+        }
+        if n * size < bytes {
+            out.block(start + n * size, bytes - n * size, BlockKind::Padding);
+        }
+    }
+}
+
+/// Reports a thread cache's non-empty lists and their limits.
+pub(crate) fn inspect_cache(cache: &ThreadCache, name: &str, out: &mut dyn Inspector) {
+    for class in 1..NUM_CLASSES {
+        let l = cache.list(class);
+        if l.length() == 0 && l.max_length() <= 1 {
+            continue;
+        }
+        let size = SIZE_MAP.class_size(class);
+        out.begin_list(format_args!("{name} class {class} ({size} B)"));
+        for o in l.iter() {
+            out.list_entry(o as usize, size);
+        }
+        out.end_list();
+        out.value(format_args!("{name} max_length[{class}]"), l.max_length());
+        out.value(format_args!("{name} lowater[{class}]"), l.lowater());
+        out.value(format_args!("{name} overages[{class}]"), l.overages());
+    }
+}
+
+/// Reports the transfer caches and the central lists' spans.
+pub(crate) fn inspect_central(central: &[Central], out: &mut dyn Inspector) {
+    for (class, c) in central.iter().enumerate().skip(1) {
+        let size = SIZE_MAP.class_size(class);
+        let batch = SIZE_MAP.batch_size(class);
+        if c.transfer.used() > 0 {
+            out.begin_list(format_args!(
+                "transfer cache class {class} ({size} B, batches of {batch})"
+            ));
+            for b in c.transfer.batches() {
+                out.list_entry(b.head as usize, batch * size);
+            }
+            out.end_list();
+        }
+        for (level, list) in c.levels() {
+            out.begin_list(format_args!(
+                "central class {class} ({size} B) level {level}"
+            ));
+            for s in list.iter() {
+                // SAFETY: spans on a central list are valid.
+                unsafe { out.list_entry((*s).start as usize, (*s).bytes()) };
+            }
+            out.end_list();
+        }
+        if c.spans > 0 {
+            out.value(format_args!("central spans[{class}]"), c.spans);
+            out.value(
+                format_args!("central free objects[{class}]"),
+                c.free_objects,
+            );
+        }
+    }
+}

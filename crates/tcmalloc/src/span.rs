@@ -1,0 +1,243 @@
+//! Spans: runs of contiguous pages, the unit the page heap hands out and the central lists cut
+//! into objects.
+//!
+//! ```text
+//!   Span { start, pages, location, class, refcount, objects, prev/next }
+//!
+//!   page heap free list      central list of a class          large object
+//!   [ free span, 5 pages ]   [ obj | obj | obj | obj ]         [ 40 pages in use ]
+//!                              ^ objects: free objects linked through their first word
+//! ```
+//!
+//! A span sits on at most one doubly-linked [`SpanList`] at a time: a page heap free list, or one
+//! of its class's central lists. Span records come from the metadata arena through a
+//! [`SpanAllocator`] that recycles them.
+
+use core::ptr::null_mut;
+
+use allocator_traits::MemorySource;
+
+use crate::metadata::MetaArena;
+use crate::size_map::PAGE_SHIFT;
+
+/// Where a span is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// Handed out by the page heap (to a central list or as a large object).
+    InUse,
+    /// On one of the page heap's free lists.
+    Free,
+}
+
+/// A run of pages.
+#[derive(Debug)]
+pub struct Span {
+    /// First byte (carries the memory's provenance).
+    pub start: *mut u8,
+    /// Length in pages.
+    pub pages: usize,
+    /// In use or free.
+    pub location: Location,
+    /// Size class of its objects (0: a large object or a free span).
+    pub class: u8,
+    /// Central list level the span is on (`NO_LEVEL` when on none).
+    pub level: u8,
+    /// Objects handed out of this span (to caches or callers).
+    pub refcount: u32,
+    /// Free objects of the span, linked through their first word.
+    pub objects: *mut u8,
+    /// Previous span on the same list.
+    pub prev: *mut Span,
+    /// Next span on the same list.
+    pub next: *mut Span,
+}
+
+/// `Span::level` of a span on no central list.
+pub const NO_LEVEL: u8 = u8::MAX;
+
+impl Span {
+    /// Page number of the first page.
+    #[inline]
+    pub fn first_page(&self) -> usize {
+        self.start as usize >> PAGE_SHIFT
+    }
+
+    /// Page number of the last page.
+    #[inline]
+    pub fn last_page(&self) -> usize {
+        self.first_page() + self.pages - 1
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn bytes(&self) -> usize {
+        self.pages << PAGE_SHIFT
+    }
+}
+
+/// A doubly-linked list of spans (head pointer; `prev` of the head is null).
+#[derive(Debug)]
+pub struct SpanList {
+    /// First span, or null.
+    pub head: *mut Span,
+    /// Number of spans on the list.
+    pub len: usize,
+}
+
+impl SpanList {
+    /// An empty list.
+    pub const fn new() -> Self {
+        SpanList {
+            head: null_mut(),
+            len: 0,
+        }
+    }
+
+    /// Whether the list is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Pushes `s` at the front.
+    ///
+    /// # Safety
+    /// `s` is a valid span on no list.
+    #[inline]
+    pub unsafe fn push(&mut self, s: *mut Span) {
+        // SAFETY: `s` is valid (caller) and so is the head, when non-null.
+        unsafe {
+            (*s).prev = null_mut();
+            (*s).next = self.head;
+            if !self.head.is_null() {
+                (*self.head).prev = s;
+            }
+        }
+        self.head = s;
+        self.len += 1;
+    }
+
+    /// Unlinks `s`.
+    ///
+    /// # Safety
+    /// `s` is a valid span on this list.
+    #[inline]
+    pub unsafe fn remove(&mut self, s: *mut Span) {
+        // SAFETY: `s` and its neighbours are valid spans on this list.
+        unsafe {
+            let (p, n) = ((*s).prev, (*s).next);
+            if p.is_null() {
+                self.head = n;
+            } else {
+                (*p).next = n;
+            }
+            if !n.is_null() {
+                (*n).prev = p;
+            }
+            (*s).prev = null_mut();
+            (*s).next = null_mut();
+        }
+        self.len -= 1;
+    }
+
+    /// Iterates over the spans (for inspection).
+    pub fn iter(&self) -> impl Iterator<Item = *mut Span> + '_ {
+        let mut cur = self.head;
+        core::iter::from_fn(move || {
+            if cur.is_null() {
+                return None;
+            }
+            let s = cur;
+            // SAFETY: spans on a list are valid while the list is borrowed.
+            cur = unsafe { (*s).next };
+            Some(s)
+        })
+    }
+}
+
+impl Default for SpanList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Hands out span records from the metadata arena and recycles freed ones
+/// (gperftools' `PageHeapAllocator<Span>`).
+#[derive(Debug)]
+pub struct SpanAllocator {
+    free: *mut Span,
+    /// Span records currently in use.
+    pub live: usize,
+}
+
+// SAFETY: the recycled records are owned by the allocator's owner.
+unsafe impl Send for SpanAllocator {}
+
+impl SpanAllocator {
+    /// An allocator with no records.
+    pub const fn new() -> Self {
+        SpanAllocator {
+            free: null_mut(),
+            live: 0,
+        }
+    }
+
+    /// A new span record for `pages` pages at `start`, in use, class 0, on no list.
+    pub fn new_span<S: MemorySource + ?Sized>(
+        &mut self,
+        start: *mut u8,
+        pages: usize,
+        arena: &mut MetaArena,
+        source: &mut S,
+    ) -> Option<*mut Span> {
+        let s = if self.free.is_null() {
+            arena
+                .alloc(
+                    core::mem::size_of::<Span>(),
+                    core::mem::align_of::<Span>(),
+                    source,
+                )?
+                .cast::<Span>()
+                .as_ptr()
+        } else {
+            let s = self.free;
+            // SAFETY: recycled records are valid and linked through `next`.
+            self.free = unsafe { (*s).next };
+            s
+        };
+        // SAFETY: `s` is a properly aligned record of ours, not used by anyone else.
+        unsafe {
+            s.write(Span {
+                start,
+                pages,
+                location: Location::InUse,
+                class: 0,
+                level: NO_LEVEL,
+                refcount: 0,
+                objects: null_mut(),
+                prev: null_mut(),
+                next: null_mut(),
+            })
+        };
+        self.live += 1;
+        Some(s)
+    }
+
+    /// Recycles `s`.
+    ///
+    /// # Safety
+    /// `s` came from this allocator, is on no list, and no pagemap entry that may be read as
+    /// authoritative still names it.
+    pub unsafe fn delete(&mut self, s: *mut Span) {
+        // SAFETY: `s` is ours (caller).
+        unsafe { (*s).next = self.free };
+        self.free = s;
+        self.live -= 1;
+    }
+}
+
+impl Default for SpanAllocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}

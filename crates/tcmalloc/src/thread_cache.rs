@@ -1,0 +1,334 @@
+//! The thread cache: the front end, a free list per size class owned by one thread, no locks.
+//!
+//! ```text
+//!   lists[c]: head -> obj -> obj -> ...   length, lowater, max_length, overages
+//!   size (bytes cached)                   max_size (budget; others may steal from it)
+//!
+//!   allocate: pop; empty -> fetch min(max_length, batch) from the central list, then
+//!             slow start: max_length += 1 below batch, else += batch (<= 8192, a multiple)
+//!   free:     push; length > max_length -> ListTooLong: give one batch back,
+//!             max_length += 1 below batch, or count an overage above it (3 overages shrink
+//!             max_length by a batch);  size > max_size -> Scavenge
+//!   Scavenge: give back half of each list's low-water mark, shrink max_length by a batch,
+//!             then raise max_size by 64 KiB from the unclaimed budget or by stealing it
+//! ```
+//!
+//! This is gperftools 2.10's `ThreadCache` algorithm; what it asks of the shared layers (central
+//! lists, budget) goes through [`Backend`].
+
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::size_map::{NUM_CLASSES, SIZE_MAP};
+
+/// Longest a list's `max_length` grows (gperftools' `kMaxDynamicFreeListLength`).
+pub const MAX_DYNAMIC_FREE_LIST_LENGTH: u32 = 8192;
+/// Overages tolerated before `max_length` shrinks (`kMaxOverages`).
+pub const MAX_OVERAGES: u32 = 3;
+/// Budget moved at a time between threads (`kStealAmount`).
+pub const STEAL_AMOUNT: usize = 64 * 1024;
+/// A thread's budget is never stolen below this (`kMinThreadCacheSize`).
+pub const MIN_THREAD_CACHE_SIZE: usize = 512 * 1024;
+/// Default overall limit of all thread caches (`kDefaultOverallThreadCacheSize`).
+pub const DEFAULT_OVERALL_THREAD_CACHE_SIZE: usize = 32 << 20;
+
+/// What a thread cache needs from the shared layers.
+pub trait Backend {
+    /// Up to `n` objects of `class` from its central list: `(head, tail, count)`, `count >= 1`.
+    fn remove_range(&mut self, class: usize, n: usize) -> Option<(*mut u8, *mut u8, usize)>;
+    /// Gives a null-terminated list of `n` objects of `class` back to its central list.
+    ///
+    /// # Safety
+    /// The objects are of `class`, came from this allocator, and are no longer used.
+    unsafe fn insert_range(&mut self, class: usize, head: *mut u8, tail: *mut u8, n: usize);
+    /// Raises `cache`'s budget (gperftools' `IncreaseCacheLimit`).
+    fn increase_cache_limit(&mut self, cache: &ThreadCache);
+}
+
+/// One class's list in a thread cache.
+#[derive(Debug, Clone, Copy)]
+pub struct FreeList {
+    head: *mut u8,
+    length: u32,
+    lowater: u32,
+    max_length: u32,
+    overages: u32,
+}
+
+impl FreeList {
+    const fn new() -> Self {
+        FreeList {
+            head: null_mut(),
+            length: 0,
+            lowater: 0,
+            max_length: 1,
+            overages: 0,
+        }
+    }
+
+    /// Objects on the list.
+    pub fn length(&self) -> usize {
+        self.length as usize
+    }
+
+    /// The list's slow-start limit.
+    pub fn max_length(&self) -> usize {
+        self.max_length as usize
+    }
+
+    /// Lowest length since the last scavenge.
+    pub fn lowater(&self) -> usize {
+        self.lowater as usize
+    }
+
+    /// Times the list overflowed above one batch since `max_length` last changed.
+    pub fn overages(&self) -> usize {
+        self.overages as usize
+    }
+
+    /// The objects, first to be handed out first.
+    pub fn iter(&self) -> impl Iterator<Item = *mut u8> + '_ {
+        let mut cur = self.head;
+        let mut left = self.length;
+        core::iter::from_fn(move || {
+            if left == 0 || cur.is_null() {
+                return None;
+            }
+            let o = cur;
+            left -= 1;
+            // SAFETY: cached objects are linked through their first word.
+            cur = unsafe { o.cast::<*mut u8>().read() };
+            Some(o)
+        })
+    }
+
+    /// Unlinks the first `n` (`1..=length`) objects: `(head, tail)`, tail's link nulled.
+    fn pop_range(&mut self, n: u32) -> (*mut u8, *mut u8) {
+        let head = self.head;
+        let mut tail = head;
+        for _ in 1..n {
+            // SAFETY: the list holds at least `n` linked objects.
+            tail = unsafe { tail.cast::<*mut u8>().read() };
+        }
+        // SAFETY: `tail` is an object of the list.
+        unsafe {
+            self.head = tail.cast::<*mut u8>().read();
+            tail.cast::<*mut u8>().write(null_mut());
+        }
+        self.length -= n;
+        if self.length < self.lowater {
+            self.lowater = self.length;
+        }
+        (head, tail)
+    }
+}
+
+/// A thread's cache.
+#[derive(Debug)]
+pub struct ThreadCache {
+    lists: [FreeList; NUM_CLASSES],
+    size: usize,
+    max_size: AtomicUsize,
+    /// Next cache in the allocator's registry (used by the concurrent allocator).
+    pub next: *mut ThreadCache,
+    /// Previous cache in the registry.
+    pub prev: *mut ThreadCache,
+}
+
+// SAFETY: the cached objects belong to the cache; only `max_size` is shared (an atomic).
+unsafe impl Send for ThreadCache {}
+
+impl ThreadCache {
+    /// An empty cache with no budget yet (see [`init_budget`](Self::init_budget)).
+    pub const fn new() -> Self {
+        ThreadCache {
+            lists: [const { FreeList::new() }; NUM_CLASSES],
+            size: 0,
+            max_size: AtomicUsize::new(0),
+            next: null_mut(),
+            prev: null_mut(),
+        }
+    }
+
+    /// Gives a new cache its first budget: 64 KiB from `unclaimed` if there is that much, else the
+    /// minimum (gperftools' `ThreadCache::Init`). Returns the budget taken from `unclaimed`.
+    pub fn init_budget(&mut self, unclaimed: &mut isize) {
+        if *unclaimed > 0 {
+            *unclaimed -= STEAL_AMOUNT as isize;
+            self.max_size.store(STEAL_AMOUNT, Ordering::Relaxed);
+        } else {
+            *unclaimed -= MIN_THREAD_CACHE_SIZE as isize;
+            self.max_size
+                .store(MIN_THREAD_CACHE_SIZE, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes cached.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The budget.
+    pub fn max_size(&self) -> usize {
+        self.max_size.load(Ordering::Relaxed)
+    }
+
+    /// Sets the budget (stealing, by another thread, or raising by the owner).
+    pub fn set_max_size(&self, v: usize) {
+        self.max_size.store(v, Ordering::Relaxed)
+    }
+
+    /// The list of `class`.
+    pub fn list(&self, class: usize) -> &FreeList {
+        &self.lists[class]
+    }
+
+    /// An object of `class`, from the list or else from the central list.
+    #[inline]
+    pub fn allocate(&mut self, class: usize, backend: &mut dyn Backend) -> Option<*mut u8> {
+        let l = &mut self.lists[class];
+        if !l.head.is_null() {
+            let o = l.head;
+            // SAFETY: cached objects are linked through their first word.
+            l.head = unsafe { o.cast::<*mut u8>().read() };
+            l.length -= 1;
+            if l.length < l.lowater {
+                l.lowater = l.length;
+            }
+            self.size -= SIZE_MAP.class_size(class);
+            return Some(o);
+        }
+        self.fetch_from_central(class, backend)
+    }
+
+    #[cold]
+    fn fetch_from_central(&mut self, class: usize, backend: &mut dyn Backend) -> Option<*mut u8> {
+        let batch = SIZE_MAP.batch_size(class) as u32;
+        let l = &mut self.lists[class];
+        let want = l.max_length.min(batch) as usize;
+        let (head, tail, count) = backend.remove_range(class, want)?;
+        if count > 1 {
+            // SAFETY: `head..tail` is a list of `count` objects; the first is the caller's.
+            let rest = unsafe { head.cast::<*mut u8>().read() };
+            // SAFETY: `tail` is the last object of the fetched list.
+            unsafe { tail.cast::<*mut u8>().write(l.head) };
+            l.head = rest;
+            l.length += count as u32 - 1;
+            self.size += SIZE_MAP.class_size(class) * (count - 1);
+        }
+        if l.max_length < batch {
+            l.max_length += 1;
+        } else {
+            let mut new = (l.max_length + batch).min(MAX_DYNAMIC_FREE_LIST_LENGTH);
+            new -= new % batch;
+            l.max_length = new;
+        }
+        Some(head)
+    }
+
+    /// Takes back an object of `class`.
+    ///
+    /// # Safety
+    /// `ptr` is a block of `class` from this allocator, no longer used.
+    #[inline]
+    pub unsafe fn deallocate(&mut self, class: usize, ptr: *mut u8, backend: &mut dyn Backend) {
+        let l = &mut self.lists[class];
+        // SAFETY: the block is at least 8 bytes, 8-aligned, and ours now (caller).
+        unsafe { ptr.cast::<*mut u8>().write(l.head) };
+        l.head = ptr;
+        l.length += 1;
+        if l.length > l.max_length {
+            self.list_too_long(class, backend);
+            return;
+        }
+        self.size += SIZE_MAP.class_size(class);
+        if self.size > self.max_size() {
+            self.scavenge(backend);
+        }
+    }
+
+    #[cold]
+    fn list_too_long(&mut self, class: usize, backend: &mut dyn Backend) {
+        self.size += SIZE_MAP.class_size(class);
+        let batch = SIZE_MAP.batch_size(class) as u32;
+        self.release_to_central(class, batch, backend);
+        let l = &mut self.lists[class];
+        if l.max_length < batch {
+            l.max_length += 1;
+        } else if l.max_length > batch {
+            l.overages += 1;
+            if l.overages > MAX_OVERAGES {
+                l.max_length -= batch;
+                l.overages = 0;
+            }
+        }
+        if self.size > self.max_size() {
+            self.scavenge(backend);
+        }
+    }
+
+    /// Gives `n` objects of `class` (at most the list's length) back to the central list, in
+    /// batches (gperftools' `ReleaseToCentralCache`).
+    fn release_to_central(&mut self, class: usize, n: u32, backend: &mut dyn Backend) {
+        let l = &mut self.lists[class];
+        let mut n = n.min(l.length);
+        if n == 0 {
+            return;
+        }
+        let delta = SIZE_MAP.class_size(class) * n as usize;
+        let batch = SIZE_MAP.batch_size(class) as u32;
+        while n > 0 {
+            let take = n.min(batch);
+            let (head, tail) = l.pop_range(take);
+            // SAFETY: the objects were cached here, so they are free blocks of `class`.
+            unsafe { backend.insert_range(class, head, tail, take as usize) };
+            n -= take;
+        }
+        self.size -= delta;
+    }
+
+    /// Gives back half of each list's low-water mark and raises the budget
+    /// (gperftools' `Scavenge`).
+    #[cold]
+    pub fn scavenge(&mut self, backend: &mut dyn Backend) {
+        for class in 1..NUM_CLASSES {
+            let low = self.lists[class].lowater;
+            if low > 0 {
+                let drop = if low > 1 { low / 2 } else { 1 };
+                self.release_to_central(class, drop, backend);
+                let batch = SIZE_MAP.batch_size(class) as u32;
+                let l = &mut self.lists[class];
+                if l.max_length > batch {
+                    l.max_length = (l.max_length - batch).max(batch);
+                }
+            }
+            let l = &mut self.lists[class];
+            l.lowater = l.length;
+        }
+        backend.increase_cache_limit(self);
+    }
+
+    /// Gives every cached object back to the central lists (thread exit).
+    pub fn flush(&mut self, backend: &mut dyn Backend) {
+        for class in 1..NUM_CLASSES {
+            let n = self.lists[class].length;
+            self.release_to_central(class, n, backend);
+            let l = &mut self.lists[class];
+            l.lowater = 0;
+        }
+    }
+
+    /// Resets every list to its initial state (a recycled cache for a new thread). The cache must
+    /// be empty.
+    pub fn reset(&mut self) {
+        debug_assert_eq!(self.size, 0);
+        self.lists = [const { FreeList::new() }; NUM_CLASSES];
+        self.size = 0;
+    }
+}
+
+impl Default for ThreadCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,254 @@
+//! Behaviour of the single-threaded core: round trips, growth fallbacks, bad frees, reuse of
+//! spans, coalescing in the page heap, and what inspect() shows.
+
+use std::fmt;
+
+use allocator_traits::{BlockKind, BoxedRegion, FreeError, FreeSpaceManager, Inspector, Layout};
+use tcmalloc::Core;
+use tcmalloc::size_map::{PAGE_SIZE, SIZE_MAP};
+
+fn core(cap: usize) -> Core<BoxedRegion> {
+    Core::new(BoxedRegion::new(cap).unwrap())
+}
+
+#[test]
+fn small_and_large_round_trip() {
+    let mut c = core(1 << 20);
+    for size in [1usize, 8, 100, 1000, 5000, 300_000] {
+        let l = Layout::from_size_align(size, 16).unwrap();
+        let b = c.allocate(l).unwrap_or_else(|e| panic!("{size}: {e}"));
+        assert!(b.len() >= size);
+        // SAFETY: just allocated with `l`.
+        unsafe { c.deallocate(b.cast(), l) }.unwrap();
+    }
+    assert_eq!(c.stats().live_blocks, 0);
+}
+
+/// A growth of 1 MiB that the source can give but whose metadata then does not fit must fall
+/// back to growing by exactly what is needed.
+#[test]
+fn growth_falls_back_to_the_exact_size() {
+    let cap = 1 << 20;
+    let mut m = core(cap);
+    let (mut lo, mut hi) = (0usize, cap * 2);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        let layout = Layout::from_size_align(mid, 16).unwrap();
+        match m.allocate(layout) {
+            Ok(b) => {
+                // SAFETY: just allocated with `layout`.
+                unsafe { m.deallocate(b.cast(), layout) }.unwrap();
+                lo = mid;
+            }
+            Err(_) => hi = mid - 1,
+        }
+    }
+    assert!(lo >= 512 * 1024, "largest block {lo}");
+}
+
+#[test]
+fn objects_of_a_class_are_packed_in_one_span_and_rounded_like_gperftools() {
+    let mut c = core(4 << 20);
+    let l = Layout::from_size_align(100, 8).unwrap();
+    let blocks: Vec<_> = (0..50).map(|_| c.allocate(l).unwrap()).collect();
+    for b in &blocks {
+        assert_eq!(b.len(), 112);
+    }
+    let base = blocks
+        .iter()
+        .map(|b| b.cast::<u8>().as_ptr() as usize)
+        .min()
+        .unwrap();
+    for b in &blocks {
+        let a = b.cast::<u8>().as_ptr() as usize;
+        assert!(
+            a - base < PAGE_SIZE,
+            "all 50 objects of 112 B fit one 8 KiB span"
+        );
+        assert_eq!((a - base) % 112, 0);
+    }
+    for b in blocks {
+        // SAFETY: allocated above with `l`, freed once.
+        unsafe { c.deallocate(b.cast(), l) }.unwrap();
+    }
+}
+
+#[test]
+fn bad_frees_are_errors() {
+    let mut c = core(1 << 20);
+    let l = Layout::from_size_align(48, 8).unwrap();
+    let b = c.allocate(l).unwrap().cast::<u8>();
+    let mut local = 0u64;
+    let foreign = std::ptr::NonNull::from(&mut local).cast::<u8>();
+    // SAFETY: the manager checks the pointer and refuses it.
+    let e = unsafe { c.deallocate(foreign, l) }.unwrap_err();
+    assert!(matches!(e, FreeError::Foreign { .. }));
+    // SAFETY: as above: an interior pointer is refused.
+    let e = unsafe { c.deallocate(b.add(8), l) }.unwrap_err();
+    assert!(matches!(e, FreeError::NotABlock { .. }));
+    let big = Layout::from_size_align(400_000, 8).unwrap();
+    let g = c.allocate(big).unwrap().cast::<u8>();
+    // SAFETY: an interior pointer of a large block is refused.
+    let e = unsafe { c.deallocate(g.add(PAGE_SIZE), big) }.unwrap_err();
+    assert!(matches!(
+        e,
+        FreeError::NotABlock { .. } | FreeError::Foreign { .. }
+    ));
+    // SAFETY: both blocks are live and freed once with their layouts.
+    unsafe {
+        c.deallocate(g, big).unwrap();
+        c.deallocate(b, l).unwrap();
+    }
+    assert_eq!(c.stats().bad_frees, 3);
+}
+
+#[derive(Default)]
+struct Picture {
+    regions: Vec<(usize, usize)>,
+    blocks: Vec<(usize, usize, BlockKind)>,
+    lists: Vec<(String, Vec<(usize, usize)>)>,
+    values: Vec<(String, usize)>,
+}
+
+impl Inspector for Picture {
+    fn region(&mut self, start: usize, len: usize) {
+        self.regions.push((start, len));
+    }
+    fn block(&mut self, addr: usize, len: usize, kind: BlockKind) {
+        self.blocks.push((addr, len, kind));
+    }
+    fn begin_list(&mut self, name: fmt::Arguments<'_>) {
+        self.lists.push((name.to_string(), Vec::new()));
+    }
+    fn list_entry(&mut self, addr: usize, len: usize) {
+        self.lists.last_mut().unwrap().1.push((addr, len));
+    }
+    fn value(&mut self, name: fmt::Arguments<'_>, value: usize) {
+        self.values.push((name.to_string(), value));
+    }
+}
+
+#[test]
+fn inspect_tiles_regions_and_names_the_lists() {
+    let mut c = core(8 << 20);
+    let l = Layout::from_size_align(32, 8).unwrap();
+    let blocks: Vec<_> = (0..10).map(|_| c.allocate(l).unwrap()).collect();
+    // SAFETY: blocks[0] is live, freed once.
+    unsafe { c.deallocate(blocks[0].cast(), l) }.unwrap();
+    let big = Layout::from_size_align(300_000, 8).unwrap();
+    let g = c.allocate(big).unwrap();
+    let mut p = Picture::default();
+    c.inspect(&mut p);
+    assert!(!p.regions.is_empty());
+    // Blocks tile every region in address order.
+    let mut bi = p.blocks.iter().peekable();
+    for &(start, len) in &p.regions {
+        let mut at = start;
+        while at < start + len {
+            let &(a, n, _) = bi.next().expect("a block tiles the region");
+            assert_eq!(a, at);
+            at += n;
+        }
+        assert_eq!(at, start + len);
+    }
+    let live = p
+        .blocks
+        .iter()
+        .filter(|b| matches!(b.2, BlockKind::Live { .. }))
+        .count();
+    assert_eq!(live, 9 + 1);
+    let cached: Vec<_> = p
+        .blocks
+        .iter()
+        .filter(|b| b.2 == BlockKind::Cached)
+        .collect();
+    assert_eq!(cached.len(), 1);
+    assert_eq!(cached[0].0, blocks[0].cast::<u8>().as_ptr() as usize);
+    let class = SIZE_MAP.class(32);
+    let names: Vec<&str> = p.lists.iter().map(|l| l.0.as_str()).collect();
+    assert!(
+        names.contains(&format!("thread cache class {class} (32 B)").as_str()),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with(&format!("central class {class} (32 B) level")))
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("page heap free[")),
+        "{names:?}"
+    );
+    assert!(
+        p.values
+            .iter()
+            .any(|v| v.0 == format!("thread cache max_length[{class}]"))
+    );
+    // SAFETY: all live, freed once.
+    unsafe {
+        c.deallocate(g.cast(), big).unwrap();
+        for b in &blocks[1..] {
+            c.deallocate(b.cast(), l).unwrap();
+        }
+    }
+}
+
+/// Freed large spans coalesce: after freeing everything and flushing the thread cache, one
+/// allocation as large as the heap's pages succeeds without growing the footprint.
+#[test]
+fn spans_go_back_and_coalesce() {
+    let mut c = core(16 << 20);
+    let mut live = Vec::new();
+    for i in 0..2000usize {
+        let size = 8 + (i * 37) % 3000;
+        let l = Layout::from_size_align(size, 8).unwrap();
+        live.push((c.allocate(l).unwrap(), l));
+    }
+    let big = Layout::from_size_align(600_000, 8).unwrap();
+    live.push((c.allocate(big).unwrap(), big));
+    for (b, l) in live.drain(..) {
+        // SAFETY: each block is live and freed once with its layout.
+        unsafe { c.deallocate(b.cast(), l) }.unwrap();
+    }
+    c.flush_thread_cache();
+    let foot = c.stats().footprint;
+    let mut p = Picture::default();
+    c.inspect(&mut p);
+    // Eager coalescing: no two free spans of the page heap are neighbours.
+    let mut spans: Vec<(usize, usize)> = p
+        .lists
+        .iter()
+        .filter(|l| l.0.starts_with("page heap"))
+        .flat_map(|l| l.1.iter().copied())
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(
+            w[0].0 + w[0].1 < w[1].0,
+            "free spans {:x?} and {:x?} were not coalesced",
+            w[0],
+            w[1]
+        );
+    }
+    // The largest free span serves a request of its size without growing the heap.
+    let largest = p
+        .lists
+        .iter()
+        .filter(|l| l.0.starts_with("page heap"))
+        .flat_map(|l| l.1.iter().map(|e| e.1))
+        .max()
+        .unwrap();
+    assert!(
+        largest >= 600_000,
+        "largest free span {largest}: the freed 600 KB block is back"
+    );
+    let whole = Layout::from_size_align(largest, 8).unwrap();
+    let w = c.allocate(whole).unwrap();
+    assert_eq!(
+        c.stats().footprint,
+        foot,
+        "served from the coalesced free span"
+    );
+    // SAFETY: live, freed once.
+    unsafe { c.deallocate(w.cast(), whole) }.unwrap();
+}
