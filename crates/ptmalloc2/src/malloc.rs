@@ -1,0 +1,920 @@
+//! One arena as a heap: glibc's C interface (`malloc`, `free`, `calloc`, `realloc`, `memalign`)
+//! over a brk-like [`MemorySource`] plus a source for mapped chunks, and the
+//! [`FreeSpaceManager`] that the rest of the workspace drives.
+//!
+//! ```text
+//!  malloc(n)  -> tcache bin (if a chunk is cached) -> _int_malloc
+//!  free(p)    -> mapped? munmap (dynamic threshold) : _int_free (tcache, fastbin, coalesce)
+//!  calloc(n)  -> _int_malloc (never the tcache in 2.36), zeroed
+//!  realloc    -> mapped? remap : _int_realloc (shrink in place, grow into top / free next,
+//!                else malloc-copy-free)
+//!  memalign   -> align <= 16 ? malloc : _int_memalign (over-allocate, free the lead and tail)
+//! ```
+//!
+//! The first `malloc`, `calloc`, `realloc` or `free` allocates the thread's tcache (a 0x290
+//! chunk) as glibc does, even with `glibc.malloc.tcache_count=0`; `memalign` does not.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::NonNull;
+
+use allocator_traits::{
+    AllocError, BlockKind, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource, Stats,
+};
+
+use crate::arena::{Core, Fail, R, Realloc};
+use crate::bins::*;
+use crate::checks::*;
+use crate::chunk::*;
+use crate::heap::{Mapping, NoMmap, Sys};
+use crate::tcache::{self, TCACHE_MAX_BINS, TCACHE_STRUCT_SIZE};
+use crate::tunables::{DEFAULT_MMAP_THRESHOLD_MAX, Params, Tunables};
+
+/// Why a C-level call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MallocError {
+    /// No memory: glibc returns NULL (errno ENOMEM or EINVAL).
+    OutOfMemory,
+    /// An integrity check failed: glibc prints this message and aborts.
+    Corrupted(&'static str),
+    /// The pointer is in no memory of this heap (glibc would crash or abort on it).
+    Foreign(usize),
+}
+
+impl fmt::Display for MallocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MallocError::OutOfMemory => f.write_str("out of memory"),
+            MallocError::Corrupted(m) => f.write_str(m),
+            MallocError::Foreign(p) => write!(f, "pointer {p:#x} is not from this heap"),
+        }
+    }
+}
+
+impl std::error::Error for MallocError {}
+
+/// Where a block lives: at an offset from the start of the main heap, or in its own mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// User pointer minus the heap's start.
+    Heap(usize),
+    /// A mapped chunk (its address depends on the kernel).
+    Mmap,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Placement::Heap(o) => write!(f, "{o}"),
+            Placement::Mmap => f.write_str("MMAP"),
+        }
+    }
+}
+
+/// glibc 2.36's allocator with one arena (the main arena, single-threaded).
+///
+/// `S` is the brk-like main heap (contiguous), `M` the source of mapped chunks ([`NoMmap`] keeps
+/// everything in `S`). `Arena<BrkRegion, OsPages>` is the real thing; `Arena<BoxedRegion>` a
+/// heap confined to one region.
+pub struct Arena<S: MemorySource, M: MemorySource = NoMmap> {
+    core: Core,
+    sys: Sys<S, M>,
+    /// The tcache struct's user pointer (0 = not allocated yet or none).
+    tc: usize,
+    tunables: Tunables,
+    stats: Stats,
+    broken: Option<&'static str>,
+}
+
+// SAFETY: the arena owns its memory exclusively (the raw pointers inside point into its own
+// sources' grants), so it may move to another thread with its sources.
+unsafe impl<S: MemorySource + Send, M: MemorySource + Send> Send for Arena<S, M> {}
+
+impl<S: MemorySource, M: MemorySource> fmt::Debug for Arena<S, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Arena")
+            .field("heap_start", &self.core.st.base)
+            .field("top", &self.core.st.top)
+            .field("top_size", &self.core.top_size())
+            .field("system_mem", &self.core.st.system_mem)
+            .field("tunables", &self.tunables.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: MemorySource> Arena<S, NoMmap> {
+    /// An arena over `main` only: requests above the mmap threshold are served from `main`.
+    pub fn over(main: S, tunables: &Tunables) -> Self {
+        Arena::new(main, NoMmap, tunables)
+    }
+}
+
+impl<S: MemorySource, M: MemorySource> Arena<S, M> {
+    /// An arena growing in `main` (which must be contiguous) and mapping big chunks from `maps`.
+    pub fn new(main: S, maps: M, tunables: &Tunables) -> Self {
+        Arena {
+            core: Core::new(Mem::empty(), Params::new(tunables), 0),
+            sys: Sys::new(main, maps),
+            tc: 0,
+            tunables: tunables.clone(),
+            stats: Stats::new(),
+            broken: None,
+        }
+    }
+
+    /// The tunables the arena was made with.
+    pub fn tunables(&self) -> &Tunables {
+        &self.tunables
+    }
+
+    /// The running parameters (glibc's `mp_`; the mmap threshold moves unless frozen).
+    pub fn params(&self) -> &Params {
+        &self.core.mp
+    }
+
+    /// Start of the main heap (glibc's initial program break), once it exists.
+    pub fn heap_start(&self) -> Option<usize> {
+        (self.core.st.base != 0).then_some(self.core.st.base)
+    }
+
+    /// Bytes the arena got from its main source (glibc's `system_mem`).
+    pub fn system_mem(&self) -> usize {
+        self.core.st.system_mem
+    }
+
+    /// The message of the integrity check that failed, if one did (the arena then refuses
+    /// everything, as glibc would have aborted).
+    pub fn failed_check(&self) -> Option<&'static str> {
+        self.broken
+    }
+
+    #[inline(always)]
+    fn in_heap(&self, a: usize) -> bool {
+        a >= self.core.st.base && a < self.sys.brk_end
+    }
+
+    /// Where the block at `ptr` lives.
+    pub fn placement(&self, ptr: NonNull<u8>) -> Placement {
+        let a = ptr.as_ptr() as usize;
+        if self.in_heap(a) {
+            Placement::Heap(a - self.core.st.base)
+        } else {
+            Placement::Mmap
+        }
+    }
+
+    /// `malloc_usable_size(ptr)` of a live block, `None` for a pointer not from this heap.
+    pub fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        let p = mem2chunk(ptr.as_ptr() as usize);
+        if self.in_heap(p) && p + CHUNK_HDR_SZ <= self.sys.brk_end {
+            return Some(self.core.csize(p).saturating_sub(SIZE_SZ));
+        }
+        let (_, mp) = self.sys.maps.find(p)?;
+        let mm = Mem::new(mp.ptr);
+        // SAFETY: `p` is inside the mapping and chunk headers are at least 16 bytes before its end.
+        Some(unsafe { chunksize(&mm, p) }.saturating_sub(CHUNK_HDR_SZ))
+    }
+
+    fn held(&self, mem: usize) -> usize {
+        let p = mem2chunk(mem);
+        if self.in_heap(p) {
+            self.core.csize(p)
+        } else {
+            self.sys.maps.find(p).map_or(0, |(_, m)| m.len)
+        }
+    }
+
+    fn fail<T>(&mut self, f: Fail) -> Result<T, MallocError> {
+        match f {
+            Fail::Oom => Err(MallocError::OutOfMemory),
+            Fail::Corrupt(m) => {
+                self.broken = Some(m);
+                Err(MallocError::Corrupted(m))
+            }
+        }
+    }
+
+    fn check_broken(&self) -> Result<(), MallocError> {
+        match self.broken {
+            Some(m) => Err(MallocError::Corrupted(m)),
+            None => Ok(()),
+        }
+    }
+
+    fn footprint(&mut self) {
+        let f = self.sys.main.footprint() + self.sys.maps.src.footprint();
+        self.stats.set_footprint(f);
+    }
+
+    /// `MAYBE_INIT_TCACHE()`: the thread's tcache is allocated by its first malloc/free.
+    fn maybe_init_tcache(&mut self) -> R<()> {
+        if self.tc == 0 {
+            match self.core.int_malloc(&mut self.sys, 0, TCACHE_STRUCT_SIZE) {
+                Ok((mem, _)) => {
+                    if self.in_heap(mem) {
+                        // SAFETY: a fresh chunk of 0x290 bytes in the heap.
+                        unsafe { self.core.m.fill(mem, 0, TCACHE_STRUCT_SIZE) };
+                        self.tc = mem;
+                    } else {
+                        // Only with an mmap threshold below 0x290: the struct got a mapping of
+                        // its own. It stays allocated (as in glibc) but the model then runs
+                        // without a tcache.
+                        self.tc = usize::MAX;
+                    }
+                }
+                Err(Fail::Oom) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn tc(&self) -> usize {
+        if self.tc == usize::MAX { 0 } else { self.tc }
+    }
+
+    fn perturb(&mut self, mem: usize, bytes: usize) {
+        let b = self.core.mp.perturb;
+        if b != 0 {
+            self.fill(mem, b ^ 0xff, bytes);
+        }
+    }
+
+    /// Fills user bytes wherever the chunk lives.
+    fn fill(&mut self, mem: usize, byte: u8, len: usize) {
+        if self.in_heap(mem) {
+            // SAFETY: `mem .. mem+len` is a live chunk's user bytes in the heap.
+            unsafe { self.core.m.fill(mem, byte, len) };
+        } else if let Some((_, mp)) = self.sys.maps.find(mem) {
+            // SAFETY: as above, inside the chunk's mapping.
+            unsafe { Mem::new(mp.ptr).fill(mem, byte, len) };
+        }
+    }
+
+    fn raw_malloc(&mut self, bytes: usize) -> R<usize> {
+        let nb = checked_request2size(bytes).ok_or(Fail::Oom)?;
+        let tc_idx = tcache::csize2tidx(nb);
+        self.maybe_init_tcache()?;
+        let tc = self.tc();
+        // SAFETY: `tc` is the live tcache struct in the heap.
+        if tc != 0
+            && tc_idx < self.core.mp.tcache_bins
+            // SAFETY: `tc` is the live tcache struct in the heap.
+            && unsafe { tcache::count(&self.core.m, tc, tc_idx) } > 0
+        {
+            // SAFETY: as above; the bin is not empty.
+            return unsafe { tcache::get(&self.core.m, tc, tc_idx) }.map_err(Fail::from);
+        }
+        let (mem, perturb) = self.core.int_malloc(&mut self.sys, tc, bytes)?;
+        if perturb {
+            self.perturb(mem, bytes);
+        }
+        Ok(mem)
+    }
+
+    fn raw_free(&mut self, mem: usize) -> Result<(), FreeError> {
+        let bad = |what| FreeError::Corrupted { ptr: mem, what };
+        let p = mem2chunk(mem);
+        if mem >= self.core.st.base + CHUNK_HDR_SZ
+            && mem < self.sys.brk_end
+            && self.core.st.base != 0
+        {
+            if misaligned(p) {
+                return Err(bad(FREE_INVALID_POINTER));
+            }
+            // SAFETY: `p`'s header is inside the heap.
+            if unsafe { is_mmapped(&self.core.m, p) } {
+                return Err(bad(MUNMAP_INVALID));
+            }
+            self.maybe_init_tcache().map_err(|f| match f {
+                Fail::Corrupt(w) => bad(w),
+                Fail::Oom => bad(FREE_INVALID_POINTER),
+            })?;
+            let tc = self.tc();
+            return self
+                .core
+                .int_free(&mut self.sys, tc, p, false)
+                .map_err(|f| match f {
+                    Fail::Corrupt(w) => bad(w),
+                    Fail::Oom => bad(FREE_INVALID_POINTER),
+                });
+        }
+        let Some((i, mp)) = self.sys.maps.find(p) else {
+            return Err(FreeError::Foreign { ptr: mem });
+        };
+        if p < mp.addr || p - mp.addr + CHUNK_HDR_SZ > mp.len {
+            return Err(bad(MUNMAP_INVALID));
+        }
+        let mm = Mem::new(mp.ptr);
+        // SAFETY: the header is inside the mapping (checked).
+        let nomask = unsafe { size_nomask(&mm, p) };
+        if nomask & IS_MMAPPED == 0 {
+            return Err(bad(MUNMAP_INVALID));
+        }
+        let mp_ = &mut self.core.mp;
+        if !mp_.no_dyn_threshold
+            && nomask > mp_.mmap_threshold
+            && nomask <= DEFAULT_MMAP_THRESHOLD_MAX
+        {
+            mp_.mmap_threshold = nomask & !SIZE_BITS;
+            mp_.trim_threshold = 2 * mp_.mmap_threshold;
+        }
+        self.sys
+            .munmap_chunk(&mut self.core, p, i, mp)
+            .map_err(|f| match f {
+                Fail::Corrupt(w) => bad(w),
+                Fail::Oom => bad(MUNMAP_INVALID),
+            })
+    }
+
+    fn raw_calloc(&mut self, bytes: usize) -> R<usize> {
+        checked_request2size(bytes).ok_or(Fail::Oom)?;
+        self.maybe_init_tcache()?;
+        let tc = self.tc();
+        let (mem, _) = self.core.int_malloc(&mut self.sys, tc, bytes)?;
+        if self.in_heap(mem) {
+            let csz = self.core.csize(mem2chunk(mem));
+            // SAFETY: the chunk's user bytes (including the next chunk's prev_size word, which
+            // belongs to an in-use chunk) are ours.
+            unsafe { self.core.m.fill(mem, 0, csz - SIZE_SZ) };
+        } else {
+            self.fill(mem, 0, bytes);
+        }
+        Ok(mem)
+    }
+
+    fn raw_memalign(&mut self, alignment: usize, bytes: usize) -> R<usize> {
+        if alignment <= MALLOC_ALIGNMENT {
+            return self.raw_malloc(bytes);
+        }
+        let mut alignment = alignment.max(MINSIZE);
+        if alignment > usize::MAX / 2 + 1 {
+            return Err(Fail::Oom);
+        }
+        if !alignment.is_power_of_two() {
+            let mut a = MALLOC_ALIGNMENT * 2;
+            while a < alignment {
+                a <<= 1;
+            }
+            alignment = a;
+        }
+        self.int_memalign(alignment, bytes)
+    }
+
+    /// `_int_memalign(av, alignment, bytes)`.
+    fn int_memalign(&mut self, alignment: usize, bytes: usize) -> R<usize> {
+        let nb = checked_request2size(bytes).ok_or(Fail::Oom)?;
+        if nb > usize::MAX - alignment - MINSIZE {
+            return Err(Fail::Oom);
+        }
+        let tc = self.tc();
+        let (m, _) = self
+            .core
+            .int_malloc(&mut self.sys, tc, nb + alignment + MINSIZE)?;
+        let mut p = mem2chunk(m);
+        let flag = self.core.st.arena_flag;
+        let mapped = !self.in_heap(p);
+        if m % alignment != 0 {
+            let mut brk = mem2chunk((m + alignment - 1) & alignment.wrapping_neg());
+            if brk - p < MINSIZE {
+                brk += alignment;
+            }
+            let newp = brk;
+            let leadsize = brk - p;
+            if mapped {
+                let Some((_, mp)) = self.sys.maps.find(p) else {
+                    return Err(Fail::Oom);
+                };
+                let mm = Mem::new(mp.ptr);
+                // SAFETY: both headers are inside the fresh mapping.
+                unsafe {
+                    let newsize = chunksize(&mm, p) - leadsize;
+                    set_prev_size(&mm, newp, prev_size(&mm, p) + leadsize);
+                    set_head(&mm, newp, newsize | IS_MMAPPED);
+                }
+                return Ok(chunk2mem(newp));
+            }
+            let mm = self.core.m;
+            let newsize = self.core.csize(p) - leadsize;
+            // SAFETY: `p .. p+size` is the fresh chunk in the heap.
+            unsafe {
+                set_head(&mm, newp, newsize | PREV_INUSE | flag);
+                set_inuse_bit_at_offset(&mm, newp, newsize);
+                set_head_size(&mm, p, leadsize | flag);
+            }
+            self.core.int_free(&mut self.sys, tc, p, true)?;
+            p = newp;
+        }
+        if !mapped {
+            let size = self.core.csize(p);
+            if size > nb + MINSIZE {
+                let rs = size - nb;
+                let r = p + nb;
+                let mm = self.core.m;
+                // SAFETY: `p .. p+size` is our chunk in the heap.
+                unsafe {
+                    set_head(&mm, r, rs | PREV_INUSE | flag);
+                    set_head_size(&mm, p, nb);
+                }
+                self.core.int_free(&mut self.sys, tc, r, true)?;
+            }
+        }
+        Ok(chunk2mem(p))
+    }
+
+    /// `__libc_realloc` for a non-null pointer and a non-zero size.
+    fn raw_realloc(&mut self, mem: usize, bytes: usize) -> Result<usize, MallocError> {
+        let p = mem2chunk(mem);
+        if self.core.st.base != 0
+            && mem >= self.core.st.base + CHUNK_HDR_SZ
+            && mem < self.sys.brk_end
+        {
+            if let Err(f) = self.maybe_init_tcache() {
+                return self.fail(f);
+            }
+            let oldsize = self.core.csize(p);
+            if p > oldsize.wrapping_neg() || misaligned(p) {
+                return self.fail(Fail::Corrupt(REALLOC_POINTER));
+            }
+            let Some(nb) = checked_request2size(bytes) else {
+                return Err(MallocError::OutOfMemory);
+            };
+            // SAFETY: the header is in the heap.
+            if unsafe { is_mmapped(&self.core.m, p) } {
+                return self.fail(Fail::Corrupt(MREMAP_INVALID));
+            }
+            let tc = self.tc();
+            match self.core.int_realloc(&mut self.sys, tc, p, oldsize, nb) {
+                Ok(Realloc::InPlace(m)) => Ok(m),
+                Ok(Realloc::Moved(newmem)) => {
+                    self.copy_to(mem, newmem, oldsize - SIZE_SZ);
+                    match self.core.int_free(&mut self.sys, tc, p, true) {
+                        Ok(()) => Ok(newmem),
+                        Err(f) => self.fail(f),
+                    }
+                }
+                Err(f) => self.fail(f),
+            }
+        } else if let Some((i, mp)) = self.sys.maps.find(p) {
+            let mm = Mem::new(mp.ptr);
+            if p < mp.addr || p - mp.addr + CHUNK_HDR_SZ > mp.len {
+                return self.fail(Fail::Corrupt(REALLOC_POINTER));
+            }
+            // SAFETY: the header is inside the mapping.
+            let (ps, oldsize) = unsafe { (prev_size(&mm, p), chunksize(&mm, p)) };
+            if p > oldsize.wrapping_neg() || misaligned(p) {
+                return self.fail(Fail::Corrupt(REALLOC_POINTER));
+            }
+            let Some(nb) = checked_request2size(bytes) else {
+                return Err(MallocError::OutOfMemory);
+            };
+            // mremap_chunk: same page count -> stays; else move to a mapping of the new size.
+            let block = p.wrapping_sub(ps);
+            let total = ps.wrapping_add(oldsize);
+            let off = mem & (PAGE - 1);
+            if (block | total) & (PAGE - 1) != 0
+                || off & off.wrapping_sub(1) != 0
+                || block != mp.addr
+                || total != mp.len
+            {
+                return self.fail(Fail::Corrupt(MREMAP_INVALID));
+            }
+            let new_size = align_up(nb + ps + SIZE_SZ, PAGE);
+            if new_size == total {
+                return Ok(mem);
+            }
+            if let Some(nm) = self.sys.maps.map(new_size) {
+                // SAFETY: copies the old mapping's bytes that fit into the new one (what
+                // mremap keeps), then writes the new header; both mappings are ours.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(mp.ptr, nm.ptr, total.min(nm.len));
+                    let nmm = Mem::new(nm.ptr);
+                    set_head(&nmm, nm.addr + ps, (nm.len - ps) | IS_MMAPPED);
+                }
+                // The table shifted: find the old mapping again and drop it.
+                if let Some((j, _)) = self.sys.maps.find(mp.addr) {
+                    let _ = self.sys.maps.unmap(j);
+                }
+                let _ = i;
+                let mp_ = &mut self.core.mp;
+                mp_.mmapped_mem = mp_.mmapped_mem + nm.len - total;
+                mp_.max_mmapped_mem = mp_.max_mmapped_mem.max(mp_.mmapped_mem);
+                return Ok(chunk2mem(nm.addr + ps));
+            }
+            if oldsize - SIZE_SZ >= nb {
+                return Ok(mem);
+            }
+            let newmem = match self.raw_malloc(bytes) {
+                Ok(m) => m,
+                Err(f) => return self.fail(f),
+            };
+            self.copy_to(mem, newmem, oldsize - CHUNK_HDR_SZ);
+            if let Some((j, mp)) = self.sys.maps.find(p)
+                && let Err(f) = self.sys.munmap_chunk(&mut self.core, p, j, mp)
+            {
+                return self.fail(f);
+            }
+            Ok(newmem)
+        } else {
+            Err(MallocError::Foreign(mem))
+        }
+    }
+
+    fn mapping_of(&self, a: usize) -> Option<Mapping> {
+        self.sys.maps.find(a).map(|(_, m)| m)
+    }
+
+    /// Copies `len` bytes between two live, distinct chunks wherever they live.
+    fn copy_to(&mut self, from: usize, to: usize, len: usize) {
+        let src = if self.in_heap(from) {
+            self.core.m.ptr(from)
+        } else {
+            match self.mapping_of(from) {
+                Some(m) => Mem::new(m.ptr).ptr(from),
+                None => return,
+            }
+        };
+        let dst = if self.in_heap(to) {
+            self.core.m.ptr(to)
+        } else {
+            match self.mapping_of(to) {
+                Some(m) => Mem::new(m.ptr).ptr(to),
+                None => return,
+            }
+        };
+        // SAFETY: both ranges are user bytes of distinct live chunks with at least `len` bytes.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
+    }
+
+    fn to_ptr(&self, mem: usize) -> NonNull<u8> {
+        let p = if self.in_heap(mem) {
+            self.core.m.ptr(mem)
+        } else {
+            match self.mapping_of(mem) {
+                Some(m) => Mem::new(m.ptr).ptr(mem),
+                None => core::ptr::null_mut(),
+            }
+        };
+        NonNull::new(p).unwrap_or(NonNull::dangling())
+    }
+
+    fn done_alloc(&mut self, r: R<usize>, requested: usize) -> Result<NonNull<u8>, MallocError> {
+        match r {
+            Ok(mem) => {
+                let held = self.held(mem);
+                self.stats.record_alloc(requested, held);
+                self.footprint();
+                Ok(self.to_ptr(mem))
+            }
+            Err(f) => {
+                self.stats.record_failure();
+                self.fail(f)
+            }
+        }
+    }
+
+    /// `malloc(bytes)`.
+    pub fn malloc(&mut self, bytes: usize) -> Result<NonNull<u8>, MallocError> {
+        self.check_broken()?;
+        let r = self.raw_malloc(bytes);
+        self.done_alloc(r, bytes)
+    }
+
+    /// `calloc(1, bytes)`: zeroed memory; never served from the tcache (glibc 2.36).
+    pub fn calloc(&mut self, bytes: usize) -> Result<NonNull<u8>, MallocError> {
+        self.check_broken()?;
+        let r = self.raw_calloc(bytes);
+        self.done_alloc(r, bytes)
+    }
+
+    /// `memalign(alignment, bytes)`.
+    pub fn memalign(&mut self, alignment: usize, bytes: usize) -> Result<NonNull<u8>, MallocError> {
+        self.check_broken()?;
+        let r = self.raw_memalign(alignment, bytes);
+        self.done_alloc(r, bytes)
+    }
+
+    /// `free(ptr)`. Live-byte statistics count the block's usable size as its request (C's
+    /// `free` has no size; use [`free_sized`](Self::free_sized) when the size is known).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this arena, or a pointer glibc would diagnose (a double free, a
+    /// pointer outside the heap); an arbitrary pointer into the heap can corrupt it, as in C.
+    pub unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), FreeError> {
+        let req = self.usable_size(ptr).unwrap_or(0);
+        // SAFETY: forwarded.
+        unsafe { self.free_sized(ptr, req) }
+    }
+
+    /// `free(ptr)` of a block allocated for `requested` bytes (for the statistics only).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    pub unsafe fn free_sized(
+        &mut self,
+        ptr: NonNull<u8>,
+        requested: usize,
+    ) -> Result<(), FreeError> {
+        let mem = ptr.as_ptr() as usize;
+        if let Some(what) = self.broken {
+            self.stats.record_bad_free();
+            return Err(FreeError::Corrupted { ptr: mem, what });
+        }
+        let held = self.held(mem);
+        match self.raw_free(mem) {
+            Ok(()) => {
+                self.stats.record_free(requested, held);
+                self.footprint();
+                Ok(())
+            }
+            Err(e) => {
+                if let FreeError::Corrupted { what, .. } = e {
+                    self.broken = Some(what);
+                }
+                self.stats.record_bad_free();
+                Err(e)
+            }
+        }
+    }
+
+    /// `realloc(ptr, bytes)`: `Ok(None)` when `bytes == 0` freed the block (glibc 2.36 frees).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free) when `ptr` is `Some`.
+    pub unsafe fn realloc(
+        &mut self,
+        ptr: Option<NonNull<u8>>,
+        bytes: usize,
+    ) -> Result<Option<NonNull<u8>>, MallocError> {
+        // SAFETY: forwarded.
+        unsafe { self.realloc_sized(ptr, 0, bytes) }
+    }
+
+    /// `realloc` of a block allocated for `old_requested` bytes (for the statistics only).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free) when `ptr` is `Some`.
+    pub unsafe fn realloc_sized(
+        &mut self,
+        ptr: Option<NonNull<u8>>,
+        old_requested: usize,
+        bytes: usize,
+    ) -> Result<Option<NonNull<u8>>, MallocError> {
+        self.check_broken()?;
+        let Some(ptr) = ptr else {
+            return self.malloc(bytes).map(Some);
+        };
+        if bytes == 0 {
+            // SAFETY: forwarded.
+            return match unsafe { self.free_sized(ptr, old_requested) } {
+                Ok(()) => Ok(None),
+                Err(FreeError::Corrupted { what, .. }) => Err(MallocError::Corrupted(what)),
+                Err(e) => Err(MallocError::Foreign(e.ptr())),
+            };
+        }
+        let mem = ptr.as_ptr() as usize;
+        let old_held = self.held(mem);
+        match self.raw_realloc(mem, bytes) {
+            Ok(newmem) => {
+                let held = self.held(newmem);
+                self.stats
+                    .record_resize(old_requested, old_held, bytes, held, newmem == mem);
+                self.footprint();
+                Ok(Some(self.to_ptr(newmem)))
+            }
+            Err(e) => {
+                self.stats.record_failure();
+                Err(e)
+            }
+        }
+    }
+
+    /// Every tcache bin's count and the fastbin and bin lists, for the simulator: see
+    /// [`FreeSpaceManager::inspect`].
+    fn lists(&self, out: &mut dyn Inspector) {
+        let c = &self.core;
+        let tc = self.tc();
+        if tc != 0 {
+            for i in 0..TCACHE_MAX_BINS {
+                // SAFETY: the live tcache struct and its cached chunks.
+                unsafe {
+                    if tcache::count(&c.m, tc, i) == 0 {
+                        continue;
+                    }
+                    out.begin_list(format_args!("tcache[{i}] ({} B)", 32 + 16 * i));
+                    let mut e = tcache::entry(&c.m, tc, i);
+                    let mut n = 0;
+                    while e != 0 && n < 65536 {
+                        out.list_entry(mem2chunk(e), 32 + 16 * i);
+                        e = c.m.rd(e);
+                        n += 1;
+                    }
+                    out.end_list();
+                }
+            }
+        }
+        for i in 0..NFASTBINS {
+            let mut p = c.st.fastbins[i];
+            if p == 0 {
+                continue;
+            }
+            out.begin_list(format_args!("fastbin[{i}] ({} B)", 32 + 16 * i));
+            let mut n = 0;
+            while p != 0 && n < 1 << 20 {
+                out.list_entry(p, c.csize(p));
+                // SAFETY: a fastbin chunk's fd word.
+                p = unsafe { c.m.rd(p + 16) };
+                n += 1;
+            }
+            out.end_list();
+        }
+        for i in 1..NBINS - 1 {
+            if c.fd(i) == i {
+                continue;
+            }
+            if i == UNSORTED {
+                out.begin_list(format_args!("unsorted"));
+            } else if i < NSMALLBINS {
+                out.begin_list(format_args!("smallbin[{i}] ({} B)", i * 16));
+            } else {
+                out.begin_list(format_args!(
+                    "largebin[{i}] ({}..{} B)",
+                    bin_min_size(i),
+                    bin_min_size(i + 1).wrapping_sub(1)
+                ));
+            }
+            let mut p = c.fd(i);
+            let mut n = 0;
+            while p != i && n < 1 << 20 {
+                out.list_entry(p, c.csize(p));
+                p = c.fd(p);
+                n += 1;
+            }
+            out.end_list();
+        }
+    }
+}
+
+impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let r = if layout.align() <= MALLOC_ALIGNMENT {
+            self.malloc(layout.size())
+        } else {
+            self.memalign(layout.align(), layout.size())
+        };
+        match r {
+            Ok(p) => {
+                let usable = self.usable_size(p).unwrap_or(layout.size());
+                Ok(NonNull::slice_from_raw_parts(p, usable))
+            }
+            Err(MallocError::Corrupted(what)) => {
+                Err(AllocError::InvalidBlock(FreeError::Corrupted {
+                    ptr: 0,
+                    what,
+                }))
+            }
+            Err(_) => Err(AllocError::out_of_memory(layout)),
+        }
+    }
+
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.free_sized(ptr, layout.size()) }
+    }
+
+    unsafe fn grow(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    unsafe fn shrink(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn inspect(&self, out: &mut dyn Inspector) {
+        let c = &self.core;
+        if c.st.base != 0 {
+            out.region(c.st.base, self.sys.brk_end - c.st.base);
+            let mut cached = std::collections::HashSet::new();
+            let tc = self.tc();
+            if tc != 0 {
+                for i in 0..TCACHE_MAX_BINS {
+                    // SAFETY: the live tcache struct and its cached chunks.
+                    let mut e = unsafe { tcache::entry(&c.m, tc, i) };
+                    while e != 0 && cached.insert(mem2chunk(e)) {
+                        // SAFETY: as above.
+                        e = unsafe { c.m.rd(e) };
+                    }
+                }
+            }
+            for i in 0..NFASTBINS {
+                let mut p = c.st.fastbins[i];
+                while p != 0 && cached.insert(p) {
+                    // SAFETY: a fastbin chunk's fd word.
+                    p = unsafe { c.m.rd(p + 16) };
+                }
+            }
+            let mut p = align_up(c.st.base, MALLOC_ALIGNMENT);
+            if p > c.st.base {
+                out.block(c.st.base, p - c.st.base, BlockKind::Padding);
+            }
+            while p < c.st.top {
+                let size = c.csize(p);
+                if size == 0 || p + size > c.st.top {
+                    break;
+                }
+                let kind = if tc != 0 && p == mem2chunk(tc) {
+                    BlockKind::Metadata
+                } else if cached.contains(&p) {
+                    BlockKind::Cached
+                // SAFETY: `p + size` is a chunk header at or below top.
+                } else if unsafe { inuse_bit_at_offset(&c.m, p, size) } {
+                    BlockKind::Live { requested: 0 }
+                } else {
+                    BlockKind::Free
+                };
+                out.block(p, size, kind);
+                p += size;
+            }
+            let top_end = c.st.top + c.top_size();
+            out.block(c.st.top, c.top_size(), BlockKind::Top);
+            if self.sys.brk_end > top_end {
+                out.block(top_end, self.sys.brk_end - top_end, BlockKind::Padding);
+            }
+        }
+        for m in self.sys.maps.iter() {
+            out.region(m.addr, m.len);
+            out.block(m.addr, m.len, BlockKind::Live { requested: 0 });
+        }
+        self.lists(out);
+        out.value(format_args!("top"), c.st.top);
+        out.value(format_args!("top_size"), c.top_size());
+        out.value(format_args!("last_remainder"), c.st.last_remainder);
+        out.value(format_args!("system_mem"), c.st.system_mem);
+        out.value(format_args!("mmap_threshold"), c.mp.mmap_threshold);
+        out.value(format_args!("trim_threshold"), c.mp.trim_threshold);
+        out.value(format_args!("n_mmaps"), c.mp.n_mmaps);
+        out.value(
+            format_args!("have_fastchunks"),
+            c.st.have_fastchunks as usize,
+        );
+    }
+
+    fn detects(&self) -> Detects {
+        Detects {
+            foreign: true,
+            double_free: true,
+            layout_mismatch: false,
+        }
+    }
+}
+
+impl<S: MemorySource, M: MemorySource> Arena<S, M> {
+    /// `realloc` through the allocator interface: glibc's realloc where the alignment allows,
+    /// allocate-copy-free otherwise.
+    unsafe fn resize(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if new.size() == 0 || old.align() > MALLOC_ALIGNMENT || new.align() > MALLOC_ALIGNMENT {
+            // SAFETY: forwarded caller contract.
+            return unsafe { allocator_traits::resize_by_moving(self, ptr, old, new) };
+        }
+        // SAFETY: forwarded caller contract.
+        match unsafe { self.realloc_sized(Some(ptr), old.size(), new.size()) } {
+            Ok(Some(p)) => {
+                let usable = self.usable_size(p).unwrap_or(new.size());
+                Ok(NonNull::slice_from_raw_parts(p, usable))
+            }
+            Ok(None) => Err(AllocError::out_of_memory(new)),
+            Err(MallocError::Corrupted(what)) => {
+                Err(AllocError::InvalidBlock(FreeError::Corrupted {
+                    ptr: ptr.as_ptr() as usize,
+                    what,
+                }))
+            }
+            Err(MallocError::Foreign(p)) => {
+                Err(AllocError::InvalidBlock(FreeError::Foreign { ptr: p }))
+            }
+            Err(MallocError::OutOfMemory) => Err(AllocError::out_of_memory(new)),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The per-thread cache (tcache): 64 singly linked LIFO bins of at most `tcache_count` chunks.
+//!
+//! The cache itself lives in the heap, in the first chunk a thread allocates (0x290 bytes:
+//! `uint16_t counts[64]` then `entries[64]`), exactly where glibc puts it:
+//!
+//! ```text
+//!  tc -> counts[0..64]  (u16 each, 128 bytes)
+//!        entries[0..64] (user pointer of the newest cached chunk, 512 bytes)
+//!
+//!  entries[i] -> [next | key] -> [next | key] -> 0     bin i: chunk size 32 + 16*i
+//! ```
+//!
+//! A cached chunk stays "in use" as far as its neighbours know (no PREV_INUSE change, no
+//! coalescing). `key` marks a cached chunk so that a second free of it is caught.
+
+use crate::chunk::{MALLOC_ALIGN_MASK, MINSIZE, Mem};
+
+/// `TCACHE_MAX_BINS`.
+pub const TCACHE_MAX_BINS: usize = 64;
+/// `TCACHE_FILL_COUNT`: default chunks per bin.
+pub const TCACHE_FILL_COUNT: usize = 7;
+/// `MAX_TCACHE_COUNT`.
+pub const MAX_TCACHE_COUNT: usize = 65535;
+/// `MAX_TCACHE_SIZE` = `tidx2usize(63)`: the largest cacheable request.
+pub const MAX_TCACHE_SIZE: usize = tidx2usize(TCACHE_MAX_BINS - 1);
+/// `sizeof(tcache_perthread_struct)`.
+pub const TCACHE_STRUCT_SIZE: usize = 2 * TCACHE_MAX_BINS + 8 * TCACHE_MAX_BINS;
+/// The value written in a cached chunk's `key` word (glibc draws a random one per process).
+pub const TCACHE_KEY: usize = 0x7463_6163_6865_6b79; // "tcachaky"
+
+/// `csize2tidx`.
+#[inline(always)]
+pub const fn csize2tidx(c: usize) -> usize {
+    (c - MINSIZE + MALLOC_ALIGN_MASK) / MALLOC_ALIGN_MASK.wrapping_add(1)
+}
+
+/// `tidx2usize`: the largest request bin `i` serves.
+#[inline(always)]
+pub const fn tidx2usize(i: usize) -> usize {
+    i * 16 + MINSIZE - 8
+}
+
+/// `counts[i]` of the cache at `tc`.
+///
+/// # Safety
+/// `tc` is a live tcache struct in `m`'s region and `i < 64`.
+#[inline(always)]
+pub unsafe fn count(m: &Mem, tc: usize, i: usize) -> usize {
+    // SAFETY: counts[i] lies inside the struct.
+    unsafe { m.rd16(tc + 2 * i) as usize }
+}
+
+/// `entries[i]` of the cache at `tc` (a user pointer, 0 = empty).
+///
+/// # Safety
+/// As for [`count`].
+#[inline(always)]
+pub unsafe fn entry(m: &Mem, tc: usize, i: usize) -> usize {
+    // SAFETY: entries[i] lies inside the struct.
+    unsafe { m.rd(tc + 2 * TCACHE_MAX_BINS + 8 * i) }
+}
+
+/// `tcache_put`: caches the chunk `p` in bin `i`.
+///
+/// # Safety
+/// As for [`count`]; `p` is an in-use chunk of bin `i`'s size in the region.
+#[inline(always)]
+pub unsafe fn put(m: &Mem, tc: usize, p: usize, i: usize) {
+    let e = p + 16;
+    // SAFETY: `e` and its two words are in the chunk; the struct fields are in the struct.
+    unsafe {
+        m.wr(e + 8, TCACHE_KEY);
+        m.wr(e, entry(m, tc, i));
+        m.wr(tc + 2 * TCACHE_MAX_BINS + 8 * i, e);
+        m.wr16(tc + 2 * i, m.rd16(tc + 2 * i) + 1);
+    }
+}
+
+/// `tcache_get`: takes the newest chunk of bin `i` (which must not be empty); returns its user
+/// pointer.
+///
+/// # Safety
+/// As for [`count`]; `counts[i] > 0`.
+#[inline(always)]
+pub unsafe fn get(m: &Mem, tc: usize, i: usize) -> Result<usize, &'static str> {
+    // SAFETY: as above; `e` is a cached chunk's user pointer.
+    unsafe {
+        let e = entry(m, tc, i);
+        if e & MALLOC_ALIGN_MASK != 0 {
+            return Err(crate::checks::TCACHE_UNALIGNED);
+        }
+        m.wr(tc + 2 * TCACHE_MAX_BINS + 8 * i, m.rd(e));
+        m.wr16(tc + 2 * i, m.rd16(tc + 2 * i) - 1);
+        m.wr(e + 8, 0);
+        Ok(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(csize2tidx(32), 0);
+        assert_eq!(csize2tidx(48), 1);
+        assert_eq!(csize2tidx(1040), 63);
+        assert_eq!(MAX_TCACHE_SIZE, 1032);
+        assert_eq!(crate::chunk::request2size(TCACHE_STRUCT_SIZE), 0x290);
+    }
+}

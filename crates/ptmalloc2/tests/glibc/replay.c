@@ -1,0 +1,122 @@
+/* Replays a trace in the project's text format through the real malloc and prints, for every
+ * a/c/m/r event, "OP ID SIZE OFFSET" where OFFSET is the user pointer minus the program break
+ * taken before the first malloc (decimal), "MMAP" for an mmapped chunk, "NULL" for a NULL result.
+ *
+ * It allocates nothing itself: the trace is read with read(2) into a static buffer, results go to
+ * a static array, and the output is formatted by hand and written with write(2) at the end
+ * (printf would malloc its stdout buffer). Usage: replay TRACE   (GLIBC_TUNABLES as you like). */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_TRACE (64u << 20)
+#define MAX_IDS (1u << 21)
+#define MAX_OUT (1u << 21)
+
+static char trace[MAX_TRACE];
+static void *ptrs[MAX_IDS];
+static struct rec { char op; unsigned long id, size; long off; } out[MAX_OUT];
+static unsigned long nout;
+static char obuf[1 << 16];
+static size_t olen;
+
+static void die(const char *m) {
+    write(2, m, strlen(m));
+    write(2, "\n", 1);
+    _exit(2);
+}
+
+static void flush(void) {
+    size_t w = 0;
+    while (w < olen) {
+        ssize_t n = write(1, obuf + w, olen - w);
+        if (n <= 0) _exit(3);
+        w += (size_t)n;
+    }
+    olen = 0;
+}
+
+static void put(const char *s, size_t n) {
+    if (olen + n > sizeof obuf) flush();
+    memcpy(obuf + olen, s, n);
+    olen += n;
+}
+
+static void putnum(unsigned long v) {
+    char b[24];
+    int i = 24;
+    do { b[--i] = (char)('0' + v % 10); v /= 10; } while (v);
+    put(b + i, (size_t)(24 - i));
+}
+
+static const char *cur, *end;
+
+static int number(unsigned long *v) {
+    while (cur < end && *cur == ' ') cur++;
+    if (cur >= end || *cur < '0' || *cur > '9') return 0;
+    unsigned long x = 0;
+    while (cur < end && *cur >= '0' && *cur <= '9') x = x * 10 + (unsigned long)(*cur++ - '0');
+    *v = x;
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) die("usage: replay TRACE");
+    int fd = open(argv[1], O_RDONLY);
+    if (fd < 0) die("cannot open trace");
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, trace + len, MAX_TRACE - len);
+        if (n < 0) die("read failed");
+        if (n == 0) break;
+        len += (size_t)n;
+        if (len == MAX_TRACE) die("trace too large");
+    }
+    close(fd);
+    char *base = sbrk(0);
+    cur = trace;
+    end = trace + len;
+    while (cur < end) {
+        const char *eol = memchr(cur, '\n', (size_t)(end - cur));
+        const char *line_end = eol ? eol : end;
+        if (cur == line_end || *cur == '#') { cur = line_end + 1; continue; }
+        char op = *cur++;
+        unsigned long id = 0, a = 0, b = 0;
+        if (!number(&id) || id >= MAX_IDS) die("bad id");
+        void *p = NULL;
+        switch (op) {
+        case 'a': if (!number(&a)) die("bad size"); p = malloc(a); break;
+        case 'c': if (!number(&a)) die("bad size"); p = calloc(1, a); break;
+        case 'm': if (!number(&b) || !number(&a)) die("bad memalign"); p = memalign(b, a); break;
+        case 'r': if (!number(&a)) die("bad size"); p = realloc(ptrs[id], a); break;
+        case 'f': free(ptrs[id]); ptrs[id] = NULL; break;
+        default: die("bad op");
+        }
+        if (op != 'f') {
+            ptrs[id] = p;
+            if (nout >= MAX_OUT) die("too many events");
+            long off;
+            if (p == NULL) off = -1;
+            else if (((size_t *)p)[-1] & 2) off = -2;
+            else off = (long)((char *)p - base);
+            out[nout].op = op; out[nout].id = id; out[nout].size = a; out[nout].off = off;
+            nout++;
+        }
+        cur = line_end + 1;
+    }
+    for (unsigned long i = 0; i < nout; i++) {
+        put(&out[i].op, 1); put(" ", 1);
+        putnum(out[i].id); put(" ", 1);
+        putnum(out[i].size); put(" ", 1);
+        if (out[i].off == -1) put("NULL", 4);
+        else if (out[i].off == -2) put("MMAP", 4);
+        else putnum((unsigned long)out[i].off);
+        put("\n", 1);
+    }
+    flush();
+    return 0;
+}
