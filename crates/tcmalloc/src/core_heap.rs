@@ -62,6 +62,7 @@ struct CoreBackend<'a, S: MemorySource> {
     central: &'a mut [Central; NUM_CLASSES],
     heap: HeapAccess<'a, S>,
     unclaimed: &'a mut isize,
+    max_size: &'a mut usize,
 }
 
 impl<S: MemorySource> Backend for CoreBackend<'_, S> {
@@ -72,11 +73,14 @@ impl<S: MemorySource> Backend for CoreBackend<'_, S> {
         // SAFETY: forwarded caller contract.
         unsafe { self.central[class].insert_range(head, tail, n, &mut self.heap) }
     }
-    fn increase_cache_limit(&mut self, cache: &ThreadCache) {
+    fn max_size(&self) -> usize {
+        *self.max_size
+    }
+    fn increase_cache_limit(&mut self) {
         // One thread: nobody to steal from, only the unclaimed budget.
         if *self.unclaimed > 0 {
             *self.unclaimed -= STEAL_AMOUNT as isize;
-            cache.set_max_size(cache.max_size() + STEAL_AMOUNT);
+            *self.max_size += STEAL_AMOUNT;
         }
     }
 }
@@ -89,7 +93,7 @@ pub struct Core<S: MemorySource> {
     central: [Central; NUM_CLASSES],
     cache: ThreadCache,
     unclaimed: isize,
-    started: bool,
+    max_size: usize,
     stats: Stats,
 }
 
@@ -122,8 +126,10 @@ impl<S: MemorySource> Core<S> {
             pagemap: PageMap::new(),
             central: centrals(),
             cache: ThreadCache::new(),
-            unclaimed: DEFAULT_OVERALL_THREAD_CACHE_SIZE as isize,
-            started: false,
+            // The one thread cache starts with 64 KiB of the overall budget, as a new
+            // gperftools thread cache does.
+            unclaimed: (DEFAULT_OVERALL_THREAD_CACHE_SIZE - STEAL_AMOUNT) as isize,
+            max_size: STEAL_AMOUNT,
             stats: Stats::new(),
         }
     }
@@ -131,13 +137,6 @@ impl<S: MemorySource> Core<S> {
     /// The memory source.
     pub fn source(&self) -> &S {
         &self.source
-    }
-
-    fn start(&mut self) {
-        if !self.started {
-            self.started = true;
-            self.cache.init_budget(&mut self.unclaimed);
-        }
     }
 
     fn parts(&mut self) -> (&mut ThreadCache, CoreBackend<'_, S>) {
@@ -151,6 +150,7 @@ impl<S: MemorySource> Core<S> {
                     source: &mut self.source,
                 },
                 unclaimed: &mut self.unclaimed,
+                max_size: &mut self.max_size,
             },
         )
     }
@@ -216,7 +216,6 @@ unsafe impl<S: MemorySource + Send> Send for Core<S> {}
 
 impl<S: MemorySource> FreeSpaceManager for Core<S> {
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.start();
         let r = if let Some(class) = SIZE_MAP.class_for(layout) {
             let (cache, mut backend) = self.parts();
             cache
@@ -316,7 +315,7 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
         inspect_central(&self.central, out);
         self.heap.inspect_lists(out);
         out.value(format_args!("thread cache size"), self.cache.size());
-        out.value(format_args!("thread cache max_size"), self.cache.max_size());
+        out.value(format_args!("thread cache max_size"), self.max_size);
         out.value(
             format_args!("unclaimed cache space"),
             self.unclaimed.max(0) as usize,

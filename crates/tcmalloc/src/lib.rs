@@ -24,6 +24,7 @@
 //! `#[global_allocator]`.
 #![warn(missing_docs)]
 
+mod allocator;
 pub mod central;
 mod core_heap;
 pub mod metadata;
@@ -34,5 +35,6 @@ pub mod span;
 pub mod thread_cache;
 pub mod transfer;
 
+pub use allocator::{MAX_LIVE_ALLOCATORS, THREAD_SLOTS, Tcmalloc};
 pub use core_heap::Core;
 pub use size_map::{ClassRun, classes, rounded_size};

@@ -17,7 +17,6 @@
 //! lists, budget) goes through [`Backend`].
 
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::size_map::{NUM_CLASSES, SIZE_MAP};
 
@@ -41,8 +40,10 @@ pub trait Backend {
     /// # Safety
     /// The objects are of `class`, came from this allocator, and are no longer used.
     unsafe fn insert_range(&mut self, class: usize, head: *mut u8, tail: *mut u8, n: usize);
-    /// Raises `cache`'s budget (gperftools' `IncreaseCacheLimit`).
-    fn increase_cache_limit(&mut self, cache: &ThreadCache);
+    /// The cache's budget in bytes (`max_size_`; other threads may lower it by stealing).
+    fn max_size(&self) -> usize;
+    /// Raises the cache's budget (gperftools' `IncreaseCacheLimit`).
+    fn increase_cache_limit(&mut self);
 }
 
 /// One class's list in a thread cache.
@@ -128,54 +129,23 @@ impl FreeList {
 pub struct ThreadCache {
     lists: [FreeList; NUM_CLASSES],
     size: usize,
-    max_size: AtomicUsize,
-    /// Next cache in the allocator's registry (used by the concurrent allocator).
-    pub next: *mut ThreadCache,
-    /// Previous cache in the registry.
-    pub prev: *mut ThreadCache,
 }
 
-// SAFETY: the cached objects belong to the cache; only `max_size` is shared (an atomic).
+// SAFETY: the cached objects belong to the cache.
 unsafe impl Send for ThreadCache {}
 
 impl ThreadCache {
-    /// An empty cache with no budget yet (see [`init_budget`](Self::init_budget)).
+    /// An empty cache (its budget is kept by the [`Backend`]).
     pub const fn new() -> Self {
         ThreadCache {
             lists: [const { FreeList::new() }; NUM_CLASSES],
             size: 0,
-            max_size: AtomicUsize::new(0),
-            next: null_mut(),
-            prev: null_mut(),
-        }
-    }
-
-    /// Gives a new cache its first budget: 64 KiB from `unclaimed` if there is that much, else the
-    /// minimum (gperftools' `ThreadCache::Init`). Returns the budget taken from `unclaimed`.
-    pub fn init_budget(&mut self, unclaimed: &mut isize) {
-        if *unclaimed > 0 {
-            *unclaimed -= STEAL_AMOUNT as isize;
-            self.max_size.store(STEAL_AMOUNT, Ordering::Relaxed);
-        } else {
-            *unclaimed -= MIN_THREAD_CACHE_SIZE as isize;
-            self.max_size
-                .store(MIN_THREAD_CACHE_SIZE, Ordering::Relaxed);
         }
     }
 
     /// Bytes cached.
     pub fn size(&self) -> usize {
         self.size
-    }
-
-    /// The budget.
-    pub fn max_size(&self) -> usize {
-        self.max_size.load(Ordering::Relaxed)
-    }
-
-    /// Sets the budget (stealing, by another thread, or raising by the owner).
-    pub fn set_max_size(&self, v: usize) {
-        self.max_size.store(v, Ordering::Relaxed)
     }
 
     /// The list of `class`.
@@ -185,7 +155,7 @@ impl ThreadCache {
 
     /// An object of `class`, from the list or else from the central list.
     #[inline]
-    pub fn allocate(&mut self, class: usize, backend: &mut dyn Backend) -> Option<*mut u8> {
+    pub fn allocate<B: Backend>(&mut self, class: usize, backend: &mut B) -> Option<*mut u8> {
         let l = &mut self.lists[class];
         if !l.head.is_null() {
             let o = l.head;
@@ -202,7 +172,7 @@ impl ThreadCache {
     }
 
     #[cold]
-    fn fetch_from_central(&mut self, class: usize, backend: &mut dyn Backend) -> Option<*mut u8> {
+    fn fetch_from_central<B: Backend>(&mut self, class: usize, backend: &mut B) -> Option<*mut u8> {
         let batch = SIZE_MAP.batch_size(class) as u32;
         let l = &mut self.lists[class];
         let want = l.max_length.min(batch) as usize;
@@ -231,7 +201,7 @@ impl ThreadCache {
     /// # Safety
     /// `ptr` is a block of `class` from this allocator, no longer used.
     #[inline]
-    pub unsafe fn deallocate(&mut self, class: usize, ptr: *mut u8, backend: &mut dyn Backend) {
+    pub unsafe fn deallocate<B: Backend>(&mut self, class: usize, ptr: *mut u8, backend: &mut B) {
         let l = &mut self.lists[class];
         // SAFETY: the block is at least 8 bytes, 8-aligned, and ours now (caller).
         unsafe { ptr.cast::<*mut u8>().write(l.head) };
@@ -242,13 +212,13 @@ impl ThreadCache {
             return;
         }
         self.size += SIZE_MAP.class_size(class);
-        if self.size > self.max_size() {
+        if self.size > backend.max_size() {
             self.scavenge(backend);
         }
     }
 
     #[cold]
-    fn list_too_long(&mut self, class: usize, backend: &mut dyn Backend) {
+    fn list_too_long<B: Backend>(&mut self, class: usize, backend: &mut B) {
         self.size += SIZE_MAP.class_size(class);
         let batch = SIZE_MAP.batch_size(class) as u32;
         self.release_to_central(class, batch, backend);
@@ -262,14 +232,14 @@ impl ThreadCache {
                 l.overages = 0;
             }
         }
-        if self.size > self.max_size() {
+        if self.size > backend.max_size() {
             self.scavenge(backend);
         }
     }
 
     /// Gives `n` objects of `class` (at most the list's length) back to the central list, in
     /// batches (gperftools' `ReleaseToCentralCache`).
-    fn release_to_central(&mut self, class: usize, n: u32, backend: &mut dyn Backend) {
+    fn release_to_central<B: Backend>(&mut self, class: usize, n: u32, backend: &mut B) {
         let l = &mut self.lists[class];
         let mut n = n.min(l.length);
         if n == 0 {
@@ -290,7 +260,7 @@ impl ThreadCache {
     /// Gives back half of each list's low-water mark and raises the budget
     /// (gperftools' `Scavenge`).
     #[cold]
-    pub fn scavenge(&mut self, backend: &mut dyn Backend) {
+    pub fn scavenge<B: Backend>(&mut self, backend: &mut B) {
         for class in 1..NUM_CLASSES {
             let low = self.lists[class].lowater;
             if low > 0 {
@@ -305,11 +275,11 @@ impl ThreadCache {
             let l = &mut self.lists[class];
             l.lowater = l.length;
         }
-        backend.increase_cache_limit(self);
+        backend.increase_cache_limit();
     }
 
     /// Gives every cached object back to the central lists (thread exit).
-    pub fn flush(&mut self, backend: &mut dyn Backend) {
+    pub fn flush<B: Backend>(&mut self, backend: &mut B) {
         for class in 1..NUM_CLASSES {
             let n = self.lists[class].length;
             self.release_to_central(class, n, backend);

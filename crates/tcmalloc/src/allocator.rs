@@ -1,0 +1,742 @@
+//! `Tcmalloc`: the concurrent allocator, with a cache per thread.
+//!
+//! ```text
+//!   thread 1            thread 2             (thread-local slot -> its ThreadCache, no lock)
+//!   ThreadCache         ThreadCache          budget: max_size per thread, 32 MiB overall,
+//!        \                 /                  stolen 64 KiB at a time (registry lock)
+//!   central[c]: spin lock per class (transfer cache + spans)
+//!        |
+//!   page heap: one spin lock (+ the source's lock, taken after it)
+//!   pagemap:   read without a lock by every free (atomics; nodes never freed)
+//! ```
+//!
+//! Lock order: a class's central lock, then the page heap's, then the source's. The registry of
+//! thread caches has its own lock, never held with another.
+//!
+//! All shared state (`Shared`: page heap, pagemap, central lists, registry) is carved from the
+//! memory source on first use, as are the thread caches: nothing comes from the global
+//! allocator, so a `Tcmalloc` can be the `#[global_allocator]`:
+//!
+//! ```no_run
+//! use tcmalloc::Tcmalloc;
+//! #[global_allocator]
+//! static GLOBAL: Tcmalloc = Tcmalloc::new(allocator_traits::OsPages::new());
+//! ```
+//!
+//! A thread finds its cache through a thread-local table of `(allocator id, cache)` slots (a
+//! thread may use up to [`THREAD_SLOTS`] allocators with a cache each; beyond that it goes to
+//! the central lists directly). When the thread exits, a thread-local guard gives every cached
+//! object back to the central lists and recycles the cache. A thread-local destructor that
+//! allocates after that goes to the central lists directly too.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::{Cell, UnsafeCell};
+use core::ptr::{NonNull, addr_of_mut, null, null_mut};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use allocator_traits::{FreeError, MemorySource, OsPages, abort_with};
+use spin::Mutex;
+
+use crate::central::{Central, PageSource};
+use crate::page_heap::PageHeap;
+use crate::pagemap::PageMap;
+use crate::size_map::{NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP};
+use crate::span::{Location, Span};
+use crate::thread_cache::{
+    Backend, DEFAULT_OVERALL_THREAD_CACHE_SIZE, MIN_THREAD_CACHE_SIZE, STEAL_AMOUNT, ThreadCache,
+};
+
+/// Allocators one thread can hold a cache for at once.
+pub const THREAD_SLOTS: usize = 4;
+/// Allocators alive at once whose thread caches are flushed on thread exit; further ones work
+/// without thread caches.
+pub const MAX_LIVE_ALLOCATORS: usize = 64;
+
+/// A thread cache with its registry links and its budget (which other threads may steal from).
+struct CacheNode {
+    max_size: AtomicUsize,
+    next: *mut CacheNode,
+    prev: *mut CacheNode,
+    cache: UnsafeCell<ThreadCache>,
+}
+
+/// The registry of thread caches and the overall budget (gperftools' `thread_heaps_`,
+/// `unclaimed_cache_space_`, `next_memory_steal_`).
+struct Registry {
+    head: *mut CacheNode,
+    next_steal: *mut CacheNode,
+    unclaimed: isize,
+    recycled: *mut CacheNode,
+    threads: usize,
+}
+
+/// Everything the threads share, placed in memory from the source.
+struct Shared {
+    id: u64,
+    heap: Mutex<PageHeap>,
+    pagemap: PageMap,
+    central: [Mutex<Central>; NUM_CLASSES],
+    registry: Mutex<Registry>,
+}
+
+// SAFETY: all mutable state is behind locks or atomics; the raw pointers are to memory the
+// allocator owns.
+unsafe impl Sync for Shared {}
+// SAFETY: as above.
+unsafe impl Send for Registry {}
+
+/// The concurrent tcmalloc over a memory source (OS mappings by default).
+pub struct Tcmalloc<S: MemorySource = OsPages> {
+    source: Mutex<S>,
+    shared: AtomicPtr<Shared>,
+    overall: usize,
+}
+
+// SAFETY: the source is behind a lock; the shared state is `Sync`.
+unsafe impl<S: MemorySource + Send> Sync for Tcmalloc<S> {}
+// SAFETY: as above.
+unsafe impl<S: MemorySource + Send> Send for Tcmalloc<S> {}
+
+impl<S: MemorySource> core::fmt::Debug for Tcmalloc<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Tcmalloc").finish_non_exhaustive()
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+struct LiveEntry {
+    id: u64,
+    shared: *const Shared,
+}
+// SAFETY: the pointer is only dereferenced under the LIVE lock, while the allocator is alive.
+unsafe impl Send for LiveEntry {}
+
+/// Allocators whose shared state is alive, for the thread-exit flush.
+static LIVE: Mutex<[LiveEntry; MAX_LIVE_ALLOCATORS]> = Mutex::new(
+    [const {
+        LiveEntry {
+            id: 0,
+            shared: null(),
+        }
+    }; MAX_LIVE_ALLOCATORS],
+);
+
+struct Slot {
+    id: Cell<u64>,
+    node: Cell<*mut CacheNode>,
+}
+
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let _ = SLOTS.try_with(|slots| {
+            for slot in slots {
+                let id = slot.id.replace(0);
+                let node = slot.node.replace(null_mut());
+                if id == 0 {
+                    continue;
+                }
+                let live = LIVE.lock();
+                if let Some(e) = live.iter().find(|e| e.id == id) {
+                    // SAFETY: the allocator is alive while its LIVE entry is (its drop removes
+                    // the entry under this lock), and `node` is this thread's cache of it.
+                    unsafe { (*e.shared).release_cache(node) };
+                }
+            }
+        });
+    }
+}
+
+std::thread_local! {
+    static SLOTS: [Slot; THREAD_SLOTS] = const {
+        [const { Slot { id: Cell::new(0), node: Cell::new(null_mut()) } }; THREAD_SLOTS]
+    };
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+    static GUARD: ExitGuard = const { ExitGuard };
+}
+
+/// The page heap as the central lists see it in the concurrent allocator.
+struct SharedPages<'a, S> {
+    shared: &'a Shared,
+    source: Option<&'a Mutex<S>>,
+}
+
+impl<S: MemorySource> PageSource for SharedPages<'_, S> {
+    fn new_class_span(&mut self, pages: usize, class: usize) -> Option<*mut Span> {
+        let source = self.source?;
+        let mut heap = self.shared.heap.lock();
+        let mut src = source.lock();
+        let s = heap.new_span(pages, &self.shared.pagemap, &mut *src)?;
+        // SAFETY: `s` was just carved and is in use.
+        unsafe { heap.register_class(s, class, &self.shared.pagemap) };
+        Some(s)
+    }
+    unsafe fn delete_class_span(&mut self, s: *mut Span) {
+        let mut heap = self.shared.heap.lock();
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            heap.unregister_class(s, &self.shared.pagemap);
+            heap.delete_span(s, &self.shared.pagemap);
+        }
+    }
+    fn pagemap(&self) -> &PageMap {
+        &self.shared.pagemap
+    }
+}
+
+/// What a thread cache of the concurrent allocator talks to.
+struct SharedBackend<'a, S> {
+    shared: &'a Shared,
+    source: Option<&'a Mutex<S>>,
+    node: *mut CacheNode,
+}
+
+impl<S: MemorySource> Backend for SharedBackend<'_, S> {
+    fn remove_range(&mut self, class: usize, n: usize) -> Option<(*mut u8, *mut u8, usize)> {
+        let mut pages = SharedPages {
+            shared: self.shared,
+            source: self.source,
+        };
+        self.shared.central[class]
+            .lock()
+            .remove_range(n, &mut pages)
+    }
+    unsafe fn insert_range(&mut self, class: usize, head: *mut u8, tail: *mut u8, n: usize) {
+        let mut pages = SharedPages::<S> {
+            shared: self.shared,
+            source: None,
+        };
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            self.shared.central[class]
+                .lock()
+                .insert_range(head, tail, n, &mut pages)
+        }
+    }
+    #[inline]
+    fn max_size(&self) -> usize {
+        // SAFETY: the node is alive while its thread uses it; `max_size` is an atomic.
+        unsafe { (*self.node).max_size.load(Ordering::Relaxed) }
+    }
+    fn increase_cache_limit(&mut self) {
+        let mut reg = self.shared.registry.lock();
+        // SAFETY: registered nodes are alive while the registry lock is held.
+        unsafe { reg.increase_cache_limit(self.node) };
+    }
+}
+
+impl Registry {
+    /// gperftools' `IncreaseCacheLimitLocked`: 64 KiB from the unclaimed budget, or stolen from
+    /// another thread's (round robin, 10 tries, never below 512 KiB).
+    ///
+    /// # Safety
+    /// `me` and all registered nodes are alive.
+    unsafe fn increase_cache_limit(&mut self, me: *mut CacheNode) {
+        // SAFETY: caller's contract; only the atomic budgets and the links are touched.
+        unsafe {
+            if self.unclaimed > 0 {
+                self.unclaimed -= STEAL_AMOUNT as isize;
+                (*me).max_size.fetch_add(STEAL_AMOUNT, Ordering::Relaxed);
+                return;
+            }
+            for _ in 0..10 {
+                if self.next_steal.is_null() {
+                    self.next_steal = self.head;
+                }
+                let victim = self.next_steal;
+                if victim.is_null() {
+                    return;
+                }
+                self.next_steal = (*victim).next;
+                let vmax = (*victim).max_size.load(Ordering::Relaxed);
+                if victim == me || vmax <= MIN_THREAD_CACHE_SIZE {
+                    continue;
+                }
+                (*victim)
+                    .max_size
+                    .store(vmax - STEAL_AMOUNT, Ordering::Relaxed);
+                (*me).max_size.fetch_add(STEAL_AMOUNT, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Flushes a thread's cache to the central lists, unregisters and recycles it.
+    ///
+    /// # Safety
+    /// `node` is a registered cache of this allocator, no longer used by its thread.
+    unsafe fn release_cache(&self, node: *mut CacheNode) {
+        let mut backend = SharedBackend::<OsPages> {
+            shared: self,
+            source: None,
+            node,
+        };
+        // SAFETY: the node is ours and its thread is done with it.
+        unsafe {
+            let cache = &mut *(*node).cache.get();
+            cache.flush(&mut backend);
+            cache.reset();
+            let mut reg = self.registry.lock();
+            let (p, n) = ((*node).prev, (*node).next);
+            if p.is_null() {
+                reg.head = n;
+            } else {
+                (*p).next = n;
+            }
+            if !n.is_null() {
+                (*n).prev = p;
+            }
+            if reg.next_steal == node {
+                reg.next_steal = n;
+            }
+            reg.unclaimed += (*node).max_size.load(Ordering::Relaxed) as isize;
+            reg.threads -= 1;
+            (*node).next = reg.recycled;
+            reg.recycled = node;
+        }
+    }
+}
+
+impl<S: MemorySource> Tcmalloc<S> {
+    /// An allocator over `source`. `const`, for a `static` `#[global_allocator]`; nothing is
+    /// taken from the source before the first allocation.
+    pub const fn new(source: S) -> Self {
+        Self::with_overall_thread_cache_size(source, DEFAULT_OVERALL_THREAD_CACHE_SIZE)
+    }
+
+    /// An allocator whose thread caches together aim to hold at most `bytes` (gperftools'
+    /// `TCMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES`, clipped to 512 KiB ..= 1 GiB as there).
+    pub const fn with_overall_thread_cache_size(source: S, bytes: usize) -> Self {
+        let overall = if bytes < MIN_THREAD_CACHE_SIZE {
+            MIN_THREAD_CACHE_SIZE
+        } else if bytes > 1 << 30 {
+            1 << 30
+        } else {
+            bytes
+        };
+        Tcmalloc {
+            source: Mutex::new(source),
+            shared: AtomicPtr::new(null_mut()),
+            overall,
+        }
+    }
+
+    /// The thread caches' budgets: `(sum of every thread's max_size, unclaimed budget)`. The two
+    /// add up to the overall limit (the unclaimed part goes negative when threads had to be given
+    /// the 512 KiB minimum with nothing left).
+    pub fn budget(&self) -> (usize, isize) {
+        let Some(sh) = self.shared() else {
+            return (0, self.overall as isize);
+        };
+        // SAFETY: the shared state lives as long as `self`; registered nodes are alive under
+        // the registry lock.
+        unsafe {
+            let reg = (*sh).registry.lock();
+            let mut sum = 0;
+            let mut n = reg.head;
+            while !n.is_null() {
+                sum += (*n).max_size.load(Ordering::Relaxed);
+                n = (*n).next;
+            }
+            (sum, reg.unclaimed)
+        }
+    }
+
+    /// Bytes taken from the source (pages, metadata, thread caches).
+    pub fn footprint(&self) -> usize {
+        self.source.lock().footprint()
+    }
+
+    /// Number of threads holding a cache of this allocator.
+    pub fn threads(&self) -> usize {
+        match self.shared() {
+            // SAFETY: the shared state lives as long as `self`.
+            Some(sh) => unsafe { (*sh).registry.lock().threads },
+            None => 0,
+        }
+    }
+
+    /// Bytes sitting in the central lists' spans and transfer caches, and free in the page heap:
+    /// `(central_free_objects_bytes, transfer_bytes, page_heap_free_bytes)`.
+    pub fn cached_bytes(&self) -> (usize, usize, usize) {
+        let Some(sh) = self.shared() else {
+            return (0, 0, 0);
+        };
+        // SAFETY: the shared state lives as long as `self`.
+        let sh = unsafe { &*sh };
+        let (mut spans, mut transfer) = (0, 0);
+        for (class, c) in sh.central.iter().enumerate().skip(1) {
+            let c = c.lock();
+            let size = SIZE_MAP.class_size(class);
+            spans += c.free_objects * size;
+            transfer += c.transfer.used() * SIZE_MAP.batch_size(class) * size;
+        }
+        let free = sh.heap.lock().free_pages << PAGE_SHIFT;
+        (spans, transfer, free)
+    }
+
+    #[inline]
+    fn shared(&self) -> Option<*const Shared> {
+        let p = self.shared.load(Ordering::Acquire);
+        if p.is_null() { self.init() } else { Some(p) }
+    }
+
+    #[cold]
+    fn init(&self) -> Option<*const Shared> {
+        let mut src = self.source.lock();
+        let p = self.shared.load(Ordering::Acquire);
+        if !p.is_null() {
+            return Some(p);
+        }
+        let grant = src
+            .acquire(
+                core::mem::size_of::<Shared>(),
+                core::mem::align_of::<Shared>().max(64),
+            )
+            .ok()?;
+        let p = grant.cast::<Shared>().as_ptr();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `p` is a fresh grant big enough for a `Shared`, aligned for it, ours alone.
+        // Each field is written in place (the whole struct is too big for some thread stacks);
+        // the pagemap's all-zero bytes are a valid empty map (null atomics, zero counter).
+        unsafe {
+            addr_of_mut!((*p).id).write(id);
+            addr_of_mut!((*p).heap).write(Mutex::new(PageHeap::new()));
+            addr_of_mut!((*p).pagemap)
+                .cast::<u8>()
+                .write_bytes(0, core::mem::size_of::<PageMap>());
+            let central = addr_of_mut!((*p).central).cast::<Mutex<Central>>();
+            for class in 0..NUM_CLASSES {
+                central.add(class).write(Mutex::new(Central::new(class)));
+            }
+            addr_of_mut!((*p).registry).write(Mutex::new(Registry {
+                head: null_mut(),
+                next_steal: null_mut(),
+                unclaimed: self.overall as isize,
+                recycled: null_mut(),
+                threads: 0,
+            }));
+        }
+        {
+            let mut live = LIVE.lock();
+            if let Some(e) = live.iter_mut().find(|e| e.id == 0) {
+                e.id = id;
+                e.shared = p;
+            }
+        }
+        self.shared.store(p, Ordering::Release);
+        Some(p)
+    }
+
+    fn is_registered(id: u64) -> bool {
+        LIVE.lock().iter().any(|e| e.id == id)
+    }
+
+    /// This thread's cache of this allocator, creating it on first use; `None` when the thread
+    /// cannot have one (its slots are full, it is exiting, or creation is under way).
+    #[inline]
+    fn thread_cache(&self, sh: &Shared) -> Option<*mut CacheNode> {
+        SLOTS
+            .try_with(|slots| {
+                for slot in slots {
+                    if slot.id.get() == sh.id {
+                        return Some(slot.node.get());
+                    }
+                }
+                self.attach(sh, slots)
+            })
+            .ok()
+            .flatten()
+    }
+
+    #[cold]
+    fn attach(&self, sh: &Shared, slots: &[Slot; THREAD_SLOTS]) -> Option<*mut CacheNode> {
+        if BUSY.try_with(|b| b.replace(true)).unwrap_or(true) {
+            return None;
+        }
+        let r = self.attach_inner(sh, slots);
+        let _ = BUSY.try_with(|b| b.set(false));
+        r
+    }
+
+    fn attach_inner(&self, sh: &Shared, slots: &[Slot; THREAD_SLOTS]) -> Option<*mut CacheNode> {
+        // Only allocators whose caches the exit guard can find get thread caches.
+        if !Self::is_registered(sh.id) {
+            return None;
+        }
+        // A free slot, or one whose allocator is gone.
+        let slot = slots
+            .iter()
+            .find(|s| s.id.get() == 0)
+            .or_else(|| slots.iter().find(|s| !Self::is_registered(s.id.get())))?;
+        // Registers the exit guard (this may allocate; BUSY keeps that from recursing here).
+        GUARD.try_with(|_| ()).ok()?;
+        let node = {
+            let mut reg = sh.registry.lock();
+            let recycled = reg.recycled;
+            if !recycled.is_null() {
+                // SAFETY: recycled nodes are valid and unused.
+                reg.recycled = unsafe { (*recycled).next };
+            }
+            recycled
+        };
+        let node = if node.is_null() {
+            let mut heap = sh.heap.lock();
+            let mut src = self.source.lock();
+            let p = heap
+                .arena
+                .alloc(
+                    core::mem::size_of::<CacheNode>(),
+                    core::mem::align_of::<CacheNode>(),
+                    &mut *src,
+                )?
+                .cast::<CacheNode>()
+                .as_ptr();
+            // SAFETY: a fresh block for a node; fields written in place.
+            unsafe {
+                addr_of_mut!((*p).max_size).write(AtomicUsize::new(0));
+                addr_of_mut!((*p).cache).write(UnsafeCell::new(ThreadCache::new()));
+            }
+            p
+        } else {
+            node
+        };
+        {
+            let mut reg = sh.registry.lock();
+            // SAFETY: `node` is ours; registered nodes are alive under the lock.
+            unsafe {
+                (*node).max_size.store(0, Ordering::Relaxed);
+                (*node).prev = null_mut();
+                (*node).next = reg.head;
+                if !reg.head.is_null() {
+                    (*reg.head).prev = node;
+                }
+                reg.head = node;
+                reg.threads += 1;
+                reg.increase_cache_limit(node);
+                if (*node).max_size.load(Ordering::Relaxed) == 0 {
+                    (*node)
+                        .max_size
+                        .store(MIN_THREAD_CACHE_SIZE, Ordering::Relaxed);
+                    reg.unclaimed -= MIN_THREAD_CACHE_SIZE as isize;
+                }
+            }
+        }
+        if slot.id.get() != 0 {
+            // The slot's allocator is gone: its cache went with it.
+            slot.node.set(null_mut());
+        }
+        slot.id.set(sh.id);
+        slot.node.set(node);
+        Some(node)
+    }
+
+    /// Allocates a block for `layout`, or null.
+    #[inline]
+    fn alloc_impl(&self, layout: Layout) -> *mut u8 {
+        let Some(sh) = self.shared() else {
+            return null_mut();
+        };
+        // SAFETY: the shared state lives as long as `self`.
+        let sh = unsafe { &*sh };
+        if let Some(class) = SIZE_MAP.class_for(layout) {
+            if let Some(node) = self.thread_cache(sh) {
+                let mut backend = SharedBackend {
+                    shared: sh,
+                    source: Some(&self.source),
+                    node,
+                };
+                // SAFETY: the node is this thread's own cache; no one else touches the lists.
+                let cache = unsafe { &mut *(*node).cache.get() };
+                return cache.allocate(class, &mut backend).unwrap_or(null_mut());
+            }
+            let mut pages = SharedPages {
+                shared: sh,
+                source: Some(&self.source),
+            };
+            return match sh.central[class].lock().remove_range(1, &mut pages) {
+                Some((head, _, _)) => head,
+                None => null_mut(),
+            };
+        }
+        self.alloc_large(sh, layout)
+    }
+
+    #[cold]
+    fn alloc_large(&self, sh: &Shared, layout: Layout) -> *mut u8 {
+        let Some(bytes) = layout.size().checked_add(PAGE_SIZE - 1) else {
+            return null_mut();
+        };
+        if bytes > isize::MAX as usize {
+            return null_mut();
+        }
+        let pages = (bytes >> PAGE_SHIFT).max(1);
+        let mut heap = sh.heap.lock();
+        let mut src = self.source.lock();
+        let s = if layout.align() > PAGE_SIZE {
+            heap.new_span_aligned(pages, layout.align(), &sh.pagemap, &mut *src)
+        } else {
+            heap.new_span(pages, &sh.pagemap, &mut *src)
+        };
+        match s {
+            // SAFETY: a span just carved is valid.
+            Some(s) => unsafe { (*s).start },
+            None => null_mut(),
+        }
+    }
+
+    /// Frees `ptr`; aborts on a pointer this allocator cannot have handed out.
+    #[inline]
+    fn dealloc_impl(&self, ptr: *mut u8) {
+        let p = self.shared.load(Ordering::Acquire);
+        if p.is_null() || ptr.is_null() {
+            abort_with(&FreeError::Foreign { ptr: ptr as usize })
+        }
+        // SAFETY: the shared state lives as long as `self`.
+        let sh = unsafe { &*p };
+        let class = sh.pagemap.class(ptr as usize >> PAGE_SHIFT);
+        if class != 0 {
+            if let Some(node) = self.thread_cache(sh) {
+                let mut backend = SharedBackend {
+                    shared: sh,
+                    source: Some(&self.source),
+                    node,
+                };
+                // SAFETY: the node is this thread's own cache; `ptr` is a block of `class`
+                // (the pagemap says so) that the caller gives up.
+                unsafe {
+                    let cache = &mut *(*node).cache.get();
+                    cache.deallocate(class, ptr, &mut backend);
+                }
+                return;
+            }
+            let mut pages = SharedPages::<S> {
+                shared: sh,
+                source: None,
+            };
+            // SAFETY: `ptr` is a free block of `class`; a one-object list.
+            unsafe {
+                ptr.cast::<*mut u8>().write(null_mut());
+                sh.central[class]
+                    .lock()
+                    .insert_range(ptr, ptr, 1, &mut pages);
+            }
+            return;
+        }
+        self.dealloc_large(sh, ptr);
+    }
+
+    #[cold]
+    fn dealloc_large(&self, sh: &Shared, ptr: *mut u8) {
+        let mut heap = sh.heap.lock();
+        let s = sh.pagemap.get(ptr as usize >> PAGE_SHIFT);
+        // SAFETY: pagemap entries name span records of ours; under the heap lock no one changes
+        // an in-use large span.
+        let ok = !s.is_null()
+            && unsafe { (*s).location == Location::InUse && (*s).class == 0 && (*s).start == ptr };
+        if !ok {
+            drop(heap);
+            abort_with(&FreeError::NotABlock { ptr: ptr as usize })
+        }
+        // SAFETY: `s` is the live large span starting at `ptr`, given up by the caller.
+        unsafe { heap.delete_span(s, &sh.pagemap) };
+    }
+
+    /// The usable size of a live block: its class size, or its span's bytes.
+    fn usable_size(&self, ptr: *mut u8) -> usize {
+        let p = self.shared.load(Ordering::Acquire);
+        if p.is_null() {
+            return 0;
+        }
+        // SAFETY: the shared state lives as long as `self`.
+        let sh = unsafe { &*p };
+        let page = ptr as usize >> PAGE_SHIFT;
+        match sh.pagemap.class(page) {
+            0 => {
+                let _heap = sh.heap.lock();
+                let s = sh.pagemap.get(page);
+                if s.is_null() {
+                    0
+                } else {
+                    // SAFETY: a live large block's first page names its span.
+                    unsafe { (*s).bytes() }
+                }
+            }
+            c => SIZE_MAP.class_size(c),
+        }
+    }
+}
+
+impl<S: MemorySource> Drop for Tcmalloc<S> {
+    fn drop(&mut self) {
+        let p = *self.shared.get_mut();
+        if !p.is_null() {
+            // SAFETY: the shared state is alive until the source drops, after this.
+            let id = unsafe { (*p).id };
+            let mut live = LIVE.lock();
+            if let Some(e) = live.iter_mut().find(|e| e.id == id) {
+                e.id = 0;
+                e.shared = null();
+            }
+        }
+    }
+}
+
+// SAFETY: blocks are aligned and sized as asked (size classes honour alignment up to a page,
+// larger alignments get aligned spans), stay valid until freed, and are handed to one caller;
+// a bad free aborts.
+unsafe impl<S: MemorySource> GlobalAlloc for Tcmalloc<S> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.alloc_impl(layout)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        self.dealloc_impl(ptr)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Ok(new) = Layout::from_size_align(new_size, layout.align()) else {
+            return null_mut();
+        };
+        let usable = self.usable_size(ptr);
+        let same_class = SIZE_MAP.class_for(new).is_some_and(|c| {
+            SIZE_MAP.class_size(c) == usable && SIZE_MAP.class_for(layout) == Some(c)
+        });
+        let same_pages = SIZE_MAP.class_for(new).is_none()
+            && SIZE_MAP.class_for(layout).is_none()
+            && new_size.div_ceil(PAGE_SIZE) * PAGE_SIZE == usable;
+        if same_class || same_pages {
+            return ptr;
+        }
+        let fresh = self.alloc_impl(new);
+        if !fresh.is_null() {
+            // SAFETY: both blocks are live and distinct; the old one has `layout.size()` bytes.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, fresh, layout.size().min(new_size));
+            }
+            self.dealloc_impl(ptr);
+        }
+        fresh
+    }
+}
+
+// SAFETY: as for `GlobalAlloc`; the returned slice length is the block's usable size.
+unsafe impl<S: MemorySource> allocator_api2::alloc::Allocator for Tcmalloc<S> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        let p = self.alloc_impl(layout);
+        let p = NonNull::new(p).ok_or(allocator_api2::alloc::AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
+        self.dealloc_impl(ptr.as_ptr())
+    }
+}
