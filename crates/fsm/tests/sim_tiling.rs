@@ -36,8 +36,8 @@ impl Arbitrary for Run {
             }
         }
         Run {
-            policy: *g.choose(&["BEST", "WORST", "FIRST", "NEXT"]).unwrap(),
-            order: *g
+            policy: g.choose(&["BEST", "WORST", "FIRST", "NEXT"]).unwrap(),
+            order: g
                 .choose(&[
                     "ADDRSORT",
                     "SIZESORT+",
