@@ -17,6 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod record;
+mod replay;
 mod sim;
 
 /// Free-space management: simulate, replay and compare allocation policies.
@@ -37,6 +39,10 @@ enum Command {
     /// The flags are parsed exactly as malloc.py's optparse parses them; run `fsm sim -h` for
     /// the list.
     Sim(sim::SimArgs),
+    /// Replay a trace through one policy and print its measures (or block offsets).
+    Replay(replay::ReplayArgs),
+    /// Record a program's allocations as a trace: `fsm record -o T.trace.gz -- CMD ARGS...`.
+    Record(record::RecordArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,5 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => sim::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Record(args) => record::run(args),
     }
 }

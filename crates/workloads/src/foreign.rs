@@ -414,6 +414,52 @@ pub fn read_mtrace(bytes: &[u8]) -> Result<Trace, ParseError> {
     import_mtrace(bytes).map(|i| i.trace)
 }
 
+/// Reads the log of the `LD_PRELOAD` recorder (`crates/workloads/interposer`): lines
+/// `a TID PTR SIZE`, `c TID PTR SIZE`, `m TID PTR ALIGN SIZE`, `r TID OLD NEW SIZE`, `f TID PTR`,
+/// numbers in hexadecimal. Kernel thread ids become small thread numbers (0 for the first seen).
+pub fn import_interposer(bytes: &[u8]) -> Result<Imported, ParseError> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut t = PointerTracer::new();
+    let mut threads: HashMap<u64, u32> = HashMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let err = |message: String| ParseError {
+            line: i + 1,
+            message,
+        };
+        let mut f = raw.split_ascii_whitespace();
+        let Some(op) = f.next() else { continue };
+        let nums: Vec<u64> = f
+            .map(|x| {
+                u64::from_str_radix(x, 16).map_err(|_| err(format!("'{x}' is not hexadecimal")))
+            })
+            .collect::<Result<_, _>>()?;
+        let want = match op {
+            "a" | "c" => 3,
+            "m" | "r" => 4,
+            "f" => 2,
+            _ => return Err(err(format!("unknown record '{op}'"))),
+        };
+        if nums.len() != want {
+            return Err(err(format!(
+                "'{op}' takes {} numbers, found {}",
+                want - 1,
+                nums.len().saturating_sub(1)
+            )));
+        }
+        let n = threads.len() as u32;
+        let th = Some(*threads.entry(nums[0]).or_insert(n));
+        match op {
+            "a" => t.malloc(th, nums[1], nums[2]),
+            "c" => t.calloc(th, nums[1], nums[2]),
+            "m" => t.memalign(th, nums[1], nums[2], nums[3]),
+            "r" => t.realloc(th, nums[1], nums[2], nums[3]),
+            _ => t.free(th, nums[1]),
+        }
+    }
+    let (trace, oddities) = t.finish();
+    Ok(Imported { trace, oddities })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,6 +549,24 @@ some program output
         assert_eq!(e.line, 2);
         let e = import_mtrace(b"@ x > 0x10 0x5\n").unwrap_err();
         assert!(e.message.contains("without a preceding"), "{e}");
+    }
+
+    #[test]
+    fn interposer_log_by_hand() {
+        // The start of a real recording of the test program above.
+        let log = "a 4d69 5558d89642a0 5\nc 4d69 5558d89642c0 c\nr 4d69 5558d89642a0 5558d89642e0 64\n\
+                   m 77 5558d8964380 40 64\nf 77 5558d89642e0\nr 4d69 5558d89642c0 0 0\n";
+        let i = import_interposer(log.as_bytes()).unwrap();
+        assert_eq!(
+            text(&i.trace),
+            "t0 a 1 5\nt0 c 2 12\nt0 r 1 100\nt1 m 3 64 100\nt1 f 1\nt0 f 2\n"
+        );
+        let e = import_interposer(b"a 1 10 5\nq 1 2\n").unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (2, "unknown record 'q'"));
+        let e = import_interposer(b"a 1 10\n").unwrap_err();
+        assert_eq!(e.message, "'a' takes 2 numbers, found 1");
+        let e = import_interposer(b"f 1 xyz\n").unwrap_err();
+        assert_eq!(e.message, "'xyz' is not hexadecimal");
     }
 
     #[test]
