@@ -1,1 +1,714 @@
-//! Not built yet: see the project's open issues.
+//! Segregated free lists (simple segregated storage with size classes, as in Go's allocator and
+//! tcmalloc) as a [`FreeSpaceManager`].
+//!
+//! Requests up to the largest size class are rounded to a class ([`classes`]: Go's 67 classes by
+//! default, or a table the user supplies) and served from *spans*: power-of-two runs of pages,
+//! each carved into objects of one class ([`span`]). Each class keeps its spans that have a free
+//! object in a *partial* list and the others in a *full* list; each span keeps its own free list.
+//! Tiny requests (under 16 B, alignment at most 8) share 16-byte blocks ([`tiny`]). Anything
+//! larger goes to a second manager `L`, which is also the page level spans come from and return
+//! to: composition through the trait.
+//!
+//! ```text
+//!   allocate(layout)
+//!     size < 16, align <= 8 ---------> tiny: bump inside the current 16 B block
+//!     size <= 32 KiB  --> class c --> classes[c].partial -> span -> its free list (or bump)
+//!     larger ------------------------> L.allocate(layout)
+//!
+//!   classes[c]:  partial -> [span]<->[span]      full -> [span]<->[span]
+//!   span (8..128 KiB, aligned to its size):  |hdr|bits|obj|obj|obj|...|obj|tail|
+//!                                                        ^ free objects linked through word 0
+//!   the page level: L (any FreeSpaceManager, e.g. buddy or best fit) over the region
+//!   |== span ==|== large object ==|.. free ..|== span ==|....
+//! ```
+//!
+//! * **Costs.** A small allocation or free is O(1): a table lookup, a list head, a bit. Rounding to
+//!   the class loses up to 12.5 % (Go's table's bound) as internal fragmentation; a span's header
+//!   and tail, free objects, and the page level's own free space are external. A span whose
+//!   objects are all free goes back to `L`, except that each class keeps up to
+//!   [`Config::keep_empty`] empty spans (default 1) so that an alloc/free pair at a span boundary
+//!   does not reach `L` every time ([`Segregated::release_empty_spans`] gives them back).
+//! * **Where the class is kept.** Nowhere per object: free derives the class from the `Layout`,
+//!   finds the span by masking the pointer, and checks the span's magic, class and bitmap, so a
+//!   foreign pointer (outside every span), a pointer that is not an object, a double free and a
+//!   free with another class's layout are reported as [`FreeError`]s.
+//! * **Statistics.** [`Stats`] covers all paths; [`Segregated::class_stats`] shows the waste per
+//!   class and [`Segregated::tiny_stats`] what tiny combining saves.
+//!
+//! ```
+//! use allocator_traits::{BoxedRegion, FreeSpaceManager, Layout};
+//! use buddy::{Buddy, Config};
+//! use segregated::Segregated;
+//!
+//! let pages = Buddy::try_new(BoxedRegion::new(1 << 20).unwrap(), Config::new(1 << 20)).unwrap();
+//! let mut heap = Segregated::new(pages);
+//! let layout = Layout::from_size_align(40, 8).unwrap();
+//! let a = heap.allocate(layout).unwrap();
+//! assert_eq!(a.len(), 48); // Go's class for 40 bytes
+//! // SAFETY: `a` was allocated above with `layout`.
+//! unsafe { heap.deallocate(a.cast(), layout) }.unwrap();
+//! ```
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+pub mod classes;
+mod inspect;
+pub mod span;
+pub mod tiny;
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+pub use allocator_traits::{
+    AllocError, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource, Stats,
+};
+pub use classes::{ClassTable, GO, GO_SIZES, SpanGeometry, TableError};
+
+use classes::MAX_CLASSES;
+use span::{SpanHeader, SpanList, TINY_BLOCK, slot_of};
+use tiny::TinyState;
+
+/// The slot of the tiny blocks in the per-class state (after every real class).
+pub const TINY: usize = MAX_CLASSES + 1;
+const SLOTS: usize = MAX_CLASSES + 2;
+
+/// Options of a [`Segregated`] heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Let requests under 16 bytes with alignment at most 8 share 16-byte blocks (Go's tiny
+    /// allocator). On by default.
+    pub tiny: bool,
+    /// Empty spans each class keeps instead of returning them to the page level at once.
+    pub keep_empty: u32,
+}
+
+impl Config {
+    /// Tiny combining on, one empty span kept per class.
+    pub const DEFAULT: Config = Config {
+        tiny: true,
+        keep_empty: 1,
+    };
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::DEFAULT
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ClassState {
+    partial: *mut SpanHeader,
+    full: *mut SpanHeader,
+    /// Spans with no live object (in the partial list).
+    empty: u32,
+    spans: u32,
+    live: usize,
+    requested: usize,
+}
+
+impl ClassState {
+    const EMPTY: ClassState = ClassState {
+        partial: core::ptr::null_mut(),
+        full: core::ptr::null_mut(),
+        empty: 0,
+        spans: 0,
+        live: 0,
+        requested: 0,
+    };
+}
+
+/// The waste of one size class, from [`Segregated::class_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassStats {
+    /// Class number (1-based; [`TINY`] for the tiny blocks).
+    pub class: usize,
+    /// Object size.
+    pub size: usize,
+    /// Bytes per span.
+    pub span_bytes: usize,
+    /// Spans held.
+    pub spans: usize,
+    /// Live objects (live tiny blocks for [`TINY`]).
+    pub live_objects: usize,
+    /// Bytes callers asked for, over live objects.
+    pub live_requested: usize,
+    /// Objects free in the class's spans.
+    pub free_objects: usize,
+    /// Bytes of each span that never hold an object (header, bitmap, tail).
+    pub span_overhead: usize,
+}
+
+impl ClassStats {
+    /// Internal fragmentation: rounding of live objects up to the class size.
+    pub fn rounding_waste(&self) -> usize {
+        (self.live_objects * self.size).saturating_sub(self.live_requested)
+    }
+    /// Free objects in the class's spans, in bytes.
+    pub fn free_bytes(&self) -> usize {
+        self.free_objects * self.size
+    }
+    /// Headers, bitmaps and tails of the class's spans, in bytes.
+    pub fn overhead_bytes(&self) -> usize {
+        self.spans * self.span_overhead
+    }
+}
+
+/// What tiny combining does, from [`Segregated::tiny_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TinyStats {
+    /// Live tiny objects.
+    pub live_objects: usize,
+    /// 16-byte blocks holding them (the current block included).
+    pub live_blocks: usize,
+    /// Bytes the live tiny objects would hold in their own classes without combining.
+    pub unshared_bytes: usize,
+}
+
+impl TinyStats {
+    /// Bytes saved by combining: unshared bytes minus the blocks' bytes (negative when the
+    /// blocks hold fewer objects than they could).
+    pub fn bytes_saved(&self) -> isize {
+        self.unshared_bytes as isize - (self.live_blocks * TINY_BLOCK) as isize
+    }
+}
+
+/// Which path a layout takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Tiny,
+    Class(usize),
+    Large,
+}
+
+/// A segregated-fit heap: size classes over spans from the page level `L`, which also serves
+/// large requests.
+pub struct Segregated<L> {
+    large: L,
+    table: &'static ClassTable,
+    config: Config,
+    classes: [ClassState; SLOTS],
+    tiny: TinyState,
+    /// Address range of every span ever obtained (for telling foreign pointers).
+    lo: usize,
+    hi: usize,
+    stats: Stats,
+}
+
+// SAFETY: the heap owns its spans (through `L`) and its raw pointers point only into them, so
+// moving it to another thread moves exclusive access along.
+unsafe impl<L: Send> Send for Segregated<L> {}
+
+impl<L> core::fmt::Debug for Segregated<L> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Segregated")
+            .field("config", &self.config)
+            .field("classes", &self.table.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: FreeSpaceManager> Segregated<L> {
+    /// Go's size classes with tiny combining over the page level (and large-object manager)
+    /// `large`. `const`, so a `static` can hold it.
+    pub const fn new(large: L) -> Self {
+        Self::with_table(&GO, Config::DEFAULT, large)
+    }
+
+    /// A heap with the given class table and options.
+    pub const fn with_table(table: &'static ClassTable, config: Config, large: L) -> Self {
+        Segregated {
+            large,
+            table,
+            config,
+            classes: [ClassState::EMPTY; SLOTS],
+            tiny: TinyState::EMPTY,
+            lo: usize::MAX,
+            hi: 0,
+            stats: Stats::new(),
+        }
+    }
+
+    /// The class table.
+    pub fn table(&self) -> &'static ClassTable {
+        self.table
+    }
+
+    /// The options.
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// The page level and large-object manager.
+    pub fn large(&self) -> &L {
+        &self.large
+    }
+
+    /// The waste of class `c` (1-based, or [`TINY`]).
+    pub fn class_stats(&self, c: usize) -> Option<ClassStats> {
+        let g = self.geo(c)?;
+        let st = &self.classes[c];
+        Some(ClassStats {
+            class: c,
+            size: g.size as usize,
+            span_bytes: g.span_bytes(),
+            spans: st.spans as usize,
+            live_objects: st.live,
+            live_requested: st.requested,
+            free_objects: st.spans as usize * g.objects() - st.live,
+            span_overhead: g.waste(),
+        })
+    }
+
+    /// What tiny combining holds and saves right now.
+    pub fn tiny_stats(&self) -> TinyStats {
+        self.tiny.stats()
+    }
+
+    /// Gives every empty span back to the page level; returns how many.
+    pub fn release_empty_spans(&mut self) -> usize {
+        let mut n = 0;
+        for c in 1..SLOTS {
+            let mut s = self.classes[c].partial;
+            while !s.is_null() {
+                // SAFETY: `s` is a span in class c's partial list.
+                let (next, live) = unsafe { ((*s).next, (*s).live) };
+                let current_tiny = c == TINY && s == self.tiny.span && !self.tiny.block.is_null();
+                if live == 0 && !current_tiny {
+                    // SAFETY: an empty span of class c, in its partial list.
+                    unsafe { self.drop_span(c, s) };
+                    n += 1;
+                }
+                s = next;
+            }
+        }
+        n
+    }
+
+    #[inline]
+    fn geo(&self, c: usize) -> Option<SpanGeometry> {
+        if c == TINY {
+            Some(self.table.tiny_geometry())
+        } else {
+            self.table.geometry(c)
+        }
+    }
+
+    #[inline]
+    fn path(&self, layout: Layout) -> Path {
+        let (size, align) = (layout.size(), layout.align());
+        if self.config.tiny && size < TINY_BLOCK && align <= 8 {
+            return Path::Tiny;
+        }
+        match self.table.class_for(size, align) {
+            0 => Path::Large,
+            c => Path::Class(c),
+        }
+    }
+
+    fn sync_footprint(&mut self) {
+        self.stats.set_footprint(self.large.stats().footprint);
+    }
+
+    /// A new span for class `c` from the page level, pushed on its partial list.
+    fn new_span(&mut self, c: usize) -> Option<*mut SpanHeader> {
+        let g = self.geo(c)?;
+        let bytes = g.span_bytes();
+        let layout = Layout::from_size_align(bytes, bytes).ok()?;
+        let block = self.large.allocate(layout).ok()?;
+        let span = block.cast::<u8>().as_ptr();
+        let per_slot = if c == TINY { 16 } else { 1 };
+        // SAFETY: a fresh block of `bytes` bytes aligned to `bytes`, ours alone.
+        let s = unsafe { span::init_span(span, c as u16, &g, per_slot) };
+        let st = &mut self.classes[c];
+        // SAFETY: `s` is a fresh span in no list.
+        unsafe { SpanList::push(&mut st.partial, s) };
+        st.spans += 1;
+        st.empty += 1;
+        self.lo = self.lo.min(span as usize);
+        self.hi = self.hi.max(span as usize + bytes);
+        self.sync_footprint();
+        Some(s)
+    }
+
+    /// Returns an empty span of class `c` (in its partial list) to the page level.
+    ///
+    /// # Safety
+    /// `s` is a span of class `c` with no live object, in the partial list.
+    unsafe fn drop_span(&mut self, c: usize, s: *mut SpanHeader) {
+        let Some(g) = self.geo(c) else { return };
+        let st = &mut self.classes[c];
+        // SAFETY: `s` is in the partial list (caller).
+        unsafe {
+            SpanList::remove(&mut st.partial, s);
+            (*s).magic = 0;
+        }
+        st.spans -= 1;
+        st.empty -= 1;
+        let bytes = g.span_bytes();
+        if let Ok(layout) = Layout::from_size_align(bytes, bytes) {
+            // SAFETY: the span was allocated from `large` with this layout and nothing in it is
+            // live. A refusal cannot happen for a block `large` gave us; if it did, the span is
+            // only leaked.
+            let base = span::base_of(s, &g);
+            // SAFETY: as above.
+            let _ = unsafe { self.large.deallocate(NonNull::new_unchecked(base), layout) };
+        }
+        self.sync_footprint();
+    }
+
+    /// Takes a free slot of class `c` (or a fresh span's first slot). Does not touch the bitmap.
+    fn slot_alloc(&mut self, c: usize) -> Option<(*mut SpanHeader, *mut u8)> {
+        let g = self.geo(c)?;
+        let mut s = self.classes[c].partial;
+        if s.is_null() {
+            s = self.new_span(c)?;
+        }
+        // SAFETY: `s` is a span of class c in its partial list, so it has a free slot.
+        unsafe {
+            let obj = if !(*s).free.is_null() {
+                let o = (*s).free;
+                (*s).free = o.cast::<*mut u8>().read();
+                o
+            } else {
+                let slot = (*s).bump as usize;
+                (*s).bump += 1;
+                span::base_of(s, &g).wrapping_add(slot * g.size as usize)
+            };
+            let st = &mut self.classes[c];
+            if (*s).live == 0 {
+                st.empty -= 1;
+            }
+            (*s).live += 1;
+            st.live += 1;
+            if (*s).live as usize == g.objects() {
+                SpanList::remove(&mut st.partial, s);
+                SpanList::push(&mut st.full, s);
+                (*s).full = true;
+            }
+            Some((s, obj))
+        }
+    }
+
+    /// Puts `obj` back on its span's free list; returns the span to the page level if it is
+    /// empty and the class already keeps enough empty spans.
+    ///
+    /// # Safety
+    /// `obj` is a live slot of span `s` of class `c` (validated), given up by the caller.
+    unsafe fn slot_free(&mut self, c: usize, s: *mut SpanHeader, obj: *mut u8) {
+        let keep = self.config.keep_empty;
+        let st = &mut self.classes[c];
+        // SAFETY: `obj` is a slot of `s` of at least 8 bytes, no longer used; `s` is in one of
+        // class c's lists.
+        unsafe {
+            obj.cast::<*mut u8>().write((*s).free);
+            (*s).free = obj;
+            (*s).live -= 1;
+            st.live -= 1;
+            if (*s).full {
+                SpanList::remove(&mut st.full, s);
+                SpanList::push(&mut st.partial, s);
+                (*s).full = false;
+            }
+            if (*s).live == 0 {
+                st.empty += 1;
+                let current_tiny = c == TINY && s == self.tiny.span;
+                if st.empty > keep && !current_tiny {
+                    self.drop_span(c, s);
+                }
+            }
+        }
+    }
+
+    /// The span of a pointer freed as class `c`, checked by range and magic.
+    fn find_span(&self, ptr: *mut u8, c: usize) -> Result<*mut SpanHeader, FreeError> {
+        let a = ptr as usize;
+        let Some(g) = self.geo(c) else {
+            return Err(FreeError::Foreign { ptr: a });
+        };
+        let mask = g.span_bytes() - 1;
+        let base = a & !mask;
+        if base < self.lo || base >= self.hi {
+            return Err(FreeError::Foreign { ptr: a });
+        }
+        let s = ptr
+            .map_addr(|x| (x & !mask) + g.header_at as usize)
+            .cast::<SpanHeader>();
+        // SAFETY: `base` lies inside the range of spans we obtained from the page level, all
+        // of it memory of `L`'s region, readable; a span there starts with its header.
+        let magic = unsafe { (*s).magic };
+        if magic != SpanHeader::magic_for(s as usize) {
+            return Err(FreeError::NotABlock { ptr: a });
+        }
+        // SAFETY: the magic says `s` is one of our spans.
+        if unsafe { (*s).class } as usize != c {
+            return Err(FreeError::LayoutMismatch {
+                ptr: a,
+                size: 0,
+                align: 0,
+            });
+        }
+        Ok(s)
+    }
+
+    /// Checks that `ptr` is a live object of class `c`; returns its span and slot.
+    fn check_object(&self, ptr: *mut u8, c: usize) -> Result<(*mut SpanHeader, usize), FreeError> {
+        let s = self.find_span(ptr, c)?;
+        let g = self
+            .geo(c)
+            .ok_or(FreeError::Foreign { ptr: ptr as usize })?;
+        let off = ptr as usize - span::base_of(s, &g) as usize;
+        let slot = slot_of(off, g.recip);
+        let a = ptr as usize;
+        // SAFETY: `s` is a span of class c (checked), `slot < bump <= slots` before the bit test.
+        unsafe {
+            if slot * g.size as usize != off
+                || slot < g.first as usize
+                || slot >= (*s).bump as usize
+            {
+                return Err(FreeError::NotABlock { ptr: a });
+            }
+            if !span::test_bit(s, slot) {
+                return Err(FreeError::DoubleFree { ptr: a });
+            }
+        }
+        Ok((s, slot))
+    }
+
+    fn fix_mismatch(e: FreeError, layout: Layout) -> FreeError {
+        match e {
+            FreeError::LayoutMismatch { ptr, .. } => FreeError::LayoutMismatch {
+                ptr,
+                size: layout.size(),
+                align: layout.align(),
+            },
+            e => e,
+        }
+    }
+
+    /// Allocates without recording the operation; returns the block and the bytes it holds.
+    fn alloc_inner(&mut self, layout: Layout) -> Result<(NonNull<[u8]>, usize), AllocError> {
+        match self.path(layout) {
+            Path::Tiny => self.tiny_alloc(layout),
+            Path::Class(c) => {
+                let (s, obj) = self
+                    .slot_alloc(c)
+                    .ok_or(AllocError::out_of_memory(layout))?;
+                let g = self.geo(c).ok_or(AllocError::out_of_memory(layout))?;
+                let slot = slot_of(obj as usize - span::base_of(s, &g) as usize, g.recip);
+                // SAFETY: `slot` is a slot of span `s` of class c.
+                unsafe { span::put_bit(s, slot, true) };
+                self.classes[c].requested += layout.size();
+                let size = g.size as usize;
+                // SAFETY: slots are never null.
+                let p = unsafe { NonNull::new_unchecked(obj) };
+                Ok((NonNull::slice_from_raw_parts(p, size), size))
+            }
+            Path::Large => {
+                let before = self.large.stats().live_held;
+                let b = self.large.allocate(layout)?;
+                let held = self.large.stats().live_held.saturating_sub(before);
+                self.sync_footprint();
+                Ok((b, held.max(layout.size())))
+            }
+        }
+    }
+
+    /// Frees without recording the operation; returns the bytes the block held.
+    ///
+    /// # Safety
+    /// As for [`FreeSpaceManager::deallocate`].
+    unsafe fn free_inner(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<usize, FreeError> {
+        match self.path(layout) {
+            // SAFETY: forwarded caller contract.
+            Path::Tiny => unsafe { self.tiny_free(ptr, layout) },
+            Path::Class(c) => {
+                let (s, slot) = self
+                    .check_object(ptr.as_ptr(), c)
+                    .map_err(|e| Self::fix_mismatch(e, layout))?;
+                // SAFETY: validated live slot of `s`.
+                unsafe { span::put_bit(s, slot, false) };
+                let st = &mut self.classes[c];
+                st.requested -= layout.size().min(st.requested);
+                // SAFETY: validated live slot of `s`, given up by the caller.
+                unsafe { self.slot_free(c, s, ptr.as_ptr()) };
+                Ok(self.table.size(c))
+            }
+            Path::Large => {
+                let before = self.large.stats().live_held;
+                // SAFETY: forwarded caller contract.
+                unsafe { self.large.deallocate(ptr, layout) }?;
+                let held = before.saturating_sub(self.large.stats().live_held);
+                self.sync_footprint();
+                Ok(held.max(layout.size()))
+            }
+        }
+    }
+
+    /// Grow or shrink: in place where the class allows, otherwise into a fresh block.
+    ///
+    /// # Safety
+    /// As for [`FreeSpaceManager::grow`].
+    unsafe fn resize(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        match unsafe { self.resize_in_place(ptr, old, new) } {
+            Err(AllocError::NotInPlace) => {}
+            other => return other,
+        }
+        // Check the old block before reading it (the small paths can).
+        match self.path(old) {
+            Path::Tiny => {
+                self.check_tiny(ptr.as_ptr())
+                    .map_err(AllocError::InvalidBlock)?;
+            }
+            Path::Class(c) => {
+                self.check_object(ptr.as_ptr(), c)
+                    .map_err(|e| AllocError::InvalidBlock(Self::fix_mismatch(e, old)))?;
+            }
+            Path::Large => {}
+        }
+        let (fresh, held_new) = match self.alloc_inner(new) {
+            Ok(x) => x,
+            Err(e) => {
+                self.stats.record_failure();
+                return Err(e);
+            }
+        };
+        // SAFETY: the old block is live with `old.size()` bytes, the fresh one has at least
+        // `new.size()`; distinct live blocks do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                ptr.as_ptr(),
+                fresh.cast::<u8>().as_ptr(),
+                old.size().min(new.size()),
+            )
+        };
+        // SAFETY: forwarded caller contract.
+        match unsafe { self.free_inner(ptr, old) } {
+            Ok(held_old) => {
+                self.stats
+                    .record_resize(old.size(), held_old, new.size(), held_new, false);
+                Ok(fresh)
+            }
+            Err(e) => {
+                // SAFETY: `fresh` was just allocated with `new`.
+                let _ = unsafe { self.free_inner(fresh.cast(), new) };
+                Err(AllocError::InvalidBlock(e))
+            }
+        }
+    }
+}
+
+impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        match self.alloc_inner(layout) {
+            Ok((b, held)) => {
+                self.stats.record_alloc(layout.size(), held);
+                Ok(b)
+            }
+            Err(e) => {
+                self.stats.record_failure();
+                Err(e)
+            }
+        }
+    }
+
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        // SAFETY: forwarded caller contract.
+        match unsafe { self.free_inner(ptr, layout) } {
+            Ok(held) => {
+                self.stats.record_free(layout.size(), held);
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.record_bad_free();
+                Err(e)
+            }
+        }
+    }
+
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        match (self.path(old), self.path(new)) {
+            (Path::Class(a), Path::Class(b)) if a == b => {
+                self.check_object(ptr.as_ptr(), a)
+                    .map_err(|e| AllocError::InvalidBlock(Self::fix_mismatch(e, old)))?;
+                let st = &mut self.classes[a];
+                st.requested = st.requested - old.size().min(st.requested) + new.size();
+                let size = self.table.size(a);
+                self.stats
+                    .record_resize(old.size(), size, new.size(), size, true);
+                Ok(NonNull::slice_from_raw_parts(ptr, size))
+            }
+            (Path::Tiny, Path::Tiny) => {
+                // SAFETY: forwarded caller contract.
+                unsafe { self.tiny_resize_in_place(ptr, old, new) }
+            }
+            (Path::Large, Path::Large) => {
+                let before = self.large.stats().live_held;
+                // SAFETY: forwarded caller contract.
+                let b = unsafe { self.large.resize_in_place(ptr, old, new) }?;
+                let after = self.large.stats().live_held;
+                self.sync_footprint();
+                // Only the change in held bytes is known: record it as such.
+                let (oh, nh) = if after >= before {
+                    (0, after - before)
+                } else {
+                    (before - after, 0)
+                };
+                self.stats
+                    .record_resize(old.size(), oh, new.size(), nh, true);
+                Ok(b)
+            }
+            _ => Err(AllocError::NotInPlace),
+        }
+    }
+
+    unsafe fn grow(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    unsafe fn shrink(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn inspect(&self, out: &mut dyn Inspector) {
+        self.show(out);
+    }
+
+    fn detects(&self) -> Detects {
+        let l = self.large.detects();
+        Detects {
+            // Small sizes detect both by range, magic and bitmap; large ones as `L` does.
+            foreign: l.foreign,
+            double_free: l.double_free,
+            layout_mismatch: false,
+        }
+    }
+}

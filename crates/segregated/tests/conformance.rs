@@ -1,0 +1,57 @@
+//! The workspace's conformance kit, with the buddy system as the page level and large-object
+//! manager.
+
+use allocator_traits::BoxedRegion;
+use allocator_traits::conformance::Profile;
+use buddy::Buddy;
+use segregated::{Config, GO, Segregated};
+
+fn pages(capacity: usize) -> Buddy<BoxedRegion> {
+    Buddy::try_new(
+        BoxedRegion::new(capacity).unwrap(),
+        buddy::Config::new(capacity),
+    )
+    .unwrap()
+}
+
+// Default options: empty spans are kept (one per class), so the region does not come back whole.
+allocator_traits::conformance_suite!(go_classes, Profile::NON_COALESCING, |capacity: usize| {
+    Segregated::new(pages(capacity))
+});
+
+// Keeping no empty span, every span goes back to the buddy system, which merges it all again.
+allocator_traits::conformance_suite!(
+    go_classes_keep_none,
+    Profile::COALESCING,
+    |capacity: usize| {
+        Segregated::with_table(
+            &GO,
+            Config {
+                tiny: true,
+                keep_empty: 0,
+            },
+            pages(capacity),
+        )
+    }
+);
+
+static SMALL_TABLE: segregated::ClassTable =
+    match segregated::ClassTable::new(&[16, 32, 64, 128, 512, 2048]) {
+        Ok(t) => t,
+        Err(_) => panic!("valid table"),
+    };
+
+allocator_traits::conformance_suite!(
+    user_table_no_tiny,
+    Profile::NON_COALESCING,
+    |capacity: usize| {
+        Segregated::with_table(
+            &SMALL_TABLE,
+            Config {
+                tiny: false,
+                keep_empty: 1,
+            },
+            pages(capacity),
+        )
+    }
+);
