@@ -297,6 +297,8 @@ impl Core {
                 }
                 // SAFETY: see the impl comment.
                 self.st.fastbins[idx] = unsafe { m.rd(victim + 16) };
+                // SAFETY: the chunk's `bk` word (the model's fastbin marker).
+                unsafe { m.wr(victim + 24, 0) };
                 if (self.csize(victim) >> 4).wrapping_sub(2) != idx {
                     return Err(FAST_CORRUPT.into());
                 }
@@ -767,6 +769,24 @@ impl Core {
             if old == p {
                 return Err(FASTTOP.into());
             }
+            // Model-only check (glibc 2.36 checks the bin's head alone): a chunk marked as
+            // sitting in a fastbin is looked for in its bin, so a double free deeper in the bin
+            // is reported instead of corrupting the list.
+            // SAFETY: `p + 24` is inside the chunk.
+            if unsafe { m.rd(p + 24) } == FASTBIN_MARK {
+                let mut q = old;
+                let mut n = 0usize;
+                while q != 0 && n < 1 << 20 {
+                    if q == p {
+                        return Err(FAST_DOUBLE_FREE.into());
+                    }
+                    // SAFETY: a fastbin chunk's fd word.
+                    q = unsafe { m.rd(q + 16) };
+                    n += 1;
+                }
+            }
+            // SAFETY: `p + 24` is inside the chunk.
+            unsafe { m.wr(p + 24, FASTBIN_MARK) };
             // SAFETY: `p` is a chunk in bounds.
             unsafe { m.wr(p + 16, old) };
             self.st.fastbins[idx] = p;
@@ -783,6 +803,10 @@ impl Core {
         let next = p + size;
         if p == self.st.top {
             return Err(DF_TOP.into());
+        }
+        if p > self.st.top {
+            // Inside the top chunk: glibc's own checks may miss this (model guard).
+            return Err(DF_OUT.into());
         }
         if !in_bounds {
             return Err(DF_OUT.into());
@@ -824,6 +848,11 @@ impl Core {
             self.unlink(p)?;
         }
         if next != self.st.top {
+            let limit = self.st.top + self.top_size();
+            if next > self.st.top || nextsize > limit - next - CHUNK_HDR_SZ {
+                // Model guard: glibc would read past its heap here.
+                return Err(FREE_NEXT_SIZE_NORMAL.into());
+            }
             // SAFETY: see the impl comment.
             let nextinuse = unsafe { inuse_bit_at_offset(&m, next, nextsize) };
             if !nextinuse {

@@ -57,3 +57,33 @@ pub const REALLOC_NEXT_SIZE: &str = "realloc(): invalid next size";
 pub const BREAK_ADJUSTED: &str = "break adjusted to free malloc space";
 // thread exit
 pub const SHUTDOWN_UNALIGNED: &str = "tcache_thread_shutdown(): unaligned tcache chunk detected";
+
+/// Not glibc's: the model reports a double free of a chunk that sits deeper in a fastbin (glibc
+/// 2.36 only compares with the bin's head and would corrupt the bin).
+pub const FAST_DOUBLE_FREE: &str = "double free or corruption (fasttop): chunk already in its fastbin (model check; glibc 2.36 does not detect this)";
+/// The word the model writes in a fastbin chunk's `bk` slot to find double frees.
+pub const FASTBIN_MARK: usize = 0x6661_7374_6269_6e21; // "fastbin!"
+
+/// Whether a failed check fires before the operation changed anything, so the heap is still
+/// consistent and may be used on (the model's refused frees); other failures leave it unusable.
+pub fn leaves_heap_consistent(what: &str) -> bool {
+    [
+        FREE_INVALID_POINTER,
+        FREE_INVALID_SIZE,
+        TCACHE_DOUBLE_FREE,
+        TCACHE_TOO_MANY,
+        TCACHE_UNALIGNED_2,
+        FREE_NEXT_SIZE_FAST,
+        FASTTOP,
+        FAST_DOUBLE_FREE,
+        DF_TOP,
+        DF_OUT,
+        DF_PREV,
+        FREE_NEXT_SIZE_NORMAL,
+        CONSOLIDATE_PREV,
+        MUNMAP_INVALID,
+        MREMAP_INVALID,
+        REALLOC_POINTER,
+    ]
+    .contains(&what)
+}

@@ -188,7 +188,9 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         match f {
             Fail::Oom => Err(MallocError::OutOfMemory),
             Fail::Corrupt(m) => {
-                self.broken = Some(m);
+                if !leaves_heap_consistent(m) {
+                    self.broken = Some(m);
+                }
                 Err(MallocError::Corrupted(m))
             }
         }
@@ -629,7 +631,9 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                 Ok(())
             }
             Err(e) => {
-                if let FreeError::Corrupted { what, .. } = e {
+                if let FreeError::Corrupted { what, .. } = e
+                    && !leaves_heap_consistent(what)
+                {
                     self.broken = Some(what);
                 }
                 self.stats.record_bad_free();
@@ -830,10 +834,12 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
                     p = unsafe { c.m.rd(p + 16) };
                 }
             }
-            let mut p = align_up(c.st.base, MALLOC_ALIGNMENT);
-            if p > c.st.base {
-                out.block(c.st.base, p - c.st.base, BlockKind::Padding);
-            }
+            // A chunk is shown from its size word to the next chunk's size word: its
+            // `prev_size` word belongs to the previous chunk's user data while that chunk is in
+            // use, and the last word of its own user data is the next chunk's `prev_size`.
+            let first = align_up(c.st.base, MALLOC_ALIGNMENT);
+            out.block(c.st.base, first + SIZE_SZ - c.st.base, BlockKind::Padding);
+            let mut p = first;
             while p < c.st.top {
                 let size = c.csize(p);
                 if size == 0 || p + size > c.st.top {
@@ -849,14 +855,17 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
                 } else {
                     BlockKind::Free
                 };
-                out.block(p, size, kind);
+                out.block(p + SIZE_SZ, size, kind);
                 p += size;
             }
             let top_end = c.st.top + c.top_size();
-            out.block(c.st.top, c.top_size(), BlockKind::Top);
+            out.block(c.st.top + SIZE_SZ, c.top_size() - SIZE_SZ, BlockKind::Top);
             if self.sys.brk_end > top_end {
                 out.block(top_end, self.sys.brk_end - top_end, BlockKind::Padding);
             }
+        } else {
+            // No memory yet (the heap grows on the first allocation): an empty region.
+            out.region(0, 0);
         }
         for m in self.sys.maps.iter() {
             out.region(m.addr, m.len);

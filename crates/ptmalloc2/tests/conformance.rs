@@ -1,0 +1,24 @@
+//! The workspace's conformance kit, run on the single-arena core over a fixed region (mapped
+//! chunks are kept in the region too: `NoMmap`).
+
+use allocator_traits::BoxedRegion;
+use allocator_traits::conformance::Profile;
+use ptmalloc2::{Arena, NoMmap, Tunables};
+
+fn make(capacity: usize, tunables: &str) -> Arena<BoxedRegion, NoMmap> {
+    Arena::over(
+        BoxedRegion::new(capacity).expect("region"),
+        &Tunables::parse(tunables).expect("tunables"),
+    )
+}
+
+// glibc's defaults: the tcache and fastbins keep chunks out of coalescing.
+allocator_traits::conformance_suite!(defaults, Profile::NON_COALESCING, |capacity: usize| {
+    make(capacity, "")
+});
+
+// No tcache, no fastbins: every free coalesces, so draining gives the whole region back.
+allocator_traits::conformance_suite!(coalescing, Profile::COALESCING, |capacity: usize| make(
+    capacity,
+    "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0"
+));
