@@ -41,6 +41,41 @@ pub struct ReplayArgs {
     pub trace: PathBuf,
 }
 
+/// `--offsets` for ptmalloc2: the model's own replayer, which calls malloc, calloc, memalign
+/// and realloc with C's semantics (calloc bypasses the tcache, as in glibc) and prints offsets
+/// from the main heap's start exactly as the glibc replayer of its golden tests does.
+fn ptmalloc2_offsets(trace: &Trace, tunables: Option<&str>) -> Result<String, String> {
+    let t = ptmalloc2::Tunables::parse(tunables.unwrap_or(""))
+        .map_err(|e| format!("ptmalloc2 tunables: {e}"))?;
+    let mut r = ptmalloc2::Replayer::new(&t);
+    let mut text = String::new();
+    for (i, ev) in trace.events.iter().enumerate() {
+        let size =
+            |s: u64| usize::try_from(s).map_err(|_| format!("event {}: size {s} too large", i + 1));
+        let id = ev.id;
+        let e = match ev.op {
+            Op::Malloc { size: s } => ptmalloc2::Event::Malloc { id, size: size(s)? },
+            Op::Calloc { size: s } => ptmalloc2::Event::Calloc { id, size: size(s)? },
+            Op::Memalign { align, size: s } => ptmalloc2::Event::Memalign {
+                id,
+                align: size(align)?,
+                size: size(s)?,
+            },
+            Op::Realloc { size: s } => ptmalloc2::Event::Realloc { id, size: size(s)? },
+            Op::Free => ptmalloc2::Event::Free { id },
+        };
+        match r.apply(e) {
+            Ok(Some(line)) => {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("ptmalloc2 failed at event {}: {e}", i + 1)),
+        }
+    }
+    Ok(text)
+}
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("fsm replay: {msg}");
     ExitCode::FAILURE
@@ -58,7 +93,7 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     };
     let cfg = Config {
         tunables: args.tunables.clone(),
-        ..Config::default()
+        ..Config::for_peak(prog.live_profile().1)
     };
     let mut inst = match policies::build(&args.policy, &cfg) {
         Ok(i) => i,
@@ -73,7 +108,7 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     };
     let observer: Option<&mut workloads::replay::BlockObserver<'_>> =
         if args.offsets { Some(&mut note) } else { None };
-    let out = match replay_manager(inst.manager.as_mut(), &prog, opts, observer) {
+    let out = match replay_manager(&mut *inst.manager, &prog, opts, observer) {
         Ok(o) => o,
         Err(e) => {
             return fail(format_args!(
@@ -84,10 +119,17 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         }
     };
     let mut text = String::new();
-    if args.offsets {
+    if args.offsets && args.policy == "ptmalloc2" {
+        match ptmalloc2_offsets(&trace, args.tunables.as_deref()) {
+            Ok(t) => text = t,
+            Err(e) => return fail(e),
+        }
+    } else if args.offsets {
         for (step, addr) in &blocks {
             let size = step.op.size().unwrap_or(0);
-            let off = (inst.offset)(inst.manager.as_ref(), *addr)
+            let off = inst
+                .manager
+                .offset(*addr)
                 .map_or_else(|| "MMAP".to_string(), |o| o.to_string());
             let letter = match step.op {
                 Op::Malloc { .. } => 'a',

@@ -11,13 +11,21 @@
 //! so the footprint is what the policy took. Names follow DESIGN.md; fit policies take an order
 //! suffix. An unknown name gives one line listing the valid ones.
 
-use allocator_traits::{FreeSpaceManager, Inspector};
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use allocator_traits::{
+    AllocError, BrkRegion, Detects, FreeError, FreeSpaceManager, Inspector, OsPages, Stats,
+};
 
 /// How to build a policy.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address space each manager may grow into.
     pub reserve: usize,
+    /// The capacity to give a policy whose metadata is sized up front (the buddy system's
+    /// bitmaps): the matrix sets it from the trace's peak live bytes.
+    pub capacity: usize,
     /// A `GLIBC_TUNABLES`-style string (`glibc.malloc.tcache_count=0:...`) for ptmalloc2.
     pub tunables: Option<String>,
 }
@@ -26,21 +34,96 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             reserve: 64 << 30,
+            capacity: 1 << 30,
             tunables: None,
         }
     }
 }
 
-/// Where a block lies: its offset from the start of the policy's first (main) heap, or `None` for
-/// a block in a separate OS mapping (printed `MMAP`).
-pub type OffsetFn = Box<dyn Fn(&dyn FreeSpaceManager, usize) -> Option<usize>>;
+impl Config {
+    /// The default configuration with a capacity fitted to a workload whose live bytes peak at
+    /// `peak_live`: eight times that, rounded up to a power of two, at least 64 MiB.
+    pub fn for_peak(peak_live: u64) -> Self {
+        let want = usize::try_from(peak_live.saturating_mul(8)).unwrap_or(usize::MAX >> 1);
+        Config {
+            capacity: want
+                .max(64 << 20)
+                .checked_next_power_of_two()
+                .unwrap_or(1 << 40),
+            ..Config::default()
+        }
+    }
+}
+
+/// A manager that can also say where a block lies: its offset from the start of its first
+/// (main) heap, or `None` for a block in a separate OS mapping (printed `MMAP`).
+pub trait Placed: FreeSpaceManager {
+    /// The block at `addr`'s offset, or `None` if it is in a separate mapping.
+    fn offset(&self, addr: usize) -> Option<usize>;
+}
+
+/// A manager with its offset function.
+struct Entry<M> {
+    m: M,
+    offset: fn(&M, usize) -> Option<usize>,
+}
+
+impl<M: FreeSpaceManager> FreeSpaceManager for Entry<M> {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.m.allocate(layout)
+    }
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.m.deallocate(ptr, layout) }
+    }
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.m.resize_in_place(ptr, old, new) }
+    }
+    unsafe fn grow(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.m.grow(ptr, old, new) }
+    }
+    unsafe fn shrink(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.m.shrink(ptr, old, new) }
+    }
+    fn stats(&self) -> Stats {
+        self.m.stats()
+    }
+    fn inspect(&self, out: &mut dyn Inspector) {
+        self.m.inspect(out)
+    }
+    fn detects(&self) -> Detects {
+        self.m.detects()
+    }
+}
+
+impl<M: FreeSpaceManager> Placed for Entry<M> {
+    fn offset(&self, addr: usize) -> Option<usize> {
+        (self.offset)(&self.m, addr)
+    }
+}
 
 /// A built policy.
 pub struct Instance {
-    /// The manager.
-    pub manager: Box<dyn FreeSpaceManager>,
-    /// Its notion of block offsets (see [`OffsetFn`]).
-    pub offset: OffsetFn,
+    /// The manager (upcast with `as_mut()` to `&mut dyn FreeSpaceManager`).
+    pub manager: Box<dyn Placed>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -68,7 +151,7 @@ impl Policy {
 
 /// Offsets from the first region the manager reports through `inspect`; an address outside it is
 /// in a separate mapping. (Walks the manager's structures: meant for `--offsets`, not for speed.)
-pub fn first_region_offset(m: &dyn FreeSpaceManager, addr: usize) -> Option<usize> {
+pub fn first_region_offset<M: FreeSpaceManager + ?Sized>(m: &M, addr: usize) -> Option<usize> {
     #[derive(Default)]
     struct First(Option<(usize, usize)>);
     impl Inspector for First {
@@ -84,19 +167,70 @@ pub fn first_region_offset(m: &dyn FreeSpaceManager, addr: usize) -> Option<usiz
     (addr >= start && addr < start.saturating_add(len.max(1))).then(|| addr - start)
 }
 
-#[allow(dead_code)]
-fn instance(manager: Box<dyn FreeSpaceManager>) -> Instance {
+fn instance<M: FreeSpaceManager + 'static>(m: M) -> Instance {
     Instance {
-        manager,
-        offset: Box::new(first_region_offset),
+        manager: Box::new(Entry {
+            m,
+            offset: first_region_offset::<M>,
+        }),
     }
+}
+
+fn no_tunables(cfg: &Config, name: &str) -> Result<(), String> {
+    match &cfg.tunables {
+        Some(t) if !t.is_empty() => Err(format!("{name} takes no tunables (got '{t}')")),
+        _ => Ok(()),
+    }
+}
+
+fn ptmalloc2(cfg: &Config) -> Result<Instance, String> {
+    let t = ptmalloc2::Tunables::parse(cfg.tunables.as_deref().unwrap_or(""))
+        .map_err(|e| format!("ptmalloc2 tunables: {e}"))?;
+    let arena = ptmalloc2::Arena::new(BrkRegion::new(cfg.reserve), OsPages::new(), &t);
+    Ok(Instance {
+        manager: Box::new(Entry {
+            m: arena,
+            offset: |a, addr| match NonNull::new(addr as *mut u8).map(|p| a.placement(p)) {
+                Some(ptmalloc2::Placement::Heap(o)) => Some(o),
+                _ => None,
+            },
+        }),
+    })
+}
+
+fn buddy(cfg: &Config) -> Result<Instance, String> {
+    no_tunables(cfg, "buddy")?;
+    let conf = buddy::Config::new(cfg.capacity).grow_by(1 << 20);
+    Ok(instance(buddy::Buddy::new(
+        BrkRegion::new(cfg.reserve),
+        conf,
+    )))
+}
+
+fn tcmalloc(cfg: &Config) -> Result<Instance, String> {
+    no_tunables(cfg, "tcmalloc")?;
+    Ok(instance(tcmalloc::Core::new(BrkRegion::new(cfg.reserve))))
 }
 
 /// Every registered policy, in the order reports list them.
 pub fn all() -> Vec<Policy> {
-    #[allow(unused_mut)]
-    let mut v: Vec<Policy> = Vec::new();
-    v
+    vec![
+        Policy {
+            name: "buddy",
+            about: "binary buddy system (16 B minimum block, grows 1 MiB at a time)",
+            build: buddy,
+        },
+        Policy {
+            name: "ptmalloc2",
+            about: "model of glibc 2.36's malloc (main arena, tcache, fastbins, bins, mmap)",
+            build: ptmalloc2,
+        },
+        Policy {
+            name: "tcmalloc",
+            about: "gperftools-style size classes, central lists and page heap (one thread)",
+            build: tcmalloc,
+        },
+    ]
 }
 
 /// The names of every registered policy.
@@ -107,12 +241,10 @@ pub fn names() -> Vec<&'static str> {
 /// The policy called `name`, or a one-line error listing the valid names.
 pub fn lookup(name: &str) -> Result<Policy, String> {
     all().into_iter().find(|p| p.name == name).ok_or_else(|| {
-        let names = names();
-        if names.is_empty() {
-            format!("unknown policy '{name}': no policy is registered yet")
-        } else {
-            format!("unknown policy '{name}'; valid names: {}", names.join(", "))
-        }
+        format!(
+            "unknown policy '{name}'; valid names: {}",
+            names().join(", ")
+        )
     })
 }
 
