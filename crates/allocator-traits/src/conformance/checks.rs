@@ -1,15 +1,401 @@
-//! The checks (being written).
-use super::Profile;
-use crate::FreeSpaceManager;
-macro_rules! pending { ($($f:ident),*) => { $(
-    /// Being written.
-    pub fn $f<M: FreeSpaceManager + Send, F: Fn(usize) -> M>(_p: Profile, _make: F) { unimplemented!("conformance kit in progress") }
-)* } }
-pending!(
-    check_shadow_model,
-    check_zero_size,
-    check_huge,
-    check_bad_frees,
-    check_fill_and_drain,
-    check_collections
-);
+//! The checks of the kit. Each takes the policy's [`Profile`] and a `make(capacity)` closure.
+
+use std::boxed::Box;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::vec::Vec;
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use quickcheck::{Arbitrary, Gen};
+
+use super::{Op, Profile, Shadow};
+use crate::{AllocError, FreeError, FreeSpaceManager, Locked};
+
+/// Random cases run by the shadow model (fewer under Miri, which is ~1000x slower).
+const CASES: usize = if cfg!(miri) { 3 } else { 100 };
+/// Quickcheck's size parameter: sequences up to this many operations.
+const OPS: usize = if cfg!(miri) { 30 } else { 250 };
+/// Shrinking attempts after a failure.
+const SHRINK_BUDGET: usize = 300;
+
+/// Runs the shadow model over random operation sequences; on failure shrinks the sequence and
+/// panics with the smallest failing one.
+pub fn check_shadow_model<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
+    let run = |ops: &[Op]| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let mut m = make(p.capacity);
+            let mut shadow = Shadow::new(p.max_align);
+            shadow.check(&m);
+            for &op in ops {
+                shadow.apply(&mut m, op);
+            }
+            // Drain: free everything that is still live, checking after every free.
+            while !shadow.is_empty() {
+                shadow.apply(&mut m, Op::Free { idx: 0 });
+            }
+        }))
+        .is_ok()
+    };
+    let mut g = Gen::new(OPS);
+    for case in 0..CASES {
+        let ops: Vec<Op> = Vec::arbitrary(&mut g);
+        if run(&ops) {
+            continue;
+        }
+        // Shrink greedily: keep any smaller sequence that still fails.
+        let mut smallest = ops;
+        let mut budget = SHRINK_BUDGET;
+        'outer: while budget > 0 {
+            for candidate in smallest.shrink() {
+                budget -= 1;
+                if !run(&candidate) {
+                    smallest = candidate;
+                    continue 'outer;
+                }
+                if budget == 0 {
+                    break;
+                }
+            }
+            break;
+        }
+        panic!(
+            "shadow model failed on case {case}; smallest failing sequence ({} ops): {smallest:?} \
+             (the first panic message above for this sequence says what broke)",
+            smallest.len()
+        );
+    }
+}
+
+/// Zero-size layouts are served (distinct, aligned blocks) and freed like any other.
+pub fn check_zero_size<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
+    let mut m = make(p.capacity);
+    let mut shadow = Shadow::new(p.max_align);
+    for shift in 0..5u8 {
+        shadow.apply(
+            &mut m,
+            Op::Alloc {
+                size: 0,
+                align_shift: shift,
+            },
+        );
+        shadow.apply(
+            &mut m,
+            Op::Alloc {
+                size: 0,
+                align_shift: shift,
+            },
+        );
+    }
+    assert_eq!(
+        shadow.len(),
+        10,
+        "zero-size allocations must succeed on a fresh heap"
+    );
+    // Grow a zero-size block and shrink a block to zero.
+    shadow.apply(&mut m, Op::Grow { idx: 3, extra: 40 });
+    shadow.apply(&mut m, Op::Shrink { idx: 3, by: 1000 });
+    while !shadow.is_empty() {
+        shadow.apply(&mut m, Op::Free { idx: 1 });
+    }
+    assert_eq!(m.stats().live_blocks, 0);
+}
+
+/// Huge sizes and alignments give a clean error (no panic, no overflow), and leave the manager
+/// working; alignments up to the profile's `max_align` are served.
+pub fn check_huge<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
+    let mut m = make(p.capacity);
+    let top_align = 1usize << (usize::BITS - 2);
+    let layouts = [
+        Layout::from_size_align(isize::MAX as usize - 4095, 4096),
+        Layout::from_size_align(isize::MAX as usize, 1),
+        Layout::from_size_align(isize::MAX as usize - 15, 8),
+        Layout::from_size_align(1 << 40, 8),
+        Layout::from_size_align(p.capacity + 1, 8),
+        Layout::from_size_align(1, top_align),
+        Layout::from_size_align(1, p.max_align.saturating_mul(2)),
+        Layout::from_size_align(p.capacity, p.max_align),
+    ];
+    for layout in layouts.into_iter().flatten() {
+        match m.allocate(layout) {
+            Err(AllocError::OutOfMemory { .. } | AllocError::Unsupported { .. }) => {}
+            Err(e) => {
+                panic!("allocate({layout:?}) gave {e}: expected out-of-memory or unsupported")
+            }
+            Ok(b) => {
+                // A policy may serve some of these (e.g. from a second memory source): then it
+                // must be a real block.
+                let addr = b.cast::<u8>().as_ptr() as usize;
+                assert!(
+                    b.len() >= layout.size() && addr.is_multiple_of(layout.align()),
+                    "{layout:?}"
+                );
+                // SAFETY: just allocated with `layout`.
+                unsafe { m.deallocate(b.cast(), layout) }.expect("free of a fresh block");
+            }
+        }
+    }
+    // Every alignment up to max_align works on a fresh manager.
+    let mut shadow = Shadow::new(p.max_align);
+    let mut align = 1;
+    while align <= p.max_align {
+        let before = shadow.len();
+        shadow.apply(
+            &mut m,
+            Op::Alloc {
+                size: 24,
+                align_shift: align.trailing_zeros() as u8,
+            },
+        );
+        assert_eq!(
+            shadow.len(),
+            before + 1,
+            "alignment {align} refused on a fresh heap"
+        );
+        align *= 2;
+    }
+    // Growing a block to a huge size fails cleanly and keeps it.
+    shadow.apply(
+        &mut m,
+        Op::Grow {
+            idx: 0,
+            extra: 1 << 40,
+        },
+    );
+    while !shadow.is_empty() {
+        shadow.apply(&mut m, Op::Free { idx: 0 });
+    }
+}
+
+/// Bad frees the policy claims to detect are reported, name the pointer, and change nothing.
+pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
+    let mut m = make(p.capacity);
+    let d = m.detects();
+    let mut shadow = Shadow::new(p.max_align);
+    for size in [8, 100, 3000, 24, 0] {
+        shadow.apply(
+            &mut m,
+            Op::Alloc {
+                size,
+                align_shift: 3,
+            },
+        );
+    }
+    let expect_error = |m: &mut M, r: Result<(), FreeError>, ptr: usize, what: &str| {
+        let before = m.stats().bad_frees;
+        let e = r.expect_err(what);
+        assert_eq!(
+            e.ptr(),
+            ptr,
+            "{what}: the error must name the pointer ({e})"
+        );
+        let _ = before;
+    };
+    if d.foreign {
+        let outside = Box::new([0u64; 8]);
+        let ptr = NonNull::from(&outside[0]).cast::<u8>();
+        let layout = Layout::new::<u64>();
+        let before = m.stats();
+        // SAFETY: the policy claims to detect foreign pointers; nothing is freed.
+        let r = unsafe { m.deallocate(ptr, layout) };
+        expect_error(
+            &mut m,
+            r,
+            ptr.as_ptr() as usize,
+            "free of a foreign pointer",
+        );
+        let after = m.stats();
+        assert_eq!(
+            after.bad_frees,
+            before.bad_frees + 1,
+            "bad_frees not counted"
+        );
+        assert_eq!(after.live_blocks, before.live_blocks);
+        shadow.check(&m);
+    }
+    if d.double_free {
+        for size in [16, 200, 5000] {
+            let layout = Layout::from_size_align(size, 8).expect("layout");
+            let b = m.allocate(layout).expect("allocation on a fresh heap");
+            // SAFETY: freed once, legitimately.
+            unsafe { m.deallocate(b.cast(), layout) }.expect("first free");
+            // SAFETY: the policy claims to detect double frees; nothing is freed.
+            let r = unsafe { m.deallocate(b.cast(), layout) };
+            expect_error(
+                &mut m,
+                r,
+                b.cast::<u8>().as_ptr() as usize,
+                "double free of a {size}-byte block",
+            );
+            shadow.check(&m);
+        }
+    }
+    if d.layout_mismatch {
+        let layout = Layout::from_size_align(64, 8).expect("layout");
+        let b = m.allocate(layout).expect("allocation on a fresh heap");
+        let wrong = Layout::from_size_align(64 * 1024, 8).expect("layout");
+        // SAFETY: the policy claims to detect layout mismatches; nothing is freed.
+        let r = unsafe { m.deallocate(b.cast(), wrong) };
+        expect_error(
+            &mut m,
+            r,
+            b.cast::<u8>().as_ptr() as usize,
+            "free with a wrong layout",
+        );
+        // SAFETY: now freed with its real layout.
+        unsafe { m.deallocate(b.cast(), layout) }.expect("free with the right layout");
+    }
+    // The heap still works after every refusal.
+    for i in 0..if cfg!(miri) { 12 } else { 50 } {
+        shadow.apply(
+            &mut m,
+            Op::Alloc {
+                size: i * 13,
+                align_shift: 3,
+            },
+        );
+    }
+    while !shadow.is_empty() {
+        shadow.apply(&mut m, Op::Free { idx: 7 });
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so the fill pattern is the same every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// The largest size (aligned to 16) that can be allocated right now, by bisection.
+fn largest<M: FreeSpaceManager>(m: &mut M, cap: usize) -> usize {
+    let (mut lo, mut hi) = (0usize, cap.saturating_mul(2));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        let layout = Layout::from_size_align(mid, 16).expect("layout");
+        match m.allocate(layout) {
+            Ok(b) => {
+                // SAFETY: just allocated with `layout`.
+                unsafe { m.deallocate(b.cast(), layout) }.expect("free of a probe");
+                lo = mid;
+            }
+            Err(_) => hi = mid - 1,
+        }
+    }
+    lo
+}
+
+/// Fills a fixed region until it refuses, frees everything in random order, and (for a coalescing
+/// policy) gets the whole region back.
+pub fn check_fill_and_drain<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
+    let cap = if cfg!(miri) { 64 * 1024 } else { p.capacity };
+    let mut m = make(cap);
+    let fresh = largest(&mut m, cap);
+    assert!(
+        fresh > 0,
+        "a fresh heap of {cap} bytes cannot allocate anything"
+    );
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut live: Vec<(NonNull<[u8]>, Layout)> = Vec::new();
+    let mut asked = 0usize;
+    for phase_size in [1024usize, 64, 8, 1] {
+        let mut refusals = 0;
+        while refusals < 3 {
+            let size = 1 + (rng.next() as usize % phase_size);
+            let layout = Layout::from_size_align(size, 8).expect("layout");
+            match m.allocate(layout) {
+                Ok(b) => {
+                    live.push((b, layout));
+                    asked += size;
+                    assert!(
+                        asked <= cap.saturating_mul(4) + 4096,
+                        "a fixed region of {cap} bytes never refused ({asked} bytes given)"
+                    );
+                }
+                Err(AllocError::OutOfMemory { .. }) => refusals += 1,
+                Err(e) => panic!("allocate({layout:?}) gave {e} while filling"),
+            }
+        }
+    }
+    let s = m.stats();
+    assert_eq!(s.live_blocks, live.len());
+    assert!(s.footprint >= s.live_held);
+    // Free in a random order.
+    for i in (1..live.len()).rev() {
+        let j = rng.next() as usize % (i + 1);
+        live.swap(i, j);
+    }
+    for (b, layout) in live.drain(..) {
+        // SAFETY: each block is live and freed once with its layout.
+        unsafe { m.deallocate(b.cast(), layout) }.expect("free while draining");
+    }
+    let s = m.stats();
+    assert_eq!(
+        (s.live_blocks, s.live_requested, s.live_held),
+        (0, 0, 0),
+        "{s:?}"
+    );
+    let again = largest(&mut m, cap);
+    if p.coalesces {
+        assert_eq!(
+            again, fresh,
+            "after freeing everything the largest block is {again} bytes, on a fresh heap {fresh}"
+        );
+    } else {
+        assert!(
+            again > 0,
+            "nothing can be allocated after freeing everything"
+        );
+    }
+}
+
+/// allocator-api2 `Vec` and `Box`, and `hashbrown::HashMap::new_in`, through [`Locked`].
+pub fn check_collections<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
+    use allocator_api2::boxed::Box as ABox;
+    use allocator_api2::vec::Vec as AVec;
+
+    let n: u64 = if cfg!(miri) { 300 } else { 40_000 };
+    let heap = Locked::new(make(p.collections_capacity));
+    {
+        let mut v = AVec::new_in(&heap);
+        for i in 0..n {
+            v.push(i * 3);
+        }
+        v.truncate(n as usize / 10);
+        v.shrink_to_fit();
+        assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64 * 3));
+        let b = ABox::new_in([7u8; 300], &heap);
+        let mut words: AVec<AVec<u8, _>, _> = AVec::new_in(&heap);
+        for i in 0..(n / 20) {
+            let mut w = AVec::with_capacity_in((i % 50) as usize, &heap);
+            w.extend((0..(i % 50)).map(|x| x as u8));
+            words.push(w);
+        }
+        let mut map = hashbrown::HashMap::new_in(&heap);
+        for i in 0..n {
+            map.insert(i, i.wrapping_mul(0x9e37_79b9));
+        }
+        for i in (0..n).step_by(2) {
+            assert_eq!(map.remove(&i), Some(i.wrapping_mul(0x9e37_79b9)));
+        }
+        map.shrink_to_fit();
+        for i in (1..n).step_by(2) {
+            assert_eq!(map.get(&i), Some(&i.wrapping_mul(0x9e37_79b9)));
+        }
+        assert_eq!(map.len() as u64, n / 2);
+        assert!(b.iter().all(|&x| x == 7));
+        assert!(words.iter().enumerate().all(|(i, w)| w.len() == i % 50
+            && w.iter().enumerate().all(|(j, &x)| x == j as u8)));
+        assert!(heap.stats().live_blocks > 0);
+    }
+    let s = heap.stats();
+    assert_eq!(
+        (s.live_blocks, s.live_requested),
+        (0, 0),
+        "everything dropped: {s:?}"
+    );
+}

@@ -1,7 +1,419 @@
-//! The shadow model (being written).
-/// One operation of a random sequence.
-#[derive(Debug, Clone)]
-pub enum Op {}
-/// The shadow of the live blocks.
+//! The shadow model: what the live blocks must be, kept beside the manager under test.
+//!
+//! Every block the manager hands out is recorded with its layout, its usable length and a seed;
+//! its bytes are filled with a pattern derived from the seed. After every operation the shadow
+//! checks the manager against itself:
+//!
+//! ```text
+//!   region(s) from inspect()   [..............................................]
+//!   live blocks (shadow)           [A:seed 3]   [B:seed 9]        [C:seed 4]
+//!   checks: inside a region, aligned, A/B/C disjoint, pattern intact,
+//!           stats.live_blocks == 3, live_requested == |A|+|B|+|C|, footprint >= live_held
+//! ```
+
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::NonNull;
+
+use crate::{AllocError, BlockKind, FreeSpaceManager, Inspector};
+
+/// One operation of a random sequence. Indices pick a live block modulo the number live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Allocate `size` bytes aligned to `1 << align_shift`.
+    Alloc {
+        /// Requested size.
+        size: usize,
+        /// log2 of the alignment.
+        align_shift: u8,
+    },
+    /// Free the `idx`-th live block.
+    Free {
+        /// Which live block.
+        idx: usize,
+    },
+    /// Grow the `idx`-th live block by `extra` bytes.
+    Grow {
+        /// Which live block.
+        idx: usize,
+        /// Bytes to add.
+        extra: usize,
+    },
+    /// Shrink the `idx`-th live block by `by` bytes (saturating at 0).
+    Shrink {
+        /// Which live block.
+        idx: usize,
+        /// Bytes to remove.
+        by: usize,
+    },
+    /// Resize the `idx`-th live block in place to `size` bytes, if the policy can.
+    InPlace {
+        /// Which live block.
+        idx: usize,
+        /// New size.
+        size: usize,
+    },
+}
+
+/// A live block as the shadow knows it.
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    ptr: NonNull<u8>,
+    layout: Layout,
+    len: usize,
+    seed: u8,
+}
+
+/// The shadow of a manager's live blocks.
 #[derive(Debug, Default)]
-pub struct Shadow;
+pub struct Shadow {
+    live: BTreeMap<usize, Live>,
+    next_seed: u8,
+    failures: u64,
+    peak_requested: usize,
+    /// Largest alignment the policy promises (bigger ones are skipped).
+    pub max_align: usize,
+}
+
+fn pattern(seed: u8, i: usize) -> u8 {
+    seed.wrapping_mul(31)
+        .wrapping_add((i as u8).wrapping_mul(7))
+        ^ (i >> 8) as u8
+}
+
+impl Shadow {
+    /// An empty shadow for a policy serving alignments up to `max_align`.
+    pub fn new(max_align: usize) -> Self {
+        Shadow {
+            max_align,
+            ..Default::default()
+        }
+    }
+
+    /// Number of live blocks.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// True when nothing is live.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    fn nth(&self, idx: usize) -> Option<(usize, Live)> {
+        if self.live.is_empty() {
+            return None;
+        }
+        self.live
+            .iter()
+            .nth(idx % self.live.len())
+            .map(|(&a, &l)| (a, l))
+    }
+
+    fn fill(p: NonNull<u8>, from: usize, len: usize, seed: u8) {
+        let p = p.as_ptr();
+        for i in from..len {
+            // SAFETY: `addr..addr+len` is a live block the manager handed out to us.
+            unsafe { p.add(i).write(pattern(seed, i)) };
+        }
+    }
+
+    fn verify(p: NonNull<u8>, upto: usize, seed: u8, what: &str) {
+        let addr = p.as_ptr() as usize;
+        let p = p.as_ptr().cast_const();
+        for i in 0..upto {
+            // SAFETY: `addr..addr+upto` lies inside a live block the manager handed out to us.
+            let got = unsafe { p.add(i).read() };
+            assert_eq!(
+                got,
+                pattern(seed, i),
+                "{what}: byte {i} of the block at {addr:#x} changed"
+            );
+        }
+    }
+
+    fn verify_edges(p: NonNull<u8>, len: usize, seed: u8) {
+        let edge = len.min(16);
+        Self::verify(p, edge, seed, "after an unrelated operation");
+        for i in len - edge..len {
+            // SAFETY: `i < len`, inside the live block.
+            let got = unsafe { p.as_ptr().add(i).read() };
+            assert_eq!(
+                got,
+                pattern(seed, i),
+                "byte {i} of the block at {p:p} changed"
+            );
+        }
+    }
+
+    fn admit(&mut self, block: NonNull<[u8]>, layout: Layout, seed: u8, keep: usize) {
+        let addr = block.cast::<u8>().as_ptr() as usize;
+        let len = block.len();
+        assert!(
+            len >= layout.size(),
+            "block at {addr:#x} is {len} bytes, less than the {} asked",
+            layout.size()
+        );
+        assert_eq!(
+            addr % layout.align(),
+            0,
+            "block at {addr:#x} is not aligned to {}",
+            layout.align()
+        );
+        let end = addr
+            .checked_add(len)
+            .expect("block wraps the address space");
+        if let Some((&a, l)) = self.live.range(..end).next_back() {
+            assert!(
+                a + l.len <= addr || a >= end,
+                "block {addr:#x}+{len} overlaps live block {a:#x}+{}",
+                l.len
+            );
+        }
+        Self::fill(block.cast(), keep, len, seed);
+        self.live.insert(
+            addr,
+            Live {
+                ptr: block.cast(),
+                layout,
+                len,
+                seed,
+            },
+        );
+        let requested: usize = self.live.values().map(|l| l.layout.size()).sum();
+        self.peak_requested = self.peak_requested.max(requested);
+    }
+
+    /// Applies `op` to `m` and checks the result against the shadow.
+    pub fn apply<M: FreeSpaceManager + ?Sized>(&mut self, m: &mut M, op: Op) {
+        match op {
+            Op::Alloc { size, align_shift } => {
+                let align = (1usize << (align_shift % 13)).min(self.max_align.max(1));
+                let layout = Layout::from_size_align(size, align).expect("valid layout");
+                match m.allocate(layout) {
+                    Ok(b) => {
+                        let seed = self.bump_seed();
+                        self.admit(b, layout, seed, 0);
+                    }
+                    Err(AllocError::OutOfMemory { .. }) => self.failures += 1,
+                    Err(e) => panic!("allocate({layout:?}) gave {e} instead of a block or OOM"),
+                }
+            }
+            Op::Free { idx } => {
+                let Some((addr, l)) = self.nth(idx) else {
+                    return;
+                };
+                Self::verify(l.ptr, l.len, l.seed, "before free");
+                let ptr = l.ptr;
+                // SAFETY: `addr` is a live block allocated with `l.layout`.
+                let r = unsafe { m.deallocate(ptr, l.layout) };
+                assert_eq!(r, Ok(()), "free of live block {addr:#x} ({:?})", l.layout);
+                self.live.remove(&addr);
+            }
+            Op::Grow { idx, extra } => {
+                let Some((addr, l)) = self.nth(idx) else {
+                    return;
+                };
+                let new = Layout::from_size_align(l.layout.size() + extra, l.layout.align())
+                    .expect("valid layout");
+                let ptr = l.ptr;
+                // SAFETY: `addr` is a live block allocated with `l.layout`.
+                let r = unsafe { m.grow(ptr, l.layout, new) };
+                self.after_resize(addr, l, new, r, false);
+            }
+            Op::Shrink { idx, by } => {
+                let Some((addr, l)) = self.nth(idx) else {
+                    return;
+                };
+                let new =
+                    Layout::from_size_align(l.layout.size().saturating_sub(by), l.layout.align())
+                        .expect("valid layout");
+                let ptr = l.ptr;
+                // SAFETY: `addr` is a live block allocated with `l.layout`.
+                let r = unsafe { m.shrink(ptr, l.layout, new) };
+                self.after_resize(addr, l, new, r, false);
+            }
+            Op::InPlace { idx, size } => {
+                let Some((addr, l)) = self.nth(idx) else {
+                    return;
+                };
+                let new = Layout::from_size_align(size, l.layout.align()).expect("valid layout");
+                let ptr = l.ptr;
+                // SAFETY: `addr` is a live block allocated with `l.layout`.
+                let r = unsafe { m.resize_in_place(ptr, l.layout, new) };
+                self.after_resize(addr, l, new, r, true);
+            }
+        }
+        self.check(m);
+    }
+
+    fn after_resize(
+        &mut self,
+        addr: usize,
+        old: Live,
+        new: Layout,
+        r: Result<NonNull<[u8]>, AllocError>,
+        must_stay: bool,
+    ) {
+        match r {
+            Ok(b) => {
+                let at = b.cast::<u8>().as_ptr() as usize;
+                if must_stay {
+                    assert_eq!(at, addr, "resize_in_place moved the block");
+                }
+                let keep = old.layout.size().min(new.size());
+                Self::verify(b.cast(), keep, old.seed, "after resize");
+                self.live.remove(&addr);
+                self.admit(b, new, old.seed, keep);
+            }
+            Err(AllocError::NotInPlace) if must_stay => {
+                Self::verify(
+                    old.ptr,
+                    old.len,
+                    old.seed,
+                    "after a refused in-place resize",
+                );
+            }
+            Err(AllocError::OutOfMemory { .. }) if !must_stay => {
+                self.failures += 1;
+                Self::verify(old.ptr, old.len, old.seed, "after a refused resize");
+            }
+            Err(e) => panic!(
+                "resize of {addr:#x} from {:?} to {new:?} gave {e}",
+                old.layout
+            ),
+        }
+    }
+
+    fn bump_seed(&mut self) -> u8 {
+        self.next_seed = self.next_seed.wrapping_add(1);
+        self.next_seed
+    }
+
+    /// Checks every invariant the shadow can see: contents, stats, and the manager's picture of
+    /// itself (regions contain the live blocks; no free block it reports overlaps a live one).
+    pub fn check<M: FreeSpaceManager + ?Sized>(&self, m: &M) {
+        for l in self.live.values() {
+            if cfg!(miri) {
+                // Miri reads a byte ~1000x slower: check the edges of every block after each op
+                // (where a neighbour's overrun lands) and whole blocks when they are freed.
+                Self::verify_edges(l.ptr, l.len, l.seed);
+            } else {
+                Self::verify(l.ptr, l.len, l.seed, "after an unrelated operation");
+            }
+        }
+        let s = m.stats();
+        assert_eq!(s.live_blocks, self.live.len(), "stats.live_blocks: {s:?}");
+        let requested: usize = self.live.values().map(|l| l.layout.size()).sum();
+        assert_eq!(s.live_requested, requested, "stats.live_requested: {s:?}");
+        assert!(
+            s.live_held >= requested,
+            "live_held below live_requested: {s:?}"
+        );
+        assert!(
+            s.footprint >= s.live_held,
+            "footprint below live_held: {s:?}"
+        );
+        assert!(
+            s.peak_footprint >= s.footprint,
+            "peak_footprint below footprint: {s:?}"
+        );
+        assert!(
+            s.peak_live_requested >= self.peak_requested,
+            "peak_live_requested: {s:?}"
+        );
+        assert_eq!(
+            s.allocs - s.frees,
+            self.live.len() as u64,
+            "allocs - frees must be the live count: {s:?}"
+        );
+        assert!(s.failed_allocs >= self.failures, "failed_allocs: {s:?}");
+
+        let mut pic = Picture::default();
+        m.inspect(&mut pic);
+        assert!(
+            !pic.regions.is_empty(),
+            "the policy reports no regions through inspect()"
+        );
+        for (&a, l) in &self.live {
+            let inside = pic
+                .regions
+                .iter()
+                .any(|&(s, n)| a >= s && a + l.len <= s + n);
+            assert!(
+                inside,
+                "live block {a:#x}+{} lies outside every region {:x?}",
+                l.len, pic.regions
+            );
+        }
+        for &(fa, fl, kind) in &pic.free {
+            if let Some((&a, l)) = self.live.range(..fa + fl).next_back() {
+                assert!(
+                    a + l.len <= fa || fl == 0,
+                    "inspect() shows a {kind:?} block {fa:#x}+{fl} over live block {a:#x}+{}",
+                    l.len
+                );
+            }
+        }
+    }
+}
+
+/// What inspect() shows, as the shadow checks it.
+#[derive(Default)]
+struct Picture {
+    regions: Vec<(usize, usize)>,
+    free: Vec<(usize, usize, BlockKind)>,
+}
+
+impl Inspector for Picture {
+    fn region(&mut self, start: usize, len: usize) {
+        self.regions.push((start, len));
+    }
+    fn block(&mut self, addr: usize, len: usize, kind: BlockKind) {
+        if matches!(kind, BlockKind::Free | BlockKind::Cached | BlockKind::Top) {
+            self.free.push((addr, len, kind));
+        }
+    }
+    fn begin_list(&mut self, _: fmt::Arguments<'_>) {}
+}
+
+impl quickcheck::Arbitrary for Op {
+    fn arbitrary(g: &mut quickcheck::Gen) -> Self {
+        let pick = u8::arbitrary(g) % 16;
+        let sz = |g: &mut quickcheck::Gen| -> usize {
+            match u8::arbitrary(g) % 10 {
+                0..=5 => usize::arbitrary(g) % 64,
+                6..=8 => usize::arbitrary(g) % 1024,
+                _ => usize::arbitrary(g) % 16384,
+            }
+        };
+        let idx = usize::arbitrary(g);
+        match pick {
+            0..=6 => Op::Alloc {
+                size: sz(g),
+                align_shift: match u8::arbitrary(g) % 8 {
+                    0..=5 => u8::arbitrary(g) % 5,
+                    _ => u8::arbitrary(g) % 13,
+                },
+            },
+            7..=11 => Op::Free { idx },
+            12 => Op::Grow { idx, extra: sz(g) },
+            13 => Op::Shrink { idx, by: sz(g) },
+            _ => Op::InPlace { idx, size: sz(g) },
+        }
+    }
+
+    fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+        match *self {
+            Op::Alloc { size, align_shift } if size > 0 => Box::new(
+                [size / 2, 0]
+                    .into_iter()
+                    .map(move |size| Op::Alloc { size, align_shift }),
+            ),
+            _ => quickcheck::empty_shrinker(),
+        }
+    }
+}

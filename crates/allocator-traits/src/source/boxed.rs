@@ -78,6 +78,6 @@ unsafe impl MemorySource for BoxedRegion {
 impl Drop for BoxedRegion {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with `self.layout`; dropped once.
-        unsafe { dealloc(self.region.start() as *mut u8, self.layout) };
+        unsafe { dealloc(self.region.start_ptr(), self.layout) };
     }
 }

@@ -68,6 +68,11 @@ impl FixedRegion {
         self.start as usize
     }
 
+    /// Pointer to the first byte (with the region's provenance).
+    pub const fn start_ptr(&self) -> *mut u8 {
+        self.start
+    }
+
     /// Total bytes in the region.
     pub const fn capacity(&self) -> usize {
         self.len
