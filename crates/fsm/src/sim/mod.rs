@@ -104,7 +104,7 @@ pub fn run(args: SimArgs) -> ExitCode {
         return fail(&format!("cannot write the output: {e}"));
     }
     if let (Some(path), Some(rows)) = (&o.svg, rows) {
-        let title = format!("fsm sim -p {}: the heap after each op", o.policy);
+        let title = format!("fsm sim {}", describe(&o));
         if let Err(msg) = svg::render(path, &title, &rows) {
             return fail(&msg);
         }
@@ -154,6 +154,26 @@ fn build_engine(o: &Options) -> Result<Box<dyn Engine>, String> {
     };
     let built = (view.build)(&o.policy, heap)?;
     Ok(Box::new(policy::PolicyEngine::new(built, o.base, align)))
+}
+
+/// The run's settings as flags, for the picture's title.
+fn describe(o: &Options) -> String {
+    let mut s = format!("-p {} -S {} -b {}", o.policy, o.size, o.base);
+    if ostep::ostep_policy(&o.policy).is_some() {
+        s.push_str(&format!(" -l {} -H {} -a {}", o.order, o.header, o.align));
+        if o.coalesce {
+            s.push_str(" -C");
+        }
+    }
+    if o.alloc_list.is_empty() {
+        s.push_str(&format!(
+            " -s {} -n {} -r {} -P {}",
+            o.seed, o.num_ops, o.range, o.percent
+        ));
+    } else {
+        s.push_str(&format!(" -A {}", o.alloc_list));
+    }
+    s
 }
 
 /// Prints the header block, checks `-P`, and runs the ops.

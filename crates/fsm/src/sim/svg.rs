@@ -89,9 +89,13 @@ pub struct Snapshot {
     pub len: i128,
     /// The segments, in any order.
     pub segs: Vec<Seg>,
+    /// Named positions inside the heap (a next-fit rover), drawn as red marks.
+    pub marks: Vec<(String, i128)>,
 }
 
 const ROW_H: u32 = 26;
+const UNUSED: RGBColor = RGBColor(236, 236, 236);
+const MARK: RGBColor = RGBColor(220, 30, 30);
 const LABEL_W: u32 = 230;
 const TOP: u32 = 70;
 const BOTTOM: u32 = 50;
@@ -124,9 +128,14 @@ fn draw<DB: DrawingBackend>(
     let n = rows.len().max(1);
     let (x0, x1) = (lo as f64, hi as f64);
 
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 18))
-        .margin_top(8)
+    let (band, body) = root.split_vertically(TOP - 10);
+    band.draw(&Text::new(
+        title.to_string(),
+        (LABEL_W as i32, 6),
+        ("sans-serif", 17).into_font(),
+    ))?;
+    let mut chart = ChartBuilder::on(&body)
+        .margin_top(4)
         .margin_right(20)
         .x_label_area_size(BOTTOM - 10)
         .y_label_area_size(LABEL_W)
@@ -147,6 +156,14 @@ fn draw<DB: DrawingBackend>(
         // Row 0 at the top.
         let y_top = (n - i) as f64 - 0.12;
         let y_bot = (n - i - 1) as f64 + 0.12;
+        // The heap's whole extent, faint: bytes not yet taken from the memory source.
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [
+                (snap.start as f64, y_top),
+                ((snap.start + snap.len) as f64, y_bot),
+            ],
+            UNUSED.filled(),
+        )))?;
         let mut segs = snap.segs.clone();
         segs.sort_by_key(|s| s.addr);
         for s in segs.iter().filter(|s| s.len > 0) {
@@ -169,6 +186,18 @@ fn draw<DB: DrawingBackend>(
                 root.draw(&Text::new(text, (x, py - 6), small.clone().color(&colour)))?;
             }
         }
+        for (_, at) in &snap.marks {
+            let (px, py_top) = chart.backend_coord(&(*at as f64, y_top + 0.1));
+            let (_, py_bot) = chart.backend_coord(&(*at as f64, y_bot - 0.1));
+            root.draw(&PathElement::new(
+                vec![(px, py_top), (px, py_bot)],
+                MARK.stroke_width(3),
+            ))?;
+            root.draw(&Polygon::new(
+                vec![(px - 5, py_top - 2), (px + 5, py_top - 2), (px, py_top + 5)],
+                MARK.filled(),
+            ))?;
+        }
         let (_, py) = chart.backend_coord(&(x0, (y_top + y_bot) / 2.0));
         root.draw(&Text::new(
             label.clone(),
@@ -177,9 +206,9 @@ fn draw<DB: DrawingBackend>(
         ))?;
     }
 
-    // The legend, along the top.
+    // The legend, under the title.
     let mut x = LABEL_W as i32;
-    let y = 34;
+    let y = 32;
     for k in Kind::ALL {
         if !rows
             .iter()
@@ -197,10 +226,39 @@ fn draw<DB: DrawingBackend>(
         ))?;
         root.draw(&Text::new(
             k.name(),
-            (x + 20, y),
+            (x + 22, y),
             ("sans-serif", 13).into_font(),
         ))?;
         x += 90;
+    }
+    let mut names: Vec<&str> = rows
+        .iter()
+        .flat_map(|(_, s)| s.marks.iter().map(|(n, _)| n.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        root.draw(&PathElement::new(
+            vec![(x + 8, y - 2), (x + 8, y + 14)],
+            MARK.stroke_width(3),
+        ))?;
+        root.draw(&Text::new(
+            name.to_string(),
+            (x + 22, y),
+            ("sans-serif", 13).into_font(),
+        ))?;
+        x += 90;
+    }
+    if rows
+        .iter()
+        .any(|(_, s)| s.segs.iter().map(|g| g.len.max(0)).sum::<i128>() < s.len)
+    {
+        root.draw(&Rectangle::new([(x, y), (x + 16, y + 12)], UNUSED.filled()))?;
+        root.draw(&Text::new(
+            "not yet in use",
+            (x + 22, y),
+            ("sans-serif", 13).into_font(),
+        ))?;
     }
     Ok(())
 }

@@ -148,6 +148,12 @@ impl Collected {
                     kind: svg_kind(kind),
                 })
                 .collect(),
+            marks: self
+                .values
+                .iter()
+                .filter(|(_, v)| map.inside(*v))
+                .map(|(n, v)| (n.clone(), map.show(*v)))
+                .collect(),
         }
     }
 }
