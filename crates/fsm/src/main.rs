@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod classes;
 mod record;
 mod replay;
 mod sim;
@@ -43,6 +44,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Record a program's allocations as a trace: `fsm record -o T.trace.gz -- CMD ARGS...`.
     Record(record::RecordArgs),
+    /// Print a policy's size classes as lines `FROM TO ROUNDED`.
+    Classes(classes::ClassesArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,5 +61,6 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Record(args) => record::run(args),
+        Command::Classes(args) => classes::run(args),
     }
 }

@@ -1,0 +1,63 @@
+//! `fsm classes --policy NAME`: a policy's size classes as lines `FROM TO ROUNDED` (every request
+//! size from FROM to TO inclusive is rounded to ROUNDED bytes), covering 1 up to the largest
+//! class.
+//!
+//! Each policy with size classes contributes one arm to [`runs`]; the format is DESIGN.md's.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Arguments of `fsm classes`.
+#[derive(Debug, clap::Args)]
+pub struct ClassesArgs {
+    /// The policy whose classes to print (`tcmalloc`).
+    #[arg(long)]
+    policy: String,
+}
+
+/// The runs `(from, to, rounded)` of `policy`, or `None` for a policy without size classes.
+fn runs(policy: &str) -> Option<Vec<(usize, usize, usize)>> {
+    match policy {
+        "tcmalloc" => Some(
+            tcmalloc::classes()
+                .map(|r| (r.from, r.to, r.rounded))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Runs `fsm classes`.
+pub fn run(args: ClassesArgs) -> ExitCode {
+    let Some(runs) = runs(&args.policy) else {
+        eprintln!(
+            "fsm classes: no size classes known for policy '{}' (known: tcmalloc)",
+            args.policy
+        );
+        return ExitCode::from(2);
+    };
+    let mut out = std::io::stdout().lock();
+    for (from, to, rounded) in runs {
+        if writeln!(out, "{from} {to} {rounded}").is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcmalloc_runs_cover_1_to_256k() {
+        let r = runs("tcmalloc").unwrap();
+        assert_eq!(r.len(), 85);
+        assert_eq!(r[0], (1, 8, 8));
+        assert_eq!(r.last().unwrap().1, 262_144);
+        for w in r.windows(2) {
+            assert_eq!(w[0].1 + 1, w[1].0);
+        }
+        assert!(runs("no-such-policy").is_none());
+    }
+}
