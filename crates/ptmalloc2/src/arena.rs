@@ -93,6 +93,8 @@ pub(crate) trait Grow {
     fn sysmalloc(&mut self, core: &mut Core, tc: usize, nb: usize) -> R<usize>;
     /// `systrim(pad, av)` for the main arena, `heap_trim` for a thread arena.
     fn trim(&mut self, core: &mut Core, pad: usize);
+    /// The accessor for the mapped chunk containing `a`, if `a` is in one.
+    fn mapped_mem(&self, a: usize) -> Option<Mem>;
 }
 
 // Every `unsafe` block in this impl reads or writes chunk words at addresses derived from the
@@ -718,39 +720,13 @@ impl Core {
         let limit = self.st.top + self.top_size();
         let in_bounds = p < limit && size <= limit - p && limit - p - size >= CHUNK_HDR_SZ;
 
-        if tc != 0 {
-            let tc_idx = tcache::csize2tidx(size);
-            if tc_idx < self.mp.tcache_bins {
-                if !in_bounds {
-                    return Err(FREE_INVALID_SIZE.into());
-                }
-                let e = chunk2mem(p);
-                // SAFETY: `e + 8` is inside the chunk (size >= 32).
-                if unsafe { m.rd(e + 8) } == tcache::TCACHE_KEY {
-                    let mut cnt = 0;
-                    // SAFETY: walks the live tcache bin.
-                    let mut tmp = unsafe { tcache::entry(&m, tc, tc_idx) };
-                    while tmp != 0 {
-                        if cnt >= self.mp.tcache_count {
-                            return Err(TCACHE_TOO_MANY.into());
-                        }
-                        if tmp & MALLOC_ALIGN_MASK != 0 {
-                            return Err(TCACHE_UNALIGNED_2.into());
-                        }
-                        if tmp == e {
-                            return Err(TCACHE_DOUBLE_FREE.into());
-                        }
-                        // SAFETY: `tmp` is a cached chunk's user pointer.
-                        tmp = unsafe { m.rd(tmp) };
-                        cnt += 1;
-                    }
-                }
-                // SAFETY: `tc` is the live tcache struct.
-                if unsafe { tcache::count(&m, tc, tc_idx) } < self.mp.tcache_count {
-                    // SAFETY: `p` is an in-use chunk of the bin's size.
-                    unsafe { tcache::put(&m, tc, p, tc_idx) };
-                    return Ok(());
-                }
+        if tc != 0 && tcache::csize2tidx(size) < self.mp.tcache_bins {
+            if !in_bounds {
+                return Err(FREE_INVALID_SIZE.into());
+            }
+            // SAFETY: `tc` is the live tcache struct and `p` an in-bounds chunk of `size`.
+            if unsafe { tcache::free_to_cache(&m, tc, p, size, self.mp.tcache_count) }? {
+                return Ok(());
             }
         }
 
@@ -959,6 +935,68 @@ impl Core {
             self.int_free(g, tc, r, true)?;
         }
         Ok(Realloc::InPlace(chunk2mem(newp)))
+    }
+}
+
+impl Core {
+    /// `_int_memalign(av, alignment, bytes)` (`alignment` a power of two above 16).
+    pub fn int_memalign<G: Grow>(
+        &mut self,
+        g: &mut G,
+        tc: usize,
+        alignment: usize,
+        bytes: usize,
+    ) -> R<usize> {
+        let nb = checked_request2size(bytes).ok_or(Fail::Oom)?;
+        if nb > usize::MAX - alignment - MINSIZE {
+            return Err(Fail::Oom);
+        }
+        let (m, _) = self.int_malloc(g, tc, nb + alignment + MINSIZE)?;
+        let mut p = mem2chunk(m);
+        let flag = self.st.arena_flag;
+        let mapped = g.mapped_mem(p);
+        if m % alignment != 0 {
+            let mut brk = mem2chunk((m + alignment - 1) & alignment.wrapping_neg());
+            if brk - p < MINSIZE {
+                brk += alignment;
+            }
+            let newp = brk;
+            let leadsize = brk - p;
+            if let Some(mm) = mapped {
+                // SAFETY: both headers are inside the fresh mapping.
+                unsafe {
+                    let newsize = chunksize(&mm, p) - leadsize;
+                    set_prev_size(&mm, newp, prev_size(&mm, p) + leadsize);
+                    set_head(&mm, newp, newsize | IS_MMAPPED);
+                }
+                return Ok(chunk2mem(newp));
+            }
+            let mm = self.m;
+            let newsize = self.csize(p) - leadsize;
+            // SAFETY: `p .. p+size` is the fresh chunk in the heap.
+            unsafe {
+                set_head(&mm, newp, newsize | PREV_INUSE | flag);
+                set_inuse_bit_at_offset(&mm, newp, newsize);
+                set_head_size(&mm, p, leadsize | flag);
+            }
+            self.int_free(g, tc, p, true)?;
+            p = newp;
+        }
+        if mapped.is_none() {
+            let size = self.csize(p);
+            if size > nb + MINSIZE {
+                let rs = size - nb;
+                let r = p + nb;
+                let mm = self.m;
+                // SAFETY: `p .. p+size` is our chunk in the heap.
+                unsafe {
+                    set_head(&mm, r, rs | PREV_INUSE | flag);
+                    set_head_size(&mm, p, nb);
+                }
+                self.int_free(g, tc, r, true)?;
+            }
+        }
+        Ok(chunk2mem(p))
     }
 }
 

@@ -312,6 +312,10 @@ impl<S: MemorySource, M: MemorySource> Grow for Sys<S, M> {
         Err(Fail::Oom)
     }
 
+    fn mapped_mem(&self, a: usize) -> Option<Mem> {
+        self.maps.find(a).map(|(_, m)| Mem::new(m.ptr))
+    }
+
     fn trim(&mut self, core: &mut Core, pad: usize) {
         if core.top_size() < core.mp.trim_threshold {
             return;

@@ -25,9 +25,13 @@ pub mod heap;
 mod malloc;
 pub mod replay;
 pub mod tcache;
+#[cfg(unix)]
+mod threads;
 pub mod tunables;
 
 pub use heap::{NoMmap, SystemPages};
 pub use malloc::{Arena, MallocError, Placement};
 pub use replay::{Event, ReplayError, Replayer};
+#[cfg(unix)]
+pub use threads::{MAX_ARENAS, Ptmalloc};
 pub use tunables::{Params, TunableError, Tunables};

@@ -366,63 +366,8 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
 
     /// `_int_memalign(av, alignment, bytes)`.
     fn int_memalign(&mut self, alignment: usize, bytes: usize) -> R<usize> {
-        let nb = checked_request2size(bytes).ok_or(Fail::Oom)?;
-        if nb > usize::MAX - alignment - MINSIZE {
-            return Err(Fail::Oom);
-        }
         let tc = self.tc();
-        let (m, _) = self
-            .core
-            .int_malloc(&mut self.sys, tc, nb + alignment + MINSIZE)?;
-        let mut p = mem2chunk(m);
-        let flag = self.core.st.arena_flag;
-        let mapped = !self.in_heap(p);
-        if m % alignment != 0 {
-            let mut brk = mem2chunk((m + alignment - 1) & alignment.wrapping_neg());
-            if brk - p < MINSIZE {
-                brk += alignment;
-            }
-            let newp = brk;
-            let leadsize = brk - p;
-            if mapped {
-                let Some((_, mp)) = self.sys.maps.find(p) else {
-                    return Err(Fail::Oom);
-                };
-                let mm = Mem::new(mp.ptr);
-                // SAFETY: both headers are inside the fresh mapping.
-                unsafe {
-                    let newsize = chunksize(&mm, p) - leadsize;
-                    set_prev_size(&mm, newp, prev_size(&mm, p) + leadsize);
-                    set_head(&mm, newp, newsize | IS_MMAPPED);
-                }
-                return Ok(chunk2mem(newp));
-            }
-            let mm = self.core.m;
-            let newsize = self.core.csize(p) - leadsize;
-            // SAFETY: `p .. p+size` is the fresh chunk in the heap.
-            unsafe {
-                set_head(&mm, newp, newsize | PREV_INUSE | flag);
-                set_inuse_bit_at_offset(&mm, newp, newsize);
-                set_head_size(&mm, p, leadsize | flag);
-            }
-            self.core.int_free(&mut self.sys, tc, p, true)?;
-            p = newp;
-        }
-        if !mapped {
-            let size = self.core.csize(p);
-            if size > nb + MINSIZE {
-                let rs = size - nb;
-                let r = p + nb;
-                let mm = self.core.m;
-                // SAFETY: `p .. p+size` is our chunk in the heap.
-                unsafe {
-                    set_head(&mm, r, rs | PREV_INUSE | flag);
-                    set_head_size(&mm, p, nb);
-                }
-                self.core.int_free(&mut self.sys, tc, r, true)?;
-            }
-        }
-        Ok(chunk2mem(p))
+        self.core.int_memalign(&mut self.sys, tc, alignment, bytes)
     }
 
     /// `__libc_realloc` for a non-null pointer and a non-zero size.

@@ -96,6 +96,48 @@ pub unsafe fn get(m: &Mem, tc: usize, i: usize) -> Result<usize, &'static str> {
     }
 }
 
+/// The tcache half of `_int_free`: the double-free check (walk the bin if the chunk carries
+/// the key), then cache the chunk if its bin has room. `Ok(true)` when cached. The caller has
+/// checked that the size's bin is in use (`csize2tidx(size) < tcache_bins`).
+///
+/// # Safety
+/// `tc` is a live tcache struct and `p` a chunk of `size` bytes, both in `m`'s region.
+pub unsafe fn free_to_cache(
+    m: &Mem,
+    tc: usize,
+    p: usize,
+    size: usize,
+    tcache_count: usize,
+) -> Result<bool, &'static str> {
+    let tc_idx = csize2tidx(size);
+    let e = p + 16;
+    // SAFETY: `e + 8` is inside the chunk (size >= 32); the walk follows the bin's links.
+    unsafe {
+        if m.rd(e + 8) == TCACHE_KEY {
+            let mut cnt = 0;
+            let mut tmp = entry(m, tc, tc_idx);
+            while tmp != 0 {
+                if cnt >= tcache_count {
+                    return Err(crate::checks::TCACHE_TOO_MANY);
+                }
+                if tmp & MALLOC_ALIGN_MASK != 0 {
+                    return Err(crate::checks::TCACHE_UNALIGNED_2);
+                }
+                if tmp == e {
+                    return Err(crate::checks::TCACHE_DOUBLE_FREE);
+                }
+                tmp = m.rd(tmp);
+                cnt += 1;
+            }
+        }
+        if count(m, tc, tc_idx) < tcache_count {
+            put(m, tc, p, tc_idx);
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

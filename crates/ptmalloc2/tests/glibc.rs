@@ -283,11 +283,11 @@ fn model_output(trace: &str, tunables: &str) -> Result<String, String> {
     let mut out = String::new();
     for (n, line) in trace.lines().enumerate() {
         let ev: Option<Event> = Event::parse(line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        if let Some(ev) = ev {
-            if let Some(l) = rep.apply(ev).map_err(|e| format!("line {}: {e}", n + 1))? {
-                out.push_str(&l);
-                out.push('\n');
-            }
+        if let Some(ev) = ev
+            && let Some(l) = rep.apply(ev).map_err(|e| format!("line {}: {e}", n + 1))?
+        {
+            out.push_str(&l);
+            out.push('\n');
         }
     }
     Ok(out)

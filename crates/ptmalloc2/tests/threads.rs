@@ -1,0 +1,206 @@
+//! `Ptmalloc` under threads: arenas per thread, cross-thread frees, thread-exit flushes, and
+//! collections through allocator-api2.
+#![cfg(all(unix, not(miri)))]
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::{Arc, Mutex};
+
+use allocator_api2::vec::Vec as AVec;
+use ptmalloc2::{Ptmalloc, Tunables};
+
+struct Block {
+    ptr: usize,
+    size: usize,
+    seed: u8,
+}
+
+fn fill(p: *mut u8, size: usize, seed: u8) {
+    for i in 0..size {
+        // SAFETY: the block has `size` bytes.
+        unsafe { p.add(i).write(seed.wrapping_add(i as u8)) };
+    }
+}
+
+fn check(b: &Block) {
+    let p = b.ptr as *const u8;
+    for i in 0..b.size {
+        // SAFETY: the block is live with `size` bytes.
+        let v = unsafe { p.add(i).read() };
+        assert_eq!(
+            v,
+            b.seed.wrapping_add(i as u8),
+            "block {:#x}+{} damaged",
+            b.ptr,
+            b.size
+        );
+    }
+}
+
+fn stress(heap: &'static Ptmalloc, threads: usize, rounds: usize) {
+    let shared: Arc<Mutex<Vec<Block>>> = Arc::new(Mutex::new(Vec::new()));
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let mut x = 0x1234_5678u64 + t as u64 * 7919;
+                let mut rnd = move || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                let mut mine: Vec<Block> = Vec::new();
+                for _ in 0..rounds {
+                    let r = rnd();
+                    let size = match r % 10 {
+                        0..=5 => (r >> 8) as usize % 200 + 1,
+                        6..=8 => (r >> 8) as usize % 5000 + 1,
+                        _ => (r >> 8) as usize % 300_000 + 1,
+                    };
+                    let align = if r % 17 == 0 { 64 } else { 8 };
+                    let layout = Layout::from_size_align(size, align).unwrap();
+                    // SAFETY: non-zero size.
+                    let p = unsafe { heap.alloc(layout) };
+                    assert!(!p.is_null());
+                    assert_eq!(p as usize % align, 0);
+                    let seed = r as u8;
+                    fill(p, size, seed);
+                    mine.push(Block {
+                        ptr: p as usize,
+                        size,
+                        seed,
+                    });
+                    match rnd() % 4 {
+                        // Hand a block to another thread.
+                        0 => shared
+                            .lock()
+                            .unwrap()
+                            .push(mine.swap_remove(rnd() as usize % mine.len())),
+                        // Free one of another thread's blocks here.
+                        1 => {
+                            let b = shared.lock().unwrap().pop();
+                            if let Some(b) = b {
+                                check(&b);
+                                // SAFETY: live block of `heap`.
+                                unsafe {
+                                    heap.dealloc(
+                                        b.ptr as *mut u8,
+                                        Layout::from_size_align(b.size, 8).unwrap(),
+                                    )
+                                };
+                            }
+                        }
+                        // Realloc one of ours.
+                        2 if !mine.is_empty() => {
+                            let i = rnd() as usize % mine.len();
+                            let b = &mut mine[i];
+                            check(b);
+                            let new = (rnd() as usize) % 3000 + 1;
+                            // SAFETY: live block, 8-aligned layout when reallocating.
+                            let q = unsafe {
+                                heap.realloc(
+                                    b.ptr as *mut u8,
+                                    Layout::from_size_align(b.size, 1).unwrap(),
+                                    new,
+                                )
+                            };
+                            assert!(!q.is_null());
+                            let keep = b.size.min(new);
+                            for k in 0..keep {
+                                // SAFETY: `q` has `new` bytes.
+                                let v = unsafe { q.add(k).read() };
+                                assert_eq!(v, b.seed.wrapping_add(k as u8));
+                            }
+                            b.ptr = q as usize;
+                            b.size = new;
+                            fill(q, new, b.seed);
+                        }
+                        _ => {
+                            if mine.len() > 50 {
+                                let b = mine.swap_remove(rnd() as usize % mine.len());
+                                check(&b);
+                                // SAFETY: live block of `heap`.
+                                unsafe {
+                                    heap.dealloc(
+                                        b.ptr as *mut u8,
+                                        Layout::from_size_align(b.size, 8).unwrap(),
+                                    )
+                                };
+                            }
+                        }
+                    }
+                }
+                for b in mine {
+                    check(&b);
+                    // SAFETY: live block of `heap`.
+                    unsafe {
+                        heap.dealloc(
+                            b.ptr as *mut u8,
+                            Layout::from_size_align(b.size, 8).unwrap(),
+                        )
+                    };
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    for b in shared.lock().unwrap().drain(..) {
+        check(&b);
+        // SAFETY: live block of `heap`.
+        unsafe {
+            heap.dealloc(
+                b.ptr as *mut u8,
+                Layout::from_size_align(b.size, 8).unwrap(),
+            )
+        };
+    }
+}
+
+#[test]
+fn threads_with_cross_thread_frees() {
+    static HEAP: Ptmalloc = Ptmalloc::new();
+    // This thread takes the main arena first (as a program's main thread does).
+    let l = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: non-zero size; freed at once.
+    unsafe { HEAP.dealloc(HEAP.alloc(l), l) };
+    stress(&HEAP, 4, 10_000);
+    let after_first = HEAP.arenas();
+    assert_eq!(after_first, 5, "each thread got an arena of its own");
+    // Exited threads left their arenas on the free list: new threads reuse them.
+    stress(&HEAP, 4, 5_000);
+    assert_eq!(
+        HEAP.arenas(),
+        after_first,
+        "arenas of exited threads are reused"
+    );
+}
+
+#[test]
+fn one_arena_when_arena_max_is_1() {
+    static HEAP: Ptmalloc = Ptmalloc::with_tunables(Tunables {
+        arena_max: Some(1),
+        ..Tunables::new()
+    });
+    stress(&HEAP, 3, 5_000);
+    assert_eq!(HEAP.arenas(), 1);
+}
+
+#[test]
+fn collections_through_allocator_api2() {
+    let heap = Ptmalloc::new();
+    let mut v: AVec<u64, &Ptmalloc> = AVec::new_in(&heap);
+    for i in 0..200_000u64 {
+        v.push(i);
+    }
+    assert_eq!(v.iter().sum::<u64>(), 199_999 * 200_000 / 2);
+    v.truncate(10);
+    v.shrink_to_fit();
+    assert_eq!(v.len(), 10);
+    let mut m = hashbrown::HashMap::new_in(&heap);
+    for i in 0..50_000u32 {
+        m.insert(i, i.wrapping_mul(31));
+    }
+    assert_eq!(m.get(&777), Some(&(777 * 31)));
+}
