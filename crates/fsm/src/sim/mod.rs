@@ -88,6 +88,11 @@ pub fn run(args: SimArgs) -> ExitCode {
     let result = simulate(&o, engine.as_mut(), &mut output);
     let rows = output.rows.take();
     let flushed = out.flush();
+    // The picture shows the ops that ran, also when the run stopped early.
+    let drawn = match (&o.svg, rows) {
+        (Some(path), Some(rows)) => svg::render(path, &format!("fsm sim {}", describe(&o)), &rows),
+        _ => Ok(()),
+    };
     match result {
         Err(Stop::Crash(msg)) => return fail(&msg),
         // A closed pipe (`fsm sim ... | head`) ends the run quietly.
@@ -103,11 +108,8 @@ pub fn run(args: SimArgs) -> ExitCode {
         }
         return fail(&format!("cannot write the output: {e}"));
     }
-    if let (Some(path), Some(rows)) = (&o.svg, rows) {
-        let title = format!("fsm sim {}", describe(&o));
-        if let Err(msg) = svg::render(path, &title, &rows) {
-            return fail(&msg);
-        }
+    if let Err(msg) = drawn {
+        return fail(&msg);
     }
     ExitCode::SUCCESS
 }
