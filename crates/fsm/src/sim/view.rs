@@ -107,7 +107,9 @@ impl Collected {
     /// rover: 1032
     /// ```
     pub fn write_text(&self, map: &AddrMap, out: &mut String) {
-        for &(start, len) in &self.regions {
+        // A region of no bytes (a heap that has taken nothing from its source yet) has no
+        // meaningful start: it is left out.
+        for &(start, len) in self.regions.iter().filter(|(_, len)| *len > 0) {
             let _ = write!(out, "Heap [ addr:{} sz:{len} ]:", map.show(start));
             for &(a, l, k) in self
                 .blocks
