@@ -275,7 +275,14 @@ impl Core {
     /// `_int_malloc(av, bytes)` with the thread's tcache at `tc` (0 = none). Returns the user
     /// pointer and whether glibc would `alloc_perturb` it (not when it comes out of the tcache).
     pub fn int_malloc<G: Grow>(&mut self, g: &mut G, tc: usize, bytes: usize) -> R<(usize, bool)> {
-        self.int_malloc_inner(g, tc, bytes)
+        let (mem, fresh) = self.int_malloc_inner(g, tc, bytes)?;
+        if fresh && mem >= self.st.base && mem < self.st.top {
+            // The model clears the word where free looks for the tcache key (and the fastbin
+            // mark), so that it is never read uninitialised; glibc leaves stale bytes there.
+            // SAFETY: a heap chunk of at least 32 bytes was just handed out.
+            unsafe { self.m.wr(mem + 8, 0) };
+        }
+        Ok((mem, fresh))
     }
 
     fn int_malloc_inner<G: Grow>(
@@ -932,6 +939,9 @@ impl Core {
             unsafe { set_head_size(&m, newp, nb | flag) };
             self.head(r, rs | PREV_INUSE | flag);
             self.set_inuse_at(r, rs);
+            // SAFETY: `r` is a chunk of at least 32 bytes in the heap; its key word (see
+            // `int_malloc`) may never have been written.
+            unsafe { self.m.wr(r + 24, 0) };
             self.int_free(g, tc, r, true)?;
         }
         Ok(Realloc::InPlace(chunk2mem(newp)))
@@ -979,6 +989,8 @@ impl Core {
                 set_inuse_bit_at_offset(&mm, newp, newsize);
                 set_head_size(&mm, p, leadsize | flag);
             }
+            // SAFETY: the new chunk's key word (see `int_malloc`).
+            unsafe { mm.wr(chunk2mem(newp) + 8, 0) };
             self.int_free(g, tc, p, true)?;
             p = newp;
         }
@@ -993,6 +1005,9 @@ impl Core {
                     set_head(&mm, r, rs | PREV_INUSE | flag);
                     set_head_size(&mm, p, nb);
                 }
+                // SAFETY: `r` is a chunk of at least 32 bytes in the heap; its key word (see
+                // `int_malloc`) may never have been written.
+                unsafe { self.m.wr(r + 24, 0) };
                 self.int_free(g, tc, r, true)?;
             }
         }

@@ -300,6 +300,8 @@ impl<S: MemorySource, M: MemorySource> Grow for Sys<S, M> {
                         );
                     }
                     if old_size >= MINSIZE {
+                        // SAFETY: the old top is ours; clear its key word (see `Core::int_malloc`).
+                        unsafe { core.m.wr(old_top + 24, 0) };
                         core.int_free(self, tc, old_top, true)?;
                     }
                 }

@@ -276,6 +276,8 @@ impl Grow for ThreadHeaps {
                     set_head(&m, old_top + os, CHUNK_HDR_SZ | PREV_INUSE);
                     set_foot(&m, old_top + os, CHUNK_HDR_SZ);
                     set_head(&m, old_top, os | PREV_INUSE | NON_MAIN_ARENA);
+                    // The old top is ours; clear its key word (see `Core::int_malloc`).
+                    core.m.wr(old_top + 24, 0);
                     core.int_free(self, tc, old_top, true)?;
                 } else {
                     set_head(&m, old_top, (os + CHUNK_HDR_SZ) | PREV_INUSE);
@@ -671,6 +673,14 @@ impl Ptmalloc {
         if let Some(g) = self.get() {
             return Some(g);
         }
+        self.init_global()
+    }
+
+    /// Reserves the address space and writes the state (once; kept out of line: the state is
+    /// large and would make every caller's stack frame large).
+    #[cold]
+    #[inline(never)]
+    fn init_global(&self) -> Option<&Global> {
         let _guard = self.init.lock();
         if let Some(g) = self.get() {
             return Some(g);
