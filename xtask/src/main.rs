@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod miri;
 
 /// cargo xtask: the project's chores.
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// The matrix: every policy and peer over every workload, with a report (target/report).
+    Bench(bench::BenchArgs),
     /// Run the policy crates' tests under Miri (undefined-behaviour checks).
     Miri(miri::MiriArgs),
 }
@@ -23,6 +26,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Cmd::Bench(args) => bench::run(args),
         Cmd::Miri(args) => miri::run(args),
     };
     match result {

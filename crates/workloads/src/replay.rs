@@ -365,7 +365,9 @@ pub fn replay_manager(
 /// Replays `prog` through a `GlobalAlloc` (a peer). A `GlobalAlloc` cannot take a zero size, so a
 /// zero-byte request asks for one byte (what C's `malloc(0)` returns is as big). The outcome's
 /// stats count live requested bytes (held bytes are not known: they equal requested). When
-/// tracking, `footprint()` is asked every `steps / series_points` steps; its series is returned.
+/// tracking, `footprint()` (an absolute reading, such as the process's resident bytes) is asked
+/// once before the first step, as the baseline, and then every `steps / series_points` steps;
+/// the series holds the readings minus the baseline.
 /// A null result is an error naming the event; the blocks still live are freed before returning.
 pub fn replay_global(
     g: &dyn GlobalAlloc,
@@ -376,7 +378,11 @@ pub fn replay_global(
     let mut table: Vec<Option<(NonNull<u8>, Layout)>> = vec![None; prog.slots];
     let mut stats = Stats::new();
     let every = (prog.steps.len() / opts.series_points.max(1)).max(1);
-    let mut series = Vec::new();
+    let mut series = Vec::with_capacity(prog.steps.len() / every + 2);
+    let base = match footprint.as_deref_mut() {
+        Some(f) if opts.track => f(),
+        _ => 0,
+    };
     let start = Instant::now();
     let mut result = Ok(());
     for (i, step) in prog.steps.iter().enumerate() {
@@ -464,7 +470,7 @@ pub fn replay_global(
             && let Some(f) = footprint.as_deref_mut()
         {
             {
-                let fp = f();
+                let fp = f().saturating_sub(base);
                 stats.set_footprint(fp);
                 series.push(Sample {
                     event: i + 1,
@@ -479,7 +485,7 @@ pub fn replay_global(
         && let Some(f) = footprint
     {
         {
-            let fp = f();
+            let fp = f().saturating_sub(base);
             stats.set_footprint(fp);
             series.push(Sample {
                 event: prog.steps.len(),
@@ -568,7 +574,7 @@ mod tests {
         let mut calls = 0;
         let mut probe = || {
             calls += 1;
-            calls * 1000
+            calls * 1000 + 500
         };
         let out = replay_global(
             &std::alloc::System,
@@ -584,6 +590,8 @@ mod tests {
         assert_eq!(out.stats.peak_live_requested, 200_060);
         assert_eq!(out.stats.live_requested, 2); // the zero-byte blocks count one byte each
         assert_eq!(out.series.len(), 5);
+        // Readings 1500 (the baseline), 2500, ..., 6500: the series is 1000 ..= 5000.
+        assert_eq!(out.series[0].footprint, 1000);
         assert_eq!(out.stats.peak_footprint, 5000);
     }
 }

@@ -317,19 +317,41 @@ pub fn glibc_simple(ops: usize, blocks: usize, lifo: bool) -> Trace {
     b.finish()
 }
 
-/// The synthetic workloads the matrix runs, by name, each of about `ops` events.
+/// The names of the synthetic workloads the matrix runs (see [`by_name`]).
+pub const NAMES: &[&str] = &[
+    "uniform",
+    "pareto",
+    "ramp",
+    "peaks",
+    "plateau",
+    "larson",
+    "prodcons",
+    "glibc-lifo",
+    "glibc-fifo",
+];
+
+/// The synthetic workload called `name` with about `ops` events (fixed seeds), or `None`.
+pub fn by_name(name: &str, ops: usize) -> Option<Trace> {
+    Some(match name {
+        "uniform" => uniform(ops, 4096, 1),
+        "pareto" => pareto(ops, 1024, 2),
+        "ramp" => ramp(ops, 3),
+        "peaks" => peaks(ops, 4),
+        "plateau" => plateau(ops, 5),
+        "larson" => larson(ops, 4, 6),
+        "prodcons" => producer_consumer(ops, 3, 7),
+        "glibc-lifo" => glibc_simple(ops, 1600, true),
+        "glibc-fifo" => glibc_simple(ops, 1600, false),
+        _ => return None,
+    })
+}
+
+/// Every synthetic workload, by name, each of about `ops` events.
 pub fn catalog(ops: usize) -> Vec<(&'static str, Trace)> {
-    vec![
-        ("uniform", uniform(ops, 4096, 1)),
-        ("pareto", pareto(ops, 1024, 2)),
-        ("ramp", ramp(ops, 3)),
-        ("peaks", peaks(ops, 4)),
-        ("plateau", plateau(ops, 5)),
-        ("larson", larson(ops, 4, 6)),
-        ("prodcons", producer_consumer(ops, 3, 7)),
-        ("glibc-lifo", glibc_simple(ops, 1600, true)),
-        ("glibc-fifo", glibc_simple(ops, 1600, false)),
-    ]
+    NAMES
+        .iter()
+        .filter_map(|&n| by_name(n, ops).map(|t| (n, t)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,262 @@
+//! One cell of the matrix: one allocator over one workload, in a process of its own.
+//!
+//! ```text
+//!   load workload -> Program
+//!   policy: tracked replay (stats after every event: exact #3, #4, split) ─┐
+//!           warm-up replay, then timed replays, each on a fresh instance   ├─> CellResult (JSON)
+//!   peer:   tracked replay touching every page, RSS sampled (footprint)    │
+//!           warm-up replay, then timed replays                            ─┘
+//! ```
+//! Timed runs stop at `repeats` or when the time budget is spent (at least one runs); the
+//! reported time per operation is their median.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use workloads::metrics::{median, ns_per_op};
+use workloads::policies::{self, Config};
+use workloads::replay::{Options, Program, replay_global, replay_manager};
+use workloads::{Fragmentation, Trace};
+
+use crate::{harness, peers};
+
+/// What a cell produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellResult {
+    /// Allocator name.
+    pub alloc: String,
+    /// `policy` or `peer`.
+    pub kind: String,
+    /// Workload name.
+    pub workload: String,
+    /// `ok`, `failed` or `skipped`.
+    pub status: String,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+    /// Events in the workload.
+    pub events: usize,
+    /// Fragmentation and footprint.
+    pub frag: Option<Fragmentation>,
+    /// Median nanoseconds per event over the timed runs.
+    pub ns_per_op: Option<f64>,
+    /// Every timed run's nanoseconds per event.
+    pub runs: Vec<f64>,
+    /// How the footprint was measured.
+    pub footprint_method: String,
+}
+
+impl CellResult {
+    /// A result with no measurements.
+    pub fn empty(alloc: &str, workload: &str, status: &str, reason: Option<String>) -> Self {
+        CellResult {
+            alloc: alloc.into(),
+            kind: if policies::lookup(alloc).is_ok() {
+                "policy"
+            } else {
+                "peer"
+            }
+            .into(),
+            workload: workload.into(),
+            status: status.into(),
+            reason,
+            events: 0,
+            frag: None,
+            ns_per_op: None,
+            runs: Vec::new(),
+            footprint_method: String::new(),
+        }
+    }
+
+    /// Million events per second (from the median).
+    pub fn mops(&self) -> Option<f64> {
+        self.ns_per_op.filter(|&n| n > 0.0).map(|n| 1000.0 / n)
+    }
+}
+
+/// A workload: `synth:NAME:OPS` or `trace:PATH:LIMIT` (LIMIT 0 keeps every event).
+pub fn load_workload(spec: &str) -> Result<(String, Trace), String> {
+    if let Some(rest) = spec.strip_prefix("synth:") {
+        let (name, ops) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("bad workload '{spec}': expected synth:NAME:OPS"))?;
+        let ops: usize = ops
+            .parse()
+            .map_err(|_| format!("bad workload '{spec}': OPS is not a number"))?;
+        let t = workloads::synth::by_name(name, ops).ok_or_else(|| {
+            format!(
+                "unknown synthetic workload '{name}'; valid: {}",
+                workloads::synth::NAMES.join(", ")
+            )
+        })?;
+        return Ok((name.to_string(), t));
+    }
+    if let Some(rest) = spec.strip_prefix("trace:") {
+        let (path, limit) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("bad workload '{spec}': expected trace:PATH:LIMIT"))?;
+        let limit: usize = limit
+            .parse()
+            .map_err(|_| format!("bad workload '{spec}': LIMIT is not a number"))?;
+        let t = Trace::load(path).map_err(|e| e.to_string())?;
+        let t = if limit > 0 && t.len() > limit {
+            t.window(0, limit)
+        } else {
+            t
+        };
+        return Ok((workload_name(path), t));
+    }
+    Err(format!(
+        "bad workload '{spec}': expected synth:NAME:OPS or trace:PATH:LIMIT"
+    ))
+}
+
+/// A trace file's workload name: its file name without the trace and compression suffixes.
+pub fn workload_name(path: &str) -> String {
+    let file = std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |f| f.to_string_lossy().into_owned());
+    let mut name = file.as_str();
+    for suffix in [".gz", ".bin", ".trace", ".txt", ".log"] {
+        name = name.strip_suffix(suffix).unwrap_or(name);
+    }
+    name.to_string()
+}
+
+/// Runs one cell. Errors inside the run become a `failed` result.
+pub fn run(alloc: &str, spec: &str, repeats: usize, budget: Duration) -> CellResult {
+    let (workload, trace) = match load_workload(spec) {
+        Ok(x) => x,
+        Err(e) => return CellResult::empty(alloc, spec, "failed", Some(e)),
+    };
+    let prog = match Program::compile(&trace) {
+        Ok(p) => p,
+        Err(e) => return CellResult::empty(alloc, &workload, "failed", Some(e.to_string())),
+    };
+    drop(trace);
+    let mut r = CellResult::empty(alloc, &workload, "ok", None);
+    r.events = prog.steps.len();
+    let outcome = if policies::lookup(alloc).is_ok() {
+        run_policy(alloc, &prog, repeats, budget, &mut r)
+    } else {
+        run_peer(alloc, &prog, repeats, budget, &mut r)
+    };
+    if let Err((status, reason)) = outcome {
+        r.status = status.into();
+        r.reason = Some(reason);
+    }
+    r
+}
+
+type Fail = (&'static str, String);
+
+fn failed(e: impl ToString) -> Fail {
+    ("failed", e.to_string())
+}
+
+fn run_policy(
+    name: &str,
+    prog: &Program,
+    repeats: usize,
+    budget: Duration,
+    r: &mut CellResult,
+) -> Result<(), Fail> {
+    let cfg = Config::for_peak(prog.live_profile().1);
+    let track = Options {
+        track: true,
+        series_points: 300,
+        touch: false,
+    };
+    let mut inst = policies::build(name, &cfg).map_err(failed)?;
+    let out = replay_manager(&mut *inst.manager, prog, track, None).map_err(failed)?;
+    drop(inst);
+    r.frag = Some(Fragmentation::of_manager(&out));
+    r.footprint_method = "policy stats: bytes taken from its memory source".into();
+    timed(r, repeats, budget, || {
+        let mut inst = policies::build(name, &cfg)?;
+        let out = replay_manager(&mut *inst.manager, prog, Options::default(), None)
+            .map_err(|e| e.to_string())?;
+        Ok(ns_per_op(&out))
+    })
+}
+
+fn timed(
+    r: &mut CellResult,
+    repeats: usize,
+    budget: Duration,
+    mut once: impl FnMut() -> Result<f64, String>,
+) -> Result<(), Fail> {
+    let start = Instant::now();
+    once().map_err(failed)?; // warm-up
+    let mut runs = Vec::new();
+    while runs.len() < repeats.max(1) && (runs.is_empty() || start.elapsed() < budget) {
+        runs.push(once().map_err(failed)?);
+    }
+    r.ns_per_op = median(&mut runs.clone());
+    r.runs = runs;
+    Ok(())
+}
+
+fn run_peer(
+    name: &str,
+    prog: &Program,
+    repeats: usize,
+    budget: Duration,
+    r: &mut CellResult,
+) -> Result<(), Fail> {
+    let g = peers::build(name).map_err(|e| {
+        if name == "gperftools" {
+            ("skipped", e)
+        } else {
+            failed(e)
+        }
+    })?;
+    let track = Options {
+        track: true,
+        series_points: 300,
+        touch: true,
+    };
+    let peak_ok = harness::reset_peak();
+    let mut base = 0;
+    let mut probe = || {
+        let now = harness::rss();
+        if base == 0 {
+            // First reading: the baseline. Reset the high-water mark to it.
+            harness::reset_peak();
+            base = now;
+        }
+        now
+    };
+    let out = replay_global(&*g, prog, track, Some(&mut probe)).map_err(failed)?;
+    let peak = if peak_ok {
+        harness::peak_rss().saturating_sub(base)
+    } else {
+        0
+    };
+    r.frag = Some(Fragmentation::of_peer(&out, peak));
+    r.footprint_method = if peak_ok {
+        "resident memory growth (RSS - baseline, sampled; peak from VmHWM), every page of every block touched".into()
+    } else {
+        "resident memory growth (RSS - baseline, sampled), every page of every block touched".into()
+    };
+    drop(g);
+    let fresh = !matches!(name, "system" | "mimalloc" | "jemalloc" | "gperftools");
+    let mut shared = if fresh {
+        None
+    } else {
+        Some(peers::build(name).map_err(failed)?)
+    };
+    timed(r, repeats, budget, || {
+        let own;
+        let g: &dyn core::alloc::GlobalAlloc = match &shared {
+            Some(g) => &**g,
+            None => {
+                own = peers::build(name)?;
+                &*own
+            }
+        };
+        let out = replay_global(g, prog, Options::default(), None).map_err(|e| e.to_string())?;
+        Ok(ns_per_op(&out))
+    })?;
+    shared.take();
+    Ok(())
+}

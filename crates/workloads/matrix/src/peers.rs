@@ -1,0 +1,359 @@
+//! The peers: allocators people use, each as a [`GlobalAlloc`] the replay can drive.
+//!
+//! ```text
+//!   system ─ glibc malloc (std::alloc::System)      talc ──────────────┐
+//!   mimalloc ─ mimalloc::MiMalloc                   rlsf ──────────────┤ each over its own
+//!   jemalloc ─ tikv_jemallocator::Jemalloc          buddy_system_alloc ┤ 8 GiB MAP_NORESERVE
+//!   gperftools ─ tc_malloc & co. from               linked_list_alloc ─┘ arena (pages become
+//!       libtcmalloc_minimal.so.4 (dlopen)                                resident when touched)
+//! ```
+//!
+//! The region peers run without a lock (the replay is single-threaded), like the policies, so
+//! the comparison is between placement algorithms, not locks.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::ptr::NonNull;
+
+/// Every peer name, in report order.
+pub const NAMES: &[&str] = &[
+    "system",
+    "mimalloc",
+    "jemalloc",
+    "gperftools",
+    "talc",
+    "rlsf",
+    "buddy_system_allocator",
+    "linked_list_allocator",
+];
+
+/// Bytes of address space each region peer gets.
+pub const ARENA: usize = 8 << 30;
+
+/// An anonymous mapping reserved without swap, pages committed on first touch; unmapped on drop.
+pub struct Arena {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl Arena {
+    /// Maps `len` bytes.
+    pub fn new(len: usize) -> Result<Self, String> {
+        // SAFETY: an anonymous private mapping at an address the kernel picks.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap of {len} bytes failed"));
+        }
+        let base = NonNull::new(p.cast::<u8>()).ok_or("mmap returned null")?;
+        Ok(Arena { base, len })
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; nothing allocated from it survives
+        // the peer that owns this arena.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A single-threaded `GlobalAlloc` over a heap with `&mut` methods.
+pub struct Unlocked<H> {
+    heap: UnsafeCell<H>,
+    _arena: Arena,
+}
+
+/// The `&mut` interface of a region heap.
+pub trait RegionHeap {
+    /// Allocates, or null.
+    fn alloc(&mut self, layout: Layout) -> *mut u8;
+    /// Frees a live block.
+    ///
+    /// # Safety
+    /// `ptr` is live in this heap with `layout`.
+    unsafe fn dealloc(&mut self, ptr: *mut u8, layout: Layout);
+    /// Resizes: in place where the heap can, else allocate, copy and free.
+    ///
+    /// # Safety
+    /// `ptr` is live in this heap with `layout`; `new_size` is non-zero.
+    unsafe fn realloc(&mut self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Ok(new) = Layout::from_size_align(new_size, layout.align()) else {
+            return core::ptr::null_mut();
+        };
+        let p = self.alloc(new);
+        if !p.is_null() {
+            // SAFETY: both blocks are live and distinct; copying the smaller size.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        p
+    }
+}
+
+// SAFETY: every method forwards to the heap, whose blocks lie in the arena this value owns; the
+// value is used from one thread at a time (it is not `Sync`), so the `&mut` is exclusive.
+unsafe impl<H: RegionHeap> GlobalAlloc for Unlocked<H> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: not Sync, and no call re-enters: this is the only reference.
+        unsafe { (*self.heap.get()).alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above; the caller's contract is the heap's.
+        unsafe { (*self.heap.get()).dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as above.
+        unsafe { (*self.heap.get()).realloc(ptr, layout, new_size) }
+    }
+}
+
+struct Talc(talc::TalcCell<talc::source::Claim>);
+
+impl RegionHeap for Talc {
+    fn alloc(&mut self, layout: Layout) -> *mut u8 {
+        // SAFETY: a valid, non-zero layout (the replay never asks for zero bytes).
+        unsafe { GlobalAlloc::alloc(&self.0, layout) }
+    }
+    unsafe fn dealloc(&mut self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded caller contract.
+        unsafe { GlobalAlloc::dealloc(&self.0, ptr, layout) }
+    }
+    unsafe fn realloc(&mut self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded caller contract (talc resizes in place where it can).
+        unsafe { GlobalAlloc::realloc(&self.0, ptr, layout, new_size) }
+    }
+}
+
+type TlsfHeap = rlsf::Tlsf<'static, u32, u32, 28, 32>;
+struct Rlsf(TlsfHeap);
+
+impl RegionHeap for Rlsf {
+    fn alloc(&mut self, layout: Layout) -> *mut u8 {
+        self.0
+            .allocate(layout)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+    unsafe fn dealloc(&mut self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: forwarded caller contract.
+            unsafe { self.0.deallocate(p, layout.align()) }
+        }
+    }
+    unsafe fn realloc(&mut self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let (Some(p), Ok(new)) = (
+            NonNull::new(ptr),
+            Layout::from_size_align(new_size, layout.align()),
+        ) else {
+            return core::ptr::null_mut();
+        };
+        // SAFETY: forwarded caller contract; rlsf keeps the block on failure.
+        unsafe { self.0.reallocate(p, new) }.map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+}
+
+struct Bsa(buddy_system_allocator::Heap<34>);
+
+impl RegionHeap for Bsa {
+    fn alloc(&mut self, layout: Layout) -> *mut u8 {
+        self.0
+            .alloc(layout)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+    unsafe fn dealloc(&mut self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: forwarded caller contract.
+            unsafe { self.0.dealloc(p, layout) }
+        }
+    }
+}
+
+struct Lla(linked_list_allocator::Heap);
+
+impl RegionHeap for Lla {
+    fn alloc(&mut self, layout: Layout) -> *mut u8 {
+        self.0
+            .allocate_first_fit(layout)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+    unsafe fn dealloc(&mut self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: forwarded caller contract.
+            unsafe { self.0.deallocate(p, layout) }
+        }
+    }
+}
+
+type Malloc = unsafe extern "C" fn(usize) -> *mut c_void;
+type Free = unsafe extern "C" fn(*mut c_void);
+type Realloc = unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void;
+type Calloc = unsafe extern "C" fn(usize, usize) -> *mut c_void;
+type Memalign = unsafe extern "C" fn(usize, usize) -> *mut c_void;
+
+/// gperftools' tcmalloc through its `tc_*` entry points, loaded with `dlopen` (`RTLD_LOCAL`, so
+/// it replaces nothing else in the process).
+pub struct Gperftools {
+    malloc: Malloc,
+    free: Free,
+    realloc: Realloc,
+    calloc: Calloc,
+    memalign: Memalign,
+}
+
+/// Where gperftools' library is looked for.
+pub const GPERFTOOLS_LIB: &str = "libtcmalloc_minimal.so.4";
+
+impl Gperftools {
+    /// Loads the library, or says why not.
+    pub fn load() -> Result<Self, String> {
+        let name = c"libtcmalloc_minimal.so.4";
+        // SAFETY: dlopen with a NUL-terminated name.
+        let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if h.is_null() {
+            return Err(format!(
+                "{GPERFTOOLS_LIB} not found (install libtcmalloc-minimal4)"
+            ));
+        }
+        let sym = |s: &core::ffi::CStr| {
+            // SAFETY: a symbol lookup in a handle we opened.
+            let p = unsafe { libc::dlsym(h, s.as_ptr()) };
+            if p.is_null() {
+                Err(format!("{GPERFTOOLS_LIB} lacks {}", s.to_string_lossy()))
+            } else {
+                Ok(p)
+            }
+        };
+        // SAFETY: the tc_* symbols have these C signatures (gperftools' tcmalloc.h).
+        unsafe {
+            Ok(Gperftools {
+                malloc: core::mem::transmute::<*mut c_void, Malloc>(sym(c"tc_malloc")?),
+                free: core::mem::transmute::<*mut c_void, Free>(sym(c"tc_free")?),
+                realloc: core::mem::transmute::<*mut c_void, Realloc>(sym(c"tc_realloc")?),
+                calloc: core::mem::transmute::<*mut c_void, Calloc>(sym(c"tc_calloc")?),
+                memalign: core::mem::transmute::<*mut c_void, Memalign>(sym(c"tc_memalign")?),
+            })
+        }
+    }
+}
+
+const MIN_ALIGN: usize = 16;
+
+// SAFETY: C's allocator contract: malloc/calloc give blocks aligned to 16 on x86-64, memalign to
+// what is asked; realloc keeps the contents; free takes what they returned.
+unsafe impl GlobalAlloc for Gperftools {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: plain C calls.
+        unsafe {
+            if layout.align() <= MIN_ALIGN {
+                (self.malloc)(layout.size()).cast()
+            } else {
+                (self.memalign)(layout.align(), layout.size()).cast()
+            }
+        }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.align() <= MIN_ALIGN {
+            // SAFETY: a plain C call.
+            unsafe { (self.calloc)(1, layout.size()).cast() }
+        } else {
+            // SAFETY: alloc then zero the block it returned.
+            unsafe {
+                let p = self.alloc(layout);
+                if !p.is_null() {
+                    p.write_bytes(0, layout.size());
+                }
+                p
+            }
+        }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: `ptr` came from this library.
+        unsafe { (self.free)(ptr.cast()) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= MIN_ALIGN {
+            // SAFETY: `ptr` came from this library.
+            unsafe { (self.realloc)(ptr.cast(), new_size).cast() }
+        } else {
+            // SAFETY: allocate aligned, copy, free: C has no aligned realloc.
+            unsafe {
+                let Ok(new) = Layout::from_size_align(new_size, layout.align()) else {
+                    return core::ptr::null_mut();
+                };
+                let p = self.alloc(new);
+                if !p.is_null() {
+                    core::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                    self.dealloc(ptr, layout);
+                }
+                p
+            }
+        }
+    }
+}
+
+/// Builds the peer called `name` (a fresh heap for the region peers).
+pub fn build(name: &str) -> Result<Box<dyn GlobalAlloc>, String> {
+    Ok(match name {
+        "system" => Box::new(std::alloc::System),
+        "mimalloc" => Box::new(mimalloc::MiMalloc),
+        "jemalloc" => Box::new(tikv_jemallocator::Jemalloc),
+        "gperftools" => Box::new(Gperftools::load()?),
+        "talc" => {
+            let arena = Arena::new(ARENA)?;
+            // SAFETY: the arena is valid for ARENA bytes, used by this heap alone, and outlives it
+            // (both live in the same `Unlocked`, the heap's blocks die with it).
+            let claim = unsafe { talc::source::Claim::new(arena.base.as_ptr(), ARENA) };
+            Box::new(Unlocked {
+                heap: UnsafeCell::new(Talc(talc::TalcCell::new(claim))),
+                _arena: arena,
+            })
+        }
+        "rlsf" => {
+            let arena = Arena::new(ARENA)?;
+            let mut t = TlsfHeap::new();
+            let block = NonNull::slice_from_raw_parts(arena.base, ARENA);
+            // SAFETY: as for talc: the arena is the heap's alone and outlives it.
+            unsafe { t.insert_free_block_ptr(block) };
+            Box::new(Unlocked {
+                heap: UnsafeCell::new(Rlsf(t)),
+                _arena: arena,
+            })
+        }
+        "buddy_system_allocator" => {
+            let arena = Arena::new(ARENA)?;
+            let mut h = buddy_system_allocator::Heap::<34>::new();
+            // SAFETY: as for talc.
+            unsafe { h.init(arena.base.as_ptr() as usize, ARENA) };
+            Box::new(Unlocked {
+                heap: UnsafeCell::new(Bsa(h)),
+                _arena: arena,
+            })
+        }
+        "linked_list_allocator" => {
+            let arena = Arena::new(ARENA)?;
+            // SAFETY: as for talc.
+            let h = unsafe { linked_list_allocator::Heap::new(arena.base.as_ptr(), ARENA) };
+            Box::new(Unlocked {
+                heap: UnsafeCell::new(Lla(h)),
+                _arena: arena,
+            })
+        }
+        other => {
+            return Err(format!(
+                "unknown peer '{other}'; valid names: {}",
+                NAMES.join(", ")
+            ));
+        }
+    })
+}

@@ -1,0 +1,448 @@
+//! The report: JSON, CSV, a Markdown summary, SVG charts, and the table printed at the end.
+//!
+//! ```text
+//!   REPORT/results.json          machine, date, settings, every cell (with footprint series)
+//!   REPORT/results.csv           one row per cell
+//!   REPORT/summary.md            fragmentation #4 and throughput tables, ratios to `system`
+//!   REPORT/footprint-W.svg       footprint over time per allocator on workload W, live bytes dashed
+//!   REPORT/throughput-W.svg      million events per second per allocator on workload W
+//! ```
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::cell::CellResult;
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Where it ran.
+    pub machine: String,
+    /// When (UTC).
+    pub date: String,
+    /// The settings (`--quick`, repeats, sizes).
+    pub settings: String,
+    /// Allocators in order.
+    pub allocs: Vec<String>,
+    /// Workloads in order.
+    pub workloads: Vec<String>,
+    /// Every cell.
+    pub cells: Vec<CellResult>,
+}
+
+impl Report {
+    fn cell(&self, alloc: &str, workload: &str) -> Option<&CellResult> {
+        self.cells
+            .iter()
+            .find(|c| c.alloc == alloc && c.workload == workload)
+    }
+
+    fn frag4(&self, alloc: &str, workload: &str) -> String {
+        match self.cell(alloc, workload) {
+            Some(c) if c.status == "ok" => c
+                .frag
+                .as_ref()
+                .and_then(|f| f.frag4)
+                .map_or_else(|| "n/a".into(), |v| format!("{:.1}%", v * 100.0)),
+            Some(c) => c.status.clone(),
+            None => "-".into(),
+        }
+    }
+
+    fn speed(&self, alloc: &str, workload: &str, ratio: bool) -> String {
+        let base = self.cell("system", workload).and_then(CellResult::mops);
+        match self.cell(alloc, workload) {
+            Some(c) if c.status == "ok" => match (c.mops(), base) {
+                (Some(m), Some(b)) if ratio => format!("{m:.1} ({:.2}x)", m / b),
+                (Some(m), _) => format!("{m:.1}"),
+                _ => "n/a".into(),
+            },
+            Some(c) => c.status.clone(),
+            None => "-".into(),
+        }
+    }
+
+    /// A table with allocators as rows and workloads as columns.
+    fn table(&self, markdown: bool, cell: impl Fn(&str, &str) -> String) -> String {
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut head = vec!["allocator".to_string()];
+        head.extend(self.workloads.iter().cloned());
+        rows.push(head);
+        for a in &self.allocs {
+            let mut row = vec![a.clone()];
+            row.extend(self.workloads.iter().map(|w| cell(a, w)));
+            rows.push(row);
+        }
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for (k, r) in rows.iter().enumerate() {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (c, w))| {
+                    if i == 0 {
+                        format!("{c:<w$}")
+                    } else {
+                        format!("{c:>w$}")
+                    }
+                })
+                .collect();
+            if markdown {
+                let _ = writeln!(out, "| {} |", cells.join(" | "));
+                if k == 0 {
+                    let rule: Vec<String> = widths
+                        .iter()
+                        .enumerate()
+                        .map(|(i, w)| {
+                            if i == 0 {
+                                "-".repeat(*w)
+                            } else {
+                                format!("{}:", "-".repeat(w.saturating_sub(1)))
+                            }
+                        })
+                        .collect();
+                    let _ = writeln!(out, "| {} |", rule.join(" | "));
+                }
+            } else {
+                let _ = writeln!(out, "{}", cells.join("  "));
+            }
+        }
+        out
+    }
+
+    /// The fragmentation #4 table.
+    pub fn frag_table(&self, markdown: bool) -> String {
+        self.table(markdown, |a, w| self.frag4(a, w))
+    }
+
+    /// The throughput table (million events per second, ratio to `system`).
+    pub fn speed_table(&self, markdown: bool) -> String {
+        self.table(markdown, |a, w| self.speed(a, w, true))
+    }
+
+    /// Failed and skipped cells, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        self.cells
+            .iter()
+            .filter(|c| c.status != "ok")
+            .map(|c| {
+                format!(
+                    "{} on {}: {} ({})",
+                    c.alloc,
+                    c.workload,
+                    c.status,
+                    c.reason.as_deref().unwrap_or("no reason given")
+                )
+            })
+            .collect()
+    }
+
+    /// The Markdown summary.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# Matrix results\n");
+        let _ = writeln!(
+            s,
+            "- machine: {}\n- date: {}\n- settings: {}\n",
+            self.machine, self.date, self.settings
+        );
+        let _ = writeln!(
+            s,
+            "## Fragmentation: Johnstone & Wilson's #4 (peak footprint / peak live bytes - 1)\n\nLower is better. Policies: bytes taken from their memory source; peers: growth of resident memory with every page of every block touched (see docs/matrix.md).\n"
+        );
+        s.push_str(&self.frag_table(true));
+        let _ = writeln!(
+            s,
+            "\n## Throughput: million trace events per second (median of the timed runs), ratio to `system`\n\nHigher is better. Single-threaded replay; policies through `&mut dyn FreeSpaceManager`, peers through `GlobalAlloc`.\n"
+        );
+        s.push_str(&self.speed_table(true));
+        let _ = writeln!(
+            s,
+            "\n## Fragmentation #3 and its split (policies: internal + external at the footprint peak)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| allocator | workload | #3 | internal | external | peak footprint | peak live |"
+        );
+        let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|");
+        let pct = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |x| format!("{:.1}%", x * 100.0));
+        for c in self.cells.iter().filter(|c| c.status == "ok") {
+            if let Some(f) = &c.frag {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    c.alloc,
+                    c.workload,
+                    pct(f.frag3),
+                    pct(f.internal),
+                    pct(f.external),
+                    f.peak_footprint,
+                    f.peak_live
+                );
+            }
+        }
+        let problems = self.problems();
+        if !problems.is_empty() {
+            let _ = writeln!(s, "\n## Failed or skipped\n");
+            for p in problems {
+                let _ = writeln!(s, "- {p}");
+            }
+        }
+        s
+    }
+
+    /// The CSV (no series).
+    pub fn csv(&self) -> String {
+        let mut s = String::from(
+            "allocator,kind,workload,status,events,frag3,frag4,internal,external,peak_footprint,peak_live,ns_per_op,mops,runs,reason\n",
+        );
+        let o = |v: Option<f64>| v.map_or_else(String::new, |x| format!("{x:.6}"));
+        for c in &self.cells {
+            let f = c.frag.clone().unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"",
+                c.alloc,
+                c.kind,
+                c.workload,
+                c.status,
+                c.events,
+                o(f.frag3),
+                o(f.frag4),
+                o(f.internal),
+                o(f.external),
+                f.peak_footprint,
+                f.peak_live,
+                o(c.ns_per_op),
+                o(c.mops()),
+                c.runs.len(),
+                c.reason.clone().unwrap_or_default().replace('"', "'")
+            );
+        }
+        s
+    }
+
+    /// Writes every file of the report into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let put = |name: &str, text: &str| {
+            std::fs::write(dir.join(name), text)
+                .map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))
+        };
+        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        put("results.json", &json)?;
+        put("results.csv", &self.csv())?;
+        put("summary.md", &self.markdown())?;
+        for w in &self.workloads {
+            self.footprint_chart(w, &dir.join(format!("footprint-{w}.svg")))?;
+            self.throughput_chart(w, &dir.join(format!("throughput-{w}.svg")))?;
+        }
+        Ok(())
+    }
+
+    fn footprint_chart(&self, workload: &str, path: &Path) -> Result<(), String> {
+        let cells: Vec<&CellResult> = self
+            .cells
+            .iter()
+            .filter(|c| c.workload == workload && c.status == "ok")
+            .filter(|c| c.frag.as_ref().is_some_and(|f| !f.series.is_empty()))
+            .collect();
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        let x_max = cells
+            .iter()
+            .flat_map(|c| {
+                c.frag
+                    .as_ref()
+                    .map(|f| f.series.iter().map(|s| s.event).max().unwrap_or(0))
+            })
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let y_max = cells
+            .iter()
+            .flat_map(|c| c.frag.as_ref().map(|f| f.peak_footprint))
+            .max()
+            .map_or(1.0, mib)
+            .max(0.001)
+            * 1.05;
+        let root = SVGBackend::new(path, (1100, 650)).into_drawing_area();
+        let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("Footprint over time: {workload}"),
+                ("sans-serif", 24),
+            )
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0usize..x_max, 0f64..y_max)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("events replayed")
+            .y_desc("footprint (MiB)")
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (i, c) in cells.iter().enumerate() {
+            let Some(f) = &c.frag else { continue };
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    f.series.iter().map(|s| (s.event, mib(s.footprint))),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| err(&e))?
+                .label(c.alloc.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+                });
+        }
+        // Live bytes, from the first policy's tracked series (exact at each sample).
+        if let Some(f) = cells
+            .iter()
+            .find(|c| c.kind == "policy")
+            .and_then(|c| c.frag.as_ref())
+        {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    f.series.iter().map(|s| (s.event, mib(s.live))),
+                    6,
+                    4,
+                    BLACK.stroke_width(2),
+                ))
+                .map_err(|e| err(&e))?
+                .label("live bytes requested")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+        Ok(())
+    }
+
+    fn throughput_chart(&self, workload: &str, path: &Path) -> Result<(), String> {
+        let bars: Vec<(String, f64, bool)> = self
+            .allocs
+            .iter()
+            .filter_map(|a| {
+                let c = self.cell(a, workload)?;
+                Some((a.clone(), c.mops().unwrap_or(0.0), c.kind == "policy"))
+            })
+            .collect();
+        let n = bars.len().max(1);
+        let y_max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(0.001) * 1.1;
+        let root = SVGBackend::new(path, (1100, 650)).into_drawing_area();
+        let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("Throughput: {workload} (million events/s, higher is better)"),
+                ("sans-serif", 24),
+            )
+            .margin(12)
+            .x_label_area_size(150)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..n as f64, 0f64..y_max)
+            .map_err(|e| err(&e))?;
+        let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 1e-6 {
+                    names.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_label_style(
+                ("sans-serif", 14)
+                    .into_font()
+                    .transform(FontTransform::Rotate90),
+            )
+            .y_desc("million events per second")
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let color = if b.2 {
+                    BLUE.mix(0.7)
+                } else {
+                    RGBColor(230, 120, 30).mix(0.8)
+                };
+                Rectangle::new(
+                    [(i as f64 + 0.1, 0.0), (i as f64 + 0.9, b.1)],
+                    color.filled(),
+                )
+            }))
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+        Ok(())
+    }
+}
+
+/// Where this runs: CPU model, cores, memory, kernel.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
+        .map_or_else(
+            || "? GiB".into(),
+            |kb| format!("{:.0} GiB", kb as f64 / 1048576.0),
+        );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "?".into(), |s| s.trim().to_string());
+    format!("{cpu}, {cores} cores, {mem}, Linux {kernel}")
+}
+
+/// The current UTC date and time, `YYYY-MM-DD HH:MM UTC`.
+pub fn now_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86400) as i64;
+    let (h, m) = ((secs % 86400) / 3600, (secs % 3600) / 60);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02} UTC")
+}

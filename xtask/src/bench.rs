@@ -1,0 +1,48 @@
+//! `cargo xtask bench`: builds the matrix (`crates/workloads/matrix`) in release mode and runs
+//! it. Every argument is passed on to `matrix run`; see `cargo xtask bench --help`.
+//!
+//! ```text
+//!   cargo xtask bench [--quick] [--out DIR] [--only a,b] [--workloads x,y] ...
+//!     └─ cargo run --release -p matrix -- run ...   (the report goes to target/report unless --out)
+//! ```
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Arguments of `cargo xtask bench`: passed through to the matrix.
+#[derive(clap::Args, Debug)]
+#[command(disable_help_flag = true)]
+pub struct BenchArgs {
+    /// Arguments for the matrix (`--quick`, `--out DIR`, `--only NAMES`, `--workloads NAMES`,
+    /// `--traces DIR`, `--ops N`, `--trace-limit N`, `--repeats N`, `--timeout S`, `--help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+/// Runs the matrix; exits with its status if it fails (it has printed its own one-line error).
+pub fn run(a: BenchArgs) -> Result<(), String> {
+    let root = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["run", "--release", "--quiet", "-p", "matrix", "--", "run"]);
+    cmd.args(&a.args);
+    if !a
+        .args
+        .iter()
+        .any(|x| x == "--out" || x.starts_with("--out="))
+    {
+        cmd.arg("--out").arg(root.join("target").join("report"));
+    }
+    cmd.current_dir(&root);
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
+}
