@@ -399,3 +399,36 @@ pub fn check_collections<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, mak
         "everything dropped: {s:?}"
     );
 }
+
+/// The global-allocator workload every policy's `#[global_allocator]` test binary runs: `n`
+/// Strings built, sorted, put into a `BTreeMap` and dropped, with the contents checked at each
+/// step. `stats` reads the installed allocator's counters; the check is that the strings really
+/// lived in it and were all freed. Returns the counters seen while the map was full.
+pub fn check_global_workload(n: usize, stats: impl Fn() -> crate::Stats) -> crate::Stats {
+    use std::collections::BTreeMap;
+    use std::string::String;
+
+    let before = stats();
+    let during = {
+        let mut strings: Vec<String> = (0..n)
+            .map(|i| std::format!("string number {:>9}", (i * 7919) % n))
+            .collect();
+        strings.sort();
+        assert!(strings.windows(2).all(|w| w[0] <= w[1]), "sorted");
+        let map: BTreeMap<String, usize> = strings.into_iter().zip(0..).collect();
+        assert_eq!(map.len(), n);
+        assert_eq!(map.values().sum::<usize>(), n * n.saturating_sub(1) / 2);
+        let during = stats();
+        assert!(
+            during.live_blocks >= before.live_blocks + n,
+            "the {n} strings must live in the installed allocator: {during:?}"
+        );
+        during
+    };
+    let after = stats();
+    assert!(
+        after.live_blocks <= before.live_blocks + 16,
+        "the strings were freed: before {before:?}, after {after:?}"
+    );
+    during
+}
