@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// Arguments of `fsm classes`.
 #[derive(Debug, clap::Args)]
 pub struct ClassesArgs {
-    /// The policy whose classes to print (`tcmalloc`).
+    /// The policy whose classes to print (`segregated`, `tcmalloc`).
     #[arg(long)]
     policy: String,
 }
@@ -23,6 +23,7 @@ fn runs(policy: &str) -> Option<Vec<(usize, usize, usize)>> {
                 .map(|r| (r.from, r.to, r.rounded))
                 .collect(),
         ),
+        "segregated" => Some(segregated::GO.runs().collect()),
         _ => None,
     }
 }
@@ -31,7 +32,7 @@ fn runs(policy: &str) -> Option<Vec<(usize, usize, usize)>> {
 pub fn run(args: ClassesArgs) -> ExitCode {
     let Some(runs) = runs(&args.policy) else {
         eprintln!(
-            "fsm classes: no size classes known for policy '{}' (known: tcmalloc)",
+            "fsm classes: no size classes known for policy '{}' (known: segregated, tcmalloc)",
             args.policy
         );
         return ExitCode::from(2);
@@ -59,5 +60,16 @@ mod tests {
             assert_eq!(w[0].1 + 1, w[1].0);
         }
         assert!(runs("no-such-policy").is_none());
+    }
+
+    #[test]
+    fn segregated_runs_are_gos_67_classes() {
+        let r = runs("segregated").unwrap();
+        assert_eq!(r.len(), 67);
+        assert_eq!(&r[..3], &[(1, 8, 8), (9, 16, 16), (17, 24, 24)]);
+        assert_eq!(r.last().unwrap(), &(28_673, 32_768, 32_768));
+        for w in r.windows(2) {
+            assert_eq!(w[0].1 + 1, w[1].0);
+        }
     }
 }
