@@ -384,3 +384,185 @@ fn model_places_every_block_where_glibc_does() {
         failures.join("\n")
     );
 }
+
+/// Turns the recorder's log (addresses) into a trace (block IDs); `None` if the log frees a
+/// pointer it never saw allocated (an allocation the recorder could not see).
+fn log_to_trace(log: &str, name: &str) -> Option<Trace> {
+    let mut t = Trace::new(name);
+    let mut ids = std::collections::HashMap::new();
+    let hex = |s: &str| usize::from_str_radix(s, 16).ok();
+    for line in log.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let fresh = |ptr: usize, ids: &mut std::collections::HashMap<usize, u64>, t: &mut Trace| {
+            let id = t.next_id;
+            t.next_id += 1;
+            ids.insert(ptr, id);
+            id
+        };
+        t.ops += 1;
+        match (f.first().copied(), f.len()) {
+            (Some(op @ ("a" | "c")), 3) => {
+                let (p, size) = (hex(f[1])?, hex(f[2])?);
+                if p != 0 {
+                    let id = fresh(p, &mut ids, &mut t);
+                    let _ = writeln!(t.text, "{op} {id} {size}");
+                }
+            }
+            (Some("m"), 4) => {
+                let (p, align, size) = (hex(f[1])?, hex(f[2])?, hex(f[3])?);
+                if p != 0 {
+                    let id = fresh(p, &mut ids, &mut t);
+                    let _ = writeln!(t.text, "m {id} {align} {size}");
+                }
+            }
+            (Some("r"), 4) => {
+                let (old, new, size) = (hex(f[1])?, hex(f[2])?, hex(f[3])?);
+                if old == 0 {
+                    if new != 0 {
+                        let id = fresh(new, &mut ids, &mut t);
+                        let _ = writeln!(t.text, "r {id} {size}");
+                    }
+                } else if size == 0 {
+                    let id = ids.remove(&old)?;
+                    let _ = writeln!(t.text, "r {id} 0");
+                } else if new != 0 {
+                    let id = ids.remove(&old)?;
+                    ids.insert(new, id);
+                    let _ = writeln!(t.text, "r {id} {size}");
+                }
+            }
+            (Some("f"), 2) => {
+                let id = ids.remove(&hex(f[1])?)?;
+                let _ = writeln!(t.text, "f {id}");
+            }
+            _ => return None,
+        }
+    }
+    Some(t)
+}
+
+#[test]
+fn recorded_programs_replay_identically() {
+    if !glibc_is_2_36() {
+        eprintln!("skipped: the C library is not glibc 2.36");
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ptmalloc2-recorded");
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(bin) = build_replayer(&dir) else {
+        eprintln!("skipped: no C compiler");
+        return;
+    };
+    let so = dir.join("record.so");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/glibc/record.c");
+    if !Command::new("cc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: cannot build the recorder");
+        return;
+    }
+    let input = dir.join("input.txt");
+    let mut text = String::new();
+    let mut r = Rng(42);
+    for i in 0..20_000 {
+        let _ = writeln!(
+            text,
+            "{} {} {}",
+            r.below(1_000_000),
+            "w".repeat(r.range(1, 40)),
+            i
+        );
+    }
+    std::fs::write(&input, &text).unwrap();
+    let inp = input.to_str().unwrap();
+    let programs: Vec<(&str, Vec<&str>)> = vec![
+        ("sort", vec!["--parallel=1", "-k2", inp]),
+        (
+            "awk",
+            vec![
+                "{ a[$1] = $0; n[length($2)]++ } END { for (k in n) s += n[k]; print s }",
+                inp,
+            ],
+        ),
+        ("sed", vec!["-e", "s/w\\+/x/g", inp]),
+        (
+            "perl",
+            vec![
+                "-e",
+                "my %h; for my $i (1..30000) { $h{$i} = 'x' x ($i % 700); delete $h{$i - 50} if $i % 3 == 0 } my @k = sort keys %h; print scalar(@k), qq(\\n);",
+            ],
+        ),
+        ("find", vec!["/usr/share/doc", "-name", "*.gz"]),
+        ("gzip", vec!["-c", "-9", inp]),
+        ("xz", vec!["-T1", "-c", inp]),
+        (
+            "python3",
+            vec![
+                "-c",
+                "import json; d = {str(i): [i] * (i % 50) for i in range(20000)}; s = json.dumps(d); print(len(json.loads(s)))",
+            ],
+        ),
+    ];
+    let (mut traces, mut ops, mut lines) = (0usize, 0usize, 0usize);
+    let mut failures = Vec::new();
+    for (prog, args) in &programs {
+        let log = dir.join(format!("{prog}.log"));
+        let _ = std::fs::remove_file(&log);
+        let ran = Command::new(prog)
+            .args(args)
+            .env("LD_PRELOAD", &so)
+            .env("PT_RECORD_OUT", &log)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let Ok(log_text) = std::fs::read_to_string(&log) else {
+            eprintln!("{prog}: not recorded ({ran:?}), left out");
+            continue;
+        };
+        let Some(t) = log_to_trace(&log_text, prog) else {
+            eprintln!("{prog}: the log frees a block it never saw allocated, left out");
+            continue;
+        };
+        for cfg in [
+            "",
+            "glibc.malloc.tcache_count=0",
+            "glibc.malloc.mxfast=0:glibc.malloc.top_pad=0",
+        ] {
+            let path = dir.join(format!("{prog}.trace"));
+            std::fs::write(&path, &t.text).unwrap();
+            let out = Command::new(&bin)
+                .arg(&path)
+                .env("GLIBC_TUNABLES", cfg)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "glibc replayer failed on {prog}");
+            let want = String::from_utf8(out.stdout).unwrap();
+            let got = model_output(&t.text, cfg).unwrap_or_else(|e| format!("model error: {e}\n"));
+            traces += 1;
+            ops += t.ops;
+            lines += want.lines().count();
+            if got != want {
+                let first = want
+                    .lines()
+                    .zip(got.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                failures.push(format!(
+                    "{prog} under `{cfg}`: first difference at output line {}: glibc `{}` model `{}`",
+                    first + 1,
+                    want.lines().nth(first).unwrap_or("<end>"),
+                    got.lines().nth(first).unwrap_or("<end>")
+                ));
+            }
+        }
+    }
+    println!(
+        "recorded programs: {traces} replays, {ops} operations, {lines} placements, {} mismatching",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
