@@ -89,6 +89,8 @@ unsafe impl Send for Registry {}
 pub struct Tcmalloc<S: MemorySource = OsPages> {
     source: Mutex<S>,
     shared: AtomicPtr<Shared>,
+    /// The shared state's id, for the thread-local lookup (0 until started).
+    id: AtomicU64,
     overall: usize,
 }
 
@@ -122,6 +124,9 @@ static LIVE: Mutex<[LiveEntry; MAX_LIVE_ALLOCATORS]> = Mutex::new(
     }; MAX_LIVE_ALLOCATORS],
 );
 
+/// The id of an empty thread-local slot (allocator ids count up from 1; 0 is "not started").
+const NO_ID: u64 = u64::MAX;
+
 struct Slot {
     id: Cell<u64>,
     node: Cell<*mut CacheNode>,
@@ -133,9 +138,9 @@ impl Drop for ExitGuard {
     fn drop(&mut self) {
         let _ = SLOTS.try_with(|slots| {
             for slot in slots {
-                let id = slot.id.replace(0);
+                let id = slot.id.replace(NO_ID);
                 let node = slot.node.replace(null_mut());
-                if id == 0 {
+                if id == NO_ID {
                     continue;
                 }
                 let live = LIVE.lock();
@@ -151,7 +156,7 @@ impl Drop for ExitGuard {
 
 std::thread_local! {
     static SLOTS: [Slot; THREAD_SLOTS] = const {
-        [const { Slot { id: Cell::new(0), node: Cell::new(null_mut()) } }; THREAD_SLOTS]
+        [const { Slot { id: Cell::new(NO_ID), node: Cell::new(null_mut()) } }; THREAD_SLOTS]
     };
     static BUSY: Cell<bool> = const { Cell::new(false) };
     static GUARD: ExitGuard = const { ExitGuard };
@@ -321,6 +326,7 @@ impl<S: MemorySource> Tcmalloc<S> {
         Tcmalloc {
             source: Mutex::new(source),
             shared: AtomicPtr::new(null_mut()),
+            id: AtomicU64::new(0),
             overall,
         }
     }
@@ -428,6 +434,7 @@ impl<S: MemorySource> Tcmalloc<S> {
                 e.shared = p;
             }
         }
+        self.id.store(id, Ordering::Relaxed);
         self.shared.store(p, Ordering::Release);
         Some(p)
     }
@@ -471,7 +478,7 @@ impl<S: MemorySource> Tcmalloc<S> {
         // A free slot, or one whose allocator is gone.
         let slot = slots
             .iter()
-            .find(|s| s.id.get() == 0)
+            .find(|s| s.id.get() == NO_ID)
             .or_else(|| slots.iter().find(|s| !Self::is_registered(s.id.get())))?;
         // Registers the exit guard (this may allocate; BUSY keeps that from recursing here).
         GUARD.try_with(|_| ()).ok()?;
@@ -526,7 +533,7 @@ impl<S: MemorySource> Tcmalloc<S> {
                 }
             }
         }
-        if slot.id.get() != 0 {
+        if slot.id.get() != NO_ID {
             // The slot's allocator is gone: its cache went with it.
             slot.node.set(null_mut());
         }
@@ -535,9 +542,34 @@ impl<S: MemorySource> Tcmalloc<S> {
         Some(node)
     }
 
+    /// This thread's cache when it is in the first slot (the fast path).
+    #[inline(always)]
+    fn fast_node(&self) -> Option<*mut CacheNode> {
+        let id = self.id.load(Ordering::Relaxed);
+        SLOTS
+            .try_with(|s| (s[0].id.get() == id).then(|| s[0].node.get()))
+            .ok()
+            .flatten()
+    }
+
     /// Allocates a block for `layout`, or null.
-    #[inline]
+    #[inline(always)]
     fn alloc_impl(&self, layout: Layout) -> *mut u8 {
+        if let Some(class) = SIZE_MAP.class_for(layout)
+            && let Some(node) = self.fast_node()
+        {
+            // SAFETY: the node is this thread's own cache; no one else touches the lists.
+            let cache = unsafe { &mut *(*node).cache.get() };
+            if let Some(o) = cache.try_pop(class) {
+                return o;
+            }
+        }
+        self.alloc_slow(layout)
+    }
+
+    /// Everything but a hit in the first slot's cache.
+    #[inline(never)]
+    fn alloc_slow(&self, layout: Layout) -> *mut u8 {
         let Some(sh) = self.shared() else {
             return null_mut();
         };
@@ -589,16 +621,53 @@ impl<S: MemorySource> Tcmalloc<S> {
         }
     }
 
+    /// Frees `ptr` (allocated with `layout`).
+    #[inline(always)]
+    fn dealloc_impl(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(class) = SIZE_MAP.class_for(layout)
+            && let Some(node) = self.fast_node()
+        {
+            // SAFETY: the node is this thread's own cache; `ptr` is a block of `class` (the
+            // layout it was allocated with says so) that the caller gives up.
+            unsafe {
+                let cache = &mut *(*node).cache.get();
+                if !cache.push(class, ptr, (*node).max_size.load(Ordering::Relaxed)) {
+                    self.dealloc_overflow(node, class);
+                }
+            }
+            return;
+        }
+        self.dealloc_slow(ptr, layout)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn dealloc_overflow(&self, node: *mut CacheNode, class: usize) {
+        let p = self.shared.load(Ordering::Acquire);
+        // SAFETY: a thread cache exists, so the shared state does, for as long as `self`.
+        let sh = unsafe { &*p };
+        let mut backend = SharedBackend {
+            shared: sh,
+            source: Some(&self.source),
+            node,
+        };
+        // SAFETY: the node is this thread's own cache.
+        unsafe { (*(*node).cache.get()).overflow(class, &mut backend) };
+    }
+
     /// Frees `ptr`; aborts on a pointer this allocator cannot have handed out.
-    #[inline]
-    fn dealloc_impl(&self, ptr: *mut u8) {
+    #[inline(never)]
+    fn dealloc_slow(&self, ptr: *mut u8, layout: Layout) {
         let p = self.shared.load(Ordering::Acquire);
         if p.is_null() || ptr.is_null() {
             abort_with(&FreeError::Foreign { ptr: ptr as usize })
         }
         // SAFETY: the shared state lives as long as `self`.
         let sh = unsafe { &*p };
-        let class = sh.pagemap.class(ptr as usize >> PAGE_SHIFT);
+        // A sized free (the layout it was allocated with, as GlobalAlloc and Allocator promise)
+        // gives the class without the pagemap, like gperftools' sized delete.
+        let class = SIZE_MAP.class_for(layout).unwrap_or(0);
+        debug_assert_eq!(class, sh.pagemap.class(ptr as usize >> PAGE_SHIFT));
         if class != 0 {
             if let Some(node) = self.thread_cache(sh) {
                 let mut backend = SharedBackend {
@@ -696,8 +765,8 @@ unsafe impl<S: MemorySource> GlobalAlloc for Tcmalloc<S> {
     }
 
     #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        self.dealloc_impl(ptr)
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.dealloc_impl(ptr, layout)
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -720,7 +789,7 @@ unsafe impl<S: MemorySource> GlobalAlloc for Tcmalloc<S> {
             unsafe {
                 core::ptr::copy_nonoverlapping(ptr, fresh, layout.size().min(new_size));
             }
-            self.dealloc_impl(ptr);
+            self.dealloc_impl(ptr, layout);
         }
         fresh
     }
@@ -736,7 +805,7 @@ unsafe impl<S: MemorySource> allocator_api2::alloc::Allocator for Tcmalloc<S> {
     }
 
     #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
-        self.dealloc_impl(ptr.as_ptr())
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        self.dealloc_impl(ptr.as_ptr(), layout)
     }
 }

@@ -175,6 +175,11 @@ impl SizeMap {
         }
     }
 
+    /// Every class's object size (class 0: 0).
+    pub const fn class_sizes(&self) -> [u32; NUM_CLASSES] {
+        self.class_to_size
+    }
+
     /// The class serving `size` bytes (`1..=MAX_SIZE`; 0 is served by class 1).
     #[inline]
     pub fn class(&self, size: usize) -> usize {

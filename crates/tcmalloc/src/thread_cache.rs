@@ -18,7 +18,7 @@
 
 use core::ptr::null_mut;
 
-use crate::size_map::{NUM_CLASSES, SIZE_MAP};
+use crate::size_map::{NUM_CLASSES, SIZE_MAP, SizeMap};
 
 /// Longest a list's `max_length` grows (gperftools' `kMaxDynamicFreeListLength`).
 pub const MAX_DYNAMIC_FREE_LIST_LENGTH: u32 = 8192;
@@ -54,16 +54,18 @@ pub struct FreeList {
     lowater: u32,
     max_length: u32,
     overages: u32,
+    object_size: u32,
 }
 
 impl FreeList {
-    const fn new() -> Self {
+    const fn new(object_size: u32) -> Self {
         FreeList {
             head: null_mut(),
             length: 0,
             lowater: 0,
             max_length: 1,
             overages: 0,
+            object_size,
         }
     }
 
@@ -124,6 +126,18 @@ impl FreeList {
     }
 }
 
+const fn lists() -> [FreeList; NUM_CLASSES] {
+    let mut a = [FreeList::new(0); NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        a[c] = FreeList::new(CLASS_SIZES[c]);
+        c += 1;
+    }
+    a
+}
+
+const CLASS_SIZES: [u32; NUM_CLASSES] = SizeMap::compute().class_sizes();
+
 /// A thread's cache.
 #[derive(Debug)]
 pub struct ThreadCache {
@@ -138,7 +152,7 @@ impl ThreadCache {
     /// An empty cache (its budget is kept by the [`Backend`]).
     pub const fn new() -> Self {
         ThreadCache {
-            lists: [const { FreeList::new() }; NUM_CLASSES],
+            lists: lists(),
             size: 0,
         }
     }
@@ -153,26 +167,42 @@ impl ThreadCache {
         &self.lists[class]
     }
 
+    /// An object of `class` from the list, if it has one (the fast path: no backend).
+    #[inline(always)]
+    pub fn try_pop(&mut self, class: usize) -> Option<*mut u8> {
+        let l = &mut self.lists[class];
+        let o = l.head;
+        if o.is_null() {
+            return None;
+        }
+        // SAFETY: cached objects are linked through their first word.
+        l.head = unsafe { o.cast::<*mut u8>().read() };
+        l.length -= 1;
+        if l.length < l.lowater {
+            l.lowater = l.length;
+        }
+        self.size -= l.object_size as usize;
+        Some(o)
+    }
+
     /// An object of `class`, from the list or else from the central list.
     #[inline]
     pub fn allocate<B: Backend>(&mut self, class: usize, backend: &mut B) -> Option<*mut u8> {
-        let l = &mut self.lists[class];
-        if !l.head.is_null() {
-            let o = l.head;
-            // SAFETY: cached objects are linked through their first word.
-            l.head = unsafe { o.cast::<*mut u8>().read() };
-            l.length -= 1;
-            if l.length < l.lowater {
-                l.lowater = l.length;
-            }
-            self.size -= SIZE_MAP.class_size(class);
-            return Some(o);
+        match self.try_pop(class) {
+            Some(o) => Some(o),
+            None => self.fetch_from_central(class, backend),
         }
-        self.fetch_from_central(class, backend)
     }
 
+    /// Refills the empty list of `class` from the central list and returns one object
+    /// (gperftools' `FetchFromCentralCache`).
     #[cold]
-    fn fetch_from_central<B: Backend>(&mut self, class: usize, backend: &mut B) -> Option<*mut u8> {
+    #[inline(never)]
+    pub fn fetch_from_central<B: Backend>(
+        &mut self,
+        class: usize,
+        backend: &mut B,
+    ) -> Option<*mut u8> {
         let batch = SIZE_MAP.batch_size(class) as u32;
         let l = &mut self.lists[class];
         let want = l.max_length.min(batch) as usize;
@@ -196,24 +226,47 @@ impl ThreadCache {
         Some(head)
     }
 
-    /// Takes back an object of `class`.
+    /// Pushes a freed object of `class` (the fast path). Returns `false` when the list grew too
+    /// long or the cache went over `max_size`: then [`overflow`](Self::overflow) must run.
     ///
     /// # Safety
     /// `ptr` is a block of `class` from this allocator, no longer used.
-    #[inline]
-    pub unsafe fn deallocate<B: Backend>(&mut self, class: usize, ptr: *mut u8, backend: &mut B) {
+    #[inline(always)]
+    pub unsafe fn push(&mut self, class: usize, ptr: *mut u8, max_size: usize) -> bool {
         let l = &mut self.lists[class];
         // SAFETY: the block is at least 8 bytes, 8-aligned, and ours now (caller).
         unsafe { ptr.cast::<*mut u8>().write(l.head) };
         l.head = ptr;
         l.length += 1;
         if l.length > l.max_length {
-            self.list_too_long(class, backend);
-            return;
+            return false;
         }
-        self.size += SIZE_MAP.class_size(class);
-        if self.size > backend.max_size() {
+        self.size += l.object_size as usize;
+        self.size <= max_size
+    }
+
+    /// What a [`push`](Self::push) that returned `false` leaves to do: `ListTooLong` or
+    /// `Scavenge`.
+    #[cold]
+    #[inline(never)]
+    pub fn overflow<B: Backend>(&mut self, class: usize, backend: &mut B) {
+        let l = &self.lists[class];
+        if l.length > l.max_length {
+            self.list_too_long(class, backend);
+        } else {
             self.scavenge(backend);
+        }
+    }
+
+    /// Takes back an object of `class`.
+    ///
+    /// # Safety
+    /// `ptr` is a block of `class` from this allocator, no longer used.
+    #[inline]
+    pub unsafe fn deallocate<B: Backend>(&mut self, class: usize, ptr: *mut u8, backend: &mut B) {
+        // SAFETY: forwarded caller contract.
+        if !unsafe { self.push(class, ptr, backend.max_size()) } {
+            self.overflow(class, backend);
         }
     }
 
@@ -292,7 +345,7 @@ impl ThreadCache {
     /// be empty.
     pub fn reset(&mut self) {
         debug_assert_eq!(self.size, 0);
-        self.lists = [const { FreeList::new() }; NUM_CLASSES];
+        self.lists = lists();
         self.size = 0;
     }
 }

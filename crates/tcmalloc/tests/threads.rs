@@ -5,11 +5,23 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::mpsc;
 
-use allocator_traits::OsPages;
 use tcmalloc::Tcmalloc;
 
-fn leaked() -> &'static Tcmalloc<OsPages> {
-    Box::leak(Box::new(Tcmalloc::new(OsPages::new())))
+/// OS mappings normally; under Miri (no mmap) a region from the global allocator.
+#[cfg(not(miri))]
+type Source = allocator_traits::OsPages;
+#[cfg(miri)]
+type Source = allocator_traits::BoxedRegion;
+
+fn source() -> Source {
+    #[cfg(not(miri))]
+    return allocator_traits::OsPages::new();
+    #[cfg(miri)]
+    return allocator_traits::BoxedRegion::new(24 << 20).unwrap();
+}
+
+fn leaked() -> &'static Tcmalloc<Source> {
+    Box::leak(Box::new(Tcmalloc::new(source())))
 }
 
 /// A block and its layout, sent between threads.
@@ -32,7 +44,7 @@ fn check(b: &Block, seed: u8) {
     );
 }
 
-fn alloc(t: &Tcmalloc<OsPages>, size: usize, align: usize) -> Block {
+fn alloc(t: &Tcmalloc<Source>, size: usize, align: usize) -> Block {
     let l = Layout::from_size_align(size, align).unwrap();
     // SAFETY: non-zero size.
     let p = unsafe { t.alloc(l) };
@@ -41,7 +53,7 @@ fn alloc(t: &Tcmalloc<OsPages>, size: usize, align: usize) -> Block {
     Block(p, l)
 }
 
-fn free(t: &Tcmalloc<OsPages>, b: Block) {
+fn free(t: &Tcmalloc<Source>, b: Block) {
     // SAFETY: a live block of `t`, freed once.
     unsafe { t.dealloc(b.0, b.1) }
 }
@@ -57,8 +69,8 @@ fn producer_consumer_every_free_on_another_thread() {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let mut rng = 0x1234_5678u32 + id;
-                for _ in 0..100 * SCALE {
-                    let batch = (0..100)
+                for _ in 0..(if cfg!(miri) { 2 } else { 100 * SCALE }) {
+                    let batch = (0..(if cfg!(miri) { 20 } else { 100 }))
                         .map(|i| {
                             rng ^= rng << 13;
                             rng ^= rng >> 17;
@@ -90,14 +102,19 @@ fn producer_consumer_every_free_on_another_thread() {
     for p in producers {
         p.join().unwrap();
     }
-    assert_eq!(consumer.join().unwrap(), 2 * 100 * SCALE * 100);
+    let per = if cfg!(miri) {
+        2 * 20
+    } else {
+        100 * SCALE * 100
+    };
+    assert_eq!(consumer.join().unwrap(), 2 * per);
     assert_eq!(t.threads(), 0, "every thread's cache was released at exit");
 }
 
 #[test]
 fn larson_like_churn_with_arrays_handed_to_new_threads() {
     let t = leaked();
-    const SLOTS: usize = 500;
+    const SLOTS: usize = if cfg!(miri) { 50 } else { 500 };
     let mut arrays: Vec<Vec<(Block, u8)>> = (0..2)
         .map(|a| {
             (0..SLOTS)
@@ -117,7 +134,7 @@ fn larson_like_churn_with_arrays_handed_to_new_threads() {
             .map(|(w, mut arr)| {
                 std::thread::spawn(move || {
                     let mut rng = (round * 7 + w + 1) as u64;
-                    for _ in 0..2000 {
+                    for _ in 0..(if cfg!(miri) { 100 } else { 2000 }) {
                         rng = rng
                             .wrapping_mul(6364136223846793005)
                             .wrapping_add(1442695040888963407);
@@ -156,8 +173,9 @@ fn objects_outlive_the_threads_that_allocated_them() {
     for round in 0..(4 * SCALE) {
         let h = std::thread::spawn(move || {
             let mut mine = Vec::new();
-            for i in 0..300usize {
+            for i in 0..(if cfg!(miri) { 30 } else { 300usize }) {
                 let size = [8, 24, 100, 1000, 5000, 40_000, 300_000][i % 7];
+                let size = if cfg!(miri) { size.min(5000) } else { size };
                 let b = alloc(t, size, if i % 5 == 0 { 64 } else { 8 });
                 let seed = (i + round) as u8;
                 fill(&b, seed);
@@ -187,8 +205,8 @@ fn objects_outlive_the_threads_that_allocated_them() {
 #[test]
 fn thread_budgets_stay_within_the_overall_limit() {
     let limit = 1 << 20;
-    let t: &'static Tcmalloc<OsPages> = Box::leak(Box::new(
-        Tcmalloc::with_overall_thread_cache_size(OsPages::new(), limit),
+    let t: &'static Tcmalloc<Source> = Box::leak(Box::new(
+        Tcmalloc::with_overall_thread_cache_size(source(), limit),
     ));
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let go_rx = std::sync::Arc::new(std::sync::Mutex::new(go_rx));
@@ -201,7 +219,9 @@ fn thread_budgets_stay_within_the_overall_limit() {
                 // Allocate and free enough 4 KiB blocks to overflow any budget: scavenges and
                 // steals happen.
                 for _ in 0..(SCALE * 5) {
-                    let blocks: Vec<_> = (0..300).map(|_| alloc(t, 4096, 8)).collect();
+                    let blocks: Vec<_> = (0..(if cfg!(miri) { 40 } else { 300 }))
+                        .map(|_| alloc(t, 4096, 8))
+                        .collect();
                     for b in blocks {
                         free(t, b);
                     }
@@ -240,13 +260,11 @@ fn thread_budgets_stay_within_the_overall_limit() {
 fn allocator_api_and_realloc() {
     let t = leaked();
     let mut v = allocator_api2::vec::Vec::new_in(t);
-    for i in 0..100_000u32 {
+    for i in 0..(if cfg!(miri) { 1000 } else { 100_000u32 }) {
         v.push(i);
     }
-    assert_eq!(
-        v.iter().map(|&x| x as u64).sum::<u64>(),
-        99_999 * 100_000 / 2
-    );
+    let n = v.len() as u64;
+    assert_eq!(v.iter().map(|&x| x as u64).sum::<u64>(), (n - 1) * n / 2);
     let b = alloc(t, 100, 8);
     fill(&b, 9);
     // SAFETY: `b` is live with layout `b.1`.
