@@ -53,6 +53,23 @@ const MAIN_WINDOW: usize = 16 << 30;
 const THREAD_HEAPS: usize = 256;
 const RESERVE: usize = HEAP_MAX_SIZE + MAIN_WINDOW + THREAD_HEAPS * HEAP_MAX_SIZE;
 
+/// `__get_nprocs_sched`: CPUs this thread may run on (no allocation, unlike
+/// `std::thread::available_parallelism`, which may read cgroup files: this runs inside the
+/// global allocator).
+fn nprocs_sched() -> usize {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity writes at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = core::mem::zeroed();
+        if libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            let n = libc::CPU_COUNT(&set);
+            if n > 0 {
+                return n as usize;
+            }
+        }
+    }
+    2
+}
+
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -745,7 +762,7 @@ impl Ptmalloc {
             next_heap: AtomicUsize::new(0),
             mp,
             main_taken: AtomicBool::new(false),
-            ncpus: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ncpus: nprocs_sched(),
         };
         let gp = gp.cast::<Global>();
         // SAFETY: committed, aligned (page), and large enough.

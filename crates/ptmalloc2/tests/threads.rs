@@ -204,3 +204,26 @@ fn collections_through_allocator_api2() {
     }
     assert_eq!(m.get(&777), Some(&(777 * 31)));
 }
+
+#[test]
+fn thread_arena_layout_matches_glibc() {
+    // Verified on glibc 2.36 (reference 1.9): a new thread's first chunk (its tcache) is at
+    // heap+0x8d0, its first user chunk at heap+0xb60 (user pointer +0xb70) with size word 0x25.
+    static HEAP: Ptmalloc = Ptmalloc::new();
+    let l = Layout::from_size_align(24, 8).unwrap();
+    // SAFETY: this thread takes the main arena; freed at once.
+    unsafe { HEAP.dealloc(HEAP.alloc(l), l) };
+    let (off, head) = std::thread::spawn(move || {
+        // SAFETY: non-zero size; the block is read and freed here.
+        unsafe {
+            let p = HEAP.alloc(l);
+            let off = p as usize & (64 * 1024 * 1024 - 1);
+            let head = p.cast::<usize>().sub(1).read();
+            HEAP.dealloc(p, l);
+            (off, head)
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!((off, head), (0xb70, 0x25));
+}
