@@ -24,8 +24,10 @@
 extern crate alloc;
 
 mod config;
+mod heap;
 pub mod list;
 #[cfg(feature = "alloc")]
 pub mod ranges;
 
 pub use config::{Coalesce, Config, Name, Order, ParseConfigError, Policy};
+pub use heap::{FitHeap, InBand};

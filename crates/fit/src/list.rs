@@ -76,6 +76,13 @@ pub trait Store: Sized {
             c.size > 0 && c.addr == addr
         })
     }
+    /// For sorted insertion by address: the first free chunk at an address above `addr`
+    /// (`Some(None)`: there is none), if the store can tell within `max_steps` steps of its own
+    /// (the in-band store walks the blocks physically after `addr`). `None`: it cannot tell.
+    fn next_by_address(&self, addr: usize, max_steps: usize) -> Option<Option<usize>> {
+        let _ = (addr, max_steps);
+        None
+    }
     /// The ids in list order.
     fn ids(&self) -> Ids<'_, Self> {
         Ids {
@@ -357,18 +364,42 @@ impl<S: Store> FreeList<S> {
                     self.dirty = false;
                     id
                 } else {
-                    // Stable: after every chunk whose key is not greater.
-                    let mut after = None;
-                    let mut at = self.store.first();
-                    while let Some(e) = at {
-                        if less(order, chunk, self.store.chunk(e)) {
-                            break;
-                        }
-                        after = Some(e);
-                        at = self.store.next(e);
-                    }
+                    let after = self.sorted_position(chunk);
                     self.store.insert_after(after, chunk)
                 }
+            }
+        }
+    }
+
+    /// Where `chunk` goes in the sorted (not dirty) list: after the last chunk whose key is not
+    /// greater (a stable sort puts a new chunk after its equals). Walks from both ends at once,
+    /// and for address order also asks the store for the next chunk by address.
+    fn sorted_position(&self, chunk: Chunk) -> Option<usize> {
+        let order = self.config.order;
+        if order == Order::AddrSort
+            && chunk.size > 0
+            && let Some(next) = self.store.next_by_address(chunk.end(), 16)
+        {
+            return match next {
+                Some(n) => self.store.prev(n),
+                None => self.store.last(),
+            };
+        }
+        let (mut front, mut back) = (self.store.first(), self.store.last());
+        let mut after_front = None;
+        loop {
+            // From the head: stop at the first chunk greater than `chunk`.
+            match front {
+                Some(e) if !less(order, chunk, self.store.chunk(e)) => {
+                    after_front = Some(e);
+                    front = self.store.next(e);
+                }
+                _ => return after_front,
+            }
+            // From the tail: stop at the last chunk not greater than `chunk`.
+            match back {
+                Some(e) if less(order, chunk, self.store.chunk(e)) => back = self.store.prev(e),
+                _ => return back,
             }
         }
     }

@@ -1,0 +1,298 @@
+//! The real heap: structure checks after random operations in every configuration, bad frees,
+//! in-place resizing, inspection.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use allocator_traits::{
+    AllocError, BlockKind, BoxedRegion, FreeError, FreeSpaceManager, Inspector,
+};
+use fit::{Coalesce, Config, FitHeap, Order, Policy};
+
+fn heap(cap: usize, cfg: Config) -> FitHeap<BoxedRegion> {
+    FitHeap::new(BoxedRegion::new(cap).unwrap(), cfg)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 as usize
+    }
+}
+
+fn all_configs() -> Vec<Config> {
+    let mut v = Vec::new();
+    for p in Policy::ALL {
+        for o in Order::ALL {
+            for c in [Coalesce::Off, Coalesce::ListOrder, Coalesce::Physical] {
+                v.push(Config::new(p).with_order(o).with_coalesce(c));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn random_operations_keep_the_heap_consistent() {
+    let steps = if cfg!(miri) { 60 } else { 1500 };
+    let configs = all_configs();
+    let configs: Vec<Config> = if cfg!(miri) {
+        configs.into_iter().step_by(7).collect()
+    } else {
+        configs
+    };
+    for cfg in configs {
+        for header in [0, 48] {
+            let cfg = cfg
+                .with_header(header)
+                .with_align(if header > 0 { 8 } else { 1 });
+            let mut h = heap(256 << 10, cfg);
+            let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+            let mut live: Vec<(NonNull<u8>, Layout, u8)> = Vec::new();
+            for step in 0..steps {
+                let r = rng.next() % 100;
+                let what;
+                if r < 45 || live.is_empty() {
+                    let size = rng.next() % [64, 600, 5000][rng.next() % 3];
+                    let align = 1 << (rng.next() % 8);
+                    let layout = Layout::from_size_align(size, align).unwrap();
+                    what = format!("alloc {layout:?}");
+                    if let Ok(b) = h.allocate(layout) {
+                        let p = b.cast::<u8>();
+                        assert!(b.len() >= size);
+                        assert_eq!(p.as_ptr() as usize % align, 0);
+                        let tag = step as u8;
+                        // SAFETY: fresh block of at least `size` bytes.
+                        unsafe { p.as_ptr().write_bytes(tag, size) };
+                        live.push((p, layout, tag));
+                    }
+                } else if r < 80 {
+                    let (p, l, tag) = live.swap_remove(rng.next() % live.len());
+                    what = format!("free {p:?} {l:?}");
+                    // SAFETY: live block; check its bytes survived.
+                    unsafe {
+                        for i in 0..l.size() {
+                            assert_eq!(*p.as_ptr().add(i), tag, "{cfg} step {step}");
+                        }
+                        h.deallocate(p, l).unwrap();
+                    }
+                } else {
+                    let i = rng.next() % live.len();
+                    let (p, l, tag) = live[i];
+                    let new_size = rng.next() % 3000;
+                    let new = Layout::from_size_align(new_size, l.align()).unwrap();
+                    what = format!("resize {p:?} {l:?} -> {new:?}");
+                    // SAFETY: live block with its layout.
+                    let r = unsafe {
+                        if new_size >= l.size() {
+                            h.grow(p, l, new)
+                        } else {
+                            h.shrink(p, l, new)
+                        }
+                    };
+                    if let Ok(b) = r {
+                        let q = b.cast::<u8>();
+                        for k in 0..l.size().min(new_size) {
+                            // SAFETY: the block has at least `new_size` bytes.
+                            assert_eq!(unsafe { *q.as_ptr().add(k) }, tag, "{cfg} step {step}");
+                        }
+                        // SAFETY: as above.
+                        unsafe { q.as_ptr().write_bytes(tag, new_size) };
+                        live[i] = (q, new, tag);
+                    }
+                }
+                if let Err(e) = h.check_consistency() {
+                    panic!("{cfg} header {header}, step {step}: {e} after {what}");
+                }
+                let s = h.stats();
+                assert_eq!(s.live_blocks, live.len());
+                assert_eq!(
+                    s.live_requested,
+                    live.iter().map(|l| l.1.size()).sum::<usize>()
+                );
+            }
+            for (p, l, _) in live.drain(..) {
+                // SAFETY: live block with its layout.
+                unsafe { h.deallocate(p, l) }.unwrap();
+            }
+            h.check_consistency().unwrap();
+            if cfg.coalesce == Coalesce::Physical {
+                assert_eq!(h.free_list().count(), 1, "{cfg}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_frees_name_the_pointer_and_change_nothing() {
+    let mut h = heap(64 << 10, Config::best_fit());
+    let l = Layout::from_size_align(40, 8).unwrap();
+    let a = h.allocate(l).unwrap().cast::<u8>();
+    let b = h.allocate(l).unwrap().cast::<u8>();
+    let before = h.free_list().collect::<Vec<_>>();
+    let mut outside = 0u64;
+    let foreign = NonNull::from(&mut outside).cast::<u8>();
+    // SAFETY: the heap detects foreign pointers and frees nothing.
+    let e = unsafe { h.deallocate(foreign, l) }.unwrap_err();
+    assert_eq!(
+        e,
+        FreeError::Foreign {
+            ptr: foreign.as_ptr() as usize
+        }
+    );
+    // SAFETY: the heap detects layout mismatches and frees nothing.
+    let e = unsafe { h.deallocate(a, Layout::from_size_align(41, 8).unwrap()) }.unwrap_err();
+    assert!(
+        matches!(e, FreeError::LayoutMismatch { size: 41, .. }),
+        "{e}"
+    );
+    // SAFETY: a misaligned interior pointer is refused before anything is read.
+    let e = unsafe { h.deallocate(NonNull::new(a.as_ptr().wrapping_add(1)).unwrap(), l) };
+    assert!(matches!(e, Err(FreeError::NotABlock { .. })), "{e:?}");
+    assert_eq!(h.free_list().collect::<Vec<_>>(), before);
+    // SAFETY: `a` is live with `l`.
+    unsafe { h.deallocate(a, l) }.unwrap();
+    // SAFETY: the heap detects double frees.
+    let e = unsafe { h.deallocate(a, l) }.unwrap_err();
+    assert_eq!(
+        e,
+        FreeError::DoubleFree {
+            ptr: a.as_ptr() as usize
+        }
+    );
+    assert!(
+        e.to_string()
+            .contains(&format!("{:#x}", a.as_ptr() as usize))
+    );
+    // SAFETY: `b` is live; after it is freed and merged with `a`, a second free of `b` still
+    // finds its old header marked free.
+    unsafe { h.deallocate(b, l) }.unwrap();
+    assert!(matches!(
+        // SAFETY: as above.
+        unsafe { h.deallocate(b, l) },
+        Err(FreeError::DoubleFree { .. })
+    ));
+    assert_eq!(h.stats().bad_frees, 5);
+    h.check_consistency().unwrap();
+}
+
+#[test]
+fn grows_in_place_into_a_free_neighbour_and_at_the_end() {
+    let mut h = heap(1 << 20, Config::first_fit());
+    let l = |n| Layout::from_size_align(n, 8).unwrap();
+    let a = h.allocate(l(100)).unwrap().cast::<u8>();
+    let b = h.allocate(l(100)).unwrap().cast::<u8>();
+    let c = h.allocate(l(100)).unwrap().cast::<u8>();
+    // SAFETY: live blocks with their layouts.
+    unsafe {
+        h.deallocate(b, l(100)).unwrap();
+        let a2 = h.grow(a, l(100), l(200)).unwrap();
+        assert_eq!(a2.cast::<u8>(), a, "grew into the freed neighbour");
+        let c2 = h.grow(c, l(100), l(100_000)).unwrap();
+        assert_eq!(c2.cast::<u8>(), c, "grew at the end of the heap");
+        let c3 = h.shrink(c, l(100_000), l(10)).unwrap();
+        assert_eq!(c3.cast::<u8>(), c);
+        assert_eq!(h.stats().in_place_resizes, 3);
+        h.check_consistency().unwrap();
+    }
+}
+
+#[test]
+fn large_alignments_leave_a_free_chunk_in_front() {
+    let mut h = heap(1 << 20, Config::best_fit());
+    let small = h.allocate(Layout::from_size_align(8, 8).unwrap()).unwrap();
+    let big = h
+        .allocate(Layout::from_size_align(100, 4096).unwrap())
+        .unwrap();
+    assert_eq!(big.cast::<u8>().as_ptr() as usize % 4096, 0);
+    assert!(h.free_list().count() >= 2);
+    h.check_consistency().unwrap();
+    // SAFETY: live blocks with their layouts.
+    unsafe {
+        h.deallocate(big.cast(), Layout::from_size_align(100, 4096).unwrap())
+            .unwrap();
+        h.deallocate(small.cast(), Layout::from_size_align(8, 8).unwrap())
+            .unwrap();
+    }
+    assert_eq!(h.free_list().count(), 1);
+    assert!(matches!(
+        h.allocate(Layout::from_size_align(8, 1 << 40).unwrap()),
+        Err(AllocError::OutOfMemory { .. } | AllocError::Unsupported { .. })
+    ));
+}
+
+#[test]
+fn inspect_tiles_the_heap_and_shows_list_and_rover() {
+    #[derive(Default)]
+    struct Rec {
+        region: (usize, usize),
+        blocks: Vec<(usize, usize, BlockKind)>,
+        list: Vec<(usize, usize)>,
+        rover: Option<usize>,
+    }
+    impl Inspector for Rec {
+        fn region(&mut self, s: usize, l: usize) {
+            self.region = (s, l);
+        }
+        fn block(&mut self, a: usize, l: usize, k: BlockKind) {
+            self.blocks.push((a, l, k));
+        }
+        fn list_entry(&mut self, a: usize, l: usize) {
+            self.list.push((a, l));
+        }
+        fn value(&mut self, n: std::fmt::Arguments<'_>, v: usize) {
+            assert_eq!(n.to_string(), "rover");
+            self.rover = Some(v);
+        }
+    }
+    let cfg = Config::next_fit().with_order(Order::InsertFront);
+    let mut h = heap(1 << 20, cfg);
+    let l = Layout::from_size_align(20, 4).unwrap();
+    let ps: Vec<_> = (0..4).map(|_| h.allocate(l).unwrap()).collect();
+    // SAFETY: live block.
+    unsafe { h.deallocate(ps[1].cast(), l) }.unwrap();
+    let mut r = Rec::default();
+    h.inspect(&mut r);
+    let mut at = r.region.0;
+    for &(a, len, _) in &r.blocks {
+        assert_eq!(a, at, "blocks tile the region");
+        at += len;
+    }
+    assert_eq!(at, r.region.0 + r.region.1);
+    assert!(r.blocks.contains(&(
+        ps[0].cast::<u8>().as_ptr() as usize,
+        20,
+        BlockKind::Live { requested: 20 }
+    )));
+    assert_eq!(r.list.len(), 2);
+    assert_eq!(
+        r.list[0].0 + 16,
+        ps[1].cast::<u8>().as_ptr() as usize,
+        "lifo: the freed block first"
+    );
+    assert!(r.rover.is_some());
+}
+
+#[test]
+fn works_over_a_static_region() {
+    static mut ARENA: [u128; 4096] = [0; 4096];
+    // SAFETY: ARENA is used by this region only.
+    let region = unsafe {
+        allocator_traits::FixedRegion::from_raw_parts((&raw mut ARENA).cast::<u8>(), 65536)
+    };
+    let mut h = FitHeap::new(region, "worst-fit:fifo".parse().unwrap());
+    let mut v = Vec::new();
+    while let Ok(b) = h.allocate(Layout::from_size_align(1000, 8).unwrap()) {
+        v.push(b);
+    }
+    assert!(v.len() >= 60, "{}", v.len());
+    assert!(h.stats().footprint <= 65536);
+    for b in v {
+        // SAFETY: live block.
+        unsafe { h.deallocate(b.cast(), Layout::from_size_align(1000, 8).unwrap()) }.unwrap();
+    }
+    assert_eq!(h.free_list().count(), 1);
+}
