@@ -29,6 +29,7 @@ pub mod tcache;
 mod threads;
 pub mod tunables;
 
+pub use chunk::classes;
 pub use heap::{NoMmap, SystemPages};
 pub use malloc::{Arena, MallocError, Placement};
 pub use replay::{Event, ReplayError, Replayer};
