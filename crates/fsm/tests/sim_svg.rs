@@ -23,8 +23,15 @@ fn svg_has_a_row_per_op_and_every_kind() {
     let args = ["-c", "-H", "4", "-a", "4", "-C", "-A", ops];
     let with = run(&[&args[..], &["--svg", path.to_str().unwrap()]].concat());
     let without = run(&args);
-    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
-    assert_eq!(with.stdout, without.stdout, "--svg must not change the text");
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert_eq!(
+        with.stdout, without.stdout,
+        "--svg must not change the text"
+    );
     let svg = std::fs::read_to_string(&path).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
     // Seven ops print a list; the invalid free (-9) prints none and gets no row.

@@ -22,7 +22,7 @@ use std::alloc::Layout;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use allocator_traits::FreeSpaceManager;
+use allocator_traits::{BoxedRegion, FreeSpaceManager};
 
 use super::driver::{Engine, Malloc};
 use super::svg::Snapshot;
@@ -48,8 +48,49 @@ pub struct PolicyView {
     pub build: fn(name: &str, heap: usize) -> Result<Built, String>,
 }
 
+/// A region of `heap` bytes for a manager to own, and where it starts.
+pub fn region(heap: usize) -> Result<(BoxedRegion, usize), String> {
+    let r =
+        BoxedRegion::new(heap).map_err(|e| format!("cannot make a heap of {heap} bytes: {e}"))?;
+    let start = r.start();
+    Ok((r, start))
+}
+
+/// The four fit policies over real memory (`fit::FitHeap`): `NAME[:ORDER][:COALESCE]`.
+fn build_fit(name: &str, heap: usize) -> Result<Built, String> {
+    let cfg: fit::Config = name.parse().map_err(|e| format!("-p {name}: {e}"))?;
+    let (region, heap_start) = region(heap)?;
+    Ok(Built {
+        manager: Box::new(fit::FitHeap::new(region, cfg)),
+        heap_start,
+        heap_len: heap,
+    })
+}
+
 /// Every policy `fsm sim -p NAME` can show.
-pub const POLICIES: &[PolicyView] = &[];
+pub const POLICIES: &[PolicyView] = &[
+    PolicyView {
+        name: "first-fit",
+        about: "first fit over an address-ordered list, boundary tags, coalescing \
+                (suffixes: :addr :size-asc :size-desc :lifo :fifo, :coalesce :no-coalesce)",
+        build: build_fit,
+    },
+    PolicyView {
+        name: "next-fit",
+        about: "next fit: first fit from a roving position that wraps around (rover shown)",
+        build: build_fit,
+    },
+    PolicyView {
+        name: "best-fit",
+        about: "best fit: the smallest free block that fits",
+        build: build_fit,
+    },
+    PolicyView {
+        name: "worst-fit",
+        about: "worst fit: the largest free block",
+        build: build_fit,
+    },
+];
 
 /// The registry entry for `name` (`best-fit:lifo` finds `best-fit`).
 pub fn find(name: &str) -> Option<&'static PolicyView> {
