@@ -92,7 +92,7 @@ pub(crate) trait Grow {
     /// glibc's `sysmalloc(nb, av)`: get more memory (or a mapped chunk); returns a user pointer.
     fn sysmalloc(&mut self, core: &mut Core, tc: usize, nb: usize) -> R<usize>;
     /// `systrim(pad, av)` for the main arena, `heap_trim` for a thread arena.
-    fn trim(&mut self, core: &mut Core, pad: usize);
+    fn trim(&mut self, core: &mut Core, pad: usize) -> R<()>;
     /// The accessor for the mapped chunk containing `a`, if `a` is in one.
     fn mapped_mem(&self, a: usize) -> Option<Mem>;
 }
@@ -858,7 +858,7 @@ impl Core {
                 self.consolidate()?;
             }
             let pad = self.mp.top_pad;
-            g.trim(self, pad);
+            g.trim(self, pad)?;
         }
         Ok(())
     }

@@ -318,27 +318,27 @@ impl<S: MemorySource, M: MemorySource> Grow for Sys<S, M> {
         self.maps.find(a).map(|(_, m)| Mem::new(m.ptr))
     }
 
-    fn trim(&mut self, core: &mut Core, pad: usize) {
+    fn trim(&mut self, core: &mut Core, pad: usize) -> R<()> {
         if core.top_size() < core.mp.trim_threshold {
-            return;
+            return Ok(());
         }
         // systrim(pad, av)
         let top = core.st.top;
         let top_size = core.top_size();
         let top_area = top_size as isize - MINSIZE as isize - 1;
         if top_area <= pad as isize {
-            return;
+            return Ok(());
         }
         let extra = align_down(top_area as usize - pad, PAGE);
         if extra == 0 {
-            return;
+            return Ok(());
         }
         if self.brk_end != top + top_size {
-            return;
+            return Ok(());
         }
         let at = self.brk_end - extra;
         let Some(ptr) = NonNull::new(core.m.ptr(at)) else {
-            return;
+            return Ok(());
         };
         // SAFETY: `at .. brk_end` is the unused tail of the top chunk, granted by `main`.
         if unsafe { self.main.release(ptr, extra) }.is_ok() {
@@ -347,6 +347,7 @@ impl<S: MemorySource, M: MemorySource> Grow for Sys<S, M> {
             // SAFETY: the top chunk is ours.
             unsafe { set_head(&core.m, top, (top_size - extra) | PREV_INUSE) };
         }
+        Ok(())
     }
 }
 

@@ -22,8 +22,8 @@
 //! then 8 x CPUs; at most 64 here); else the next arena round-robin that is not locked.
 //!
 //! Differences from glibc (documented in `docs/ptmalloc2.md`): each arena keeps its own copy of
-//! the parameters (so the dynamic mmap threshold moves per arena), empty trailing thread heaps
-//! are shrunk but not unmapped, a realloc of a mapped chunk allocates, copies and frees (no
+//! the parameters (so the dynamic mmap threshold moves per arena), a deleted thread heap's window
+//! is not reused, a realloc of a mapped chunk allocates, copies and frees (no
 //! `mremap`), and the main heap is a window of the reservation rather than the real `brk`.
 
 use core::alloc::{GlobalAlloc, Layout};
@@ -311,25 +311,65 @@ impl Grow for ThreadHeaps {
         Err(Fail::Oom)
     }
 
-    fn trim(&mut self, core: &mut Core, pad: usize) {
-        // heap_trim, without unmapping whole trailing heaps: shrink the top's heap.
+    fn trim(&mut self, core: &mut Core, pad: usize) -> R<()> {
+        // heap_trim: can the top's heap go away completely? (Its window is given back to the
+        // OS and never reused, so each arena's heaps keep ascending addresses.)
+        let m = core.m;
+        let mut h = core.st.top & !(HEAP_MAX_SIZE - 1);
+        while core.st.top == h + HEAP_INFO_SIZE {
+            let prev = self.hi(h, HI_PREV);
+            if prev == 0 {
+                break;
+            }
+            let prev_heap_size = self.hi(prev, HI_SIZE);
+            let mut p = prev + prev_heap_size - (MINSIZE - 2 * SIZE_SZ);
+            let misalign = p & MALLOC_ALIGN_MASK;
+            p -= misalign;
+            // SAFETY: the fenceposts at the end of the previous heap are ours.
+            unsafe {
+                if size_nomask(&m, p) != PREV_INUSE {
+                    break; // glibc asserts: must be the fencepost
+                }
+                p -= prev_size(&m, p);
+                let mut new_size = chunksize(&m, p) + (MINSIZE - 2 * SIZE_SZ) + misalign;
+                let free_before = !prev_inuse(&m, p);
+                if free_before {
+                    new_size += prev_size(&m, p);
+                }
+                if new_size + (HEAP_MAX_SIZE - prev_heap_size) < pad + MINSIZE + PAGE {
+                    break;
+                }
+                core.st.system_mem -= self.hi(h, HI_SIZE);
+                let len = self.hi(h, HI_MPROTECT);
+                decommit(m.ptr(h), len);
+                libc::mprotect(m.ptr(h).cast(), len, libc::PROT_NONE);
+                h = prev;
+                self.cur = prev;
+                if free_before {
+                    p -= prev_size(&m, p);
+                    core.unlink(p)?;
+                }
+                core.st.top = p;
+                set_head(&m, p, new_size | PREV_INUSE);
+            }
+        }
+        // Then shrink the top's heap.
         let top = core.st.top;
-        let h = top & !(HEAP_MAX_SIZE - 1);
         let top_size = core.top_size();
         if top_size < core.mp.trim_threshold {
-            return;
+            return Ok(());
         }
         let top_area = top_size as isize - MINSIZE as isize - 1;
         if top_area < 0 || top_area as usize <= pad {
-            return;
+            return Ok(());
         }
         let extra = align_down(top_area as usize - pad, PAGE);
         if extra == 0 {
-            return;
+            return Ok(());
         }
         let size = self.hi(h, HI_SIZE);
         if size < extra + HEAP_INFO_SIZE {
-            return;
+            return Ok(());
         }
         // SAFETY: the tail of the top chunk, inside the heap, is no longer used.
         unsafe { decommit(core.m.ptr(h + size - extra), extra) };
@@ -337,6 +377,7 @@ impl Grow for ThreadHeaps {
         core.st.system_mem -= extra;
         // SAFETY: the top chunk is ours.
         unsafe { set_head(&core.m, top, (top_size - extra) | PREV_INUSE) };
+        Ok(())
     }
 
     fn mapped_mem(&self, a: usize) -> Option<Mem> {
@@ -368,9 +409,9 @@ impl Grow for Heaps {
             Heaps::Thread(t) => t.sysmalloc(core, tc, nb),
         }
     }
-    fn trim(&mut self, core: &mut Core, pad: usize) {
+    fn trim(&mut self, core: &mut Core, pad: usize) -> R<()> {
         match self {
-            Heaps::None => {}
+            Heaps::None => Ok(()),
             Heaps::Main(s) => s.trim(core, pad),
             Heaps::Thread(t) => t.trim(core, pad),
         }
@@ -678,6 +719,13 @@ impl Ptmalloc {
     /// Number of arenas created so far.
     pub fn arenas(&self) -> usize {
         self.get().map_or(0, |g| g.narenas.load(Ordering::Relaxed))
+    }
+
+    /// Bytes arena `i` holds from the system (glibc's `system_mem`), if it exists.
+    pub fn arena_system_mem(&self, i: usize) -> Option<usize> {
+        let g = self.get()?;
+        let cell = g.arenas.get(i)?.lock();
+        (!matches!(cell.heaps, Heaps::None)).then_some(cell.core.st.system_mem)
     }
 
     fn get(&self) -> Option<&Global> {

@@ -227,3 +227,49 @@ fn thread_arena_layout_matches_glibc() {
     .unwrap();
     assert_eq!((off, head), (0xb70, 0x25));
 }
+
+#[test]
+fn thread_heaps_chain_and_go_away() {
+    static HEAP: Ptmalloc = Ptmalloc::new();
+    let l = Layout::from_size_align(24, 8).unwrap();
+    // SAFETY: this thread takes the main arena; freed at once.
+    unsafe { HEAP.dealloc(HEAP.alloc(l), l) };
+    let peak = std::thread::spawn(|| {
+        let big = Layout::from_size_align(100_000, 16).unwrap();
+        // 100 KB blocks (below the mmap threshold) overflow the first 64 MiB heap.
+        // SAFETY: non-zero sizes; every block is written, checked and freed here.
+        let blocks: Vec<*mut u8> = (0..900)
+            .map(|i| unsafe {
+                let p = HEAP.alloc(big);
+                assert!(!p.is_null());
+                p.write(i as u8);
+                p.add(99_999).write(i as u8);
+                p
+            })
+            .collect();
+        let peak = HEAP.arena_system_mem(1).unwrap();
+        // Oldest first: the first heap becomes one free chunk before its fenceposts, so when
+        // the second heap's top covers that whole heap, heap_trim deletes it and shrinks the
+        // first (freed newest first, glibc would keep both heaps: heap_trim only looks at the
+        // top's heap and its neighbour's tail).
+        for (i, &p) in blocks.iter().enumerate() {
+            // SAFETY: live blocks, freed once.
+            unsafe {
+                assert_eq!((p.read(), p.add(99_999).read()), (i as u8, i as u8));
+                HEAP.dealloc(p, big);
+            }
+        }
+        peak
+    })
+    .join()
+    .unwrap();
+    // The leftover of the first heap's top went to the thread's tcache when the second heap was
+    // made; only the thread-exit flush frees it, and that free lets heap_trim delete the second
+    // heap and shrink the first.
+    let after = HEAP.arena_system_mem(1).unwrap();
+    assert!(peak > 64 << 20, "the arena grew past one heap ({peak})");
+    assert!(
+        after < 1 << 20,
+        "emptied heaps went away and the last one shrank ({after})"
+    );
+}
