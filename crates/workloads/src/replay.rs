@@ -456,7 +456,9 @@ pub fn replay_global(
                     )));
                     break;
                 };
-                if opts.touch && !matches!(op, Op::Calloc { .. }) {
+                if opts.touch {
+                    // calloc too: an allocator may hand out fresh zero pages without writing
+                    // them, and a program that asked for them will use them.
                     touch(p.as_ptr(), 0, layout.size());
                 }
                 if opts.track {

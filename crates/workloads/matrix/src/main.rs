@@ -35,6 +35,15 @@ struct Cli {
 enum Cmd {
     /// Run the matrix and write the report.
     Run(RunArgs),
+    /// Re-draw a report (Markdown, CSV, charts) from its results.json.
+    Render {
+        /// The results.json of an earlier run.
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to write the report (default: beside results.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run one cell (used by `run`; prints one JSON result).
     #[command(hide = true)]
     Cell {
@@ -114,6 +123,23 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("matrix cell: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Render { from, out } => {
+            let dir = out.unwrap_or_else(|| from.parent().map_or_else(PathBuf::new, PathBuf::from));
+            let r = std::fs::read_to_string(&from)
+                .map_err(|e| format!("{}: {e}", from.display()))
+                .and_then(|t| {
+                    serde_json::from_str::<report::Report>(&t)
+                        .map_err(|e| format!("{}: {e}", from.display()))
+                })
+                .and_then(|rep| rep.write(&dir));
+            match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("matrix render: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -345,52 +345,55 @@ impl Report {
             })
             .collect();
         let n = bars.len().max(1);
-        let y_max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(0.001) * 1.1;
-        let root = SVGBackend::new(path, (1100, 650)).into_drawing_area();
+        let x_max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(0.001) * 1.15;
+        let root = SVGBackend::new(path, (1000, 120 + 34 * n as u32)).into_drawing_area();
         let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("Throughput: {workload} (million events/s, higher is better)"),
-                ("sans-serif", 24),
+                format!(
+                    "Throughput on {workload}: million events/s (blue: policies, orange: peers)"
+                ),
+                ("sans-serif", 22),
             )
             .margin(12)
-            .x_label_area_size(150)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..n as f64, 0f64..y_max)
+            .x_label_area_size(40)
+            .y_label_area_size(190)
+            .build_cartesian_2d(0f64..x_max, 0f64..n as f64)
             .map_err(|e| err(&e))?;
         let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
         chart
             .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - i as f64 - 0.5).abs() < 1e-6 {
-                    names.get(i).cloned().unwrap_or_default()
+            .disable_y_mesh()
+            .y_labels(n * 2 + 1)
+            .y_label_formatter(&|y| {
+                // Bar i spans [n-1-i, n-i]; its name sits at the middle.
+                let k = y.floor() as usize;
+                if (y - k as f64 - 0.5).abs() < 1e-6 && k < n {
+                    names.get(n - 1 - k).cloned().unwrap_or_default()
                 } else {
                     String::new()
                 }
             })
-            .x_label_style(
-                ("sans-serif", 14)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
-            .y_desc("million events per second")
+            .y_label_style(("sans-serif", 16))
+            .x_desc("million events per second (median of the timed runs; higher is better)")
             .draw()
             .map_err(|e| err(&e))?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let y = (n - 1 - i) as f64;
                 let color = if b.2 {
-                    BLUE.mix(0.7)
+                    RGBColor(40, 90, 200).mix(0.85)
                 } else {
-                    RGBColor(230, 120, 30).mix(0.8)
+                    RGBColor(230, 120, 30).mix(0.85)
                 };
-                Rectangle::new(
-                    [(i as f64 + 0.1, 0.0), (i as f64 + 0.9, b.1)],
-                    color.filled(),
-                )
+                Rectangle::new([(0.0, y + 0.15), (b.1, y + 0.85)], color.filled())
+            }))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let y = (n - 1 - i) as f64;
+                Text::new(format!(" {:.1}", b.1), (b.1, y + 0.7), ("sans-serif", 14))
             }))
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
