@@ -549,7 +549,12 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     /// `ptr` is a live block of this arena, or a pointer glibc would diagnose (a double free, a
     /// pointer outside the heap); an arbitrary pointer into the heap can corrupt it, as in C.
     pub unsafe fn free(&mut self, ptr: NonNull<u8>) -> Result<(), FreeError> {
-        let req = self.usable_size(ptr).unwrap_or(0);
+        // A misaligned pointer is refused before its "header" is read.
+        let req = if misaligned(ptr.as_ptr() as usize) {
+            0
+        } else {
+            self.usable_size(ptr).unwrap_or(0)
+        };
         // SAFETY: forwarded.
         unsafe { self.free_sized(ptr, req) }
     }
@@ -568,7 +573,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
             self.stats.record_bad_free();
             return Err(FreeError::Corrupted { ptr: mem, what });
         }
-        let held = self.held(mem);
+        let held = if misaligned(mem) { 0 } else { self.held(mem) };
         match self.raw_free(mem) {
             Ok(()) => {
                 self.stats.record_free(requested, held);

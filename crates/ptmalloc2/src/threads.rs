@@ -674,6 +674,7 @@ fn free_chunk(g: &Global, tc: usize, p: usize) {
 /// `GlobalAlloc`. A bad free aborts with glibc's message.
 ///
 /// ```
+/// # if cfg!(miri) { return; } // real mmap/mprotect
 /// use ptmalloc2::Ptmalloc;
 /// use allocator_api2::vec::Vec;
 /// let heap = Ptmalloc::new();
