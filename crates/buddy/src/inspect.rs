@@ -2,12 +2,12 @@
 //! order named `order k (N B)`.
 //!
 //! ```text
-//!   region  meta .. data_end
-//!   block   meta            Metadata   (the bitmaps)
-//!   block   ...             Padding    (alignment gap before the data, if any)
+//!   region  data .. end of the bitmaps
 //!   block   a0  64 B        Live
 //!   block   a1  64 B        Free
 //!   block   a2 128 B        Free
+//!   block   ...             Padding    (a gap, if any)
+//!   block   meta            Metadata   (the bitmaps; first instead when the heap grows)
 //!   list    order 2 (64 B):  a1
 //!   list    order 3 (128 B): a2
 //! ```
@@ -42,7 +42,8 @@ impl<S: MemorySource> Buddy<S> {
             return;
         }
         let start = self.meta.min(self.origin);
-        out.region(start, self.data_end - start);
+        let end = self.data_end.max(self.meta + self.meta_len);
+        out.region(start, end - start);
         let mut at = start;
         if self.meta < self.origin {
             out.block(self.meta, self.meta_len, BlockKind::Metadata);
@@ -71,6 +72,12 @@ impl<S: MemorySource> Buddy<S> {
         }
         if let Some(g) = gap {
             out.block(g, at - g, BlockKind::Padding);
+        }
+        if self.meta >= self.data_end {
+            if self.meta > self.data_end {
+                out.block(self.data_end, self.meta - self.data_end, BlockKind::Padding);
+            }
+            out.block(self.meta, self.meta_len, BlockKind::Metadata);
         }
         for k in 0..self.orders {
             out.begin_list(format_args!("order {k} ({} B)", self.size(k)));

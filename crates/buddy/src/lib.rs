@@ -7,8 +7,8 @@
 //!
 //! ```text
 //!   region granted by the source
-//!   |meta|   blocks cut from the rest: maximal, each aligned to its own size        |
-//!   |bits|[ order 5 (512 B) ............. ][ order 4 (256 B) .. ][ o3 ][o2]          |
+//!   | blocks: maximal, each aligned to its own size                            | bitmaps |
+//!   [ order 5 (512 B) ............. ][ order 4 (256 B) .. ][ o3 ][o2]           |  bits   |
 //!              split on allocation:  [o4 ......][o3 ..][o2][o1][##]  <- served (o0 = 16 B)
 //!              merge on free:        [##] + free buddy [..] -> [o1] + free buddy -> ...
 //!
@@ -287,24 +287,38 @@ impl<S: MemorySource> Buddy<S> {
         let words =
             Bitmaps::words_needed(orders, |k| (capacity >> (k + min_shift)) + 4).ok_or(bad)?;
         let meta_len = (words * 8).next_multiple_of(min_block);
-        let meta = self
-            .source
-            .acquire(meta_len, min_block.max(8))
-            .map_err(|_| AllocError::OutOfMemory {
-                size: meta_len,
-                align: 8,
-            })?;
+        let oom_meta = AllocError::OutOfMemory {
+            size: meta_len,
+            align: 8,
+        };
         self.min_shift = min_shift;
         self.orders = orders;
+        // Taking it all at once: the data first (so that it starts where the region starts,
+        // usually well aligned), the bitmaps after it. Growing: the bitmaps first, so that the
+        // data grants that follow are contiguous.
+        let (meta, grant, len) = if grow_by == 0 {
+            let want = capacity
+                .saturating_sub(self.source.footprint())
+                .saturating_sub(meta_len + min_block)
+                & !(min_block - 1);
+            let (grant, len) = self.acquire_data(want, min_block)?;
+            let meta = self
+                .source
+                .acquire(meta_len, min_block.max(8))
+                .map_err(|_| oom_meta)?;
+            (meta, grant, len)
+        } else {
+            let meta = self
+                .source
+                .acquire(meta_len, min_block.max(8))
+                .map_err(|_| oom_meta)?;
+            let want = grow_by.min(capacity.saturating_sub(self.source.footprint()));
+            let (grant, len) = self.acquire_data(want, Self::chunk_align(want, min_block))?;
+            (meta, grant, len)
+        };
+        self.stats.set_footprint(self.source.footprint());
         self.meta = meta.cast::<u8>().as_ptr() as usize;
         self.meta_len = meta.len();
-        // First data grant.
-        let want = if grow_by == 0 {
-            capacity.saturating_sub(self.source.footprint()) & !(min_block - 1)
-        } else {
-            grow_by.min(capacity.saturating_sub(self.source.footprint()))
-        };
-        let (grant, len) = self.acquire_data(want)?;
         self.origin = grant as usize;
         self.limit = self.origin + capacity;
         // SAFETY: the meta grant holds `words` words (its length is at least `words * 8`), is
@@ -322,7 +336,7 @@ impl<S: MemorySource> Buddy<S> {
 
     /// Asks the source for `want` bytes (falling back to smaller multiples of the minimum block
     /// for a fixed region whose end is not aligned).
-    fn acquire_data(&mut self, want: usize) -> Result<(*mut u8, usize), AllocError> {
+    fn acquire_data(&mut self, want: usize, align: usize) -> Result<(*mut u8, usize), AllocError> {
         let min = self.config.min_block;
         let mut want = want & !(min - 1);
         let oom = AllocError::OutOfMemory {
@@ -333,7 +347,7 @@ impl<S: MemorySource> Buddy<S> {
             if want < min {
                 break;
             }
-            if let Ok(g) = self.source.acquire(want, min) {
+            if let Ok(g) = self.source.acquire(want, align) {
                 self.stats.set_footprint(self.source.footprint());
                 return Ok((g.cast::<u8>().as_ptr(), g.len()));
             }
@@ -376,20 +390,62 @@ impl<S: MemorySource> Buddy<S> {
         if self.config.grow_by == 0 {
             return Err(oom);
         }
-        let want = self.config.grow_by.max(need);
-        let g = self.source.acquire(want, need).map_err(|_| oom)?;
+        let chunk = self.config.grow_by;
+        let contiguous = self.source.is_contiguous();
+        // A block larger than a chunk is asked aligned to its size; from a contiguous source the
+        // gap before it is asked first, so that it is used rather than lost.
+        if contiguous && need > chunk {
+            let gap = self.data_end.next_multiple_of(need) - self.data_end;
+            if gap > 0 {
+                let g = self
+                    .source
+                    .acquire(gap, self.config.min_block)
+                    .map_err(|_| oom)?;
+                // SAFETY: just granted, unused; `add_granted` checks the bounds.
+                unsafe { self.add_granted(g) };
+            }
+        }
+        let (want, align) = if need > chunk {
+            (need, need)
+        } else {
+            (chunk, Self::chunk_align(chunk, self.config.min_block))
+        };
+        let g = self.source.acquire(want, align).map_err(|_| oom)?;
+        // SAFETY: just granted, unused.
+        if unsafe { self.add_granted(g) } {
+            Ok(())
+        } else {
+            Err(oom)
+        }
+    }
+
+    /// Chunks are asked aligned to their size when it is a power of two, so that every chunk is a
+    /// whole block and the chunks of a contiguous source merge into larger ones.
+    fn chunk_align(chunk: usize, min_block: usize) -> usize {
+        if chunk.is_power_of_two() {
+            chunk.max(min_block)
+        } else {
+            min_block
+        }
+    }
+
+    /// Adds a fresh grant to the heap if it lies inside the bitmaps' range; gives it back
+    /// otherwise. Returns whether it was added.
+    ///
+    /// # Safety
+    /// `g` was just granted by the source and is unused.
+    unsafe fn add_granted(&mut self, g: NonNull<[u8]>) -> bool {
         let (grant, len) = (g.cast::<u8>().as_ptr(), g.len());
         self.stats.set_footprint(self.source.footprint());
         if (grant as usize) < self.origin || grant as usize + len > self.limit {
-            // Outside the bitmaps: give it back.
             // SAFETY: just granted, unused.
             let _ = unsafe { self.source.release(g.cast(), len) };
             self.stats.set_footprint(self.source.footprint());
-            return Err(oom);
+            return false;
         }
         // SAFETY: just granted, inside `origin..limit`.
         unsafe { self.add_grant(grant, len) };
-        Ok(())
+        true
     }
 
     /// Checks that `ptr` is a live block allocated as `layout`; returns its order.

@@ -4,11 +4,44 @@ use core::fmt;
 
 use allocator_traits::{
     BlockKind, BoxedRegion, FixedRegion, FreeError, FreeSpaceManager, Inspector, Layout, Locked,
+    MemorySource,
 };
 use buddy::{Buddy, Config};
 
 fn heap(capacity: usize) -> Buddy<BoxedRegion> {
-    Buddy::new(BoxedRegion::new(capacity).unwrap(), Config::new(capacity))
+    Buddy::try_new(BoxedRegion::new(capacity).unwrap(), Config::new(capacity)).unwrap()
+}
+
+/// Memory aligned to its own size, freed on drop (after the heap over it).
+struct Aligned(*mut u8, std::alloc::Layout);
+
+impl Drop for Aligned {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `pow2_heap` with this layout.
+        unsafe { std::alloc::dealloc(self.0, self.1) }
+    }
+}
+
+/// A heap whose data is exactly one block of `data` bytes (a power of two), aligned to it.
+fn pow2_heap(data: usize) -> (Buddy<FixedRegion>, Aligned) {
+    let mut cap = data + 1024;
+    for _ in 0..10 {
+        let layout = std::alloc::Layout::from_size_align(cap, data).unwrap();
+        // SAFETY: non-zero size.
+        let mem = Aligned(unsafe { std::alloc::alloc(layout) }, layout);
+        // SAFETY: `mem` is ours and outlives the heap (the caller keeps both).
+        let region = unsafe { FixedRegion::from_raw_parts(mem.0, cap) };
+        let h = Buddy::try_new(region, Config::new(cap)).unwrap();
+        let top = h.orders() - 1;
+        if h.block_size(top) == data
+            && h.free_blocks(top) == 1
+            && (0..top).all(|k| h.free_blocks(k) == 0)
+        {
+            return (h, mem);
+        }
+        cap = data + h.metadata_bytes() + 16;
+    }
+    panic!("no capacity gives exactly {data} bytes of data");
 }
 
 fn l(size: usize, align: usize) -> Layout {
@@ -21,7 +54,7 @@ fn addr(b: core::ptr::NonNull<[u8]>) -> usize {
 
 #[test]
 fn split_hands_out_buddies_and_merge_restores_the_top_block() {
-    let mut h = heap(1 << 16);
+    let (mut h, _mem) = pow2_heap(1 << 16);
     let a = h.allocate(l(10, 1)).unwrap();
     let b = h.allocate(l(16, 8)).unwrap();
     assert_eq!((a.len(), b.len()), (16, 16));
@@ -40,8 +73,7 @@ fn split_hands_out_buddies_and_merge_restores_the_top_block() {
         h.deallocate(b.cast(), l(16, 8)).unwrap();
     }
     assert_eq!(h.free_blocks(0), 0, "merged with its buddy");
-    let fresh = heap(1 << 16);
-    let mut f = fresh;
+    let (mut f, _fresh_mem) = pow2_heap(1 << 16);
     let x = f.allocate(l(1, 1)).unwrap();
     // SAFETY: live block.
     unsafe { f.deallocate(x.cast(), l(1, 1)).unwrap() };
@@ -76,8 +108,9 @@ fn stats_split_rounding_from_free_space() {
     assert_eq!(s.live_requested, 140);
     assert_eq!(s.live_held, 64 + 128);
     assert_eq!(s.internal_bytes(), 24 + 28);
-    assert_eq!(s.footprint, 1 << 16);
-    assert_eq!(s.external_bytes(), (1 << 16) - 192);
+    assert_eq!(s.footprint, h.source().footprint());
+    assert!(s.footprint <= 1 << 16 && s.footprint >= (1 << 16) - 16);
+    assert_eq!(s.external_bytes(), s.footprint - 192);
 }
 
 #[test]
@@ -205,7 +238,7 @@ impl Inspector for Text {
 
 #[test]
 fn inspect_shows_blocks_and_one_list_per_order() {
-    let mut h = heap(4096);
+    let (mut h, _mem) = pow2_heap(4096);
     let _a = h.allocate(l(16, 8)).unwrap();
     let mut t = Text::default();
     h.inspect(&mut t);
