@@ -19,7 +19,8 @@ use allocator_traits::MemorySource;
 use crate::size_map::PAGE_SIZE;
 
 /// Size of a chunk taken from the source when the current one is used up (bigger requests take a
-/// chunk of their own size, rounded up to pages).
+/// chunk of their own size, rounded up to pages; a source that cannot give a whole chunk is asked
+/// for just the block).
 pub const CHUNK: usize = 64 * 1024;
 
 /// A bump allocator over chunks from the memory source.
@@ -59,8 +60,13 @@ impl MetaArena {
         debug_assert!(align.is_power_of_two() && align <= PAGE_SIZE);
         let pad = (self.next as usize).wrapping_neg() & (align - 1);
         if self.next.is_null() || pad + size > self.room {
+            // A whole chunk if the source has one, else just this block (a small region).
             let want = size.max(CHUNK).checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
-            let chunk = source.acquire(want, PAGE_SIZE).ok()?;
+            let exact = size.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
+            let chunk = source
+                .acquire(want, PAGE_SIZE)
+                .or_else(|_| source.acquire(exact, PAGE_SIZE))
+                .ok()?;
             self.next = chunk.cast::<u8>().as_ptr();
             self.room = chunk.len();
             self.reserved += chunk.len();

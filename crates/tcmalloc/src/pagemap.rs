@@ -1,20 +1,24 @@
 //! The pagemap: a radix tree from page number to span and size class, so `free` finds a pointer's
 //! class (and span) from the pointer alone.
 //!
-//! 48-bit addresses with 8 KiB pages leave 35 bits of page number, split 12 / 12 / 11:
+//! 48-bit addresses with 8 KiB pages leave 35 bits of page number, split 8 / 9 / 9 / 9:
 //!
 //! ```text
-//!   page number:  [ root 12 bits | mid 12 bits | leaf 11 bits ]
+//!   page number:  [ root 8 | node 9 | node 9 | leaf 9 ]
 //!
-//!   root (inline, 4096 slots) --> mid node (4096 slots) --> leaf (2048 x { span*, class })
+//!   root (inline, 256 slots) --> node (512) --> node (512) --> leaf (512 x { span*, class })
 //! ```
+//!
+//! Small nodes (4 KiB; a leaf 4.5 KiB) keep the metadata of a small heap small (a 64 KiB region
+//! still has room for pages). The fast paths of `Tcmalloc` take the class from the layout (a
+//! sized free) and do not walk the tree; the central lists and `Core` do.
 //!
 //! Nodes are created (zeroed, from the metadata arena) when the page heap grows over new pages
 //! ([`PageMap::ensure`]) and never freed, so a reader needs no lock: all slots are atomics, nodes
-//! are published with release stores and read with acquire loads. Entries are written by the page
-//! heap only (under its lock in the concurrent allocator). Every page of a span in use by a size
-//! class maps to it with its class; a large span and a free span are guaranteed at their first and
-//! last page only (what coalescing and `free` need); other entries may be stale.
+//! are published with compare-and-swap and read with acquire loads. Entries are written by the
+//! page heap only (under its lock in the concurrent allocator). Every page of a span in use by a
+//! size class maps to it with its class; a large span and a free span are guaranteed at their
+//! first and last page only (what coalescing and `free` need); other entries may be stale.
 
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
@@ -24,29 +28,29 @@ use allocator_traits::MemorySource;
 use crate::metadata::MetaArena;
 use crate::span::Span;
 
-const ROOT_BITS: usize = 12;
-const MID_BITS: usize = 12;
-const LEAF_BITS: usize = 11;
+const ROOT_BITS: usize = 8;
+const NODE_BITS: usize = 9;
+const LEAF_BITS: usize = 9;
 /// Page numbers this map covers: `1 << PAGE_BITS` (48-bit addresses).
-pub const PAGE_BITS: usize = ROOT_BITS + MID_BITS + LEAF_BITS;
+pub const PAGE_BITS: usize = ROOT_BITS + 2 * NODE_BITS + LEAF_BITS;
 const LEAF_LEN: usize = 1 << LEAF_BITS;
-const MID_LEN: usize = 1 << MID_BITS;
+const NODE_LEN: usize = 1 << NODE_BITS;
 const ROOT_LEN: usize = 1 << ROOT_BITS;
 
-/// A leaf: span pointers and class bytes of `2^11` pages.
+/// An interior node: 512 children (nodes or leaves).
+pub struct Node {
+    children: [AtomicPtr<u8>; NODE_LEN],
+}
+
+/// A leaf: span pointers and class bytes of 512 pages.
 pub struct Leaf {
     spans: [AtomicPtr<Span>; LEAF_LEN],
     classes: [AtomicU8; LEAF_LEN],
 }
 
-/// A middle node: leaves of `2^12 * 2^11` pages.
-pub struct Mid {
-    leaves: [AtomicPtr<Leaf>; MID_LEN],
-}
-
 /// The three-level radix tree.
 pub struct PageMap {
-    root: [AtomicPtr<Mid>; ROOT_LEN],
+    root: [AtomicPtr<u8>; ROOT_LEN],
     node_bytes: AtomicUsize,
 }
 
@@ -59,12 +63,13 @@ impl core::fmt::Debug for PageMap {
 }
 
 #[inline]
-fn split(page: usize) -> (usize, usize, usize) {
-    (
-        page >> (MID_BITS + LEAF_BITS),
-        (page >> LEAF_BITS) & (MID_LEN - 1),
+fn split(page: usize) -> [usize; 4] {
+    [
+        page >> (2 * NODE_BITS + LEAF_BITS),
+        (page >> (NODE_BITS + LEAF_BITS)) & (NODE_LEN - 1),
+        (page >> LEAF_BITS) & (NODE_LEN - 1),
         page & (LEAF_LEN - 1),
-    )
+    ]
 }
 
 impl PageMap {
@@ -86,13 +91,18 @@ impl PageMap {
         if page >> PAGE_BITS != 0 {
             return None;
         }
-        let (r, m, l) = split(page);
-        let mid = self.root[r].load(Ordering::Acquire);
-        if mid.is_null() {
+        let [a, b, c, l] = split(page);
+        let n1 = self.root[a].load(Ordering::Acquire).cast::<Node>();
+        if n1.is_null() {
             return None;
         }
         // SAFETY: published nodes are valid, zero-initialised before publication, never freed.
-        let leaf = unsafe { (*mid).leaves[m].load(Ordering::Acquire) };
+        let n2 = unsafe { (*n1).children[b].load(Ordering::Acquire) }.cast::<Node>();
+        if n2.is_null() {
+            return None;
+        }
+        // SAFETY: as above.
+        let leaf = unsafe { (*n2).children[c].load(Ordering::Acquire) }.cast::<Leaf>();
         if leaf.is_null() {
             return None;
         }
@@ -154,57 +164,55 @@ impl PageMap {
         }
         let mut page = start;
         while page < end {
-            let (r, m, _) = split(page);
-            let mut mid = self.root[r].load(Ordering::Acquire);
-            if mid.is_null() {
-                let Some(p) = arena.alloc(
-                    core::mem::size_of::<Mid>(),
-                    core::mem::align_of::<Mid>(),
-                    source,
-                ) else {
-                    return false;
-                };
-                // SAFETY: a fresh, exclusive block of the right size; all-zero is a valid `Mid`
-                // (null atomics).
-                unsafe { p.as_ptr().write_bytes(0, core::mem::size_of::<Mid>()) };
-                let fresh = p.cast::<Mid>().as_ptr();
-                self.node_bytes
-                    .fetch_add(core::mem::size_of::<Mid>(), Ordering::Relaxed);
-                mid = match self.root[r].compare_exchange(
-                    null_mut(),
-                    fresh,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => fresh,
-                    Err(winner) => winner,
-                };
-            }
-            // SAFETY: `mid` is a published node.
-            let slot = unsafe { &(*mid).leaves[m] };
-            if slot.load(Ordering::Acquire).is_null() {
-                let Some(p) = arena.alloc(
-                    core::mem::size_of::<Leaf>(),
-                    core::mem::align_of::<Leaf>(),
-                    source,
-                ) else {
-                    return false;
-                };
-                // SAFETY: as for the middle node; all-zero is a valid `Leaf`.
-                unsafe { p.as_ptr().write_bytes(0, core::mem::size_of::<Leaf>()) };
-                self.node_bytes
-                    .fetch_add(core::mem::size_of::<Leaf>(), Ordering::Relaxed);
-                let _ = slot.compare_exchange(
-                    null_mut(),
-                    p.cast::<Leaf>().as_ptr(),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
+            let [a, b, c, _] = split(page);
+            let Some(n1) = self.child(&self.root[a], core::mem::size_of::<Node>(), arena, source)
+            else {
+                return false;
+            };
+            // SAFETY: `n1` is a published node.
+            let slot = unsafe { &(*n1.cast::<Node>()).children[b] };
+            let Some(n2) = self.child(slot, core::mem::size_of::<Node>(), arena, source) else {
+                return false;
+            };
+            // SAFETY: `n2` is a published node.
+            let slot = unsafe { &(*n2.cast::<Node>()).children[c] };
+            if self
+                .child(slot, core::mem::size_of::<Leaf>(), arena, source)
+                .is_none()
+            {
+                return false;
             }
             // Next leaf boundary.
             page = ((page >> LEAF_BITS) + 1) << LEAF_BITS;
         }
         true
+    }
+
+    /// The node in `slot`, creating a zeroed one of `size` bytes if there is none.
+    fn child<S: MemorySource + ?Sized>(
+        &self,
+        slot: &AtomicPtr<u8>,
+        size: usize,
+        arena: &mut MetaArena,
+        source: &mut S,
+    ) -> Option<*mut u8> {
+        let cur = slot.load(Ordering::Acquire);
+        if !cur.is_null() {
+            return Some(cur);
+        }
+        let p = arena.alloc(size, core::mem::align_of::<Node>(), source)?;
+        // SAFETY: a fresh, exclusive block of `size` bytes; all-zero is a valid `Node` or `Leaf`
+        // (null pointers, zero classes).
+        unsafe { p.as_ptr().write_bytes(0, size) };
+        self.node_bytes.fetch_add(size, Ordering::Relaxed);
+        Some(
+            match slot.compare_exchange(null_mut(), p.as_ptr(), Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => p.as_ptr(),
+                // Another thread published first; ours stays unused in the arena.
+                Err(winner) => winner,
+            },
+        )
     }
 }
 

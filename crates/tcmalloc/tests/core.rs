@@ -199,7 +199,7 @@ fn inspect_tiles_regions_and_names_the_lists() {
 fn spans_go_back_and_coalesce() {
     let mut c = core(16 << 20);
     let mut live = Vec::new();
-    for i in 0..2000usize {
+    for i in 0..(if cfg!(miri) { 150 } else { 2000usize }) {
         let size = 8 + (i * 37) % 3000;
         let l = Layout::from_size_align(size, 8).unwrap();
         live.push((c.allocate(l).unwrap(), l));
