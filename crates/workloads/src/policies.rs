@@ -139,13 +139,13 @@ pub struct Policy {
     pub name: &'static str,
     /// One line about it.
     pub about: &'static str,
-    build: fn(&Config) -> Result<Instance, String>,
+    build: fn(&str, &Config) -> Result<Instance, String>,
 }
 
 impl Policy {
     /// Builds a fresh instance.
     pub fn build(&self, cfg: &Config) -> Result<Instance, String> {
-        (self.build)(cfg)
+        (self.build)(self.name, cfg)
     }
 }
 
@@ -183,7 +183,7 @@ fn no_tunables(cfg: &Config, name: &str) -> Result<(), String> {
     }
 }
 
-fn ptmalloc2(cfg: &Config) -> Result<Instance, String> {
+fn ptmalloc2(_name: &str, cfg: &Config) -> Result<Instance, String> {
     let t = ptmalloc2::Tunables::parse(cfg.tunables.as_deref().unwrap_or(""))
         .map_err(|e| format!("ptmalloc2 tunables: {e}"))?;
     let arena = ptmalloc2::Arena::new(BrkRegion::new(cfg.reserve), OsPages::new(), &t);
@@ -198,7 +198,7 @@ fn ptmalloc2(cfg: &Config) -> Result<Instance, String> {
     })
 }
 
-fn buddy(cfg: &Config) -> Result<Instance, String> {
+fn buddy(_name: &str, cfg: &Config) -> Result<Instance, String> {
     no_tunables(cfg, "buddy")?;
     let conf = buddy::Config::new(cfg.capacity).grow_by(1 << 20);
     Ok(instance(buddy::Buddy::new(
@@ -207,14 +207,51 @@ fn buddy(cfg: &Config) -> Result<Instance, String> {
     )))
 }
 
-fn tcmalloc(cfg: &Config) -> Result<Instance, String> {
+fn tcmalloc(_name: &str, cfg: &Config) -> Result<Instance, String> {
     no_tunables(cfg, "tcmalloc")?;
     Ok(instance(tcmalloc::Core::new(BrkRegion::new(cfg.reserve))))
 }
 
-/// Every registered policy, in the order reports list them.
+fn fit(name: &str, cfg: &Config) -> Result<Instance, String> {
+    no_tunables(cfg, name)?;
+    let conf: fit::Config = name
+        .parse()
+        .map_err(|e: fit::ParseConfigError| e.to_string())?;
+    Ok(instance(fit::FitHeap::new(
+        BrkRegion::new(cfg.reserve),
+        conf,
+    )))
+}
+
+/// Every registered policy, in the order reports list them. Any other fit name
+/// (`POLICY[:ORDER][:COALESCE]`, e.g. `best-fit:size-asc:no-coalesce`) is accepted by [`lookup`].
 pub fn all() -> Vec<Policy> {
     vec![
+        Policy {
+            name: "first-fit",
+            about: "first fit, address-ordered free list, boundary-tag coalescing",
+            build: fit,
+        },
+        Policy {
+            name: "first-fit:lifo",
+            about: "first fit, LIFO free list (freed blocks go to the front)",
+            build: fit,
+        },
+        Policy {
+            name: "next-fit",
+            about: "next fit (roving pointer), address-ordered free list",
+            build: fit,
+        },
+        Policy {
+            name: "best-fit",
+            about: "best fit, address-ordered free list",
+            build: fit,
+        },
+        Policy {
+            name: "worst-fit",
+            about: "worst fit, address-ordered free list",
+            build: fit,
+        },
         Policy {
             name: "buddy",
             about: "binary buddy system (16 B minimum block, grows 1 MiB at a time)",
@@ -240,12 +277,22 @@ pub fn names() -> Vec<&'static str> {
 
 /// The policy called `name`, or a one-line error listing the valid names.
 pub fn lookup(name: &str) -> Result<Policy, String> {
-    all().into_iter().find(|p| p.name == name).ok_or_else(|| {
-        format!(
-            "unknown policy '{name}'; valid names: {}",
-            names().join(", ")
-        )
-    })
+    if let Some(p) = all().into_iter().find(|p| p.name == name) {
+        return Ok(p);
+    }
+    if name.contains("-fit") && name.parse::<fit::Config>().is_ok() {
+        // Another order or coalescing suffix: the name lives as long as the program (a handful
+        // of names per run).
+        return Ok(Policy {
+            name: Box::leak(name.to_string().into_boxed_str()),
+            about: "fit policy with an order suffix",
+            build: fit,
+        });
+    }
+    Err(format!(
+        "unknown policy '{name}'; valid names: {} (fit policies take :addr, :size-asc, :size-desc, :lifo or :fifo)",
+        names().join(", ")
+    ))
 }
 
 /// Builds the policy called `name`.
@@ -265,6 +312,16 @@ mod tests {
         for n in names() {
             assert!(e.contains(n), "{e} lacks {n}");
         }
+    }
+
+    #[test]
+    fn fit_names_take_any_suffix() {
+        assert_eq!(
+            lookup("best-fit:size-asc").unwrap().name,
+            "best-fit:size-asc"
+        );
+        assert!(lookup("best-fit:sideways").is_err());
+        assert!(build("worst-fit:fifo:no-coalesce", &Config::default()).is_ok());
     }
 
     #[test]
