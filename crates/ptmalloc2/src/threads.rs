@@ -889,7 +889,9 @@ impl Ptmalloc {
             return core::ptr::null_mut();
         };
         let (arena, tc0) = self.thread(g);
-        let tc = if align <= MALLOC_ALIGNMENT && !zero {
+        // malloc and calloc set up the thread's tcache (calloc never takes from it); memalign
+        // (alignment above 16) does not, in glibc 2.36.
+        let tc = if align <= MALLOC_ALIGNMENT {
             self.tcache(g, arena, tc0)
         } else if tc0 == usize::MAX {
             0
