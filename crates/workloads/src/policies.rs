@@ -223,6 +223,20 @@ fn fit(name: &str, cfg: &Config) -> Result<Instance, String> {
     )))
 }
 
+fn segregated(_name: &str, cfg: &Config) -> Result<Instance, String> {
+    no_tunables(cfg, "segregated")?;
+    // The page level (spans and large objects): best fit over a brk-like region.
+    let pages = fit::FitHeap::new(BrkRegion::new(cfg.reserve), fit::Config::best_fit());
+    Ok(instance(segregated::Segregated::new(pages)))
+}
+
+fn segregated_buddy(_name: &str, cfg: &Config) -> Result<Instance, String> {
+    no_tunables(cfg, "segregated")?;
+    let conf = buddy::Config::new(cfg.capacity).grow_by(1 << 20);
+    let pages = buddy::Buddy::new(BrkRegion::new(cfg.reserve), conf);
+    Ok(instance(segregated::Segregated::new(pages)))
+}
+
 /// Every registered policy, in the order reports list them. Any other fit name
 /// (`POLICY[:ORDER][:COALESCE]`, e.g. `best-fit:size-asc:no-coalesce`) is accepted by [`lookup`].
 pub fn all() -> Vec<Policy> {
@@ -251,6 +265,16 @@ pub fn all() -> Vec<Policy> {
             name: "worst-fit",
             about: "worst fit, address-ordered free list",
             build: fit,
+        },
+        Policy {
+            name: "segregated",
+            about: "Go's size classes over spans; spans and large objects from best fit",
+            build: segregated,
+        },
+        Policy {
+            name: "segregated:buddy",
+            about: "Go's size classes over spans; spans and large objects from the buddy system",
+            build: segregated_buddy,
         },
         Policy {
             name: "buddy",
