@@ -4,7 +4,12 @@
  *
  * It allocates nothing itself: the trace is read with read(2) into a static buffer, results go to
  * a static array, and the output is formatted by hand and written with write(2) at the end
- * (printf would malloc its stdout buffer). Usage: replay TRACE   (GLIBC_TUNABLES as you like). */
+ * (printf would malloc its stdout buffer). Usage: replay TRACE   (GLIBC_TUNABLES as you like).
+ *
+ * For the bad-input tests it also understands three private events:
+ *   F ID          free the block but keep its pointer (so a later F frees it again)
+ *   X ID OFF      free(pointer + OFF)
+ *   W ID OFF VAL  store the word VAL at pointer + OFF (OFF may be negative: headers) */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <malloc.h>
@@ -64,6 +69,16 @@ static int number(unsigned long *v) {
     return 1;
 }
 
+static int snumber(long *v) {
+    while (cur < end && *cur == ' ') cur++;
+    int neg = 0;
+    if (cur < end && *cur == '-') { neg = 1; cur++; }
+    unsigned long x;
+    if (!number(&x)) return 0;
+    *v = neg ? -(long)x : (long)x;
+    return 1;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) die("usage: replay TRACE");
     int fd = open(argv[1], O_RDONLY);
@@ -94,8 +109,17 @@ int main(int argc, char **argv) {
         case 'm': if (!number(&b) || !number(&a)) die("bad memalign"); p = memalign(b, a); break;
         case 'r': if (!number(&a)) die("bad size"); p = realloc(ptrs[id], a); break;
         case 'f': free(ptrs[id]); ptrs[id] = NULL; break;
+        case 'F': free(ptrs[id]); break;
+        case 'X': { long off; if (!snumber(&off)) die("bad offset"); free((char *)ptrs[id] + off); break; }
+        case 'W': {
+            long off, val;
+            if (!snumber(&off) || !snumber(&val)) die("bad write");
+            *(long *)((char *)ptrs[id] + off) = val;
+            break;
+        }
         default: die("bad op");
         }
+        if (op == 'F' || op == 'X' || op == 'W') { cur = line_end + 1; continue; }
         if (op != 'f') {
             ptrs[id] = p;
             if (nout >= MAX_OUT) die("too many events");
