@@ -263,6 +263,16 @@ impl ClassTable {
         }
     }
 
+    /// The span geometry of class `c` by reference (the allocation fast path).
+    #[inline]
+    pub(crate) fn geo_ref(&self, c: usize) -> Option<&SpanGeometry> {
+        if c >= 1 && c <= self.count {
+            Some(&self.geo[c])
+        } else {
+            None
+        }
+    }
+
     /// The span geometry of the tiny blocks (16-byte blocks shared by tiny objects).
     pub const fn tiny_geometry(&self) -> SpanGeometry {
         self.tiny

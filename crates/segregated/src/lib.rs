@@ -358,8 +358,10 @@ impl<L: FreeSpaceManager> Segregated<L> {
         self.sync_footprint();
     }
 
-    /// Takes a free slot of class `c` (or a fresh span's first slot). Does not touch the bitmap.
-    fn slot_alloc(&mut self, c: usize) -> Option<(*mut SpanHeader, *mut u8)> {
+    /// Takes a free slot of class `c` (or a fresh span's first slot): its span, address and
+    /// slot number. Does not touch the bitmap.
+    #[inline]
+    fn slot_alloc(&mut self, c: usize) -> Option<(*mut SpanHeader, *mut u8, usize)> {
         let g = self.geo(c)?;
         let mut s = self.classes[c].partial;
         if s.is_null() {
@@ -367,14 +369,15 @@ impl<L: FreeSpaceManager> Segregated<L> {
         }
         // SAFETY: `s` is a span of class c in its partial list, so it has a free slot.
         unsafe {
-            let obj = if !(*s).free.is_null() {
+            let base = span::base_of(s, &g);
+            let (obj, slot) = if !(*s).free.is_null() {
                 let o = (*s).free;
                 (*s).free = o.cast::<*mut u8>().read();
-                o
+                (o, slot_of(o as usize - base as usize, g.recip))
             } else {
                 let slot = (*s).bump as usize;
                 (*s).bump += 1;
-                span::base_of(s, &g).wrapping_add(slot * g.size as usize)
+                (base.wrapping_add(slot * g.size as usize), slot)
             };
             let st = &mut self.classes[c];
             if (*s).live == 0 {
@@ -387,7 +390,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
                 SpanList::push(&mut st.full, s);
                 (*s).full = true;
             }
-            Some((s, obj))
+            Some((s, obj, slot))
         }
     }
 
@@ -396,6 +399,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
     ///
     /// # Safety
     /// `obj` is a live slot of span `s` of class `c` (validated), given up by the caller.
+    #[inline]
     unsafe fn slot_free(&mut self, c: usize, s: *mut SpanHeader, obj: *mut u8) {
         let keep = self.config.keep_empty;
         let st = &mut self.classes[c];
@@ -422,6 +426,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
     }
 
     /// The span of a pointer freed as class `c`, checked by range and magic.
+    #[inline]
     fn find_span(&self, ptr: *mut u8, c: usize) -> Result<*mut SpanHeader, FreeError> {
         let a = ptr as usize;
         let Some(g) = self.geo(c) else {
@@ -453,6 +458,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
     }
 
     /// Checks that `ptr` is a live object of class `c`; returns its span and slot.
+    #[inline]
     fn check_object(&self, ptr: *mut u8, c: usize) -> Result<(*mut SpanHeader, usize), FreeError> {
         let s = self.find_span(ptr, c)?;
         let g = self
@@ -488,19 +494,18 @@ impl<L: FreeSpaceManager> Segregated<L> {
     }
 
     /// Allocates without recording the operation; returns the block and the bytes it holds.
+    #[inline]
     fn alloc_inner(&mut self, layout: Layout) -> Result<(NonNull<[u8]>, usize), AllocError> {
         match self.path(layout) {
             Path::Tiny => self.tiny_alloc(layout),
             Path::Class(c) => {
-                let (s, obj) = self
-                    .slot_alloc(c)
-                    .ok_or(AllocError::out_of_memory(layout))?;
-                let g = self.geo(c).ok_or(AllocError::out_of_memory(layout))?;
-                let slot = slot_of(obj as usize - span::base_of(s, &g) as usize, g.recip);
+                let Some((s, obj, slot)) = self.slot_alloc(c) else {
+                    return Err(AllocError::out_of_memory(layout));
+                };
                 // SAFETY: `slot` is a slot of span `s` of class c.
                 unsafe { span::put_bit(s, slot, true) };
                 self.classes[c].requested += layout.size();
-                let size = g.size as usize;
+                let size = self.table.size(c);
                 // SAFETY: slots are never null.
                 let p = unsafe { NonNull::new_unchecked(obj) };
                 Ok((NonNull::slice_from_raw_parts(p, size), size))
@@ -519,6 +524,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
     ///
     /// # Safety
     /// As for [`FreeSpaceManager::deallocate`].
+    #[inline]
     unsafe fn free_inner(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<usize, FreeError> {
         match self.path(layout) {
             // SAFETY: forwarded caller contract.
@@ -605,8 +611,124 @@ impl<L: FreeSpaceManager> Segregated<L> {
     }
 }
 
+impl<L: FreeSpaceManager> Segregated<L> {
+    /// The common case of `allocate`: a size class at alignment <= 8 (not tiny) whose partial
+    /// list has a span. `None` sends the request down the general path.
+    #[inline(always)]
+    fn alloc_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
+        let size = layout.size();
+        if layout.align() > 8 || size > 1024 || (size < TINY_BLOCK && self.config.tiny) {
+            return None;
+        }
+        let table = self.table;
+        let c = table.class_of(size);
+        let g = table.geo_ref(c)?;
+        let st = &mut self.classes[c];
+        let s = st.partial;
+        if s.is_null() {
+            return None;
+        }
+        // SAFETY: `s` heads class c's partial list: a span of class c with a free slot, either
+        // on its free list or at `bump < slots`.
+        unsafe {
+            let base = span::base_of(s, g);
+            let o = (*s).free;
+            let (obj, slot) = if !o.is_null() {
+                (*s).free = o.cast::<*mut u8>().read();
+                (o, slot_of(o as usize - base as usize, g.recip))
+            } else {
+                let slot = (*s).bump as usize;
+                (*s).bump += 1;
+                (base.wrapping_add(slot * g.size as usize), slot)
+            };
+            span::put_bit(s, slot, true);
+            if (*s).live == 0 {
+                st.empty -= 1;
+            }
+            (*s).live += 1;
+            st.live += 1;
+            st.requested += size;
+            if (*s).live as usize == g.objects() {
+                SpanList::remove(&mut st.partial, s);
+                SpanList::push(&mut st.full, s);
+                (*s).full = true;
+            }
+            self.stats.record_alloc(size, g.size as usize);
+            Some(NonNull::slice_from_raw_parts(
+                NonNull::new_unchecked(obj),
+                g.size as usize,
+            ))
+        }
+    }
+
+    /// The common case of `deallocate`: a live object of a size class, whose span was not full
+    /// and, if it becomes empty, is kept. Returns false (having changed nothing) for anything else, which
+    /// the general path then handles or reports.
+    #[inline(always)]
+    fn free_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        let size = layout.size();
+        if layout.align() > 8 || size > 1024 || (size < TINY_BLOCK && self.config.tiny) {
+            return false;
+        }
+        let table = self.table;
+        let c = table.class_of(size);
+        let Some(g) = table.geo_ref(c) else {
+            return false;
+        };
+        let p = ptr.as_ptr();
+        let a = p as usize;
+        let mask = g.span_bytes() - 1;
+        let base_addr = a & !mask;
+        if base_addr < self.lo || base_addr >= self.hi {
+            return false;
+        }
+        let s = p
+            .map_addr(|x| (x & !mask) + g.header_at as usize)
+            .cast::<SpanHeader>();
+        // SAFETY: `base_addr` lies in the range of our spans (memory of `L`'s region); the magic
+        // and class are checked before anything else of the header is trusted, and the slot is
+        // checked against `bump` before its bit is read.
+        unsafe {
+            if (*s).magic != SpanHeader::magic_for(s as usize) || (*s).class as usize != c {
+                return false;
+            }
+            let off = a - base_addr;
+            let slot = slot_of(off, g.recip);
+            if slot * g.size as usize != off
+                || slot < g.first as usize
+                || slot >= (*s).bump as usize
+                || !span::test_bit(s, slot)
+                || (*s).full
+            {
+                return false;
+            }
+            let st = &mut self.classes[c];
+            if (*s).live == 1 {
+                // The span becomes empty: kept (the fast case) only while the class keeps
+                // fewer empty spans than allowed.
+                if st.empty >= self.config.keep_empty {
+                    return false;
+                }
+                st.empty += 1;
+            }
+            span::put_bit(s, slot, false);
+            p.cast::<*mut u8>().write((*s).free);
+            (*s).free = p;
+            (*s).live -= 1;
+            st.live -= 1;
+            st.requested -= size.min(st.requested);
+        }
+        self.stats.record_free(size, g.size as usize);
+        true
+    }
+}
+
 impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
+    #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if let Some(b) = self.alloc_fast(layout) {
+            return Ok(b);
+        }
         match self.alloc_inner(layout) {
             Ok((b, held)) => {
                 self.stats.record_alloc(layout.size(), held);
@@ -619,7 +741,11 @@ impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
         }
     }
 
+    #[inline]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        if self.free_fast(ptr, layout) {
+            return Ok(());
+        }
         // SAFETY: forwarded caller contract.
         match unsafe { self.free_inner(ptr, layout) } {
             Ok(held) => {

@@ -72,12 +72,10 @@ impl<L: FreeSpaceManager> Segregated<L> {
         let align = layout.align();
         let mut off = self.tiny.off.next_multiple_of(align);
         if self.tiny.block.is_null() || off + size > TINY_BLOCK {
-            let (s, block) = self
+            let (s, block, slot) = self
                 .slot_alloc(TINY)
                 .ok_or(AllocError::out_of_memory(layout))?;
-            let g = self.table.tiny_geometry();
-            let base = span::base_of(s, &g) as usize;
-            self.tiny.slot = span::slot_of(block as usize - base, g.recip);
+            self.tiny.slot = slot;
             self.tiny.block = block;
             self.tiny.span = s;
             self.tiny.blocks += 1;
