@@ -6,6 +6,8 @@
 //! random live block and allocates a new one of a random size in its place: the live count stays
 //! at `live`.
 //!
+//! Times are the thread's CPU time (see `common/cpu_time.rs`).
+//!
 //! `cargo bench -p benches --bench buddy`
 
 use std::alloc::Layout;
@@ -15,6 +17,10 @@ use std::time::Duration;
 
 use allocator_traits::{BoxedRegion, FreeSpaceManager};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::CpuTime;
 
 const REGION: usize = 1 << 28;
 const LIVE: [usize; 4] = [100, 1_000, 10_000, 100_000];
@@ -94,7 +100,7 @@ fn prepare<H: Pairs>(h: &mut H, live: usize, rng: &mut Rng) -> Vec<(NonNull<u8>,
     kept
 }
 
-fn bench_one<H: Pairs>(c: &mut Criterion, group: &str, name: &str, make: impl Fn() -> H) {
+fn bench_one<H: Pairs>(c: &mut Criterion<CpuTime>, group: &str, name: &str, make: impl Fn() -> H) {
     let mut g = c.benchmark_group(group);
     g.sample_size(30)
         .warm_up_time(Duration::from_millis(500))
@@ -120,7 +126,7 @@ fn bench_one<H: Pairs>(c: &mut Criterion, group: &str, name: &str, make: impl Fn
     g.finish();
 }
 
-fn pairs(c: &mut Criterion) {
+fn pairs(c: &mut Criterion<CpuTime>) {
     bench_one(c, "buddy_pairs", "buddy", || {
         buddy::Buddy::try_new(
             BoxedRegion::new(REGION).expect("region"),
@@ -131,5 +137,9 @@ fn pairs(c: &mut Criterion) {
     bench_one(c, "buddy_pairs", "buddy_system_allocator", Bsa::new);
 }
 
-criterion_group!(benches, pairs);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = pairs
+}
 criterion_main!(benches);

@@ -6,6 +6,8 @@
 //! * `churn/1000`: 1 000 live blocks of random small sizes (8..=512 B); each iteration frees a
 //!   random one and allocates a new one of a random size in its place.
 //!
+//! Times are the thread's CPU time (see `common/cpu_time.rs`).
+//!
 //! `cargo bench -p benches --bench segregated`
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -16,6 +18,10 @@ use std::time::Duration;
 use allocator_traits::{BoxedRegion, FreeSpaceManager};
 use buddy::Buddy;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::CpuTime;
 use mimalloc::MiMalloc;
 use segregated::Segregated;
 
@@ -77,11 +83,7 @@ fn segregated_heap() -> Segregated<Buddy<BoxedRegion>> {
     )
 }
 
-fn pair<H: Pairs>(
-    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    h: &mut H,
-) {
+fn pair<H: Pairs>(g: &mut criterion::BenchmarkGroup<'_, CpuTime>, name: &str, h: &mut H) {
     for size in [8usize, 16, 32, 64, 128, 256, 512] {
         let l = Layout::from_size_align(size, 8).expect("layout");
         g.bench_with_input(
@@ -97,11 +99,7 @@ fn pair<H: Pairs>(
     }
 }
 
-fn churn<H: Pairs>(
-    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    h: &mut H,
-) {
+fn churn<H: Pairs>(g: &mut criterion::BenchmarkGroup<'_, CpuTime>, name: &str, h: &mut H) {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut live: Vec<(NonNull<u8>, Layout)> = (0..1000)
         .map(|_| {
@@ -123,7 +121,7 @@ fn churn<H: Pairs>(
     }
 }
 
-fn small(c: &mut Criterion) {
+fn small(c: &mut Criterion<CpuTime>) {
     let mut g = c.benchmark_group("segregated_small");
     g.sample_size(30)
         .warm_up_time(Duration::from_millis(500))
@@ -138,5 +136,9 @@ fn small(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, small);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = small
+}
 criterion_main!(benches);
