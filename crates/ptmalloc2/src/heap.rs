@@ -322,20 +322,33 @@ impl<S: MemorySource, M: MemorySource> Grow for Sys<S, M> {
         if core.top_size() < core.mp.trim_threshold {
             return Ok(());
         }
-        // systrim(pad, av)
+        // systrim(pad, av). glibc computes `top_area` as a long and compares it with the
+        // size_t `pad`, so the comparison and the subtraction below are unsigned: with a top of
+        // exactly MINSIZE (top_area = -1) it goes on, `extra` wraps to minus a few pages, and
+        // `sbrk(-extra)` *grows* the heap (reachable with trim_threshold <= 32). Kept as is.
         let top = core.st.top;
         let top_size = core.top_size();
-        let top_area = top_size as isize - MINSIZE as isize - 1;
-        if top_area <= pad as isize {
+        let top_area = top_size.wrapping_sub(MINSIZE + 1);
+        if top_area <= pad {
             return Ok(());
         }
-        let extra = align_down(top_area as usize - pad, PAGE);
+        let extra = align_down(top_area.wrapping_sub(pad), PAGE) as isize;
         if extra == 0 {
             return Ok(());
         }
         if self.brk_end != top + top_size {
             return Ok(());
         }
+        if extra < 0 {
+            if let Some((_, got)) = self.morecore(core, extra.unsigned_abs()) {
+                core.st.system_mem += got;
+                core.st.max_system_mem = core.st.max_system_mem.max(core.st.system_mem);
+                // SAFETY: the top chunk now reaches the new break.
+                unsafe { set_head(&core.m, top, (top_size + got) | PREV_INUSE) };
+            }
+            return Ok(());
+        }
+        let extra = extra as usize;
         let at = self.brk_end - extra;
         let Some(ptr) = NonNull::new(core.m.ptr(at)) else {
             return Ok(());

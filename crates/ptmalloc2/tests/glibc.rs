@@ -303,6 +303,9 @@ const CONFIGS: &[&str] = &[
     "glibc.malloc.tcache_count=2:glibc.malloc.tcache_unsorted_limit=3:glibc.malloc.tcache_max=200",
     "glibc.malloc.mmap_max=0:glibc.malloc.mxfast=160",
     "glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=4096",
+    // trim at every 64 KiB free, which reaches systrim's unsigned-comparison quirk
+    "glibc.malloc.trim_threshold=0:glibc.malloc.perturb=165",
+    "glibc.malloc.mxfast=80:glibc.malloc.tcache_count=1:glibc.malloc.tcache_max=0",
 ];
 
 #[test]
@@ -321,9 +324,15 @@ fn model_places_every_block_where_glibc_does() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
+    // PTMALLOC2_CONFIGS="cfg1;cfg2" replaces the configurations (for exploring).
+    let extra = std::env::var("PTMALLOC2_CONFIGS").ok();
+    let configs: Vec<&str> = match &extra {
+        Some(e) => e.split(';').collect(),
+        None => CONFIGS.to_vec(),
+    };
     let (mut traces, mut ops, mut lines) = (0usize, 0usize, 0usize);
     let mut failures = Vec::new();
-    for (ci, cfg) in CONFIGS.iter().enumerate() {
+    for (ci, cfg) in configs.iter().enumerate() {
         for seed in 0..seeds {
             let s = seed * 1000 + ci as u64;
             for t in [
@@ -374,7 +383,7 @@ fn model_places_every_block_where_glibc_does() {
     }
     println!(
         "glibc comparison: {traces} traces, {ops} operations, {lines} placements, {} configurations, {} mismatching traces",
-        CONFIGS.len(),
+        configs.len(),
         failures.len()
     );
     assert!(
