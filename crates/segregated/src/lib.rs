@@ -131,7 +131,8 @@ pub struct ClassStats {
     pub spans: usize,
     /// Live objects (live tiny blocks for [`TINY`]).
     pub live_objects: usize,
-    /// Bytes callers asked for, over live objects.
+    /// Bytes callers asked for, over live objects (over the tiny objects in live blocks, for
+    /// [`TINY`]).
     pub live_requested: usize,
     /// Objects free in the class's spans.
     pub free_objects: usize,

@@ -86,6 +86,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
         self.tiny.off = off + size;
         self.tiny.objects += 1;
         self.tiny.unshared += self.unshared(layout);
+        self.classes[TINY].requested += size;
         let p = self.tiny.block.wrapping_add(off);
         // SAFETY: inside a slot, never null.
         let p = unsafe { NonNull::new_unchecked(p) };
@@ -135,6 +136,8 @@ impl<L: FreeSpaceManager> Segregated<L> {
         };
         self.tiny.objects -= 1;
         self.tiny.unshared -= self.unshared(layout).min(self.tiny.unshared);
+        let st = &mut self.classes[TINY];
+        st.requested -= layout.size().max(1).min(st.requested);
         if left == 0 {
             let block = ptr.as_ptr().map_addr(|a| a & !(TINY_BLOCK - 1));
             if block == self.tiny.block && self.config.keep_empty > 0 {
@@ -170,6 +173,8 @@ impl<L: FreeSpaceManager> Segregated<L> {
         }
         self.tiny.unshared =
             self.tiny.unshared - self.unshared(old).min(self.tiny.unshared) + self.unshared(new);
+        let st = &mut self.classes[TINY];
+        st.requested = st.requested - os.min(st.requested) + ns;
         self.stats
             .record_resize(old.size(), os, new.size(), ns, true);
         Ok(NonNull::slice_from_raw_parts(ptr, ns))
