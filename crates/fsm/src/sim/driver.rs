@@ -147,7 +147,9 @@ pub fn explicit(engine: &mut dyn Engine, list: &str, o: &mut Output<'_>) -> Resu
                 let r = engine
                     .malloc(size)
                     .map_err(|why| Stop::Crash(format!("op {op:?} (#{n}): {why}")))?;
-                if let Some(a) = r.addr {
+                // malloc.py records a block only `if ptr != -1`: a block placed at address -1
+                // (a negative `-b`) is taken for a failure, though the heap keeps it.
+                if let Some(a) = r.addr.filter(|&a| a != -1) {
                     p.insert(c, a);
                 }
                 o.alloc_line(&*engine, &mut text, c, size, r, false);
@@ -226,7 +228,8 @@ pub fn random(engine: &mut dyn Engine, prm: RandomParams, o: &mut Output<'_>) ->
             let r = engine.malloc(size).map_err(|why| {
                 Stop::Crash(format!("random op {} (Alloc({size})): {why}", j + 1))
             })?;
-            if let Some(a) = r.addr {
+            // As in explicit mode: a block at address -1 is taken for a failure.
+            if let Some(a) = r.addr.filter(|&a| a != -1) {
                 p.insert(c, a);
                 live.push(c);
             }
