@@ -20,7 +20,7 @@
 use crate::bins::*;
 use crate::checks::*;
 use crate::chunk::*;
-use crate::tcache;
+use crate::tcache::{self, Tc};
 use crate::tunables::Params;
 
 /// Why an internal operation failed: no memory (malloc returns NULL) or a failed integrity check
@@ -90,7 +90,7 @@ pub(crate) struct Core {
 /// What the arena algorithms need from the memory behind them: `sysmalloc` and `systrim`.
 pub(crate) trait Grow {
     /// glibc's `sysmalloc(nb, av)`: get more memory (or a mapped chunk); returns a user pointer.
-    fn sysmalloc(&mut self, core: &mut Core, tc: usize, nb: usize) -> R<usize>;
+    fn sysmalloc(&mut self, core: &mut Core, tc: Tc, nb: usize) -> R<usize>;
     /// `systrim(pad, av)` for the main arena, `heap_trim` for a thread arena.
     fn trim(&mut self, core: &mut Core, pad: usize) -> R<()>;
     /// The accessor for the mapped chunk containing `a`, if `a` is in one.
@@ -274,7 +274,7 @@ impl Core {
 
     /// `_int_malloc(av, bytes)` with the thread's tcache at `tc` (0 = none). Returns the user
     /// pointer and whether glibc would `alloc_perturb` it (not when it comes out of the tcache).
-    pub fn int_malloc<G: Grow>(&mut self, g: &mut G, tc: usize, bytes: usize) -> R<(usize, bool)> {
+    pub fn int_malloc<G: Grow>(&mut self, g: &mut G, tc: Tc, bytes: usize) -> R<(usize, bool)> {
         let (mem, fresh) = self.int_malloc_inner(g, tc, bytes)?;
         if fresh && mem >= self.st.base && mem < self.st.top {
             // The model clears the word where free looks for the tcache key (and the fastbin
@@ -285,15 +285,10 @@ impl Core {
         Ok((mem, fresh))
     }
 
-    fn int_malloc_inner<G: Grow>(
-        &mut self,
-        g: &mut G,
-        tc: usize,
-        bytes: usize,
-    ) -> R<(usize, bool)> {
+    fn int_malloc_inner<G: Grow>(&mut self, g: &mut G, tc: Tc, bytes: usize) -> R<(usize, bool)> {
         let nb = checked_request2size(bytes).ok_or(Fail::Oom)?;
         let tc_idx = tcache::csize2tidx(nb);
-        let use_tc = tc != 0 && tc_idx < self.mp.tcache_bins;
+        let use_tc = tc.is_some() && tc_idx < self.mp.tcache_bins;
         let m = self.m;
 
         // 1. Fastbins.
@@ -313,7 +308,7 @@ impl Core {
                 }
                 if use_tc {
                     // SAFETY: `tc` is the live tcache struct.
-                    while unsafe { tcache::count(&m, tc, tc_idx) } < self.mp.tcache_count {
+                    while unsafe { tcache::count(&tc, tc_idx) } < self.mp.tcache_count {
                         let t = self.st.fastbins[idx];
                         if t == 0 {
                             break;
@@ -324,7 +319,7 @@ impl Core {
                         // SAFETY: `t` is a fastbin chunk; `tc` the live tcache struct.
                         unsafe {
                             self.st.fastbins[idx] = m.rd(t + 16);
-                            tcache::put(&m, tc, t, tc_idx);
+                            tcache::put(&m, &tc, t, tc_idx);
                         }
                     }
                 }
@@ -348,7 +343,7 @@ impl Core {
                 self.set_non_main(victim);
                 if use_tc {
                     // SAFETY: `tc` is the live tcache struct.
-                    while unsafe { tcache::count(&m, tc, tc_idx) } < self.mp.tcache_count {
+                    while unsafe { tcache::count(&tc, tc_idx) } < self.mp.tcache_count {
                         let t = self.bk(idx);
                         if t == idx {
                             break;
@@ -359,7 +354,7 @@ impl Core {
                         self.set_bk(idx, bck);
                         self.set_fd(bck, idx);
                         // SAFETY: `t` is now an in-use chunk of bin `tc_idx`'s size.
-                        unsafe { tcache::put(&m, tc, t, tc_idx) };
+                        unsafe { tcache::put(&m, &tc, t, tc_idx) };
                     }
                 }
                 return Ok((chunk2mem(victim), true));
@@ -436,9 +431,9 @@ impl Core {
                     self.set_inuse_at(victim, size);
                     self.set_non_main(victim);
                     // SAFETY: `tc` is the live tcache struct.
-                    if use_tc && unsafe { tcache::count(&m, tc, tc_idx) } < self.mp.tcache_count {
+                    if use_tc && unsafe { tcache::count(&tc, tc_idx) } < self.mp.tcache_count {
                         // SAFETY: `victim` is an in-use chunk of the bin's size.
-                        unsafe { tcache::put(&m, tc, victim, tc_idx) };
+                        unsafe { tcache::put(&m, &tc, victim, tc_idx) };
                         return_cached = true;
                         continue;
                     }
@@ -508,7 +503,7 @@ impl Core {
                     && unsorted_count > self.mp.tcache_unsorted_limit
                 {
                     // SAFETY: `tc` is live and bin `tc_idx` holds the stashed chunk.
-                    return Ok((unsafe { tcache::get(&m, tc, tc_idx) }?, false));
+                    return Ok((unsafe { tcache::get(&m, &tc, tc_idx) }?, false));
                 }
                 iters += 1;
                 if iters >= 10000 {
@@ -517,7 +512,7 @@ impl Core {
             }
             if return_cached {
                 // SAFETY: as above.
-                return Ok((unsafe { tcache::get(&m, tc, tc_idx) }?, false));
+                return Ok((unsafe { tcache::get(&m, &tc, tc_idx) }?, false));
             }
 
             // 5. Large request: the smallest chunk that fits in its own bin.
@@ -713,7 +708,7 @@ impl Core {
     /// `_int_free(av, p, have_lock)` for a chunk of this arena that is not mmapped. The caller has
     /// checked that `p` and its size word lie inside the heap; `limit` is the end of the heap
     /// (the end of the top chunk) to keep reads of the next chunk in bounds.
-    pub fn int_free<G: Grow>(&mut self, g: &mut G, tc: usize, p: usize, have_lock: bool) -> R<()> {
+    pub fn int_free<G: Grow>(&mut self, g: &mut G, tc: Tc, p: usize, have_lock: bool) -> R<()> {
         let m = self.m;
         let size = self.csize(p);
         if p > size.wrapping_neg() || misaligned(p) {
@@ -727,12 +722,12 @@ impl Core {
         let limit = self.st.top + self.top_size();
         let in_bounds = p < limit && size <= limit - p && limit - p - size >= CHUNK_HDR_SZ;
 
-        if tc != 0 && tcache::csize2tidx(size) < self.mp.tcache_bins {
+        if tc.is_some() && tcache::csize2tidx(size) < self.mp.tcache_bins {
             if !in_bounds {
                 return Err(FREE_INVALID_SIZE.into());
             }
             // SAFETY: `tc` is the live tcache struct and `p` an in-bounds chunk of `size`.
-            if unsafe { tcache::free_to_cache(&m, tc, p, size, self.mp.tcache_count) }? {
+            if unsafe { tcache::free_to_cache(&m, &tc, p, size, self.mp.tcache_count) }? {
                 return Ok(());
             }
         }
@@ -878,7 +873,7 @@ impl Core {
     pub fn int_realloc<G: Grow>(
         &mut self,
         g: &mut G,
-        tc: usize,
+        tc: Tc,
         oldp: usize,
         oldsize: usize,
         nb: usize,
@@ -953,7 +948,7 @@ impl Core {
     pub fn int_memalign<G: Grow>(
         &mut self,
         g: &mut G,
-        tc: usize,
+        tc: Tc,
         alignment: usize,
         bytes: usize,
     ) -> R<usize> {

@@ -21,6 +21,7 @@ use allocator_traits::{MemorySource, SourceError};
 use crate::arena::{Core, Fail, Grow, R};
 use crate::checks::*;
 use crate::chunk::*;
+use crate::tcache::Tc;
 
 /// One mapped chunk's grant.
 #[derive(Debug, Clone, Copy)]
@@ -227,7 +228,7 @@ impl<S: MemorySource, M: MemorySource> Sys<S, M> {
 }
 
 impl<S: MemorySource, M: MemorySource> Grow for Sys<S, M> {
-    fn sysmalloc(&mut self, core: &mut Core, tc: usize, nb: usize) -> R<usize> {
+    fn sysmalloc(&mut self, core: &mut Core, tc: Tc, nb: usize) -> R<usize> {
         if nb >= core.mp.mmap_threshold
             && core.mp.n_mmaps < core.mp.n_mmaps_max
             && let Some(mem) = self.try_mmap(core, nb)

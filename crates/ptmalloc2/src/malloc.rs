@@ -27,7 +27,7 @@ use crate::bins::*;
 use crate::checks::*;
 use crate::chunk::*;
 use crate::heap::{Mapping, NoMmap, Sys};
-use crate::tcache::{self, TCACHE_MAX_BINS, TCACHE_STRUCT_SIZE};
+use crate::tcache::{self, TCACHE_MAX_BINS, TCACHE_STRUCT_SIZE, Tc};
 use crate::tunables::{DEFAULT_MMAP_THRESHOLD_MAX, Params, Tunables};
 
 /// Why a C-level call failed.
@@ -79,8 +79,8 @@ impl fmt::Display for Placement {
 pub struct Arena<S: MemorySource, M: MemorySource = NoMmap> {
     core: Core,
     sys: Sys<S, M>,
-    /// The tcache struct's user pointer (0 = not allocated yet or none).
-    tc: usize,
+    /// The thread's tcache (`Tc::NONE` until the first malloc/free allocates it).
+    tc: Tc,
     tunables: Tunables,
     stats: Stats,
     broken: Option<&'static str>,
@@ -115,7 +115,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         Arena {
             core: Core::new(Mem::empty(), Params::new(tunables), 0),
             sys: Sys::new(main, maps),
-            tc: 0,
+            tc: Tc::NONE,
             tunables: tunables.clone(),
             stats: Stats::new(),
             broken: None,
@@ -210,18 +210,22 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
 
     /// `MAYBE_INIT_TCACHE()`: the thread's tcache is allocated by its first malloc/free.
     fn maybe_init_tcache(&mut self) -> R<()> {
-        if self.tc == 0 {
-            match self.core.int_malloc(&mut self.sys, 0, TCACHE_STRUCT_SIZE) {
+        if !self.tc.is_some() {
+            match self
+                .core
+                .int_malloc(&mut self.sys, Tc::NONE, TCACHE_STRUCT_SIZE)
+            {
                 Ok((mem, _)) => {
-                    if self.in_heap(mem) {
-                        // SAFETY: a fresh chunk of 0x290 bytes in the heap.
-                        unsafe { self.core.m.fill(mem, 0, TCACHE_STRUCT_SIZE) };
-                        self.tc = mem;
+                    // In the heap, or (mmap threshold below 0x290) in a mapping of its own.
+                    let m = if self.in_heap(mem) {
+                        Some(self.core.m)
                     } else {
-                        // Only with an mmap threshold below 0x290: the struct got a mapping of
-                        // its own. It stays allocated (as in glibc) but the model then runs
-                        // without a tcache.
-                        self.tc = usize::MAX;
+                        self.mapping_of(mem).map(|mp| Mem::new(mp.ptr))
+                    };
+                    if let Some(m) = m {
+                        // SAFETY: a fresh chunk of at least 0x290 bytes.
+                        unsafe { m.fill(mem, 0, TCACHE_STRUCT_SIZE) };
+                        self.tc = Tc { at: mem, mem: m };
                     }
                 }
                 Err(Fail::Oom) => {}
@@ -232,8 +236,8 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     }
 
     #[inline(always)]
-    fn tc(&self) -> usize {
-        if self.tc == usize::MAX { 0 } else { self.tc }
+    fn tc(&self) -> Tc {
+        self.tc
     }
 
     fn perturb(&mut self, mem: usize, bytes: usize) {
@@ -260,13 +264,13 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         self.maybe_init_tcache()?;
         let tc = self.tc();
         // SAFETY: `tc` is the live tcache struct in the heap.
-        if tc != 0
+        if tc.is_some()
             && tc_idx < self.core.mp.tcache_bins
             // SAFETY: `tc` is the live tcache struct in the heap.
-            && unsafe { tcache::count(&self.core.m, tc, tc_idx) } > 0
+            && unsafe { tcache::count(&tc, tc_idx) } > 0
         {
             // SAFETY: as above; the bin is not empty.
-            return unsafe { tcache::get(&self.core.m, tc, tc_idx) }.map_err(Fail::from);
+            return unsafe { tcache::get(&self.core.m, &tc, tc_idx) }.map_err(Fail::from);
         }
         let (mem, perturb) = self.core.int_malloc(&mut self.sys, tc, bytes)?;
         if perturb {
@@ -649,15 +653,15 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     fn lists(&self, out: &mut dyn Inspector) {
         let c = &self.core;
         let tc = self.tc();
-        if tc != 0 {
+        if tc.is_some() {
             for i in 0..TCACHE_MAX_BINS {
                 // SAFETY: the live tcache struct and its cached chunks.
                 unsafe {
-                    if tcache::count(&c.m, tc, i) == 0 {
+                    if tcache::count(&tc, i) == 0 {
                         continue;
                     }
                     out.begin_list(format_args!("tcache[{i}] ({} B)", 32 + 16 * i));
-                    let mut e = tcache::entry(&c.m, tc, i);
+                    let mut e = tcache::entry(&tc, i);
                     let mut n = 0;
                     while e != 0 && n < 65536 {
                         out.list_entry(mem2chunk(e), 32 + 16 * i);
@@ -767,10 +771,10 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
             out.region(c.st.base, self.sys.brk_end - c.st.base);
             let mut cached = std::collections::HashSet::new();
             let tc = self.tc();
-            if tc != 0 {
+            if tc.is_some() {
                 for i in 0..TCACHE_MAX_BINS {
                     // SAFETY: the live tcache struct and its cached chunks.
-                    let mut e = unsafe { tcache::entry(&c.m, tc, i) };
+                    let mut e = unsafe { tcache::entry(&tc, i) };
                     while e != 0 && cached.insert(mem2chunk(e)) {
                         // SAFETY: as above.
                         e = unsafe { c.m.rd(e) };
@@ -795,7 +799,7 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
                 if size == 0 || p + size > c.st.top {
                     break;
                 }
-                let kind = if tc != 0 && p == mem2chunk(tc) {
+                let kind = if tc.is_some() && p == mem2chunk(tc.at) {
                     BlockKind::Metadata
                 } else if cached.contains(&p) {
                     BlockKind::Cached

@@ -28,6 +28,30 @@ pub const TCACHE_STRUCT_SIZE: usize = 2 * TCACHE_MAX_BINS + 8 * TCACHE_MAX_BINS;
 /// The value written in a cached chunk's `key` word (glibc draws a random one per process).
 pub const TCACHE_KEY: usize = 0x7463_6163_6865_6b79; // "tcachaky"
 
+/// A thread's tcache: the struct's user pointer and the accessor that reaches it (the heap's,
+/// or a mapping's when glibc had to map the struct: an mmap threshold below 0x290).
+#[derive(Debug, Clone, Copy)]
+pub struct Tc {
+    /// User pointer of the `tcache_perthread_struct` chunk (0 = no tcache).
+    pub at: usize,
+    /// Reaches the struct.
+    pub mem: Mem,
+}
+
+impl Tc {
+    /// No tcache (not allocated yet, or switched off).
+    pub const NONE: Tc = Tc {
+        at: 0,
+        mem: Mem::empty(),
+    };
+
+    /// Whether there is a tcache.
+    #[inline(always)]
+    pub fn is_some(&self) -> bool {
+        self.at != 0
+    }
+}
+
 /// `csize2tidx`.
 #[inline(always)]
 pub const fn csize2tidx(c: usize) -> usize {
@@ -43,11 +67,11 @@ pub const fn tidx2usize(i: usize) -> usize {
 /// `counts[i]` of the cache at `tc`.
 ///
 /// # Safety
-/// `tc` is a live tcache struct in `m`'s region and `i < 64`.
+/// `tc` is a live tcache struct and `i < 64`.
 #[inline(always)]
-pub unsafe fn count(m: &Mem, tc: usize, i: usize) -> usize {
+pub unsafe fn count(tc: &Tc, i: usize) -> usize {
     // SAFETY: counts[i] lies inside the struct.
-    unsafe { m.rd16(tc + 2 * i) as usize }
+    unsafe { tc.mem.rd16(tc.at + 2 * i) as usize }
 }
 
 /// `entries[i]` of the cache at `tc` (a user pointer, 0 = empty).
@@ -55,9 +79,9 @@ pub unsafe fn count(m: &Mem, tc: usize, i: usize) -> usize {
 /// # Safety
 /// As for [`count`].
 #[inline(always)]
-pub unsafe fn entry(m: &Mem, tc: usize, i: usize) -> usize {
+pub unsafe fn entry(tc: &Tc, i: usize) -> usize {
     // SAFETY: entries[i] lies inside the struct.
-    unsafe { m.rd(tc + 2 * TCACHE_MAX_BINS + 8 * i) }
+    unsafe { tc.mem.rd(tc.at + 2 * TCACHE_MAX_BINS + 8 * i) }
 }
 
 /// `tcache_put`: caches the chunk `p` in bin `i`.
@@ -65,14 +89,14 @@ pub unsafe fn entry(m: &Mem, tc: usize, i: usize) -> usize {
 /// # Safety
 /// As for [`count`]; `p` is an in-use chunk of bin `i`'s size in the region.
 #[inline(always)]
-pub unsafe fn put(m: &Mem, tc: usize, p: usize, i: usize) {
+pub unsafe fn put(m: &Mem, tc: &Tc, p: usize, i: usize) {
     let e = p + 16;
     // SAFETY: `e` and its two words are in the chunk; the struct fields are in the struct.
     unsafe {
         m.wr(e + 8, TCACHE_KEY);
-        m.wr(e, entry(m, tc, i));
-        m.wr(tc + 2 * TCACHE_MAX_BINS + 8 * i, e);
-        m.wr16(tc + 2 * i, m.rd16(tc + 2 * i) + 1);
+        m.wr(e, entry(tc, i));
+        tc.mem.wr(tc.at + 2 * TCACHE_MAX_BINS + 8 * i, e);
+        tc.mem.wr16(tc.at + 2 * i, tc.mem.rd16(tc.at + 2 * i) + 1);
     }
 }
 
@@ -82,15 +106,15 @@ pub unsafe fn put(m: &Mem, tc: usize, p: usize, i: usize) {
 /// # Safety
 /// As for [`count`]; `counts[i] > 0`.
 #[inline(always)]
-pub unsafe fn get(m: &Mem, tc: usize, i: usize) -> Result<usize, &'static str> {
+pub unsafe fn get(m: &Mem, tc: &Tc, i: usize) -> Result<usize, &'static str> {
     // SAFETY: as above; `e` is a cached chunk's user pointer.
     unsafe {
-        let e = entry(m, tc, i);
+        let e = entry(tc, i);
         if e & MALLOC_ALIGN_MASK != 0 {
             return Err(crate::checks::TCACHE_UNALIGNED);
         }
-        m.wr(tc + 2 * TCACHE_MAX_BINS + 8 * i, m.rd(e));
-        m.wr16(tc + 2 * i, m.rd16(tc + 2 * i) - 1);
+        tc.mem.wr(tc.at + 2 * TCACHE_MAX_BINS + 8 * i, m.rd(e));
+        tc.mem.wr16(tc.at + 2 * i, tc.mem.rd16(tc.at + 2 * i) - 1);
         m.wr(e + 8, 0);
         Ok(e)
     }
@@ -104,7 +128,7 @@ pub unsafe fn get(m: &Mem, tc: usize, i: usize) -> Result<usize, &'static str> {
 /// `tc` is a live tcache struct and `p` a chunk of `size` bytes, both in `m`'s region.
 pub unsafe fn free_to_cache(
     m: &Mem,
-    tc: usize,
+    tc: &Tc,
     p: usize,
     size: usize,
     tcache_count: usize,
@@ -115,7 +139,7 @@ pub unsafe fn free_to_cache(
     unsafe {
         if m.rd(e + 8) == TCACHE_KEY {
             let mut cnt = 0;
-            let mut tmp = entry(m, tc, tc_idx);
+            let mut tmp = entry(tc, tc_idx);
             while tmp != 0 {
                 if cnt >= tcache_count {
                     return Err(crate::checks::TCACHE_TOO_MANY);
@@ -130,7 +154,7 @@ pub unsafe fn free_to_cache(
                 cnt += 1;
             }
         }
-        if count(m, tc, tc_idx) < tcache_count {
+        if count(tc, tc_idx) < tcache_count {
             put(m, tc, p, tc_idx);
             return Ok(true);
         }

@@ -38,6 +38,7 @@ use crate::arena::{Core, Fail, Grow, R, Realloc};
 use crate::checks::*;
 use crate::chunk::*;
 use crate::heap::{Mappings, Sys};
+use crate::tcache::Tc;
 use crate::tcache::{self, TCACHE_STRUCT_SIZE};
 use crate::tunables::{DEFAULT_MMAP_THRESHOLD_MAX, HEAP_MAX_SIZE, Params, Tunables};
 
@@ -232,7 +233,7 @@ impl ThreadHeaps {
 }
 
 impl Grow for ThreadHeaps {
-    fn sysmalloc(&mut self, core: &mut Core, tc: usize, nb: usize) -> R<usize> {
+    fn sysmalloc(&mut self, core: &mut Core, tc: Tc, nb: usize) -> R<usize> {
         let try_mmap = |this: &mut Self, core: &mut Core| -> Option<usize> {
             let size = align_up(nb + SIZE_SZ, PAGE);
             if size <= nb {
@@ -402,7 +403,7 @@ impl Heaps {
 }
 
 impl Grow for Heaps {
-    fn sysmalloc(&mut self, core: &mut Core, tc: usize, nb: usize) -> R<usize> {
+    fn sysmalloc(&mut self, core: &mut Core, tc: Tc, nb: usize) -> R<usize> {
         match self {
             Heaps::None => Err(Fail::Oom),
             Heaps::Main(s) => s.sysmalloc(core, tc, nb),
@@ -588,6 +589,16 @@ impl Global {
     }
 }
 
+/// The tcache at user pointer `tc` (0 = none) in the allocator's heaps.
+#[inline(always)]
+fn tcx(g: &Global, tc: usize) -> Tc {
+    if tc == 0 || tc == usize::MAX {
+        Tc::NONE
+    } else {
+        Tc { at: tc, mem: g.m }
+    }
+}
+
 fn fatal(ptr: usize, what: &'static str) -> ! {
     abort_with(&FreeError::Corrupted { ptr, what })
 }
@@ -633,9 +644,9 @@ fn thread_exit(g: &Global, arena: usize, tc: usize) {
     if tc != 0 && tc != usize::MAX {
         for i in 0..tcache::TCACHE_MAX_BINS {
             // SAFETY: our live tcache struct and its cached chunks.
-            while unsafe { tcache::count(&g.m, tc, i) } > 0 {
+            while unsafe { tcache::count(&tcx(g, tc), i) } > 0 {
                 // SAFETY: as above.
-                let e = match unsafe { tcache::get(&g.m, tc, i) } {
+                let e = match unsafe { tcache::get(&g.m, &tcx(g, tc), i) } {
                     Ok(e) => e,
                     Err(_) => fatal(tc, SHUTDOWN_UNALIGNED),
                 };
@@ -665,7 +676,7 @@ fn free_chunk(g: &Global, tc: usize, p: usize) {
     let a = g.arena_for_chunk(p);
     let mut cell = g.arenas[a].lock();
     let cell = &mut *cell;
-    if let Err(Fail::Corrupt(w)) = cell.core.int_free(&mut cell.heaps, tc, p, true) {
+    if let Err(Fail::Corrupt(w)) = cell.core.int_free(&mut cell.heaps, tcx(g, tc), p, true) {
         fatal(chunk2mem(p), w)
     }
 }
@@ -865,7 +876,8 @@ impl Ptmalloc {
         let r = {
             let mut guard = g.arenas[arena].lock();
             let cell = &mut *guard;
-            cell.core.int_malloc(&mut cell.heaps, 0, TCACHE_STRUCT_SIZE)
+            cell.core
+                .int_malloc(&mut cell.heaps, Tc::NONE, TCACHE_STRUCT_SIZE)
         };
         let tc = match r {
             Ok((mem, _)) if g.in_heaps(mem) => {
@@ -905,10 +917,10 @@ impl Ptmalloc {
             && tc != 0
             && tc_idx < g.mp.tcache_bins
             // SAFETY: our thread's live tcache struct.
-            && unsafe { tcache::count(&g.m, tc, tc_idx) } > 0
+            && unsafe { tcache::count(&tcx(g, tc), tc_idx) } > 0
         {
             // SAFETY: as above; the bin is not empty.
-            match unsafe { tcache::get(&g.m, tc, tc_idx) } {
+            match unsafe { tcache::get(&g.m, &tcx(g, tc), tc_idx) } {
                 Ok(e) => return g.m.ptr(e),
                 Err(w) => fatal(0, w),
             }
@@ -921,10 +933,11 @@ impl Ptmalloc {
             }
             if align <= MALLOC_ALIGNMENT {
                 cell.core
-                    .int_malloc(&mut cell.heaps, tc, bytes)
+                    .int_malloc(&mut cell.heaps, tcx(g, tc), bytes)
                     .map(|r| r.0)
             } else {
-                cell.core.int_memalign(&mut cell.heaps, tc, align, bytes)
+                cell.core
+                    .int_memalign(&mut cell.heaps, tcx(g, tc), align, bytes)
             }
         };
         let mut r = attempt(arena);
@@ -1034,7 +1047,7 @@ impl Ptmalloc {
         }
         if tc != 0 && tcache::csize2tidx(size) < g.mp.tcache_bins {
             // SAFETY: our thread's tcache; `p` is a chunk of `size` in our heaps.
-            match unsafe { tcache::free_to_cache(&g.m, tc, p, size, g.mp.tcache_count) } {
+            match unsafe { tcache::free_to_cache(&g.m, &tcx(g, tc), p, size, g.mp.tcache_count) } {
                 Ok(true) => return,
                 Ok(false) => {}
                 Err(w) => fatal(mem, w),
@@ -1070,7 +1083,10 @@ impl Ptmalloc {
         if p > oldsize.wrapping_neg() || misaligned(p) {
             fatal(mem, REALLOC_POINTER);
         }
-        match cell.core.int_realloc(&mut cell.heaps, tc, p, oldsize, nb) {
+        match cell
+            .core
+            .int_realloc(&mut cell.heaps, tcx(g, tc), p, oldsize, nb)
+        {
             Ok(Realloc::InPlace(m)) => g.m.ptr(m),
             Ok(Realloc::Moved(newmem)) => {
                 let dst = if g.in_heaps(newmem) {
@@ -1083,7 +1099,9 @@ impl Ptmalloc {
                 };
                 // SAFETY: distinct live chunks; the old one has `oldsize - 8` user bytes.
                 unsafe { core::ptr::copy_nonoverlapping(ptr, dst, oldsize - SIZE_SZ) };
-                if let Err(Fail::Corrupt(w)) = cell.core.int_free(&mut cell.heaps, tc, p, true) {
+                if let Err(Fail::Corrupt(w)) =
+                    cell.core.int_free(&mut cell.heaps, tcx(g, tc), p, true)
+                {
                     fatal(mem, w);
                 }
                 dst

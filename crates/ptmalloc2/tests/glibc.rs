@@ -306,6 +306,8 @@ const CONFIGS: &[&str] = &[
     // trim at every 64 KiB free, which reaches systrim's unsigned-comparison quirk
     "glibc.malloc.trim_threshold=0:glibc.malloc.perturb=165",
     "glibc.malloc.mxfast=80:glibc.malloc.tcache_count=1:glibc.malloc.tcache_max=0",
+    // below 0x290: the tcache struct itself gets a mapping
+    "glibc.malloc.mmap_threshold=600:glibc.malloc.tcache_count=3",
 ];
 
 #[test]
