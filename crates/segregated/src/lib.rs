@@ -29,7 +29,8 @@
 //!   [`Config::keep_empty`] empty spans (default 1) so that an alloc/free pair at a span boundary
 //!   does not reach `L` every time ([`Segregated::release_empty_spans`] gives them back).
 //! * **Where the class is kept.** Nowhere per object: free derives the class from the `Layout`,
-//!   finds the span by masking the pointer, and checks the span's magic, class and bitmap, so a
+//!   finds the span by masking the pointer, checks the [`pagemap`] (a byte per 8 KiB page: the
+//!   class of the span starting there) and then the span's magic, class and bitmap, so a
 //!   foreign pointer (outside every span), a pointer that is not an object, a double free and a
 //!   free with another class's layout are reported as [`FreeError`]s.
 //! * **Statistics.** [`Stats`] covers all paths; [`Segregated::class_stats`] shows the waste per
@@ -53,6 +54,7 @@
 
 pub mod classes;
 mod inspect;
+pub mod pagemap;
 pub mod span;
 pub mod tiny;
 
@@ -65,6 +67,7 @@ pub use allocator_traits::{
 pub use classes::{ClassTable, GO, GO_SIZES, SpanGeometry, TableError};
 
 use classes::MAX_CLASSES;
+use pagemap::PageMap;
 use span::{SpanHeader, SpanList, TINY_BLOCK, slot_of};
 use tiny::TinyState;
 
@@ -190,9 +193,8 @@ pub struct Segregated<L> {
     config: Config,
     classes: [ClassState; SLOTS],
     tiny: TinyState,
-    /// Address range of every span ever obtained (for telling foreign pointers).
-    lo: usize,
-    hi: usize,
+    /// The class of the span starting at each page.
+    pages: PageMap,
     stats: Stats,
 }
 
@@ -225,8 +227,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
             config,
             classes: [ClassState::EMPTY; SLOTS],
             tiny: TinyState::EMPTY,
-            lo: usize::MAX,
-            hi: 0,
+            pages: PageMap::EMPTY,
             stats: Stats::new(),
         }
     }
@@ -265,6 +266,11 @@ impl<L: FreeSpaceManager> Segregated<L> {
     /// What tiny combining holds and saves right now.
     pub fn tiny_stats(&self) -> TinyStats {
         self.tiny.stats()
+    }
+
+    /// Bytes of the page map (taken from the page level: one byte per 8 KiB of the spans' range).
+    pub fn pagemap_bytes(&self) -> usize {
+        self.pages.bytes()
     }
 
     /// Gives every empty span back to the page level; returns how many.
@@ -319,6 +325,13 @@ impl<L: FreeSpaceManager> Segregated<L> {
         let layout = Layout::from_size_align(bytes, bytes).ok()?;
         let block = self.large.allocate(layout).ok()?;
         let span = block.cast::<u8>().as_ptr();
+        if !self.pages.cover(span as usize, &mut self.large) {
+            // SAFETY: the block was just allocated with `layout` and is unused.
+            let _ = unsafe { self.large.deallocate(block.cast(), layout) };
+            self.sync_footprint();
+            return None;
+        }
+        self.pages.set(span as usize, c as u8);
         let per_slot = if c == TINY { 16 } else { 1 };
         // SAFETY: a fresh block of `bytes` bytes aligned to `bytes`, ours alone.
         let s = unsafe { span::init_span(span, c as u16, &g, per_slot) };
@@ -327,8 +340,6 @@ impl<L: FreeSpaceManager> Segregated<L> {
         unsafe { SpanList::push(&mut st.partial, s) };
         st.spans += 1;
         st.empty += 1;
-        self.lo = self.lo.min(span as usize);
-        self.hi = self.hi.max(span as usize + bytes);
         self.sync_footprint();
         Some(s)
     }
@@ -426,7 +437,8 @@ impl<L: FreeSpaceManager> Segregated<L> {
         }
     }
 
-    /// The span of a pointer freed as class `c`, checked by range and magic.
+    /// The span of a pointer freed as class `c`: the page map must record a span of class `c`
+    /// at the pointer's span address before the header there is read.
     #[inline]
     fn find_span(&self, ptr: *mut u8, c: usize) -> Result<*mut SpanHeader, FreeError> {
         let a = ptr as usize;
@@ -435,24 +447,30 @@ impl<L: FreeSpaceManager> Segregated<L> {
         };
         let mask = g.span_bytes() - 1;
         let base = a & !mask;
-        if base < self.lo || base >= self.hi {
+        if !self.pages.covers(base) {
             return Err(FreeError::Foreign { ptr: a });
+        }
+        match self.pages.class_at(base) as usize {
+            0 => return Err(FreeError::NotABlock { ptr: a }),
+            k if k != c => {
+                return Err(FreeError::LayoutMismatch {
+                    ptr: a,
+                    size: 0,
+                    align: 0,
+                });
+            }
+            _ => {}
         }
         let s = ptr
             .map_addr(|x| (x & !mask) + g.header_at as usize)
             .cast::<SpanHeader>();
-        // SAFETY: `base` lies inside the range of spans we obtained from the page level, all
-        // of it memory of `L`'s region, readable; a span there starts with its header.
-        let magic = unsafe { (*s).magic };
-        if magic != SpanHeader::magic_for(s as usize) {
-            return Err(FreeError::NotABlock { ptr: a });
-        }
-        // SAFETY: the magic says `s` is one of our spans.
-        if unsafe { (*s).class } as usize != c {
-            return Err(FreeError::LayoutMismatch {
+        // SAFETY: the page map says a span of class c starts at `base`, so its header is at
+        // `base + header_at`, initialised.
+        let (magic, class) = unsafe { ((*s).magic, (*s).class) };
+        if magic != SpanHeader::magic_for(s as usize) || class as usize != c {
+            return Err(FreeError::Corrupted {
                 ptr: a,
-                size: 0,
-                align: 0,
+                what: "span header does not match the page map",
             });
         }
         Ok(s)
@@ -680,15 +698,15 @@ impl<L: FreeSpaceManager> Segregated<L> {
         let a = p as usize;
         let mask = g.span_bytes() - 1;
         let base_addr = a & !mask;
-        if base_addr < self.lo || base_addr >= self.hi {
+        if self.pages.class_at(base_addr) as usize != c {
             return false;
         }
         let s = p
             .map_addr(|x| (x & !mask) + g.header_at as usize)
             .cast::<SpanHeader>();
-        // SAFETY: `base_addr` lies in the range of our spans (memory of `L`'s region); the magic
-        // and class are checked before anything else of the header is trusted, and the slot is
-        // checked against `bump` before its bit is read.
+        // SAFETY: the page map says a span of class c starts at `base_addr`, so its header is
+        // initialised; the magic and class are checked before anything else of it is trusted,
+        // and the slot is checked against `bump` before its bit is read.
         unsafe {
             if (*s).magic != SpanHeader::magic_for(s as usize) || (*s).class as usize != c {
                 return false;

@@ -82,12 +82,13 @@ fn one_empty_span_is_kept_by_default_and_can_be_released() {
     );
     assert_eq!(
         h.large().stats().allocs,
-        1,
-        "one span taken from the page level"
+        2,
+        "one span (and the page map) taken from the page level"
     );
+    assert!(h.pagemap_bytes() > 0);
     assert_eq!(h.release_empty_spans(), 1);
     assert_eq!(h.class_stats(c).unwrap().spans, 0);
-    assert_eq!(h.large().stats().live_blocks, 0);
+    assert_eq!(h.large().stats().live_blocks, 1, "the page map");
 }
 
 #[test]
@@ -148,9 +149,10 @@ fn large_requests_go_to_the_large_manager() {
     unsafe { h.deallocate(big.cast(), l(100_000, 8)).unwrap() };
     assert_eq!(h.stats().live_held, 0);
     // An alignment no class has goes there too.
-    let a = h.allocate(l(64, 1 << 14)).unwrap();
-    assert_eq!(addr(a) % (1 << 14), 0);
+    let a = h.allocate(l(64, 1 << 16)).unwrap();
+    assert_eq!(addr(a) % (1 << 16), 0);
     assert_eq!(h.large().stats().live_blocks, 1);
+    assert_eq!(h.pagemap_bytes(), 0, "no span yet, so no page map");
 }
 
 #[test]
@@ -182,7 +184,14 @@ fn bad_frees_are_reported() {
         ));
         assert!(matches!(
             h.deallocate(a.cast(), l(200, 8)),
-            Err(FreeError::LayoutMismatch { .. } | FreeError::NotABlock { .. })
+            Err(FreeError::LayoutMismatch { .. })
+        ));
+        // A class with larger spans: the page map has no span of that class there.
+        assert!(matches!(
+            h.deallocate(a.cast(), l(30000, 8)),
+            Err(FreeError::LayoutMismatch { .. }
+                | FreeError::NotABlock { .. }
+                | FreeError::Foreign { .. })
         ));
         h.deallocate(a.cast(), l(100, 8)).unwrap();
         assert_eq!(
@@ -190,7 +199,7 @@ fn bad_frees_are_reported() {
             Err(FreeError::DoubleFree { ptr: addr(a) })
         );
     }
-    assert_eq!(h.stats().bad_frees, 4);
+    assert_eq!(h.stats().bad_frees, 5);
 }
 
 #[test]
