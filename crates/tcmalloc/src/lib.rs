@@ -24,17 +24,27 @@
 //! `#[global_allocator]`.
 #![warn(missing_docs)]
 
+// Under `--cfg loom` only the lock-free part (the pagemap) and what it needs are built, for the
+// loom model in tests/loom_pagemap.rs.
+#[cfg(not(loom))]
 mod allocator;
+#[cfg(not(loom))]
 pub mod central;
+#[cfg(not(loom))]
 mod core_heap;
 pub mod metadata;
+#[cfg(not(loom))]
 pub mod page_heap;
 pub mod pagemap;
 pub mod size_map;
 pub mod span;
+#[cfg(not(loom))]
 pub mod thread_cache;
+#[cfg(not(loom))]
 pub mod transfer;
 
+#[cfg(not(loom))]
 pub use allocator::{MAX_LIVE_ALLOCATORS, THREAD_SLOTS, Tcmalloc};
+#[cfg(not(loom))]
 pub use core_heap::Core;
 pub use size_map::{ClassRun, classes, rounded_size};

@@ -21,16 +21,29 @@
 //! first and last page only (what coalescing and `free` need); other entries may be stale.
 
 use core::ptr::null_mut;
+#[cfg(not(loom))]
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 use allocator_traits::MemorySource;
 
 use crate::metadata::MetaArena;
 use crate::span::Span;
 
+#[cfg(not(loom))]
 const ROOT_BITS: usize = 8;
+#[cfg(not(loom))]
 const NODE_BITS: usize = 9;
+#[cfg(not(loom))]
 const LEAF_BITS: usize = 9;
+// The loom model runs the same code over a tiny tree (256 pages).
+#[cfg(loom)]
+const ROOT_BITS: usize = 2;
+#[cfg(loom)]
+const NODE_BITS: usize = 2;
+#[cfg(loom)]
+const LEAF_BITS: usize = 2;
 /// Page numbers this map covers: `1 << PAGE_BITS` (48-bit addresses).
 pub const PAGE_BITS: usize = ROOT_BITS + 2 * NODE_BITS + LEAF_BITS;
 const LEAF_LEN: usize = 1 << LEAF_BITS;
@@ -74,9 +87,19 @@ fn split(page: usize) -> [usize; 4] {
 
 impl PageMap {
     /// An empty map.
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         PageMap {
             root: [const { AtomicPtr::new(null_mut()) }; ROOT_LEN],
+            node_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// An empty map (loom's atomics cannot be made in a `const fn`).
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        PageMap {
+            root: core::array::from_fn(|_| AtomicPtr::new(null_mut())),
             node_bytes: AtomicUsize::new(0),
         }
     }
@@ -165,21 +188,17 @@ impl PageMap {
         let mut page = start;
         while page < end {
             let [a, b, c, _] = split(page);
-            let Some(n1) = self.child(&self.root[a], core::mem::size_of::<Node>(), arena, source)
-            else {
+            let Some(n1) = self.child(&self.root[a], false, arena, source) else {
                 return false;
             };
             // SAFETY: `n1` is a published node.
             let slot = unsafe { &(*n1.cast::<Node>()).children[b] };
-            let Some(n2) = self.child(slot, core::mem::size_of::<Node>(), arena, source) else {
+            let Some(n2) = self.child(slot, false, arena, source) else {
                 return false;
             };
             // SAFETY: `n2` is a published node.
             let slot = unsafe { &(*n2.cast::<Node>()).children[c] };
-            if self
-                .child(slot, core::mem::size_of::<Leaf>(), arena, source)
-                .is_none()
-            {
+            if self.child(slot, true, arena, source).is_none() {
                 return false;
             }
             // Next leaf boundary.
@@ -188,11 +207,11 @@ impl PageMap {
         true
     }
 
-    /// The node in `slot`, creating a zeroed one of `size` bytes if there is none.
+    /// The node in `slot`, creating an empty one (a leaf if `leaf`) if there is none.
     fn child<S: MemorySource + ?Sized>(
         &self,
         slot: &AtomicPtr<u8>,
-        size: usize,
+        leaf: bool,
         arena: &mut MetaArena,
         source: &mut S,
     ) -> Option<*mut u8> {
@@ -200,15 +219,34 @@ impl PageMap {
         if !cur.is_null() {
             return Some(cur);
         }
-        let p = arena.alloc(size, core::mem::align_of::<Node>(), source)?;
-        // SAFETY: a fresh, exclusive block of `size` bytes; all-zero is a valid `Node` or `Leaf`
-        // (null pointers, zero classes).
-        unsafe { p.as_ptr().write_bytes(0, size) };
+        let size = if leaf {
+            core::mem::size_of::<Leaf>()
+        } else {
+            core::mem::size_of::<Node>()
+        };
+        let p = arena
+            .alloc(size, core::mem::align_of::<Leaf>(), source)?
+            .as_ptr();
+        // SAFETY: a fresh, exclusive block big enough and aligned for the node; every atomic is
+        // initialised in place before the node is published.
+        unsafe {
+            if leaf {
+                let l = p.cast::<Leaf>();
+                for i in 0..LEAF_LEN {
+                    core::ptr::addr_of_mut!((*l).spans[i]).write(AtomicPtr::new(null_mut()));
+                    core::ptr::addr_of_mut!((*l).classes[i]).write(AtomicU8::new(0));
+                }
+            } else {
+                let n = p.cast::<Node>();
+                for i in 0..NODE_LEN {
+                    core::ptr::addr_of_mut!((*n).children[i]).write(AtomicPtr::new(null_mut()));
+                }
+            }
+        }
         self.node_bytes.fetch_add(size, Ordering::Relaxed);
         Some(
-            match slot.compare_exchange(null_mut(), p.as_ptr(), Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => p.as_ptr(),
+            match slot.compare_exchange(null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => p,
                 // Another thread published first; ours stays unused in the arena.
                 Err(winner) => winner,
             },

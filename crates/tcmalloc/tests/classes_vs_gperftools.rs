@@ -1,6 +1,7 @@
 //! Compares the size classes with the real gperftools: `nallocx(size, 0)` from
 //! `libtcmalloc_minimal.so.4` (Debian's libtcmalloc-minimal4), loaded with `dlopen`, for every
 //! request size 1..=262144 (and a few large sizes).
+#![cfg(not(loom))]
 
 use std::ffi::CStr;
 

@@ -1,4 +1,5 @@
 //! The conformance kit on the single-threaded core over a fixed region.
+#![cfg(not(loom))]
 
 use allocator_traits::BoxedRegion;
 use allocator_traits::conformance::Profile;

@@ -1,6 +1,7 @@
 //! `Tcmalloc` as the process's `#[global_allocator]`: std's own collections, threads (whose
 //! thread-local machinery allocates through us while a thread cache is being set up and torn
 //! down), and strings built and dropped across threads.
+#![cfg(not(loom))]
 
 use std::collections::{BTreeMap, HashMap};
 

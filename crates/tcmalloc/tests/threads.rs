@@ -1,6 +1,7 @@
 //! Multi-threaded stress of `Tcmalloc`: producer/consumer with every free on another thread
 //! (xmalloc-test's shape), larson-like churn with arrays handed from exiting threads to new ones,
 //! threads that exit while their objects live on, and the thread-cache budget.
+#![cfg(not(loom))]
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::mpsc;
