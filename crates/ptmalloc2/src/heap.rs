@@ -36,7 +36,7 @@ pub(crate) struct Mapping {
 
 /// The mapped chunks, sorted by address, in a table that itself lives in memory from the map
 /// source (so the heap never needs the global allocator).
-pub(crate) struct Mappings<M> {
+pub(crate) struct Mappings<M: MemorySource> {
     pub src: M,
     table: *mut Mapping,
     cap: usize,
@@ -139,15 +139,23 @@ impl<M: MemorySource> Mappings<M> {
     }
 }
 
-impl<M> Drop for Mappings<M> {
+impl<M: MemorySource> Drop for Mappings<M> {
     fn drop(&mut self) {
-        // The source owns the memory: an OS source leaks the mappings to the process (as
-        // glibc's do), a region-backed source frees them when dropped.
+        // The heap is going away with everything allocated from it: give back the mapped
+        // chunks and the table.
+        while self.len > 0 {
+            let _ = self.unmap(self.len - 1);
+        }
+        if let Some(t) = NonNull::new(self.table.cast::<u8>()) {
+            // SAFETY: the table is a grant of `src` of `table_len` bytes, no longer used.
+            let _ = unsafe { self.src.release(t, self.table_len) };
+            self.table = core::ptr::null_mut();
+        }
     }
 }
 
 /// The memory behind the main arena: the brk-like source and the mapped chunks.
-pub(crate) struct Sys<S, M> {
+pub(crate) struct Sys<S, M: MemorySource> {
     pub main: S,
     pub maps: Mappings<M>,
     /// The current "program break": the end of the main source's grants (0 = none yet).

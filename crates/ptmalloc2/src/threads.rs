@@ -1116,8 +1116,13 @@ impl Drop for Ptmalloc {
     fn drop(&mut self) {
         if let Some(g) = self.get() {
             g.dead.store(true, Ordering::Release);
-            // Give back the heaps' memory; the header window (the state) stays mapped so that
-            // late thread exits see `dead`. Mapped chunks still live are leaked.
+            // Unmap the arenas' mapped chunks (dropping their records), then give back the
+            // heaps' memory; the header window (the state) stays mapped so that late thread
+            // exits see `dead`.
+            for a in &g.arenas {
+                let heaps = core::mem::replace(&mut a.lock().heaps, Heaps::None);
+                drop(heaps);
+            }
             // SAFETY: nothing of this allocator is used after drop.
             unsafe { libc::munmap(g.m.ptr(g.main_start()).cast(), RESERVE - HEAP_MAX_SIZE) };
         }
