@@ -317,7 +317,8 @@ mod tests {
 
     #[test]
     fn lookup_gives_the_smallest_fitting_class() {
-        for size in 1..=MAX_SIZE {
+        let step = if cfg!(miri) { 61 } else { 1 };
+        for size in (1..=MAX_SIZE).step_by(step) {
             let c = SIZE_MAP.class(size);
             assert!(SIZE_MAP.class_size(c) >= size, "size {size}");
             assert!(SIZE_MAP.class_size(c - 1) < size || c == 1, "size {size}");
