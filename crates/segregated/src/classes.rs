@@ -21,7 +21,8 @@
 //!
 //! Spans are our own choice (Go's page counts are not kept): a class's span is the smallest power
 //! of two from 8 KiB to 128 KiB whose waste (header slots plus tail) is at most 1/8, or the least
-//! wasteful one; a span is aligned to its size, so the span of an object is `ptr & !(span - 1)`.
+//! wasteful one. A span is aligned to its objects' alignment (at most 4 KiB) and found through
+//! the page map, so the page level may put it anywhere.
 
 use crate::span::{HEADER_BYTES, TINY_BLOCK, recip};
 
@@ -29,6 +30,8 @@ use crate::span::{HEADER_BYTES, TINY_BLOCK, recip};
 pub const MAX_CLASSES: usize = 120;
 /// The largest class size a table may have.
 pub const MAX_SMALL: usize = 32 * 1024;
+/// The largest alignment a class guarantees (requests aligned more go to the large manager).
+pub const MAX_CLASS_ALIGN: usize = 4096;
 /// Smallest span (one Go page).
 pub const MIN_SPAN_SHIFT: u32 = 13;
 /// Largest span.
@@ -107,9 +110,21 @@ impl SpanGeometry {
     pub const fn waste(&self) -> usize {
         self.span_bytes() - self.objects() * self.size as usize
     }
-    /// Largest alignment every object of the class has.
+    /// Largest alignment every object of the class has: the largest power of two dividing the
+    /// size, at most [`MAX_CLASS_ALIGN`].
     pub const fn align(&self) -> usize {
-        1 << (self.size.trailing_zeros() as usize)
+        let a = 1 << (self.size.trailing_zeros() as usize);
+        if a > MAX_CLASS_ALIGN {
+            MAX_CLASS_ALIGN
+        } else {
+            a
+        }
+    }
+
+    /// The alignment asked of the page level for a span: the objects' alignment, at least 16.
+    pub const fn span_align(&self) -> usize {
+        let a = self.align();
+        if a < 16 { 16 } else { a }
     }
 
     /// Picks the span for objects of `size` bytes whose header needs `header(slots)` bytes.
@@ -346,7 +361,7 @@ mod tests {
         assert_eq!(GO.size(GO.class_for(24, 16)), 32);
         assert_eq!(GO.size(GO.class_for(100, 64)), 128);
         assert_eq!(GO.size(GO.class_for(1, 4096)), 4096);
-        assert_eq!(GO.class_for(1, 1 << 16), 0);
+        assert_eq!(GO.class_for(1, 1 << 13), 0, "above MAX_CLASS_ALIGN");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! object in a *partial* list and the others in a *full* list; each span keeps its own free list.
 //! Tiny requests (under 16 B, alignment at most 8) share 16-byte blocks ([`tiny`]). Anything
 //! larger goes to a second manager `L`, which is also the page level spans come from and return
-//! to: composition through the trait.
+//! to: composition through the trait. The default `L` is best fit from `fit`
+//! ([`Segregated::best_fit`]); the buddy system works as well.
 //!
 //! ```text
 //!   allocate(layout)
@@ -16,7 +17,7 @@
 //!     larger ------------------------> L.allocate(layout)
 //!
 //!   classes[c]:  partial -> [span]<->[span]      full -> [span]<->[span]
-//!   span (8..128 KiB, aligned to its size):  |hdr|bits|obj|obj|obj|...|obj|tail|
+//!   span (8..128 KiB, anywhere L puts it):    |hdr|bits|obj|obj|obj|...|obj|tail|
 //!                                                        ^ free objects linked through word 0
 //!   the page level: L (any FreeSpaceManager, e.g. buddy or best fit) over the region
 //!   |== span ==|== large object ==|.. free ..|== span ==|....
@@ -29,8 +30,8 @@
 //!   [`Config::keep_empty`] empty spans (default 1) so that an alloc/free pair at a span boundary
 //!   does not reach `L` every time ([`Segregated::release_empty_spans`] gives them back).
 //! * **Where the class is kept.** Nowhere per object: free derives the class from the `Layout`,
-//!   finds the span by masking the pointer, checks the [`pagemap`] (a byte per 8 KiB page: the
-//!   class of the span starting there) and then the span's magic, class and bitmap, so a
+//!   finds the span in the [`pagemap`] (per 4 KiB granule: the spans there and their classes)
+//!   and checks the span's class, magic and bitmap, so a
 //!   foreign pointer (outside every span), a pointer that is not an object, a double free and a
 //!   free with another class's layout are reported as [`FreeError`]s.
 //! * **Statistics.** [`Stats`] covers all paths; [`Segregated::class_stats`] shows the waste per
@@ -38,11 +39,10 @@
 //!
 //! ```
 //! use allocator_traits::{BoxedRegion, FreeSpaceManager, Layout};
-//! use buddy::{Buddy, Config};
 //! use segregated::Segregated;
 //!
-//! let pages = Buddy::try_new(BoxedRegion::new(1 << 20).unwrap(), Config::new(1 << 20)).unwrap();
-//! let mut heap = Segregated::new(pages);
+//! // The default: best fit (from `fit`) as the page level and for large sizes.
+//! let mut heap = Segregated::best_fit(BoxedRegion::new(1 << 20).unwrap());
 //! let layout = Layout::from_size_align(40, 8).unwrap();
 //! let a = heap.allocate(layout).unwrap();
 //! assert_eq!(a.len(), 48); // Go's class for 40 bytes
@@ -70,6 +70,18 @@ use classes::MAX_CLASSES;
 use pagemap::PageMap;
 use span::{SpanHeader, SpanList, TINY_BLOCK, slot_of};
 use tiny::TinyState;
+
+/// The default page level and large-object manager: best fit (`fit`) over a memory source.
+pub type BestFit<S> = fit::FitHeap<S>;
+
+impl<S: MemorySource> Segregated<BestFit<S>> {
+    /// Go's size classes with tiny combining, over best fit (`fit`, in-band boundary tags,
+    /// immediate coalescing) on `source`: the default composition. `const`, so a `static` can
+    /// hold it.
+    pub const fn best_fit(source: S) -> Self {
+        Segregated::new(fit::FitHeap::new(source, fit::Config::best_fit()))
+    }
+}
 
 /// The slot of the tiny blocks in the per-class state (after every real class).
 pub const TINY: usize = MAX_CLASSES + 1;
@@ -186,8 +198,8 @@ enum Path {
 }
 
 /// A segregated-fit heap: size classes over spans from the page level `L`, which also serves
-/// large requests.
-pub struct Segregated<L> {
+/// large requests. `L` defaults to best fit from `fit` ([`Segregated::best_fit`]).
+pub struct Segregated<L = BestFit<allocator_traits::FixedRegion>> {
     large: L,
     table: &'static ClassTable,
     config: Config,
@@ -322,16 +334,16 @@ impl<L: FreeSpaceManager> Segregated<L> {
     fn new_span(&mut self, c: usize) -> Option<*mut SpanHeader> {
         let g = self.geo(c)?;
         let bytes = g.span_bytes();
-        let layout = Layout::from_size_align(bytes, bytes).ok()?;
+        let layout = Layout::from_size_align(bytes, g.span_align()).ok()?;
         let block = self.large.allocate(layout).ok()?;
         let span = block.cast::<u8>().as_ptr();
-        if !self.pages.cover(span as usize, &mut self.large) {
+        if !self.pages.cover(span as usize, bytes, &mut self.large) {
             // SAFETY: the block was just allocated with `layout` and is unused.
             let _ = unsafe { self.large.deallocate(block.cast(), layout) };
             self.sync_footprint();
             return None;
         }
-        self.pages.set(span as usize, c as u8);
+        self.pages.set(span as usize, bytes, c as u8);
         let per_slot = if c == TINY { 16 } else { 1 };
         // SAFETY: a fresh block of `bytes` bytes aligned to `bytes`, ours alone.
         let s = unsafe { span::init_span(span, c as u16, &g, per_slot) };
@@ -445,27 +457,25 @@ impl<L: FreeSpaceManager> Segregated<L> {
         let Some(g) = self.geo(c) else {
             return Err(FreeError::Foreign { ptr: a });
         };
-        let mask = g.span_bytes() - 1;
-        let base = a & !mask;
-        if !self.pages.covers(base) {
-            return Err(FreeError::Foreign { ptr: a });
+        let (base, class) = match self.pages.lookup(a) {
+            Some(x) => x,
+            None => return Err(FreeError::Foreign { ptr: a }),
+        };
+        if class as usize != c {
+            return Err(FreeError::LayoutMismatch {
+                ptr: a,
+                size: 0,
+                align: 0,
+            });
         }
-        match self.pages.class_at(base) as usize {
-            0 => return Err(FreeError::NotABlock { ptr: a }),
-            k if k != c => {
-                return Err(FreeError::LayoutMismatch {
-                    ptr: a,
-                    size: 0,
-                    align: 0,
-                });
-            }
-            _ => {}
+        if a >= base + g.span_bytes() {
+            return Err(FreeError::NotABlock { ptr: a });
         }
         let s = ptr
-            .map_addr(|x| (x & !mask) + g.header_at as usize)
+            .with_addr(base + g.header_at as usize)
             .cast::<SpanHeader>();
-        // SAFETY: the page map says a span of class c starts at `base`, so its header is at
-        // `base + header_at`, initialised.
+        // SAFETY: the page map says a span of class c starts at `base` and contains the
+        // pointer, so its header is at `base + header_at`, initialised.
         let (magic, class) = unsafe { ((*s).magic, (*s).class) };
         if magic != SpanHeader::magic_for(s as usize) || class as usize != c {
             return Err(FreeError::Corrupted {
@@ -696,17 +706,18 @@ impl<L: FreeSpaceManager> Segregated<L> {
         };
         let p = ptr.as_ptr();
         let a = p as usize;
-        let mask = g.span_bytes() - 1;
-        let base_addr = a & !mask;
-        if self.pages.class_at(base_addr) as usize != c {
+        let Some((base_addr, class)) = self.pages.lookup(a) else {
+            return false;
+        };
+        if class as usize != c {
             return false;
         }
         let s = p
-            .map_addr(|x| (x & !mask) + g.header_at as usize)
+            .with_addr(base_addr + g.header_at as usize)
             .cast::<SpanHeader>();
-        // SAFETY: the page map says a span of class c starts at `base_addr`, so its header is
-        // initialised; the magic and class are checked before anything else of it is trusted,
-        // and the slot is checked against `bump` before its bit is read.
+        // SAFETY: the page map says a span of class c starts at `base_addr` and holds the
+        // pointer, so its header is initialised; the magic and class are checked before anything
+        // else of it is trusted, and the slot is checked against `bump` before its bit is read.
         unsafe {
             if (*s).magic != SpanHeader::magic_for(s as usize) || (*s).class as usize != c {
                 return false;

@@ -1,34 +1,52 @@
-//! The page map: for every 8 KiB page in the range the spans occupy, the class of the span that
-//! starts there (0: none). A free looks its pointer's span up here before it reads anything of
-//! the span, so a pointer that is not in one of our spans, or is freed with another class's
-//! layout, is told apart without touching memory that is not a span header.
+//! The page map: for every 4 KiB granule of the range the spans occupy, the span that covers
+//! the granule's first byte and the span that starts inside the granule, each with its class.
+//! A free finds its pointer's span here (two loads), so spans need no alignment beyond their
+//! objects' and can sit anywhere the page level puts them (packed by best fit, or as buddy
+//! blocks), and nothing of a span is read before the map says it is a span of the right class.
 //!
 //! ```text
-//!   page index  base   base+1  base+2  base+3  base+4 ...
-//!   class        31      0       0      121      5
-//!               [span c31 16 KiB ] [..] [tiny 8K] [c5 ...
+//!   granule     g0            g1            g2            g3
+//!   memory   |....[span A (class 5) ..............][span B (class 31) ........
+//!   cover        -             A,5           A,5           B,5? no: A ends in g2 ...
+//!   next         A,5           -             B,31          -
+//!   lookup(p): e = map[p >> 12]; span = e.next if it exists and p >= it, else e.cover
 //! ```
 //!
-//! One byte per 8 KiB of the range (128 KiB for a 1 GiB range), taken from the page level itself
-//! and grown (doubling) as spans appear outside it; this is Go's `spans` array and tcmalloc's
-//! page map in miniature. It assumes the page level hands out spans from one region (as every
-//! manager over a `MemorySource` region does); a range above 2^31 pages is refused.
+//! Entries pack `address << 8 | class` (addresses are below 2^56), 16 bytes per 4 KiB (0.4 % of
+//! the range: 4 MiB for 1 GiB), taken from the page level and grown (doubling) as spans appear
+//! outside it: Go's `spans` array and tcmalloc's page map in miniature. Spans are at least
+//! 8 KiB, so at most one starts inside a granule. It assumes the page level hands out spans from
+//! one region (as every manager over a `MemorySource` region does); ranges above 2^28 granules
+//! (1 TiB) are refused.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use allocator_traits::FreeSpaceManager;
 
-/// log2 of the page size the map records.
-pub const PAGE_SHIFT: u32 = crate::classes::MIN_SPAN_SHIFT;
+/// log2 of the granule the map records.
+pub const GRANULE_SHIFT: u32 = 12;
 
-const MAX_ENTRIES: usize = 1 << 31;
+const MAX_ENTRIES: usize = 1 << 28;
 
-/// Class per page, over `first..first + len` (page numbers).
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct Entry {
+    /// The span covering the granule's first byte: `base << 8 | class`, or 0.
+    cover: u64,
+    /// The span starting inside the granule (not at its first byte): `base << 8 | class`, or 0.
+    next: u64,
+}
+
+/// The spans by granule, over granules `first..first + len`.
 pub(crate) struct PageMap {
-    entries: *mut u8,
+    entries: *mut Entry,
     first: usize,
     len: usize,
+}
+
+const fn pack(base: usize, class: u8) -> u64 {
+    ((base as u64) << 8) | class as u64
 }
 
 impl PageMap {
@@ -38,86 +56,106 @@ impl PageMap {
         len: 0,
     };
 
-    /// The class recorded for the page of `addr` (0 outside the map).
+    /// The span containing `addr` if the map knows one: its base address and class.
     #[inline]
-    pub(crate) fn class_at(&self, addr: usize) -> u8 {
-        let i = (addr >> PAGE_SHIFT).wrapping_sub(self.first);
-        if i < self.len {
-            // SAFETY: `i < len` entries were allocated and initialised.
-            unsafe { *self.entries.add(i) }
+    pub(crate) fn lookup(&self, addr: usize) -> Option<(usize, u8)> {
+        let i = (addr >> GRANULE_SHIFT).wrapping_sub(self.first);
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: `i < len` entries were allocated and initialised.
+        let e = unsafe { *self.entries.add(i) };
+        let next = (e.next >> 8) as usize;
+        let v = if e.next != 0 && addr >= next {
+            e.next
         } else {
-            0
+            e.cover
+        };
+        (v != 0).then_some(((v >> 8) as usize, v as u8))
+    }
+
+    /// Whether granule `g` is inside the map.
+    fn covers_granule(&self, g: usize) -> bool {
+        g.wrapping_sub(self.first) < self.len
+    }
+
+    /// Records (or, with `class == 0`, erases) the span `base..base + len` of `class`. The map
+    /// must cover it.
+    pub(crate) fn set(&mut self, base: usize, len: usize, class: u8) {
+        let (g0, g1) = (base >> GRANULE_SHIFT, (base + len - 1) >> GRANULE_SHIFT);
+        let v = if class == 0 { 0 } else { pack(base, class) };
+        for g in g0..=g1 {
+            if !self.covers_granule(g) {
+                continue;
+            }
+            // SAFETY: the granule is inside the map.
+            let e = unsafe { &mut *self.entries.add(g - self.first) };
+            if g == g0 && base & ((1 << GRANULE_SHIFT) - 1) != 0 {
+                e.next = v;
+            } else {
+                e.cover = v;
+            }
         }
     }
 
-    /// Whether the page of `addr` is inside the map.
-    pub(crate) fn covers(&self, addr: usize) -> bool {
-        (addr >> PAGE_SHIFT).wrapping_sub(self.first) < self.len
-    }
-
-    /// Records `class` for the page of `addr`, which the map covers.
-    #[inline]
-    pub(crate) fn set(&mut self, addr: usize, class: u8) {
-        let i = (addr >> PAGE_SHIFT).wrapping_sub(self.first);
-        if i < self.len {
-            // SAFETY: `i < len`.
-            unsafe { *self.entries.add(i) = class };
-        }
-    }
-
-    /// Makes the map cover the page of `addr`, taking a larger map from `large` if needed.
+    /// Makes the map cover `base..base + len`, taking a larger map from `large` if needed.
     /// Returns false if it cannot.
-    pub(crate) fn cover<L: FreeSpaceManager>(&mut self, addr: usize, large: &mut L) -> bool {
-        let page = addr >> PAGE_SHIFT;
-        if self.covers(addr) {
+    pub(crate) fn cover<L: FreeSpaceManager>(
+        &mut self,
+        base: usize,
+        len: usize,
+        large: &mut L,
+    ) -> bool {
+        let (g0, g1) = (base >> GRANULE_SHIFT, (base + len - 1) >> GRANULE_SHIFT);
+        if self.covers_granule(g0) && self.covers_granule(g1) {
             return true;
         }
         let (lo, hi) = if self.len == 0 {
-            (page, page + 1)
+            (g0, g1 + 1)
         } else {
-            (self.first.min(page), (self.first + self.len).max(page + 1))
+            (self.first.min(g0), (self.first + self.len).max(g1 + 1))
         };
-        let len = (hi - lo).max(2 * self.len).max(64);
-        if len > MAX_ENTRIES {
+        let n = (hi - lo).max(2 * self.len).max(256);
+        if n > MAX_ENTRIES {
             return false;
         }
-        // Grow towards the new page: keep the old range inside, extend on the side of `page`.
-        let first = if page < self.first {
-            hi.saturating_sub(len)
+        // Keep the old range inside; extend on the side of the new span.
+        let first = if g0 < self.first && self.len > 0 {
+            hi.saturating_sub(n)
         } else {
             lo
         };
-        let Ok(layout) = Layout::from_size_align(len, 8) else {
+        let Ok(layout) = Layout::array::<Entry>(n) else {
             return false;
         };
         let Ok(block) = large.allocate(layout) else {
             return false;
         };
-        let entries = block.cast::<u8>().as_ptr();
-        // SAFETY: `entries` is a fresh block of `len` bytes; the old map's `self.len` entries
-        // are initialised and land inside the new one (`first <= self.first` and
-        // `self.first + self.len <= first + len` by construction).
+        let entries = block.cast::<Entry>().as_ptr();
+        // SAFETY: `entries` is a fresh block of `n` entries; the old map's `self.len` entries are
+        // initialised and land inside the new one (`first <= self.first` and
+        // `self.first + self.len <= first + n` by construction).
         unsafe {
-            entries.write_bytes(0, len);
+            entries.write_bytes(0, n);
             if self.len > 0 {
                 core::ptr::copy_nonoverlapping(
                     self.entries,
                     entries.add(self.first - first),
                     self.len,
                 );
-                if let Ok(old) = Layout::from_size_align(self.len, 8) {
-                    let _ = large.deallocate(NonNull::new_unchecked(self.entries), old);
+                if let Ok(old) = Layout::array::<Entry>(self.len) {
+                    let _ = large.deallocate(NonNull::new_unchecked(self.entries.cast()), old);
                 }
             }
         }
         self.entries = entries;
         self.first = first;
-        self.len = len;
+        self.len = n;
         true
     }
 
     /// Bytes the map takes.
     pub(crate) fn bytes(&self) -> usize {
-        self.len
+        self.len * core::mem::size_of::<Entry>()
     }
 }

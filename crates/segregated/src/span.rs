@@ -1,11 +1,11 @@
 //! Spans: power-of-two runs of pages, aligned to their size, carved into objects of one class.
 //!
 //! ```text
-//!   span of class c (8 KiB .. 128 KiB, aligned to its size; taken from the page level)
+//!   span of class c (8 KiB .. 128 KiB, aligned to its objects; taken from the page level)
 //!   +--------+--------+------+------+------+-----+------+--------+
 //!   | header | bitmap | obj  | obj  | obj  | ... | obj  |  tail  |
 //!   +--------+--------+------+------+------+-----+------+--------+
-//!   ^ ptr & !(span - 1)  (first slots)   ^ free objects are linked through their first word
+//!   ^ base (from the page map)           ^ free objects are linked through their first word
 //!   (when the tail has room for header and bitmap, they go there and every slot is an object)
 //!
 //!   header: magic ^ address, class, live count, next never-used slot ("bump"),
@@ -14,8 +14,8 @@
 //!           one per byte offset at which a tiny object starts)
 //! ```
 //!
-//! A free finds the span by masking the pointer (the class, hence the span size, comes from the
-//! `Layout`), checks the magic and the class, turns the offset into a slot with a multiply by a
+//! A free finds the span's base and class in the page map (the class must be the one the
+//! `Layout` gives), checks the header's magic and class, turns the offset into a slot with a multiply by a
 //! precomputed reciprocal, and tests the slot's bit: a foreign pointer, a pointer inside an
 //! object, a double free and a free with a layout of another class are all reported.
 

@@ -55,3 +55,12 @@ allocator_traits::conformance_suite!(
         )
     }
 );
+
+fn best_fit(capacity: usize) -> fit::FitHeap<BoxedRegion> {
+    fit::FitHeap::new(BoxedRegion::new(capacity).unwrap(), fit::Config::best_fit())
+}
+
+// Best fit (from `fit`) as the page level and large-object manager.
+allocator_traits::conformance_suite!(over_best_fit, Profile::NON_COALESCING, |capacity: usize| {
+    Segregated::new(best_fit(capacity))
+});

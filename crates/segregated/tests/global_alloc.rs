@@ -1,4 +1,4 @@
-//! Segregated lists (over the buddy system as page level) as the process's
+//! Segregated lists (the default composition: best fit as the page level) as the process's
 //! `#[global_allocator]`: a few hundred thousand `String`s are built, sorted, put in a `BTreeMap`
 //! and dropped, then nothing may be left live.
 //!
@@ -8,30 +8,23 @@
 use std::collections::BTreeMap;
 
 use allocator_traits::Locked;
-use buddy::{Buddy, Config};
-use segregated::Segregated;
+use segregated::{BestFit, Segregated};
 
 #[cfg(not(miri))]
 #[global_allocator]
-static HEAP: Locked<Segregated<Buddy<allocator_traits::BrkRegion>>> =
-    Locked::new(Segregated::new(Buddy::new(
-        allocator_traits::BrkRegion::new(1 << 28),
-        Config::new(1 << 28).grow_by(1 << 20),
-    )));
+static HEAP: Locked<Segregated<BestFit<allocator_traits::BrkRegion>>> = Locked::new(
+    Segregated::best_fit(allocator_traits::BrkRegion::new(1 << 28)),
+);
 
 #[cfg(miri)]
 static mut ARENA: [u64; 1 << 18] = [0; 1 << 18];
 
 #[cfg(miri)]
 #[global_allocator]
-static HEAP: Locked<Segregated<Buddy<allocator_traits::FixedRegion>>> =
-    Locked::new(Segregated::new(Buddy::new(
-        // SAFETY: ARENA is used by this region alone.
-        unsafe {
-            allocator_traits::FixedRegion::from_raw_parts(&raw mut ARENA as *mut u8, 8 << 18)
-        },
-        Config::new(8 << 18),
-    )));
+static HEAP: Locked<Segregated> = Locked::new(Segregated::best_fit(
+    // SAFETY: ARENA is used by this region alone.
+    unsafe { allocator_traits::FixedRegion::from_raw_parts(&raw mut ARENA as *mut u8, 8 << 18) },
+));
 
 const N: usize = if cfg!(miri) { 300 } else { 300_000 };
 
