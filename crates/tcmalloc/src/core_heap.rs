@@ -26,9 +26,7 @@ use allocator_traits::{
 use crate::central::{Central, PageSource};
 use crate::page_heap::PageHeap;
 use crate::pagemap::PageMap;
-use crate::size_map::{
-    MAX_OBJECTS_PER_SPAN, MAX_SIZE, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP,
-};
+use crate::size_map::{MAX_OBJECTS_PER_SPAN, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP};
 use crate::span::{Location, Span};
 use crate::thread_cache::{Backend, DEFAULT_OVERALL_THREAD_CACHE_SIZE, STEAL_AMOUNT, ThreadCache};
 
@@ -214,15 +212,15 @@ impl<S: MemorySource> Core<S> {
 // SAFETY: all state is owned by the core (the source's memory included).
 unsafe impl<S: MemorySource + Send> Send for Core<S> {}
 
-impl<S: MemorySource> FreeSpaceManager for Core<S> {
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+impl<S: MemorySource> Core<S> {
+    /// A block for `layout` and the bytes it holds; the stats see only the footprint.
+    fn alloc_raw(&mut self, layout: Layout) -> Result<(*mut u8, usize), AllocError> {
         let r = if let Some(class) = SIZE_MAP.class_for(layout) {
             let (cache, mut backend) = self.parts();
             cache
                 .allocate(class, &mut backend)
                 .map(|p| (p, SIZE_MAP.class_size(class)))
         } else if layout.size() > isize::MAX as usize - PAGE_SIZE {
-            self.stats.record_failure();
             return Err(AllocError::unsupported(
                 layout,
                 "size overflows the address space",
@@ -233,15 +231,75 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
                 .map(|s| unsafe { ((*s).start, (*s).bytes()) })
         };
         self.stats.set_footprint(self.source.footprint());
-        match r {
-            Some((p, held)) => {
+        r.ok_or(AllocError::out_of_memory(layout))
+    }
+
+    /// Frees the checked block `(s, class)` at `ptr`.
+    ///
+    /// # Safety
+    /// `(s, class)` is what [`block_of`](Self::block_of) said of `ptr`, a live block the caller
+    /// gives up.
+    unsafe fn free_raw(&mut self, s: *mut Span, class: usize, ptr: NonNull<u8>) {
+        if class != 0 {
+            let (cache, mut backend) = self.parts();
+            // SAFETY: `ptr` is the start of an object of `class` in a live span (caller).
+            unsafe { cache.deallocate(class, ptr.as_ptr(), &mut backend) };
+        } else {
+            // SAFETY: `s` is a live large span starting at `ptr` (caller).
+            unsafe { self.heap.delete_span(s, &self.pagemap) };
+        }
+    }
+
+    /// Grow or shrink: in place when the new layout has the same class (or page count), else
+    /// allocate, copy and free, counted as one resize.
+    ///
+    /// # Safety
+    /// As for [`FreeSpaceManager::grow`].
+    unsafe fn resize(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if new.align() <= old.align() {
+            // SAFETY: forwarded caller contract.
+            match unsafe { self.resize_in_place(ptr, old, new) } {
+                Err(AllocError::NotInPlace) => {}
+                other => return other,
+            }
+        }
+        let (s, class) = self.block_of(ptr).map_err(|e| {
+            self.stats.record_bad_free();
+            AllocError::InvalidBlock(e)
+        })?;
+        let old_held = self.held(s, class);
+        let (fresh, held) = self
+            .alloc_raw(new)
+            .inspect_err(|_| self.stats.record_failure())?;
+        // SAFETY: both blocks are live and distinct; the old one has `old.size()` bytes, the new
+        // one at least `new.size()`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), fresh, old.size().min(new.size()));
+            self.free_raw(s, class, ptr);
+        }
+        self.stats
+            .record_resize(old.size(), old_held, new.size(), held, false);
+        let slice = core::ptr::slice_from_raw_parts_mut(fresh, held);
+        NonNull::new(slice).ok_or(AllocError::out_of_memory(new))
+    }
+}
+
+impl<S: MemorySource> FreeSpaceManager for Core<S> {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        match self.alloc_raw(layout) {
+            Ok((p, held)) => {
                 self.stats.record_alloc(layout.size(), held);
                 let slice = core::ptr::slice_from_raw_parts_mut(p, held);
                 NonNull::new(slice).ok_or(AllocError::out_of_memory(layout))
             }
-            None => {
+            Err(e) => {
                 self.stats.record_failure();
-                Err(AllocError::out_of_memory(layout))
+                Err(e)
             }
         }
     }
@@ -255,15 +313,8 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
             }
         };
         let held = self.held(s, class);
-        if class != 0 {
-            let (cache, mut backend) = self.parts();
-            // SAFETY: `ptr` is the start of an object of `class` in a live span (checked), and
-            // the caller gives it up.
-            unsafe { cache.deallocate(class, ptr.as_ptr(), &mut backend) };
-        } else {
-            // SAFETY: `s` is a live large span starting at `ptr` (checked).
-            unsafe { self.heap.delete_span(s, &self.pagemap) };
-        }
+        // SAFETY: checked by `block_of`; the caller gives the block up.
+        unsafe { self.free_raw(s, class, ptr) };
         self.stats.record_free(layout.size(), held);
         Ok(())
     }
@@ -279,9 +330,9 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
         let fits = if class != 0 {
             SIZE_MAP.class_for(new) == Some(class)
         } else {
-            new.size() > MAX_SIZE
+            SIZE_MAP.class_for(new).is_none()
                 && new.align() <= old.align()
-                && new.size().div_ceil(PAGE_SIZE) == held >> PAGE_SHIFT
+                && new.size().max(1).div_ceil(PAGE_SIZE) == held >> PAGE_SHIFT
         };
         if !fits {
             return Err(AllocError::NotInPlace);
@@ -290,6 +341,26 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
             .record_resize(old.size(), held, new.size(), held, true);
         let slice = core::ptr::slice_from_raw_parts_mut(ptr.as_ptr(), held);
         NonNull::new(slice).ok_or(AllocError::NotInPlace)
+    }
+
+    unsafe fn grow(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    unsafe fn shrink(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize(ptr, old, new) }
     }
 
     fn stats(&self) -> Stats {

@@ -270,3 +270,45 @@ fn a_64k_region_is_usable() {
         unsafe { c.deallocate(b.cast(), l) }.unwrap();
     }
 }
+
+/// grow and shrink: in place within a class (or the same pages), moved otherwise; either way one
+/// resize in the stats, the contents kept, and the live counts unchanged.
+#[test]
+fn resizes_in_place_and_moved() {
+    let mut c = core(4 << 20);
+    let l100 = Layout::from_size_align(100, 8).unwrap();
+    let b = c.allocate(l100).unwrap().cast::<u8>();
+    // SAFETY: 100 fresh bytes.
+    unsafe { b.as_ptr().write_bytes(7, 100) };
+    let l110 = Layout::from_size_align(110, 8).unwrap();
+    // SAFETY: `b` is live with `l100`.
+    let g = unsafe { c.grow(b, l100, l110) }.unwrap().cast::<u8>();
+    assert_eq!(g, b, "100 and 110 B share the 112 B class");
+    let l5000 = Layout::from_size_align(5000, 8).unwrap();
+    // SAFETY: `g` is live with `l110`.
+    let m = unsafe { c.grow(g, l110, l5000) }.unwrap().cast::<u8>();
+    assert_ne!(m, g);
+    // SAFETY: the first 100 bytes were kept.
+    assert!(
+        unsafe { std::slice::from_raw_parts(m.as_ptr(), 100) }
+            .iter()
+            .all(|&x| x == 7)
+    );
+    let l40 = Layout::from_size_align(40, 8).unwrap();
+    // SAFETY: `m` is live with `l5000`.
+    let s = unsafe { c.shrink(m, l5000, l40) }.unwrap().cast::<u8>();
+    let st = c.stats();
+    assert_eq!((st.resizes, st.in_place_resizes), (3, 1));
+    assert_eq!((st.allocs, st.frees, st.live_blocks), (1, 0, 1));
+    assert_eq!((st.live_requested, st.live_held), (40, 48));
+    let big = Layout::from_size_align(300_000, 8).unwrap();
+    // SAFETY: `s` is live with `l40`.
+    let g2 = unsafe { c.grow(s, l40, big) }.unwrap().cast::<u8>();
+    let big2 = Layout::from_size_align(300_001, 8).unwrap();
+    // SAFETY: `g2` is live with `big`; same 37 pages.
+    let g3 = unsafe { c.grow(g2, big, big2) }.unwrap().cast::<u8>();
+    assert_eq!(g3, g2);
+    // SAFETY: live, freed once.
+    unsafe { c.deallocate(g3, big2) }.unwrap();
+    assert_eq!(c.stats().live_blocks, 0);
+}
