@@ -43,6 +43,9 @@ pub struct CellResult {
     pub runs: Vec<f64>,
     /// How the footprint was measured.
     pub footprint_method: String,
+    /// Wall time of the whole cell in seconds (its process included).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 impl CellResult {
@@ -64,6 +67,7 @@ impl CellResult {
             ns_per_op: None,
             runs: Vec::new(),
             footprint_method: String::new(),
+            seconds: 0.0,
         }
     }
 

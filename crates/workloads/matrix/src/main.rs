@@ -181,7 +181,7 @@ fn run(a: RunArgs) -> Result<(), String> {
     let limit = a.trace_limit.unwrap_or(if a.quick { 20_000 } else { 0 });
     let repeats = a.repeats.unwrap_or(if a.quick { 3 } else { 5 });
     let timeout = Duration::from_secs(a.timeout.unwrap_or(if a.quick { 15 } else { 60 }));
-    let budget_ms = if a.quick { 1_500 } else { 8_000 };
+    let budget_ms = if a.quick { 1_500 } else { 4_000 };
 
     let mut allocs: Vec<String> = workloads::policies::names()
         .iter()
@@ -246,16 +246,31 @@ fn run(a: RunArgs) -> Result<(), String> {
     for (wname, spec) in &specs {
         for alloc in &allocs {
             bar.set_message(format!("{alloc} on {wname}"));
-            let r = run_child(&exe, alloc, wname, spec, repeats, budget_ms, timeout);
+            let t0 = Instant::now();
+            let mut r = run_child(&exe, alloc, wname, spec, repeats, budget_ms, timeout);
+            r.seconds = t0.elapsed().as_secs_f64();
             if r.status != "ok" {
-                bar.println(format!(
+                let line = format!(
                     "  {alloc} on {wname}: {} ({})",
                     r.status,
                     r.reason.as_deref().unwrap_or("")
-                ));
+                );
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
             }
             cells.push(r);
             bar.inc(1);
+            // Without a terminal (CI logs) the bar is hidden: say where we are every 10 %.
+            let done = bar.position();
+            if bar.is_hidden() && (done * 10 / total.max(1)) != ((done - 1) * 10 / total.max(1)) {
+                eprintln!(
+                    "matrix: {done}/{total} cells, {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
     }
     bar.finish_and_clear();
