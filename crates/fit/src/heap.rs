@@ -36,7 +36,7 @@ use allocator_traits::{
 };
 
 use crate::config::{Coalesce, Config, Order};
-use crate::list::{Chunk, FreeList, Store};
+use crate::list::{AddrStep, Chunk, FreeList, Store};
 
 const NIL: usize = usize::MAX;
 const GRAIN: usize = 16;
@@ -224,20 +224,16 @@ impl Store for InBand {
         }
         (self.word(addr) & USED == 0).then_some(addr)
     }
-    fn next_by_address(&self, addr: usize, max_steps: usize) -> Option<Option<usize>> {
-        // Walk the blocks physically after `addr` to the first free one.
-        let mut at = addr;
-        for _ in 0..max_steps {
-            if at >= self.end {
-                return Some(None);
-            }
-            let w = self.word(at);
-            if w & USED == 0 {
-                return Some(Some(at));
-            }
-            at += w & !FLAGS;
+    fn addr_step(&self, at: usize) -> AddrStep {
+        if at >= self.end {
+            return AddrStep::Found(None);
         }
-        None
+        let w = self.word(at);
+        if w & USED == 0 {
+            AddrStep::Found(Some(at))
+        } else {
+            AddrStep::Next(at + (w & !FLAGS))
+        }
     }
 }
 

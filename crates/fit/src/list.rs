@@ -76,12 +76,13 @@ pub trait Store: Sized {
             c.size > 0 && c.addr == addr
         })
     }
-    /// For sorted insertion by address: the first free chunk at an address above `addr`
-    /// (`Some(None)`: there is none), if the store can tell within `max_steps` steps of its own
-    /// (the in-band store walks the blocks physically after `addr`). `None`: it cannot tell.
-    fn next_by_address(&self, addr: usize, max_steps: usize) -> Option<Option<usize>> {
-        let _ = (addr, max_steps);
-        None
+    /// One step of a walk over the blocks by address, for sorted insertion by address:
+    /// starting from the block at `at`, is there a free chunk here ([`AddrStep::Found`]), the end
+    /// of the space (`Found(None)`), or another block further on ([`AddrStep::Next`])? Stores
+    /// that cannot walk by address (the default) say [`AddrStep::Unknown`].
+    fn addr_step(&self, at: usize) -> AddrStep {
+        let _ = at;
+        AddrStep::Unknown
     }
     /// The ids in list order.
     fn ids(&self) -> Ids<'_, Self> {
@@ -90,6 +91,17 @@ pub trait Store: Sized {
             at: self.first(),
         }
     }
+}
+
+/// One step of [`Store::addr_step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrStep {
+    /// The first free chunk at or after the address (`None`: there is none).
+    Found(Option<usize>),
+    /// The block at the address is in use; the next block starts here.
+    Next(usize),
+    /// The store cannot walk by address.
+    Unknown,
 }
 
 /// Iterator over a store's ids in list order.
@@ -372,19 +384,16 @@ impl<S: Store> FreeList<S> {
     }
 
     /// Where `chunk` goes in the sorted (not dirty) list: after the last chunk whose key is not
-    /// greater (a stable sort puts a new chunk after its equals). Walks from both ends at once,
-    /// and for address order also asks the store for the next chunk by address.
+    /// greater (a stable sort puts a new chunk after its equals). Walks from both ends of the list
+    /// at once and, for address order, also over the blocks physically after `chunk` (where the
+    /// store can), so the cost is the shortest of the three walks.
     fn sorted_position(&self, chunk: Chunk) -> Option<usize> {
         let order = self.config.order;
-        if order == Order::AddrSort
-            && chunk.size > 0
-            && let Some(next) = self.store.next_by_address(chunk.end(), 16)
-        {
-            return match next {
-                Some(n) => self.store.prev(n),
-                None => self.store.last(),
-            };
-        }
+        let mut phys = if order == Order::AddrSort && chunk.size > 0 {
+            Some(chunk.end())
+        } else {
+            None
+        };
         let (mut front, mut back) = (self.store.first(), self.store.last());
         let mut after_front = None;
         loop {
@@ -400,6 +409,15 @@ impl<S: Store> FreeList<S> {
             match back {
                 Some(e) if less(order, chunk, self.store.chunk(e)) => back = self.store.prev(e),
                 _ => return back,
+            }
+            // By address: the first free chunk above `chunk` follows it in the list.
+            if let Some(at) = phys {
+                match self.store.addr_step(at) {
+                    AddrStep::Found(Some(n)) => return self.store.prev(n),
+                    AddrStep::Found(None) => return self.store.last(),
+                    AddrStep::Next(next) => phys = Some(next),
+                    AddrStep::Unknown => phys = None,
+                }
             }
         }
     }
