@@ -189,6 +189,14 @@ fn timed(
     budget: Duration,
     mut once: impl FnMut() -> Result<f64, String>,
 ) -> Result<(), Fail> {
+    // The measures are done: say so now, so a cell that times out during the timed runs still
+    // reports its fragmentation (the runner keeps the last result line it got).
+    if let Ok(line) = serde_json::to_string(r) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
     let start = Instant::now();
     once().map_err(failed)?; // warm-up
     let mut runs = Vec::new();

@@ -372,24 +372,46 @@ fn run_child(
     };
     let out = out_t.join().unwrap_or_default();
     let err = err_t.join().unwrap_or_default();
-    let Some(status) = status else {
-        return fail(format!("timed out after {} s", timeout.as_secs()));
+    // The cell prints a first result line once its measures are done, and a final one.
+    let last = out
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<cell::CellResult>(l).ok());
+    let (status_word, why) = match status {
+        None => (
+            "timeout",
+            format!("timed out after {} s", timeout.as_secs()),
+        ),
+        Some(st) => {
+            if let Some(r) = &last
+                && (r.ns_per_op.is_some() || r.status != "ok")
+            {
+                return r.clone();
+            }
+            let line = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            (
+                "failed",
+                format!(
+                    "crashed ({st}){}{}",
+                    if line.is_empty() { "" } else { ": " },
+                    line.chars().take(200).collect::<String>()
+                ),
+            )
+        }
     };
-    if let Some(r) = out
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<cell::CellResult>(l).ok())
-    {
-        return r;
+    match last {
+        // Keep the fragmentation of a cell that stopped during its timed runs.
+        Some(mut r) if r.frag.is_some() => {
+            r.status = status_word.into();
+            r.reason = Some(format!(
+                "{why}, during the timed runs (fragmentation was measured)"
+            ));
+            r
+        }
+        _ => cell::CellResult::empty(alloc, wname, status_word, Some(why)),
     }
-    let last = err
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    fail(format!(
-        "crashed ({status}){}{}",
-        if last.is_empty() { "" } else { ": " },
-        last.chars().take(200).collect::<String>()
-    ))
 }

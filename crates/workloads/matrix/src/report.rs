@@ -42,7 +42,7 @@ impl Report {
 
     fn frag4(&self, alloc: &str, workload: &str) -> String {
         match self.cell(alloc, workload) {
-            Some(c) if c.status == "ok" => c
+            Some(c) if c.frag.is_some() => c
                 .frag
                 .as_ref()
                 .and_then(|f| f.frag4)
@@ -172,7 +172,7 @@ impl Report {
         );
         let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|");
         let pct = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |x| format!("{:.1}%", x * 100.0));
-        for c in self.cells.iter().filter(|c| c.status == "ok") {
+        for c in &self.cells {
             if let Some(f) = &c.frag {
                 let _ = writeln!(
                     s,
@@ -251,7 +251,7 @@ impl Report {
         let cells: Vec<&CellResult> = self
             .cells
             .iter()
-            .filter(|c| c.workload == workload && c.status == "ok")
+            .filter(|c| c.workload == workload)
             .filter(|c| c.frag.as_ref().is_some_and(|f| !f.series.is_empty()))
             .collect();
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
