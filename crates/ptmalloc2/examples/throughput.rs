@@ -29,7 +29,10 @@ fn ops(n: usize) -> Vec<(bool, usize, usize)> {
 }
 
 fn main() {
-    let n = 4_000_000;
+    let n = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(4_000_000);
     let ops = ops(n);
     let mut slots = vec![core::ptr::null_mut::<u8>(); 4096];
     let t = Instant::now();
