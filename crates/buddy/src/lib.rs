@@ -127,6 +127,9 @@ pub struct Buddy<S: MemorySource> {
     data_end: usize,
     /// No block may end past this address (the bitmaps stop here).
     limit: usize,
+    /// The first data grant's pointer: every block pointer the heap writes through is derived
+    /// from it (never from a caller's pointer, whose provenance may cover only its bytes).
+    base: *mut u8,
     bits: Bitmaps,
     lists: FreeLists,
     stats: Stats,
@@ -161,6 +164,7 @@ impl<S: MemorySource> Buddy<S> {
             origin: 0,
             data_end: 0,
             limit: 0,
+            base: core::ptr::null_mut(),
             bits: Bitmaps::empty(),
             lists: FreeLists::new(),
             stats: Stats::new(),
@@ -225,6 +229,12 @@ impl<S: MemorySource> Buddy<S> {
     #[inline]
     pub(crate) fn size(&self, k: u32) -> usize {
         block_size(k, self.min_shift)
+    }
+
+    /// A pointer to `addr` (inside the heap's data) with the heap's own provenance.
+    #[inline]
+    pub(crate) fn at(&self, addr: usize) -> *mut u8 {
+        self.base.with_addr(addr)
     }
 
     /// Index of the block of order `k` at `addr` in that order's bitmaps.
@@ -320,6 +330,7 @@ impl<S: MemorySource> Buddy<S> {
         self.meta = meta.cast::<u8>().as_ptr() as usize;
         self.meta_len = meta.len();
         self.origin = grant as usize;
+        self.base = grant;
         self.limit = self.origin + capacity;
         // SAFETY: the meta grant holds `words` words (its length is at least `words * 8`), is
         // 8-aligned, and is ours alone.
@@ -539,7 +550,7 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
         self.bits.put(Bits::Alloc, k, self.index(k, addr), false);
         self.stats.record_free(layout.size(), self.size(k));
         // SAFETY: validated: a live block of order k of ours, which the caller gives up.
-        unsafe { self.put(ptr.as_ptr(), k) };
+        unsafe { self.put(self.at(addr), k) };
         Ok(())
     }
 
@@ -556,8 +567,8 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
         if kn >= self.orders {
             return Err(AllocError::NotInPlace);
         }
-        let block = ptr.as_ptr();
-        let addr = block as usize;
+        let addr = ptr.as_ptr() as usize;
+        let block = self.at(addr);
         if kn > ko {
             // Every level up must have us on the left and a free buddy on the right.
             for j in ko..kn {
@@ -592,7 +603,8 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
         let (so, sn) = (self.size(ko), self.size(kn));
         self.stats
             .record_resize(old.size(), so, new.size(), sn, true);
-        Ok(self.block_ptr(ptr, sn))
+        // SAFETY: `block` is the (non-null) start of our live block.
+        Ok(self.block_ptr(unsafe { NonNull::new_unchecked(block) }, sn))
     }
 
     unsafe fn grow(
@@ -676,7 +688,7 @@ impl<S: MemorySource> Buddy<S> {
         let addr = ptr.as_ptr() as usize;
         self.bits.put(Bits::Alloc, ko, self.index(ko, addr), false);
         // SAFETY: the old block was validated and the caller gives it up.
-        unsafe { self.put(ptr.as_ptr(), ko) };
+        unsafe { self.put(self.at(addr), ko) };
         let (so, sn) = (self.size(ko), self.size(kn));
         self.stats
             .record_resize(old.size(), so, new.size(), sn, false);

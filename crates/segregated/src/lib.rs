@@ -343,7 +343,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
             self.sync_footprint();
             return None;
         }
-        self.pages.set(span as usize, bytes, c as u8);
+        self.pages.set(span, bytes, c as u8);
         let per_slot = if c == TINY { 16 } else { 1 };
         // SAFETY: a fresh block of `bytes` bytes aligned to `bytes`, ours alone.
         let s = unsafe { span::init_span(span, c as u16, &g, per_slot) };
@@ -468,12 +468,10 @@ impl<L: FreeSpaceManager> Segregated<L> {
                 align: 0,
             });
         }
-        if a >= base + g.span_bytes() {
+        if a >= base as usize + g.span_bytes() {
             return Err(FreeError::NotABlock { ptr: a });
         }
-        let s = ptr
-            .with_addr(base + g.header_at as usize)
-            .cast::<SpanHeader>();
+        let s = base.wrapping_add(g.header_at as usize).cast::<SpanHeader>();
         // SAFETY: the page map says a span of class c starts at `base` and contains the
         // pointer, so its header is at `base + header_at`, initialised.
         let (magic, class) = unsafe { ((*s).magic, (*s).class) };
@@ -566,9 +564,14 @@ impl<L: FreeSpaceManager> Segregated<L> {
                 unsafe { span::put_bit(s, slot, false) };
                 let st = &mut self.classes[c];
                 st.requested -= layout.size().min(st.requested);
-                // SAFETY: validated live slot of `s`, given up by the caller.
-                unsafe { self.slot_free(c, s, ptr.as_ptr()) };
-                Ok(self.table.size(c))
+                let size = self.table.size(c);
+                let obj = self.geo(c).map_or(ptr.as_ptr(), |g| {
+                    span::base_of(s, &g).wrapping_add(slot * size)
+                });
+                // SAFETY: validated live slot of `s` (its pointer derived from the span's, not
+                // the caller's), given up by the caller.
+                unsafe { self.slot_free(c, s, obj) };
+                Ok(size)
             }
             Path::Large => {
                 let before = self.large.stats().live_held;
@@ -704,16 +707,15 @@ impl<L: FreeSpaceManager> Segregated<L> {
         let Some(g) = table.geo_ref(c) else {
             return false;
         };
-        let p = ptr.as_ptr();
-        let a = p as usize;
+        let a = ptr.as_ptr() as usize;
         let Some((base_addr, class)) = self.pages.lookup(a) else {
             return false;
         };
         if class as usize != c {
             return false;
         }
-        let s = p
-            .with_addr(base_addr + g.header_at as usize)
+        let s = base_addr
+            .wrapping_add(g.header_at as usize)
             .cast::<SpanHeader>();
         // SAFETY: the page map says a span of class c starts at `base_addr` and holds the
         // pointer, so its header is initialised; the magic and class are checked before anything
@@ -722,7 +724,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
             if (*s).magic != SpanHeader::magic_for(s as usize) || (*s).class as usize != c {
                 return false;
             }
-            let off = a - base_addr;
+            let off = a - base_addr as usize;
             let slot = slot_of(off, g.recip);
             if slot * g.size as usize != off
                 || slot < g.first as usize
@@ -742,8 +744,10 @@ impl<L: FreeSpaceManager> Segregated<L> {
                 st.empty += 1;
             }
             span::put_bit(s, slot, false);
-            p.cast::<*mut u8>().write((*s).free);
-            (*s).free = p;
+            // Written through the span's pointer: the caller's may cover only its bytes.
+            let obj = base_addr.wrapping_add(off);
+            obj.cast::<*mut u8>().write((*s).free);
+            (*s).free = obj;
             (*s).live -= 1;
             st.live -= 1;
             st.requested -= size.min(st.requested);

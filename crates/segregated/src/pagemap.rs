@@ -7,13 +7,14 @@
 //! ```text
 //!   granule     g0            g1            g2            g3
 //!   memory   |....[span A (class 5) ..............][span B (class 31) ........
-//!   cover        -             A,5           A,5           B,5? no: A ends in g2 ...
+//!   cover        -             A,5           A,5           B,31
 //!   next         A,5           -             B,31          -
 //!   lookup(p): e = map[p >> 12]; span = e.next if it exists and p >= it, else e.cover
 //! ```
 //!
-//! Entries pack `address << 8 | class` (addresses are below 2^56), 16 bytes per 4 KiB (0.4 % of
-//! the range: 4 MiB for 1 GiB), taken from the page level and grown (doubling) as spans appear
+//! Entries hold the spans' pointers (as the page level handed them out: a free never reads or
+//! writes a span through the caller's pointer, whose provenance may cover only the object) and
+//! classes, 24 bytes per 4 KiB (0.6 % of the range: 6 MiB for 1 GiB), taken from the page level and grown (doubling) as spans appear
 //! outside it: Go's `spans` array and tcmalloc's page map in miniature. Spans are at least
 //! 8 KiB, so at most one starts inside a granule. It assumes the page level hands out spans from
 //! one region (as every manager over a `MemorySource` region does); ranges above 2^28 granules
@@ -29,13 +30,15 @@ pub const GRANULE_SHIFT: u32 = 12;
 
 const MAX_ENTRIES: usize = 1 << 28;
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct Entry {
-    /// The span covering the granule's first byte: `base << 8 | class`, or 0.
-    cover: u64,
-    /// The span starting inside the granule (not at its first byte): `base << 8 | class`, or 0.
-    next: u64,
+    /// The span covering the granule's first byte (null if none).
+    cover: *mut u8,
+    /// The span starting inside the granule, not at its first byte (null if none).
+    next: *mut u8,
+    cover_class: u8,
+    next_class: u8,
 }
 
 /// The spans by granule, over granules `first..first + len`.
@@ -45,10 +48,6 @@ pub(crate) struct PageMap {
     len: usize,
 }
 
-const fn pack(base: usize, class: u8) -> u64 {
-    ((base as u64) << 8) | class as u64
-}
-
 impl PageMap {
     pub(crate) const EMPTY: PageMap = PageMap {
         entries: core::ptr::null_mut(),
@@ -56,22 +55,22 @@ impl PageMap {
         len: 0,
     };
 
-    /// The span containing `addr` if the map knows one: its base address and class.
+    /// The span containing `addr` if the map knows one: its start (a pointer with the page
+    /// level's provenance, as the span was handed out) and class.
     #[inline]
-    pub(crate) fn lookup(&self, addr: usize) -> Option<(usize, u8)> {
+    pub(crate) fn lookup(&self, addr: usize) -> Option<(*mut u8, u8)> {
         let i = (addr >> GRANULE_SHIFT).wrapping_sub(self.first);
         if i >= self.len {
             return None;
         }
         // SAFETY: `i < len` entries were allocated and initialised.
         let e = unsafe { *self.entries.add(i) };
-        let next = (e.next >> 8) as usize;
-        let v = if e.next != 0 && addr >= next {
-            e.next
+        let (p, c) = if !e.next.is_null() && addr >= e.next as usize {
+            (e.next, e.next_class)
         } else {
-            e.cover
+            (e.cover, e.cover_class)
         };
-        (v != 0).then_some(((v >> 8) as usize, v as u8))
+        (!p.is_null()).then_some((p, c))
     }
 
     /// Whether granule `g` is inside the map.
@@ -79,11 +78,16 @@ impl PageMap {
         g.wrapping_sub(self.first) < self.len
     }
 
-    /// Records (or, with `class == 0`, erases) the span `base..base + len` of `class`. The map
-    /// must cover it.
-    pub(crate) fn set(&mut self, base: usize, len: usize, class: u8) {
+    /// Records (or, with `class == 0`, erases) the span of `len` bytes at `span` of `class`. The
+    /// map must cover it.
+    pub(crate) fn set(&mut self, span: *mut u8, len: usize, class: u8) {
+        let base = span as usize;
         let (g0, g1) = (base >> GRANULE_SHIFT, (base + len - 1) >> GRANULE_SHIFT);
-        let v = if class == 0 { 0 } else { pack(base, class) };
+        let v = if class == 0 {
+            core::ptr::null_mut()
+        } else {
+            span
+        };
         for g in g0..=g1 {
             if !self.covers_granule(g) {
                 continue;
@@ -92,8 +96,10 @@ impl PageMap {
             let e = unsafe { &mut *self.entries.add(g - self.first) };
             if g == g0 && base & ((1 << GRANULE_SHIFT) - 1) != 0 {
                 e.next = v;
+                e.next_class = class;
             } else {
                 e.cover = v;
+                e.cover_class = class;
             }
         }
     }

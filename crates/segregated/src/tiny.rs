@@ -139,7 +139,9 @@ impl<L: FreeSpaceManager> Segregated<L> {
         let st = &mut self.classes[TINY];
         st.requested -= layout.size().max(1).min(st.requested);
         if left == 0 {
-            let block = ptr.as_ptr().map_addr(|a| a & !(TINY_BLOCK - 1));
+            // The span's pointer, not the caller's (whose provenance may cover only its bytes).
+            let g = self.table.tiny_geometry();
+            let block = span::base_of(s, &g).wrapping_add(slot * TINY_BLOCK);
             if block == self.tiny.block && self.config.keep_empty > 0 {
                 self.tiny.off = 0;
             } else {

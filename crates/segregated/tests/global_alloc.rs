@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use allocator_traits::Locked;
-use segregated::{BestFit, Segregated};
+use segregated::Segregated;
 
 #[cfg(not(miri))]
 #[global_allocator]
-static HEAP: Locked<Segregated<BestFit<allocator_traits::BrkRegion>>> = Locked::new(
+static HEAP: Locked<Segregated<segregated::BestFit<allocator_traits::BrkRegion>>> = Locked::new(
     Segregated::best_fit(allocator_traits::BrkRegion::new(1 << 28)),
 );
 
