@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// Arguments of `fsm classes`.
 #[derive(Debug, clap::Args)]
 pub struct ClassesArgs {
-    /// The policy whose classes to print (`segregated`, `tcmalloc`).
+    /// The policy whose classes to print (`ptmalloc2`, `segregated`, `tcmalloc`).
     #[arg(long)]
     policy: String,
 }
@@ -24,6 +24,9 @@ fn runs(policy: &str) -> Option<Vec<(usize, usize, usize)>> {
                 .collect(),
         ),
         "segregated" => Some(segregated::GO.runs().collect()),
+        // glibc has no size classes as such, but request2size rounds every request to a chunk;
+        // ROUNDED is the usable size (chunk size - 8), up to the default mmap threshold.
+        "ptmalloc2" => Some(ptmalloc2::classes().collect()),
         _ => None,
     }
 }
@@ -32,7 +35,7 @@ fn runs(policy: &str) -> Option<Vec<(usize, usize, usize)>> {
 pub fn run(args: ClassesArgs) -> ExitCode {
     let Some(runs) = runs(&args.policy) else {
         eprintln!(
-            "fsm classes: no size classes known for policy '{}' (known: segregated, tcmalloc)",
+            "fsm classes: no size classes known for policy '{}' (known: ptmalloc2, segregated, tcmalloc)",
             args.policy
         );
         return ExitCode::from(2);
@@ -60,6 +63,16 @@ mod tests {
             assert_eq!(w[0].1 + 1, w[1].0);
         }
         assert!(runs("no-such-policy").is_none());
+    }
+
+    #[test]
+    fn ptmalloc2_runs_follow_request2size() {
+        let r = runs("ptmalloc2").unwrap();
+        // malloc(0..24) -> 0x20 chunk (24 usable), 25..40 -> 0x30, 41..56 -> 0x40.
+        assert_eq!(&r[..3], &[(1, 24, 24), (25, 40, 40), (41, 56, 56)]);
+        for w in r.windows(2) {
+            assert_eq!(w[0].1 + 1, w[1].0);
+        }
     }
 
     #[test]
