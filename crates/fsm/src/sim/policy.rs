@@ -67,6 +67,19 @@ fn build_fit(name: &str, heap: usize) -> Result<Built, String> {
     })
 }
 
+/// tcmalloc's single-threaded core (`tcmalloc::Core`): its thread cache's lists, transfer
+/// caches, central lists by fullness and page heap. The heap is at least 1 MiB (tcmalloc grows
+/// in 1 MiB steps); a smaller `-S` is raised to that.
+fn build_tcmalloc(_name: &str, heap: usize) -> Result<Built, String> {
+    let heap = heap.max(1 << 20);
+    let (region, heap_start) = region(heap)?;
+    Ok(Built {
+        manager: Box::new(tcmalloc::Core::new(region)),
+        heap_start,
+        heap_len: heap,
+    })
+}
+
 /// Every policy `fsm sim -p NAME` can show.
 pub const POLICIES: &[PolicyView] = &[
     PolicyView {
@@ -89,6 +102,12 @@ pub const POLICIES: &[PolicyView] = &[
         name: "worst-fit",
         about: "worst fit: the largest free block",
         build: build_fit,
+    },
+    PolicyView {
+        name: "tcmalloc",
+        about: "gperftools-style size classes: thread cache, transfer and central lists, \
+                page heap of 8 KiB pages (heap raised to >= 1 MiB)",
+        build: build_tcmalloc,
     },
 ];
 
