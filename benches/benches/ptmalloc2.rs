@@ -63,7 +63,10 @@ fn ptmalloc(ops: &[(u16, u32)]) {
         // SAFETY: blocks of `PT` freed with their layouts.
         unsafe {
             if p.0.is_null() {
-                *p = (black_box(PT.alloc(Layout::from_size_align_unchecked(size as usize, 8))), size as usize);
+                *p = (
+                    black_box(PT.alloc(Layout::from_size_align_unchecked(size as usize, 8))),
+                    size as usize,
+                );
             } else {
                 PT.dealloc(p.0, Layout::from_size_align_unchecked(p.1, 8));
                 p.0 = core::ptr::null_mut();
@@ -95,7 +98,9 @@ fn arena(a: &mut Arena<BrkRegion, OsPages>, ops: &[(u16, u32)]) {
 }
 
 fn threaded(threads: usize, iters: u64, n: usize, f: fn(&[(u16, u32)])) -> Duration {
-    let per: Vec<Vec<(u16, u32)>> = (0..threads).map(|t| ops(n, 0x9e37_79b9 + t as u64)).collect();
+    let per: Vec<Vec<(u16, u32)>> = (0..threads)
+        .map(|t| ops(n, 0x9e37_79b9 + t as u64))
+        .collect();
     let start = Instant::now();
     std::thread::scope(|sc| {
         for o in &per {
@@ -122,8 +127,12 @@ fn main() {
     g.finish();
     let mut g = c.benchmark_group("ptmalloc2 churn 2 threads");
     g.throughput(Throughput::Elements(2 * n as u64));
-    g.bench_function("system (glibc 2.36)", |b| b.iter_custom(|it| threaded(2, it, n, glibc)));
-    g.bench_function("ptmalloc2 Ptmalloc", |b| b.iter_custom(|it| threaded(2, it, n, ptmalloc)));
+    g.bench_function("system (glibc 2.36)", |b| {
+        b.iter_custom(|it| threaded(2, it, n, glibc))
+    });
+    g.bench_function("ptmalloc2 Ptmalloc", |b| {
+        b.iter_custom(|it| threaded(2, it, n, ptmalloc))
+    });
     g.finish();
     c.final_summary();
 }
