@@ -200,3 +200,23 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ptmalloc2_offsets_are_the_models() {
+        // The model's documented first placements: the tcache struct (0x290 bytes) comes first,
+        // so the first 24-byte block starts at 672; a mapped chunk prints MMAP.
+        let t = Trace::read_text("a 1 24\nf 1\na 2 200000\n".as_bytes()).unwrap();
+        let out = ptmalloc2_offsets(&t, None).unwrap();
+        assert_eq!(out, "a 1 24 672\na 2 200000 MMAP\n");
+    }
+
+    #[test]
+    fn bad_tunables_are_an_error() {
+        let t = Trace::read_text("a 1 24\n".as_bytes()).unwrap();
+        assert!(ptmalloc2_offsets(&t, Some("glibc.malloc.nonsense")).is_err());
+    }
+}
