@@ -59,11 +59,13 @@ impl TinyState {
 
 impl<L: FreeSpaceManager> Segregated<L> {
     /// Bytes the object would hold in its own class.
+    #[inline]
     fn unshared(&self, layout: Layout) -> usize {
         let c = self.table.class_for(layout.size(), layout.align());
         self.table.size(c).max(layout.size().max(1))
     }
 
+    #[inline]
     pub(crate) fn tiny_alloc(
         &mut self,
         layout: Layout,
@@ -94,6 +96,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
     }
 
     /// Checks that a tiny object starts at `ptr`; returns its span, block slot and bit.
+    #[inline]
     pub(crate) fn check_tiny(
         &self,
         ptr: *mut u8,
@@ -120,6 +123,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
     ///
     /// # Safety
     /// As for [`FreeSpaceManager::deallocate`].
+    #[inline]
     pub(crate) unsafe fn tiny_free(
         &mut self,
         ptr: NonNull<u8>,
