@@ -243,6 +243,7 @@ impl Store for InBand {
 /// `const`-constructible, so it can be the global allocator:
 ///
 /// ```
+/// # #[cfg(not(miri))] { // BrkRegion maps memory, which Miri cannot
 /// use allocator_traits::{BrkRegion, Locked};
 /// use fit::{Config, FitHeap};
 ///
@@ -252,6 +253,7 @@ impl Store for InBand {
 /// let mut v = allocator_api2::vec::Vec::new_in(&A);
 /// v.push(1u64);
 /// assert_eq!(A.stats().live_blocks, 1);
+/// # }
 /// ```
 ///
 /// The header is `max(config.header, 16)` rounded up to 16 bytes (size word, check word, and the
