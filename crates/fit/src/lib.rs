@@ -24,7 +24,7 @@
 extern crate alloc;
 
 mod config;
-mod heap;
+pub mod heap;
 pub mod list;
 #[cfg(feature = "alloc")]
 pub mod ranges;

@@ -19,7 +19,7 @@
 //! * `free(addr)`: an address not in the block map is an error and changes nothing. Otherwise the
 //!   chunk is inserted by the list order (`addr`/`size-asc`/`size-desc`: appended, then the whole
 //!   list stably re-sorted; `lifo`: front; `fifo`: back), then coalesced (OSTEP's `-C` is
-//!   [`Coalesce::ListOrder`]: one pass merging list neighbours that are contiguous in ascending
+//!   [`Coalesce::ListOrder`](crate::Coalesce::ListOrder): one pass merging list neighbours that are contiguous in ascending
 //!   address order).
 //!
 //! # Running an OSTEP op sequence
