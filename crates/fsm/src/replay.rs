@@ -104,7 +104,7 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     let opts = Options {
         track: true,
         series_points: 200,
-        touch: false,
+        ..Options::default()
     };
     let observer: Option<&mut workloads::replay::BlockObserver<'_>> =
         if args.offsets { Some(&mut note) } else { None };

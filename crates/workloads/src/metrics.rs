@@ -151,7 +151,7 @@ mod tests {
         let opts = Options {
             track: true,
             series_points: 10,
-            touch: false,
+            ..Options::default()
         };
         let out = replay_manager(&mut m, &p, opts, None).unwrap();
         assert_eq!(

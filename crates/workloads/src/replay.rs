@@ -166,6 +166,9 @@ pub struct Options {
     /// Write one byte in every 4 KiB page of each new block, so resident memory reflects the
     /// blocks as a real program's use would (for measuring peers by resident memory).
     pub touch: bool,
+    /// After the (timed) loop, free the blocks the trace left live, so the same manager can
+    /// replay the trace again from an empty but warm heap. (A `GlobalAlloc` replay always does.)
+    pub free_leftovers: bool,
 }
 
 /// What a tracked replay saw at the footprint's peak.
@@ -349,8 +352,16 @@ pub fn replay_manager(
         }
     }
     let elapsed = start.elapsed();
+    let stats = m.stats();
+    if opts.free_leftovers {
+        for (ptr, layout) in table.into_iter().flatten() {
+            // SAFETY: every block left in the table is live in `m` with its layout; each is
+            // freed once (the table is consumed).
+            let _ = unsafe { m.deallocate(ptr, layout) };
+        }
+    }
     Ok(Outcome {
-        stats: m.stats(),
+        stats,
         elapsed,
         steps: prog.steps.len(),
         series: if opts.track {
@@ -544,6 +555,7 @@ mod tests {
                 track: true,
                 series_points: 100,
                 touch: true,
+                free_leftovers: false,
             },
             Some(&mut cb),
         )
@@ -559,6 +571,20 @@ mod tests {
         let at = out.at_peak.unwrap();
         assert_eq!((at.footprint, at.live, at.held), (416, 260, 208 + 64 + 16));
         assert_eq!(out.series.last().unwrap().footprint, 416);
+    }
+
+    #[test]
+    fn leftovers_are_freed_on_request() {
+        let mut m = Bump::new(1 << 16);
+        let p = prog("a 1 100\na 2 50\nf 1\n");
+        let opts = Options {
+            free_leftovers: true,
+            ..Options::default()
+        };
+        let out = replay_manager(&mut m, &p, opts, None).unwrap();
+        assert_eq!(out.stats.live_blocks, 1); // as the trace left it
+        assert_eq!(m.stats().live_blocks, 0); // then freed
+        assert_eq!(m.stats().frees, 2);
     }
 
     #[test]
@@ -585,6 +611,7 @@ mod tests {
                 track: true,
                 series_points: 4,
                 touch: true,
+                free_leftovers: true,
             },
             Some(&mut probe),
         )

@@ -168,17 +168,24 @@ fn run_policy(
     let track = Options {
         track: true,
         series_points: 300,
-        touch: false,
+        ..Options::default()
     };
     let mut inst = policies::build(name, &cfg).map_err(failed)?;
     let out = replay_manager(&mut *inst.manager, prog, track, None).map_err(failed)?;
     drop(inst);
     r.frag = Some(Fragmentation::of_manager(&out));
     r.footprint_method = "policy stats: bytes taken from its memory source".into();
+    // One instance for the warm-up and the timed runs: each replay frees what the trace left
+    // live, so every run starts from an empty heap whose memory is already mapped (warm), as the
+    // process-wide peers are.
+    let mut inst = policies::build(name, &cfg).map_err(failed)?;
+    let again = Options {
+        free_leftovers: true,
+        ..Options::default()
+    };
     timed(r, repeats, budget, || {
-        let mut inst = policies::build(name, &cfg)?;
-        let out = replay_manager(&mut *inst.manager, prog, Options::default(), None)
-            .map_err(|e| e.to_string())?;
+        let out =
+            replay_manager(&mut *inst.manager, prog, again, None).map_err(|e| e.to_string())?;
         Ok(ns_per_op(&out))
     })
 }
@@ -226,6 +233,7 @@ fn run_peer(
         track: true,
         series_points: 300,
         touch: true,
+        free_leftovers: true,
     };
     let peak_ok = harness::reset_peak();
     let mut base = 0;
@@ -251,24 +259,10 @@ fn run_peer(
         "resident memory growth (RSS - baseline, sampled), every page of every block touched".into()
     };
     drop(g);
-    let fresh = !matches!(name, "system" | "mimalloc" | "jemalloc" | "gperftools");
-    let mut shared = if fresh {
-        None
-    } else {
-        Some(peers::build(name).map_err(failed)?)
-    };
+    // One (fresh) instance for the warm-up and the timed runs, as for the policies.
+    let g = peers::build(name).map_err(failed)?;
     timed(r, repeats, budget, || {
-        let own;
-        let g: &dyn core::alloc::GlobalAlloc = match &shared {
-            Some(g) => &**g,
-            None => {
-                own = peers::build(name)?;
-                &*own
-            }
-        };
-        let out = replay_global(g, prog, Options::default(), None).map_err(|e| e.to_string())?;
+        let out = replay_global(&*g, prog, Options::default(), None).map_err(|e| e.to_string())?;
         Ok(ns_per_op(&out))
-    })?;
-    shared.take();
-    Ok(())
+    })
 }
