@@ -284,8 +284,8 @@ pub struct RangeList {
 }
 
 impl RangeList {
-    /// A heap of `size` bytes at `base`: the free list is `[(base, size)]` (empty when `size` is
-    /// 0).
+    /// A heap of `size` bytes at `base`: the free list is `[(base, size)]`, even when `size` is 0
+    /// (malloc.py starts every run with that one chunk, and `+0` on `-S 0` succeeds).
     pub fn new(base: usize, size: usize, config: Config) -> Result<Self, RangeConfigError> {
         if config.align == 0 {
             return Err(RangeConfigError::ZeroAlign);
@@ -294,9 +294,7 @@ impl RangeList {
             return Err(RangeConfigError::Overflow { base, size });
         }
         let mut store = VecStore::new();
-        if size > 0 {
-            store.insert_after(None, Chunk { addr: base, size });
-        }
+        store.insert_after(None, Chunk { addr: base, size });
         Ok(RangeList {
             list: FreeList::new(store, config),
             map: BTreeMap::new(),

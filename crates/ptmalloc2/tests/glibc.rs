@@ -157,7 +157,7 @@ fn phased_trace(seed: u64, rounds: usize) -> Trace {
         let mut i = t.live.len();
         while i > 0 {
             i -= 1;
-            if i % stride == 0 && i < t.live.len() {
+            if i.is_multiple_of(stride) && i < t.live.len() {
                 t.free_at(i);
             }
         }
