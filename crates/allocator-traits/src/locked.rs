@@ -34,19 +34,26 @@ use crate::{AllocError, FreeError, FreeSpaceManager, Stats};
 /// # }
 /// ```
 pub struct Locked<M> {
-    inner: spin::Mutex<M>,
+    inner: spin::mutex::SpinMutex<M, Relax>,
 }
+
+/// How a waiting thread spins: with `std` it yields to the scheduler between attempts, so a
+/// holder that was preempted (two threads on one core) gets to run; without it, a busy loop.
+#[cfg(feature = "std")]
+type Relax = spin::relax::Yield;
+#[cfg(not(feature = "std"))]
+type Relax = spin::relax::Spin;
 
 impl<M> Locked<M> {
     /// Wraps `manager`. `const`, so a `static` can hold it as the `#[global_allocator]`.
     pub const fn new(manager: M) -> Self {
         Locked {
-            inner: spin::Mutex::new(manager),
+            inner: spin::mutex::SpinMutex::new(manager),
         }
     }
 
     /// Locks the manager for direct use (stats, inspection, the `&mut` API).
-    pub fn lock(&self) -> spin::MutexGuard<'_, M> {
+    pub fn lock(&self) -> spin::mutex::SpinMutexGuard<'_, M> {
         self.inner.lock()
     }
 
