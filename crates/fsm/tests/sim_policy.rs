@@ -255,3 +255,31 @@ fn views_agree_with_the_ops() {
         .tests(150)
         .quickcheck(prop as fn(Run) -> TestResult);
 }
+
+#[test]
+fn buddy_segregated_and_ptmalloc2_show_their_own_structures() {
+    for (policy, wants) in [
+        (
+            "buddy",
+            &["order 0 (16 B)", "order 1 (32 B)", "min block: 16"][..],
+        ),
+        ("segregated", &["class 3 (24 B)", "tiny (16 B blocks)"][..]),
+        (
+            "ptmalloc2",
+            &["tcache[0] (32 B)", "top_size:", "mmap_threshold: 131072"][..],
+        ),
+    ] {
+        let out = fsm_sim(&strs(&["-p", policy, "-A", "+10,+20,-0,+5", "-c"]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{policy}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for want in wants {
+            assert!(text.contains(want), "{policy}: no `{want}` in\n{text}");
+        }
+        // Every op prints its view: four ops, four heap lines at least.
+        assert!(text.matches("Heap [").count() >= 4, "{policy}:\n{text}");
+    }
+}

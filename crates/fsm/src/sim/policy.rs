@@ -81,6 +81,47 @@ fn build_tcmalloc(_name: &str, heap: usize) -> Result<Built, String> {
 }
 
 /// Every policy `fsm sim -p NAME` can show.
+fn build_buddy(_name: &str, heap: usize) -> Result<Built, String> {
+    // The bitmaps live in the region too: give the smallest heaps room for them.
+    let heap = heap.max(1024);
+    let (region, heap_start) = region(heap)?;
+    let m = buddy::Buddy::try_new(region, buddy::Config::new(heap))
+        .map_err(|e| format!("-p buddy over {heap} bytes: {e}"))?;
+    Ok(Built {
+        manager: Box::new(m),
+        heap_start,
+        heap_len: heap,
+    })
+}
+
+fn build_segregated(_name: &str, heap: usize) -> Result<Built, String> {
+    // Spans are 8 KiB and up: the heap is raised to at least 1 MiB.
+    let heap = heap.max(1 << 20);
+    let (region, heap_start) = region(heap)?;
+    let pages = fit::FitHeap::new(region, fit::Config::best_fit());
+    Ok(Built {
+        manager: Box::new(segregated::Segregated::new(pages)),
+        heap_start,
+        heap_len: heap,
+    })
+}
+
+fn build_ptmalloc2(_name: &str, heap: usize) -> Result<Built, String> {
+    // glibc's defaults: the main heap grows by top_pad (128 KiB) at a time.
+    let heap = heap.max(1 << 20);
+    let (region, heap_start) = region(heap)?;
+    let t = ptmalloc2::Tunables::parse("").map_err(|e| format!("-p ptmalloc2: {e}"))?;
+    Ok(Built {
+        manager: Box::new(ptmalloc2::Arena::new(
+            region,
+            allocator_traits::OsPages::new(),
+            &t,
+        )),
+        heap_start,
+        heap_len: heap,
+    })
+}
+
 pub const POLICIES: &[PolicyView] = &[
     PolicyView {
         name: "first-fit",
@@ -102,6 +143,23 @@ pub const POLICIES: &[PolicyView] = &[
         name: "worst-fit",
         about: "worst fit: the largest free block",
         build: build_fit,
+    },
+    PolicyView {
+        name: "buddy",
+        about: "binary buddy system: one free list per order (16 B << k), bitmaps for the buddy test",
+        build: build_buddy,
+    },
+    PolicyView {
+        name: "segregated",
+        about: "Go's 67 size classes over spans, tiny blocks, best fit for spans and large sizes \
+                (heap raised to >= 1 MiB)",
+        build: build_segregated,
+    },
+    PolicyView {
+        name: "ptmalloc2",
+        about: "glibc 2.36's malloc: tcache, fastbins, unsorted, small and large bins, top \
+                (heap raised to >= 1 MiB)",
+        build: build_ptmalloc2,
     },
     PolicyView {
         name: "tcmalloc",
