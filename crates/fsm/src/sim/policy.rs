@@ -107,10 +107,12 @@ fn build_segregated(_name: &str, heap: usize) -> Result<Built, String> {
 }
 
 fn build_ptmalloc2(_name: &str, heap: usize) -> Result<Built, String> {
-    // glibc's defaults: the main heap grows by top_pad (128 KiB) at a time.
+    // glibc's defaults but top_pad=0: the main heap grows a page at a time (glibc's default
+    // grows it by 128 KiB), so the top chunk stays small enough for the chunks to be seen.
     let heap = heap.max(1 << 20);
     let (region, heap_start) = region(heap)?;
-    let t = ptmalloc2::Tunables::parse("").map_err(|e| format!("-p ptmalloc2: {e}"))?;
+    let t = ptmalloc2::Tunables::parse("glibc.malloc.top_pad=0")
+        .map_err(|e| format!("-p ptmalloc2: {e}"))?;
     Ok(Built {
         manager: Box::new(ptmalloc2::Arena::new(
             region,
@@ -158,7 +160,7 @@ pub const POLICIES: &[PolicyView] = &[
     PolicyView {
         name: "ptmalloc2",
         about: "glibc 2.36's malloc: tcache, fastbins, unsorted, small and large bins, top \
-                (heap raised to >= 1 MiB)",
+                (glibc.malloc.top_pad=0, so the heap grows a page at a time)",
         build: build_ptmalloc2,
     },
     PolicyView {

@@ -119,9 +119,17 @@ fn draw<DB: DrawingBackend>(
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let lo = rows.iter().map(|(_, s)| s.start).min().unwrap_or(0);
+    // The axis ends where the last drawn block ends: a large region the policy has barely
+    // touched would otherwise squeeze every block into a sliver at the left.
     let hi = rows
         .iter()
-        .map(|(_, s)| s.start + s.len)
+        .map(|(_, s)| {
+            s.segs
+                .iter()
+                .map(|g| g.addr + g.len)
+                .max()
+                .unwrap_or(s.start + s.len)
+        })
         .max()
         .unwrap_or(lo + 1)
         .max(lo + 1);
