@@ -4,8 +4,6 @@
 //! Over a `BrkRegion` normally; over a `FixedRegion` on a static array under Miri (which cannot
 //! run `mmap`), with fewer strings.
 
-use std::collections::BTreeMap;
-
 use allocator_traits::Locked;
 use buddy::{Buddy, Config};
 
@@ -30,31 +28,13 @@ static HEAP: Locked<Buddy<allocator_traits::FixedRegion>> = Locked::new(Buddy::n
 const N: usize = if cfg!(miri) { 300 } else { 300_000 };
 
 fn main() {
-    let before = HEAP.stats();
-    {
-        let mut strings: Vec<String> = (0..N)
-            .map(|i| format!("string number {:>9}", (i * 7919) % N))
-            .collect();
-        strings.sort();
-        assert!(strings.windows(2).all(|w| w[0] <= w[1]));
-        let map: BTreeMap<String, usize> = strings.into_iter().zip(0..).collect();
-        assert_eq!(map.len(), N);
-        assert_eq!(map.values().sum::<usize>(), N * (N - 1) / 2);
-        let during = HEAP.stats();
-        assert!(
-            during.live_blocks >= N,
-            "the strings live in the buddy heap"
-        );
-        println!(
-            "{N} strings in a BTreeMap: {} live blocks, {} bytes asked, {} held, footprint {}",
-            during.live_blocks, during.live_requested, during.live_held, during.footprint
-        );
-    }
-    let after = HEAP.stats();
-    assert!(
-        after.live_blocks <= before.live_blocks + 8,
-        "everything was freed: {before:?} -> {after:?}"
+    // The one strings workload of the kit: built, sorted, put in a BTreeMap, dropped, checked.
+    let during = allocator_traits::conformance::check_global_workload(N, || HEAP.stats());
+    println!(
+        "{N} strings in a BTreeMap: {} live blocks, {} bytes asked, {} held, footprint {}",
+        during.live_blocks, during.live_requested, during.live_held, during.footprint
     );
+    let after = HEAP.stats();
     println!(
         "after drop: {} live blocks; peak footprint {} bytes; {} allocs, {} frees",
         after.live_blocks, after.peak_footprint, after.allocs, after.frees

@@ -5,8 +5,6 @@
 //! Over a `BrkRegion` normally; over a `FixedRegion` on a static array under Miri (which cannot
 //! run `mmap`), with fewer strings.
 
-use std::collections::BTreeMap;
-
 use allocator_traits::Locked;
 use segregated::Segregated;
 
@@ -29,38 +27,13 @@ static HEAP: Locked<Segregated> = Locked::new(Segregated::best_fit(
 const N: usize = if cfg!(miri) { 300 } else { 300_000 };
 
 fn main() {
-    let before = HEAP.stats();
-    {
-        let mut strings: Vec<String> = (0..N)
-            .map(|i| format!("string number {:>9}", (i * 7919) % N))
-            .collect();
-        strings.sort();
-        assert!(strings.windows(2).all(|w| w[0] <= w[1]));
-        let map: BTreeMap<String, usize> = strings.into_iter().zip(0..).collect();
-        assert_eq!(map.len(), N);
-        assert_eq!(map.values().sum::<usize>(), N * (N - 1) / 2);
-        let during = HEAP.stats();
-        assert!(
-            during.live_blocks >= N,
-            "the strings live in the segregated heap"
-        );
-        let tiny = HEAP.lock().tiny_stats();
-        println!(
-            "{N} strings in a BTreeMap: {} live blocks, {} bytes asked, {} held, footprint {}; \
-             tiny: {} objects in {} blocks",
-            during.live_blocks,
-            during.live_requested,
-            during.live_held,
-            during.footprint,
-            tiny.live_objects,
-            tiny.live_blocks
-        );
-    }
-    let after = HEAP.stats();
-    assert!(
-        after.live_blocks <= before.live_blocks + 8,
-        "everything was freed: {before:?} -> {after:?}"
+    // The one strings workload of the kit: built, sorted, put in a BTreeMap, dropped, checked.
+    let during = allocator_traits::conformance::check_global_workload(N, || HEAP.stats());
+    println!(
+        "{N} strings in a BTreeMap: {} live blocks, {} bytes asked, {} held, footprint {}",
+        during.live_blocks, during.live_requested, during.live_held, during.footprint
     );
+    let after = HEAP.stats();
     println!(
         "after drop: {} live blocks; peak footprint {} bytes; {} allocs, {} frees",
         after.live_blocks, after.peak_footprint, after.allocs, after.frees
