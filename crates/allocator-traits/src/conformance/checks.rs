@@ -10,7 +10,7 @@ use core::ptr::NonNull;
 use quickcheck::{Arbitrary, Gen};
 
 use super::{Op, Profile, Shadow};
-use crate::{AllocError, FreeError, FreeSpaceManager, Locked};
+use crate::{AllocError, FreeError, FreeSpaceManager, Locked, Stats};
 
 /// Random cases run by the shadow model (fewer under Miri, which is ~1000x slower).
 const CASES: usize = if cfg!(miri) { 3 } else { 100 };
@@ -181,16 +181,26 @@ pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
             },
         );
     }
-    let expect_error = |m: &mut M, r: Result<(), FreeError>, ptr: usize, what: &str| {
-        let before = m.stats().bad_frees;
-        let e = r.expect_err(what);
-        assert_eq!(
-            e.ptr(),
-            ptr,
-            "{what}: the error must name the pointer ({e})"
-        );
-        let _ = before;
-    };
+    // Every refused free names the pointer, is counted in `bad_frees`, and frees nothing.
+    let expect_error =
+        |m: &mut M, before: Stats, r: Result<(), FreeError>, ptr: usize, what: &str| {
+            let e = r.expect_err(what);
+            assert_eq!(
+                e.ptr(),
+                ptr,
+                "{what}: the error must name the pointer ({e})"
+            );
+            let after = m.stats();
+            assert_eq!(
+                after.bad_frees,
+                before.bad_frees + 1,
+                "{what}: bad_frees not counted"
+            );
+            assert_eq!(
+                after.live_blocks, before.live_blocks,
+                "{what}: a block was freed"
+            );
+        };
     if d.foreign {
         let outside = Box::new([0u64; 8]);
         let ptr = NonNull::from(&outside[0]).cast::<u8>();
@@ -200,17 +210,11 @@ pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
         let r = unsafe { m.deallocate(ptr, layout) };
         expect_error(
             &mut m,
+            before,
             r,
             ptr.as_ptr() as usize,
             "free of a foreign pointer",
         );
-        let after = m.stats();
-        assert_eq!(
-            after.bad_frees,
-            before.bad_frees + 1,
-            "bad_frees not counted"
-        );
-        assert_eq!(after.live_blocks, before.live_blocks);
         shadow.check(&m);
     }
     if d.double_free {
@@ -219,14 +223,11 @@ pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
             let b = m.allocate(layout).expect("allocation on a fresh heap");
             // SAFETY: freed once, legitimately.
             unsafe { m.deallocate(b.cast(), layout) }.expect("first free");
+            let before = m.stats();
             // SAFETY: the policy claims to detect double frees; nothing is freed.
             let r = unsafe { m.deallocate(b.cast(), layout) };
-            expect_error(
-                &mut m,
-                r,
-                b.cast::<u8>().as_ptr() as usize,
-                "double free of a {size}-byte block",
-            );
+            let what = format!("double free of a {size}-byte block");
+            expect_error(&mut m, before, r, b.cast::<u8>().as_ptr() as usize, &what);
             shadow.check(&m);
         }
     }
@@ -234,14 +235,11 @@ pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
         let layout = Layout::from_size_align(64, 8).expect("layout");
         let b = m.allocate(layout).expect("allocation on a fresh heap");
         let wrong = Layout::from_size_align(64 * 1024, 8).expect("layout");
+        let before = m.stats();
         // SAFETY: the policy claims to detect layout mismatches; nothing is freed.
         let r = unsafe { m.deallocate(b.cast(), wrong) };
-        expect_error(
-            &mut m,
-            r,
-            b.cast::<u8>().as_ptr() as usize,
-            "free with a wrong layout",
-        );
+        let at = b.cast::<u8>().as_ptr() as usize;
+        expect_error(&mut m, before, r, at, "free with a wrong layout");
         // SAFETY: now freed with its real layout.
         unsafe { m.deallocate(b.cast(), layout) }.expect("free with the right layout");
     }

@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::vec::Vec;
 
 use core::alloc::Layout;
-use core::fmt;
 use core::ptr::NonNull;
 
 use crate::{AllocError, BlockKind, FreeSpaceManager, Inspector};
@@ -379,7 +378,6 @@ impl Inspector for Picture {
             self.free.push((addr, len, kind));
         }
     }
-    fn begin_list(&mut self, _: fmt::Arguments<'_>) {}
 }
 
 impl quickcheck::Arbitrary for Op {
