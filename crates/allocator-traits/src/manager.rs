@@ -34,8 +34,11 @@ pub struct Detects {
 /// * [`deallocate`](Self::deallocate) takes a block back. A policy that can detect a bad pointer
 ///   (see [`detects`](Self::detects)) must return the error and change nothing.
 /// * [`grow`](Self::grow) and [`shrink`](Self::shrink) keep the first
-///   `min(old.size(), new.size())` bytes. The defaults resize in place where
-///   [`resize_in_place`](Self::resize_in_place) can, and otherwise allocate, copy and free.
+///   `min(old.size(), new.size())` bytes. The defaults ([`resize_by_moving`]) resize in place
+///   where [`resize_in_place`](Self::resize_in_place) can, and otherwise allocate, copy and free,
+///   then call [`record_moved_resize`](Self::record_moved_resize) so that the move counts as one
+///   resize. A policy implements `resize_in_place` and `record_moved_resize`, and rarely needs to
+///   override `grow` or `shrink` (ptmalloc2 does: it models glibc's `realloc`).
 pub trait FreeSpaceManager {
     /// Allocates a block that fits `layout`.
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError>;
@@ -50,8 +53,12 @@ pub trait FreeSpaceManager {
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError>;
 
     /// Changes the block's size to `new.size()` without moving it, if the policy can; otherwise
-    /// returns [`AllocError::NotInPlace`] and changes nothing. `new.align()` must not exceed
-    /// `old.align()` for an in-place resize to make sense; a policy may refuse otherwise.
+    /// returns [`AllocError::NotInPlace`] and changes nothing.
+    ///
+    /// A policy that detects bad pointers (see [`detects`](Self::detects)) checks `ptr` and `old`
+    /// *first* and returns [`AllocError::InvalidBlock`] for a bad block: [`resize_by_moving`]
+    /// relies on it before it copies from `ptr`. `new.align()` may exceed `old.align()`: the
+    /// policy then succeeds only if the block's address satisfies it, and refuses otherwise.
     ///
     /// # Safety
     /// As for [`deallocate`](Self::deallocate): `ptr` is a live block allocated with `old`.
@@ -97,6 +104,15 @@ pub trait FreeSpaceManager {
     /// The counters the matrix and `fsm` read.
     fn stats(&self) -> Stats;
 
+    /// Recounts the move [`resize_by_moving`] just made (one successful
+    /// [`allocate`](Self::allocate) of the new block, then one successful
+    /// [`deallocate`](Self::deallocate) of the old) as one moved resize.
+    ///
+    /// A policy that keeps [`Stats`] forwards to [`Stats::record_moved_resize`]. The default does
+    /// nothing, so the move stays counted as an allocation and a free (the conformance kit
+    /// reports that as a stats error).
+    fn record_moved_resize(&mut self) {}
+
     /// Shows the manager's structures to `out` (see [`Inspector`] for the order of calls).
     fn inspect(&self, out: &mut dyn Inspector);
 
@@ -106,8 +122,12 @@ pub trait FreeSpaceManager {
     }
 }
 
-/// Resize in place if the manager can, otherwise allocate a new block, copy, and free the old one.
-/// This is what the default [`FreeSpaceManager::grow`] and [`FreeSpaceManager::shrink`] do.
+/// Resize in place if the manager can, otherwise allocate a new block, copy, free the old one and
+/// count the whole as one moved resize ([`FreeSpaceManager::record_moved_resize`]). This is what
+/// the default [`FreeSpaceManager::grow`] and [`FreeSpaceManager::shrink`] do.
+///
+/// `resize_in_place` is always asked first, also when `new` is more aligned than `old`: it
+/// validates the block (for a policy that detects bad pointers) before anything is read from it.
 ///
 /// # Safety
 /// `ptr` is a live block of `m` allocated with `old` (or the manager detects otherwise).
@@ -117,17 +137,15 @@ pub unsafe fn resize_by_moving<M: FreeSpaceManager + ?Sized>(
     old: Layout,
     new: Layout,
 ) -> Result<NonNull<[u8]>, AllocError> {
-    if new.align() <= old.align() {
-        // SAFETY: forwarded caller contract.
-        match unsafe { m.resize_in_place(ptr, old, new) } {
-            Err(AllocError::NotInPlace) => {}
-            other => return other,
-        }
+    // SAFETY: forwarded caller contract.
+    match unsafe { m.resize_in_place(ptr, old, new) } {
+        Err(AllocError::NotInPlace) => {}
+        other => return other,
     }
     let fresh = m.allocate(new)?;
     let keep = old.size().min(new.size());
-    // SAFETY: `ptr` is live with at least `old.size()` bytes, `fresh` has at least `new.size()`;
-    // they are distinct live blocks, so they do not overlap.
+    // SAFETY: `ptr` is live with at least `old.size()` bytes (`resize_in_place` checked it where
+    // the policy can), `fresh` has at least `new.size()`; distinct live blocks do not overlap.
     unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), fresh.as_ptr().cast::<u8>(), keep) };
     // SAFETY: forwarded caller contract.
     if let Err(e) = unsafe { m.deallocate(ptr, old) } {
@@ -136,6 +154,7 @@ pub unsafe fn resize_by_moving<M: FreeSpaceManager + ?Sized>(
         let _ = unsafe { m.deallocate(fresh.cast(), new) };
         return Err(AllocError::InvalidBlock(e));
     }
+    m.record_moved_resize();
     Ok(fresh)
 }
 
@@ -176,6 +195,9 @@ impl<M: FreeSpaceManager + ?Sized> FreeSpaceManager for &mut M {
     }
     fn stats(&self) -> Stats {
         (**self).stats()
+    }
+    fn record_moved_resize(&mut self) {
+        (**self).record_moved_resize()
     }
     fn inspect(&self, out: &mut dyn Inspector) {
         (**self).inspect(out)

@@ -104,6 +104,17 @@ impl Stats {
         self.add_live(new_requested, new_held);
     }
 
+    /// The last [`record_alloc`](Self::record_alloc) (the new block) and
+    /// [`record_free`](Self::record_free) (the old one) were one resize that moved the block:
+    /// count them as such. The live bytes are already right; the peaks keep the moment both
+    /// blocks were live, which a move has.
+    #[inline]
+    pub fn record_moved_resize(&mut self) {
+        self.allocs = self.allocs.saturating_sub(1);
+        self.frees = self.frees.saturating_sub(1);
+        self.resizes += 1;
+    }
+
     /// An allocation was refused.
     #[inline]
     pub fn record_failure(&mut self) {

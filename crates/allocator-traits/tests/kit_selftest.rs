@@ -34,6 +34,8 @@ enum Bug {
     Clobber,
     /// Claims double-free detection but ignores it.
     SilentDoubleFree,
+    /// Counts a moved resize as an allocation and a free.
+    MoveAsAllocFree,
 }
 
 const LIVE: u64 = 0xA11C_0000_0000_0000;
@@ -134,8 +136,31 @@ impl FreeSpaceManager for Bump {
         Ok(())
     }
 
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        _old: Layout,
+        _new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // Never in place, but the block is checked first, as the trait asks.
+        let p = ptr.as_ptr() as usize;
+        if p < self.base + 8 || p >= self.base + self.cap {
+            return Err(AllocError::InvalidBlock(FreeError::Foreign { ptr: p }));
+        }
+        // SAFETY: inside our region, past its first 8 bytes.
+        if unsafe { self.header(p).read() } & MARK != LIVE {
+            return Err(AllocError::InvalidBlock(FreeError::NotABlock { ptr: p }));
+        }
+        Err(AllocError::NotInPlace)
+    }
+
     fn stats(&self) -> Stats {
         self.stats
+    }
+    fn record_moved_resize(&mut self) {
+        if self.bug != Bug::MoveAsAllocFree {
+            self.stats.record_moved_resize();
+        }
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {
@@ -221,6 +246,23 @@ fn the_kit_catches_an_unreported_double_free() {
     assert!(fails(|| conformance::check_bad_frees(PROFILE, |c| {
         Bump::new(c, Bug::SilentDoubleFree)
     })));
+}
+
+#[test]
+fn the_kit_catches_a_move_counted_as_alloc_and_free() {
+    assert!(fails(|| {
+        let mut m = Bump::new(PROFILE.capacity, Bug::MoveAsAllocFree);
+        let mut shadow = conformance::Shadow::new(PROFILE.max_align);
+        shadow.apply(
+            &mut m,
+            conformance::Op::Alloc {
+                size: 40,
+                align_shift: 3,
+            },
+        );
+        // The bump allocator never resizes in place: this grow moves.
+        shadow.apply(&mut m, conformance::Op::Grow { idx: 0, extra: 100 });
+    }));
 }
 
 // The planted bugs are undefined behaviour by design (overlapping blocks, writes over a

@@ -607,28 +607,12 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
         Ok(self.block_ptr(unsafe { NonNull::new_unchecked(block) }, sn))
     }
 
-    unsafe fn grow(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.resize(ptr, old, new) }
-    }
-
-    unsafe fn shrink(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.resize(ptr, old, new) }
-    }
-
     fn stats(&self) -> Stats {
         self.stats
+    }
+
+    fn record_moved_resize(&mut self) {
+        self.stats.record_moved_resize();
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {
@@ -643,56 +627,5 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
             // 50 B) is indistinguishable, so the claim is not made.
             layout_mismatch: false,
         }
-    }
-}
-
-impl<S: MemorySource> Buddy<S> {
-    /// Grow or shrink: in place if the buddies allow, otherwise into a fresh block.
-    ///
-    /// # Safety
-    /// As for [`FreeSpaceManager::grow`].
-    unsafe fn resize(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        match unsafe { self.resize_in_place(ptr, old, new) } {
-            Err(AllocError::NotInPlace) => {}
-            other => return other,
-        }
-        // `resize_in_place` validated the block.
-        let ko = order_for(old.size(), old.align(), self.min_shift).unwrap_or(0);
-        let fresh =
-            match order_for(new.size(), new.align(), self.min_shift).filter(|&k| k < self.orders) {
-                Some(kn) => loop {
-                    if let Some(p) = self.take(kn) {
-                        break Some((p, kn));
-                    }
-                    if self.grow(kn).is_err() {
-                        break None;
-                    }
-                },
-                None => None,
-            };
-        let Some((p, kn)) = fresh else {
-            self.stats.record_failure();
-            return Err(AllocError::out_of_memory(new));
-        };
-        // SAFETY: `ptr` is live with at least `old.size()` bytes and `p` is a fresh block of at
-        // least `new.size()` bytes; distinct blocks do not overlap.
-        unsafe {
-            core::ptr::copy_nonoverlapping(ptr.as_ptr(), p, old.size().min(new.size()));
-        }
-        let addr = ptr.as_ptr() as usize;
-        self.bits.put(Bits::Alloc, ko, self.index(ko, addr), false);
-        // SAFETY: the old block was validated and the caller gives it up.
-        unsafe { self.put(self.at(addr), ko) };
-        let (so, sn) = (self.size(ko), self.size(kn));
-        self.stats
-            .record_resize(old.size(), so, new.size(), sn, false);
-        // SAFETY: `take` never returns null.
-        Ok(self.block_ptr(unsafe { NonNull::new_unchecked(p) }, sn))
     }
 }

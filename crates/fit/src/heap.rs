@@ -661,28 +661,12 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
         Ok(self.payload(off, new_size))
     }
 
-    unsafe fn grow(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { resize(self, ptr, old, new) }
-    }
-
-    unsafe fn shrink(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { resize(self, ptr, old, new) }
-    }
-
     fn stats(&self) -> Stats {
         self.stats
+    }
+
+    fn record_moved_resize(&mut self) {
+        self.stats.record_moved_resize();
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {
@@ -728,42 +712,4 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
             layout_mismatch: true,
         }
     }
-}
-
-/// In place where the heap can, else move (allocate, copy, free); either way one resize is
-/// recorded.
-///
-/// # Safety
-/// As for [`FreeSpaceManager::grow`].
-unsafe fn resize<M: MemorySource>(
-    heap: &mut FitHeap<M>,
-    ptr: NonNull<u8>,
-    old: Layout,
-    new: Layout,
-) -> Result<NonNull<[u8]>, AllocError> {
-    // SAFETY: forwarded caller contract.
-    match unsafe { heap.resize_in_place(ptr, old, new) } {
-        Err(AllocError::NotInPlace) => {}
-        other => return other,
-    }
-    // `resize_in_place` validated the block (it returns `InvalidBlock` otherwise).
-    let (off, size, _) = heap
-        .checked_block(ptr, old)
-        .map_err(AllocError::InvalidBlock)?;
-    let fresh = match heap.place(new) {
-        Ok(c) => c,
-        Err(e) => {
-            heap.stats.record_failure();
-            return Err(e);
-        }
-    };
-    let out = heap.payload(fresh.addr, fresh.size);
-    let keep = old.size().min(new.size());
-    // SAFETY: `ptr` is a live block with at least `old.size()` bytes, `out` a distinct live block
-    // with at least `new.size()`; they do not overlap.
-    unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), out.cast::<u8>().as_ptr(), keep) };
-    heap.stats
-        .record_resize(old.size(), size, new.size(), fresh.size, false);
-    heap.release(off, size);
-    Ok(out)
 }

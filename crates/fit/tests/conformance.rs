@@ -150,6 +150,9 @@ mod checked {
         fn stats(&self) -> Stats {
             self.0.stats()
         }
+        fn record_moved_resize(&mut self) {
+            self.0.record_moved_resize()
+        }
         fn inspect(&self, out: &mut dyn Inspector) {
             self.0.inspect(out)
         }

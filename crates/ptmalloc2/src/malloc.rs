@@ -765,6 +765,10 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
         self.stats
     }
 
+    fn record_moved_resize(&mut self) {
+        self.stats.record_moved_resize();
+    }
+
     fn inspect(&self, out: &mut dyn Inspector) {
         let c = &self.core;
         if c.st.base != 0 {

@@ -583,64 +583,6 @@ impl<L: FreeSpaceManager> Segregated<L> {
             }
         }
     }
-
-    /// Grow or shrink: in place where the class allows, otherwise into a fresh block.
-    ///
-    /// # Safety
-    /// As for [`FreeSpaceManager::grow`].
-    unsafe fn resize(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        match unsafe { self.resize_in_place(ptr, old, new) } {
-            Err(AllocError::NotInPlace) => {}
-            other => return other,
-        }
-        // Check the old block before reading it (the small paths can).
-        match self.path(old) {
-            Path::Tiny => {
-                self.check_tiny(ptr.as_ptr())
-                    .map_err(AllocError::InvalidBlock)?;
-            }
-            Path::Class(c) => {
-                self.check_object(ptr.as_ptr(), c)
-                    .map_err(|e| AllocError::InvalidBlock(Self::fix_mismatch(e, old)))?;
-            }
-            Path::Large => {}
-        }
-        let (fresh, held_new) = match self.alloc_inner(new) {
-            Ok(x) => x,
-            Err(e) => {
-                self.stats.record_failure();
-                return Err(e);
-            }
-        };
-        // SAFETY: the old block is live with `old.size()` bytes, the fresh one has at least
-        // `new.size()`; distinct live blocks do not overlap.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                ptr.as_ptr(),
-                fresh.cast::<u8>().as_ptr(),
-                old.size().min(new.size()),
-            )
-        };
-        // SAFETY: forwarded caller contract.
-        match unsafe { self.free_inner(ptr, old) } {
-            Ok(held_old) => {
-                self.stats
-                    .record_resize(old.size(), held_old, new.size(), held_new, false);
-                Ok(fresh)
-            }
-            Err(e) => {
-                // SAFETY: `fresh` was just allocated with `new`.
-                let _ = unsafe { self.free_inner(fresh.cast(), new) };
-                Err(AllocError::InvalidBlock(e))
-            }
-        }
-    }
 }
 
 impl<L: FreeSpaceManager> Segregated<L> {
@@ -830,32 +772,29 @@ impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
                     .record_resize(old.size(), oh, new.size(), nh, true);
                 Ok(b)
             }
-            _ => Err(AllocError::NotInPlace),
+            // Another class: the block moves, but is checked first (the small paths can), so
+            // that `resize_by_moving` never copies from a bad pointer.
+            (Path::Tiny, _) => {
+                self.check_tiny(ptr.as_ptr())
+                    .map_err(|e| AllocError::InvalidBlock(Self::fix_mismatch(e, old)))?;
+                Err(AllocError::NotInPlace)
+            }
+            (Path::Class(c), _) => {
+                self.check_object(ptr.as_ptr(), c)
+                    .map_err(|e| AllocError::InvalidBlock(Self::fix_mismatch(e, old)))?;
+                Err(AllocError::NotInPlace)
+            }
+            // The large manager checks the block when it is freed, after the copy.
+            (Path::Large, _) => Err(AllocError::NotInPlace),
         }
-    }
-
-    unsafe fn grow(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.resize(ptr, old, new) }
-    }
-
-    unsafe fn shrink(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.resize(ptr, old, new) }
     }
 
     fn stats(&self) -> Stats {
         self.stats
+    }
+
+    fn record_moved_resize(&mut self) {
+        self.stats.record_moved_resize();
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {

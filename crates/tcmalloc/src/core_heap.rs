@@ -249,44 +249,6 @@ impl<S: MemorySource> Core<S> {
             unsafe { self.heap.delete_span(s, &self.pagemap) };
         }
     }
-
-    /// Grow or shrink: in place when the new layout has the same class (or page count), else
-    /// allocate, copy and free, counted as one resize.
-    ///
-    /// # Safety
-    /// As for [`FreeSpaceManager::grow`].
-    unsafe fn resize(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if new.align() <= old.align() {
-            // SAFETY: forwarded caller contract.
-            match unsafe { self.resize_in_place(ptr, old, new) } {
-                Err(AllocError::NotInPlace) => {}
-                other => return other,
-            }
-        }
-        let (s, class) = self.block_of(ptr).map_err(|e| {
-            self.stats.record_bad_free();
-            AllocError::InvalidBlock(e)
-        })?;
-        let old_held = self.held(s, class);
-        let (fresh, held) = self
-            .alloc_raw(new)
-            .inspect_err(|_| self.stats.record_failure())?;
-        // SAFETY: both blocks are live and distinct; the old one has `old.size()` bytes, the new
-        // one at least `new.size()`.
-        unsafe {
-            core::ptr::copy_nonoverlapping(ptr.as_ptr(), fresh, old.size().min(new.size()));
-            self.free_raw(s, class, ptr);
-        }
-        self.stats
-            .record_resize(old.size(), old_held, new.size(), held, false);
-        let slice = core::ptr::slice_from_raw_parts_mut(fresh, held);
-        NonNull::new(slice).ok_or(AllocError::out_of_memory(new))
-    }
 }
 
 impl<S: MemorySource> FreeSpaceManager for Core<S> {
@@ -343,28 +305,12 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
         NonNull::new(slice).ok_or(AllocError::NotInPlace)
     }
 
-    unsafe fn grow(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.resize(ptr, old, new) }
-    }
-
-    unsafe fn shrink(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.resize(ptr, old, new) }
-    }
-
     fn stats(&self) -> Stats {
         self.stats
+    }
+
+    fn record_moved_resize(&mut self) {
+        self.stats.record_moved_resize();
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {

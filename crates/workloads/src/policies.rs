@@ -106,6 +106,9 @@ impl<M: FreeSpaceManager> FreeSpaceManager for Entry<M> {
     fn stats(&self) -> Stats {
         self.m.stats()
     }
+    fn record_moved_resize(&mut self) {
+        self.m.record_moved_resize()
+    }
     fn inspect(&self, out: &mut dyn Inspector) {
         self.m.inspect(out)
     }

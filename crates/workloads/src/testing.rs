@@ -59,6 +59,9 @@ impl FreeSpaceManager for Bump {
     fn stats(&self) -> Stats {
         self.stats
     }
+    fn record_moved_resize(&mut self) {
+        self.stats.record_moved_resize();
+    }
     fn inspect(&self, out: &mut dyn Inspector) {
         out.region(self.base.as_ptr() as usize, self.used);
     }

@@ -216,6 +216,42 @@ pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
             "free of a foreign pointer",
         );
         shadow.check(&m);
+        // Growing or shrinking a foreign block is refused the same way, and nothing changes.
+        for new_size in [200, 4] {
+            let new = Layout::from_size_align(new_size, 8).expect("layout");
+            let before = m.stats();
+            // SAFETY: the policy claims to detect foreign pointers; `outside` is readable memory.
+            let r = unsafe {
+                if new_size > layout.size() {
+                    m.grow(ptr, layout, new)
+                } else {
+                    m.shrink(ptr, layout, new)
+                }
+            };
+            let what = format!("resize of a foreign pointer to {new_size} bytes");
+            match r {
+                Err(AllocError::InvalidBlock(e)) => {
+                    assert_eq!(
+                        e.ptr(),
+                        ptr.as_ptr() as usize,
+                        "{what}: the error must name the pointer ({e})"
+                    );
+                }
+                other => panic!("{what}: expected InvalidBlock, got {other:?}"),
+            }
+            let after = m.stats();
+            assert_eq!(
+                (after.live_blocks, after.allocs, after.frees, after.resizes),
+                (
+                    before.live_blocks,
+                    before.allocs,
+                    before.frees,
+                    before.resizes
+                ),
+                "{what}: the op counters changed"
+            );
+            shadow.check(&m);
+        }
     }
     if d.double_free {
         for size in [16, 200, 5000] {

@@ -66,6 +66,40 @@ struct Live {
     seed: u8,
 }
 
+/// How one operation must change the op counters of [`Stats`](crate::Stats).
+#[derive(Debug, Clone)]
+struct Counted {
+    allocs: u64,
+    frees: u64,
+    resizes: u64,
+    in_place: core::ops::RangeInclusive<u64>,
+}
+
+impl Counted {
+    const NOTHING: Counted = Counted {
+        allocs: 0,
+        frees: 0,
+        resizes: 0,
+        in_place: 0..=0,
+    };
+    const ALLOC: Counted = Counted {
+        allocs: 1,
+        ..Self::NOTHING
+    };
+    const FREE: Counted = Counted {
+        frees: 1,
+        ..Self::NOTHING
+    };
+    /// One resize: in place for sure (`resize_in_place`), or either way (grow, shrink).
+    fn resize(in_place: bool) -> Counted {
+        Counted {
+            resizes: 1,
+            in_place: if in_place { 1..=1 } else { 0..=1 },
+            ..Self::NOTHING
+        }
+    }
+}
+
 /// The shadow of a manager's live blocks.
 #[derive(Debug, Default)]
 pub struct Shadow {
@@ -188,7 +222,9 @@ impl Shadow {
 
     /// Applies `op` to `m` and checks the result against the shadow.
     pub fn apply<M: FreeSpaceManager + ?Sized>(&mut self, m: &mut M, op: Op) {
-        match op {
+        let before = m.stats();
+        // What the op did, to check the op counters by.
+        let counted: Option<Counted> = match op {
             Op::Alloc { size, align_shift } => {
                 let align = (1usize << (align_shift % 13)).min(self.max_align.max(1));
                 let layout = Layout::from_size_align(size, align).expect("valid layout");
@@ -196,8 +232,12 @@ impl Shadow {
                     Ok(b) => {
                         let seed = self.bump_seed();
                         self.admit(b, layout, seed, 0);
+                        Some(Counted::ALLOC)
                     }
-                    Err(AllocError::OutOfMemory { .. }) => self.failures += 1,
+                    Err(AllocError::OutOfMemory { .. }) => {
+                        self.failures += 1;
+                        Some(Counted::NOTHING)
+                    }
                     Err(e) => panic!("allocate({layout:?}) gave {e} instead of a block or OOM"),
                 }
             }
@@ -211,6 +251,7 @@ impl Shadow {
                 let r = unsafe { m.deallocate(ptr, l.layout) };
                 assert_eq!(r, Ok(()), "free of live block {addr:#x} ({:?})", l.layout);
                 self.live.remove(&addr);
+                Some(Counted::FREE)
             }
             Op::Grow { idx, extra } => {
                 let Some((addr, l)) = self.nth(idx) else {
@@ -221,7 +262,7 @@ impl Shadow {
                 let ptr = l.ptr;
                 // SAFETY: `addr` is a live block allocated with `l.layout`.
                 let r = unsafe { m.grow(ptr, l.layout, new) };
-                self.after_resize(addr, l, new, r, false);
+                self.after_resize(addr, l, new, r, false)
             }
             Op::Shrink { idx, by } => {
                 let Some((addr, l)) = self.nth(idx) else {
@@ -233,7 +274,7 @@ impl Shadow {
                 let ptr = l.ptr;
                 // SAFETY: `addr` is a live block allocated with `l.layout`.
                 let r = unsafe { m.shrink(ptr, l.layout, new) };
-                self.after_resize(addr, l, new, r, false);
+                self.after_resize(addr, l, new, r, false)
             }
             Op::InPlace { idx, size } => {
                 let Some((addr, l)) = self.nth(idx) else {
@@ -243,8 +284,27 @@ impl Shadow {
                 let ptr = l.ptr;
                 // SAFETY: `addr` is a live block allocated with `l.layout`.
                 let r = unsafe { m.resize_in_place(ptr, l.layout, new) };
-                self.after_resize(addr, l, new, r, true);
+                self.after_resize(addr, l, new, r, true)
             }
+        };
+        let s = m.stats();
+        if let Some(c) = counted {
+            let did = (
+                s.allocs.wrapping_sub(before.allocs),
+                s.frees.wrapping_sub(before.frees),
+                s.resizes.wrapping_sub(before.resizes),
+                s.in_place_resizes.wrapping_sub(before.in_place_resizes),
+            );
+            // A moved resize is one resize, not an allocation and a free
+            // (`FreeSpaceManager::record_moved_resize`).
+            assert!(
+                did.0 == c.allocs
+                    && did.1 == c.frees
+                    && did.2 == c.resizes
+                    && c.in_place.contains(&did.3),
+                "{op:?} changed the op counters (allocs, frees, resizes, in place) by {did:?}, \
+                 expected {c:?}: {s:?}"
+            );
         }
         self.check(m);
     }
@@ -256,7 +316,7 @@ impl Shadow {
         new: Layout,
         r: Result<NonNull<[u8]>, AllocError>,
         must_stay: bool,
-    ) {
+    ) -> Option<Counted> {
         match r {
             Ok(b) => {
                 let at = b.cast::<u8>().as_ptr() as usize;
@@ -267,6 +327,8 @@ impl Shadow {
                 Self::verify(b.cast(), keep, old.seed, "after resize");
                 self.live.remove(&addr);
                 self.admit(b, new, old.seed, keep);
+                // One resize; `resize_in_place` counts it in place, grow/shrink may or may not.
+                Some(Counted::resize(must_stay))
             }
             Err(AllocError::NotInPlace) if must_stay => {
                 Self::verify(
@@ -275,10 +337,12 @@ impl Shadow {
                     old.seed,
                     "after a refused in-place resize",
                 );
+                Some(Counted::NOTHING)
             }
             Err(AllocError::OutOfMemory { .. }) if !must_stay => {
                 self.failures += 1;
                 Self::verify(old.ptr, old.len, old.seed, "after a refused resize");
+                Some(Counted::NOTHING)
             }
             Err(e) => panic!(
                 "resize of {addr:#x} from {:?} to {new:?} gave {e}",
