@@ -22,6 +22,12 @@
 //!   `hashbrown::HashMap`) and a [`core::alloc::GlobalAlloc`].
 //! * With the `conformance` feature, [`conformance`] is the test kit that every policy runs.
 //!
+//! A new policy implements `allocate`, `deallocate`, `stats` and `inspect`; `resize_in_place`
+//! where blocks can change size without moving (it checks the block first); `detects` for the bad
+//! frees it catches; and `record_moved_resize` (one line: `self.stats.record_moved_resize()`), so
+//! that the default `grow` and `shrink` ([`resize_by_moving`]) count a move as one resize. Then it
+//! instantiates `conformance_suite!` in a test file.
+//!
 //! `no_std` by default apart from the `std` feature (on by default).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
