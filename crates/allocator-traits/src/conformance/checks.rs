@@ -101,6 +101,44 @@ pub fn check_zero_size<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
     assert_eq!(m.stats().live_blocks, 0);
 }
 
+/// Grow and shrink may change the alignment: every block comes back aligned to the new
+/// alignment with its contents kept, whether the policy resizes it in place or moves it.
+pub fn check_realign<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
+    let mut m = make(p.capacity);
+    let mut shadow = Shadow::new(p.max_align);
+    for (i, size) in [24usize, 100, 1000, 5000, 0, 300].into_iter().enumerate() {
+        shadow.apply(
+            &mut m,
+            Op::Alloc {
+                size,
+                align_shift: if i % 2 == 0 { 3 } else { 0 },
+            },
+        );
+    }
+    for (idx, size, align_shift) in [
+        (0, 64, 6),
+        (1, 4096, 12),
+        (2, 1000, 5),
+        (3, 200, 7),
+        (4, 16, 4),
+        (5, 8000, 9),
+        (0, 8, 12),
+        (2, 3000, 3),
+    ] {
+        shadow.apply(
+            &mut m,
+            Op::Realign {
+                idx,
+                size,
+                align_shift,
+            },
+        );
+    }
+    while !shadow.is_empty() {
+        shadow.apply(&mut m, Op::Free { idx: 0 });
+    }
+}
+
 /// Huge sizes and alignments give a clean error (no panic, no overflow), and leave the manager
 /// working; alignments up to the profile's `max_align` are served.
 pub fn check_huge<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {

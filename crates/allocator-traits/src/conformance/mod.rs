@@ -79,6 +79,10 @@ macro_rules! conformance_suite {
                 $crate::conformance::check_zero_size($profile, $make);
             }
             #[test]
+            fn realign_under_grow_and_shrink() {
+                $crate::conformance::check_realign($profile, $make);
+            }
+            #[test]
             fn huge_layouts_are_clean_errors() {
                 $crate::conformance::check_huge($profile, $make);
             }

@@ -55,6 +55,17 @@ pub enum Op {
         /// New size.
         size: usize,
     },
+    /// Grow or shrink the `idx`-th live block to `size` bytes at a new alignment of
+    /// `1 << align_shift` (the allocator API allows it: a `Vec<u8>`'s buffer handed to a
+    /// more-aligned type is regrown so).
+    Realign {
+        /// Which live block.
+        idx: usize,
+        /// New size.
+        size: usize,
+        /// log2 of the new alignment.
+        align_shift: u8,
+    },
 }
 
 /// A live block as the shadow knows it.
@@ -286,6 +297,28 @@ impl Shadow {
                 let r = unsafe { m.resize_in_place(ptr, l.layout, new) };
                 self.after_resize(addr, l, new, r, true)
             }
+            Op::Realign {
+                idx,
+                size,
+                align_shift,
+            } => {
+                let Some((addr, l)) = self.nth(idx) else {
+                    return;
+                };
+                let align = (1usize << (align_shift % 13)).min(self.max_align.max(1));
+                let new = Layout::from_size_align(size, align).expect("valid layout");
+                let ptr = l.ptr;
+                // SAFETY: `addr` is a live block allocated with `l.layout`; grow gets a size at
+                // least the old one, shrink at most.
+                let r = unsafe {
+                    if size >= l.layout.size() {
+                        m.grow(ptr, l.layout, new)
+                    } else {
+                        m.shrink(ptr, l.layout, new)
+                    }
+                };
+                self.after_resize(addr, l, new, r, false)
+            }
         };
         let s = m.stats();
         if let Some(c) = counted {
@@ -466,7 +499,12 @@ impl quickcheck::Arbitrary for Op {
             7..=11 => Op::Free { idx },
             12 => Op::Grow { idx, extra: sz(g) },
             13 => Op::Shrink { idx, by: sz(g) },
-            _ => Op::InPlace { idx, size: sz(g) },
+            14 => Op::InPlace { idx, size: sz(g) },
+            _ => Op::Realign {
+                idx,
+                size: sz(g),
+                align_shift: u8::arbitrary(g) % 13,
+            },
         }
     }
 
