@@ -1,6 +1,8 @@
 //! Multi-threaded stress of `Tcmalloc`: producer/consumer with every free on another thread
 //! (xmalloc-test's shape), larson-like churn with arrays handed from exiting threads to new ones,
-//! threads that exit while their objects live on, and the thread-cache budget.
+//! threads that exit while their objects live on, and the thread-cache budget. Each test owns its
+//! allocator and runs its threads in a scope, so the allocator (and its source) is dropped at the
+//! end: Miri's leak check then vouches that nothing else was left behind.
 #![cfg(not(loom))]
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -19,10 +21,6 @@ fn source() -> Source {
     return allocator_traits::OsPages::new();
     #[cfg(miri)]
     return allocator_traits::BoxedRegion::new(24 << 20).unwrap();
-}
-
-fn leaked() -> &'static Tcmalloc<Source> {
-    Box::leak(Box::new(Tcmalloc::new(source())))
 }
 
 /// A block and its layout, sent between threads.
@@ -63,58 +61,62 @@ const SCALE: usize = if cfg!(miri) { 1 } else { 20 };
 
 #[test]
 fn producer_consumer_every_free_on_another_thread() {
-    let t = leaked();
-    let (tx, rx) = mpsc::sync_channel::<Vec<(Block, u8)>>(64);
-    let producers: Vec<_> = (0..2)
-        .map(|id| {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut rng = 0x1234_5678u32 + id;
-                for _ in 0..(if cfg!(miri) { 2 } else { 100 * SCALE }) {
-                    let batch = (0..(if cfg!(miri) { 20 } else { 100 }))
-                        .map(|i| {
-                            rng ^= rng << 13;
-                            rng ^= rng >> 17;
-                            rng ^= rng << 5;
-                            let size = 8 + (rng as usize % 505);
-                            let b = alloc(t, size, 8);
-                            let seed = (i as u8) ^ (id as u8);
-                            fill(&b, seed);
-                            (b, seed)
-                        })
-                        .collect();
-                    tx.send(batch).unwrap();
-                }
+    let tc = Tcmalloc::new(source());
+    let t = &tc;
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Vec<(Block, u8)>>(64);
+        let producers: Vec<_> = (0..2)
+            .map(|id| {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    let mut rng = 0x1234_5678u32 + id;
+                    for _ in 0..(if cfg!(miri) { 2 } else { 100 * SCALE }) {
+                        let batch = (0..(if cfg!(miri) { 20 } else { 100 }))
+                            .map(|i| {
+                                rng ^= rng << 13;
+                                rng ^= rng >> 17;
+                                rng ^= rng << 5;
+                                let size = 8 + (rng as usize % 505);
+                                let b = alloc(t, size, 8);
+                                let seed = (i as u8) ^ (id as u8);
+                                fill(&b, seed);
+                                (b, seed)
+                            })
+                            .collect();
+                        tx.send(batch).unwrap();
+                    }
+                })
             })
-        })
-        .collect();
-    drop(tx);
-    let consumer = std::thread::spawn(move || {
-        let mut n = 0;
-        for batch in rx {
-            for (b, seed) in batch {
-                check(&b, seed);
-                free(t, b);
-                n += 1;
+            .collect();
+        drop(tx);
+        let consumer = scope.spawn(move || {
+            let mut n = 0;
+            for batch in rx {
+                for (b, seed) in batch {
+                    check(&b, seed);
+                    free(t, b);
+                    n += 1;
+                }
             }
+            n
+        });
+        for p in producers {
+            p.join().unwrap();
         }
-        n
+        let per = if cfg!(miri) {
+            2 * 20
+        } else {
+            100 * SCALE * 100
+        };
+        assert_eq!(consumer.join().unwrap(), 2 * per);
     });
-    for p in producers {
-        p.join().unwrap();
-    }
-    let per = if cfg!(miri) {
-        2 * 20
-    } else {
-        100 * SCALE * 100
-    };
-    assert_eq!(consumer.join().unwrap(), 2 * per);
-    assert_eq!(t.threads(), 0, "every thread's cache was released at exit");
+    assert_eq!(tc.threads(), 0, "every thread's cache was released at exit");
 }
 
 #[test]
 fn larson_like_churn_with_arrays_handed_to_new_threads() {
-    let t = leaked();
+    let tc = Tcmalloc::new(source());
+    let t = &tc;
     const SLOTS: usize = if cfg!(miri) { 50 } else { 500 };
     let mut arrays: Vec<Vec<(Block, u8)>> = (0..2)
         .map(|a| {
@@ -129,30 +131,33 @@ fn larson_like_churn_with_arrays_handed_to_new_threads() {
         })
         .collect();
     for round in 0..(5 * SCALE) {
-        let workers: Vec<_> = arrays
-            .drain(..)
-            .enumerate()
-            .map(|(w, mut arr)| {
-                std::thread::spawn(move || {
-                    let mut rng = (round * 7 + w + 1) as u64;
-                    for _ in 0..(if cfg!(miri) { 100 } else { 2000 }) {
-                        rng = rng
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        let i = (rng >> 33) as usize % SLOTS;
-                        let size = 8 + (rng >> 20) as usize % 600;
-                        let (old, seed) = std::mem::replace(&mut arr[i], (alloc(t, size, 8), 0));
-                        check(&old, seed);
-                        free(t, old);
-                        let s = (rng >> 40) as u8;
-                        fill(&arr[i].0, s);
-                        arr[i].1 = s;
-                    }
-                    arr
+        arrays = std::thread::scope(|scope| {
+            let workers: Vec<_> = arrays
+                .drain(..)
+                .enumerate()
+                .map(|(w, mut arr)| {
+                    scope.spawn(move || {
+                        let mut rng = (round * 7 + w + 1) as u64;
+                        for _ in 0..(if cfg!(miri) { 100 } else { 2000 }) {
+                            rng = rng
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            let i = (rng >> 33) as usize % SLOTS;
+                            let size = 8 + (rng >> 20) as usize % 600;
+                            let (old, seed) =
+                                std::mem::replace(&mut arr[i], (alloc(t, size, 8), 0));
+                            check(&old, seed);
+                            free(t, old);
+                            let s = (rng >> 40) as u8;
+                            fill(&arr[i].0, s);
+                            arr[i].1 = s;
+                        }
+                        arr
+                    })
                 })
-            })
-            .collect();
-        arrays = workers.into_iter().map(|w| w.join().unwrap()).collect();
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
     }
     for arr in arrays {
         for (b, seed) in arr {
@@ -169,27 +174,31 @@ fn larson_like_churn_with_arrays_handed_to_new_threads() {
 
 #[test]
 fn objects_outlive_the_threads_that_allocated_them() {
-    let t = leaked();
+    let tc = Tcmalloc::new(source());
+    let t = &tc;
     let mut kept = Vec::new();
     for round in 0..(4 * SCALE) {
-        let h = std::thread::spawn(move || {
-            let mut mine = Vec::new();
-            for i in 0..(if cfg!(miri) { 30 } else { 300usize }) {
-                let size = [8, 24, 100, 1000, 5000, 40_000, 300_000][i % 7];
-                let size = if cfg!(miri) { size.min(5000) } else { size };
-                let b = alloc(t, size, if i % 5 == 0 { 64 } else { 8 });
-                let seed = (i + round) as u8;
-                fill(&b, seed);
-                // Free a third at once so the cache holds something when the thread exits.
-                if i % 3 == 0 {
-                    free(t, b);
-                } else {
-                    mine.push((b, seed));
+        let mine = std::thread::scope(|scope| {
+            let h = scope.spawn(move || {
+                let mut mine = Vec::new();
+                for i in 0..(if cfg!(miri) { 30 } else { 300usize }) {
+                    let size = [8, 24, 100, 1000, 5000, 40_000, 300_000][i % 7];
+                    let size = if cfg!(miri) { size.min(5000) } else { size };
+                    let b = alloc(t, size, if i % 5 == 0 { 64 } else { 8 });
+                    let seed = (i + round) as u8;
+                    fill(&b, seed);
+                    // Free a third at once so the cache holds something when the thread exits.
+                    if i % 3 == 0 {
+                        free(t, b);
+                    } else {
+                        mine.push((b, seed));
+                    }
                 }
-            }
-            mine
+                mine
+            });
+            h.join().unwrap()
         });
-        kept.extend(h.join().unwrap());
+        kept.extend(mine);
         assert_eq!(t.threads(), 0, "the exited thread's cache was released");
     }
     let (central, transfer, _) = t.cached_bytes();
@@ -206,49 +215,50 @@ fn objects_outlive_the_threads_that_allocated_them() {
 #[test]
 fn thread_budgets_stay_within_the_overall_limit() {
     let limit = 1 << 20;
-    let t: &'static Tcmalloc<Source> = Box::leak(Box::new(
-        Tcmalloc::with_overall_thread_cache_size(source(), limit),
-    ));
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let go_rx = std::sync::Arc::new(std::sync::Mutex::new(go_rx));
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let threads: Vec<_> = (0..4)
-        .map(|_| {
-            let done_tx = done_tx.clone();
-            let go_rx = go_rx.clone();
-            std::thread::spawn(move || {
-                // Allocate and free enough 4 KiB blocks to overflow any budget: scavenges and
-                // steals happen.
-                for _ in 0..(SCALE * 5) {
-                    let blocks: Vec<_> = (0..(if cfg!(miri) { 40 } else { 300 }))
-                        .map(|_| alloc(t, 4096, 8))
-                        .collect();
-                    for b in blocks {
-                        free(t, b);
+    let tc = Tcmalloc::with_overall_thread_cache_size(source(), limit);
+    let t = &tc;
+    std::thread::scope(|scope| {
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let go_rx = std::sync::Arc::new(std::sync::Mutex::new(go_rx));
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let done_tx = done_tx.clone();
+                let go_rx = go_rx.clone();
+                scope.spawn(move || {
+                    // Allocate and free enough 4 KiB blocks to overflow any budget: scavenges and
+                    // steals happen.
+                    for _ in 0..(SCALE * 5) {
+                        let blocks: Vec<_> = (0..(if cfg!(miri) { 40 } else { 300 }))
+                            .map(|_| alloc(t, 4096, 8))
+                            .collect();
+                        for b in blocks {
+                            free(t, b);
+                        }
                     }
-                }
-                done_tx.send(()).unwrap();
-                go_rx.lock().unwrap().recv().unwrap();
+                    done_tx.send(()).unwrap();
+                    go_rx.lock().unwrap().recv().unwrap();
+                })
             })
-        })
-        .collect();
-    for _ in 0..4 {
-        done_rx.recv().unwrap();
-    }
-    let (sum, unclaimed) = t.budget();
-    assert_eq!(t.threads(), 4);
-    assert_eq!(
-        sum as isize + unclaimed,
-        limit as isize,
-        "budget is conserved"
-    );
-    assert!(sum >= 4 * 64 * 1024);
-    for _ in 0..4 {
-        go_tx.send(()).unwrap();
-    }
-    for h in threads {
-        h.join().unwrap();
-    }
+            .collect();
+        for _ in 0..4 {
+            done_rx.recv().unwrap();
+        }
+        let (sum, unclaimed) = t.budget();
+        assert_eq!(t.threads(), 4);
+        assert_eq!(
+            sum as isize + unclaimed,
+            limit as isize,
+            "budget is conserved"
+        );
+        assert!(sum >= 4 * 64 * 1024);
+        for _ in 0..4 {
+            go_tx.send(()).unwrap();
+        }
+        for h in threads {
+            h.join().unwrap();
+        }
+    });
     let (sum, unclaimed) = t.budget();
     assert_eq!(
         (sum, unclaimed),
@@ -259,7 +269,8 @@ fn thread_budgets_stay_within_the_overall_limit() {
 
 #[test]
 fn allocator_api_and_realloc() {
-    let t = leaked();
+    let tc = Tcmalloc::new(source());
+    let t = &tc;
     let mut v = allocator_api2::vec::Vec::new_in(t);
     for i in 0..(if cfg!(miri) { 1000 } else { 100_000u32 }) {
         v.push(i);
