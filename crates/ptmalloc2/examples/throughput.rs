@@ -44,6 +44,7 @@ fn cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+#[inline(never)]
 fn glibc(ops: &[(usize, usize)], slots: &mut [*mut libc::c_void]) {
     for &(s, size) in ops {
         let p = &mut slots[s];
@@ -59,6 +60,7 @@ fn glibc(ops: &[(usize, usize)], slots: &mut [*mut libc::c_void]) {
     }
 }
 
+#[inline(never)]
 fn arena(
     a: &mut Arena<BrkRegion, OsPages>,
     ops: &[(usize, usize)],
@@ -74,6 +76,7 @@ fn arena(
     }
 }
 
+#[inline(never)]
 fn threaded(heap: &Ptmalloc, ops: &[(usize, usize)], slots: &mut [(*mut u8, usize)]) {
     for &(s, size) in ops {
         let p = &mut slots[s];
