@@ -839,6 +839,7 @@ impl Core {
     }
 
     /// The coalescing half of `_int_free` (after the checks).
+    #[inline(always)]
     fn merge_free<G: Grow>(
         &mut self,
         g: &mut G,

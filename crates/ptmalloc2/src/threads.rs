@@ -935,7 +935,7 @@ impl Ptmalloc {
         if tc == usize::MAX { 0 } else { tc }
     }
 
-    #[inline]
+    #[inline(always)]
     fn malloc(&self, bytes: usize, align: usize, zero: bool) -> *mut u8 {
         let Some(g) = self.global() else {
             return core::ptr::null_mut();
@@ -1088,7 +1088,7 @@ impl Ptmalloc {
         fatal(mem, FREE_INVALID_POINTER);
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&self, ptr: *mut u8) {
         if ptr.is_null() {
             return;
