@@ -3,13 +3,20 @@
 //! the single-arena model (`Arena`, C interface), the threaded front (`Ptmalloc`) and glibc, on
 //! 1 and 2 threads (each thread its own slots).
 //!
+//! Times are CPU time (see `common/cpu_time.rs`): the benchmark thread's, and on 2 threads the
+//! mean of the two workers' (each runs `n` operations, so 2 threads report `2n` elements per
+//! that time). On the shared, loaded machine wall time mostly measured the other processes.
+//!
 //! ```text
 //! cargo bench -p benches --bench ptmalloc2
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::CpuTime;
 
 use allocator_traits::{BrkRegion, OsPages};
 use criterion::{Criterion, Throughput};
@@ -97,25 +104,43 @@ fn arena(a: &mut Arena<BrkRegion, OsPages>, ops: &[(u16, u32)]) {
     }
 }
 
-fn threaded(threads: usize, iters: u64, n: usize, f: fn(&[(u16, u32)])) -> Duration {
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Runs `f` `iters` times on each of `threads` threads at once; the mean of their CPU times.
+fn threaded(threads: usize, iters: u64, n: usize, f: fn(&[(u16, u32)])) -> u64 {
     let per: Vec<Vec<(u16, u32)>> = (0..threads)
         .map(|t| ops(n, 0x9e37_79b9 + t as u64))
         .collect();
-    let start = Instant::now();
-    std::thread::scope(|sc| {
-        for o in &per {
-            sc.spawn(move || {
-                for _ in 0..iters {
-                    f(o)
-                }
-            });
-        }
+    let total: u64 = std::thread::scope(|sc| {
+        let hs: Vec<_> = per
+            .iter()
+            .map(|o| {
+                sc.spawn(move || {
+                    let start = thread_cpu_ns();
+                    for _ in 0..iters {
+                        f(o)
+                    }
+                    thread_cpu_ns() - start
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("worker")).sum()
     });
-    start.elapsed()
+    total / threads as u64
 }
 
 fn main() {
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = Criterion::default()
+        .with_measurement(CpuTime)
+        .configure_from_args();
     let n = 100_000;
     let o = ops(n, 0x9e37_79b9);
     let mut g = c.benchmark_group("ptmalloc2 churn 1 thread");

@@ -705,9 +705,46 @@ impl Core {
         Ok(())
     }
 
+    /// The common case of [`int_free`](Self::int_free), kept small enough to inline into the
+    /// front doors: every check `_int_free` makes before the tcache passes, the chunk does not
+    /// carry the tcache key (so no double-free walk) and its tcache bin has room, so the chunk
+    /// is cached. Returns its size then; `None` changes nothing and the caller runs the full
+    /// `int_free`, which makes the same decisions (and reports what failed).
+    ///
+    /// The caller has checked that `p`'s size word lies inside the heap.
+    #[inline(always)]
+    pub fn tcache_free_fast(&mut self, tc: Tc, p: usize) -> Option<usize> {
+        let size = self.csize(p);
+        if p > size.wrapping_neg()
+            || misaligned(p)
+            || size < MINSIZE
+            || size & MALLOC_ALIGN_MASK != 0
+        {
+            return None;
+        }
+        let limit = self.st.top + self.top_size();
+        let in_bounds = p < limit && size <= limit - p && limit - p - size >= CHUNK_HDR_SZ;
+        let i = tcache::csize2tidx(size);
+        if !in_bounds || !tc.is_some() || i >= self.mp.tcache_bins {
+            return None;
+        }
+        // SAFETY: `p` is an in-bounds chunk of at least MINSIZE bytes (its key word is inside);
+        // `tc` is the live tcache struct and `i` one of its bins.
+        unsafe {
+            if self.m.rd(p + 24) == tcache::TCACHE_KEY
+                || tcache::count(&tc, i) >= self.mp.tcache_count
+            {
+                return None;
+            }
+            tcache::put(&self.m, &tc, p, i);
+        }
+        Some(size)
+    }
+
     /// `_int_free(av, p, have_lock)` for a chunk of this arena that is not mmapped. The caller has
     /// checked that `p` and its size word lie inside the heap; `limit` is the end of the heap
     /// (the end of the top chunk) to keep reads of the next chunk in bounds.
+    #[inline]
     pub fn int_free<G: Grow>(&mut self, g: &mut G, tc: Tc, p: usize, have_lock: bool) -> R<()> {
         let m = self.m;
         let size = self.csize(p);
@@ -802,6 +839,7 @@ impl Core {
     }
 
     /// The coalescing half of `_int_free` (after the checks).
+    #[inline(always)]
     fn merge_free<G: Grow>(
         &mut self,
         g: &mut G,

@@ -203,6 +203,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         }
     }
 
+    #[inline(always)]
     fn footprint(&mut self) {
         let f = self.sys.main.footprint() + self.sys.maps.src.footprint();
         self.stats.set_footprint(f);
@@ -526,7 +527,42 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     }
 
     /// `malloc(bytes)`.
+    #[inline]
     pub fn malloc(&mut self, bytes: usize) -> Result<NonNull<u8>, MallocError> {
+        // The common case first: a cached chunk of the request's tcache bin (what `raw_malloc`
+        // would do once the tcache exists). Anything else takes the full path.
+        let tc = self.tc;
+        if self.broken.is_none()
+            && tc.is_some()
+            && let Some(nb) = checked_request2size(bytes)
+        {
+            let i = tcache::csize2tidx(nb);
+            // SAFETY: `tc` is the live tcache struct and `i` one of its bins; `get` runs only
+            // when the bin is not empty.
+            let cached = unsafe {
+                if i < self.core.mp.tcache_bins && tcache::count(&tc, i) > 0 {
+                    Some(tcache::get(&self.core.m, &tc, i))
+                } else {
+                    None
+                }
+            };
+            if let Some(Ok(mem)) = cached {
+                if !self.in_heap(mem) {
+                    // Only a corrupted tcache entry points elsewhere.
+                    return self.done_alloc(Ok(mem), bytes);
+                }
+                let held = self.core.csize(mem2chunk(mem));
+                self.stats.record_alloc(bytes, held);
+                self.footprint();
+                // SAFETY: a pointer into the heap (checked) is not null.
+                return Ok(unsafe { NonNull::new_unchecked(self.core.m.ptr(mem)) });
+            }
+        }
+        self.malloc_slow(bytes)
+    }
+
+    #[inline(never)]
+    fn malloc_slow(&mut self, bytes: usize) -> Result<NonNull<u8>, MallocError> {
         self.check_broken()?;
         let r = self.raw_malloc(bytes);
         self.done_alloc(r, bytes)
@@ -567,12 +603,34 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     ///
     /// # Safety
     /// As for [`free`](Self::free).
+    #[inline]
     pub unsafe fn free_sized(
         &mut self,
         ptr: NonNull<u8>,
         requested: usize,
     ) -> Result<(), FreeError> {
         let mem = ptr.as_ptr() as usize;
+        // The common case first: a heap chunk that `int_free` would put in the tcache.
+        let p = mem2chunk(mem);
+        if self.broken.is_none()
+            && self.tc.is_some()
+            && self.core.st.base != 0
+            && mem >= self.core.st.base + CHUNK_HDR_SZ
+            && mem < self.sys.brk_end
+            && !misaligned(p)
+            // SAFETY: `p`'s header is inside the heap (checked just above).
+            && !unsafe { is_mmapped(&self.core.m, p) }
+            && let Some(size) = self.core.tcache_free_fast(self.tc, p)
+        {
+            self.stats.record_free(requested, size);
+            self.footprint();
+            return Ok(());
+        }
+        self.free_slow(mem, requested)
+    }
+
+    #[inline(never)]
+    fn free_slow(&mut self, mem: usize, requested: usize) -> Result<(), FreeError> {
         if let Some(what) = self.broken {
             self.stats.record_bad_free();
             return Err(FreeError::Corrupted { ptr: mem, what });

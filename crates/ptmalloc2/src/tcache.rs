@@ -126,6 +126,7 @@ pub unsafe fn get(m: &Mem, tc: &Tc, i: usize) -> Result<usize, &'static str> {
 ///
 /// # Safety
 /// `tc` is a live tcache struct and `p` a chunk of `size` bytes, both in `m`'s region.
+#[inline(always)]
 pub unsafe fn free_to_cache(
     m: &Mem,
     tc: &Tc,

@@ -27,7 +27,7 @@
 //! `mremap`), and the main heap is a window of the reservation rather than the real `brk`.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
@@ -623,6 +623,8 @@ struct Tls {
 
 impl Drop for Tls {
     fn drop(&mut self) {
+        // The fast paths must not find this thread's tcache or arena any more.
+        let _ = HOT.try_with(|h| h.set(EMPTY));
         for s in self.slots {
             if !s.g.is_null() {
                 // SAFETY: a Global is never unmapped; `dead` says whether it may be used.
@@ -637,6 +639,19 @@ impl Drop for Tls {
 
 std::thread_local! {
     static TLS: RefCell<Tls> = const { RefCell::new(Tls { slots: [EMPTY; 4] }) };
+    /// A copy of the slot this thread used last (`TLS` holds the original). It has no
+    /// destructor and no borrow flag, so the fast paths read it with one thread-local load; it
+    /// is set only while `TLS` is alive and emptied when `TLS` is destroyed.
+    static HOT: Cell<Slot> = const { Cell::new(EMPTY) };
+}
+
+/// The calling thread's slot for the allocator at `gp`, if it is the one used last.
+#[inline(always)]
+fn hot(gp: *const Global) -> Option<Slot> {
+    match HOT.try_with(Cell::get) {
+        Ok(s) if s.g == gp => Some(s),
+        _ => None,
+    }
 }
 
 /// `tcache_thread_shutdown` and `arena_thread_freeres`.
@@ -740,12 +755,14 @@ impl Ptmalloc {
         (!matches!(cell.heaps, Heaps::None)).then_some(cell.core.st.system_mem)
     }
 
+    #[inline(always)]
     fn get(&self) -> Option<&Global> {
         let p = self.global.load(Ordering::Acquire);
         // SAFETY: a published Global stays valid (never unmapped).
         (!p.is_null()).then(|| unsafe { &*p })
     }
 
+    #[inline(always)]
     fn global(&self) -> Option<&Global> {
         if let Some(g) = self.get() {
             return Some(g);
@@ -835,21 +852,37 @@ impl Ptmalloc {
     }
 
     /// The calling thread's arena and tcache for `g`, attaching the thread if needed.
+    #[inline(always)]
     fn thread(&self, g: &Global) -> (usize, usize) {
+        match hot(g) {
+            Some(s) => (s.arena, s.tc),
+            None => self.thread_slow(g),
+        }
+    }
+
+    /// [`thread`](Self::thread) when the slot is not the one used last: look it up (or attach
+    /// the thread) in `TLS` and make it the hot one.
+    #[cold]
+    #[inline(never)]
+    fn thread_slow(&self, g: &Global) -> (usize, usize) {
         let gp: *const Global = g;
         let r = TLS.try_with(|t| {
             let mut t = t.borrow_mut();
-            if let Some(s) = t.slots.iter().find(|s| s.g == gp) {
-                return Some((s.arena, s.tc));
-            }
-            let free = t.slots.iter().position(|s| s.g.is_null())?;
-            let arena = g.arena_get2();
-            t.slots[free] = Slot {
-                g: gp,
-                arena,
-                tc: 0,
+            let s = match t.slots.iter().find(|s| s.g == gp) {
+                Some(s) => *s,
+                None => {
+                    let free = t.slots.iter().position(|s| s.g.is_null())?;
+                    let arena = g.arena_get2();
+                    t.slots[free] = Slot {
+                        g: gp,
+                        arena,
+                        tc: 0,
+                    };
+                    t.slots[free]
+                }
             };
-            Some((arena, 0))
+            let _ = HOT.try_with(|h| h.set(s));
+            Some((s.arena, s.tc))
         });
         match r {
             Ok(Some(x)) => x,
@@ -864,15 +897,24 @@ impl Ptmalloc {
         let _ = TLS.try_with(|t| {
             if let Some(s) = t.borrow_mut().slots.iter_mut().find(|s| s.g == gp) {
                 s.tc = tc;
+                let _ = HOT.try_with(|h| h.set(*s));
             }
         });
     }
 
     /// `MAYBE_INIT_TCACHE`.
+    #[inline(always)]
     fn tcache(&self, g: &Global, arena: usize, tc: usize) -> usize {
         if tc != 0 {
             return if tc == usize::MAX { 0 } else { tc };
         }
+        self.tcache_init(g, arena)
+    }
+
+    /// `tcache_init`: the thread's first malloc or free allocates its tcache.
+    #[cold]
+    #[inline(never)]
+    fn tcache_init(&self, g: &Global, arena: usize) -> usize {
         let r = {
             let mut guard = g.arenas[arena].lock();
             let cell = &mut *guard;
@@ -893,6 +935,7 @@ impl Ptmalloc {
         if tc == usize::MAX { 0 } else { tc }
     }
 
+    #[inline(always)]
     fn malloc(&self, bytes: usize, align: usize, zero: bool) -> *mut u8 {
         let Some(g) = self.global() else {
             return core::ptr::null_mut();
@@ -925,6 +968,21 @@ impl Ptmalloc {
                 Err(w) => fatal(0, w),
             }
         }
+        self.malloc_arena(g, arena, tc, bytes, align, zero)
+    }
+
+    /// The part of `malloc` that locks an arena: `_int_malloc` / `_int_memalign`, with
+    /// `arena_get_retry` when the thread's arena is out of memory.
+    #[inline(never)]
+    fn malloc_arena(
+        &self,
+        g: &Global,
+        arena: usize,
+        tc: usize,
+        bytes: usize,
+        align: usize,
+        zero: bool,
+    ) -> *mut u8 {
         let attempt = |a: usize| -> R<usize> {
             let mut cell = g.arenas[a].lock();
             let cell = &mut *cell;
@@ -977,6 +1035,60 @@ impl Ptmalloc {
         (0..n).find_map(|i| g.arenas[i].lock().heaps.mapped_mem(p))
     }
 
+    /// `free` of a pointer outside the heaps: a mapped chunk (find its arena's record, munmap
+    /// with the dynamic threshold), else abort.
+    #[inline(never)]
+    fn free_mapped(&self, g: &Global, mem: usize, p: usize) {
+        // A mapped chunk: find its arena's record, munmap (with the dynamic threshold).
+        let n = g.narenas.load(Ordering::Acquire).min(MAX_ARENAS);
+        for i in 0..n {
+            let mut cell = g.arenas[i].lock();
+            let cell = &mut *cell;
+            let Some(maps) = cell.heaps.maps() else {
+                continue;
+            };
+            let Some((j, mp)) = maps.find(p) else {
+                continue;
+            };
+            let mm = Mem::new(mp.ptr);
+            if p - mp.addr + CHUNK_HDR_SZ > mp.len {
+                fatal(mem, MUNMAP_INVALID);
+            }
+            // SAFETY: the header is inside the mapping.
+            let nomask = unsafe { size_nomask(&mm, p) };
+            let q = &mut cell.core.mp;
+            if !q.no_dyn_threshold
+                && nomask > q.mmap_threshold
+                && nomask <= DEFAULT_MMAP_THRESHOLD_MAX
+            {
+                q.mmap_threshold = nomask & !SIZE_BITS;
+                q.trim_threshold = 2 * q.mmap_threshold;
+            }
+            let sys_unmap = |maps: &mut Mappings<OsPages>, core: &mut Core| -> R<()> {
+                // SAFETY: as above.
+                let (ps, size) = unsafe { (prev_size(&mm, p), chunksize(&mm, p)) };
+                if p.wrapping_sub(ps) != mp.addr || ps.wrapping_add(size) != mp.len {
+                    return Err(MUNMAP_INVALID.into());
+                }
+                core.mp.n_mmaps -= 1;
+                core.mp.mmapped_mem -= mp.len;
+                let _ = maps.unmap(j);
+                Ok(())
+            };
+            let maps = match &mut cell.heaps {
+                Heaps::Main(s) => &mut s.maps,
+                Heaps::Thread(t) => &mut t.maps,
+                Heaps::None => continue,
+            };
+            if let Err(Fail::Corrupt(w)) = sys_unmap(maps, &mut cell.core) {
+                fatal(mem, w);
+            }
+            return;
+        }
+        fatal(mem, FREE_INVALID_POINTER);
+    }
+
+    #[inline(always)]
     fn free(&self, ptr: *mut u8) {
         if ptr.is_null() {
             return;
@@ -987,53 +1099,7 @@ impl Ptmalloc {
         };
         let p = mem2chunk(mem);
         if !g.in_heaps(p) {
-            // A mapped chunk: find its arena's record, munmap (with the dynamic threshold).
-            let n = g.narenas.load(Ordering::Acquire).min(MAX_ARENAS);
-            for i in 0..n {
-                let mut cell = g.arenas[i].lock();
-                let cell = &mut *cell;
-                let Some(maps) = cell.heaps.maps() else {
-                    continue;
-                };
-                let Some((j, mp)) = maps.find(p) else {
-                    continue;
-                };
-                let mm = Mem::new(mp.ptr);
-                if p - mp.addr + CHUNK_HDR_SZ > mp.len {
-                    fatal(mem, MUNMAP_INVALID);
-                }
-                // SAFETY: the header is inside the mapping.
-                let nomask = unsafe { size_nomask(&mm, p) };
-                let q = &mut cell.core.mp;
-                if !q.no_dyn_threshold
-                    && nomask > q.mmap_threshold
-                    && nomask <= DEFAULT_MMAP_THRESHOLD_MAX
-                {
-                    q.mmap_threshold = nomask & !SIZE_BITS;
-                    q.trim_threshold = 2 * q.mmap_threshold;
-                }
-                let sys_unmap = |maps: &mut Mappings<OsPages>, core: &mut Core| -> R<()> {
-                    // SAFETY: as above.
-                    let (ps, size) = unsafe { (prev_size(&mm, p), chunksize(&mm, p)) };
-                    if p.wrapping_sub(ps) != mp.addr || ps.wrapping_add(size) != mp.len {
-                        return Err(MUNMAP_INVALID.into());
-                    }
-                    core.mp.n_mmaps -= 1;
-                    core.mp.mmapped_mem -= mp.len;
-                    let _ = maps.unmap(j);
-                    Ok(())
-                };
-                let maps = match &mut cell.heaps {
-                    Heaps::Main(s) => &mut s.maps,
-                    Heaps::Thread(t) => &mut t.maps,
-                    Heaps::None => continue,
-                };
-                if let Err(Fail::Corrupt(w)) = sys_unmap(maps, &mut cell.core) {
-                    fatal(mem, w);
-                }
-                return;
-            }
-            fatal(mem, FREE_INVALID_POINTER);
+            return self.free_mapped(g, mem, p);
         }
         let (arena, tc0) = self.thread(g);
         let tc = self.tcache(g, arena, tc0);
