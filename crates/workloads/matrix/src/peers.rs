@@ -8,8 +8,9 @@
 //!       libtcmalloc_minimal.so.4 (dlopen)                                resident when touched)
 //! ```
 //!
-//! The region peers run without a lock (the replay is single-threaded), like the policies, so
-//! the comparison is between placement algorithms, not locks.
+//! The region peers run without a lock (the single-threaded replay), like the policies, so the
+//! comparison is between placement algorithms, not locks. The threaded replay uses the
+//! concurrent peers only ([`concurrent`]).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -300,6 +301,27 @@ unsafe impl GlobalAlloc for Gperftools {
             }
         }
     }
+}
+
+/// An allocator several threads can share.
+pub type SharedAlloc = Box<dyn GlobalAlloc + Sync>;
+
+/// The peer `name` as an allocator several threads can share, with what runs, for the threaded
+/// replay: `system`, `mimalloc`, `jemalloc` and `gperftools` are concurrent (thread caches or
+/// arenas); the region peers run here without a lock, so they have no threaded measurement
+/// (`None`).
+pub fn concurrent(name: &str) -> Option<Result<(String, SharedAlloc), String>> {
+    let g: SharedAlloc = match name {
+        "system" => Box::new(std::alloc::System),
+        "mimalloc" => Box::new(mimalloc::MiMalloc),
+        "jemalloc" => Box::new(tikv_jemallocator::Jemalloc),
+        "gperftools" => match Gperftools::load() {
+            Ok(g) => Box::new(g),
+            Err(e) => return Some(Err(e)),
+        },
+        _ => return None,
+    };
+    Some(Ok((name.to_string(), g)))
 }
 
 /// Builds the peer called `name` (a fresh heap for the region peers).
