@@ -20,8 +20,9 @@
 //! every block's order, but not the interleaving of unrelated events (that is what the threads'
 //! real concurrency decides). The wait cannot deadlock on a trace that [`ThreadedProgram::compile`]
 //! accepted: every event waits only for events before it in trace order, so the earliest event not
-//! yet done can always run. A waiting thread spins briefly and then yields (a 2-core machine runs
-//! four threads by time slicing).
+//! yet done can always run. A waiting thread spins briefly, yields for up to 200 µs, then sleeps
+//! (`park`) until another thread makes progress: on a 2-core machine running four threads, the
+//! thread it waits for may need its core.
 //!
 //! **Window.** Causality alone lets a thread that never waits (a producer) run arbitrarily far
 //! ahead, so the live memory could grow far beyond the trace's. Each thread therefore also keeps
@@ -227,6 +228,93 @@ impl ThreadedProgram {
     pub fn cross_thread_events(&self) -> usize {
         self.threads.iter().flatten().filter(|s| s.cross).count()
     }
+
+    /// Bytes a [`BumpFloor`] needs for one replay: every allocation and realloc's size plus its
+    /// alignment (nothing is reused).
+    pub fn bump_bytes(&self) -> usize {
+        self.threads
+            .iter()
+            .flatten()
+            .filter(|s| s.action != Action::Free)
+            .map(|s| s.size.saturating_add(self.lives[s.life as usize].align))
+            .fold(0usize, usize::saturating_add)
+    }
+}
+
+/// The replay's floor: a concurrent bump allocator over its own address-space reservation that
+/// frees nothing (one shared atomic cursor; a realloc allocates and copies). A threaded replay
+/// through it costs the replay's own work (waiting for blocks' earlier events, the window, tag
+/// bytes, thread scheduling) and next to no allocator work, so its time is the floor under every
+/// allocator's threaded time on the same trace and machine.
+pub struct BumpFloor {
+    base: usize,
+    len: usize,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for BumpFloor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BumpFloor")
+            .field("len", &self.len)
+            .field("used", &self.next.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl BumpFloor {
+    /// Reserves `len` bytes of address space (pages become resident when touched).
+    pub fn new(len: usize) -> Result<Self, String> {
+        let len = len.max(1);
+        // SAFETY: an anonymous private mapping at an address the kernel picks.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap of {len} bytes for the replay floor failed"));
+        }
+        Ok(BumpFloor {
+            base: p as usize,
+            len,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Starts again from the beginning (the pages stay resident): only when no block is live.
+    pub fn reset(&mut self) {
+        *self.next.get_mut() = 0;
+    }
+}
+
+impl Drop for BumpFloor {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; `&mut self` means no replay is using
+        // it, and its blocks die with it.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
+
+// SAFETY: each block is a distinct range of the mapping (the cursor only moves forward, by the
+// size plus the alignment, so the aligned start and the size fit in what was claimed), aligned
+// as asked, valid until the value is reset or dropped (both need `&mut self`); null when the
+// mapping is used up. Freeing does nothing.
+unsafe impl GlobalAlloc for BumpFloor {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let need = layout.size().saturating_add(layout.align());
+        let off = self.next.fetch_add(need, Ordering::Relaxed);
+        if off.saturating_add(need) > self.len {
+            return core::ptr::null_mut();
+        }
+        let start = (self.base + off).next_multiple_of(layout.align());
+        start as *mut u8
+    }
+    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
 }
 
 /// The distinct thread IDs of a trace (events without one count as one thread).
@@ -298,6 +386,11 @@ fn tag(life: u32) -> u8 {
 #[repr(align(128))]
 struct Position(AtomicUsize);
 
+/// How long a waiting thread yields before it sleeps. Yielding keeps the hand-over fast when the
+/// thread waited for is running (on the other core, or next on this one); sleeping gives the core
+/// away when it is not (a loaded machine).
+const YIELD_FOR: Duration = Duration::from_micros(200);
+
 /// Published "all done" position.
 const DONE: usize = usize::MAX;
 
@@ -309,6 +402,10 @@ struct Shared<'a> {
     /// except while the thread waits.
     positions: Vec<Position>,
     window_waits: AtomicU64,
+    /// Threads in (or about to go into) a sleeping wait.
+    sleepers: AtomicUsize,
+    /// Each thread's handle, set when it first sleeps, to wake it.
+    sleepers_thread: Vec<OnceLock<std::thread::Thread>>,
     start: AtomicBool,
     abort: AtomicBool,
     finished: AtomicUsize,
@@ -320,6 +417,7 @@ struct Shared<'a> {
 impl Shared<'_> {
     fn fail(&self, e: ReplayError) {
         self.abort.store(true, Ordering::Relaxed);
+        self.progress();
         if let Ok(mut g) = self.error.lock() {
             match &*g {
                 Some(old) if old.event <= e.event => {}
@@ -339,6 +437,46 @@ impl Shared<'_> {
             .unwrap_or(DONE)
     }
 
+    /// Waits until `ready()`: spinning briefly, then yielding for up to [`YIELD_FOR`], then
+    /// sleeping until another thread makes progress; false if the replay was aborted meanwhile.
+    fn wait_until(&self, me: usize, ready: impl Fn() -> bool) -> bool {
+        let mut round = 0u32;
+        let mut yielding: Option<Instant> = None;
+        loop {
+            if ready() {
+                return true;
+            }
+            if self.abort.load(Ordering::Relaxed) {
+                return false;
+            }
+            round += 1;
+            if round < 64 {
+                std::hint::spin_loop();
+            } else if yielding.get_or_insert_with(Instant::now).elapsed() < YIELD_FOR {
+                std::thread::yield_now();
+            } else {
+                // Sleep: the thread we wait for may need this core. Progress (a block's event
+                // done, a position published) wakes every sleeper; the timeout covers a wake-up
+                // missed in the moment between the check and the park.
+                let _ = self.sleepers_thread[me].set(std::thread::current());
+                self.sleepers.fetch_add(1, Ordering::SeqCst);
+                if !ready() && !self.abort.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(Duration::from_micros(100));
+                }
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Wakes the sleeping threads, if any (cheap when none sleeps).
+    fn progress(&self) {
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
+            for t in self.sleepers_thread.iter().filter_map(OnceLock::get) {
+                t.unpark();
+            }
+        }
+    }
+
     /// Waits until event `index` of thread `me` is within the window; false if aborted.
     fn wait_window(&self, me: usize, index: usize, bound: &mut usize) -> bool {
         *bound = self.slowest_other(me).saturating_add(self.window);
@@ -346,23 +484,13 @@ impl Shared<'_> {
             return true;
         }
         self.positions[me].0.store(index, Ordering::Release);
+        self.progress();
         self.window_waits.fetch_add(1, Ordering::Relaxed);
-        let mut spins = 0u32;
-        loop {
-            *bound = self.slowest_other(me).saturating_add(self.window);
-            if index <= *bound {
-                return true;
-            }
-            if self.abort.load(Ordering::Relaxed) {
-                return false;
-            }
-            if spins < 100 {
-                spins += 1;
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
+        let ok = self.wait_until(me, || {
+            self.slowest_other(me).saturating_add(self.window) >= index
+        });
+        *bound = self.slowest_other(me).saturating_add(self.window);
+        ok
     }
 
     /// Waits until `slot` has had `seq` events; false if the replay was aborted meanwhile.
@@ -371,22 +499,9 @@ impl Shared<'_> {
             return true;
         }
         self.positions[me].0.store(index, Ordering::Release);
+        self.progress();
         self.waits.fetch_add(1, Ordering::Relaxed);
-        let mut spins = 0u32;
-        loop {
-            if slot.version.load(Ordering::Acquire) == seq {
-                return true;
-            }
-            if self.abort.load(Ordering::Relaxed) {
-                return false;
-            }
-            if spins < 100 {
-                spins += 1;
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
+        self.wait_until(me, || slot.version.load(Ordering::Acquire) == seq)
     }
 
     fn run_thread(&self, g: &(dyn GlobalAlloc + Sync), me: usize, steps: &[ThreadStep]) {
@@ -398,6 +513,7 @@ impl Shared<'_> {
             let index = s.event - 1;
             if k % 64 == 0 {
                 self.positions[me].0.store(index, Ordering::Release);
+                self.progress();
                 if self.abort.load(Ordering::Relaxed) {
                     break;
                 }
@@ -411,6 +527,7 @@ impl Shared<'_> {
             }
         }
         self.positions[me].0.store(DONE, Ordering::Release);
+        self.progress();
         if self.finished.fetch_add(1, Ordering::AcqRel) + 1 == self.prog.threads.len() {
             let _ = self.end.set(Instant::now());
         }
@@ -514,6 +631,7 @@ impl Shared<'_> {
             }
         }
         slot.version.store(s.seq + 1, Ordering::Release);
+        self.progress();
         Ok(())
     }
 }
@@ -535,6 +653,8 @@ pub fn replay_threaded(
             .map(|t| Position(AtomicUsize::new(t.first().map_or(DONE, |s| s.event - 1))))
             .collect(),
         window_waits: AtomicU64::new(0),
+        sleepers: AtomicUsize::new(0),
+        sleepers_thread: prog.threads.iter().map(|_| OnceLock::new()).collect(),
         slots: (0..prog.lives.len())
             .map(|_| Slot {
                 version: AtomicU32::new(0),
@@ -839,6 +959,22 @@ mod tests {
             assert!(g.live.lock().unwrap().is_empty());
             assert_eq!(out.steps, 40_000);
         }
+    }
+
+    #[test]
+    fn the_floor_replays_every_workload() {
+        let t = crate::synth::producer_consumer(20_000, 3, 7);
+        let p = ThreadedProgram::compile(&t).unwrap();
+        let mut floor = BumpFloor::new(p.bump_bytes()).unwrap();
+        for _ in 0..3 {
+            let out = replay_threaded(&floor, &p, ThreadedOptions::default()).unwrap();
+            assert_eq!(out.steps, t.len());
+            floor.reset();
+        }
+        // Too small: a null result is an error naming the event, not a crash.
+        let small = BumpFloor::new(4096).unwrap();
+        let e = replay_threaded(&small, &p, ThreadedOptions::default()).unwrap_err();
+        assert!(e.message.contains("returned null"), "{e}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use workloads::metrics::{median, ns_per_op};
 use workloads::policies::{self, Config};
 use workloads::replay::{Options, Program, replay_global, replay_manager};
-use workloads::threaded::{ThreadedOptions, ThreadedProgram, replay_threaded};
+use workloads::threaded::{BumpFloor, ThreadedOptions, ThreadedProgram, replay_threaded};
 use workloads::{Fragmentation, Trace};
 
 use crate::{harness, peers};
@@ -79,6 +79,14 @@ pub struct Threaded {
     pub waits: u64,
     /// Waits of a thread a window ahead of the slowest (last run).
     pub window_waits: u64,
+    /// Median nanoseconds per event of the same replay through `workloads::threaded::BumpFloor`
+    /// (no allocator work), run alternately with the allocator's runs: the replay's own cost on
+    /// this machine at that moment.
+    #[serde(default)]
+    pub floor_ns_per_op: Option<f64>,
+    /// Every floor run's nanoseconds per event.
+    #[serde(default)]
+    pub floor_runs: Vec<f64>,
 }
 
 impl Threaded {
@@ -242,6 +250,8 @@ fn run_threaded(
         runs: Vec::new(),
         waits: 0,
         window_waits: 0,
+        floor_ns_per_op: None,
+        floor_runs: Vec::new(),
     };
     let result = prog.and_then(|prog| {
         let (runs_as, g) = built?;
@@ -249,14 +259,29 @@ fn run_threaded(
         r.threaded = Some(t.clone());
         emit(r);
         let opts = ThreadedOptions::default();
+        // The floor (no allocator work) runs alternately with the allocator, so both see the
+        // same load; a floor that cannot be mapped is left out.
+        let mut floor = BumpFloor::new(prog.bump_bytes()).ok();
+        let floor_run = |floor: &mut Option<BumpFloor>| -> Option<f64> {
+            let f = floor.as_mut()?;
+            f.reset();
+            replay_threaded(&*f, &prog, opts)
+                .ok()
+                .map(|o| o.ns_per_op())
+        };
         let start = Instant::now();
         replay_threaded(&*g, &prog, opts).map_err(|e| e.to_string())?; // warm-up
+        floor_run(&mut floor);
         while t.runs.len() < repeats.max(1) && (t.runs.is_empty() || start.elapsed() < budget) {
+            if let Some(ns) = floor_run(&mut floor) {
+                t.floor_runs.push(ns);
+            }
             let out = replay_threaded(&*g, &prog, opts).map_err(|e| e.to_string())?;
             t.runs.push(out.ns_per_op());
             t.waits = out.waits;
             t.window_waits = out.window_waits;
         }
+        t.floor_ns_per_op = median(&mut t.floor_runs.clone());
         Ok(())
     });
     match result {

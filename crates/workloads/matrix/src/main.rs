@@ -312,6 +312,10 @@ fn run(a: RunArgs) -> Result<(), String> {
         print!("{threaded}");
         println!("\nThreaded / single-threaded throughput of the same row\n");
         print!("{}", rep.threaded_scaling_table(false));
+        println!(
+            "\nThreaded nanoseconds per event (the replay's floor: a bump allocator, run alongside)\n"
+        );
+        print!("{}", rep.threaded_floor_table(false));
     }
     let problems = rep.problems();
     if !problems.is_empty() {

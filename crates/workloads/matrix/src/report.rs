@@ -148,6 +148,19 @@ impl Report {
         })
     }
 
+    /// Threaded nanoseconds per event and the replay's floor measured alongside.
+    pub fn threaded_floor_table(&self, markdown: bool) -> String {
+        self.threaded_table(markdown, |a, w| match self.threaded(a, w) {
+            Some(t) if t.status == "ok" => match (t.ns_per_op, t.floor_ns_per_op) {
+                (Some(n), Some(f)) => format!("{n:.0} ({f:.0})"),
+                (Some(n), None) => format!("{n:.0}"),
+                _ => "n/a".into(),
+            },
+            Some(t) => t.status.clone(),
+            None => "-".into(),
+        })
+    }
+
     /// Threaded over single-threaded throughput of the same row (above 1: the threads gained).
     pub fn threaded_scaling_table(&self, markdown: bool) -> String {
         self.threaded_table(markdown, |a, w| {
@@ -223,6 +236,11 @@ impl Report {
                 "\n### Threaded / single-threaded throughput of the same row\n\nAbove 1: the threaded replay ran more events per second than the single-threaded one (for `tcmalloc` and `ptmalloc2`, different code: the concurrent version vs the single-threaded manager).\n"
             );
             s.push_str(&self.threaded_scaling_table(true));
+            let _ = writeln!(
+                s,
+                "\n### Threaded nanoseconds per event, and (in brackets) the replay's floor\n\nThe floor is the same threaded replay through a bump allocator that frees nothing (`workloads::threaded::BumpFloor`), run alternately with the allocator's runs: what the replay itself costs here (waiting for other threads' events, the window, thread scheduling on this machine). The allocator's own share is roughly the difference.\n"
+            );
+            s.push_str(&self.threaded_floor_table(true));
         }
         let _ = writeln!(
             s,
@@ -262,7 +280,7 @@ impl Report {
     /// The CSV (no series).
     pub fn csv(&self) -> String {
         let mut s = String::from(
-            "allocator,kind,workload,status,events,frag3,frag4,internal,external,peak_footprint,peak_live,ns_per_op,mops,runs,reason,mt_threads,mt_runs_as,mt_status,mt_ns_per_op,mt_mops,mt_runs\n",
+            "allocator,kind,workload,status,events,frag3,frag4,internal,external,peak_footprint,peak_live,ns_per_op,mops,runs,reason,mt_threads,mt_runs_as,mt_status,mt_ns_per_op,mt_mops,mt_runs,mt_floor_ns_per_op\n",
         );
         let o = |v: Option<f64>| v.map_or_else(String::new, |x| format!("{x:.6}"));
         for c in &self.cells {
@@ -270,7 +288,7 @@ impl Report {
             let t = c.threaded.as_ref();
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\",{},\"{}\",{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\",{},\"{}\",{},{},{},{},{}",
                 c.alloc,
                 c.kind,
                 c.workload,
@@ -292,6 +310,7 @@ impl Report {
                 o(t.and_then(|t| t.ns_per_op)),
                 o(t.and_then(Threaded::mops)),
                 t.map_or_else(String::new, |t| t.runs.len().to_string()),
+                o(t.and_then(|t| t.floor_ns_per_op)),
             );
         }
         s
