@@ -334,12 +334,18 @@ pub struct ThreadedOptions {
     /// How far (in trace events) a thread may run ahead of the slowest unfinished thread
     /// (`usize::MAX`: no limit, causality only).
     pub window: usize,
+    /// Stop a replay that runs longer than this: it fails with an error saying so (the blocks
+    /// still live are freed). `None`: no limit.
+    pub deadline: Option<Duration>,
 }
 
 impl Default for ThreadedOptions {
-    /// A window of 4096 events.
+    /// A window of 4096 events, no deadline.
     fn default() -> Self {
-        ThreadedOptions { window: 4096 }
+        ThreadedOptions {
+            window: 4096,
+            deadline: None,
+        }
     }
 }
 
@@ -391,12 +397,18 @@ struct Position(AtomicUsize);
 /// away when it is not (a loaded machine).
 const YIELD_FOR: Duration = Duration::from_micros(200);
 
+/// How a replay stopped by its deadline says so (then the limit).
+pub const TOO_LONG: &str = "stopped: the threaded replay ran longer than";
+
 /// Published "all done" position.
 const DONE: usize = usize::MAX;
 
 struct Shared<'a> {
     prog: &'a ThreadedProgram,
     window: usize,
+    deadline: Option<Duration>,
+    /// When the threads were released.
+    began: OnceLock<Instant>,
     slots: Vec<Slot>,
     /// Each thread's next event (0-based trace index) or [`DONE`]; may lag behind the truth
     /// except while the thread waits.
@@ -515,6 +527,15 @@ impl Shared<'_> {
                 self.positions[me].0.store(index, Ordering::Release);
                 self.progress();
                 if self.abort.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let (Some(d), Some(b)) = (self.deadline, self.began.get())
+                    && b.elapsed() > d
+                {
+                    self.fail(ReplayError {
+                        event: s.event,
+                        message: format!("{TOO_LONG} {} ms", d.as_millis()),
+                    });
                     break;
                 }
             }
@@ -647,6 +668,8 @@ pub fn replay_threaded(
     let shared = Shared {
         prog,
         window: opts.window.max(1),
+        deadline: opts.deadline,
+        began: OnceLock::new(),
         positions: prog
             .threads
             .iter()
@@ -688,7 +711,9 @@ pub fn replay_threaded(
                 }
             }
         }
-        started = Some(Instant::now());
+        let now = Instant::now();
+        started = Some(now);
+        let _ = shared.began.set(now);
         shared.start.store(true, Ordering::Release);
         handles.into_iter().all(|h| h.join().is_ok())
     });
@@ -950,7 +975,15 @@ mod tests {
         let p = ThreadedProgram::compile(&trace(&text)).unwrap();
         for window in [1, 16, 256] {
             let g = Counting::default();
-            let out = replay_threaded(&g, &p, ThreadedOptions { window }).unwrap();
+            let out = replay_threaded(
+                &g,
+                &p,
+                ThreadedOptions {
+                    window,
+                    ..ThreadedOptions::default()
+                },
+            )
+            .unwrap();
             // Thread 0 at event i waits until thread 1 has published a position of at least
             // i - window: every free before that is done, so at most about window / 2 + 1 blocks
             // are live (plus the block being allocated).
@@ -975,6 +1008,34 @@ mod tests {
         let small = BumpFloor::new(4096).unwrap();
         let e = replay_threaded(&small, &p, ThreadedOptions::default()).unwrap_err();
         assert!(e.message.contains("returned null"), "{e}");
+    }
+
+    #[test]
+    fn a_deadline_stops_a_slow_replay_with_an_error() {
+        /// The system allocator, slowed down.
+        struct Slow;
+        // SAFETY: forwards to `System` after a sleep.
+        unsafe impl GlobalAlloc for Slow {
+            unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+                std::thread::sleep(Duration::from_millis(1));
+                // SAFETY: forwarded.
+                unsafe { std::alloc::System.alloc(l) }
+            }
+            unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+                // SAFETY: forwarded.
+                unsafe { std::alloc::System.dealloc(p, l) }
+            }
+        }
+        let t = crate::synth::producer_consumer(20_000, 3, 7);
+        let p = ThreadedProgram::compile(&t).unwrap();
+        let opts = ThreadedOptions {
+            deadline: Some(Duration::from_millis(50)),
+            ..ThreadedOptions::default()
+        };
+        let start = Instant::now();
+        let e = replay_threaded(&Slow, &p, opts).unwrap_err();
+        assert!(e.message.starts_with(TOO_LONG), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use workloads::metrics::{median, ns_per_op};
 use workloads::policies::{self, Config};
 use workloads::replay::{Options, Program, replay_global, replay_manager};
-use workloads::threaded::{BumpFloor, ThreadedOptions, ThreadedProgram, replay_threaded};
+use workloads::threaded::{BumpFloor, TOO_LONG, ThreadedOptions, ThreadedProgram, replay_threaded};
 use workloads::{Fragmentation, Trace};
 
 use crate::{harness, peers};
@@ -258,7 +258,12 @@ fn run_threaded(
         t.runs_as = runs_as;
         r.threaded = Some(t.clone());
         emit(r);
-        let opts = ThreadedOptions::default();
+        // A run taking more than twice the budget stops (reported as a timeout) rather than
+        // holding up the matrix until the cell's own timeout kills it.
+        let opts = ThreadedOptions {
+            deadline: Some(budget * 2),
+            ..ThreadedOptions::default()
+        };
         // The floor (no allocator work) runs alternately with the allocator, so both see the
         // same load; a floor that cannot be mapped is left out.
         let mut floor = BumpFloor::new(prog.bump_bytes()).ok();
@@ -290,7 +295,12 @@ fn run_threaded(
             t.ns_per_op = median(&mut t.runs.clone());
         }
         Err(e) => {
-            t.status = "failed".into();
+            t.status = if e.contains(TOO_LONG) {
+                "timeout"
+            } else {
+                "failed"
+            }
+            .into();
             t.reason = Some(e);
         }
     }
