@@ -715,7 +715,10 @@ pub fn replay_threaded(
         started = Some(now);
         let _ = shared.began.set(now);
         shared.start.store(true, Ordering::Release);
-        handles.into_iter().all(|h| h.join().is_ok())
+        // Join every thread (a short-circuit would leave a panicked one to the scope, which
+        // would panic in turn).
+        let joins: Vec<bool> = handles.into_iter().map(|h| h.join().is_ok()).collect();
+        joins.into_iter().all(|ok| ok)
     });
     let elapsed = match (started, shared.end.get()) {
         (Some(s), Some(e)) => e.saturating_duration_since(s),
