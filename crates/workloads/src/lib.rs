@@ -12,7 +12,9 @@
 //! * [`foreign`]: readers for Valgrind `--trace-malloc=yes` and glibc `mtrace` logs.
 //! * [`synth`]: ramp, peaks, plateau (Wilson et al.), uniform and Pareto churn, larson,
 //!   producer/consumer, glibc-simple LIFO/FIFO.
-//! * [`replay`]: through any `&mut dyn FreeSpaceManager` or any `GlobalAlloc`.
+//! * [`replay`]: through any `&mut dyn FreeSpaceManager` or any `GlobalAlloc`, on one thread.
+//! * [`threaded`]: through a concurrent `GlobalAlloc`, one OS thread per trace thread, a
+//!   block's events (cross-thread frees) kept in trace order.
 //! * [`metrics`]: Johnstone & Wilson's #3 and #4, the internal/external split, time per op.
 //! * [`policies`]: every landed policy by name.
 
@@ -22,6 +24,7 @@ pub mod metrics;
 pub mod policies;
 pub mod replay;
 pub mod synth;
+pub mod threaded;
 pub mod trace;
 
 #[cfg(test)]

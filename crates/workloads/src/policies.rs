@@ -11,11 +11,11 @@
 //! so the footprint is what the policy took. Names follow DESIGN.md; fit policies take an order
 //! suffix. An unknown name gives one line listing the valid ones.
 
-use core::alloc::Layout;
+use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
 use allocator_traits::{
-    AllocError, BrkRegion, Detects, FreeError, FreeSpaceManager, Inspector, OsPages, Stats,
+    AllocError, BrkRegion, Detects, FreeError, FreeSpaceManager, Inspector, Locked, OsPages, Stats,
 };
 
 /// How to build a policy.
@@ -327,6 +327,112 @@ pub fn build(name: &str, cfg: &Config) -> Result<Instance, String> {
     lookup(name)?.build(cfg)
 }
 
+/// A policy as a concurrent `GlobalAlloc`, for the threaded replay ([`crate::threaded`]).
+pub struct Concurrent {
+    /// What runs, in a few words (`tcmalloc::Tcmalloc`, `Locked<best-fit>`, ...).
+    pub runs_as: String,
+    /// The allocator.
+    pub alloc: Box<dyn GlobalAlloc + Sync>,
+}
+
+impl std::fmt::Debug for Concurrent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Concurrent")
+            .field("runs_as", &self.runs_as)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registry manager that may move between threads (see the `Send` impl's safety comment).
+struct SendManager(Box<dyn Placed>);
+
+// SAFETY: the registry's managers (fit, buddy, segregated, tcmalloc::Core, ptmalloc2::Arena) own
+// their memory (a `BrkRegion` reservation or OS mappings) and hold only raw pointers into it and
+// plain data: no thread-local state, no thread identity, nothing tied to the thread that made
+// them. Moving one to another thread, or using it from several threads one at a time (as
+// `Locked` does, under its lock), is therefore sound; `Box<dyn Placed>` only lacks the `Send`
+// bound because the trait object does not declare it.
+unsafe impl Send for SendManager {}
+
+impl FreeSpaceManager for SendManager {
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.0.allocate(layout)
+    }
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.0.deallocate(ptr, layout) }
+    }
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.0.resize_in_place(ptr, old, new) }
+    }
+    unsafe fn grow(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.0.grow(ptr, old, new) }
+    }
+    unsafe fn shrink(
+        &mut self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.0.shrink(ptr, old, new) }
+    }
+    fn stats(&self) -> Stats {
+        self.0.stats()
+    }
+    fn record_moved_resize(&mut self) {
+        self.0.record_moved_resize()
+    }
+    fn inspect(&self, out: &mut dyn Inspector) {
+        self.0.inspect(out)
+    }
+    fn detects(&self) -> Detects {
+        self.0.detects()
+    }
+}
+
+/// The policy `name` as an allocator several threads can share: `tcmalloc` as the concurrent
+/// [`tcmalloc::Tcmalloc`] (thread caches over OS pages), `ptmalloc2` as [`ptmalloc2::Ptmalloc`]
+/// (arenas per thread, tcache; `cfg.tunables` applied), every other policy as the instance
+/// [`build`] makes behind [`Locked`]'s one spin lock (a single shared heap: the baseline that
+/// shows what locking costs). An unknown name is the error [`lookup`] gives.
+pub fn concurrent(name: &str, cfg: &Config) -> Result<Concurrent, String> {
+    lookup(name)?;
+    Ok(match name {
+        "tcmalloc" => {
+            no_tunables(cfg, "tcmalloc")?;
+            Concurrent {
+                runs_as: "tcmalloc::Tcmalloc (thread caches)".into(),
+                alloc: Box::new(tcmalloc::Tcmalloc::new(OsPages::new())),
+            }
+        }
+        "ptmalloc2" => {
+            let t = ptmalloc2::Tunables::parse(cfg.tunables.as_deref().unwrap_or(""))
+                .map_err(|e| format!("ptmalloc2 tunables: {e}"))?;
+            Concurrent {
+                runs_as: "ptmalloc2::Ptmalloc (arenas per thread)".into(),
+                alloc: Box::new(ptmalloc2::Ptmalloc::with_tunables(t)),
+            }
+        }
+        _ => Concurrent {
+            runs_as: format!("Locked<{name}> (one spin lock)"),
+            alloc: Box::new(Locked::new(SendManager(build(name, cfg)?.manager))),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,5 +469,28 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", p.name));
             assert!(b.len() >= 100);
         }
+    }
+
+    #[test]
+    fn every_policy_replays_threaded_as_a_concurrent_allocator() {
+        use crate::threaded::{ThreadedOptions, ThreadedProgram, replay_threaded};
+        for t in [
+            crate::synth::larson(6000, 4, 1),
+            crate::synth::producer_consumer(6000, 3, 2),
+        ] {
+            let prog = ThreadedProgram::compile(&t).unwrap();
+            let peak = crate::replay::Program::compile(&t)
+                .unwrap()
+                .live_profile()
+                .1;
+            for p in all() {
+                let c = concurrent(p.name, &Config::for_peak(peak))
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+                let out = replay_threaded(&*c.alloc, &prog, ThreadedOptions::default())
+                    .unwrap_or_else(|e| panic!("{} ({}): {e}", p.name, c.runs_as));
+                assert_eq!((out.steps, out.threads), (t.len(), 4), "{}", p.name);
+            }
+        }
+        assert!(concurrent("no-such", &Config::default()).is_err());
     }
 }

@@ -400,6 +400,24 @@ mod tests {
     }
 
     #[test]
+    fn larson_names_its_threads_and_frees_across_them() {
+        let t = larson(20_000, 4, 6);
+        let mut owner = std::collections::HashMap::new();
+        let mut cross = 0;
+        for e in &t.events {
+            let th = e.thread.expect("every larson event names its thread");
+            assert!(th < 4);
+            if e.op.is_alloc() {
+                owner.insert(e.id, th);
+            } else if e.op == Op::Free && owner[&e.id] != th {
+                cross += 1;
+            }
+        }
+        assert_eq!(crate::threaded::thread_count(&t), 4);
+        assert!(cross > 1000, "{cross} cross-thread frees");
+    }
+
+    #[test]
     fn pareto_stays_in_range() {
         let mut r = Rng::new(1);
         let v: Vec<u64> = (0..10_000).map(|_| r.pareto(1.1, 16, 1024)).collect();

@@ -9,6 +9,12 @@
 //! ```
 //! Timed runs stop at `repeats` or when the time budget is spent (at least one runs); the
 //! reported time per operation is their median.
+//!
+//! A workload with more than one thread, on an allocator that can be shared between threads
+//! (the concurrent peers; `tcmalloc` and `ptmalloc2` as their concurrent versions; every other
+//! policy behind `Locked`'s spin lock), is then also replayed threaded
+//! ([`workloads::threaded`]): a warm-up and timed runs on a fresh instance, median wall time per
+//! event ([`Threaded`]).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use workloads::metrics::{median, ns_per_op};
 use workloads::policies::{self, Config};
 use workloads::replay::{Options, Program, replay_global, replay_manager};
+use workloads::threaded::{BumpFloor, TOO_LONG, ThreadedOptions, ThreadedProgram, replay_threaded};
 use workloads::{Fragmentation, Trace};
 
 use crate::{harness, peers};
@@ -46,6 +53,47 @@ pub struct CellResult {
     /// Wall time of the whole cell in seconds (its process included).
     #[serde(default)]
     pub seconds: f64,
+    /// The threaded measurement, for a workload with more than one thread on a concurrent
+    /// allocator (absent otherwise, and in reports written before it existed).
+    #[serde(default)]
+    pub threaded: Option<Threaded>,
+}
+
+/// A threaded replay's measurement: one OS thread per trace thread (see `workloads::threaded`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Threaded {
+    /// OS threads (one per trace thread).
+    pub threads: usize,
+    /// What ran (`system`, `tcmalloc::Tcmalloc (thread caches)`, `Locked<best-fit> (...)`).
+    pub runs_as: String,
+    /// `ok`, `failed` or `timeout` (`running` while it runs: a cell that stops then is
+    /// reported by the runner as failed or timed out).
+    pub status: String,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Median wall-clock nanoseconds per event over the timed runs.
+    pub ns_per_op: Option<f64>,
+    /// Every timed run's nanoseconds per event.
+    pub runs: Vec<f64>,
+    /// Events that waited for their block's previous event on another thread (last run).
+    pub waits: u64,
+    /// Waits of a thread a window ahead of the slowest (last run).
+    pub window_waits: u64,
+    /// Median nanoseconds per event of the same replay through `workloads::threaded::BumpFloor`
+    /// (no allocator work), run alternately with the allocator's runs: the replay's own cost on
+    /// this machine at that moment.
+    #[serde(default)]
+    pub floor_ns_per_op: Option<f64>,
+    /// Every floor run's nanoseconds per event.
+    #[serde(default)]
+    pub floor_runs: Vec<f64>,
+}
+
+impl Threaded {
+    /// Million events per second (from the median).
+    pub fn mops(&self) -> Option<f64> {
+        self.ns_per_op.filter(|&n| n > 0.0).map(|n| 1000.0 / n)
+    }
 }
 
 impl CellResult {
@@ -68,6 +116,7 @@ impl CellResult {
             runs: Vec::new(),
             footprint_method: String::new(),
             seconds: 0.0,
+            threaded: None,
         }
     }
 
@@ -136,19 +185,126 @@ pub fn run(alloc: &str, spec: &str, repeats: usize, budget: Duration) -> CellRes
         Ok(p) => p,
         Err(e) => return CellResult::empty(alloc, &workload, "failed", Some(e.to_string())),
     };
+    let threaded = (workloads::threaded::thread_count(&trace) > 1)
+        .then(|| ThreadedProgram::compile(&trace).map_err(|e| e.to_string()));
     drop(trace);
     let mut r = CellResult::empty(alloc, &workload, "ok", None);
     r.events = prog.steps.len();
-    let outcome = if policies::lookup(alloc).is_ok() {
+    let is_policy = policies::lookup(alloc).is_ok();
+    let outcome = if is_policy {
         run_policy(alloc, &prog, repeats, budget, &mut r)
     } else {
         run_peer(alloc, &prog, repeats, budget, &mut r)
     };
-    if let Err((status, reason)) = outcome {
-        r.status = status.into();
-        r.reason = Some(reason);
+    match outcome {
+        Err((status, reason)) => {
+            r.status = status.into();
+            r.reason = Some(reason);
+        }
+        Ok(()) => {
+            if let Some(tp) = threaded {
+                let cfg = Config::for_peak(prog.live_profile().1);
+                drop(prog);
+                run_threaded(alloc, is_policy, &cfg, tp, repeats, budget, &mut r);
+            }
+        }
     }
     r
+}
+
+/// Prints `r` as one JSON line now, so the runner keeps what is measured so far if the cell
+/// stops later (it keeps the last line it got).
+fn emit(r: &CellResult) {
+    if let Ok(line) = serde_json::to_string(r) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// The threaded measurement: a fresh concurrent instance, one warm-up replay, then up to
+/// `repeats` timed replays (at least one; more while the budget lasts), median time per event.
+/// Allocators that cannot be shared between threads get none.
+fn run_threaded(
+    alloc: &str,
+    is_policy: bool,
+    cfg: &Config,
+    prog: Result<ThreadedProgram, String>,
+    repeats: usize,
+    budget: Duration,
+    r: &mut CellResult,
+) {
+    let built = if is_policy {
+        Some(policies::concurrent(alloc, cfg).map(|c| (c.runs_as, c.alloc)))
+    } else {
+        peers::concurrent(alloc)
+    };
+    let Some(built) = built else { return };
+    let mut t = Threaded {
+        threads: prog.as_ref().map_or(0, ThreadedProgram::thread_count),
+        runs_as: alloc.to_string(),
+        status: "running".into(),
+        reason: None,
+        ns_per_op: None,
+        runs: Vec::new(),
+        waits: 0,
+        window_waits: 0,
+        floor_ns_per_op: None,
+        floor_runs: Vec::new(),
+    };
+    let result = prog.and_then(|prog| {
+        let (runs_as, g) = built?;
+        t.runs_as = runs_as;
+        r.threaded = Some(t.clone());
+        emit(r);
+        // A run taking more than twice the budget stops (reported as a timeout) rather than
+        // holding up the matrix until the cell's own timeout kills it.
+        let opts = ThreadedOptions {
+            deadline: Some(budget * 2),
+            ..ThreadedOptions::default()
+        };
+        // The floor (no allocator work) runs alternately with the allocator, so both see the
+        // same load; a floor that cannot be mapped is left out.
+        let mut floor = BumpFloor::new(prog.bump_bytes()).ok();
+        let floor_run = |floor: &mut Option<BumpFloor>| -> Option<f64> {
+            let f = floor.as_mut()?;
+            f.reset();
+            replay_threaded(&*f, &prog, opts)
+                .ok()
+                .map(|o| o.ns_per_op())
+        };
+        let start = Instant::now();
+        replay_threaded(&*g, &prog, opts).map_err(|e| e.to_string())?; // warm-up
+        floor_run(&mut floor);
+        while t.runs.len() < repeats.max(1) && (t.runs.is_empty() || start.elapsed() < budget) {
+            if let Some(ns) = floor_run(&mut floor) {
+                t.floor_runs.push(ns);
+            }
+            let out = replay_threaded(&*g, &prog, opts).map_err(|e| e.to_string())?;
+            t.runs.push(out.ns_per_op());
+            t.waits = out.waits;
+            t.window_waits = out.window_waits;
+        }
+        t.floor_ns_per_op = median(&mut t.floor_runs.clone());
+        Ok(())
+    });
+    match result {
+        Ok(()) => {
+            t.status = "ok".into();
+            t.ns_per_op = median(&mut t.runs.clone());
+        }
+        Err(e) => {
+            t.status = if e.contains(TOO_LONG) {
+                "timeout"
+            } else {
+                "failed"
+            }
+            .into();
+            t.reason = Some(e);
+        }
+    }
+    r.threaded = Some(t);
 }
 
 type Fail = (&'static str, String);
@@ -198,12 +354,7 @@ fn timed(
 ) -> Result<(), Fail> {
     // The measures are done: say so now, so a cell that times out during the timed runs still
     // reports its fragmentation (the runner keeps the last result line it got).
-    if let Ok(line) = serde_json::to_string(r) {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    }
+    emit(r);
     let start = Instant::now();
     once().map_err(failed)?; // warm-up
     let mut runs = Vec::new();

@@ -285,7 +285,7 @@ fn run(a: RunArgs) -> Result<(), String> {
         machine: report::machine(),
         date: report::now_utc(),
         settings: format!(
-            "{}: synthetic workloads of {ops} events, recorded traces {}, {repeats} timed runs after a warm-up (median), cell timeout {} s; took {:.0} s",
+            "{}: synthetic workloads of {ops} events, recorded traces {}, {repeats} timed runs after a warm-up (median), single-threaded and (multi-thread workloads, concurrent allocators) threaded, cell timeout {} s; took {:.0} s",
             if a.quick { "--quick" } else { "full" },
             if limit == 0 {
                 "whole".to_string()
@@ -304,6 +304,19 @@ fn run(a: RunArgs) -> Result<(), String> {
     print!("{}", rep.frag_table(false));
     println!("\nThroughput: million events per second (ratio to system; higher is better)\n");
     print!("{}", rep.speed_table(false));
+    let threaded = rep.threaded_speed_table(false);
+    if !threaded.is_empty() {
+        println!(
+            "\nThreaded throughput: million events per second, one OS thread per trace thread (ratio to system)\n"
+        );
+        print!("{threaded}");
+        println!("\nThreaded / single-threaded throughput of the same row\n");
+        print!("{}", rep.threaded_scaling_table(false));
+        println!(
+            "\nThreaded nanoseconds per event (the replay's floor: a bump allocator, run alongside)\n"
+        );
+        print!("{}", rep.threaded_floor_table(false));
+    }
     let problems = rep.problems();
     if !problems.is_empty() {
         println!("\nFailed or skipped:");
@@ -389,27 +402,42 @@ fn run_child(
             format!("timed out after {} s", timeout.as_secs()),
         ),
         Some(st) => {
-            if let Some(r) = &last
-                && (r.ns_per_op.is_some() || r.status != "ok")
-            {
-                return r.clone();
-            }
             let line = err
                 .lines()
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("");
-            (
-                "failed",
-                format!(
-                    "crashed ({st}){}{}",
-                    if line.is_empty() { "" } else { ": " },
-                    line.chars().take(200).collect::<String>()
-                ),
-            )
+            let why = format!(
+                "crashed ({st}){}{}",
+                if line.is_empty() { "" } else { ": " },
+                line.chars().take(200).collect::<String>()
+            );
+            if let Some(r) = &last
+                && (r.ns_per_op.is_some() || r.status != "ok")
+            {
+                let mut r = r.clone();
+                // Stopped during the threaded replay: the single-threaded results stand.
+                if let Some(t) = r.threaded.as_mut().filter(|t| t.status == "running") {
+                    t.status = "failed".into();
+                    t.reason = Some(why);
+                }
+                return r;
+            }
+            ("failed", why)
         }
     };
     match last {
+        // Timed out during the threaded replay: the single-threaded results stand.
+        Some(mut r)
+            if r.ns_per_op.is_some()
+                && r.threaded.as_ref().is_some_and(|t| t.status == "running") =>
+        {
+            if let Some(t) = r.threaded.as_mut() {
+                t.status = status_word.into();
+                t.reason = Some(format!("{why}, during the threaded replay"));
+            }
+            r
+        }
         // Keep the fragmentation of a cell that stopped during its timed runs.
         Some(mut r) if r.frag.is_some() => {
             r.status = status_word.into();

@@ -8,8 +8,9 @@
 //!       libtcmalloc_minimal.so.4 (dlopen)                                resident when touched)
 //! ```
 //!
-//! The region peers run without a lock (the replay is single-threaded), like the policies, so
-//! the comparison is between placement algorithms, not locks.
+//! The region peers run without a lock (the single-threaded replay), like the policies, so the
+//! comparison is between placement algorithms, not locks. The threaded replay uses the
+//! concurrent peers only ([`concurrent`]).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -249,14 +250,23 @@ impl Gperftools {
 
 const MIN_ALIGN: usize = 16;
 
-// SAFETY: C's allocator contract: malloc/calloc give blocks aligned to 16 on x86-64, memalign to
-// what is asked; realloc keeps the contents; free takes what they returned.
+/// The size to ask `tc_malloc` for so the block is aligned to `align` (at most [`MIN_ALIGN`]):
+/// gperftools puts requests of up to 8 bytes in its 8-byte class, aligned to 8 only (sizes from
+/// 9 up get classes aligned to 16), so a request under 16 bytes that needs 16 asks for 16, as
+/// mimalloc and jemalloc do for such a `Layout`.
+fn c_size(align: usize, size: usize) -> usize {
+    if align > 8 { size.max(MIN_ALIGN) } else { size }
+}
+
+// SAFETY: C's allocator contract: malloc/calloc/realloc give blocks of 16 bytes or more aligned
+// to 16 on x86-64 (smaller requests that need 16 ask for 16: `c_size`), memalign to what is
+// asked; realloc keeps the contents; free takes what they returned.
 unsafe impl GlobalAlloc for Gperftools {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: plain C calls.
         unsafe {
             if layout.align() <= MIN_ALIGN {
-                (self.malloc)(layout.size()).cast()
+                (self.malloc)(c_size(layout.align(), layout.size())).cast()
             } else {
                 (self.memalign)(layout.align(), layout.size()).cast()
             }
@@ -265,7 +275,7 @@ unsafe impl GlobalAlloc for Gperftools {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= MIN_ALIGN {
             // SAFETY: a plain C call.
-            unsafe { (self.calloc)(1, layout.size()).cast() }
+            unsafe { (self.calloc)(1, c_size(layout.align(), layout.size())).cast() }
         } else {
             // SAFETY: alloc then zero the block it returned.
             unsafe {
@@ -284,7 +294,7 @@ unsafe impl GlobalAlloc for Gperftools {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if layout.align() <= MIN_ALIGN {
             // SAFETY: `ptr` came from this library.
-            unsafe { (self.realloc)(ptr.cast(), new_size).cast() }
+            unsafe { (self.realloc)(ptr.cast(), c_size(layout.align(), new_size)).cast() }
         } else {
             // SAFETY: allocate aligned, copy, free: C has no aligned realloc.
             unsafe {
@@ -300,6 +310,27 @@ unsafe impl GlobalAlloc for Gperftools {
             }
         }
     }
+}
+
+/// An allocator several threads can share.
+pub type SharedAlloc = Box<dyn GlobalAlloc + Sync>;
+
+/// The peer `name` as an allocator several threads can share, with what runs, for the threaded
+/// replay: `system`, `mimalloc`, `jemalloc` and `gperftools` are concurrent (thread caches or
+/// arenas); the region peers run here without a lock, so they have no threaded measurement
+/// (`None`).
+pub fn concurrent(name: &str) -> Option<Result<(String, SharedAlloc), String>> {
+    let g: SharedAlloc = match name {
+        "system" => Box::new(std::alloc::System),
+        "mimalloc" => Box::new(mimalloc::MiMalloc),
+        "jemalloc" => Box::new(tikv_jemallocator::Jemalloc),
+        "gperftools" => match Gperftools::load() {
+            Ok(g) => Box::new(g),
+            Err(e) => return Some(Err(e)),
+        },
+        _ => return None,
+    };
+    Some(Ok((name.to_string(), g)))
 }
 
 /// Builds the peer called `name` (a fresh heap for the region peers).

@@ -3,7 +3,8 @@
 //! ```text
 //!   REPORT/results.json          machine, date, settings, every cell (with footprint series)
 //!   REPORT/results.csv           one row per cell
-//!   REPORT/summary.md            fragmentation #4 and throughput tables, ratios to `system`
+//!   REPORT/summary.md            fragmentation #4 and throughput tables, ratios to `system`;
+//!                                threaded throughput on the multi-thread workloads
 //!   REPORT/footprint-W.svg       footprint over time per allocator on workload W, live bytes dashed
 //!   REPORT/throughput-W.svg      million events per second per allocator on workload W
 //! ```
@@ -14,7 +15,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::cell::CellResult;
+use crate::cell::{CellResult, Threaded};
 
 /// Everything a run produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,46 +77,107 @@ impl Report {
             row.extend(self.workloads.iter().map(|w| cell(a, w)));
             rows.push(row);
         }
-        let widths: Vec<usize> = (0..rows[0].len())
-            .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-            .collect();
-        let mut out = String::new();
-        for (k, r) in rows.iter().enumerate() {
-            let cells: Vec<String> = r
-                .iter()
-                .zip(&widths)
-                .enumerate()
-                .map(|(i, (c, w))| {
-                    if i == 0 {
-                        format!("{c:<w$}")
-                    } else {
-                        format!("{c:>w$}")
-                    }
-                })
-                .collect();
-            if markdown {
-                let _ = writeln!(out, "| {} |", cells.join(" | "));
-                if k == 0 {
-                    let rule: Vec<String> = widths
-                        .iter()
-                        .enumerate()
-                        .map(|(i, w)| {
-                            if i == 0 {
-                                "-".repeat(*w)
-                            } else {
-                                format!("{}:", "-".repeat(w.saturating_sub(1)))
-                            }
-                        })
-                        .collect();
-                    let _ = writeln!(out, "| {} |", rule.join(" | "));
-                }
-            } else {
-                let _ = writeln!(out, "{}", cells.join("  "));
-            }
-        }
-        out
+        render(markdown, &rows, 1)
     }
 
+    /// The threaded measurement of a cell.
+    fn threaded(&self, alloc: &str, workload: &str) -> Option<&Threaded> {
+        self.cell(alloc, workload)?.threaded.as_ref()
+    }
+
+    /// Workloads with a threaded measurement, and allocators with one on any of them.
+    fn threaded_axes(&self) -> (Vec<String>, Vec<String>) {
+        let has = |a: &str, w: &str| self.threaded(a, w).is_some();
+        let ws: Vec<String> = self
+            .workloads
+            .iter()
+            .filter(|w| self.allocs.iter().any(|a| has(a, w)))
+            .cloned()
+            .collect();
+        let allocs = self
+            .allocs
+            .iter()
+            .filter(|a| ws.iter().any(|w| has(a, w)))
+            .cloned()
+            .collect();
+        (ws, allocs)
+    }
+
+    /// A table of the threaded measurements: allocators (with what ran) by multi-thread workloads;
+    /// empty when there are none.
+    fn threaded_table(&self, markdown: bool, cell: impl Fn(&str, &str) -> String) -> String {
+        let (ws, allocs) = self.threaded_axes();
+        if ws.is_empty() {
+            return String::new();
+        }
+        let mut head = vec!["allocator".to_string(), "runs as".to_string()];
+        for w in &ws {
+            let n = self
+                .allocs
+                .iter()
+                .find_map(|a| self.threaded(a, w).map(|t| t.threads))
+                .unwrap_or(0);
+            head.push(format!("{w} ({n} threads)"));
+        }
+        let mut rows = vec![head];
+        for a in &allocs {
+            let runs_as = ws
+                .iter()
+                .find_map(|w| self.threaded(a, w).map(|t| t.runs_as.clone()))
+                .unwrap_or_default();
+            let mut row = vec![a.clone(), runs_as];
+            row.extend(ws.iter().map(|w| cell(a, w)));
+            rows.push(row);
+        }
+        render(markdown, &rows, 2)
+    }
+
+    /// Threaded throughput: million events per second (ratio to threaded `system`).
+    pub fn threaded_speed_table(&self, markdown: bool) -> String {
+        self.threaded_table(markdown, |a, w| {
+            let base = self.threaded("system", w).and_then(Threaded::mops);
+            match self.threaded(a, w) {
+                Some(t) if t.status == "ok" => match (t.mops(), base) {
+                    (Some(m), Some(b)) => format!("{m:.1} ({:.2}x)", m / b),
+                    (Some(m), None) => format!("{m:.1}"),
+                    _ => "n/a".into(),
+                },
+                Some(t) => t.status.clone(),
+                None => "-".into(),
+            }
+        })
+    }
+
+    /// Threaded nanoseconds per event and the replay's floor measured alongside.
+    pub fn threaded_floor_table(&self, markdown: bool) -> String {
+        self.threaded_table(markdown, |a, w| match self.threaded(a, w) {
+            Some(t) if t.status == "ok" => match (t.ns_per_op, t.floor_ns_per_op) {
+                (Some(n), Some(f)) => format!("{n:.0} ({f:.0})"),
+                (Some(n), None) => format!("{n:.0}"),
+                _ => "n/a".into(),
+            },
+            Some(t) => t.status.clone(),
+            None => "-".into(),
+        })
+    }
+
+    /// Threaded over single-threaded throughput of the same row (above 1: the threads gained).
+    pub fn threaded_scaling_table(&self, markdown: bool) -> String {
+        self.threaded_table(markdown, |a, w| {
+            let st = self
+                .cell(a, w)
+                .filter(|c| c.status == "ok")
+                .and_then(CellResult::mops);
+            let mt = self
+                .threaded(a, w)
+                .filter(|t| t.status == "ok")
+                .and_then(Threaded::mops);
+            match (mt, st) {
+                (Some(m), Some(s)) => format!("{:.2}x", m / s),
+                _ => "-".into(),
+            }
+        })
+    }
     /// The fragmentation #4 table.
     pub fn frag_table(&self, markdown: bool) -> String {
         self.table(markdown, |a, w| self.frag4(a, w))
@@ -162,6 +224,24 @@ impl Report {
             "\n## Throughput: million trace events per second (median of the timed runs), ratio to `system`\n\nHigher is better. Single-threaded replay; policies through `&mut dyn FreeSpaceManager`, peers through `GlobalAlloc`.\n"
         );
         s.push_str(&self.speed_table(true));
+        let threaded = self.threaded_speed_table(true);
+        if !threaded.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n## Threaded throughput: million trace events per second (median wall time of the timed runs), ratio to threaded `system`\n\nHigher is better. Workloads with more than one thread, one OS thread per trace thread; an event on a block another thread allocated waits until the block's previous event has happened (cross-thread frees in trace order). Concurrent allocators only: the peers with thread caches or arenas, `tcmalloc` and `ptmalloc2` as their concurrent versions, every other policy behind one spin lock (`Locked`). See docs/matrix.md.\n"
+            );
+            s.push_str(&threaded);
+            let _ = writeln!(
+                s,
+                "\n### Threaded / single-threaded throughput of the same row\n\nAbove 1: the threaded replay ran more events per second than the single-threaded one (for `tcmalloc` and `ptmalloc2`, different code: the concurrent version vs the single-threaded manager).\n"
+            );
+            s.push_str(&self.threaded_scaling_table(true));
+            let _ = writeln!(
+                s,
+                "\n### Threaded nanoseconds per event, and (in brackets) the replay's floor\n\nThe floor is the same threaded replay through a bump allocator that frees nothing (`workloads::threaded::BumpFloor`), run alternately with the allocator's runs: what the replay itself costs here (waiting for other threads' events, the window, thread scheduling on this machine). The allocator's own share is roughly the difference.\n"
+            );
+            s.push_str(&self.threaded_floor_table(true));
+        }
         let _ = writeln!(
             s,
             "\n## Fragmentation #3 and its split (policies: internal + external at the footprint peak)\n"
@@ -200,14 +280,15 @@ impl Report {
     /// The CSV (no series).
     pub fn csv(&self) -> String {
         let mut s = String::from(
-            "allocator,kind,workload,status,events,frag3,frag4,internal,external,peak_footprint,peak_live,ns_per_op,mops,runs,reason\n",
+            "allocator,kind,workload,status,events,frag3,frag4,internal,external,peak_footprint,peak_live,ns_per_op,mops,runs,reason,mt_threads,mt_runs_as,mt_status,mt_ns_per_op,mt_mops,mt_runs,mt_floor_ns_per_op\n",
         );
         let o = |v: Option<f64>| v.map_or_else(String::new, |x| format!("{x:.6}"));
         for c in &self.cells {
             let f = c.frag.clone().unwrap_or_default();
+            let t = c.threaded.as_ref();
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\",{},\"{}\",{},{},{},{},{}",
                 c.alloc,
                 c.kind,
                 c.workload,
@@ -222,7 +303,14 @@ impl Report {
                 o(c.ns_per_op),
                 o(c.mops()),
                 c.runs.len(),
-                c.reason.clone().unwrap_or_default().replace('"', "'")
+                c.reason.clone().unwrap_or_default().replace('"', "'"),
+                t.map_or_else(String::new, |t| t.threads.to_string()),
+                t.map_or_else(String::new, |t| t.runs_as.replace('"', "'")),
+                t.map_or_else(String::new, |t| t.status.clone()),
+                o(t.and_then(|t| t.ns_per_op)),
+                o(t.and_then(Threaded::mops)),
+                t.map_or_else(String::new, |t| t.runs.len().to_string()),
+                o(t.and_then(|t| t.floor_ns_per_op)),
             );
         }
         s
@@ -399,6 +487,49 @@ impl Report {
         root.present().map_err(|e| err(&e))?;
         Ok(())
     }
+}
+
+/// Renders rows (the first is the header) as aligned text or a Markdown table (the first `left`
+/// columns left-aligned, the rest right-aligned).
+fn render(markdown: bool, rows: &[Vec<String>], left: usize) -> String {
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (k, r) in rows.iter().enumerate() {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i < left {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        if markdown {
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+            if k == 0 {
+                let rule: Vec<String> = widths
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        if i < left {
+                            "-".repeat(*w)
+                        } else {
+                            format!("{}:", "-".repeat(w.saturating_sub(1)))
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(out, "| {} |", rule.join(" | "));
+            }
+        } else {
+            let _ = writeln!(out, "{}", cells.join("  "));
+        }
+    }
+    out
 }
 
 /// Where this runs: CPU model, cores, memory, kernel.
