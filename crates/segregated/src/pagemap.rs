@@ -8,9 +8,12 @@
 //!   granule     g0            g1            g2            g3
 //!   memory   |....[span A (class 5) ..............][span B (class 31) ........
 //!   cover        -             A,5           A,5           B,31
-//!   next         A,5           -             B,31          -
-//!   lookup(p): e = map[p >> 12]; span = e.next if it exists and p >= it, else e.cover
+//!   next         A,5           A,5           B,31          B,31
+//!   lookup(p): e = map[p >> 12]; span = e.next if p >= it, else e.cover
 //! ```
+//!
+//! `next` is the span starting inside the granule or, if none does, the same as `cover`, so the
+//! lookup is one comparison (a null `next` has address 0 and is then also the cover).
 //!
 //! Entries hold the spans' pointers (as the page level handed them out: a free never reads or
 //! writes a span through the caller's pointer, whose provenance may cover only the object) and
@@ -35,7 +38,7 @@ const MAX_ENTRIES: usize = 1 << 28;
 struct Entry {
     /// The span covering the granule's first byte (null if none).
     cover: *mut u8,
-    /// The span starting inside the granule, not at its first byte (null if none).
+    /// The span starting inside the granule, not at its first byte; if there is none, `cover`.
     next: *mut u8,
     cover_class: u8,
     next_class: u8,
@@ -64,13 +67,16 @@ impl PageMap {
             return None;
         }
         // SAFETY: `i < len` entries were allocated and initialised.
-        let e = unsafe { *self.entries.add(i) };
-        let (p, c) = if !e.next.is_null() && addr >= e.next as usize {
+        let e = unsafe { &*self.entries.add(i) };
+        // `next` starts at or before the granule when it is `cover` (or null), so that case
+        // takes it too.
+        let (p, c) = if addr >= e.next as usize {
             (e.next, e.next_class)
         } else {
             (e.cover, e.cover_class)
         };
-        (!p.is_null()).then_some((p, c))
+        // Class 0 is "no span" (and the only class of a null pointer).
+        (c != 0).then_some((p, c))
     }
 
     /// Whether granule `g` is inside the map.
@@ -94,10 +100,22 @@ impl PageMap {
             }
             // SAFETY: the granule is inside the map.
             let e = unsafe { &mut *self.entries.add(g - self.first) };
-            if g == g0 && base & ((1 << GRANULE_SHIFT) - 1) != 0 {
-                e.next = v;
-                e.next_class = class;
+            let start = g << GRANULE_SHIFT;
+            if g == g0 && base != start {
+                // A span starting inside the granule (or none any more: then the cover).
+                if class == 0 {
+                    e.next = e.cover;
+                    e.next_class = e.cover_class;
+                } else {
+                    e.next = v;
+                    e.next_class = class;
+                }
             } else {
+                // `next` follows the cover unless a span starts inside the granule.
+                if e.next as usize <= start {
+                    e.next = v;
+                    e.next_class = class;
+                }
                 e.cover = v;
                 e.cover_class = class;
             }
