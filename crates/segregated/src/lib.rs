@@ -254,12 +254,22 @@ pub struct Segregated<L = BestFit<allocator_traits::FixedRegion>> {
 // moving it to another thread moves exclusive access along.
 unsafe impl<L: Send> Send for Segregated<L> {}
 
+impl<L> Segregated<L> {
+    /// The statistics: `stats` with `live_blocks` filled in (the fast paths count allocations
+    /// and frees only; every path counts both).
+    fn stats_now(&self) -> Stats {
+        let mut s = self.stats;
+        s.live_blocks = s.allocs.saturating_sub(s.frees) as usize;
+        s
+    }
+}
+
 impl<L> core::fmt::Debug for Segregated<L> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Segregated")
             .field("config", &self.config)
             .field("classes", &self.table.len())
-            .field("stats", &self.stats)
+            .field("stats", &self.stats_now())
             .finish_non_exhaustive()
     }
 }
@@ -667,8 +677,8 @@ impl<L: FreeSpaceManager> Segregated<L> {
     #[inline(always)]
     fn count_alloc(&mut self, requested: usize, held: usize) {
         let st = &mut self.stats;
+        // `live_blocks` is `allocs - frees`, filled in by `stats()`.
         st.allocs += 1;
-        st.live_blocks += 1;
         st.live_requested += requested;
         st.live_held += held;
         if st.live_requested > self.gate_requested || st.live_held > self.gate_held {
@@ -676,12 +686,12 @@ impl<L: FreeSpaceManager> Segregated<L> {
         }
     }
 
-    /// Counts a free (as `Stats::record_free` does).
+    /// Counts a free (as `Stats::record_free` does, but for `live_blocks`, which `stats()`
+    /// fills in).
     #[inline(always)]
     fn count_free(&mut self, requested: usize, held: usize) {
         let st = &mut self.stats;
         st.frees += 1;
-        st.live_blocks = st.live_blocks.saturating_sub(1);
         st.live_requested = st.live_requested.saturating_sub(requested);
         st.live_held = st.live_held.saturating_sub(held);
     }
@@ -816,7 +826,6 @@ impl<L: FreeSpaceManager> Segregated<L> {
         if class as usize != c {
             return false;
         }
-        let keep = self.config.keep_empty;
         debug_assert!(c < SLOTS);
         // SAFETY: as in `alloc_fast`, `c` is at most `MAX_CLASSES < SLOTS`.
         let st = unsafe { self.classes.get_unchecked_mut(c) };
@@ -824,14 +833,13 @@ impl<L: FreeSpaceManager> Segregated<L> {
             .wrapping_add(st.header_at as usize)
             .cast::<SpanHeader>();
         // SAFETY: the page map says a span of class c starts at `base` and holds `a` (so
-        // `a >= base`), so its header is initialised; the magic is checked before anything else
-        // of it is trusted, and the slot against `slots` before its bit is read. A slot in the
-        // header (below `first`) or never handed out (at or above `bump`) has its bit clear, so
-        // the bit test sends it to the general path, which reports it.
+        // `a >= base`); its entries are written by `new_span` once the span is ours and erased
+        // by `drop_span` before it goes back, so the header is initialised. (The header's magic
+        // and class, a canary against stray writes, are checked on the general path only.)
+        // The slot is checked against `slots` before its bit is read. A slot in the header
+        // (below `first`) or never handed out (at or above `bump`) has its bit clear, so the bit
+        // test sends it to the general path, which reports it.
         unsafe {
-            if (*s).magic != SpanHeader::magic_for(s as usize) {
-                return false;
-            }
             let off = a - base as usize;
             let slot = slot_of(off, st.recip);
             if slot * st.size as usize != off
@@ -840,31 +848,65 @@ impl<L: FreeSpaceManager> Segregated<L> {
             {
                 return false;
             }
-            let live = (*s).live - 1;
-            // A full span changes lists and an empty one may go back to the page level: the
-            // general path does both.
-            if (*s).full || (live == 0 && st.empty >= keep) {
-                return false;
-            }
             span::put_bit(s, slot, false);
             // Written through the span's pointer: the caller's may cover only its bytes.
             let obj = base.wrapping_add(off);
             obj.cast::<*mut u8>().write((*s).free);
             (*s).free = obj;
+            let live = (*s).live - 1;
             (*s).live = live;
-            if live == 0 {
-                st.empty += 1;
-            }
             st.requested = st.requested.saturating_sub(size);
+            // The object was live, so `stats` counts it and its class size: no underflow.
+            // (`live_blocks` is `allocs - frees`, filled in by `stats()`.)
+            let held = st.size as usize;
+            let stats = &mut self.stats;
+            stats.frees += 1;
+            stats.live_requested = stats.live_requested.saturating_sub(size);
+            stats.live_held = stats.live_held.wrapping_sub(held);
+            if (*s).full {
+                // SAFETY: `s` is a span of class c in its full list.
+                self.unfull(c, s);
+            }
+            if live == 0 {
+                let keep = self.config.keep_empty;
+                // SAFETY: as above.
+                let st = self.classes.get_unchecked_mut(c);
+                st.empty += 1;
+                if st.empty > keep {
+                    // SAFETY: `s` is an empty span of class c in its partial list.
+                    self.drop_span_cold(c, s);
+                }
+            }
         }
-        // The object is live, so `stats` counts it and its class size: no underflow.
-        let held = st.size as usize;
-        let stats = &mut self.stats;
-        stats.frees += 1;
-        stats.live_blocks = stats.live_blocks.wrapping_sub(1);
-        stats.live_requested = stats.live_requested.saturating_sub(size);
-        stats.live_held = stats.live_held.wrapping_sub(held);
         true
+    }
+
+    /// Moves span `s` of class `c`, which has just had an object freed, from the class's full
+    /// list to the head of its partial list.
+    ///
+    /// # Safety
+    /// `s` is a span of class `c` in its full list.
+    #[cold]
+    #[inline(never)]
+    unsafe fn unfull(&mut self, c: usize, s: *mut SpanHeader) {
+        let st = &mut self.classes[c];
+        // SAFETY: `s` is in the full list (caller).
+        unsafe {
+            SpanList::remove(&mut st.full, s);
+            SpanList::push(&mut st.partial, s);
+            (*s).full = false;
+        }
+    }
+
+    /// [`Segregated::drop_span`] out of line, for the fast path.
+    ///
+    /// # Safety
+    /// As for `drop_span`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn drop_span_cold(&mut self, c: usize, s: *mut SpanHeader) {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.drop_span(c, s) }
     }
 
     /// A tiny object whose block keeps another object or is the current block.
@@ -882,12 +924,9 @@ impl<L: FreeSpaceManager> Segregated<L> {
             .wrapping_add(st.header_at as usize)
             .cast::<SpanHeader>();
         // SAFETY: as in `free_fast`: the page map vouches for a tiny span at `base` holding
-        // `a`; magic, then `slot < slots` are checked before the block's mask is read (blocks
-        // in the header or never handed out have empty masks).
+        // `a`; `slot < slots` is checked before the block's mask is read (blocks in the header
+        // or never handed out have empty masks).
         unsafe {
-            if (*s).magic != SpanHeader::magic_for(s as usize) {
-                return false;
-            }
             let off = a - base as usize;
             let slot = off / TINY_BLOCK;
             let bit = 1u16 << (off % TINY_BLOCK);
@@ -1034,7 +1073,7 @@ impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
     }
 
     fn stats(&self) -> Stats {
-        self.stats
+        self.stats_now()
     }
 
     fn record_moved_resize(&mut self) {

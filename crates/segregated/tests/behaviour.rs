@@ -219,3 +219,51 @@ fn resizing_within_a_class_stays_in_place() {
     let s = h.stats();
     assert_eq!((s.resizes, s.in_place_resizes, s.live_blocks), (2, 1, 0));
 }
+
+#[test]
+fn spans_go_back_to_best_fit_too() {
+    // Best fit checks the alignment a block is freed with: a span must go back with the layout
+    // it was taken with, or best fit refuses it and the span leaks.
+    let pages = fit::FitHeap::new(BoxedRegion::new(1 << 20).unwrap(), fit::Config::best_fit());
+    let mut h = Segregated::with_table(
+        &GO,
+        Config {
+            tiny: true,
+            keep_empty: 0,
+        },
+        pages,
+    );
+    for size in [100, 3000, 20000] {
+        let b = h.allocate(l(size, 8)).unwrap();
+        // SAFETY: live block, freed once with its layout.
+        unsafe { h.deallocate(b.cast(), l(size, 8)).unwrap() };
+        let s = h.large().stats();
+        assert_eq!(s.bad_frees, 0, "size {size}: the span was refused");
+        assert_eq!(s.live_blocks, 1, "size {size}: only the page map is left");
+    }
+}
+
+#[test]
+fn a_span_given_back_is_forgotten_by_the_page_map() {
+    let mut h = heap_with(Config {
+        tiny: true,
+        keep_empty: 0,
+    });
+    let a = h.allocate(l(100, 8)).unwrap();
+    let t = h.allocate(l(5, 1)).unwrap();
+    let u = h.allocate(l(12, 8)).unwrap();
+    // SAFETY: live blocks, freed once; the second frees are bad frees the heap detects.
+    unsafe {
+        h.deallocate(a.cast(), l(100, 8)).unwrap();
+        h.deallocate(t.cast(), l(5, 1)).unwrap();
+        h.deallocate(u.cast(), l(12, 8)).unwrap();
+        assert_eq!(h.class_stats(GO.class_of(100)).unwrap().spans, 0);
+        // The span's bytes belong to the page level again: no span is read there.
+        assert_eq!(
+            h.deallocate(a.cast(), l(100, 8)),
+            Err(FreeError::Foreign { ptr: addr(a) })
+        );
+    }
+    assert_eq!(h.stats().bad_frees, 1);
+    assert_eq!(h.stats().live_blocks, 0);
+}
