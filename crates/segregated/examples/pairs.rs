@@ -5,12 +5,27 @@
 //! then e.g. `valgrind --tool=callgrind target/release/examples/pairs pair 16 1000000`.
 
 use std::hint::black_box;
+use std::ptr::NonNull;
 
 use allocator_traits::{BoxedRegion, FreeSpaceManager, Layout};
 use buddy::Buddy;
 use segregated::Segregated;
 
 const REGION: usize = 1 << 26;
+
+type Heap = Segregated<Buddy<BoxedRegion>>;
+
+// Out of line, as in the benches (where the calls are not inlined into the loop either).
+#[inline(never)]
+fn alloc(h: &mut Heap, l: Layout) -> NonNull<u8> {
+    h.allocate(l).expect("room").cast()
+}
+
+#[inline(never)]
+fn free(h: &mut Heap, p: NonNull<u8>, l: Layout) {
+    // SAFETY: the callers pass live blocks with their layouts.
+    unsafe { h.deallocate(p, l) }.expect("valid free")
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -31,9 +46,8 @@ fn main() {
                 .unwrap_or(1_000_000);
             let l = Layout::from_size_align(size, 8).expect("layout");
             for _ in 0..n {
-                let p = h.allocate(black_box(l)).expect("room").cast::<u8>();
-                // SAFETY: `p` was just allocated with `l`.
-                unsafe { h.deallocate(black_box(p), l) }.expect("valid free");
+                let p = alloc(&mut h, black_box(l));
+                free(&mut h, black_box(p), l);
             }
         }
         _ => {
@@ -51,20 +65,18 @@ fn main() {
             let mut live: Vec<_> = (0..1000)
                 .map(|_| {
                     let l = Layout::from_size_align(8 + (next() % 505) as usize, 8).expect("l");
-                    (h.allocate(l).expect("room").cast::<u8>(), l)
+                    (alloc(&mut h, l), l)
                 })
                 .collect();
             for _ in 0..n {
                 let i = (next() % live.len() as u64) as usize;
                 let (p, l) = live[i];
-                // SAFETY: `p` is live with `l`.
-                unsafe { h.deallocate(p, l) }.expect("valid free");
+                free(&mut h, p, l);
                 let nl = Layout::from_size_align(8 + (next() % 505) as usize, 8).expect("l");
-                live[i] = (black_box(h.allocate(nl).expect("room").cast::<u8>()), nl);
+                live[i] = (black_box(alloc(&mut h, nl)), nl);
             }
             for (p, l) in live {
-                // SAFETY: `p` is live with `l`.
-                unsafe { h.deallocate(p, l) }.expect("valid free");
+                free(&mut h, p, l);
             }
         }
     }

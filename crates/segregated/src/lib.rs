@@ -218,6 +218,20 @@ impl TinyStats {
     }
 }
 
+/// What the fast path of `deallocate` did.
+#[derive(Clone, Copy)]
+enum Freed {
+    /// Freed, nothing left to do.
+    Done,
+    /// Nothing changed: the general path takes it.
+    Declined,
+    /// Freed; span `.1` of class `.0` was full and changes lists.
+    Unfull(usize, *mut SpanHeader),
+    /// Freed; span `.1` of class `.0` is empty, counted as such, and goes back to the page
+    /// level.
+    Emptied(usize, *mut SpanHeader),
+}
+
 /// Which path a layout takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path {
@@ -809,22 +823,25 @@ impl<L: FreeSpaceManager> Segregated<L> {
     /// object or is the current one. Returns false, having changed nothing, for anything
     /// else.
     #[inline(always)]
-    fn free_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
+    fn free_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> Freed {
         let size = layout.size();
         if layout.align() > 8 || size > 1024 {
-            return false;
+            return Freed::Declined;
         }
         if size < self.tiny_below {
-            return self.tiny_free_fast(ptr, size);
+            return if self.tiny_free_fast(ptr, size) {
+                Freed::Done
+            } else {
+                Freed::Declined
+            };
         }
         let c = self.index8[(size + 7) >> 3] as usize;
         let a = ptr.as_ptr() as usize;
         // The page map says which span (and class) holds `a` before anything of it is read.
-        let Some((base, class)) = self.pages.lookup(a) else {
-            return false;
-        };
-        if class as usize != c {
-            return false;
+        // Class 0 (no span there, or no class for the size in a user table) declines.
+        let (base, class) = self.pages.lookup_raw(a);
+        if class as usize != c || c == 0 {
+            return Freed::Declined;
         }
         debug_assert!(c < SLOTS);
         // SAFETY: as in `alloc_fast`, `c` is at most `MAX_CLASSES < SLOTS`.
@@ -846,7 +863,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
                 || slot >= st.slots as usize
                 || !span::test_bit(s, slot)
             {
-                return false;
+                return Freed::Declined;
             }
             span::put_bit(s, slot, false);
             // Written through the span's pointer: the caller's may cover only its bytes.
@@ -864,58 +881,60 @@ impl<L: FreeSpaceManager> Segregated<L> {
             stats.live_requested = stats.live_requested.saturating_sub(size);
             stats.live_held = stats.live_held.wrapping_sub(held);
             if (*s).full {
-                // SAFETY: `s` is a span of class c in its full list.
-                self.unfull(c, s);
+                return Freed::Unfull(c, s);
             }
             if live == 0 {
-                let keep = self.config.keep_empty;
-                // SAFETY: as above.
                 let st = self.classes.get_unchecked_mut(c);
                 st.empty += 1;
-                if st.empty > keep {
-                    // SAFETY: `s` is an empty span of class c in its partial list.
-                    self.drop_span_cold(c, s);
+                if st.empty > self.config.keep_empty {
+                    return Freed::Emptied(c, s);
                 }
             }
         }
-        true
+        Freed::Done
     }
 
-    /// Moves span `s` of class `c`, which has just had an object freed, from the class's full
-    /// list to the head of its partial list.
+    /// The end of a free the fast path did, when span `s` of class `c` changes lists: from
+    /// full to partial (and, with one object per span, becomes empty too: counted here), or,
+    /// empty (and counted), goes back to the page level.
     ///
     /// # Safety
-    /// `s` is a span of class `c` in its full list.
+    /// `s` is a span of class `c`: in its full list for [`Freed::Unfull`], empty and in its
+    /// partial list for [`Freed::Emptied`].
     #[cold]
     #[inline(never)]
-    unsafe fn unfull(&mut self, c: usize, s: *mut SpanHeader) {
-        let st = &mut self.classes[c];
-        // SAFETY: `s` is in the full list (caller).
-        unsafe {
-            SpanList::remove(&mut st.full, s);
-            SpanList::push(&mut st.partial, s);
-            (*s).full = false;
-        }
-    }
-
-    /// [`Segregated::drop_span`] out of line, for the fast path.
-    ///
-    /// # Safety
-    /// As for `drop_span`.
-    #[cold]
-    #[inline(never)]
-    unsafe fn drop_span_cold(&mut self, c: usize, s: *mut SpanHeader) {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.drop_span(c, s) }
+    unsafe fn free_span_change(&mut self, how: Freed) -> Result<(), FreeError> {
+        let (c, s) = match how {
+            Freed::Unfull(c, s) => {
+                let st = &mut self.classes[c];
+                // SAFETY: `s` is in the full list (caller).
+                unsafe {
+                    SpanList::remove(&mut st.full, s);
+                    SpanList::push(&mut st.partial, s);
+                    (*s).full = false;
+                    if (*s).live != 0 {
+                        return Ok(());
+                    }
+                }
+                st.empty += 1;
+                if st.empty <= self.config.keep_empty {
+                    return Ok(());
+                }
+                (c, s)
+            }
+            Freed::Emptied(c, s) => (c, s),
+            Freed::Done | Freed::Declined => return Ok(()),
+        };
+        // SAFETY: an empty span of class c in its partial list, counted as empty.
+        unsafe { self.drop_span(c, s) };
+        Ok(())
     }
 
     /// A tiny object whose block keeps another object or is the current block.
     #[inline(always)]
     fn tiny_free_fast(&mut self, ptr: NonNull<u8>, size: usize) -> bool {
         let a = ptr.as_ptr() as usize;
-        let Some((base, class)) = self.pages.lookup(a) else {
-            return false;
-        };
+        let (base, class) = self.pages.lookup_raw(a);
         if class as usize != TINY {
             return false;
         }
@@ -1011,11 +1030,15 @@ impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
 
     #[inline]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        if self.free_fast(ptr, layout) {
-            return Ok(());
+        // The calls below are the function's last act, so they can be jumps, and the fast path
+        // needs no registers saved.
+        match self.free_fast(ptr, layout) {
+            Freed::Done => Ok(()),
+            // SAFETY: forwarded caller contract.
+            Freed::Declined => unsafe { self.deallocate_slow(ptr, layout) },
+            // SAFETY: `free_fast` says which span changes and how.
+            how => unsafe { self.free_span_change(how) },
         }
-        // SAFETY: forwarded caller contract.
-        unsafe { self.deallocate_slow(ptr, layout) }
     }
 
     unsafe fn resize_in_place(

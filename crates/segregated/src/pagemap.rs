@@ -62,21 +62,27 @@ impl PageMap {
     /// level's provenance, as the span was handed out) and class.
     #[inline]
     pub(crate) fn lookup(&self, addr: usize) -> Option<(*mut u8, u8)> {
+        let (p, c) = self.lookup_raw(addr);
+        (c != 0).then_some((p, c))
+    }
+
+    /// [`PageMap::lookup`] for the fast paths: class 0 (with a null or dangling pointer) when
+    /// the map knows no span there.
+    #[inline(always)]
+    pub(crate) fn lookup_raw(&self, addr: usize) -> (*mut u8, u8) {
         let i = (addr >> GRANULE_SHIFT).wrapping_sub(self.first);
         if i >= self.len {
-            return None;
+            return (core::ptr::null_mut(), 0);
         }
         // SAFETY: `i < len` entries were allocated and initialised.
         let e = unsafe { &*self.entries.add(i) };
         // `next` starts at or before the granule when it is `cover` (or null), so that case
-        // takes it too.
-        let (p, c) = if addr >= e.next as usize {
+        // takes it too. Class 0 is "no span" (and the only class of a null pointer).
+        if addr >= e.next as usize {
             (e.next, e.next_class)
         } else {
             (e.cover, e.cover_class)
-        };
-        // Class 0 is "no span" (and the only class of a null pointer).
-        (c != 0).then_some((p, c))
+        }
     }
 
     /// Whether granule `g` is inside the map.
