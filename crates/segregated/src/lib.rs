@@ -712,8 +712,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
 
     /// What `Stats::record_alloc` does to the peaks after adding live bytes, for the fast paths
     /// (which have added them already); then moves the gates.
-    #[cold]
-    #[inline(never)]
+    #[inline(always)]
     fn raise_peaks(&mut self) {
         let st = &mut self.stats;
         st.peak_live_requested = st.peak_live_requested.max(st.live_requested);
