@@ -31,11 +31,21 @@
 //!   does not reach `L` every time ([`Segregated::release_empty_spans`] gives them back).
 //! * **Where the class is kept.** Nowhere per object: free derives the class from the `Layout`,
 //!   finds the span in the [`pagemap`] (per 4 KiB granule: the spans there and their classes)
-//!   and checks the span's class, magic and bitmap, so a
-//!   foreign pointer (outside every span), a pointer that is not an object, a double free and a
-//!   free with another class's layout are reported as [`FreeError`]s.
-//! * **Statistics.** [`Stats`] covers all paths; [`Segregated::class_stats`] shows the waste per
-//!   class and [`Segregated::tiny_stats`] what tiny combining saves.
+//!   and checks the slot arithmetic and the span's bitmap, so a foreign pointer (outside every
+//!   span), a pointer that is not an object, a double free and a free with another class's
+//!   layout are reported as [`FreeError`]s. The map is written when a span is taken from `L`
+//!   and erased before it goes back, so a span it names is always ours and initialised.
+//! * **Fast paths.** `allocate` and `deallocate` are inline: a size class up to 1024 B (or a
+//!   tiny object in the current block) is served with the class's state (list heads, counters
+//!   and a copy of its span geometry in one 64-byte line), the span header and bitmap, and the
+//!   object; each fast path either does the whole operation or changes nothing and leaves it to
+//!   the general path (out of line), which also checks the span header's magic and class, a
+//!   canary against stray writes. A free that changes a span's list (full to partial, or empty
+//!   and beyond [`Config::keep_empty`]) ends in an out-of-line call.
+//! * **Statistics.** [`Stats`] covers all paths, exactly: the fast paths add and subtract the
+//!   live counts and test two gates below which no peak can change, `live_blocks` is
+//!   `allocs - frees`; [`Segregated::class_stats`] shows the waste per class (live objects
+//!   counted over the class's spans) and [`Segregated::tiny_stats`] what tiny combining saves.
 //!
 //! ```
 //! use allocator_traits::{BoxedRegion, FreeSpaceManager, Layout};

@@ -17,8 +17,10 @@
 //!
 //! Entries hold the spans' pointers (as the page level handed them out: a free never reads or
 //! writes a span through the caller's pointer, whose provenance may cover only the object) and
-//! classes, 24 bytes per 4 KiB (0.6 % of the range: 6 MiB for 1 GiB), taken from the page level and grown (doubling) as spans appear
-//! outside it: Go's `spans` array and tcmalloc's page map in miniature. Spans are at least
+//! classes, 24 bytes per 4 KiB (0.6 % of the range: 6 MiB for 1 GiB), taken from the page level
+//! and grown (doubling) as spans appear outside it: Go's `spans` array and tcmalloc's page map in
+//! miniature. A span's entries are written when it is taken from the page level and erased
+//! before it goes back, so the map never names memory that is not a live span. Spans are at least
 //! 8 KiB, so at most one starts inside a granule. It assumes the page level hands out spans from
 //! one region (as every manager over a `MemorySource` region does); ranges above 2^28 granules
 //! (1 TiB) are refused.
