@@ -272,6 +272,8 @@ pub struct Segregated<L = BestFit<allocator_traits::FixedRegion>> {
     /// gates, below which no peak can change (see [`Segregated::set_gates`]).
     gate_requested: usize,
     gate_held: usize,
+    /// Spans held, over all classes (the page map goes back to `L` with the last one).
+    spans: usize,
 }
 
 // SAFETY: the heap owns its spans (through `L`) and its raw pointers point only into them, so
@@ -337,6 +339,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
             tiny_unshared,
             gate_requested: 0,
             gate_held: 0,
+            spans: 0,
         }
     }
 
@@ -456,6 +459,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
         // SAFETY: `s` is a fresh span in no list.
         unsafe { SpanList::push(&mut st.partial, s) };
         st.spans += 1;
+        self.spans += 1;
         st.empty += 1;
         self.sync_footprint();
         Some(s)
@@ -474,6 +478,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
             (*s).magic = 0;
         }
         st.spans -= 1;
+        self.spans -= 1;
         st.empty -= 1;
         let bytes = g.span_bytes();
         // The page level may hand these bytes out again: the map must not send a free there.
@@ -487,6 +492,11 @@ impl<L: FreeSpaceManager> Segregated<L> {
             let base = span::base_of(s, &g);
             // SAFETY: as above.
             let _ = unsafe { self.large.deallocate(NonNull::new_unchecked(base), layout) };
+        }
+        if self.spans == 0 {
+            // No span left: the page map (taken from `L` with the first span) goes back too, so
+            // that an emptied heap leaves `L` as it found it.
+            self.pages.release(&mut self.large);
         }
         self.sync_footprint();
     }

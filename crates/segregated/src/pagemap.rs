@@ -186,6 +186,20 @@ impl PageMap {
         true
     }
 
+    /// Gives the map's memory back to `large` (when no span is left, so no entry names one);
+    /// the map is empty afterwards and grows again with the next span.
+    pub(crate) fn release<L: FreeSpaceManager>(&mut self, large: &mut L) {
+        if self.len > 0
+            && let Ok(layout) = Layout::array::<Entry>(self.len)
+        {
+            // SAFETY: `entries` is the block of `len` entries taken from `large` by `cover`,
+            // with this layout; nothing refers to it once the map is reset below.
+            let _ =
+                unsafe { large.deallocate(NonNull::new_unchecked(self.entries.cast()), layout) };
+        }
+        *self = PageMap::EMPTY;
+    }
+
     /// Bytes the map takes.
     pub(crate) fn bytes(&self) -> usize {
         self.len * core::mem::size_of::<Entry>()
