@@ -37,7 +37,8 @@ pub const MIN_SPAN_SHIFT: u32 = 13;
 /// Largest span.
 pub const MAX_SPAN_SHIFT: u32 = 17;
 
-const INDEX8: usize = 1024 / 8 + 1;
+/// Entries of the first-level index: one per 8 bytes up to 1024.
+pub(crate) const INDEX8: usize = 1024 / 8 + 1;
 const INDEX128: usize = (MAX_SMALL - 1024).div_ceil(128) + 1;
 
 /// Go's size classes (Go 1.16+ `class_to_size` without class 0).
@@ -178,7 +179,7 @@ impl SpanGeometry {
 pub struct ClassTable {
     geo: [SpanGeometry; MAX_CLASSES + 1],
     count: usize,
-    index8: [u8; INDEX8],
+    pub(crate) index8: [u8; INDEX8],
     index128: [u8; INDEX128],
     tiny: SpanGeometry,
 }
@@ -273,16 +274,6 @@ impl ClassTable {
     pub const fn geometry(&self, c: usize) -> Option<SpanGeometry> {
         if c >= 1 && c <= self.count {
             Some(self.geo[c])
-        } else {
-            None
-        }
-    }
-
-    /// The span geometry of class `c` by reference (the allocation fast path).
-    #[inline]
-    pub(crate) fn geo_ref(&self, c: usize) -> Option<&SpanGeometry> {
-        if c >= 1 && c <= self.count {
-            Some(&self.geo[c])
         } else {
             None
         }

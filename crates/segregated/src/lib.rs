@@ -31,11 +31,21 @@
 //!   does not reach `L` every time ([`Segregated::release_empty_spans`] gives them back).
 //! * **Where the class is kept.** Nowhere per object: free derives the class from the `Layout`,
 //!   finds the span in the [`pagemap`] (per 4 KiB granule: the spans there and their classes)
-//!   and checks the span's class, magic and bitmap, so a
-//!   foreign pointer (outside every span), a pointer that is not an object, a double free and a
-//!   free with another class's layout are reported as [`FreeError`]s.
-//! * **Statistics.** [`Stats`] covers all paths; [`Segregated::class_stats`] shows the waste per
-//!   class and [`Segregated::tiny_stats`] what tiny combining saves.
+//!   and checks the slot arithmetic and the span's bitmap, so a foreign pointer (outside every
+//!   span), a pointer that is not an object, a double free and a free with another class's
+//!   layout are reported as [`FreeError`]s. The map is written when a span is taken from `L`
+//!   and erased before it goes back, so a span it names is always ours and initialised.
+//! * **Fast paths.** `allocate` and `deallocate` are inline: a size class up to 1024 B (or a
+//!   tiny object in the current block) is served with the class's state (list heads, counters
+//!   and a copy of its span geometry in one 64-byte line), the span header and bitmap, and the
+//!   object; each fast path either does the whole operation or changes nothing and leaves it to
+//!   the general path (out of line), which also checks the span header's magic and class, a
+//!   canary against stray writes. A free that changes a span's list (full to partial, or empty
+//!   and beyond [`Config::keep_empty`]) ends in an out-of-line call.
+//! * **Statistics.** [`Stats`] covers all paths, exactly: the fast paths add and subtract the
+//!   live counts and test two gates below which no peak can change, `live_blocks` is
+//!   `allocs - frees`; [`Segregated::class_stats`] shows the waste per class (live objects
+//!   counted over the class's spans) and [`Segregated::tiny_stats`] what tiny combining saves.
 //!
 //! ```
 //! use allocator_traits::{BoxedRegion, FreeSpaceManager, Layout};
@@ -66,7 +76,7 @@ pub use allocator_traits::{
 };
 pub use classes::{ClassTable, GO, GO_SIZES, SpanGeometry, TableError};
 
-use classes::MAX_CLASSES;
+use classes::{INDEX8, MAX_CLASSES};
 use pagemap::PageMap;
 use span::{SpanHeader, SpanList, TINY_BLOCK, slot_of};
 use tiny::TinyState;
@@ -111,26 +121,55 @@ impl Default for Config {
     }
 }
 
+/// Per-class state: the class's span lists and counters, and a copy of its span geometry, so
+/// that the fast paths read one cache line per class.
 #[derive(Clone, Copy)]
+#[repr(C, align(64))]
 struct ClassState {
+    /// Spans with a free object; allocation takes from the head.
     partial: *mut SpanHeader,
     full: *mut SpanHeader,
+    requested: usize,
+    /// `SpanGeometry::recip`.
+    recip: u64,
     /// Spans with no live object (in the partial list).
     empty: u32,
     spans: u32,
-    live: usize,
-    requested: usize,
+    /// `SpanGeometry::size`.
+    size: u32,
+    /// `SpanGeometry::header_at`.
+    header_at: u32,
+    /// `SpanGeometry::objects()`.
+    objects: u32,
+    /// `SpanGeometry::slots`.
+    slots: u32,
 }
 
 impl ClassState {
     const EMPTY: ClassState = ClassState {
         partial: core::ptr::null_mut(),
         full: core::ptr::null_mut(),
+        requested: 0,
+        recip: 0,
         empty: 0,
         spans: 0,
-        live: 0,
-        requested: 0,
+        size: 0,
+        header_at: 0,
+        objects: 0,
+        slots: 0,
     };
+
+    /// An empty class whose spans have geometry `g`.
+    const fn with_geometry(g: &SpanGeometry) -> ClassState {
+        ClassState {
+            recip: g.recip,
+            size: g.size,
+            header_at: g.header_at,
+            objects: g.objects() as u32,
+            slots: g.slots as u32,
+            ..ClassState::EMPTY
+        }
+    }
 }
 
 /// The waste of one size class, from [`Segregated::class_stats`].
@@ -189,6 +228,20 @@ impl TinyStats {
     }
 }
 
+/// What the fast path of `deallocate` did.
+#[derive(Clone, Copy)]
+enum Freed {
+    /// Freed, nothing left to do.
+    Done,
+    /// Nothing changed: the general path takes it.
+    Declined,
+    /// Freed; span `.1` of class `.0` was full and changes lists.
+    Unfull(usize, *mut SpanHeader),
+    /// Freed; span `.1` of class `.0` is empty, counted as such, and goes back to the page
+    /// level.
+    Emptied(usize, *mut SpanHeader),
+}
+
 /// Which path a layout takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path {
@@ -208,18 +261,41 @@ pub struct Segregated<L = BestFit<allocator_traits::FixedRegion>> {
     /// The class of the span starting at each page.
     pages: PageMap,
     stats: Stats,
+    /// The table's first-level index (sizes up to 1024 by 8 bytes), copied for the fast paths.
+    index8: [u8; INDEX8],
+    /// Sizes below this go to the tiny blocks (16 with tiny combining, else 0).
+    tiny_below: usize,
+    /// Bytes a tiny object of each size would hold in its own class (for [`TinyStats`]).
+    tiny_unshared: [u16; TINY_BLOCK],
+    /// The fast paths update `stats`' live counts themselves and call
+    /// [`Segregated::raise_peaks`] only when `live_requested` or `live_held` passes these
+    /// gates, below which no peak can change (see [`Segregated::set_gates`]).
+    gate_requested: usize,
+    gate_held: usize,
+    /// Spans held, over all classes (the page map goes back to `L` with the last one).
+    spans: usize,
 }
 
 // SAFETY: the heap owns its spans (through `L`) and its raw pointers point only into them, so
 // moving it to another thread moves exclusive access along.
 unsafe impl<L: Send> Send for Segregated<L> {}
 
+impl<L> Segregated<L> {
+    /// The statistics: `stats` with `live_blocks` filled in (the fast paths count allocations
+    /// and frees only; every path counts both).
+    fn stats_now(&self) -> Stats {
+        let mut s = self.stats;
+        s.live_blocks = s.allocs.saturating_sub(s.frees) as usize;
+        s
+    }
+}
+
 impl<L> core::fmt::Debug for Segregated<L> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Segregated")
             .field("config", &self.config)
             .field("classes", &self.table.len())
-            .field("stats", &self.stats)
+            .field("stats", &self.stats_now())
             .finish_non_exhaustive()
     }
 }
@@ -233,14 +309,37 @@ impl<L: FreeSpaceManager> Segregated<L> {
 
     /// A heap with the given class table and options.
     pub const fn with_table(table: &'static ClassTable, config: Config, large: L) -> Self {
+        let mut classes = [ClassState::EMPTY; SLOTS];
+        let mut c = 1;
+        while c <= table.len() {
+            if let Some(g) = table.geometry(c) {
+                classes[c] = ClassState::with_geometry(&g);
+            }
+            c += 1;
+        }
+        classes[TINY] = ClassState::with_geometry(&table.tiny_geometry());
+        let mut tiny_unshared = [0u16; TINY_BLOCK];
+        let mut s = 0;
+        while s < TINY_BLOCK {
+            let own = table.size(table.class_of(s));
+            let s1 = if s == 0 { 1 } else { s };
+            tiny_unshared[s] = if own > s1 { own as u16 } else { s1 as u16 };
+            s += 1;
+        }
         Segregated {
             large,
             table,
             config,
-            classes: [ClassState::EMPTY; SLOTS],
+            classes,
             tiny: TinyState::EMPTY,
             pages: PageMap::EMPTY,
             stats: Stats::new(),
+            index8: table.index8,
+            tiny_below: if config.tiny { TINY_BLOCK } else { 0 },
+            tiny_unshared,
+            gate_requested: 0,
+            gate_held: 0,
+            spans: 0,
         }
     }
 
@@ -263,14 +362,22 @@ impl<L: FreeSpaceManager> Segregated<L> {
     pub fn class_stats(&self, c: usize) -> Option<ClassStats> {
         let g = self.geo(c)?;
         let st = &self.classes[c];
+        // Live objects are counted per span only (the fast paths keep no class total).
+        let mut live = 0;
+        let mut count = |s: *mut SpanHeader| {
+            // SAFETY: every span in a class's lists is a valid span header.
+            live += unsafe { (*s).live } as usize
+        };
+        SpanList::for_each(st.partial, &mut count);
+        SpanList::for_each(st.full, &mut count);
         Some(ClassStats {
             class: c,
             size: g.size as usize,
             span_bytes: g.span_bytes(),
             spans: st.spans as usize,
-            live_objects: st.live,
+            live_objects: live,
             live_requested: st.requested,
-            free_objects: st.spans as usize * g.objects() - st.live,
+            free_objects: st.spans as usize * g.objects() - live,
             span_overhead: g.waste(),
         })
     }
@@ -328,6 +435,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
 
     fn sync_footprint(&mut self) {
         self.stats.set_footprint(self.large.stats().footprint);
+        self.set_gates();
     }
 
     /// A new span for class `c` from the page level, pushed on its partial list.
@@ -351,6 +459,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
         // SAFETY: `s` is a fresh span in no list.
         unsafe { SpanList::push(&mut st.partial, s) };
         st.spans += 1;
+        self.spans += 1;
         st.empty += 1;
         self.sync_footprint();
         Some(s)
@@ -369,15 +478,25 @@ impl<L: FreeSpaceManager> Segregated<L> {
             (*s).magic = 0;
         }
         st.spans -= 1;
+        self.spans -= 1;
         st.empty -= 1;
         let bytes = g.span_bytes();
-        if let Ok(layout) = Layout::from_size_align(bytes, bytes) {
+        // The page level may hand these bytes out again: the map must not send a free there.
+        self.pages.set(span::base_of(s, &g), bytes, 0);
+        // The layout `new_span` asked with (a page level that checks the alignment, as best fit
+        // does, would refuse another one and the span would leak).
+        if let Ok(layout) = Layout::from_size_align(bytes, g.span_align()) {
             // SAFETY: the span was allocated from `large` with this layout and nothing in it is
             // live. A refusal cannot happen for a block `large` gave us; if it did, the span is
             // only leaked.
             let base = span::base_of(s, &g);
             // SAFETY: as above.
             let _ = unsafe { self.large.deallocate(NonNull::new_unchecked(base), layout) };
+        }
+        if self.spans == 0 {
+            // No span left: the page map (taken from `L` with the first span) goes back too, so
+            // that an emptied heap leaves `L` as it found it.
+            self.pages.release(&mut self.large);
         }
         self.sync_footprint();
     }
@@ -408,7 +527,6 @@ impl<L: FreeSpaceManager> Segregated<L> {
                 st.empty -= 1;
             }
             (*s).live += 1;
-            st.live += 1;
             if (*s).live as usize == g.objects() {
                 SpanList::remove(&mut st.partial, s);
                 SpanList::push(&mut st.full, s);
@@ -433,7 +551,6 @@ impl<L: FreeSpaceManager> Segregated<L> {
             obj.cast::<*mut u8>().write((*s).free);
             (*s).free = obj;
             (*s).live -= 1;
-            st.live -= 1;
             if (*s).full {
                 SpanList::remove(&mut st.full, s);
                 SpanList::push(&mut st.partial, s);
@@ -585,126 +702,305 @@ impl<L: FreeSpaceManager> Segregated<L> {
     }
 }
 
+/// The fast paths: a size class or a tiny object whose span is at hand. Each either does the
+/// whole operation (with its statistics) or changes nothing and declines, and the general path
+/// then handles (or reports) the request.
 impl<L: FreeSpaceManager> Segregated<L> {
-    /// The common case of `allocate`: a size class at alignment <= 8 (not tiny) whose partial
-    /// list has a span. `None` sends the request down the general path.
+    /// Counts an allocation of `requested` bytes holding `held` in `stats`: plain adds, and a
+    /// call to [`Segregated::raise_peaks`] only when a gate is passed.
+    #[inline(always)]
+    fn count_alloc(&mut self, requested: usize, held: usize) {
+        let st = &mut self.stats;
+        // `live_blocks` is `allocs - frees`, filled in by `stats()`.
+        st.allocs += 1;
+        st.live_requested += requested;
+        st.live_held += held;
+        if st.live_requested > self.gate_requested || st.live_held > self.gate_held {
+            self.raise_peaks();
+        }
+    }
+
+    /// Counts a free (as `Stats::record_free` does, but for `live_blocks`, which `stats()`
+    /// fills in).
+    #[inline(always)]
+    fn count_free(&mut self, requested: usize, held: usize) {
+        let st = &mut self.stats;
+        st.frees += 1;
+        st.live_requested = st.live_requested.saturating_sub(requested);
+        st.live_held = st.live_held.saturating_sub(held);
+    }
+
+    /// What `Stats::record_alloc` does to the peaks after adding live bytes, for the fast paths
+    /// (which have added them already); then moves the gates.
+    #[inline(always)]
+    fn raise_peaks(&mut self) {
+        let st = &mut self.stats;
+        st.peak_live_requested = st.peak_live_requested.max(st.live_requested);
+        st.peak_live_held = st.peak_live_held.max(st.live_held);
+        if st.footprint == st.peak_footprint {
+            st.live_requested_at_peak_footprint =
+                st.live_requested_at_peak_footprint.max(st.live_requested);
+        }
+        self.set_gates();
+    }
+
+    /// The live byte counts up to which an allocation changes no peak: `peak_live_held`, and
+    /// `peak_live_requested` or, while the footprint is at its peak,
+    /// `live_requested_at_peak_footprint` if lower. Peaks only rise, so gates computed earlier
+    /// are at most these (they can only call `raise_peaks` needlessly), except when the
+    /// footprint changes: [`Segregated::sync_footprint`] calls this.
+    fn set_gates(&mut self) {
+        let st = &self.stats;
+        self.gate_held = st.peak_live_held;
+        self.gate_requested = if st.footprint == st.peak_footprint {
+            st.peak_live_requested
+                .min(st.live_requested_at_peak_footprint)
+        } else {
+            st.peak_live_requested
+        };
+    }
+
+    /// The common case of `allocate`: a size class up to 1024 B at alignment <= 8 whose partial
+    /// list has a span, or a tiny object that fits in the current block.
     #[inline(always)]
     fn alloc_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
         let size = layout.size();
-        if layout.align() > 8 || size > 1024 || (size < TINY_BLOCK && self.config.tiny) {
+        if layout.align() > 8 || size > 1024 {
             return None;
         }
-        let table = self.table;
-        let c = table.class_of(size);
-        let g = table.geo_ref(c)?;
-        let st = &mut self.classes[c];
+        if size < self.tiny_below {
+            return self.tiny_alloc_fast(size, layout.align());
+        }
+        // Class 0 (no class this small in a user table) has no spans.
+        let c = self.index8[(size + 7) >> 3] as usize;
+        debug_assert!(c < SLOTS);
+        // SAFETY: `index8` comes from a `ClassTable`, whose entries are classes up to its
+        // length, at most `MAX_CLASSES < SLOTS`.
+        let st = unsafe { self.classes.get_unchecked_mut(c) };
         let s = st.partial;
         if s.is_null() {
             return None;
         }
-        // SAFETY: `s` heads class c's partial list: a span of class c with a free slot, either
-        // on its free list or at `bump < slots`.
-        unsafe {
-            let base = span::base_of(s, g);
-            let o = (*s).free;
-            let (obj, slot) = if !o.is_null() {
-                (*s).free = o.cast::<*mut u8>().read();
-                (o, slot_of(o as usize - base as usize, g.recip))
+        // SAFETY: `s` heads class c's partial list: a live span of class c with a free slot,
+        // either on its free list or at `bump < slots`; its bitmap has a bit per slot.
+        let obj = unsafe {
+            let base = s.cast::<u8>().wrapping_sub(st.header_at as usize);
+            let mut obj = (*s).free;
+            if !obj.is_null() {
+                (*s).free = obj.cast::<*mut u8>().read();
             } else {
-                let slot = (*s).bump as usize;
-                (*s).bump += 1;
-                (base.wrapping_add(slot * g.size as usize), slot)
-            };
-            span::put_bit(s, slot, true);
-            if (*s).live == 0 {
+                let b = (*s).bump;
+                (*s).bump = b + 1;
+                obj = base.wrapping_add(b as usize * st.size as usize);
+            }
+            span::put_bit(s, slot_of(obj as usize - base as usize, st.recip), true);
+            let live = (*s).live;
+            if live == 0 {
                 st.empty -= 1;
             }
-            (*s).live += 1;
-            st.live += 1;
+            (*s).live = live + 1;
             st.requested += size;
-            if (*s).live as usize == g.objects() {
+            if live + 1 == st.objects {
                 SpanList::remove(&mut st.partial, s);
                 SpanList::push(&mut st.full, s);
                 (*s).full = true;
             }
-            self.stats.record_alloc(size, g.size as usize);
-            Some(NonNull::slice_from_raw_parts(
-                NonNull::new_unchecked(obj),
-                g.size as usize,
-            ))
-        }
+            obj
+        };
+        let held = st.size as usize;
+        self.count_alloc(size, held);
+        // SAFETY: slots are never null.
+        let p = unsafe { NonNull::new_unchecked(obj) };
+        Some(NonNull::slice_from_raw_parts(p, held))
     }
 
-    /// The common case of `deallocate`: a live object of a size class, whose span was not full
-    /// and, if it becomes empty, is kept. Returns false (having changed nothing) for anything else, which
-    /// the general path then handles or reports.
+    /// A tiny object that fits in the current block.
     #[inline(always)]
-    fn free_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> bool {
+    fn tiny_alloc_fast(&mut self, size: usize, align: usize) -> Option<NonNull<[u8]>> {
+        let t = &mut self.tiny;
+        let size1 = size.max(1);
+        // `align` is a power of two at most 8.
+        let off = (t.off + align - 1) & !(align - 1);
+        if t.block.is_null() || off + size1 > TINY_BLOCK {
+            return None;
+        }
+        // SAFETY: the current block is a live slot of the tiny span `t.span`.
+        unsafe { *span::tiny_mask(t.span, t.slot) |= 1 << off };
+        t.off = off + size1;
+        t.objects += 1;
+        t.unshared += self.tiny_unshared[size] as usize;
+        let p = t.block.wrapping_add(off);
+        self.classes[TINY].requested += size1;
+        self.count_alloc(size, size1);
+        // SAFETY: inside a slot, never null.
+        let p = unsafe { NonNull::new_unchecked(p) };
+        Some(NonNull::slice_from_raw_parts(p, size1))
+    }
+
+    /// The common case of `deallocate`: a live object of a size class up to 1024 B whose span
+    /// was not full and, if it becomes empty, is kept; or a tiny object whose block keeps an
+    /// object or is the current one. Returns false, having changed nothing, for anything
+    /// else.
+    #[inline(always)]
+    fn free_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> Freed {
         let size = layout.size();
-        if layout.align() > 8 || size > 1024 || (size < TINY_BLOCK && self.config.tiny) {
-            return false;
+        if layout.align() > 8 || size > 1024 {
+            return Freed::Declined;
         }
-        let table = self.table;
-        let c = table.class_of(size);
-        let Some(g) = table.geo_ref(c) else {
-            return false;
-        };
+        if size < self.tiny_below {
+            return if self.tiny_free_fast(ptr, size) {
+                Freed::Done
+            } else {
+                Freed::Declined
+            };
+        }
+        let c = self.index8[(size + 7) >> 3] as usize;
         let a = ptr.as_ptr() as usize;
-        let Some((base_addr, class)) = self.pages.lookup(a) else {
-            return false;
-        };
-        if class as usize != c {
-            return false;
+        // The page map says which span (and class) holds `a` before anything of it is read.
+        // Class 0 (no span there, or no class for the size in a user table) declines.
+        let (base, class) = self.pages.lookup_raw(a);
+        if class as usize != c || c == 0 {
+            return Freed::Declined;
         }
-        let s = base_addr
-            .wrapping_add(g.header_at as usize)
+        debug_assert!(c < SLOTS);
+        // SAFETY: as in `alloc_fast`, `c` is at most `MAX_CLASSES < SLOTS`.
+        let st = unsafe { self.classes.get_unchecked_mut(c) };
+        let s = base
+            .wrapping_add(st.header_at as usize)
             .cast::<SpanHeader>();
-        // SAFETY: the page map says a span of class c starts at `base_addr` and holds the
-        // pointer, so its header is initialised; the magic and class are checked before anything
-        // else of it is trusted, and the slot is checked against `bump` before its bit is read.
+        // SAFETY: the page map says a span of class c starts at `base` and holds `a` (so
+        // `a >= base`); its entries are written by `new_span` once the span is ours and erased
+        // by `drop_span` before it goes back, so the header is initialised. (The header's magic
+        // and class, a canary against stray writes, are checked on the general path only.)
+        // The slot is checked against `slots` before its bit is read. A slot in the header
+        // (below `first`) or never handed out (at or above `bump`) has its bit clear, so the bit
+        // test sends it to the general path, which reports it.
         unsafe {
-            if (*s).magic != SpanHeader::magic_for(s as usize) || (*s).class as usize != c {
-                return false;
-            }
-            let off = a - base_addr as usize;
-            let slot = slot_of(off, g.recip);
-            if slot * g.size as usize != off
-                || slot < g.first as usize
-                || slot >= (*s).bump as usize
+            let off = a - base as usize;
+            let slot = slot_of(off, st.recip);
+            if slot * st.size as usize != off
+                || slot >= st.slots as usize
                 || !span::test_bit(s, slot)
-                || (*s).full
             {
-                return false;
-            }
-            let st = &mut self.classes[c];
-            if (*s).live == 1 {
-                // The span becomes empty: kept (the fast case) only while the class keeps
-                // fewer empty spans than allowed.
-                if st.empty >= self.config.keep_empty {
-                    return false;
-                }
-                st.empty += 1;
+                return Freed::Declined;
             }
             span::put_bit(s, slot, false);
             // Written through the span's pointer: the caller's may cover only its bytes.
-            let obj = base_addr.wrapping_add(off);
+            let obj = base.wrapping_add(off);
             obj.cast::<*mut u8>().write((*s).free);
             (*s).free = obj;
-            (*s).live -= 1;
-            st.live -= 1;
-            st.requested -= size.min(st.requested);
+            let live = (*s).live - 1;
+            (*s).live = live;
+            st.requested = st.requested.saturating_sub(size);
+            // The object was live, so `stats` counts it and its class size: no underflow.
+            // (`live_blocks` is `allocs - frees`, filled in by `stats()`.)
+            let held = st.size as usize;
+            let stats = &mut self.stats;
+            stats.frees += 1;
+            stats.live_requested = stats.live_requested.saturating_sub(size);
+            stats.live_held = stats.live_held.wrapping_sub(held);
+            if (*s).full {
+                return Freed::Unfull(c, s);
+            }
+            if live == 0 {
+                let st = self.classes.get_unchecked_mut(c);
+                st.empty += 1;
+                if st.empty > self.config.keep_empty {
+                    return Freed::Emptied(c, s);
+                }
+            }
         }
-        self.stats.record_free(size, g.size as usize);
+        Freed::Done
+    }
+
+    /// The end of a free the fast path did, when span `s` of class `c` changes lists: from
+    /// full to partial (and, with one object per span, becomes empty too: counted here), or,
+    /// empty (and counted), goes back to the page level.
+    ///
+    /// # Safety
+    /// `s` is a span of class `c`: in its full list for [`Freed::Unfull`], empty and in its
+    /// partial list for [`Freed::Emptied`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_span_change(&mut self, how: Freed) -> Result<(), FreeError> {
+        let (c, s) = match how {
+            Freed::Unfull(c, s) => {
+                let st = &mut self.classes[c];
+                // SAFETY: `s` is in the full list (caller).
+                unsafe {
+                    SpanList::remove(&mut st.full, s);
+                    SpanList::push(&mut st.partial, s);
+                    (*s).full = false;
+                    if (*s).live != 0 {
+                        return Ok(());
+                    }
+                }
+                st.empty += 1;
+                if st.empty <= self.config.keep_empty {
+                    return Ok(());
+                }
+                (c, s)
+            }
+            Freed::Emptied(c, s) => (c, s),
+            Freed::Done | Freed::Declined => return Ok(()),
+        };
+        // SAFETY: an empty span of class c in its partial list, counted as empty.
+        unsafe { self.drop_span(c, s) };
+        Ok(())
+    }
+
+    /// A tiny object whose block keeps another object or is the current block.
+    #[inline(always)]
+    fn tiny_free_fast(&mut self, ptr: NonNull<u8>, size: usize) -> bool {
+        let a = ptr.as_ptr() as usize;
+        let (base, class) = self.pages.lookup_raw(a);
+        if class as usize != TINY {
+            return false;
+        }
+        let st = &mut self.classes[TINY];
+        let s = base
+            .wrapping_add(st.header_at as usize)
+            .cast::<SpanHeader>();
+        // SAFETY: as in `free_fast`: the page map vouches for a tiny span at `base` holding
+        // `a`; `slot < slots` is checked before the block's mask is read (blocks in the header
+        // or never handed out have empty masks).
+        unsafe {
+            let off = a - base as usize;
+            let slot = off / TINY_BLOCK;
+            let bit = 1u16 << (off % TINY_BLOCK);
+            if slot >= st.slots as usize {
+                return false;
+            }
+            let mask = span::tiny_mask(s, slot);
+            let m = *mask;
+            if m & bit == 0 {
+                return false;
+            }
+            let left = m & !bit;
+            if left == 0 {
+                // An emptied block other than the current one goes back to its span: the
+                // general path does that.
+                let block = base.wrapping_add(slot * TINY_BLOCK);
+                if block != self.tiny.block || self.config.keep_empty == 0 {
+                    return false;
+                }
+                self.tiny.off = 0;
+            }
+            *mask = left;
+        }
+        let size1 = size.max(1);
+        st.requested = st.requested.saturating_sub(size1);
+        let t = &mut self.tiny;
+        t.objects -= 1;
+        t.unshared = t.unshared.saturating_sub(self.tiny_unshared[size] as usize);
+        self.count_free(size, size1);
         true
     }
-}
 
-impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
-    #[inline]
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if let Some(b) = self.alloc_fast(layout) {
-            return Ok(b);
-        }
+    /// `allocate` beyond the fast path.
+    #[cold]
+    #[inline(never)]
+    fn allocate_slow(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         match self.alloc_inner(layout) {
             Ok((b, held)) => {
                 self.stats.record_alloc(layout.size(), held);
@@ -717,11 +1013,17 @@ impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
         }
     }
 
-    #[inline]
-    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        if self.free_fast(ptr, layout) {
-            return Ok(());
-        }
+    /// `deallocate` beyond the fast path.
+    ///
+    /// # Safety
+    /// As for [`FreeSpaceManager::deallocate`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn deallocate_slow(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), FreeError> {
         // SAFETY: forwarded caller contract.
         match unsafe { self.free_inner(ptr, layout) } {
             Ok(held) => {
@@ -732,6 +1034,29 @@ impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
                 self.stats.record_bad_free();
                 Err(e)
             }
+        }
+    }
+}
+
+impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        match self.alloc_fast(layout) {
+            Some(b) => Ok(b),
+            None => self.allocate_slow(layout),
+        }
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        // The calls below are the function's last act, so they can be jumps, and the fast path
+        // needs no registers saved.
+        match self.free_fast(ptr, layout) {
+            Freed::Done => Ok(()),
+            // SAFETY: forwarded caller contract.
+            Freed::Declined => unsafe { self.deallocate_slow(ptr, layout) },
+            // SAFETY: `free_fast` says which span changes and how.
+            how => unsafe { self.free_span_change(how) },
         }
     }
 
@@ -790,7 +1115,7 @@ impl<L: FreeSpaceManager> FreeSpaceManager for Segregated<L> {
     }
 
     fn stats(&self) -> Stats {
-        self.stats
+        self.stats_now()
     }
 
     fn record_moved_resize(&mut self) {

@@ -8,14 +8,19 @@
 //!   granule     g0            g1            g2            g3
 //!   memory   |....[span A (class 5) ..............][span B (class 31) ........
 //!   cover        -             A,5           A,5           B,31
-//!   next         A,5           -             B,31          -
-//!   lookup(p): e = map[p >> 12]; span = e.next if it exists and p >= it, else e.cover
+//!   next         A,5           A,5           B,31          B,31
+//!   lookup(p): e = map[p >> 12]; span = e.next if p >= it, else e.cover
 //! ```
+//!
+//! `next` is the span starting inside the granule or, if none does, the same as `cover`, so the
+//! lookup is one comparison (a null `next` has address 0 and is then also the cover).
 //!
 //! Entries hold the spans' pointers (as the page level handed them out: a free never reads or
 //! writes a span through the caller's pointer, whose provenance may cover only the object) and
-//! classes, 24 bytes per 4 KiB (0.6 % of the range: 6 MiB for 1 GiB), taken from the page level and grown (doubling) as spans appear
-//! outside it: Go's `spans` array and tcmalloc's page map in miniature. Spans are at least
+//! classes, 24 bytes per 4 KiB (0.6 % of the range: 6 MiB for 1 GiB), taken from the page level
+//! and grown (doubling) as spans appear outside it: Go's `spans` array and tcmalloc's page map in
+//! miniature. A span's entries are written when it is taken from the page level and erased
+//! before it goes back, so the map never names memory that is not a live span. Spans are at least
 //! 8 KiB, so at most one starts inside a granule. It assumes the page level hands out spans from
 //! one region (as every manager over a `MemorySource` region does); ranges above 2^28 granules
 //! (1 TiB) are refused.
@@ -35,7 +40,7 @@ const MAX_ENTRIES: usize = 1 << 28;
 struct Entry {
     /// The span covering the granule's first byte (null if none).
     cover: *mut u8,
-    /// The span starting inside the granule, not at its first byte (null if none).
+    /// The span starting inside the granule, not at its first byte; if there is none, `cover`.
     next: *mut u8,
     cover_class: u8,
     next_class: u8,
@@ -59,18 +64,27 @@ impl PageMap {
     /// level's provenance, as the span was handed out) and class.
     #[inline]
     pub(crate) fn lookup(&self, addr: usize) -> Option<(*mut u8, u8)> {
+        let (p, c) = self.lookup_raw(addr);
+        (c != 0).then_some((p, c))
+    }
+
+    /// [`PageMap::lookup`] for the fast paths: class 0 (with a null or dangling pointer) when
+    /// the map knows no span there.
+    #[inline(always)]
+    pub(crate) fn lookup_raw(&self, addr: usize) -> (*mut u8, u8) {
         let i = (addr >> GRANULE_SHIFT).wrapping_sub(self.first);
         if i >= self.len {
-            return None;
+            return (core::ptr::null_mut(), 0);
         }
         // SAFETY: `i < len` entries were allocated and initialised.
-        let e = unsafe { *self.entries.add(i) };
-        let (p, c) = if !e.next.is_null() && addr >= e.next as usize {
+        let e = unsafe { &*self.entries.add(i) };
+        // `next` starts at or before the granule when it is `cover` (or null), so that case
+        // takes it too. Class 0 is "no span" (and the only class of a null pointer).
+        if addr >= e.next as usize {
             (e.next, e.next_class)
         } else {
             (e.cover, e.cover_class)
-        };
-        (!p.is_null()).then_some((p, c))
+        }
     }
 
     /// Whether granule `g` is inside the map.
@@ -94,10 +108,22 @@ impl PageMap {
             }
             // SAFETY: the granule is inside the map.
             let e = unsafe { &mut *self.entries.add(g - self.first) };
-            if g == g0 && base & ((1 << GRANULE_SHIFT) - 1) != 0 {
-                e.next = v;
-                e.next_class = class;
+            let start = g << GRANULE_SHIFT;
+            if g == g0 && base != start {
+                // A span starting inside the granule (or none any more: then the cover).
+                if class == 0 {
+                    e.next = e.cover;
+                    e.next_class = e.cover_class;
+                } else {
+                    e.next = v;
+                    e.next_class = class;
+                }
             } else {
+                // `next` follows the cover unless a span starts inside the granule.
+                if e.next as usize <= start {
+                    e.next = v;
+                    e.next_class = class;
+                }
                 e.cover = v;
                 e.cover_class = class;
             }
@@ -158,6 +184,20 @@ impl PageMap {
         self.first = first;
         self.len = n;
         true
+    }
+
+    /// Gives the map's memory back to `large` (when no span is left, so no entry names one);
+    /// the map is empty afterwards and grows again with the next span.
+    pub(crate) fn release<L: FreeSpaceManager>(&mut self, large: &mut L) {
+        if self.len > 0
+            && let Ok(layout) = Layout::array::<Entry>(self.len)
+        {
+            // SAFETY: `entries` is the block of `len` entries taken from `large` by `cover`,
+            // with this layout; nothing refers to it once the map is reset below.
+            let _ =
+                unsafe { large.deallocate(NonNull::new_unchecked(self.entries.cast()), layout) };
+        }
+        *self = PageMap::EMPTY;
     }
 
     /// Bytes the map takes.

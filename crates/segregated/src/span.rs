@@ -15,9 +15,11 @@
 //! ```
 //!
 //! A free finds the span's base and class in the page map (the class must be the one the
-//! `Layout` gives), checks the header's magic and class, turns the offset into a slot with a multiply by a
-//! precomputed reciprocal, and tests the slot's bit: a foreign pointer, a pointer inside an
-//! object, a double free and a free with a layout of another class are all reported.
+//! `Layout` gives), turns the offset into a slot with a multiply by a precomputed reciprocal,
+//! checks that the slot starts at the pointer and is inside the span, and tests the slot's bit
+//! (clear for header slots and slots never handed out): a foreign pointer, a pointer inside an
+//! object, a double free and a free with a layout of another class are all reported. The
+//! general path also checks the header's magic and class.
 
 use crate::classes::SpanGeometry;
 
