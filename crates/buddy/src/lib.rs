@@ -237,6 +237,14 @@ impl<S: MemorySource> Buddy<S> {
         self.base.with_addr(addr)
     }
 
+    /// Address of the block of order `k` with index `i` in that order's bitmaps.
+    #[inline]
+    pub(crate) fn addr_of(&self, k: u32, i: usize) -> usize {
+        let shift = k + self.min_shift;
+        let base = self.origin & !((1usize << (shift + 1)) - 1);
+        base + (i << shift)
+    }
+
     /// Index of the block of order `k` at `addr` in that order's bitmaps.
     #[inline]
     pub(crate) fn index(&self, k: u32, addr: usize) -> usize {

@@ -8,12 +8,11 @@
 //! ```
 //!
 //! The buddy of the block at `addr` of size `s` is at `addr ^ s`; whether it is free is one bit
-//! in the free bitmap of its order, never a list scan. Unlinking it is O(1) because the lists are
-//! doubly linked. Adding fresh memory to the heap goes through the same path, so a new grant
+//! in the free bitmap of its order, never a list scan, and taking it off its list is clearing that
+//! bit (the lists are the bitmaps, [`crate::freelist`]): the buddy's memory is never touched. Adding fresh memory to the heap goes through the same path, so a new grant
 //! merges with free blocks at the end of the previous one.
 
 use crate::bitmap::Bits;
-use crate::freelist::FreeNode;
 use crate::{Buddy, MemorySource};
 
 impl<S: MemorySource> Buddy<S> {
@@ -32,8 +31,8 @@ impl<S: MemorySource> Buddy<S> {
                 break;
             }
             self.bits.put(Bits::Free, k, bi, false);
-            // SAFETY: the free bit says `buddy` is a free block of order k, in list k.
-            unsafe { self.lists.remove(k, buddy.cast::<FreeNode>()) };
+            // SAFETY: the free bit said `buddy` is a free block of order k, in list k; it merges.
+            unsafe { self.lists.remove(k, buddy) };
             if (buddy as usize) < (block as usize) {
                 block = buddy;
             }
@@ -41,7 +40,8 @@ impl<S: MemorySource> Buddy<S> {
         }
         let i = self.index(k, block as usize);
         self.bits.put(Bits::Free, k, i, true);
-        // SAFETY: `block` is a free block of order k (caller), at least 16 bytes, aligned.
-        unsafe { self.lists.push(k, block.cast::<FreeNode>()) };
+        // SAFETY: `block` is a block of order k that nobody uses (caller, and merged buddies
+        // were free).
+        unsafe { self.lists.push(k, block) };
     }
 }
