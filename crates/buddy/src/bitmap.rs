@@ -20,7 +20,8 @@
 //!   free bit set; level `l + 1` has one bit per level-`l` word, set exactly when that word is not
 //!   zero; the top level is one word. [`Bitmaps::put`] keeps this invariant when a free bit
 //!   changes (it climbs only while a word turns empty or stops being empty, usually not at
-//!   all), and [`Bitmaps::first_free`] walks down from the top word to the lowest free block.
+//!   all), and [`Bitmaps::first_free`] walks down from the top word to the lowest free block
+//!   (after first trying a per-order hint: a leaf word below which nothing is free).
 //!   So finding, adding and removing a free block touch only these compact words, never the
 //!   block's memory nor other free blocks (an intrusive list would write its neighbours).
 //! * **Cost.** Two bits per possible block of every order, about `capacity / (2 * min_block)`
@@ -55,6 +56,10 @@ pub(crate) struct Bitmaps {
     levels: [u8; MAX_ORDERS],
     /// First word of each summary level (level 1 at index 0) of each order.
     sum: [[usize; MAX_LEVELS]; MAX_ORDERS],
+    /// Per order, a leaf word below which no free bit is set (a lower bound: setting a free bit
+    /// below it lowers it, clearing one leaves it; [`Bitmaps::first_free`] raises it to the word
+    /// it finds). The lowest free block is usually in this word, and then the summary is not read.
+    low: [usize; MAX_ORDERS],
 }
 
 /// Words of each summary level above `leaf` leaf words, lowest level first.
@@ -77,6 +82,7 @@ impl Bitmaps {
             bits: [0; MAX_ORDERS],
             levels: [0; MAX_ORDERS],
             sum: [[0; MAX_LEVELS]; MAX_ORDERS],
+            low: [0; MAX_ORDERS],
         }
     }
 
@@ -171,7 +177,7 @@ impl Bitmaps {
 
     /// Sets or clears bit `i` of order `k` (ignored outside the map, which callers never reach).
     /// A change of a free bit is carried up the summary levels.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put(&mut self, which: Bits, k: u32, i: usize, on: bool) {
         debug_assert!(self.locate(which, k, i).is_some());
         let Some((w, m)) = self.locate(which, k, i) else {
@@ -179,26 +185,74 @@ impl Bitmaps {
         };
         // SAFETY: `w` comes from `locate`; the heap is the only user of the grant and holds
         // `&mut self`, so the word may be read and written.
-        let (before, after) = unsafe {
+        let after = unsafe {
             let p = self.word_mut(w);
-            let before = *p;
-            let after = if on { before | m } else { before & !m };
+            let after = if on { *p | m } else { *p & !m };
             *p = after;
-            (before, after)
+            after
         };
         if which == Bits::Free {
-            let (was, is) = (before & FREE_MASK != 0, after & FREE_MASK != 0);
-            if was != is {
-                self.carry_up(k as usize, i / 32, is);
+            let k = k as usize;
+            if on {
+                self.low[k] = self.low[k].min(i / 32);
+            }
+            if self.levels[k] > 0 {
+                self.summarize(k, i / 32, after & FREE_MASK != 0);
             }
         }
     }
 
-    /// Leaf word `w` (relative to its order) of order `k` just became non-empty (`on`) or empty:
-    /// sets or clears its summary bit, and so on up while a summary word changes the same way.
-    #[inline]
-    fn carry_up(&mut self, k: usize, mut w: usize, on: bool) {
-        for l in 0..self.levels[k] as usize {
+    /// If block `i` of order `k` is free, clears its free bit (it leaves its list) and returns
+    /// true; returns false otherwise (also outside the map).
+    #[inline(always)]
+    pub(crate) fn take_free(&mut self, k: u32, i: usize) -> bool {
+        let Some((w, m)) = self.locate(Bits::Free, k, i) else {
+            return false;
+        };
+        // SAFETY: `w` comes from `locate`; ours alone under `&mut self`.
+        let after = unsafe {
+            let p = self.word_mut(w);
+            if *p & m == 0 {
+                return false;
+            }
+            *p &= !m;
+            *p
+        };
+        let k = k as usize;
+        if self.levels[k] > 0 {
+            self.summarize(k, i / 32, after & FREE_MASK != 0);
+        }
+        true
+    }
+
+    /// Leaf word `w` (relative to its order) of order `k` has (`on`) or has no free block now:
+    /// writes that into its level-1 bit without a branch on whether it changed (at low
+    /// occupancy a leaf word often turns empty and back, and a branch on it would mispredict),
+    /// then carries a change of the level-1 word's emptiness further up (rare: a level-1 word
+    /// covers 2 048 blocks).
+    #[inline(always)]
+    fn summarize(&mut self, k: usize, w: usize, on: bool) {
+        let (word, shift) = (w / 64, w % 64);
+        // SAFETY: `word` is a level-1 word of order `k` (the level has one bit per leaf word, and
+        // `w` is a leaf word); ours alone under `&mut self`.
+        let (before, after) = unsafe {
+            let p = self.word_mut(self.sum[k][0] + word);
+            let before = *p;
+            let after = (before & !(1u64 << shift)) | ((on as u64) << shift);
+            *p = after;
+            (before, after)
+        };
+        if (before != 0) != (after != 0) {
+            self.carry_up(k, 1, word, after != 0);
+        }
+    }
+
+    /// Word `w` of summary level `from` (1 = the level above the leaves) of order `k` just became
+    /// non-empty (`on`) or empty: sets or clears its bit in the level above, and so on up while a
+    /// word changes the same way.
+    #[inline(never)]
+    fn carry_up(&mut self, k: usize, from: usize, mut w: usize, on: bool) {
+        for l in from..self.levels[k] as usize {
             let (word, bit) = (w / 64, 1u64 << (w % 64));
             // SAFETY: `word` is below the level's length (the level has one bit per word of the
             // level below, and `w` is a word of that level), so it is a summary word of the
@@ -219,10 +273,16 @@ impl Bitmaps {
 
     /// The index of the lowest free block of order `k`, if any.
     #[inline]
-    pub(crate) fn first_free(&self, k: u32) -> Option<usize> {
+    pub(crate) fn first_free(&mut self, k: u32) -> Option<usize> {
         let k = k as usize;
         if k >= MAX_ORDERS || self.bits[k] == 0 {
             return None;
+        }
+        // SAFETY: `low[k]` is a leaf word of order `k`: 0 (the order has `bits[k] > 0` blocks,
+        // so at least one word) or a word index set by `put` or below from an existing word.
+        let leaf = (unsafe { self.word(self.off[k] + self.low[k]) }) & FREE_MASK;
+        if leaf != 0 {
+            return Some(self.low[k] * 32 + leaf.trailing_zeros() as usize / 2);
         }
         // Walk down from the top word: `w` is the index of the word to read at each level.
         let mut w = 0usize;
@@ -241,6 +301,7 @@ impl Bitmaps {
         if leaf == 0 {
             return None;
         }
+        self.low[k] = w;
         Some(w * 32 + leaf.trailing_zeros() as usize / 2)
     }
 
@@ -277,6 +338,7 @@ mod tests {
 
     #[test]
     fn the_summary_finds_the_lowest_free_block_and_forgets_removed_ones() {
+        // (Each `first_free` below may start from the `low` hint or walk the summary: both.)
         // 40 000 blocks: 1 250 leaf words, two summary levels.
         let (mut b, _v) = maps(40_000);
         assert_eq!(b.levels[0], 2);
@@ -297,6 +359,15 @@ mod tests {
         assert_eq!(all, [39_999]);
         b.put(Bits::Free, 0, 39_999, false);
         assert_eq!(b.first_free(0), None);
+        // A bit set below the hint lowers it; one set far above is found through the summary.
+        b.put(Bits::Free, 0, 5, true);
+        assert_eq!(b.first_free(0), Some(5));
+        b.put(Bits::Free, 0, 5, false);
+        b.put(Bits::Free, 0, 30_000, true);
+        assert_eq!(b.first_free(0), Some(30_000));
+        assert_eq!(b.low[0], 30_000 / 32);
+        b.put(Bits::Free, 0, 64, true);
+        assert_eq!(b.first_free(0), Some(64));
         assert!(b.test(Bits::Alloc, 0, 0));
         assert!(!b.test(Bits::Free, 0, 0));
     }

@@ -131,6 +131,10 @@ pub struct Buddy<S: MemorySource> {
     /// from it (never from a caller's pointer, whose provenance may cover only its bytes).
     base: *mut u8,
     bits: Bitmaps,
+    /// Per order `k`, 0 or 1: block `i` of order `k` lies in block `(i >> 1) + up[k]` of order
+    /// `k + 1` (the bitmaps of each order start at the region's start rounded down to twice
+    /// the order's block size, so the next order's may start one block earlier).
+    up: [u8; MAX_ORDERS],
     lists: FreeLists,
     stats: Stats,
 }
@@ -166,6 +170,7 @@ impl<S: MemorySource> Buddy<S> {
             limit: 0,
             base: core::ptr::null_mut(),
             bits: Bitmaps::empty(),
+            up: [0; MAX_ORDERS],
             lists: FreeLists::new(),
             stats: Stats::new(),
         }
@@ -181,7 +186,11 @@ impl<S: MemorySource> Buddy<S> {
     /// Takes the bitmaps and the first data from the source if that has not happened yet (the
     /// first allocation does it otherwise). Until then, [`FreeSpaceManager::inspect`] shows no
     /// region.
+    #[inline]
     pub fn ensure_ready(&mut self) -> Result<(), AllocError> {
+        if self.phase == Phase::Ready {
+            return Ok(());
+        }
         self.prepare()
     }
 
@@ -259,6 +268,7 @@ impl<S: MemorySource> Buddy<S> {
         ((limit - base) >> shift) + 2
     }
 
+    #[cold]
     fn prepare(&mut self) -> Result<(), AllocError> {
         match self.phase {
             Phase::Ready => Ok(()),
@@ -339,6 +349,14 @@ impl<S: MemorySource> Buddy<S> {
         self.meta_len = meta.len();
         self.origin = grant as usize;
         self.base = grant;
+        for k in 0..orders {
+            let shift = k + min_shift + 1;
+            let (this, next) = (
+                self.origin & !((1 << shift) - 1),
+                self.origin & !((2 << shift) - 1),
+            );
+            self.up[k as usize] = ((this - next) >> shift) as u8;
+        }
         self.limit = self.origin + capacity;
         // SAFETY: the meta grant holds `words` words (its length is at least `words * 8`), is
         // 8-aligned, and is ours alone.
@@ -555,10 +573,11 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
             }
         };
         let addr = ptr.as_ptr() as usize;
-        self.bits.put(Bits::Alloc, k, self.index(k, addr), false);
+        let i = self.index(k, addr);
+        self.bits.put(Bits::Alloc, k, i, false);
         self.stats.record_free(layout.size(), self.size(k));
         // SAFETY: validated: a live block of order k of ours, which the caller gives up.
-        unsafe { self.put(self.at(addr), k) };
+        unsafe { self.put_index(k, i) };
         Ok(())
     }
 

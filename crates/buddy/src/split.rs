@@ -20,23 +20,21 @@ impl<S: MemorySource> Buddy<S> {
     /// Takes a free block of order `k`, splitting a larger one if needed, and marks it allocated.
     pub(crate) fn take(&mut self, k: u32) -> Option<*mut u8> {
         let mut j = self.lists.first_at_least(k)?;
-        let i = self.bits.first_free(j)?;
-        let block = self.at(self.addr_of(j, i));
+        let mut i = self.bits.first_free(j)?;
         self.bits.put(Bits::Free, j, i, false);
-        // SAFETY: the free bit said `block` is in list j; we take it over.
-        unsafe { self.lists.remove(j, block) };
+        // SAFETY: the free bit said block `i` of order `j` was in list j; we take it over.
+        unsafe { self.lists.remove(j, self.at(self.addr_of(j, i))) };
         while j > k {
             j -= 1;
-            let half = self.size(j);
-            let upper = block.wrapping_add(half);
-            let ui = self.index(j, upper as usize);
-            self.bits.put(Bits::Free, j, ui, true);
+            // The lower half of block `i` (it stays ours) and its buddy, the upper half.
+            i = (i - self.up[j as usize] as usize) << 1;
+            self.bits.put(Bits::Free, j, i + 1, true);
+            let upper = self.at(self.addr_of(j, i + 1));
             // SAFETY: `upper` is the upper half of a block we just took off its list: a block of
             // order j that nobody uses.
             unsafe { self.lists.push(j, upper) };
         }
-        let i = self.index(k, block as usize);
         self.bits.put(Bits::Alloc, k, i, true);
-        Some(block)
+        Some(self.at(self.addr_of(k, i)))
     }
 }
