@@ -12,11 +12,10 @@
 //!              split on allocation:  [o4 ......][o3 ..][o2][o1][##]  <- served (o0 = 16 B)
 //!              merge on free:        [##] + free buddy [..] -> [o1] + free buddy -> ...
 //!
-//!   free lists, one per order (doubly linked through the free blocks):
-//!     order 0 (16 B):  -> [..]
-//!     order 1 (32 B):  -> [....] <-> [....]
-//!     ...
-//!   bitmaps, two bits per possible block of each order: "free" and "allocated as this order"
+//!   bitmaps, two bits per possible block of each order: "free" and "allocated as this order",
+//!   and above the free bits a summary tree (one bit per word below that has a bit set)
+//!   free lists, one per order: the blocks whose free bit is set (out of band: nothing is
+//!   written into a free block); allocation takes the lowest-addressed one
 //! ```
 //!
 //! * **Where the order is kept.** Nowhere per block: free derives it from the `Layout` (the
@@ -26,10 +25,11 @@
 //!   [`FreeError`]s and change nothing.
 //! * **Costs.** Allocation and free are O(number of orders) (at most one split or merge per
 //!   order), independent of how many blocks are live or free: whether a buddy is free is one bit
-//!   test, and unlinking it is O(1). Rounding to a power of two loses up to half of each block
-//!   (internal fragmentation, reported in [`Stats::internal_bytes`]); free blocks and the
-//!   bitmaps are external ([`Stats::external_bytes`]). The bitmaps take about
-//!   `capacity / (2 * min_block)` bytes.
+//!   test, taking it off its list is clearing that bit, and the lowest free block of an order is
+//!   found through the summary in one word read per level (module `bitmap`). Rounding to a
+//!   power of two loses up to half of each block (internal fragmentation, reported in
+//!   [`Stats::internal_bytes`]); free blocks and the bitmaps are external
+//!   ([`Stats::external_bytes`]). The bitmaps take about `capacity / (2 * min_block)` bytes.
 //! * **Memory.** [`Buddy::new`] is `const` and touches nothing; the first allocation takes the
 //!   bitmaps and then the data from the [`MemorySource`]: all of `capacity` at once, or in
 //!   chunks with [`Config::grow_by`] (a `brk`-like source such as [`allocator_traits::BrkRegion`]
