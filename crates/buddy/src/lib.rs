@@ -349,7 +349,9 @@ impl<S: MemorySource> Buddy<S> {
         self.meta_len = meta.len();
         self.origin = grant as usize;
         self.base = grant;
-        for k in 0..orders {
+        // (The top order merges into nothing; skipping it also keeps `2 << shift` below 2^64
+        // for a capacity near `isize::MAX`.)
+        for k in 0..orders - 1 {
             let shift = k + min_shift + 1;
             let (this, next) = (
                 self.origin & !((1 << shift) - 1),
