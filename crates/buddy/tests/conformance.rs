@@ -24,18 +24,16 @@ allocator_traits::conformance_suite!(min_block_64, Profile::COALESCING, |capacit
     .unwrap()
 });
 
-/// A region whose start is 48 bytes past a 4 KiB boundary: the bitmaps of neighbouring orders
-/// then start at different block boundaries (`up(k) = 1` for the small orders), which the
-/// index arithmetic of split and merge must follow. The memory is leaked (a few per test).
-fn misaligned(capacity: usize) -> allocator_traits::FixedRegion {
-    let mem: &'static mut [u8] = Box::leak(vec![0u8; capacity + 8192].into_boxed_slice());
-    let p = mem.as_mut_ptr();
-    let skip = (4096 - p as usize % 4096) % 4096 + 48;
-    // SAFETY: `skip + capacity` bytes of the leaked buffer are in bounds and used by this region
-    // alone, for the rest of the process.
-    unsafe { allocator_traits::FixedRegion::from_raw_parts(p.add(skip), capacity) }
+/// A heap whose data starts 48 bytes past the region's (aligned) start: the bitmaps of
+/// neighbouring orders then start at different block boundaries (`up(k) = 1` for the small
+/// orders), which the index arithmetic of split and merge must follow.
+fn misaligned(capacity: usize) -> Buddy<BoxedRegion> {
+    let mut region = BoxedRegion::new(capacity + 48).unwrap();
+    // Taken from the region before the heap sees it, and never given back.
+    allocator_traits::MemorySource::acquire(&mut region, 48, 16).unwrap();
+    Buddy::try_new(region, Config::new(capacity + 48)).unwrap()
 }
 
 allocator_traits::conformance_suite!(misaligned_start, Profile::COALESCING, |capacity: usize| {
-    Buddy::try_new(misaligned(capacity), Config::new(capacity)).unwrap()
+    misaligned(capacity)
 });
