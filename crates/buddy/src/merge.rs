@@ -11,7 +11,7 @@
 //! block `i` is block `i ^ 1`, and the block two buddies merge into is block `(i >> 1) + up(k)`
 //! of the next order (`up(k)` is 0 or 1, fixed per order by where the region starts). Whether the
 //! buddy is free is one bit in the free bitmap of its order, never a list scan, and taking it off
-//! its list is clearing that bit (the lists are the bitmaps, [`crate::freelist`]): the loop works
+//! its list is clearing that bit (the lists are the bitmaps, module `freelist`): the loop works
 //! on bitmap indices alone and never touches the buddy's memory. Adding fresh memory to the heap
 //! goes through the same path, so a new grant merges with free blocks at the end of the previous
 //! one.

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! The block taken is the lowest free one of the smallest non-empty order `j >= k` (the free
-//! bitmap's summary finds it; see [`crate::bitmap`]). Each halving puts the upper half on its
+//! bitmap's summary finds it; see module `bitmap`). Each halving puts the upper half on its
 //! order's list by setting its free bit: `j - k` steps, at most the number of orders. No block's
 //! memory is read or written.
 
