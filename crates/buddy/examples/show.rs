@@ -54,7 +54,7 @@ fn show(step: &str, h: &Buddy<BoxedRegion>) {
 
 fn main() {
     // 1 KiB of data (plus the bitmaps) with 16-byte minimum blocks.
-    let cap = 1024 + 96;
+    let cap = 1024 + 112;
     let mut h = Buddy::try_new(BoxedRegion::new(cap).unwrap(), Config::new(cap)).unwrap();
     show("fresh", &h);
     let l = |n| Layout::from_size_align(n, 8).unwrap();

@@ -1,27 +1,27 @@
-//! One free list per order: intrusive doubly linked lists kept inside the free blocks.
+//! One free list per order, kept out of band: the members of list `k` are the blocks whose free
+//! bit is set in order `k`'s bitmap ([`crate::bitmap`]), and the bitmap's summary levels find
+//! the lowest one. This module keeps what the bits do not say at a glance: each list's length
+//! and a mask of the non-empty orders, which finds the smallest order at or above a request
+//! with one `trailing_zeros`.
 //!
 //! ```text
-//!   heads[k] -> [prev|next]  <->  [prev|next]  <->  [prev|next] -> null
-//!               free block        free block        free block      (all of order k)
+//!   order 0 (16 B):  free bits 0 0 1 0 0 1 ...   len 2
+//!   order 1 (32 B):  free bits 0 0 0 0 ...       len 0
+//!   order 2 (64 B):  free bits 0 1 0 0 ...       len 1      nonempty = 0b101
 //! ```
 //!
-//! A free block's first two words hold its links, so a block can leave its list in O(1) when its
-//! buddy merges with it (the bitmap says *whether* the buddy is free; the links let us unlink it
-//! without a search). A bit mask of the non-empty orders finds the smallest order at or above a
-//! request with one `trailing_zeros`.
+//! Nothing is written into a free block, so joining or leaving a list touches neither the block
+//! nor other free blocks (an intrusive doubly linked list writes the neighbours' links: two more
+//! cache lines, often far apart, per operation).
+//!
+//! Every change of a list goes through two calls made together: the free bit
+//! ([`crate::bitmap::Bitmaps::put`] with `Bits::Free`) and [`FreeLists::push`] or
+//! [`FreeLists::remove`] here.
 
 use crate::order::MAX_ORDERS;
 
-/// The links at the start of a free block.
-#[repr(C)]
-pub(crate) struct FreeNode {
-    prev: *mut FreeNode,
-    next: *mut FreeNode,
-}
-
-/// The free lists of every order.
+/// The lengths of the free lists of every order.
 pub(crate) struct FreeLists {
-    heads: [*mut FreeNode; MAX_ORDERS],
     lens: [usize; MAX_ORDERS],
     nonempty: u64,
 }
@@ -29,89 +29,48 @@ pub(crate) struct FreeLists {
 impl FreeLists {
     pub(crate) const fn new() -> Self {
         FreeLists {
-            heads: [core::ptr::null_mut(); MAX_ORDERS],
             lens: [0; MAX_ORDERS],
             nonempty: 0,
         }
     }
 
-    /// Pushes the block at `node` on list `k`.
+    /// The block at `block` joins list `k` (its free bit has just been set).
     ///
     /// # Safety
-    /// `node` is a free block of at least 16 bytes, aligned for pointers, valid for writes, in no
-    /// list.
-    pub(crate) unsafe fn push(&mut self, k: u32, node: *mut FreeNode) {
+    /// `block` is a block of order `k` of the heap that nobody uses: from now on the heap may hand
+    /// it out.
+    #[inline]
+    pub(crate) unsafe fn push(&mut self, k: u32, block: *mut u8) {
+        debug_assert!((block as usize).is_multiple_of(16));
         let k = k as usize;
-        let head = self.heads[k];
-        // SAFETY: `node` is valid for writes (caller); `head`, if non-null, is a block in list k.
-        unsafe {
-            node.write(FreeNode {
-                prev: core::ptr::null_mut(),
-                next: head,
-            });
-            if !head.is_null() {
-                (*head).prev = node;
-            }
-        }
-        self.heads[k] = node;
         self.lens[k] += 1;
         self.nonempty |= 1 << k;
     }
 
-    /// Unlinks `node` from list `k`.
+    /// The block at `block` leaves list `k` (its free bit has just been cleared).
     ///
     /// # Safety
-    /// `node` is in list `k`.
-    pub(crate) unsafe fn remove(&mut self, k: u32, node: *mut FreeNode) {
+    /// `block` is in list `k`; the caller takes it over (to hand out, or to merge).
+    #[inline]
+    pub(crate) unsafe fn remove(&mut self, k: u32, block: *mut u8) {
+        debug_assert!((block as usize).is_multiple_of(16));
         let k = k as usize;
-        // SAFETY: `node` and its neighbours are blocks in list k, valid for reads and writes.
-        unsafe {
-            let FreeNode { prev, next } = node.read();
-            if prev.is_null() {
-                self.heads[k] = next;
-            } else {
-                (*prev).next = next;
-            }
-            if !next.is_null() {
-                (*next).prev = prev;
-            }
-        }
+        debug_assert!(self.lens[k] > 0);
         self.lens[k] -= 1;
         if self.lens[k] == 0 {
             self.nonempty &= !(1 << k);
         }
     }
 
-    /// Takes the first block of list `k`.
-    pub(crate) fn pop(&mut self, k: u32) -> Option<*mut FreeNode> {
-        let head = self.heads[k as usize];
-        if head.is_null() {
-            return None;
-        }
-        // SAFETY: `head` is in list k.
-        unsafe { self.remove(k, head) };
-        Some(head)
-    }
-
     /// The smallest non-empty order `>= k`, if any.
     #[inline]
     pub(crate) fn first_at_least(&self, k: u32) -> Option<u32> {
-        let above = self.nonempty >> k;
+        let above = self.nonempty.checked_shr(k).unwrap_or(0);
         (above != 0).then(|| k + above.trailing_zeros())
     }
 
     /// Number of blocks in list `k`.
     pub(crate) fn len(&self, k: u32) -> usize {
         self.lens[k as usize]
-    }
-
-    /// The addresses in list `k`, in list order.
-    pub(crate) fn for_each(&self, k: u32, mut f: impl FnMut(usize)) {
-        let mut p = self.heads[k as usize];
-        while !p.is_null() {
-            f(p as usize);
-            // SAFETY: every node in a list is a valid free block.
-            p = unsafe { (*p).next };
-        }
     }
 }

@@ -1,5 +1,5 @@
 //! What `inspect()` shows: the bitmap grant, every block in address order, and one list per
-//! order named `order k (N B)`.
+//! order named `order k (N B)`, its blocks in address order (the order allocation takes them).
 //!
 //! ```text
 //!   region  data .. end of the bitmaps
@@ -81,7 +81,8 @@ impl<S: MemorySource> Buddy<S> {
         }
         for k in 0..self.orders {
             out.begin_list(format_args!("order {k} ({} B)", self.size(k)));
-            self.lists.for_each(k, |a| out.list_entry(a, self.size(k)));
+            self.bits
+                .for_each_free(k, |i| out.list_entry(self.addr_of(k, i), self.size(k)));
             out.end_list();
         }
         out.value(format_args!("min block"), 1usize << self.min_shift);

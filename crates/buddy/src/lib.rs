@@ -12,11 +12,10 @@
 //!              split on allocation:  [o4 ......][o3 ..][o2][o1][##]  <- served (o0 = 16 B)
 //!              merge on free:        [##] + free buddy [..] -> [o1] + free buddy -> ...
 //!
-//!   free lists, one per order (doubly linked through the free blocks):
-//!     order 0 (16 B):  -> [..]
-//!     order 1 (32 B):  -> [....] <-> [....]
-//!     ...
-//!   bitmaps, two bits per possible block of each order: "free" and "allocated as this order"
+//!   bitmaps, two bits per possible block of each order: "free" and "allocated as this order",
+//!   and above the free bits a summary tree (one bit per word below that has a bit set)
+//!   free lists, one per order: the blocks whose free bit is set (out of band: nothing is
+//!   written into a free block); allocation takes the lowest-addressed one
 //! ```
 //!
 //! * **Where the order is kept.** Nowhere per block: free derives it from the `Layout` (the
@@ -26,10 +25,11 @@
 //!   [`FreeError`]s and change nothing.
 //! * **Costs.** Allocation and free are O(number of orders) (at most one split or merge per
 //!   order), independent of how many blocks are live or free: whether a buddy is free is one bit
-//!   test, and unlinking it is O(1). Rounding to a power of two loses up to half of each block
-//!   (internal fragmentation, reported in [`Stats::internal_bytes`]); free blocks and the
-//!   bitmaps are external ([`Stats::external_bytes`]). The bitmaps take about
-//!   `capacity / (2 * min_block)` bytes.
+//!   test, taking it off its list is clearing that bit, and the lowest free block of an order is
+//!   found through the summary in one word read per level (module `bitmap`). Rounding to a
+//!   power of two loses up to half of each block (internal fragmentation, reported in
+//!   [`Stats::internal_bytes`]); free blocks and the bitmaps are external
+//!   ([`Stats::external_bytes`]). The bitmaps take about `capacity / (2 * min_block)` bytes.
 //! * **Memory.** [`Buddy::new`] is `const` and touches nothing; the first allocation takes the
 //!   bitmaps and then the data from the [`MemorySource`]: all of `capacity` at once, or in
 //!   chunks with [`Config::grow_by`] (a `brk`-like source such as [`allocator_traits::BrkRegion`]
@@ -131,6 +131,10 @@ pub struct Buddy<S: MemorySource> {
     /// from it (never from a caller's pointer, whose provenance may cover only its bytes).
     base: *mut u8,
     bits: Bitmaps,
+    /// Per order `k`, 0 or 1: block `i` of order `k` lies in block `(i >> 1) + up[k]` of order
+    /// `k + 1` (the bitmaps of each order start at the region's start rounded down to twice
+    /// the order's block size, so the next order's may start one block earlier).
+    up: [u8; MAX_ORDERS],
     lists: FreeLists,
     stats: Stats,
 }
@@ -166,6 +170,7 @@ impl<S: MemorySource> Buddy<S> {
             limit: 0,
             base: core::ptr::null_mut(),
             bits: Bitmaps::empty(),
+            up: [0; MAX_ORDERS],
             lists: FreeLists::new(),
             stats: Stats::new(),
         }
@@ -181,7 +186,11 @@ impl<S: MemorySource> Buddy<S> {
     /// Takes the bitmaps and the first data from the source if that has not happened yet (the
     /// first allocation does it otherwise). Until then, [`FreeSpaceManager::inspect`] shows no
     /// region.
+    #[inline]
     pub fn ensure_ready(&mut self) -> Result<(), AllocError> {
+        if self.phase == Phase::Ready {
+            return Ok(());
+        }
         self.prepare()
     }
 
@@ -237,6 +246,14 @@ impl<S: MemorySource> Buddy<S> {
         self.base.with_addr(addr)
     }
 
+    /// Address of the block of order `k` with index `i` in that order's bitmaps.
+    #[inline]
+    pub(crate) fn addr_of(&self, k: u32, i: usize) -> usize {
+        let shift = k + self.min_shift;
+        let base = self.origin & !((1usize << (shift + 1)) - 1);
+        base + (i << shift)
+    }
+
     /// Index of the block of order `k` at `addr` in that order's bitmaps.
     #[inline]
     pub(crate) fn index(&self, k: u32, addr: usize) -> usize {
@@ -251,6 +268,7 @@ impl<S: MemorySource> Buddy<S> {
         ((limit - base) >> shift) + 2
     }
 
+    #[cold]
     fn prepare(&mut self) -> Result<(), AllocError> {
         match self.phase {
             Phase::Ready => Ok(()),
@@ -331,6 +349,16 @@ impl<S: MemorySource> Buddy<S> {
         self.meta_len = meta.len();
         self.origin = grant as usize;
         self.base = grant;
+        // (The top order merges into nothing; skipping it also keeps `2 << shift` below 2^64
+        // for a capacity near `isize::MAX`.)
+        for k in 0..orders - 1 {
+            let shift = k + min_shift + 1;
+            let (this, next) = (
+                self.origin & !((1 << shift) - 1),
+                self.origin & !((2 << shift) - 1),
+            );
+            self.up[k as usize] = ((this - next) >> shift) as u8;
+        }
         self.limit = self.origin + capacity;
         // SAFETY: the meta grant holds `words` words (its length is at least `words * 8`), is
         // 8-aligned, and is ours alone.
@@ -547,10 +575,11 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
             }
         };
         let addr = ptr.as_ptr() as usize;
-        self.bits.put(Bits::Alloc, k, self.index(k, addr), false);
+        let i = self.index(k, addr);
+        self.bits.put(Bits::Alloc, k, i, false);
         self.stats.record_free(layout.size(), self.size(k));
         // SAFETY: validated: a live block of order k of ours, which the caller gives up.
-        unsafe { self.put(self.at(addr), k) };
+        unsafe { self.put_index(k, i) };
         Ok(())
     }
 

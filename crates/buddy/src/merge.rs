@@ -7,13 +7,16 @@
 //!   order 3  [ABC...........................]  buddy not free (or top order) -> push on list 3
 //! ```
 //!
-//! The buddy of the block at `addr` of size `s` is at `addr ^ s`; whether it is free is one bit
-//! in the free bitmap of its order, never a list scan. Unlinking it is O(1) because the lists are
-//! doubly linked. Adding fresh memory to the heap goes through the same path, so a new grant
-//! merges with free blocks at the end of the previous one.
+//! The buddy of the block at `addr` of size `s` is at `addr ^ s`: in the bitmaps, the buddy of
+//! block `i` is block `i ^ 1`, and the block two buddies merge into is block `(i >> 1) + up(k)`
+//! of the next order (`up(k)` is 0 or 1, fixed per order by where the region starts). Whether the
+//! buddy is free is one bit in the free bitmap of its order, never a list scan, and taking it off
+//! its list is clearing that bit (the lists are the bitmaps, module `freelist`): the loop works
+//! on bitmap indices alone and never touches the buddy's memory. Adding fresh memory to the heap
+//! goes through the same path, so a new grant merges with free blocks at the end of the previous
+//! one.
 
 use crate::bitmap::Bits;
-use crate::freelist::FreeNode;
 use crate::{Buddy, MemorySource};
 
 impl<S: MemorySource> Buddy<S> {
@@ -23,25 +26,30 @@ impl<S: MemorySource> Buddy<S> {
     /// # Safety
     /// `block` is a block of order `k` inside the heap's data, owned by the heap and in use by
     /// nobody.
-    pub(crate) unsafe fn put(&mut self, mut block: *mut u8, mut k: u32) {
-        while k + 1 < self.orders {
-            let size = self.size(k);
-            let buddy = block.map_addr(|a| a ^ size);
-            let bi = self.index(k, buddy as usize);
-            if !self.bits.test(Bits::Free, k, bi) {
-                break;
-            }
-            self.bits.put(Bits::Free, k, bi, false);
-            // SAFETY: the free bit says `buddy` is a free block of order k, in list k.
-            unsafe { self.lists.remove(k, buddy.cast::<FreeNode>()) };
-            if (buddy as usize) < (block as usize) {
-                block = buddy;
-            }
+    pub(crate) unsafe fn put(&mut self, block: *mut u8, k: u32) {
+        let i = self.index(k, block as usize);
+        // SAFETY: forwarded: block `i` of order `k` is `block`.
+        unsafe { self.put_index(k, i) };
+    }
+
+    /// [`Self::put`] for block `i` of order `k`.
+    ///
+    /// # Safety
+    /// As for [`Self::put`], for the block of order `k` with index `i`.
+    #[inline]
+    pub(crate) unsafe fn put_index(&mut self, mut k: u32, mut i: usize) {
+        while k + 1 < self.orders && self.bits.take_free(k, i ^ 1) {
+            let buddy = self.at(self.addr_of(k, i ^ 1));
+            // SAFETY: the free bit said `buddy` was a free block of order k, in list k; it
+            // merges.
+            unsafe { self.lists.remove(k, buddy) };
+            i = (i >> 1) + self.up[k as usize] as usize;
             k += 1;
         }
-        let i = self.index(k, block as usize);
         self.bits.put(Bits::Free, k, i, true);
-        // SAFETY: `block` is a free block of order k (caller), at least 16 bytes, aligned.
-        unsafe { self.lists.push(k, block.cast::<FreeNode>()) };
+        let block = self.at(self.addr_of(k, i));
+        // SAFETY: `block` is a block of order k that nobody uses (caller, and merged buddies
+        // were free).
+        unsafe { self.lists.push(k, block) };
     }
 }
