@@ -104,16 +104,6 @@ fn arena(a: &mut Arena<BrkRegion, OsPages>, ops: &[(u16, u32)]) {
     }
 }
 
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Runs `f` `iters` times on each of `threads` threads at once; the mean of their CPU times.
 fn threaded(threads: usize, iters: u64, n: usize, f: fn(&[(u16, u32)])) -> u64 {
     let per: Vec<Vec<(u16, u32)>> = (0..threads)
@@ -124,11 +114,11 @@ fn threaded(threads: usize, iters: u64, n: usize, f: fn(&[(u16, u32)])) -> u64 {
             .iter()
             .map(|o| {
                 sc.spawn(move || {
-                    let start = thread_cpu_ns();
+                    let start = cpu_time::now_ns();
                     for _ in 0..iters {
                         f(o)
                     }
-                    thread_cpu_ns() - start
+                    cpu_time::now_ns() - start
                 })
             })
             .collect();
