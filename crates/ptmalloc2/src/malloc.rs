@@ -799,6 +799,23 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
         unsafe { self.free_sized(ptr, layout.size()) }
     }
 
+    /// glibc has no in-place resize apart from `realloc` (which `grow` and `shrink` model); this
+    /// only checks the block, as the trait asks, so that the allocate-copy-free fallback of
+    /// over-aligned resizes never reads from a pointer that is not ours.
+    unsafe fn resize_in_place(
+        &mut self,
+        ptr: NonNull<u8>,
+        _old: Layout,
+        _new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        match self.usable_size(ptr) {
+            Some(_) => Err(AllocError::NotInPlace),
+            None => Err(AllocError::InvalidBlock(FreeError::Foreign {
+                ptr: ptr.as_ptr() as usize,
+            })),
+        }
+    }
+
     unsafe fn grow(
         &mut self,
         ptr: NonNull<u8>,

@@ -255,8 +255,9 @@ pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
         );
         shadow.check(&m);
         // Growing or shrinking a foreign block is refused the same way, and nothing changes.
-        for new_size in [200, 4] {
-            let new = Layout::from_size_align(new_size, 8).expect("layout");
+        // The last case asks for more alignment: the block must be checked before a move too.
+        for (new_size, new_align) in [(200, 8), (4, 8), (200, 64.min(p.max_align.max(8)))] {
+            let new = Layout::from_size_align(new_size, new_align).expect("layout");
             let before = m.stats();
             // SAFETY: the policy claims to detect foreign pointers; `outside` is readable memory.
             let r = unsafe {
@@ -266,7 +267,7 @@ pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
                     m.shrink(ptr, layout, new)
                 }
             };
-            let what = format!("resize of a foreign pointer to {new_size} bytes");
+            let what = format!("resize of a foreign pointer to {new:?}");
             match r {
                 Err(AllocError::InvalidBlock(e)) => {
                     assert_eq!(
