@@ -158,51 +158,65 @@ pub unsafe fn resize_by_moving<M: FreeSpaceManager + ?Sized>(
     Ok(fresh)
 }
 
-impl<M: FreeSpaceManager + ?Sized> FreeSpaceManager for &mut M {
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        (**self).allocate(layout)
-    }
-    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { (**self).deallocate(ptr, layout) }
-    }
-    unsafe fn resize_in_place(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { (**self).resize_in_place(ptr, old, new) }
-    }
-    unsafe fn grow(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { (**self).grow(ptr, old, new) }
-    }
-    unsafe fn shrink(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { (**self).shrink(ptr, old, new) }
-    }
-    fn stats(&self) -> Stats {
-        (**self).stats()
-    }
-    fn record_moved_resize(&mut self) {
-        (**self).record_moved_resize()
-    }
-    fn inspect(&self, out: &mut dyn Inspector) {
-        (**self).inspect(out)
-    }
-    fn detects(&self) -> Detects {
-        (**self).detects()
-    }
+/// A manager behind a pointer forwards every call (the pointer types below).
+macro_rules! forward_manager {
+    ($(#[$attr:meta])* $ptr:ty) => {
+        $(#[$attr])*
+        impl<M: FreeSpaceManager + ?Sized> FreeSpaceManager for $ptr {
+            fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                (**self).allocate(layout)
+            }
+            unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+                // SAFETY: forwarded caller contract.
+                unsafe { (**self).deallocate(ptr, layout) }
+            }
+            unsafe fn resize_in_place(
+                &mut self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: forwarded caller contract.
+                unsafe { (**self).resize_in_place(ptr, old, new) }
+            }
+            unsafe fn grow(
+                &mut self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: forwarded caller contract.
+                unsafe { (**self).grow(ptr, old, new) }
+            }
+            unsafe fn shrink(
+                &mut self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: forwarded caller contract.
+                unsafe { (**self).shrink(ptr, old, new) }
+            }
+            fn stats(&self) -> Stats {
+                (**self).stats()
+            }
+            fn record_moved_resize(&mut self) {
+                (**self).record_moved_resize()
+            }
+            fn inspect(&self, out: &mut dyn Inspector) {
+                (**self).inspect(out)
+            }
+            fn detects(&self) -> Detects {
+                (**self).detects()
+            }
+        }
+    };
 }
+
+forward_manager!(&mut M);
+forward_manager!(
+    /// A boxed manager (`Box<dyn FreeSpaceManager + Send>`, say) is a manager, so it can be
+    /// wrapped in [`crate::Locked`] like any other.
+    #[cfg(feature = "alloc")]
+    alloc::boxed::Box<M>
+);

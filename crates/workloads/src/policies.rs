@@ -56,8 +56,9 @@ impl Config {
 }
 
 /// A manager that can also say where a block lies: its offset from the start of its first
-/// (main) heap, or `None` for a block in a separate OS mapping (printed `MMAP`).
-pub trait Placed: FreeSpaceManager {
+/// (main) heap, or `None` for a block in a separate OS mapping (printed `MMAP`). `Send`, so that
+/// the threaded replay can put one behind a lock.
+pub trait Placed: FreeSpaceManager + Send {
     /// The block at `addr`'s offset, or `None` if it is in a separate mapping.
     fn offset(&self, addr: usize) -> Option<usize>;
 }
@@ -117,7 +118,7 @@ impl<M: FreeSpaceManager> FreeSpaceManager for Entry<M> {
     }
 }
 
-impl<M: FreeSpaceManager> Placed for Entry<M> {
+impl<M: FreeSpaceManager + Send> Placed for Entry<M> {
     fn offset(&self, addr: usize) -> Option<usize> {
         (self.offset)(&self.m, addr)
     }
@@ -170,7 +171,7 @@ pub fn first_region_offset<M: FreeSpaceManager + ?Sized>(m: &M, addr: usize) -> 
     (addr >= start && addr < start.saturating_add(len.max(1))).then(|| addr - start)
 }
 
-fn instance<M: FreeSpaceManager + 'static>(m: M) -> Instance {
+fn instance<M: FreeSpaceManager + Send + 'static>(m: M) -> Instance {
     Instance {
         manager: Box::new(Entry {
             m,
@@ -343,66 +344,6 @@ impl std::fmt::Debug for Concurrent {
     }
 }
 
-/// A registry manager that may move between threads (see the `Send` impl's safety comment).
-struct SendManager(Box<dyn Placed>);
-
-// SAFETY: the registry's managers (fit, buddy, segregated, tcmalloc::Core, ptmalloc2::Arena) own
-// their memory (a `BrkRegion` reservation or OS mappings) and hold only raw pointers into it and
-// plain data: no thread-local state, no thread identity, nothing tied to the thread that made
-// them. Moving one to another thread, or using it from several threads one at a time (as
-// `Locked` does, under its lock), is therefore sound; `Box<dyn Placed>` only lacks the `Send`
-// bound because the trait object does not declare it.
-unsafe impl Send for SendManager {}
-
-impl FreeSpaceManager for SendManager {
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.0.allocate(layout)
-    }
-    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.0.deallocate(ptr, layout) }
-    }
-    unsafe fn resize_in_place(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.0.resize_in_place(ptr, old, new) }
-    }
-    unsafe fn grow(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.0.grow(ptr, old, new) }
-    }
-    unsafe fn shrink(
-        &mut self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded caller contract.
-        unsafe { self.0.shrink(ptr, old, new) }
-    }
-    fn stats(&self) -> Stats {
-        self.0.stats()
-    }
-    fn record_moved_resize(&mut self) {
-        self.0.record_moved_resize()
-    }
-    fn inspect(&self, out: &mut dyn Inspector) {
-        self.0.inspect(out)
-    }
-    fn detects(&self) -> Detects {
-        self.0.detects()
-    }
-}
-
 /// The policy `name` as an allocator several threads can share: `tcmalloc` as the concurrent
 /// [`tcmalloc::Tcmalloc`] (thread caches over OS pages), `ptmalloc2` as [`ptmalloc2::Ptmalloc`]
 /// (arenas per thread, tcache; `cfg.tunables` applied), every other policy as the instance
@@ -428,7 +369,7 @@ pub fn concurrent(name: &str, cfg: &Config) -> Result<Concurrent, String> {
         }
         _ => Concurrent {
             runs_as: format!("Locked<{name}> (one spin lock)"),
-            alloc: Box::new(Locked::new(SendManager(build(name, cfg)?.manager))),
+            alloc: Box::new(Locked::new(build(name, cfg)?.manager)),
         },
     })
 }
