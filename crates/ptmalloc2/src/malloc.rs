@@ -28,7 +28,7 @@ use crate::checks::*;
 use crate::chunk::*;
 use crate::heap::{Mapping, NoMmap, Sys};
 use crate::tcache::{self, TCACHE_MAX_BINS, TCACHE_STRUCT_SIZE, Tc};
-use crate::tunables::{DEFAULT_MMAP_THRESHOLD_MAX, Params, Tunables};
+use crate::tunables::{Params, Tunables};
 
 /// Why a C-level call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,14 +319,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         if nomask & IS_MMAPPED == 0 {
             return Err(bad(MUNMAP_INVALID));
         }
-        let mp_ = &mut self.core.mp;
-        if !mp_.no_dyn_threshold
-            && nomask > mp_.mmap_threshold
-            && nomask <= DEFAULT_MMAP_THRESHOLD_MAX
-        {
-            mp_.mmap_threshold = nomask & !SIZE_BITS;
-            mp_.trim_threshold = 2 * mp_.mmap_threshold;
-        }
+        self.core.mp.raise_dynamic_threshold(nomask);
         self.sys
             .munmap_chunk(&mut self.core, p, i, mp)
             .map_err(|f| match f {

@@ -40,7 +40,7 @@ use crate::chunk::*;
 use crate::heap::{Mappings, Sys};
 use crate::tcache::Tc;
 use crate::tcache::{self, TCACHE_STRUCT_SIZE};
-use crate::tunables::{DEFAULT_MMAP_THRESHOLD_MAX, HEAP_MAX_SIZE, Params, Tunables};
+use crate::tunables::{HEAP_MAX_SIZE, Params, Tunables};
 
 /// Most arenas one `Ptmalloc` runs (glibc's limit is 8 x CPUs).
 pub const MAX_ARENAS: usize = 64;
@@ -1056,14 +1056,7 @@ impl Ptmalloc {
             }
             // SAFETY: the header is inside the mapping.
             let nomask = unsafe { size_nomask(&mm, p) };
-            let q = &mut cell.core.mp;
-            if !q.no_dyn_threshold
-                && nomask > q.mmap_threshold
-                && nomask <= DEFAULT_MMAP_THRESHOLD_MAX
-            {
-                q.mmap_threshold = nomask & !SIZE_BITS;
-                q.trim_threshold = 2 * q.mmap_threshold;
-            }
+            cell.core.mp.raise_dynamic_threshold(nomask);
             let sys_unmap = |maps: &mut Mappings<OsPages>, core: &mut Core| -> R<()> {
                 // SAFETY: as above.
                 let (ps, size) = unsafe { (prev_size(&mm, p), chunksize(&mm, p)) };

@@ -276,6 +276,19 @@ pub struct Params {
 }
 
 impl Params {
+    /// `free` of a mapped chunk whose size word is `nomask`: glibc raises the dynamic mmap
+    /// threshold to that chunk's size (and the trim threshold to twice it), unless a tunable
+    /// froze them or the chunk is above `DEFAULT_MMAP_THRESHOLD_MAX`.
+    pub fn raise_dynamic_threshold(&mut self, nomask: usize) {
+        if !self.no_dyn_threshold
+            && nomask > self.mmap_threshold
+            && nomask <= DEFAULT_MMAP_THRESHOLD_MAX
+        {
+            self.mmap_threshold = nomask & !crate::chunk::SIZE_BITS;
+            self.trim_threshold = 2 * self.mmap_threshold;
+        }
+    }
+
     /// glibc's parameters after `ptmalloc_init` with these tunables.
     pub fn new(t: &Tunables) -> Self {
         let mut p = Params {
