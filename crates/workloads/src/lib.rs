@@ -20,6 +20,7 @@
 
 pub mod binary;
 pub mod foreign;
+pub mod mapping;
 pub mod metrics;
 pub mod policies;
 pub mod replay;

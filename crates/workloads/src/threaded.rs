@@ -53,6 +53,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::mapping::Mapping;
 use crate::replay::{ReplayError, layout_of};
 use crate::trace::{Op, Trace};
 
@@ -247,15 +248,14 @@ impl ThreadedProgram {
 /// bytes, thread scheduling) and next to no allocator work, so its time is the floor under every
 /// allocator's threaded time on the same trace and machine.
 pub struct BumpFloor {
-    base: usize,
-    len: usize,
+    map: Mapping,
     next: AtomicUsize,
 }
 
 impl std::fmt::Debug for BumpFloor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BumpFloor")
-            .field("len", &self.len)
+            .field("len", &self.map.len())
             .field("used", &self.next.load(Ordering::Relaxed))
             .finish()
     }
@@ -264,24 +264,9 @@ impl std::fmt::Debug for BumpFloor {
 impl BumpFloor {
     /// Reserves `len` bytes of address space (pages become resident when touched).
     pub fn new(len: usize) -> Result<Self, String> {
-        let len = len.max(1);
-        // SAFETY: an anonymous private mapping at an address the kernel picks.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!("mmap of {len} bytes for the replay floor failed"));
-        }
+        let map = Mapping::new(len).map_err(|e| format!("the replay floor: {e}"))?;
         Ok(BumpFloor {
-            base: p as usize,
-            len,
+            map,
             next: AtomicUsize::new(0),
         })
     }
@@ -289,14 +274,6 @@ impl BumpFloor {
     /// Starts again from the beginning (the pages stay resident): only when no block is live.
     pub fn reset(&mut self) {
         *self.next.get_mut() = 0;
-    }
-}
-
-impl Drop for BumpFloor {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once; `&mut self` means no replay is using
-        // it, and its blocks die with it.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
     }
 }
 
@@ -308,11 +285,12 @@ unsafe impl GlobalAlloc for BumpFloor {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let need = layout.size().saturating_add(layout.align());
         let off = self.next.fetch_add(need, Ordering::Relaxed);
-        if off.saturating_add(need) > self.len {
+        if off.saturating_add(need) > self.map.len() {
             return core::ptr::null_mut();
         }
-        let start = (self.base + off).next_multiple_of(layout.align());
-        start as *mut u8
+        let at = self.map.base().as_ptr().wrapping_add(off);
+        // Derived from the mapping's pointer (keeps its provenance); `pad < align <= need - size`.
+        at.wrapping_add(at.addr().wrapping_neg() & (layout.align() - 1))
     }
     unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
 }

@@ -17,6 +17,8 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
+use workloads::mapping::Mapping;
+
 /// Every peer name, in report order.
 pub const NAMES: &[&str] = &[
     "system",
@@ -32,46 +34,10 @@ pub const NAMES: &[&str] = &[
 /// Bytes of address space each region peer gets.
 pub const ARENA: usize = 8 << 30;
 
-/// An anonymous mapping reserved without swap, pages committed on first touch; unmapped on drop.
-pub struct Arena {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-impl Arena {
-    /// Maps `len` bytes.
-    pub fn new(len: usize) -> Result<Self, String> {
-        // SAFETY: an anonymous private mapping at an address the kernel picks.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!("mmap of {len} bytes failed"));
-        }
-        let base = NonNull::new(p.cast::<u8>()).ok_or("mmap returned null")?;
-        Ok(Arena { base, len })
-    }
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once; nothing allocated from it survives
-        // the peer that owns this arena.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
-}
-
 /// A single-threaded `GlobalAlloc` over a heap with `&mut` methods.
 pub struct Unlocked<H> {
     heap: UnsafeCell<H>,
-    _arena: Arena,
+    _arena: Mapping,
 }
 
 /// The `&mut` interface of a region heap.
@@ -341,19 +307,19 @@ pub fn build(name: &str) -> Result<Box<dyn GlobalAlloc>, String> {
         "jemalloc" => Box::new(tikv_jemallocator::Jemalloc),
         "gperftools" => Box::new(Gperftools::load()?),
         "talc" => {
-            let arena = Arena::new(ARENA)?;
+            let arena = Mapping::new(ARENA)?;
             // SAFETY: the arena is valid for ARENA bytes, used by this heap alone, and outlives it
             // (both live in the same `Unlocked`, the heap's blocks die with it).
-            let claim = unsafe { talc::source::Claim::new(arena.base.as_ptr(), ARENA) };
+            let claim = unsafe { talc::source::Claim::new(arena.base().as_ptr(), ARENA) };
             Box::new(Unlocked {
                 heap: UnsafeCell::new(Talc(talc::TalcCell::new(claim))),
                 _arena: arena,
             })
         }
         "rlsf" => {
-            let arena = Arena::new(ARENA)?;
+            let arena = Mapping::new(ARENA)?;
             let mut t = TlsfHeap::new();
-            let block = NonNull::slice_from_raw_parts(arena.base, ARENA);
+            let block = NonNull::slice_from_raw_parts(arena.base(), ARENA);
             // SAFETY: as for talc: the arena is the heap's alone and outlives it.
             unsafe { t.insert_free_block_ptr(block) };
             Box::new(Unlocked {
@@ -362,19 +328,19 @@ pub fn build(name: &str) -> Result<Box<dyn GlobalAlloc>, String> {
             })
         }
         "buddy_system_allocator" => {
-            let arena = Arena::new(ARENA)?;
+            let arena = Mapping::new(ARENA)?;
             let mut h = buddy_system_allocator::Heap::<34>::new();
             // SAFETY: as for talc.
-            unsafe { h.init(arena.base.as_ptr() as usize, ARENA) };
+            unsafe { h.init(arena.base().as_ptr() as usize, ARENA) };
             Box::new(Unlocked {
                 heap: UnsafeCell::new(Bsa(h)),
                 _arena: arena,
             })
         }
         "linked_list_allocator" => {
-            let arena = Arena::new(ARENA)?;
+            let arena = Mapping::new(ARENA)?;
             // SAFETY: as for talc.
-            let h = unsafe { linked_list_allocator::Heap::new(arena.base.as_ptr(), ARENA) };
+            let h = unsafe { linked_list_allocator::Heap::new(arena.base().as_ptr(), ARENA) };
             Box::new(Unlocked {
                 heap: UnsafeCell::new(Lla(h)),
                 _arena: arena,
