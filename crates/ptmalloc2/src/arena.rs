@@ -705,6 +705,23 @@ impl Core {
         Ok(())
     }
 
+    /// `_int_free`'s first checks of the chunk at `p`: its size and whether the chunk and the next
+    /// header lie below the end of the top chunk (a model guard: glibc would read past its heap).
+    /// Shared by [`int_free`](Self::int_free) and its tcache fast path, which must decide alike.
+    #[inline(always)]
+    fn free_checks(&self, p: usize) -> Result<(usize, bool), &'static str> {
+        let size = self.csize(p);
+        if p > size.wrapping_neg() || misaligned(p) {
+            return Err(FREE_INVALID_POINTER);
+        }
+        if size < MINSIZE || size & MALLOC_ALIGN_MASK != 0 {
+            return Err(FREE_INVALID_SIZE);
+        }
+        let limit = self.st.top + self.top_size();
+        let in_bounds = p < limit && size <= limit - p && limit - p - size >= CHUNK_HDR_SZ;
+        Ok((size, in_bounds))
+    }
+
     /// The common case of [`int_free`](Self::int_free), kept small enough to inline into the
     /// front doors: every check `_int_free` makes before the tcache passes, the chunk does not
     /// carry the tcache key (so no double-free walk) and its tcache bin has room, so the chunk
@@ -714,16 +731,7 @@ impl Core {
     /// The caller has checked that `p`'s size word lies inside the heap.
     #[inline(always)]
     pub fn tcache_free_fast(&mut self, tc: Tc, p: usize) -> Option<usize> {
-        let size = self.csize(p);
-        if p > size.wrapping_neg()
-            || misaligned(p)
-            || size < MINSIZE
-            || size & MALLOC_ALIGN_MASK != 0
-        {
-            return None;
-        }
-        let limit = self.st.top + self.top_size();
-        let in_bounds = p < limit && size <= limit - p && limit - p - size >= CHUNK_HDR_SZ;
+        let (size, in_bounds) = self.free_checks(p).ok()?;
         let i = tcache::csize2tidx(size);
         if !in_bounds || !tc.is_some() || i >= self.mp.tcache_bins {
             return None;
@@ -747,17 +755,7 @@ impl Core {
     #[inline]
     pub fn int_free<G: Grow>(&mut self, g: &mut G, tc: Tc, p: usize, have_lock: bool) -> R<()> {
         let m = self.m;
-        let size = self.csize(p);
-        if p > size.wrapping_neg() || misaligned(p) {
-            return Err(FREE_INVALID_POINTER.into());
-        }
-        if size < MINSIZE || size & MALLOC_ALIGN_MASK != 0 {
-            return Err(FREE_INVALID_SIZE.into());
-        }
-        // Model guard (glibc would read past its heap): the chunk and the next header must lie
-        // below the end of the top chunk.
-        let limit = self.st.top + self.top_size();
-        let in_bounds = p < limit && size <= limit - p && limit - p - size >= CHUNK_HDR_SZ;
+        let (size, in_bounds) = self.free_checks(p).map_err(Fail::Corrupt)?;
 
         if tc.is_some() && tcache::csize2tidx(size) < self.mp.tcache_bins {
             if !in_bounds {
