@@ -150,3 +150,47 @@ pub enum SourceError {
         errno: i32,
     },
 }
+
+/// What an invariant walk ([`crate::FreeSpaceManager::check_invariants`]) found wrong with a
+/// manager's own structures: which structure, where, and which invariant failed.
+///
+/// `at` is an address for structures in memory (a chunk, a free-list node) and an index where the
+/// structure is a table (a bin, a buddy order, a size class); `problem` states the invariant that
+/// does not hold, in the words of the field docs it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{structure} at {at:#x}: {problem}")]
+pub struct Corruption {
+    /// The structure the walk was checking (`"free list"`, `"smallbin[5]"`, `"order 3 bitmap"`).
+    pub structure: &'static str,
+    /// The address (or index) of the element that breaks the invariant.
+    pub at: usize,
+    /// The invariant that does not hold.
+    pub problem: &'static str,
+}
+
+impl Corruption {
+    /// A corruption of `structure` at `at`: `problem`.
+    pub const fn new(structure: &'static str, at: usize, problem: &'static str) -> Self {
+        Corruption {
+            structure,
+            at,
+            problem,
+        }
+    }
+
+    /// `Ok(())` if `holds`, else the corruption: the one-line form walks are written in
+    /// (`Corruption::ensure(size >= MIN, "free list", addr, "size below the minimum block")?`).
+    #[inline]
+    pub const fn ensure(
+        holds: bool,
+        structure: &'static str,
+        at: usize,
+        problem: &'static str,
+    ) -> Result<(), Corruption> {
+        if holds {
+            Ok(())
+        } else {
+            Err(Corruption::new(structure, at, problem))
+        }
+    }
+}

@@ -22,7 +22,8 @@
 //!   `hashbrown::HashMap`) and a [`core::alloc::GlobalAlloc`].
 //! * With the `conformance` feature, [`conformance`] is the test kit that every policy runs.
 //!
-//! A new policy implements `allocate`, `deallocate`, `stats` and `inspect`; `resize_in_place`
+//! A new policy implements `allocate`, `deallocate`, `stats`, `inspect` and `check_invariants`
+//! (its invariant walk, which the kit runs after every operation); `resize_in_place`
 //! where blocks can change size without moving (it checks the block first); `detects` for the bad
 //! frees it catches; and `record_moved_resize` (one line: `self.stats.record_moved_resize()`), so
 //! that the default `grow` and `shrink` ([`resize_by_moving`]) count a move as one resize. Then it
@@ -45,10 +46,10 @@ mod stats;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use error::{AllocError, FreeError, SourceError};
+pub use error::{AllocError, Corruption, FreeError, SourceError};
 pub use inspect::{BlockKind, Inspector, NoInspector};
 pub use locked::{Locked, abort_with};
-pub use manager::{Detects, FreeSpaceManager, resize_by_moving};
+pub use manager::{Detects, FreeSpaceManager, Placement, first_region_placement, resize_by_moving};
 #[cfg(feature = "alloc")]
 pub use source::BoxedRegion;
 #[cfg(all(feature = "std", unix))]

@@ -15,7 +15,7 @@ use crate::{AllocError, FreeError, FreeSpaceManager, Stats};
 /// ```
 /// # #[cfg(feature = "std")] {
 /// use allocator_traits::Locked;
-/// # use allocator_traits::{FreeSpaceManager, Stats, Inspector, AllocError, FreeError};
+/// # use allocator_traits::{FreeSpaceManager, Stats, Inspector, AllocError, FreeError, Corruption};
 /// # use core::{alloc::Layout, ptr::NonNull};
 /// # struct Sys;
 /// # impl FreeSpaceManager for Sys {
@@ -26,6 +26,7 @@ use crate::{AllocError, FreeError, FreeSpaceManager, Stats};
 /// #     unsafe { std::alloc::dealloc(p.as_ptr(), l) }; Ok(()) }
 /// #   fn stats(&self) -> Stats { Stats::new() }
 /// #   fn inspect(&self, _: &mut dyn Inspector) {}
+/// #   fn check_invariants(&self) -> Result<(), Corruption> { Ok(()) }
 /// # }
 /// let heap = Locked::new(Sys);
 /// let mut v = allocator_api2::vec::Vec::new_in(&heap);
@@ -136,6 +137,13 @@ unsafe impl<M: FreeSpaceManager> allocator_api2::alloc::Allocator for Locked<M> 
         self.inner.lock().allocate(layout).map_err(api_error)
     }
 
+    fn allocate_zeroed(
+        &self,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        self.inner.lock().allocate_zeroed(layout).map_err(api_error)
+    }
+
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: the Allocator contract makes `ptr` a block of ours allocated with `layout`.
         if let Err(e) = unsafe { self.inner.lock().deallocate(ptr, layout) } {
@@ -188,6 +196,13 @@ unsafe impl<M: FreeSpaceManager> allocator_api2::alloc::Allocator for Locked<M> 
 unsafe impl<M: FreeSpaceManager> GlobalAlloc for Locked<M> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match self.inner.lock().allocate(layout) {
+            Ok(p) => p.as_ptr().cast(),
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        match self.inner.lock().allocate_zeroed(layout) {
             Ok(p) => p.as_ptr().cast(),
             Err(_) => core::ptr::null_mut(),
         }

@@ -3,7 +3,51 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use crate::{AllocError, FreeError, Inspector, Stats};
+use crate::{AllocError, Corruption, FreeError, Inspector, Stats};
+
+/// Where a live block lies: at an offset from the start of the manager's first (main) heap, or
+/// in a separate OS mapping of its own (ptmalloc2's mmapped chunks). `fsm replay --offsets` prints
+/// it (`Display`: the offset in decimal, or `MMAP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// This many bytes past the start of the main heap.
+    Heap(usize),
+    /// In a mapping outside the main heap.
+    Mapped,
+}
+
+impl core::fmt::Display for Placement {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Placement::Heap(off) => write!(f, "{off}"),
+            Placement::Mapped => f.write_str("MMAP"),
+        }
+    }
+}
+
+/// Where `ptr` lies relative to the first region `m` reports through
+/// [`FreeSpaceManager::inspect`]: the default of [`FreeSpaceManager::placement`]. It walks the
+/// manager's structures (O(blocks)): meant for `--offsets` and tests, not for a hot path.
+pub fn first_region_placement<M: FreeSpaceManager + ?Sized>(m: &M, ptr: NonNull<u8>) -> Placement {
+    #[derive(Default)]
+    struct First(Option<(usize, usize)>);
+    impl Inspector for First {
+        fn region(&mut self, start: usize, len: usize) {
+            if self.0.is_none() {
+                self.0 = Some((start, len));
+            }
+        }
+    }
+    let mut first = First::default();
+    m.inspect(&mut first);
+    let addr = ptr.as_ptr() as usize;
+    match first.0 {
+        Some((start, len)) if addr >= start && addr < start.saturating_add(len.max(1)) => {
+            Placement::Heap(addr - start)
+        }
+        _ => Placement::Mapped,
+    }
+}
 
 /// Which bad frees a policy detects and reports as a [`FreeError`] (instead of corrupting itself).
 ///
@@ -42,6 +86,17 @@ pub struct Detects {
 pub trait FreeSpaceManager {
     /// Allocates a block that fits `layout`.
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError>;
+
+    /// Allocates a block that fits `layout` with its first `layout.size()` bytes zeroed: C's
+    /// `calloc`. The default allocates and writes the zeros; a policy whose `calloc` takes another
+    /// path overrides it (ptmalloc2 bypasses the tcache and skips zeroing fresh top memory, as
+    /// glibc does).
+    fn allocate_zeroed(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let block = self.allocate(layout)?;
+        // SAFETY: the block is ours, live, and at least `layout.size()` bytes long.
+        unsafe { block.cast::<u8>().as_ptr().write_bytes(0, layout.size()) };
+        Ok(block)
+    }
 
     /// Frees the block at `ptr`, allocated with `layout`.
     ///
@@ -120,6 +175,24 @@ pub trait FreeSpaceManager {
     fn detects(&self) -> Detects {
         Detects::default()
     }
+
+    /// Where the live block at `ptr` lies: its offset from the start of the manager's main heap,
+    /// or [`Placement::Mapped`] for a block in a separate mapping. The default
+    /// ([`first_region_placement`]) measures from the first region [`inspect`](Self::inspect)
+    /// reports; a policy overrides it where its main heap starts elsewhere (ptmalloc2 measures
+    /// from glibc's heap start, so the offsets compare with the real glibc's) or to answer in
+    /// O(1).
+    fn placement(&self, ptr: NonNull<u8>) -> Placement {
+        first_region_placement(self, ptr)
+    }
+
+    /// Walks every structure the manager keeps (free lists, bins, bitmaps, boundary tags, span
+    /// tables, caches) and checks the invariants that relate them, as glibc's
+    /// `do_check_malloc_state` and talc's `scan_for_errors` do: the first one that does not hold
+    /// is returned. It reads only the manager's own metadata (never a live block's bytes), costs
+    /// O(size of the structures), and is meant for tests and debugging: the conformance kit runs
+    /// it after every operation of its sequences.
+    fn check_invariants(&self) -> Result<(), Corruption>;
 }
 
 /// Resize in place if the manager can, otherwise allocate a new block, copy, free the old one and
@@ -166,6 +239,9 @@ macro_rules! forward_manager {
             fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
                 (**self).allocate(layout)
             }
+            fn allocate_zeroed(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                (**self).allocate_zeroed(layout)
+            }
             unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
                 // SAFETY: forwarded caller contract.
                 unsafe { (**self).deallocate(ptr, layout) }
@@ -208,6 +284,12 @@ macro_rules! forward_manager {
             }
             fn detects(&self) -> Detects {
                 (**self).detects()
+            }
+            fn placement(&self, ptr: NonNull<u8>) -> Placement {
+                (**self).placement(ptr)
+            }
+            fn check_invariants(&self) -> Result<(), Corruption> {
+                (**self).check_invariants()
             }
         }
     };

@@ -7,12 +7,13 @@ use std::ptr::NonNull;
 
 use allocator_traits::conformance::{self, Profile};
 use allocator_traits::{
-    AllocError, BlockKind, BoxedRegion, Detects, FreeError, FreeSpaceManager, Inspector,
-    MemorySource, Stats,
+    AllocError, BlockKind, BoxedRegion, Corruption, Detects, FreeError, FreeSpaceManager,
+    Inspector, MemorySource, Stats,
 };
 
 /// A bump allocator that rewinds when nothing is live: the smallest honest manager.
-/// A block's size is kept in an 8-byte header in front of it (with a live/free mark).
+/// A block's size is kept in an 8-byte header in front of it (with a live/free mark); alignment
+/// padding in front of a header starts with a word that says how long it is.
 struct Bump {
     region: BoxedRegion,
     mem: NonNull<u8>,
@@ -36,10 +37,14 @@ enum Bug {
     SilentDoubleFree,
     /// Counts a moved resize as an allocation and a free.
     MoveAsAllocFree,
+    /// Marks a freed block's header with neither mark (only the walk can see it: the header lies
+    /// outside every block, and nothing reads it again).
+    BadHeader,
 }
 
 const LIVE: u64 = 0xA11C_0000_0000_0000;
 const FREE: u64 = 0xF4EE_0000_0000_0000;
+const PAD: u64 = 0x9AD0_0000_0000_0000;
 const MARK: u64 = 0xFFFF_0000_0000_0000;
 
 impl Bump {
@@ -91,6 +96,16 @@ impl FreeSpaceManager for Bump {
             start
         };
         let held = end - (self.base + self.top);
+        let gap = start - 8 - (self.base + self.top);
+        if gap > 0 && self.bug != Bug::Overlap {
+            // SAFETY: the gap is at least 8 bytes (everything is a multiple of 8) inside the
+            // region, below the new block's header.
+            unsafe {
+                self.at(self.base + self.top)
+                    .cast::<u64>()
+                    .write(PAD | gap as u64)
+            };
+        }
         self.top = end - self.base;
         // SAFETY: `start - 8 .. end` lies in our region.
         unsafe { self.header(start).write(LIVE | held as u64) };
@@ -118,8 +133,9 @@ impl FreeSpaceManager for Bump {
             return Err(FreeError::NotABlock { ptr: p });
         }
         let held = (h & !MARK) as usize;
+        let mark = if self.bug == Bug::BadHeader { 0 } else { FREE };
         // SAFETY: the header is ours.
-        unsafe { self.header(p).write(FREE | held as u64) };
+        unsafe { self.header(p).write(mark | held as u64) };
         if self.bug == Bug::Clobber && p + layout.size() + 16 < self.base + self.top {
             // SAFETY: inside the region (planted bug: writes over a neighbour).
             unsafe {
@@ -174,6 +190,45 @@ impl FreeSpaceManager for Bump {
             double_free: true,
             layout_mismatch: false,
         }
+    }
+
+    /// The blocks tile `base .. base + top`: from the previous block's end comes either the
+    /// block's header or a padding word saying how far on the header is; the header carries the
+    /// live or the free mark and the bytes the block holds from the previous block's end.
+    fn check_invariants(&self) -> Result<(), Corruption> {
+        let mut at = 0;
+        while at < self.top {
+            // SAFETY: `at .. at + 8` lies below `top`, inside our region.
+            let mut w = unsafe { self.at(self.base + at).cast::<u64>().read() };
+            let mut header = at;
+            if w & MARK == PAD {
+                // Alignment padding: its first word says how far the block's header is.
+                header = at + (w & !MARK) as usize;
+                Corruption::ensure(
+                    header + 8 <= self.top,
+                    "padding",
+                    self.base + at,
+                    "runs past the top",
+                )?;
+                // SAFETY: as above, below `top`.
+                w = unsafe { self.at(self.base + header).cast::<u64>().read() };
+            }
+            Corruption::ensure(
+                w & MARK == LIVE || w & MARK == FREE,
+                "block header",
+                self.base + header,
+                "carries neither the live nor the free mark",
+            )?;
+            let held = (w & !MARK) as usize;
+            Corruption::ensure(
+                held > header - at && at + held <= self.top,
+                "block header",
+                self.base + header,
+                "held bytes do not end between the header and the top",
+            )?;
+            at += held;
+        }
+        Ok(())
     }
 }
 
@@ -246,6 +301,39 @@ fn the_kit_catches_an_unreported_double_free() {
     assert!(fails(|| conformance::check_bad_frees(PROFILE, |c| {
         Bump::new(c, Bug::SilentDoubleFree)
     })));
+}
+
+#[test]
+fn the_kit_runs_the_invariant_walk() {
+    // A corrupted header is invisible to the shadow (it is outside every block and never read
+    // again); only the policy's walk, which the kit runs after every operation, catches it.
+    assert!(fails(|| {
+        let mut m = Bump::new(PROFILE.capacity, Bug::BadHeader);
+        let mut shadow = conformance::Shadow::new(PROFILE.max_align);
+        for _ in 0..3 {
+            shadow.apply(
+                &mut m,
+                conformance::Op::Alloc {
+                    size: 40,
+                    align_shift: 3,
+                },
+            );
+        }
+        shadow.apply(&mut m, conformance::Op::Free { idx: 1 });
+    }));
+    // The same sequence on the honest manager passes.
+    let mut m = Bump::new(PROFILE.capacity, Bug::None);
+    let mut shadow = conformance::Shadow::new(PROFILE.max_align);
+    for _ in 0..3 {
+        shadow.apply(
+            &mut m,
+            conformance::Op::Alloc {
+                size: 40,
+                align_shift: 3,
+            },
+        );
+    }
+    shadow.apply(&mut m, conformance::Op::Free { idx: 1 });
 }
 
 #[test]

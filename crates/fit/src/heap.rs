@@ -669,6 +669,11 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
         self.stats.record_moved_resize();
     }
 
+    fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
+        self.check_consistency()
+            .map_err(|problem| allocator_traits::Corruption::new("heap", self.base_addr(), problem))
+    }
+
     fn inspect(&self, out: &mut dyn Inspector) {
         let store = self.store();
         let base = self.base_addr();

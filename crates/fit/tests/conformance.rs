@@ -153,6 +153,9 @@ mod checked {
         fn record_moved_resize(&mut self) {
             self.0.record_moved_resize()
         }
+        fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
+            self.0.check_invariants()
+        }
         fn inspect(&self, out: &mut dyn Inspector) {
             self.0.inspect(out)
         }

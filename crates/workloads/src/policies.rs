@@ -116,6 +116,9 @@ impl<M: FreeSpaceManager> FreeSpaceManager for Entry<M> {
     fn detects(&self) -> Detects {
         self.m.detects()
     }
+    fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
+        self.m.check_invariants()
+    }
 }
 
 impl<M: FreeSpaceManager + Send> Placed for Entry<M> {

@@ -65,4 +65,13 @@ impl FreeSpaceManager for Bump {
     fn inspect(&self, out: &mut dyn Inspector) {
         out.region(self.base.as_ptr() as usize, self.used);
     }
+    /// The bump pointer stays inside the region.
+    fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
+        allocator_traits::Corruption::ensure(
+            self.used <= self.capacity,
+            "bump pointer",
+            self.base() + self.used,
+            "past the end of the region",
+        )
+    }
 }

@@ -428,6 +428,10 @@ impl Shadow {
         );
         assert!(s.failed_allocs >= self.failures, "failed_allocs: {s:?}");
 
+        if let Err(c) = m.check_invariants() {
+            panic!("the policy's invariant walk failed: {c}");
+        }
+
         let mut pic = Picture::default();
         m.inspect(&mut pic);
         // A heap that grows lazily may have no region before its first block; once a block is
