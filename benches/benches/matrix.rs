@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use workloads::policies::{self, Config};
+use registry::Config;
 use workloads::replay::{Options, Program, replay_global, replay_manager};
 
 fn matrix(c: &mut Criterion) {
@@ -16,10 +16,11 @@ fn matrix(c: &mut Criterion) {
     let mut group = c.benchmark_group("larson-20k");
     group.throughput(Throughput::Elements(prog.steps.len() as u64));
     group.sample_size(20);
-    for p in policies::all() {
-        group.bench_with_input(BenchmarkId::new("policy", p.name), &prog, |b, prog| {
+    for name in registry::variants() {
+        let spec = registry::lookup(name).expect("a registered variant");
+        group.bench_with_input(BenchmarkId::new("policy", name), &prog, |b, prog| {
             b.iter(|| {
-                let mut inst = p.build(&cfg).expect("policy builds");
+                let mut inst = spec.build(&cfg).expect("policy builds");
                 black_box(replay_manager(
                     &mut *inst.manager,
                     prog,

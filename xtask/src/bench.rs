@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: builds the matrix (`crates/workloads/matrix`) in release mode and runs
+//! `cargo xtask bench`: builds the matrix (`crates/matrix`) in release mode and runs
 //! it. Every argument is passed on to `matrix run`; see `cargo xtask bench --help`.
 //!
 //! ```text

@@ -2,7 +2,7 @@
 //! size from FROM to TO inclusive is rounded to ROUNDED bytes), covering 1 up to the largest
 //! class.
 //!
-//! Each policy with size classes contributes one arm to [`runs`]; the format is DESIGN.md's.
+//! The classes come from the registry (each descriptor's `classes`); the format is DESIGN.md's.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,35 +10,45 @@ use std::process::ExitCode;
 /// Arguments of `fsm classes`.
 #[derive(Debug, clap::Args)]
 pub struct ClassesArgs {
-    /// The policy whose classes to print (`ptmalloc2`, `segregated`, `tcmalloc`).
+    /// The policy whose classes to print (those with size classes: ptmalloc2, segregated,
+    /// tcmalloc).
     #[arg(long)]
     policy: String,
 }
 
-/// The runs `(from, to, rounded)` of `policy`, or `None` for a policy without size classes.
-fn runs(policy: &str) -> Option<Vec<(usize, usize, usize)>> {
-    match policy {
-        "tcmalloc" => Some(
-            tcmalloc::classes()
-                .map(|r| (r.from, r.to, r.rounded))
-                .collect(),
-        ),
-        "segregated" => Some(segregated::GO.runs().collect()),
-        // glibc has no size classes as such, but request2size rounds every request to a chunk;
-        // ROUNDED is the usable size (chunk size - 8), up to the default mmap threshold.
-        "ptmalloc2" => Some(ptmalloc2::classes().collect()),
-        _ => None,
-    }
+/// The runs `(from, to, rounded)` of `policy` from the registry: `Ok(None)` for a policy without
+/// size classes; an error for a name the registry does not know.
+fn runs(policy: &str) -> Result<Option<Vec<registry::ClassRun>>, String> {
+    let spec = registry::lookup(policy).map_err(|e| e.to_string())?;
+    Ok(spec.descriptor.classes.map(|classes| classes()))
+}
+
+/// The policies that have size classes.
+fn with_classes() -> String {
+    registry::all()
+        .iter()
+        .filter(|d| d.classes.is_some())
+        .map(|d| d.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs `fsm classes`.
 pub fn run(args: ClassesArgs) -> ExitCode {
-    let Some(runs) = runs(&args.policy) else {
-        eprintln!(
-            "fsm classes: no size classes known for policy '{}' (known: ptmalloc2, segregated, tcmalloc)",
-            args.policy
-        );
-        return ExitCode::from(2);
+    let runs = match runs(&args.policy) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            eprintln!(
+                "fsm classes: policy '{}' has no size classes (these do: {})",
+                args.policy,
+                with_classes()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("fsm classes: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let mut out = std::io::stdout().lock();
     for (from, to, rounded) in runs {
@@ -55,19 +65,20 @@ mod tests {
 
     #[test]
     fn tcmalloc_runs_cover_1_to_256k() {
-        let r = runs("tcmalloc").unwrap();
+        let r = runs("tcmalloc").unwrap().unwrap();
         assert_eq!(r.len(), 85);
         assert_eq!(r[0], (1, 8, 8));
         assert_eq!(r.last().unwrap().1, 262_144);
         for w in r.windows(2) {
             assert_eq!(w[0].1 + 1, w[1].0);
         }
-        assert!(runs("no-such-policy").is_none());
+        assert!(runs("no-such-policy").is_err());
+        assert_eq!(runs("best-fit"), Ok(None));
     }
 
     #[test]
     fn ptmalloc2_runs_follow_request2size() {
-        let r = runs("ptmalloc2").unwrap();
+        let r = runs("ptmalloc2").unwrap().unwrap();
         // malloc(0..24) -> 0x20 chunk (24 usable), 25..40 -> 0x30, 41..56 -> 0x40.
         assert_eq!(&r[..3], &[(1, 24, 24), (25, 40, 40), (41, 56, 56)]);
         for w in r.windows(2) {
@@ -77,7 +88,7 @@ mod tests {
 
     #[test]
     fn segregated_runs_are_gos_67_classes() {
-        let r = runs("segregated").unwrap();
+        let r = runs("segregated").unwrap().unwrap();
         assert_eq!(r.len(), 67);
         assert_eq!(&r[..3], &[(1, 8, 8), (9, 16, 16), (17, 24, 24)]);
         assert_eq!(r.last().unwrap(), &(28_673, 32_768, 32_768));

@@ -3,8 +3,9 @@
 //! ```text
 //!   fsm replay --policy best-fit [--tunables S] [--offsets] [--stats] [--json] TRACE
 //!     TRACE (text, .gz, binary, Valgrind or mtrace log) -> workloads::Program
-//!       -> policies::build(NAME) -> replay (tracking stats after every event)
-//!       -> --offsets: "OP ID SIZE OFFSET|MMAP" per a/c/m/r event
+//!       -> registry::lookup(NAME).build() -> replay (tracking stats after every event)
+//!       -> --offsets: "OP ID SIZE OFFSET|MMAP|NULL" per a/c/m/r event, in the same pass, from
+//!          the manager's own `placement` (ptmalloc2 measures from glibc's heap start)
 //!       -> --stats (the default): the counters and Johnstone & Wilson's #3 and #4
 //!       -> --json: the same as one JSON object
 //! ```
@@ -13,9 +14,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use workloads::policies::{self, Config};
+use allocator_traits::Placement;
+use registry::Config;
 use workloads::replay::{Options, Program, Step, replay_manager};
-use workloads::{Fragmentation, Op, Trace};
+use workloads::{Fragmentation, Trace};
 
 /// Arguments of `fsm replay`.
 #[derive(Debug, clap::Args)]
@@ -37,43 +39,23 @@ pub struct ReplayArgs {
     /// Print the measures as JSON.
     #[arg(long)]
     pub json: bool,
+    /// A refused allocation is an error (by default it leaves NULL and the replay goes on, as a
+    /// C program would see it, counted as a failed allocation).
+    #[arg(long)]
+    pub strict: bool,
     /// The trace file.
     pub trace: PathBuf,
 }
 
-/// `--offsets` for ptmalloc2: the model's own replayer, which calls malloc, calloc, memalign
-/// and realloc with C's semantics (calloc bypasses the tcache, as in glibc) and prints offsets
-/// from the main heap's start exactly as the glibc replayer of its golden tests does.
-fn ptmalloc2_offsets(trace: &Trace, tunables: Option<&str>) -> Result<String, String> {
-    let t = ptmalloc2::Tunables::parse(tunables.unwrap_or(""))
-        .map_err(|e| format!("ptmalloc2 tunables: {e}"))?;
-    let mut r = ptmalloc2::Replayer::new(&t);
-    let mut text = String::new();
-    for (i, ev) in trace.events.iter().enumerate() {
-        let size =
-            |s: u64| usize::try_from(s).map_err(|_| format!("event {}: size {s} too large", i + 1));
-        let id = ev.id;
-        let e = match ev.op {
-            Op::Malloc { size: s } => ptmalloc2::Event::Malloc { id, size: size(s)? },
-            Op::Calloc { size: s } => ptmalloc2::Event::Calloc { id, size: size(s)? },
-            Op::Memalign { align, size: s } => ptmalloc2::Event::Memalign {
-                id,
-                align: size(align)?,
-                size: size(s)?,
-            },
-            Op::Realloc { size: s } => ptmalloc2::Event::Realloc { id, size: size(s)? },
-            Op::Free => ptmalloc2::Event::Free { id },
-        };
-        match r.apply(e) {
-            Ok(Some(line)) => {
-                text.push_str(&line);
-                text.push('\n');
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("ptmalloc2 failed at event {}: {e}", i + 1)),
-        }
-    }
-    Ok(text)
+/// `OP ID SIZE OFFSET` for one allocating step: OFFSET from the main heap's start, `MMAP` for a
+/// block in a mapping of its own, `NULL` where the step left NULL.
+fn offset_line(text: &mut String, step: &Step, at: Option<Placement>) {
+    use std::fmt::Write;
+    let size = step.op.size().unwrap_or(0);
+    let _ = match at {
+        Some(p) => writeln!(text, "{} {} {size} {p}", step.op.letter(), step.id),
+        None => writeln!(text, "{} {} {size} NULL", step.op.letter(), step.id),
+    };
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -95,15 +77,16 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         tunables: args.tunables.clone(),
         ..Config::for_peak(prog.live_profile().1)
     };
-    let mut inst = match policies::build(&args.policy, &cfg) {
+    let mut inst = match registry::lookup(&args.policy).and_then(|spec| spec.build(&cfg)) {
         Ok(i) => i,
         Err(e) => return fail(e),
     };
-    let mut blocks: Vec<(Step, usize)> = Vec::new();
-    let mut note = |s: &Step, addr: usize| blocks.push((*s, addr));
+    let mut text = String::new();
+    let mut note = |s: &Step, at: Option<Placement>| offset_line(&mut text, s, at);
     let opts = Options {
         track: true,
         series_points: 200,
+        strict: args.strict,
         ..Options::default()
     };
     let observer: Option<&mut workloads::replay::BlockObserver<'_>> =
@@ -112,32 +95,12 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             return fail(format_args!(
-                "{} failed on {} at {e}",
+                "{} failed on {}, {e}",
                 args.policy,
                 args.trace.display()
             ));
         }
     };
-    let mut text = String::new();
-    if args.offsets && args.policy == "ptmalloc2" {
-        match ptmalloc2_offsets(&trace, args.tunables.as_deref()) {
-            Ok(t) => text = t,
-            Err(e) => return fail(e),
-        }
-    } else if args.offsets {
-        for (step, addr) in &blocks {
-            let size = step.op.size().unwrap_or(0);
-            let off = inst
-                .manager
-                .offset(*addr)
-                .map_or_else(|| "MMAP".to_string(), |o| o.to_string());
-            let letter = match step.op {
-                Op::Malloc { .. } => 'a',
-                op => op.letter(),
-            };
-            text.push_str(&format!("{letter} {} {size} {off}\n", step.id));
-        }
-    }
     let frag = Fragmentation::of_manager(&out);
     if args.json {
         let v = serde_json::json!({
@@ -205,18 +168,42 @@ pub fn run(args: ReplayArgs) -> ExitCode {
 mod tests {
     use super::*;
 
+    fn offsets(policy: &str, trace: &str) -> String {
+        let t = Trace::read_text(trace.as_bytes()).unwrap();
+        let prog = Program::compile(&t).unwrap();
+        let mut inst = registry::lookup(policy)
+            .and_then(|s| s.build(&Config::default()))
+            .unwrap();
+        let mut text = String::new();
+        let mut note = |s: &Step, at: Option<Placement>| offset_line(&mut text, s, at);
+        replay_manager(
+            &mut *inst.manager,
+            &prog,
+            Options::default(),
+            Some(&mut note),
+        )
+        .unwrap();
+        text
+    }
+
     #[test]
     fn ptmalloc2_offsets_are_the_models() {
         // The model's documented first placements: the tcache struct (0x290 bytes) comes first,
         // so the first 24-byte block starts at 672; a mapped chunk prints MMAP.
-        let t = Trace::read_text("a 1 24\nf 1\na 2 200000\n".as_bytes()).unwrap();
-        let out = ptmalloc2_offsets(&t, None).unwrap();
-        assert_eq!(out, "a 1 24 672\na 2 200000 MMAP\n");
+        assert_eq!(
+            offsets("ptmalloc2", "a 1 24\nf 1\na 2 200000\n"),
+            "a 1 24 672\na 2 200000 MMAP\n"
+        );
     }
 
     #[test]
-    fn bad_tunables_are_an_error() {
-        let t = Trace::read_text("a 1 24\n".as_bytes()).unwrap();
-        assert!(ptmalloc2_offsets(&t, Some("glibc.malloc.nonsense")).is_err());
+    fn every_policy_prints_offsets_in_one_pass() {
+        for name in registry::variants() {
+            let text = offsets(name, "a 1 100\nc 2 50\nm 3 64 10\nr 1 300\nr 2 0\nf 1\n");
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 5, "{name}: {text}");
+            assert!(lines[0].starts_with("a 1 100 "), "{name}: {text}");
+            assert_eq!(lines[4], "r 2 0 NULL", "{name}: realloc(p, 0) frees");
+        }
     }
 }

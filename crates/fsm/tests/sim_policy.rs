@@ -283,3 +283,24 @@ fn buddy_segregated_and_ptmalloc2_show_their_own_structures() {
         assert!(text.matches("Heap [").count() >= 4, "{policy}:\n{text}");
     }
 }
+
+#[test]
+fn suffixes_are_used_or_refused_never_dropped() {
+    let run = |p: &str| fsm_sim(&strs(&["-p", p, "-A", "+10,+20,-0,+5", "-c"]));
+    let plain = run("segregated");
+    let buddy = run("segregated:buddy");
+    assert!(plain.status.success() && buddy.status.success());
+    assert_ne!(
+        plain.stdout, buddy.stdout,
+        "segregated:buddy shows the buddy system's orders as the page level"
+    );
+    let bad = run("segregated:bogus");
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains(":bogus") && err.contains(":buddy"), "{err}");
+    // A heap raised to what the policy needs is said, on stderr.
+    let small = fsm_sim(&strs(&["-p", "buddy", "-S", "100", "-A", "+10", "-c"]));
+    assert!(small.status.success());
+    let err = String::from_utf8_lossy(&small.stderr);
+    assert!(err.contains("raised from 100 to 1024"), "{err}");
+}

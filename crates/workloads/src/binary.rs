@@ -128,7 +128,7 @@ pub fn decode(bytes: &[u8]) -> Result<Trace, ParseError> {
         live.apply(&ev).map_err(err)?;
         events.push(ev);
     }
-    Ok(Trace { events })
+    Ok(Trace::from_events(events))
 }
 
 #[cfg(test)]

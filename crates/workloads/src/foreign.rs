@@ -414,7 +414,7 @@ pub fn read_mtrace(bytes: &[u8]) -> Result<Trace, ParseError> {
     import_mtrace(bytes).map(|i| i.trace)
 }
 
-/// Reads the log of the `LD_PRELOAD` recorder (`crates/workloads/interposer`): lines
+/// Reads the log of the `LD_PRELOAD` recorder (`crates/interposer`): lines
 /// `a TID PTR SIZE`, `c TID PTR SIZE`, `m TID PTR ALIGN SIZE`, `r TID OLD NEW SIZE`, `f TID PTR`,
 /// numbers in hexadecimal. Kernel thread ids become small thread numbers (0 for the first seen).
 pub fn import_interposer(bytes: &[u8]) -> Result<Imported, ParseError> {

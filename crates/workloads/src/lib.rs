@@ -12,17 +12,20 @@
 //! * [`foreign`]: readers for Valgrind `--trace-malloc=yes` and glibc `mtrace` logs.
 //! * [`synth`]: ramp, peaks, plateau (Wilson et al.), uniform and Pareto churn, larson,
 //!   producer/consumer, glibc-simple LIFO/FIFO.
-//! * [`replay`]: through any `&mut dyn FreeSpaceManager` or any `GlobalAlloc`, on one thread.
+//! * [`files`]: loading and saving a trace in any of these forms, recognised by content.
+//! * [`replay`]: the one event loop, through any `&mut dyn FreeSpaceManager` or any
+//!   `GlobalAlloc`, on one thread.
 //! * [`threaded`]: through a concurrent `GlobalAlloc`, one OS thread per trace thread, a
-//!   block's events (cross-thread frees) kept in trace order.
+//!   block's events (cross-thread frees) kept in trace order, each event through the same calls.
 //! * [`metrics`]: Johnstone & Wilson's #3 and #4, the internal/external split, time per op.
-//! * [`policies`]: every landed policy by name.
+//!
+//! The crate knows no policy: the shells get them from the `registry` crate.
 
 pub mod binary;
+pub mod files;
 pub mod foreign;
 pub mod mapping;
 pub mod metrics;
-pub mod policies;
 pub mod replay;
 pub mod synth;
 pub mod threaded;

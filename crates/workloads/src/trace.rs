@@ -15,8 +15,7 @@
 //! error naming the line.
 
 use std::fmt;
-use std::io::{self, BufRead, Read, Write};
-use std::path::Path;
+use std::io::{self, BufRead, Write};
 
 /// What an event does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,15 +117,22 @@ impl fmt::Display for Event {
 /// A malformed line (or record) of a trace: where, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
-    /// 1-based line number (for the binary form: the 1-based event number).
+    /// 1-based line number (for the binary form: the 1-based event number); 0 for an error
+    /// about the file as a whole (unreadable, truncated gzip data).
     pub line: usize,
     /// What is wrong, in a few words.
     pub message: String,
 }
 
 impl fmt::Display for ParseError {
+    /// `line N: what`; an error about the file as a whole (line 0: unreadable, bad gzip data)
+    /// is just `what`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+        if self.line == 0 {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "line {}: {}", self.line, self.message)
+        }
     }
 }
 
@@ -163,11 +169,23 @@ impl fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 /// A trace: events in the order they happened.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Trace {
     /// The events.
     pub events: Vec<Event>,
+    /// The 1-based source line of each event (`lines[i]` is `events[i]`'s), where the trace was
+    /// read from the text format; empty otherwise. Errors name the line when it is known.
+    pub lines: Vec<u32>,
 }
+
+/// Two traces are equal when their events are (where they were read from does not matter).
+impl PartialEq for Trace {
+    fn eq(&self, other: &Self) -> bool {
+        self.events == other.events
+    }
+}
+
+impl Eq for Trace {}
 
 /// Tracks which IDs are live while a trace is read, so a reader can name the line of an event
 /// that makes no sense.
@@ -202,8 +220,25 @@ impl Liveness {
 
 fn parse_u64(field: Option<&str>, what: &str) -> Result<u64, String> {
     let f = field.ok_or_else(|| format!("missing {what}"))?;
-    f.parse::<u64>()
-        .map_err(|_| format!("{what} '{f}' is not a non-negative integer"))
+    f.parse::<u64>().map_err(|_| {
+        format!(
+            "{what} '{}' is not a non-negative integer below 2^64",
+            quote(f)
+        )
+    })
+}
+
+/// A field as an error may show it: at most 40 characters (a 10 MB field is not echoed whole).
+pub(crate) fn quote(field: &str) -> String {
+    const MAX: usize = 40;
+    if field.len() <= MAX {
+        return field.to_string();
+    }
+    let mut end = MAX;
+    while !field.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &field[..end], field.len())
 }
 
 /// Parses one line of the text format. `Ok(None)` for a blank or comment line.
@@ -219,7 +254,7 @@ pub fn parse_line(line: &str) -> Result<Option<Event>, String> {
     if let Some(t) = first.strip_prefix('t') {
         thread = Some(
             t.parse::<u32>()
-                .map_err(|_| format!("thread field '{first}' is not tN"))?,
+                .map_err(|_| format!("thread field '{}' is not tN", quote(first)))?,
         );
         first = fields
             .next()
@@ -267,12 +302,16 @@ pub fn parse_line(line: &str) -> Result<Option<Event>, String> {
         "f" => (id(&mut fields)?, Op::Free),
         other => {
             return Err(format!(
-                "unknown operation '{other}' (expected a, c, m, r or f)"
+                "unknown operation '{}' (expected a, c, m, r or f)",
+                quote(other)
             ));
         }
     };
     if let Some(extra) = fields.next() {
-        return Err(format!("unexpected field '{extra}' after the event"));
+        return Err(format!(
+            "unexpected field '{}' after the event",
+            quote(extra)
+        ));
     }
     Ok(Some(Event { thread, id, op }))
 }
@@ -280,7 +319,16 @@ pub fn parse_line(line: &str) -> Result<Option<Event>, String> {
 impl Trace {
     /// A trace of `events` (not checked; see [`Trace::check`]).
     pub fn from_events(events: Vec<Event>) -> Self {
-        Trace { events }
+        Trace {
+            events,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Where event `index` (0-based) came from: its 1-based source line when the trace was read
+    /// from text, else `None`.
+    pub fn line_of(&self, index: usize) -> Option<usize> {
+        self.lines.get(index).map(|&l| l as usize)
     }
 
     /// Number of events.
@@ -309,6 +357,7 @@ impl Trace {
     /// Reads the text format from `input`, checking each event against the live blocks.
     pub fn read_text(input: impl BufRead) -> Result<Trace, ParseError> {
         let mut events = Vec::new();
+        let mut lines = Vec::new();
         let mut live = Liveness::default();
         for (i, line) in input.lines().enumerate() {
             let err = |message: String| ParseError {
@@ -319,9 +368,10 @@ impl Trace {
             if let Some(ev) = parse_line(&line).map_err(err)? {
                 live.apply(&ev).map_err(err)?;
                 events.push(ev);
+                lines.push(u32::try_from(i + 1).unwrap_or(u32::MAX));
             }
         }
-        Ok(Trace { events })
+        Ok(Trace { events, lines })
     }
 
     /// Writes the text format, one event a line, after an optional `#` comment header.
@@ -333,77 +383,6 @@ impl Trace {
             writeln!(out, "{ev}")?;
         }
         out.flush()
-    }
-
-    /// Reads a trace in any of the forms this crate knows, recognised by content: gzip (of any
-    /// of these), the binary form, a Valgrind `--trace-malloc=yes` log, a glibc `mtrace` log, or
-    /// the text format.
-    pub fn read_any(mut input: impl Read) -> Result<Trace, ParseError> {
-        let mut bytes = Vec::new();
-        input.read_to_end(&mut bytes).map_err(|e| ParseError {
-            line: 0,
-            message: format!("cannot read: {e}"),
-        })?;
-        Self::from_bytes(&bytes)
-    }
-
-    /// As [`Trace::read_any`], from bytes in memory.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Trace, ParseError> {
-        if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut plain = Vec::new();
-            flate2::read::MultiGzDecoder::new(bytes)
-                .read_to_end(&mut plain)
-                .map_err(|e| ParseError {
-                    line: 0,
-                    message: format!("bad gzip data: {e}"),
-                })?;
-            return Self::from_bytes(&plain);
-        }
-        if bytes.starts_with(crate::binary::MAGIC) {
-            return crate::binary::decode(bytes);
-        }
-        match crate::foreign::sniff(bytes) {
-            crate::foreign::Kind::Valgrind => crate::foreign::read_valgrind(bytes),
-            crate::foreign::Kind::Mtrace => crate::foreign::read_mtrace(bytes),
-            crate::foreign::Kind::Text => Self::read_text(bytes),
-        }
-    }
-
-    /// Loads a trace file in any known form (see [`Trace::read_any`]).
-    pub fn load(path: impl AsRef<Path>) -> Result<Trace, LoadError> {
-        let path = path.as_ref();
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|error| LoadError::Io {
-            path: name.clone(),
-            error,
-        })?;
-        Self::from_bytes(&bytes).map_err(|error| LoadError::Parse { path: name, error })
-    }
-
-    /// Saves the trace: the binary form if the name ends in `.bin` or `.bin.gz`, text otherwise;
-    /// gzip-compressed if it ends in `.gz`.
-    pub fn save(&self, path: impl AsRef<Path>, header: &str) -> io::Result<()> {
-        let path = path.as_ref();
-        let name = path.to_string_lossy();
-        let gz = name.ends_with(".gz");
-        let bin = name.trim_end_matches(".gz").ends_with(".bin");
-        let file = io::BufWriter::new(std::fs::File::create(path)?);
-        let mut out: Box<dyn Write> = if gz {
-            Box::new(flate2::write::GzEncoder::new(
-                file,
-                flate2::Compression::best(),
-            ))
-        } else {
-            Box::new(file)
-        };
-        if bin {
-            out.write_all(&crate::binary::encode(self))?;
-        } else {
-            self.write_text(&mut out, header)?;
-        }
-        out.flush()?;
-        drop(out);
-        Ok(())
     }
 
     /// The events `skip .. skip+len`, made self-contained: frees, reallocs of blocks allocated
@@ -445,7 +424,7 @@ impl Trace {
                 events.push(*ev);
             }
         }
-        Trace { events }
+        Trace::from_events(events)
     }
 
     /// Counts of each operation and the largest request: a one-line summary.
@@ -528,9 +507,13 @@ mod tests {
         let e = err_of("a 1 10\na 2 ten\n");
         assert_eq!(
             (e.line, e.message.as_str()),
-            (2, "SIZE 'ten' is not a non-negative integer")
+            (2, "SIZE 'ten' is not a non-negative integer below 2^64")
         );
         assert_eq!(err_of("a 1\n").message, "missing SIZE");
+        // A huge field is not echoed whole.
+        let e = err_of(&format!("a 1 {}\n", "9".repeat(10_000_000)));
+        assert!(e.message.len() < 120, "{} bytes", e.message.len());
+        assert!(e.message.contains("(10000000 bytes)"), "{}", e.message);
         assert_eq!(
             err_of("m 1 48 10\n").message,
             "ALIGN 48 is not a power of two"

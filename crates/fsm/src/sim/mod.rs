@@ -135,7 +135,7 @@ fn build_engine(o: &Options) -> Result<Box<dyn Engine>, String> {
             ostep::OstepEngine::new(o.size, o.base, o.header, o.align, policy, order, o.coalesce)?;
         return Ok(Box::new(e));
     }
-    let Some(view) = policy::find(&o.policy) else {
+    let Some(spec) = policy::lookup(&o.policy)? else {
         return Err(format!(
             "-p {}: the policy must be BEST, WORST or FIRST (malloc.py stops with \
              AssertionError), or NEXT or a policy name (`-p list` shows them)",
@@ -154,7 +154,10 @@ fn build_engine(o: &Options) -> Result<Box<dyn Engine>, String> {
             ));
         }
     };
-    let built = (view.build)(&o.policy, heap)?;
+    let built = policy::build(&spec, heap)?;
+    if let Some(note) = &built.note {
+        eprintln!("fsm sim: {note}");
+    }
     Ok(Box::new(policy::PolicyEngine::new(built, o.base, align)))
 }
 

@@ -1,22 +1,18 @@
-//! `fsm sim -p NAME`: any policy of the workspace, run with the same op language, showing its
+//! `fsm sim -p NAME`: any policy of the registry, run with the same op language, showing its
 //! own structures after each op through the [`Inspector`](allocator_traits::Inspector)
 //! interface.
 //!
 //! ```text
-//!   POLICIES (name -> build) --build(name, heap bytes)--> Built { manager, heap_start }
-//!                                                             |
+//!   registry::lookup(NAME) --build_in(BoxedRegion of -S bytes, its SimView)--> Built
+//!                                                                                |
 //!   driver --malloc/free--> PolicyEngine --allocate/deallocate--> Box<dyn FreeSpaceManager>
 //!                              |  dump(): manager.inspect() --> view::Collected::write_text
 //!                              +- snapshot(): the same blocks, for the SVG
 //! ```
 //!
-//! # Adding a policy's view
-//!
-//! Add one [`PolicyView`] to [`POLICIES`]: its name (the one DESIGN.md fixes), a line about it,
-//! and a `build` function that makes the manager over a `BoxedRegion` of the requested size and
-//! says where the heap starts. The generic text view and the SVG come from the manager's
-//! `inspect`, so nothing else is needed; a policy that reports bins, trees or classes through
-//! `begin_list`/`value` gets them printed too.
+//! Every policy comes from the registry: its descriptor's [`registry::SimView`] says the
+//! smallest heap that can show it and the tunables it is shown with. The generic text view and
+//! the SVG come from the manager's `inspect`, so a new policy needs nothing here.
 
 use std::alloc::Layout;
 use std::collections::BTreeMap;
@@ -36,156 +32,60 @@ pub struct Built {
     pub heap_start: usize,
     /// The heap's length in bytes.
     pub heap_len: usize,
+    /// Said on stderr when the heap was raised to what the policy needs.
+    pub note: Option<String>,
 }
 
-/// One entry of the registry.
-pub struct PolicyView {
-    /// The policy's name; the entry also answers to `NAME:SUFFIXES` (`best-fit:lifo`).
-    pub name: &'static str,
-    /// One line for `-p list`.
-    pub about: &'static str,
-    /// Builds the manager for the full name given (suffixes included) over `heap` bytes.
-    pub build: fn(name: &str, heap: usize) -> Result<Built, String>,
+/// The registry's policy `name` (suffixes included). `Ok(None)`: no policy has this base name;
+/// an error names a suffix the policy does not take.
+pub fn lookup(name: &str) -> Result<Option<registry::Spec>, String> {
+    match registry::lookup(name) {
+        Ok(s) => Ok(Some(s)),
+        Err(registry::RegistryError::UnknownPolicy { .. }) => Ok(None),
+        Err(e) => Err(format!("-p {e}")),
+    }
 }
 
-/// A region of `heap` bytes for a manager to own, and where it starts.
-pub fn region(heap: usize) -> Result<(BoxedRegion, usize), String> {
-    let r =
-        BoxedRegion::new(heap).map_err(|e| format!("cannot make a heap of {heap} bytes: {e}"))?;
-    let start = r.start();
-    Ok((r, start))
-}
-
-/// The four fit policies over real memory (`fit::FitHeap`): `NAME[:ORDER][:COALESCE]`.
-fn build_fit(name: &str, heap: usize) -> Result<Built, String> {
-    let cfg: fit::Config = name.parse().map_err(|e| format!("-p {name}: {e}"))?;
-    let (region, heap_start) = region(heap)?;
+/// Builds the policy over a heap of `heap` bytes (raised to the smallest it can show).
+pub fn build(spec: &registry::Spec, heap: usize) -> Result<Built, String> {
+    let view = spec.descriptor.sim;
+    let len = heap.max(view.min_heap);
+    let note = (len > heap).then(|| {
+        format!(
+            "-p {}: the heap is raised from {heap} to {len} bytes, the smallest that can show it",
+            spec.descriptor.name
+        )
+    });
+    let region =
+        BoxedRegion::new(len).map_err(|e| format!("cannot make a heap of {len} bytes: {e}"))?;
+    let heap_start = region.start();
+    let cfg = registry::Config {
+        tunables: Some(view.tunables.to_string()).filter(|t| !t.is_empty()),
+        ..registry::Config::default()
+    };
+    let inst = spec.build_in(region, &cfg).map_err(|e| format!("-p {e}"))?;
     Ok(Built {
-        manager: Box::new(fit::FitHeap::new(region, cfg)),
+        manager: inst.manager,
         heap_start,
-        heap_len: heap,
+        heap_len: len,
+        note,
     })
-}
-
-/// tcmalloc's single-threaded core (`tcmalloc::Core`): its thread cache's lists, transfer
-/// caches, central lists by fullness and page heap. The heap is at least 1 MiB (tcmalloc grows
-/// in 1 MiB steps); a smaller `-S` is raised to that.
-fn build_tcmalloc(_name: &str, heap: usize) -> Result<Built, String> {
-    let heap = heap.max(1 << 20);
-    let (region, heap_start) = region(heap)?;
-    Ok(Built {
-        manager: Box::new(tcmalloc::Core::new(region)),
-        heap_start,
-        heap_len: heap,
-    })
-}
-
-/// Every policy `fsm sim -p NAME` can show.
-fn build_buddy(_name: &str, heap: usize) -> Result<Built, String> {
-    // The bitmaps live in the region too: give the smallest heaps room for them.
-    let heap = heap.max(1024);
-    let (region, heap_start) = region(heap)?;
-    let m = buddy::Buddy::try_new(region, buddy::Config::new(heap))
-        .map_err(|e| format!("-p buddy over {heap} bytes: {e}"))?;
-    Ok(Built {
-        manager: Box::new(m),
-        heap_start,
-        heap_len: heap,
-    })
-}
-
-fn build_segregated(_name: &str, heap: usize) -> Result<Built, String> {
-    // Spans are 8 KiB and up: the heap is raised to at least 1 MiB.
-    let heap = heap.max(1 << 20);
-    let (region, heap_start) = region(heap)?;
-    let pages = fit::FitHeap::new(region, fit::Config::best_fit());
-    Ok(Built {
-        manager: Box::new(segregated::Segregated::new(pages)),
-        heap_start,
-        heap_len: heap,
-    })
-}
-
-fn build_ptmalloc2(_name: &str, heap: usize) -> Result<Built, String> {
-    // glibc's defaults but top_pad=0: the main heap grows a page at a time (glibc's default
-    // grows it by 128 KiB), so the top chunk stays small enough for the chunks to be seen.
-    let heap = heap.max(1 << 20);
-    let (region, heap_start) = region(heap)?;
-    let t = ptmalloc2::Tunables::parse("glibc.malloc.top_pad=0")
-        .map_err(|e| format!("-p ptmalloc2: {e}"))?;
-    Ok(Built {
-        manager: Box::new(ptmalloc2::Arena::new(
-            region,
-            allocator_traits::OsPages::new(),
-            &t,
-        )),
-        heap_start,
-        heap_len: heap,
-    })
-}
-
-pub const POLICIES: &[PolicyView] = &[
-    PolicyView {
-        name: "first-fit",
-        about: "first fit over an address-ordered list, boundary tags, coalescing \
-                (suffixes: :addr :size-asc :size-desc :lifo :fifo, :coalesce :no-coalesce)",
-        build: build_fit,
-    },
-    PolicyView {
-        name: "next-fit",
-        about: "next fit: first fit from a roving position that wraps around (rover shown)",
-        build: build_fit,
-    },
-    PolicyView {
-        name: "best-fit",
-        about: "best fit: the smallest free block that fits",
-        build: build_fit,
-    },
-    PolicyView {
-        name: "worst-fit",
-        about: "worst fit: the largest free block",
-        build: build_fit,
-    },
-    PolicyView {
-        name: "buddy",
-        about: "binary buddy system: one free list per order (16 B << k), bitmaps for the buddy test",
-        build: build_buddy,
-    },
-    PolicyView {
-        name: "segregated",
-        about: "Go's 67 size classes over spans, tiny blocks, best fit for spans and large sizes \
-                (heap raised to >= 1 MiB)",
-        build: build_segregated,
-    },
-    PolicyView {
-        name: "ptmalloc2",
-        about: "glibc 2.36's malloc: tcache, fastbins, unsorted, small and large bins, top \
-                (glibc.malloc.top_pad=0, so the heap grows a page at a time)",
-        build: build_ptmalloc2,
-    },
-    PolicyView {
-        name: "tcmalloc",
-        about: "gperftools-style size classes: thread cache, transfer and central lists, \
-                page heap of 8 KiB pages (heap raised to >= 1 MiB)",
-        build: build_tcmalloc,
-    },
-];
-
-/// The registry entry for `name` (`best-fit:lifo` finds `best-fit`).
-pub fn find(name: &str) -> Option<&'static PolicyView> {
-    let base = name.split(':').next().unwrap_or(name);
-    POLICIES.iter().find(|p| p.name == base)
 }
 
 /// The text of `-p list`.
 pub fn list_text() -> String {
     let mut s = String::from(
         "malloc.py's policies over fit's range manager (malloc.py's output):\n  BEST, WORST, FIRST, \
-         NEXT (next fit; also prints its rover)\n\nPolicies over real memory (-p NAME, shown \
-         through their own structures):\n",
+         NEXT (next fit; also prints its rover)\n\nPolicies over real memory (-p NAME[:SUFFIX], \
+         shown through their own structures):\n",
     );
-    for p in POLICIES {
-        s.push_str(&format!("  {:<12}{}\n", p.name, p.about));
+    for d in registry::all() {
+        s.push_str(&format!("  {:<12}{}\n", d.name, d.about));
+        s.push_str(&format!("  {:<12}shows: {}\n", "", d.sim.shows));
+        if !d.suffixes.is_empty() {
+            let suffixes: Vec<String> = d.suffixes.iter().map(|x| format!(":{}", x.name)).collect();
+            s.push_str(&format!("  {:<12}suffixes: {}\n", "", suffixes.join(" ")));
+        }
     }
     s
 }

@@ -18,9 +18,9 @@
 
 use std::time::{Duration, Instant};
 
+use registry::Config;
 use serde::{Deserialize, Serialize};
 use workloads::metrics::{median, ns_per_op};
-use workloads::policies::{self, Config};
 use workloads::replay::{Options, Program, replay_global, replay_manager};
 use workloads::threaded::{BumpFloor, TOO_LONG, ThreadedOptions, ThreadedProgram, replay_threaded};
 use workloads::{Fragmentation, Trace};
@@ -101,7 +101,7 @@ impl CellResult {
     pub fn empty(alloc: &str, workload: &str, status: &str, reason: Option<String>) -> Self {
         CellResult {
             alloc: alloc.into(),
-            kind: if policies::lookup(alloc).is_ok() {
+            kind: if registry::lookup(alloc).is_ok() {
                 "policy"
             } else {
                 "peer"
@@ -190,7 +190,7 @@ pub fn run(alloc: &str, spec: &str, repeats: usize, budget: Duration) -> CellRes
     drop(trace);
     let mut r = CellResult::empty(alloc, &workload, "ok", None);
     r.events = prog.steps.len();
-    let is_policy = policies::lookup(alloc).is_ok();
+    let is_policy = registry::lookup(alloc).is_ok();
     let outcome = if is_policy {
         run_policy(alloc, &prog, repeats, budget, &mut r)
     } else {
@@ -236,7 +236,12 @@ fn run_threaded(
     r: &mut CellResult,
 ) {
     let built = if is_policy {
-        Some(policies::concurrent(alloc, cfg).map(|c| (c.runs_as, c.alloc)))
+        Some(
+            registry::lookup(alloc)
+                .and_then(|spec| spec.concurrent(cfg))
+                .map(|c| (c.runs_as, c.alloc))
+                .map_err(|e| e.to_string()),
+        )
     } else {
         peers::concurrent(alloc)
     };
@@ -326,7 +331,9 @@ fn run_policy(
         series_points: 300,
         ..Options::default()
     };
-    let mut inst = policies::build(name, &cfg).map_err(failed)?;
+    let mut inst = registry::lookup(name)
+        .and_then(|spec| spec.build(&cfg))
+        .map_err(failed)?;
     let out = replay_manager(&mut *inst.manager, prog, track, None).map_err(failed)?;
     drop(inst);
     r.frag = Some(Fragmentation::of_manager(&out));
@@ -334,14 +341,12 @@ fn run_policy(
     // One instance for the warm-up and the timed runs: each replay frees what the trace left
     // live, so every run starts from an empty heap whose memory is already mapped (warm), as the
     // process-wide peers are.
-    let mut inst = policies::build(name, &cfg).map_err(failed)?;
-    let again = Options {
-        free_leftovers: true,
-        ..Options::default()
-    };
+    let mut inst = registry::lookup(name)
+        .and_then(|spec| spec.build(&cfg))
+        .map_err(failed)?;
     timed(r, repeats, budget, || {
-        let out =
-            replay_manager(&mut *inst.manager, prog, again, None).map_err(|e| e.to_string())?;
+        let out = replay_manager(&mut *inst.manager, prog, Options::default(), None)
+            .map_err(|e| e.to_string())?;
         Ok(ns_per_op(&out))
     })
 }
@@ -384,7 +389,7 @@ fn run_peer(
         track: true,
         series_points: 300,
         touch: true,
-        free_leftovers: true,
+        strict: false,
     };
     let peak_ok = harness::reset_peak();
     let mut base = 0;

@@ -279,7 +279,7 @@ unsafe impl GlobalAlloc for Gperftools {
 }
 
 /// An allocator several threads can share.
-pub type SharedAlloc = Box<dyn GlobalAlloc + Sync>;
+pub use registry::SharedAlloc;
 
 /// The peer `name` as an allocator several threads can share, with what runs, for the threaded
 /// replay: `system`, `mimalloc`, `jemalloc` and `gperftools` are concurrent (thread caches or

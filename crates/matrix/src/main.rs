@@ -161,7 +161,7 @@ fn main() -> ExitCode {
 }
 
 fn default_traces() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../traces")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../traces")
 }
 
 fn trace_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
@@ -189,21 +189,18 @@ fn run(a: RunArgs) -> Result<(), String> {
     let timeout = Duration::from_secs(a.timeout.unwrap_or(if a.quick { 15 } else { 60 }));
     let budget_ms = if a.quick { 1_500 } else { 4_000 };
 
-    let mut allocs: Vec<String> = workloads::policies::names()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut allocs: Vec<String> = registry::variants().iter().map(|s| s.to_string()).collect();
     allocs.extend(peers::NAMES.iter().map(|s| s.to_string()));
     if !a.only.is_empty() {
+        // Any name the registry knows (suffixes included), or a peer.
         for n in &a.only {
-            if !allocs.contains(n) {
-                return Err(format!(
-                    "unknown allocator '{n}'; valid names: {}",
-                    allocs.join(", ")
-                ));
+            if !peers::NAMES.contains(&n.as_str())
+                && let Err(e) = registry::lookup(n)
+            {
+                return Err(format!("{e}; peers: {}", peers::NAMES.join(", ")));
             }
         }
-        allocs.retain(|n| a.only.contains(n));
+        allocs = a.only.clone();
     }
 
     // Workloads: recorded traces first, then the synthetic ones.

@@ -1,0 +1,365 @@
+//! The catalog: one [`Descriptor`] per policy, and how each is built. This is the only file in
+//! the workspace that names every policy.
+
+use allocator_traits::{FreeSpaceManager, MemorySource, OsPages};
+
+use crate::descriptor::{ClassRun, Descriptor, Front, Memory, SimView, Suffix};
+use crate::front::SharedAlloc;
+use crate::spec::{Config, Instance, RegistryError, Spec};
+
+/// Every policy, in the order reports list them.
+pub fn all() -> &'static [Descriptor] {
+    CATALOG
+}
+
+/// The named variants the matrix runs by default (full names), in report order.
+pub fn variants() -> Vec<&'static str> {
+    CATALOG
+        .iter()
+        .flat_map(|d| d.variants.iter().copied())
+        .collect()
+}
+
+/// The fit policies' suffixes: a list order and a coalescing setting (at most one of each).
+const FIT_SUFFIXES: &[Suffix] = &[
+    Suffix {
+        name: "addr",
+        about: "free list in address order (the default)",
+        default: true,
+    },
+    Suffix {
+        name: "size-asc",
+        about: "free list by size, smallest first",
+        default: false,
+    },
+    Suffix {
+        name: "size-desc",
+        about: "free list by size, largest first",
+        default: false,
+    },
+    Suffix {
+        name: "lifo",
+        about: "freed blocks go to the front of the list",
+        default: false,
+    },
+    Suffix {
+        name: "fifo",
+        about: "freed blocks go to the back of the list",
+        default: false,
+    },
+    Suffix {
+        name: "coalesce",
+        about: "merge a freed block with free neighbours in memory (the default)",
+        default: true,
+    },
+    Suffix {
+        name: "no-coalesce",
+        about: "never merge freed blocks",
+        default: false,
+    },
+    Suffix {
+        name: "list-coalesce",
+        about: "merge only with neighbours that are also neighbours in the list",
+        default: false,
+    },
+];
+
+/// What `fsm sim` shows of every fit policy.
+const FIT_SIM: SimView = SimView {
+    min_heap: 0,
+    tunables: "",
+    shows: "the free list in its order, boundary tags, coalescing",
+};
+
+const SEGREGATED_SUFFIXES: &[Suffix] = &[
+    Suffix {
+        name: "buddy",
+        about: "spans and large objects from the buddy system (default: best fit)",
+        default: false,
+    },
+    Suffix {
+        name: "no-tiny",
+        about: "no tiny-object combining (requests under 16 B get their own 16 B block)",
+        default: false,
+    },
+];
+
+static CATALOG: &[Descriptor] = &[
+    Descriptor {
+        name: "first-fit",
+        about: "first fit: the lowest-placed free block in list order that fits",
+        suffixes: FIT_SUFFIXES,
+        variants: &["first-fit", "first-fit:lifo"],
+        takes_tunables: false,
+        front: Front::Locked,
+        classes: None,
+        sim: FIT_SIM,
+        build: fit,
+    },
+    Descriptor {
+        name: "next-fit",
+        about: "next fit: first fit from a roving position that wraps around",
+        suffixes: FIT_SUFFIXES,
+        variants: &["next-fit"],
+        takes_tunables: false,
+        front: Front::Locked,
+        classes: None,
+        sim: SimView {
+            shows: "the free list, boundary tags and the rover",
+            ..FIT_SIM
+        },
+        build: fit,
+    },
+    Descriptor {
+        name: "best-fit",
+        about: "best fit: the smallest free block that fits",
+        suffixes: FIT_SUFFIXES,
+        variants: &["best-fit"],
+        takes_tunables: false,
+        front: Front::Locked,
+        classes: None,
+        sim: FIT_SIM,
+        build: fit,
+    },
+    Descriptor {
+        name: "worst-fit",
+        about: "worst fit: the largest free block",
+        suffixes: FIT_SUFFIXES,
+        variants: &["worst-fit"],
+        takes_tunables: false,
+        front: Front::Locked,
+        classes: None,
+        sim: FIT_SIM,
+        build: fit,
+    },
+    Descriptor {
+        name: "segregated",
+        about: "segregated free lists: Go's 67 size classes over spans, tiny-object combining; \
+                spans and large objects from best fit",
+        suffixes: SEGREGATED_SUFFIXES,
+        variants: &["segregated", "segregated:buddy"],
+        takes_tunables: false,
+        front: Front::Locked,
+        classes: Some(segregated_classes),
+        sim: SimView {
+            min_heap: 1 << 20,
+            tunables: "",
+            shows: "spans by class, tiny blocks, the page level's free list",
+        },
+        build: segregated,
+    },
+    Descriptor {
+        name: "buddy",
+        about: "binary buddy system: one free list per order (16 B << k), bitmaps for the \
+                buddy test",
+        suffixes: &[],
+        variants: &["buddy"],
+        takes_tunables: false,
+        front: Front::Locked,
+        classes: None,
+        sim: SimView {
+            min_heap: 1024,
+            tunables: "",
+            shows: "one free list per order, the blocks' split tree",
+        },
+        build: buddy,
+    },
+    Descriptor {
+        name: "ptmalloc2",
+        about: "model of glibc 2.36's malloc: tcache, fastbins, unsorted, small and large bins, \
+                top, mmapped chunks",
+        suffixes: &[],
+        variants: &["ptmalloc2"],
+        takes_tunables: true,
+        front: Front::Own {
+            runs_as: "ptmalloc2::Ptmalloc (arenas per thread)",
+            make: ptmalloc2_front,
+        },
+        classes: Some(ptmalloc2_classes),
+        sim: SimView {
+            min_heap: 1 << 20,
+            tunables: "glibc.malloc.top_pad=0",
+            shows: "tcache, fastbins, unsorted, small and large bins, top \
+                    (top_pad=0: the heap grows a page at a time)",
+        },
+        build: ptmalloc2,
+    },
+    Descriptor {
+        name: "tcmalloc",
+        about: "gperftools-style thread-caching allocator: size classes, transfer and central \
+                lists, page heap of 8 KiB pages",
+        suffixes: &[],
+        variants: &["tcmalloc"],
+        takes_tunables: false,
+        front: Front::Own {
+            runs_as: "tcmalloc::Tcmalloc (thread caches)",
+            make: tcmalloc_front,
+        },
+        classes: Some(tcmalloc_classes),
+        sim: SimView {
+            min_heap: 1 << 20,
+            tunables: "",
+            shows: "thread cache lists, transfer caches, central lists by fullness, page heap",
+        },
+        build: tcmalloc,
+    },
+];
+
+/// Builds `$body` over the memory `$mem` holds, with `$src` bound to the source (a growing
+/// reservation or a caller's region) and `$growing` to which of the two it is, and boxes the
+/// manager it makes. `$body` gives `(manager, what was built)`.
+macro_rules! over {
+    ($mem:expr, |$src:ident, $growing:ident| $body:expr) => {
+        match $mem {
+            Memory::Growing($src) => {
+                let $growing = true;
+                let (m, built) = $body;
+                instance(m, built, "a growing reservation")
+            }
+            Memory::Region($src) => {
+                let $growing = false;
+                let (m, built) = $body;
+                instance(m, built, "a fixed region")
+            }
+        }
+    };
+}
+
+fn instance<M: FreeSpaceManager + Send + 'static>(
+    m: M,
+    built: String,
+    over: &str,
+) -> Result<Instance, RegistryError> {
+    Ok(Instance {
+        manager: Box::new(m),
+        built: format!("{built} over {over}"),
+    })
+}
+
+fn fit(spec: &Spec, _cfg: &Config, mem: Memory) -> Result<Instance, RegistryError> {
+    let conf: fit::Config =
+        spec.name
+            .parse()
+            .map_err(|e: fit::ParseConfigError| RegistryError::BadCombination {
+                name: spec.name.clone(),
+                reason: e.to_string(),
+            })?;
+    over!(mem, |src, _growing| {
+        let h = fit::FitHeap::new(src, conf);
+        let built = format!("FitHeap {}", h.config());
+        (h, built)
+    })
+}
+
+/// The capacity a buddy heap over `mem` gets: the whole of a fixed region, or `cfg.capacity` of a
+/// growing reservation.
+fn buddy_capacity(cfg: &Config, mem: &Memory) -> usize {
+    match mem {
+        Memory::Region(r) => r.capacity(),
+        Memory::Growing(_) => cfg.capacity,
+    }
+}
+
+/// Segregated over a page level: best fit, or the buddy system with `:buddy`.
+fn segregated(spec: &Spec, cfg: &Config, mem: Memory) -> Result<Instance, RegistryError> {
+    let conf = segregated::Config {
+        tiny: !spec.has("no-tiny"),
+        ..segregated::Config::DEFAULT
+    };
+    fn over_pages<L: FreeSpaceManager + Send + 'static>(
+        pages: L,
+        conf: segregated::Config,
+        pages_built: String,
+    ) -> (segregated::Segregated<L>, String) {
+        let s = segregated::Segregated::with_table(&segregated::GO, conf, pages);
+        let built = format!("Segregated (tiny {}) over {pages_built}", s.config().tiny);
+        (s, built)
+    }
+    if spec.has("buddy") {
+        let capacity = buddy_capacity(cfg, &mem);
+        over!(mem, |src, growing| {
+            let (pages, built) = buddy_over(src, growing, capacity, spec)?;
+            over_pages(pages, conf, built)
+        })
+    } else {
+        over!(mem, |src, _growing| {
+            let pages = fit::FitHeap::new(src, fit::Config::best_fit());
+            let built = format!("FitHeap {}", pages.config());
+            over_pages(pages, conf, built)
+        })
+    }
+}
+
+/// The buddy system over `src`: a growing source is taken 1 MiB at a time up to `capacity`; a
+/// fixed region of `capacity` bytes is taken whole, now (its bitmaps included).
+fn buddy_over<S: MemorySource>(
+    src: S,
+    growing: bool,
+    capacity: usize,
+    spec: &Spec,
+) -> Result<(buddy::Buddy<S>, String), RegistryError> {
+    let b = if growing {
+        buddy::Buddy::new(src, buddy::Config::new(capacity).grow_by(1 << 20))
+    } else {
+        buddy::Buddy::try_new(src, buddy::Config::new(capacity)).map_err(|e| spec.error(e))?
+    };
+    let built = format!("Buddy {:?}", b.config());
+    Ok((b, built))
+}
+
+fn buddy(spec: &Spec, cfg: &Config, mem: Memory) -> Result<Instance, RegistryError> {
+    let capacity = buddy_capacity(cfg, &mem);
+    over!(mem, |src, growing| buddy_over(
+        src, growing, capacity, spec
+    )?)
+}
+
+fn ptmalloc2_tunables(spec: &Spec, cfg: &Config) -> Result<ptmalloc2::Tunables, RegistryError> {
+    ptmalloc2::Tunables::parse(cfg.tunables()).map_err(|e| RegistryError::Tunables {
+        policy: spec.descriptor.name,
+        reason: e.to_string(),
+    })
+}
+
+fn ptmalloc2(spec: &Spec, cfg: &Config, mem: Memory) -> Result<Instance, RegistryError> {
+    let t = ptmalloc2_tunables(spec, cfg)?;
+    over!(mem, |src, _growing| {
+        let a = ptmalloc2::Arena::new(src, OsPages::new(), &t);
+        (
+            a,
+            format!("ptmalloc2::Arena (tunables '{}')", cfg.tunables()),
+        )
+    })
+}
+
+fn ptmalloc2_front(spec: &Spec, cfg: &Config) -> Result<SharedAlloc, RegistryError> {
+    let t = ptmalloc2_tunables(spec, cfg)?;
+    Ok(Box::new(ptmalloc2::Ptmalloc::with_tunables(t)))
+}
+
+fn ptmalloc2_classes() -> Vec<ClassRun> {
+    // glibc has no size classes as such, but request2size rounds every request to a chunk;
+    // ROUNDED is the usable size (chunk size - 8), up to the default mmap threshold.
+    ptmalloc2::classes().collect()
+}
+
+fn tcmalloc(_spec: &Spec, _cfg: &Config, mem: Memory) -> Result<Instance, RegistryError> {
+    over!(mem, |src, _growing| (
+        tcmalloc::Core::new(src),
+        "tcmalloc::Core".to_string()
+    ))
+}
+
+fn tcmalloc_front(_spec: &Spec, _cfg: &Config) -> Result<SharedAlloc, RegistryError> {
+    Ok(Box::new(tcmalloc::Tcmalloc::new(OsPages::new())))
+}
+
+fn tcmalloc_classes() -> Vec<ClassRun> {
+    tcmalloc::classes()
+        .map(|r| (r.from, r.to, r.rounded))
+        .collect()
+}
+
+fn segregated_classes() -> Vec<ClassRun> {
+    segregated::GO.runs().collect()
+}
