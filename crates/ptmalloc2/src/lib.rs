@@ -22,6 +22,7 @@ pub mod bins;
 pub mod checks;
 pub mod chunk;
 pub mod heap;
+mod invariants;
 mod malloc;
 pub mod replay;
 pub mod tcache;

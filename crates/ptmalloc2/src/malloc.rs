@@ -27,6 +27,7 @@ use crate::bins::*;
 use crate::checks::*;
 use crate::chunk::*;
 use crate::heap::{Mapping, NoMmap, Sys};
+use crate::invariants::{Segment, check_arena, check_mappings};
 use crate::tcache::{self, TCACHE_MAX_BINS, TCACHE_STRUCT_SIZE, Tc};
 use crate::tunables::{Params, Tunables};
 
@@ -120,6 +121,12 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
             stats: Stats::new(),
             broken: None,
         }
+    }
+
+    /// The arena's state, for tests that plant corruptions in it.
+    #[cfg(test)]
+    pub(crate) fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
     }
 
     /// The tunables the arena was made with.
@@ -442,6 +449,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                     let _ = self.sys.maps.unmap(j);
                 }
                 let _ = i;
+                self.sys.maps.set_lead(nm.addr, ps);
                 let mp_ = &mut self.core.mp;
                 mp_.mmapped_mem = mp_.mmapped_mem + nm.len - total;
                 mp_.max_mmapped_mem = mp_.max_mmapped_mem.max(mp_.mmapped_mem);
@@ -837,10 +845,22 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
         self.stats.record_moved_resize();
     }
 
-    /// Not yet written: the walk over this policy's structures lands with issue 11's per-policy
-    /// work (until then it checks nothing).
+    /// The walk of [`crate::invariants`]: the chunk chain from the heap's start to the top, the
+    /// tcache, fastbins, unsorted, small and large bins and the binmap against it, and the
+    /// mapped chunks.
     fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
-        Ok(())
+        let c = &self.core;
+        let (segments, system_mem) = if c.st.base == 0 {
+            (Vec::new(), 0)
+        } else {
+            let seg = Segment {
+                first: align_up(c.st.base, MALLOC_ALIGNMENT),
+                end: self.sys.brk_end,
+            };
+            (vec![seg], self.sys.brk_end - c.st.base)
+        };
+        check_arena(c, &segments, system_mem, self.tc)?;
+        check_mappings(c, &self.sys.maps)
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {

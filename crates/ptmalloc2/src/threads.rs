@@ -384,6 +384,10 @@ impl Grow for ThreadHeaps {
     fn mapped_mem(&self, a: usize) -> Option<Mem> {
         self.maps.find(a).map(|(_, m)| Mem::new(m.ptr))
     }
+
+    fn set_mapped_lead(&mut self, a: usize, lead: usize) {
+        self.maps.set_lead(a, lead)
+    }
 }
 
 enum Heaps {
@@ -422,6 +426,13 @@ impl Grow for Heaps {
             Heaps::None => None,
             Heaps::Main(s) => s.mapped_mem(a),
             Heaps::Thread(t) => t.mapped_mem(a),
+        }
+    }
+    fn set_mapped_lead(&mut self, a: usize, lead: usize) {
+        match self {
+            Heaps::None => {}
+            Heaps::Main(s) => s.set_mapped_lead(a, lead),
+            Heaps::Thread(t) => t.set_mapped_lead(a, lead),
         }
     }
 }
