@@ -80,7 +80,7 @@ impl State {
 }
 
 /// The memory-independent core of one arena: state, parameters and the memory accessor.
-/// `Heap` (in [`crate::heap`]) supplies growth through [`Grow`].
+/// The memory behind it (the main heap, or a thread arena's heaps) supplies growth through [`Grow`].
 pub(crate) struct Core {
     pub m: Mem,
     pub st: State,

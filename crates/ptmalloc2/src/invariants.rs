@@ -35,7 +35,7 @@ use crate::arena::Core;
 use crate::bins::*;
 use crate::checks::FASTBIN_MARK;
 use crate::chunk::*;
-use crate::heap::{Mapping, Mappings};
+use crate::heap::{Mapping, Mappings, Sys};
 use crate::tcache::{self, TCACHE_KEY, TCACHE_MAX_BINS, Tc};
 
 /// One contiguous piece of an arena's memory: its chunk chain starts at `first` and stays below
@@ -166,6 +166,26 @@ pub(crate) fn check_arena(core: &Core, segments: &[Segment], system_mem: usize, 
         )?;
     }
     Ok(())
+}
+
+/// The walk of a main arena over its brk-like heap `sys` (one segment from the heap's start to
+/// the break, whose extent is `system_mem`) and its mapped chunks, with the tcache `tc`.
+pub(crate) fn check_main<S, M: allocator_traits::MemorySource>(
+    core: &Core,
+    sys: &Sys<S, M>,
+    tc: Tc,
+) -> R {
+    let base = core.st.base;
+    if base == 0 {
+        check_arena(core, &[], 0, tc)?;
+    } else {
+        let seg = Segment {
+            first: align_up(base, MALLOC_ALIGNMENT),
+            end: sys.brk_end,
+        };
+        check_arena(core, &[seg], sys.brk_end - base, tc)?;
+    }
+    check_mappings(core, &sys.maps)
 }
 
 /// 1: the chunk chain of every segment.

@@ -21,6 +21,7 @@ pub mod arena;
 pub mod bins;
 pub mod checks;
 pub mod chunk;
+mod classes;
 pub mod heap;
 mod invariants;
 mod malloc;
@@ -30,7 +31,7 @@ pub mod tcache;
 mod threads;
 pub mod tunables;
 
-pub use chunk::classes;
+pub use classes::classes;
 pub use heap::{NoMmap, SystemPages};
 pub use malloc::{Arena, MallocError, Placement};
 pub use replay::{Event, ReplayError, Replayer};

@@ -27,7 +27,7 @@ use crate::bins::*;
 use crate::checks::*;
 use crate::chunk::*;
 use crate::heap::{Mapping, NoMmap, Sys};
-use crate::invariants::{Segment, check_arena, check_mappings};
+use crate::invariants::check_main;
 use crate::tcache::{self, TCACHE_MAX_BINS, TCACHE_STRUCT_SIZE, Tc};
 use crate::tunables::{Params, Tunables};
 
@@ -849,18 +849,7 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
     /// tcache, fastbins, unsorted, small and large bins and the binmap against it, and the
     /// mapped chunks.
     fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
-        let c = &self.core;
-        let (segments, system_mem) = if c.st.base == 0 {
-            (Vec::new(), 0)
-        } else {
-            let seg = Segment {
-                first: align_up(c.st.base, MALLOC_ALIGNMENT),
-                end: self.sys.brk_end,
-            };
-            (vec![seg], self.sys.brk_end - c.st.base)
-        };
-        check_arena(c, &segments, system_mem, self.tc)?;
-        check_mappings(c, &self.sys.maps)
+        check_main(&self.core, &self.sys, self.tc)
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {
