@@ -31,9 +31,10 @@ pub mod tcache;
 mod threads;
 pub mod tunables;
 
+pub use allocator_traits::Placement;
 pub use classes::classes;
 pub use heap::{NoMmap, SystemPages};
-pub use malloc::{Arena, MallocError, Placement};
+pub use malloc::{Arena, MallocError};
 pub use replay::{Event, ReplayError, Replayer};
 #[cfg(unix)]
 pub use threads::{MAX_ARENAS, Ptmalloc};
