@@ -80,7 +80,7 @@ impl State {
 }
 
 /// The memory-independent core of one arena: state, parameters and the memory accessor.
-/// `Heap` (in [`crate::heap`]) supplies growth through [`Grow`].
+/// The memory behind it (the main heap, or a thread arena's heaps) supplies growth through [`Grow`].
 pub(crate) struct Core {
     pub m: Mem,
     pub st: State,
@@ -95,6 +95,8 @@ pub(crate) trait Grow {
     fn trim(&mut self, core: &mut Core, pad: usize) -> R<()>;
     /// The accessor for the mapped chunk containing `a`, if `a` is in one.
     fn mapped_mem(&self, a: usize) -> Option<Mem>;
+    /// The mapped chunk containing `a` now starts `lead` bytes into its mapping (`memalign`).
+    fn set_mapped_lead(&mut self, a: usize, lead: usize);
 }
 
 // Every `unsafe` block in this impl reads or writes chunk words at addresses derived from the
@@ -1005,11 +1007,14 @@ impl Core {
             let leadsize = brk - p;
             if let Some(mm) = mapped {
                 // SAFETY: both headers are inside the fresh mapping.
-                unsafe {
+                let lead = unsafe {
                     let newsize = chunksize(&mm, p) - leadsize;
-                    set_prev_size(&mm, newp, prev_size(&mm, p) + leadsize);
+                    let lead = prev_size(&mm, p) + leadsize;
+                    set_prev_size(&mm, newp, lead);
                     set_head(&mm, newp, newsize | IS_MMAPPED);
-                }
+                    lead
+                };
+                g.set_mapped_lead(newp, lead);
                 return Ok(chunk2mem(newp));
             }
             let mm = self.m;

@@ -77,24 +77,6 @@ pub const fn align_down(v: usize, a: usize) -> usize {
     v & !(a - 1)
 }
 
-/// The request-size runs of heap chunks as `(from, to, rounded)`: every request of `from..=to`
-/// bytes gets a chunk of `rounded + 8` bytes whose usable size is `rounded` (glibc's
-/// `malloc_usable_size`), from 1 byte up to requests just below the default mmap threshold
-/// (128 KiB; larger requests get page-rounded mappings when the top cannot serve them).
-/// For `fsm classes --policy ptmalloc2`.
-pub fn classes() -> impl Iterator<Item = (usize, usize, usize)> {
-    let last = crate::tunables::DEFAULT_MMAP_THRESHOLD;
-    (MINSIZE..last).step_by(MALLOC_ALIGNMENT).map(|c| {
-        let to = c - SIZE_SZ;
-        let from = if c == MINSIZE {
-            1
-        } else {
-            to - MALLOC_ALIGN_MASK
-        };
-        (from, to, to)
-    })
-}
-
 /// Raw access to heap memory by address, keeping the provenance of the region's base pointer.
 #[derive(Debug, Clone, Copy)]
 pub struct Mem {
@@ -321,11 +303,5 @@ mod tests {
         assert_eq!(request2size(640), 0x290);
         assert_eq!(request2size(200_000), 200_016);
         assert_eq!(checked_request2size(usize::MAX), None);
-        let runs: Vec<_> = classes().take(3).collect();
-        assert_eq!(runs, [(1, 24, 24), (25, 40, 40), (41, 56, 56)]);
-        for (from, to, rounded) in classes() {
-            assert_eq!(request2size(from), request2size(to));
-            assert_eq!(request2size(to) - SIZE_SZ, rounded);
-        }
     }
 }

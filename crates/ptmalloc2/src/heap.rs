@@ -32,6 +32,9 @@ pub(crate) struct Mapping {
     pub ptr: *mut u8,
     /// Length in bytes.
     pub len: usize,
+    /// Where the chunk starts in the mapping: its `prev_size` (0, or the lead `memalign` cut
+    /// off): the chunk's header is at `addr + lead`, and `lead + chunksize == len`.
+    pub lead: usize,
 }
 
 /// The mapped chunks, sorted by address, in a table that itself lives in memory from the map
@@ -91,6 +94,7 @@ impl<M: MemorySource> Mappings<M> {
             addr: ptr as usize,
             ptr,
             len: g.len(),
+            lead: 0,
         };
         let i = self.entries().partition_point(|e| e.addr < m.addr);
         // SAFETY: room for one more entry (checked above); the shift stays inside the table.
@@ -100,6 +104,14 @@ impl<M: MemorySource> Mappings<M> {
         }
         self.len += 1;
         Some(m)
+    }
+
+    /// Records that the chunk of the mapping containing `a` now starts `lead` bytes in.
+    pub fn set_lead(&mut self, a: usize, lead: usize) {
+        if let Some((i, _)) = self.find(a) {
+            // SAFETY: `i < len`: an initialised entry of the table.
+            unsafe { (*self.table.add(i)).lead = lead };
+        }
     }
 
     /// Unmaps the mapping at index `i`.
@@ -325,6 +337,10 @@ impl<S: MemorySource, M: MemorySource> Grow for Sys<S, M> {
 
     fn mapped_mem(&self, a: usize) -> Option<Mem> {
         self.maps.find(a).map(|(_, m)| Mem::new(m.ptr))
+    }
+
+    fn set_mapped_lead(&mut self, a: usize, lead: usize) {
+        self.maps.set_lead(a, lead)
     }
 
     fn trim(&mut self, core: &mut Core, pad: usize) -> R<()> {

@@ -21,7 +21,9 @@ pub mod arena;
 pub mod bins;
 pub mod checks;
 pub mod chunk;
+mod classes;
 pub mod heap;
+mod invariants;
 mod malloc;
 pub mod replay;
 pub mod tcache;
@@ -29,9 +31,10 @@ pub mod tcache;
 mod threads;
 pub mod tunables;
 
-pub use chunk::classes;
+pub use allocator_traits::Placement;
+pub use classes::classes;
 pub use heap::{NoMmap, SystemPages};
-pub use malloc::{Arena, MallocError, Placement};
+pub use malloc::{Arena, MallocError};
 pub use replay::{Event, ReplayError, Replayer};
 #[cfg(unix)]
 pub use threads::{MAX_ARENAS, Ptmalloc};

@@ -19,7 +19,8 @@ use core::fmt;
 use core::ptr::NonNull;
 
 use allocator_traits::{
-    AllocError, BlockKind, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource, Stats,
+    AllocError, BlockKind, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource,
+    Placement, Stats,
 };
 
 use crate::arena::{Core, Fail, R, Realloc};
@@ -27,6 +28,7 @@ use crate::bins::*;
 use crate::checks::*;
 use crate::chunk::*;
 use crate::heap::{Mapping, NoMmap, Sys};
+use crate::invariants::check_main;
 use crate::tcache::{self, TCACHE_MAX_BINS, TCACHE_STRUCT_SIZE, Tc};
 use crate::tunables::{Params, Tunables};
 
@@ -52,24 +54,6 @@ impl fmt::Display for MallocError {
 }
 
 impl std::error::Error for MallocError {}
-
-/// Where a block lives: at an offset from the start of the main heap, or in its own mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// User pointer minus the heap's start.
-    Heap(usize),
-    /// A mapped chunk (its address depends on the kernel).
-    Mmap,
-}
-
-impl fmt::Display for Placement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Placement::Heap(o) => write!(f, "{o}"),
-            Placement::Mmap => f.write_str("MMAP"),
-        }
-    }
-}
 
 /// glibc 2.36's allocator with one arena (the main arena, single-threaded).
 ///
@@ -122,6 +106,12 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         }
     }
 
+    /// The arena's state, for tests that plant corruptions in it.
+    #[cfg(test)]
+    pub(crate) fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+
     /// The tunables the arena was made with.
     pub fn tunables(&self) -> &Tunables {
         &self.tunables
@@ -153,13 +143,16 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         a >= self.core.st.base && a < self.sys.brk_end
     }
 
-    /// Where the block at `ptr` lives.
+    /// Where the block at `ptr` lives: its offset from the start of the main heap (glibc's
+    /// initial program break, so offsets compare with the real glibc's), or
+    /// [`Placement::Mapped`] for a chunk in a mapping of its own. O(1); the trait's
+    /// [`FreeSpaceManager::placement`] is this.
     pub fn placement(&self, ptr: NonNull<u8>) -> Placement {
         let a = ptr.as_ptr() as usize;
         if self.in_heap(a) {
             Placement::Heap(a - self.core.st.base)
         } else {
-            Placement::Mmap
+            Placement::Mapped
         }
     }
 
@@ -442,6 +435,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                     let _ = self.sys.maps.unmap(j);
                 }
                 let _ = i;
+                self.sys.maps.set_lead(nm.addr, ps);
                 let mp_ = &mut self.core.mp;
                 mp_.mmapped_mem = mp_.mmapped_mem + nm.len - total;
                 mp_.max_mmapped_mem = mp_.max_mmapped_mem.max(mp_.mmapped_mem);
@@ -772,24 +766,29 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
         } else {
             self.memalign(layout.align(), layout.size())
         };
-        match r {
-            Ok(p) => {
-                let usable = self.usable_size(p).unwrap_or(layout.size());
-                Ok(NonNull::slice_from_raw_parts(p, usable))
-            }
-            Err(MallocError::Corrupted(what)) => {
-                Err(AllocError::InvalidBlock(FreeError::Corrupted {
-                    ptr: 0,
-                    what,
-                }))
-            }
-            Err(_) => Err(AllocError::out_of_memory(layout)),
+        self.block(r, layout)
+    }
+
+    /// glibc's `calloc` (never from the tcache, as in 2.36) for alignments up to 16; above,
+    /// `memalign` and zeroing (C has no aligned calloc).
+    fn allocate_zeroed(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.align() > MALLOC_ALIGNMENT {
+            let block = self.allocate(layout)?;
+            // SAFETY: the block is ours, live, and at least `layout.size()` bytes long.
+            unsafe { block.cast::<u8>().as_ptr().write_bytes(0, layout.size()) };
+            return Ok(block);
         }
+        let r = self.calloc(layout.size());
+        self.block(r, layout)
     }
 
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         // SAFETY: forwarded caller contract.
         unsafe { self.free_sized(ptr, layout.size()) }
+    }
+
+    fn placement(&self, ptr: NonNull<u8>) -> Placement {
+        Arena::placement(self, ptr)
     }
 
     /// glibc has no in-place resize apart from `realloc` (which `grow` and `shrink` model); this
@@ -837,10 +836,11 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
         self.stats.record_moved_resize();
     }
 
-    /// Not yet written: the walk over this policy's structures lands with issue 11's per-policy
-    /// work (until then it checks nothing).
+    /// The walk of the `invariants` module: the chunk chain from the heap's start to the top, the
+    /// tcache, fastbins, unsorted, small and large bins and the binmap against it, and the
+    /// mapped chunks.
     fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
-        Ok(())
+        check_main(&self.core, &self.sys, self.tc)
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {
@@ -927,15 +927,37 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
 }
 
 impl<S: MemorySource, M: MemorySource> Arena<S, M> {
-    /// `realloc` through the allocator interface: glibc's realloc where the alignment allows,
-    /// allocate-copy-free otherwise.
+    /// The allocator interface's answer for a C-level allocation made for `layout`.
+    fn block(
+        &self,
+        r: Result<NonNull<u8>, MallocError>,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        match r {
+            Ok(p) => {
+                let usable = self.usable_size(p).unwrap_or(layout.size());
+                Ok(NonNull::slice_from_raw_parts(p, usable))
+            }
+            Err(MallocError::Corrupted(what)) => {
+                Err(AllocError::InvalidBlock(FreeError::Corrupted {
+                    ptr: 0,
+                    what,
+                }))
+            }
+            Err(_) => Err(AllocError::out_of_memory(layout)),
+        }
+    }
+
+    /// `realloc` through the allocator interface: glibc's realloc (of any chunk, memaligned ones
+    /// too) where the new alignment is at most 16, allocate-copy-free otherwise. A new size of
+    /// 0 is a resize to the smallest block, not C's `realloc(p, 0)` (which frees).
     unsafe fn resize(
         &mut self,
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        if new.size() == 0 || old.align() > MALLOC_ALIGNMENT || new.align() > MALLOC_ALIGNMENT {
+        if new.size() == 0 || new.align() > MALLOC_ALIGNMENT {
             // SAFETY: forwarded caller contract.
             return unsafe { allocator_traits::resize_by_moving(self, ptr, old, new) };
         }

@@ -17,7 +17,7 @@ fn arena(t: &str) -> A {
 fn off(a: &A, p: std::ptr::NonNull<u8>) -> Option<usize> {
     match a.placement(p) {
         Placement::Heap(o) => Some(o),
-        Placement::Mmap => None,
+        Placement::Mapped => None,
     }
 }
 

@@ -50,7 +50,11 @@ fn stress(heap: &'static Ptmalloc, threads: usize, rounds: usize) {
                     x
                 };
                 let mut mine: Vec<Block> = Vec::new();
-                for _ in 0..rounds {
+                for round in 0..rounds {
+                    // The walk runs beside the other threads (each arena under its lock).
+                    if round % 2500 == 0 {
+                        heap.check_invariants().expect("invariant walk");
+                    }
                     let r = rnd();
                     let size = match r % 10 {
                         0..=5 => (r >> 8) as usize % 200 + 1,
@@ -146,6 +150,7 @@ fn stress(heap: &'static Ptmalloc, threads: usize, rounds: usize) {
     for h in hs {
         h.join().unwrap();
     }
+    heap.check_invariants().expect("invariant walk");
     for b in shared.lock().unwrap().drain(..) {
         check(&b);
         // SAFETY: live block of `heap`.
@@ -247,6 +252,8 @@ fn thread_heaps_chain_and_go_away() {
                 p
             })
             .collect();
+        // Two chained heaps: the first ends in fenceposts, the second holds the top.
+        HEAP.check_invariants().expect("invariant walk");
         let peak = HEAP.arena_system_mem(1).unwrap();
         // Oldest first: the first heap becomes one free chunk before its fenceposts, so when
         // the second heap's top covers that whole heap, heap_trim deletes it and shrinks the
@@ -267,9 +274,44 @@ fn thread_heaps_chain_and_go_away() {
     // made; only the thread-exit flush frees it, and that free lets heap_trim delete the second
     // heap and shrink the first.
     let after = HEAP.arena_system_mem(1).unwrap();
+    HEAP.check_invariants().expect("invariant walk");
     assert!(peak > 64 << 20, "the arena grew past one heap ({peak})");
     assert!(
         after < 1 << 20,
         "emptied heaps went away and the last one shrank ({after})"
     );
+}
+
+#[test]
+fn the_walk_reports_a_corrupted_thread_arena() {
+    static HEAP: Ptmalloc = Ptmalloc::with_tunables(Tunables {
+        tcache_count: Some(0),
+        mxfast: Some(0),
+        ..Tunables::new()
+    });
+    let l = Layout::from_size_align(200, 8).unwrap();
+    // SAFETY: this thread takes the main arena; freed at once.
+    unsafe { HEAP.dealloc(HEAP.alloc(l), l) };
+    std::thread::spawn(move || {
+        // SAFETY: blocks of this thread's arena; the planted word is restored before anything
+        // else runs on the arena.
+        unsafe {
+            let a = HEAP.alloc(l);
+            let b = HEAP.alloc(l);
+            HEAP.dealloc(a, l);
+            HEAP.check_invariants().expect("healthy");
+            let size = a.cast::<usize>().sub(1);
+            let good = size.read();
+            size.write(good + 0x10);
+            let c = HEAP
+                .check_invariants()
+                .expect_err("a bad size in a free chunk");
+            assert_eq!(c.problem, "free chunk's footer is not its size", "{c}");
+            size.write(good);
+            HEAP.check_invariants().expect("restored");
+            HEAP.dealloc(b, l);
+        }
+    })
+    .join()
+    .unwrap();
 }
