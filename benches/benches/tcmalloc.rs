@@ -28,7 +28,16 @@ enum Which {
     Gperftools(MallocFn, FreeFn),
     Glibc,
     Mimalloc,
+    /// No allocator: every `alloc` returns the same static buffer and `free` does nothing. The
+    /// harness's own cost, subtracted from the others' instruction counts.
+    Floor,
 }
+
+/// The buffer [`Which::Floor`] hands out (written one byte at a time, never read).
+static FLOOR: FloorBuf = FloorBuf(std::cell::UnsafeCell::new([0; 512]));
+struct FloorBuf(std::cell::UnsafeCell<[u8; 512]>);
+// SAFETY: the buffer is only written with single bytes whose values nobody reads.
+unsafe impl Sync for FloorBuf {}
 
 impl Which {
     fn name(&self) -> &'static str {
@@ -37,6 +46,7 @@ impl Which {
             Which::Gperftools(..) => "gperftools",
             Which::Glibc => "system",
             Which::Mimalloc => "mimalloc",
+            Which::Floor => "floor",
         }
     }
 
@@ -49,6 +59,7 @@ impl Which {
                 Which::Gperftools(m, _) => m(size).cast(),
                 Which::Glibc => libc::malloc(size).cast(),
                 Which::Mimalloc => MI.alloc(Layout::from_size_align_unchecked(size, 8)),
+                Which::Floor => black_box(FLOOR.0.get().cast()),
             }
         }
     }
@@ -62,6 +73,9 @@ impl Which {
                 Which::Gperftools(_, f) => f(p.cast()),
                 Which::Glibc => libc::free(p.cast()),
                 Which::Mimalloc => MI.dealloc(p, Layout::from_size_align_unchecked(size, 8)),
+                Which::Floor => {
+                    black_box((p, size));
+                }
             }
         }
     }
@@ -257,10 +271,12 @@ fn peak_child(name: &str) {
 
 fn main() {
     // `TCMALLOC_BENCH_OPS=NAME`: 10 M churn operations with one allocator and nothing else, for
-    // `perf stat` (instructions per operation do not depend on the machine's load).
+    // callgrind (instructions per operation do not depend on the machine's load). `floor` is the
+    // harness alone.
     if let Ok(name) = std::env::var("TCMALLOC_BENCH_OPS") {
         let a = allocators()
             .into_iter()
+            .chain([Which::Floor])
             .find(|a| a.name() == name)
             .expect("allocator");
         let mut ch = Churn::new(a, 0x1234_5678);

@@ -34,10 +34,11 @@ use core::cell::{Cell, UnsafeCell};
 use core::ptr::{NonNull, addr_of_mut, null, null_mut};
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use allocator_traits::{FreeError, MemorySource, OsPages, abort_with};
+use allocator_traits::{Corruption, FreeError, MemorySource, OsPages, abort_with};
 use spin::Mutex;
 
 use crate::central::{Central, PageSource};
+use crate::check::{self, Parts};
 use crate::page_heap::PageHeap;
 use crate::pagemap::PageMap;
 use crate::size_map::{NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP};
@@ -355,6 +356,44 @@ impl<S: MemorySource> Tcmalloc<S> {
     /// Bytes taken from the source (pages, metadata, thread caches).
     pub fn footprint(&self) -> usize {
         self.source.lock().footprint()
+    }
+
+    /// The invariant walk of [`crate::check`] over the shared structures (page heap, pagemap,
+    /// spans, central lists, transfer caches) and the calling thread's own cache, under every
+    /// central lock and the page heap's (taken in the allocator's lock order, so the other
+    /// threads wait at their next slow path and their fast paths go on). The other threads'
+    /// caches are not read: their objects count as out of their spans.
+    pub fn check_invariants(&self) -> Result<(), Corruption> {
+        let Some(sh) = self.shared() else {
+            return Ok(());
+        };
+        // SAFETY: the shared state lives as long as `self`.
+        let sh = unsafe { &*sh };
+        let central: [_; NUM_CLASSES] = core::array::from_fn(|c| sh.central[c].lock());
+        let heap = sh.heap.lock();
+        let own = SLOTS
+            .try_with(|slots| {
+                slots
+                    .iter()
+                    .find(|s| s.id.get() == sh.id)
+                    .map(|s| s.node.get())
+            })
+            .ok()
+            .flatten();
+        // SAFETY: a node in this thread's slot is this thread's own live cache, not in use while
+        // this function runs.
+        let own = own.map(|n| unsafe { &*(*n).cache.get() });
+        let caches: &[&ThreadCache] = match &own {
+            Some(c) => core::slice::from_ref(c),
+            None => &[],
+        };
+        check::check(&Parts {
+            heap: &heap,
+            pagemap: &sh.pagemap,
+            central: central.each_ref().map(|g| &**g),
+            caches,
+        })
+        .map(|_| ())
     }
 
     /// Number of threads holding a cache of this allocator.

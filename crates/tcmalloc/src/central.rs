@@ -45,21 +45,25 @@ pub trait PageSource {
 /// The central free list of one class.
 #[derive(Debug)]
 pub struct Central {
-    class: usize,
-    levels: [SpanList; NUM_LEVELS],
+    pub(crate) class: usize,
+    /// `levels[l]` holds exactly the class's spans that have a free object and whose
+    /// `level_of(refcount)` is `l` (`Span::level == l`); a span with no free object is on none.
+    pub(crate) levels: [SpanList; NUM_LEVELS],
     /// The class's transfer cache.
     pub transfer: TransferCache,
-    /// Spans this class holds.
+    /// Spans this class holds: in use, of this class, with `refcount >= 1`.
     pub spans: usize,
-    /// Free objects inside those spans (not counting the transfer cache).
+    /// Free objects inside those spans (the sum of their free lists' lengths; the transfer
+    /// cache not counted).
     pub free_objects: usize,
 }
 
 // SAFETY: the spans and objects reachable from a central list belong to it.
 unsafe impl Send for Central {}
 
+/// The level list a span with `refcount` objects out and a free object belongs on.
 #[inline]
-fn level_of(refcount: u32) -> u8 {
+pub(crate) fn level_of(refcount: u32) -> u8 {
     ((u32::BITS - refcount.leading_zeros()) as usize).min(NUM_LEVELS - 1) as u8
 }
 

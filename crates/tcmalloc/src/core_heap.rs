@@ -20,10 +20,12 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use allocator_traits::{
-    AllocError, BlockKind, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource, Stats,
+    AllocError, BlockKind, Corruption, Detects, FreeError, FreeSpaceManager, Inspector,
+    MemorySource, Stats,
 };
 
 use crate::central::{Central, PageSource};
+use crate::check::{self, Parts};
 use crate::page_heap::PageHeap;
 use crate::pagemap::PageMap;
 use crate::size_map::{MAX_OBJECTS_PER_SPAN, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP};
@@ -85,14 +87,16 @@ impl<S: MemorySource> Backend for CoreBackend<'_, S> {
 
 /// The single-threaded tcmalloc over a [`MemorySource`].
 pub struct Core<S: MemorySource> {
-    source: S,
-    heap: PageHeap,
-    pagemap: PageMap,
-    central: [Central; NUM_CLASSES],
-    cache: ThreadCache,
+    pub(crate) source: S,
+    pub(crate) heap: PageHeap,
+    pub(crate) pagemap: PageMap,
+    pub(crate) central: [Central; NUM_CLASSES],
+    pub(crate) cache: ThreadCache,
     unclaimed: isize,
     max_size: usize,
-    stats: Stats,
+    /// `live_blocks` = objects out of the spans (their `refcount`s) minus those cached, plus
+    /// the large spans in use.
+    pub(crate) stats: Stats,
 }
 
 impl<S: MemorySource> core::fmt::Debug for Core<S> {
@@ -313,10 +317,28 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
         self.stats.record_moved_resize();
     }
 
-    /// Not yet written: the walk over this policy's structures lands with issue 11's per-policy
-    /// work (until then it checks nothing).
-    fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
-        Ok(())
+    /// The walk of [`crate::check`] over the page heap, pagemap, spans, central lists, transfer
+    /// caches and the thread cache; then the statistics and the budget against what it counted.
+    fn check_invariants(&self) -> Result<(), Corruption> {
+        let census = check::check(&Parts {
+            heap: &self.heap,
+            pagemap: &self.pagemap,
+            central: self.central.each_ref(),
+            caches: &[&self.cache],
+        })?;
+        Corruption::ensure(
+            census.out >= census.cached
+                && census.out - census.cached + census.large == self.stats.live_blocks,
+            "stats",
+            self.stats.live_blocks,
+            "live_blocks is not the objects out minus those cached plus the large spans",
+        )?;
+        Corruption::ensure(
+            self.unclaimed + self.max_size as isize == DEFAULT_OVERALL_THREAD_CACHE_SIZE as isize,
+            "thread cache budget",
+            self.max_size,
+            "max_size and the unclaimed budget do not add up to the overall limit",
+        )
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {

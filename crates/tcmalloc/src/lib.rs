@@ -16,6 +16,7 @@
 //! * [`page_heap`], [`pagemap`], [`span`]: the back end of whole pages.
 //! * [`central`], [`transfer`]: per-class lists of spans, with whole batches parked in front.
 //! * [`thread_cache`]: the per-thread front end with slow-start lists and a budget.
+//! * `check`: the invariant walk over all of these ([`allocator_traits::FreeSpaceManager::check_invariants`]).
 //! * [`Core`]: all of it single-threaded, as a [`allocator_traits::FreeSpaceManager`].
 //! * [`Tcmalloc`]: the concurrent allocator with a cache per thread.
 //!
@@ -30,6 +31,8 @@
 mod allocator;
 #[cfg(not(loom))]
 pub mod central;
+#[cfg(not(loom))]
+mod check;
 #[cfg(not(loom))]
 mod core_heap;
 pub mod metadata;

@@ -36,16 +36,20 @@ struct Chunk {
 /// The page heap.
 #[derive(Debug)]
 pub struct PageHeap {
-    free: [SpanList; MAX_PAGES + 1],
-    large: SpanList,
+    /// `free[k]` holds exactly the free spans of `k` pages (`1 <= k <= MAX_PAGES`; `free[0]` is
+    /// unused); each is exact in the pagemap at its first and last page, and no two free spans
+    /// are adjacent (a freed span is coalesced at once).
+    pub(crate) free: [SpanList; MAX_PAGES + 1],
+    /// The free spans longer than `MAX_PAGES` pages.
+    pub(crate) large: SpanList,
     /// Recycled span records.
     pub spans: SpanAllocator,
     /// Where spans, pagemap nodes and thread caches come from.
     pub arena: MetaArena,
     chunks: *mut Chunk,
-    /// Pages on the free lists.
+    /// Pages on the free lists: the sum of `pages` over `free` and `large`.
     pub free_pages: usize,
-    /// Pages taken from the source.
+    /// Pages taken from the source: the sum of the regions' lengths, tiled exactly by spans.
     pub system_pages: usize,
 }
 

@@ -36,15 +36,19 @@ pub struct Span {
     pub start: *mut u8,
     /// Length in pages.
     pub pages: usize,
-    /// In use or free.
+    /// In use or free. Free iff on a page heap free list.
     pub location: Location,
-    /// Size class of its objects (0: a large object or a free span).
+    /// Size class of its objects (0: a large object or a free span); every page of a span of
+    /// class `c != 0` maps to it in the pagemap with class `c`, other spans' pages have class 0.
     pub class: u8,
-    /// Central list level the span is on (`NO_LEVEL` when on none).
+    /// Central list level the span is on (`NO_LEVEL` when on none): `level_of(refcount)` iff
+    /// the span has a free object, else `NO_LEVEL`.
     pub level: u8,
-    /// Objects handed out of this span (to caches or callers).
+    /// Objects handed out of this span (to caches or callers): `objects_per_span(class)` minus
+    /// the length of `objects`; at least 1 while the span is with its central list.
     pub refcount: u32,
-    /// Free objects of the span, linked through their first word.
+    /// Free objects of the span, linked through their first word, each at an object boundary
+    /// inside the span, none twice (null for free and large spans).
     pub objects: *mut u8,
     /// Previous span on the same list.
     pub prev: *mut Span,

@@ -49,12 +49,17 @@ pub trait Backend {
 /// One class's list in a thread cache.
 #[derive(Debug, Clone, Copy)]
 pub struct FreeList {
-    head: *mut u8,
-    length: u32,
-    lowater: u32,
-    max_length: u32,
-    overages: u32,
-    object_size: u32,
+    /// The objects, linked through their first word; exactly `length` of them, then null.
+    pub(crate) head: *mut u8,
+    pub(crate) length: u32,
+    /// `lowater <= length`: the lowest length since the last scavenge.
+    pub(crate) lowater: u32,
+    /// `1 <= max_length <= MAX_DYNAMIC_FREE_LIST_LENGTH`.
+    pub(crate) max_length: u32,
+    /// `overages <= MAX_OVERAGES`.
+    pub(crate) overages: u32,
+    /// The class's object size.
+    pub(crate) object_size: u32,
 }
 
 impl FreeList {
@@ -141,8 +146,10 @@ const CLASS_SIZES: [u32; NUM_CLASSES] = SizeMap::compute().class_sizes();
 /// A thread's cache.
 #[derive(Debug)]
 pub struct ThreadCache {
-    lists: [FreeList; NUM_CLASSES],
-    size: usize,
+    /// `lists[c]` holds objects of class `c` only (`lists[0]` is always empty).
+    pub(crate) lists: [FreeList; NUM_CLASSES],
+    /// The sum over the lists of `length * object_size`.
+    pub(crate) size: usize,
 }
 
 // SAFETY: the cached objects belong to the cache.

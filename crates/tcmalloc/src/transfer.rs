@@ -34,7 +34,10 @@ pub struct Batch {
 /// One class's transfer cache.
 #[derive(Debug)]
 pub struct TransferCache {
+    /// `slots[..used]` are whole batches: `batch_size(class)` objects of the class each, linked
+    /// from `head` to `tail`, `tail`'s link null.
     slots: [Batch; MAX_SLOTS],
+    /// `used <= capacity <= max_capacity <= MAX_SLOTS` (all 0 until the first insert).
     used: usize,
     capacity: usize,
     max_capacity: usize,
@@ -98,6 +101,11 @@ impl TransferCache {
     /// Current capacity in batches.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Largest capacity this class's cache may grow to (0 before first use).
+    pub fn max_capacity(&self) -> usize {
+        self.max_capacity
     }
 
     /// The parked batches, oldest first.

@@ -91,11 +91,15 @@ fn producer_consumer_every_free_on_another_thread() {
         drop(tx);
         let consumer = scope.spawn(move || {
             let mut n = 0;
-            for batch in rx {
+            for (k, batch) in rx.into_iter().enumerate() {
                 for (b, seed) in batch {
                     check(&b, seed);
                     free(t, b);
                     n += 1;
+                }
+                // The walk under the locks while the producers run.
+                if k % 50 == 0 {
+                    t.check_invariants().unwrap();
                 }
             }
             n
@@ -111,6 +115,7 @@ fn producer_consumer_every_free_on_another_thread() {
         assert_eq!(consumer.join().unwrap(), 2 * per);
     });
     assert_eq!(tc.threads(), 0, "every thread's cache was released at exit");
+    tc.check_invariants().unwrap();
 }
 
 #[test]
@@ -202,6 +207,7 @@ fn objects_outlive_the_threads_that_allocated_them() {
         });
         kept.extend(mine);
         assert_eq!(t.threads(), 0, "the exited thread's cache was released");
+        t.check_invariants().unwrap();
     }
     let (central, transfer, _) = t.cached_bytes();
     assert!(
@@ -212,6 +218,7 @@ fn objects_outlive_the_threads_that_allocated_them() {
         check(&b, seed);
         free(t, b);
     }
+    t.check_invariants().unwrap();
 }
 
 #[test]

@@ -1,0 +1,637 @@
+//! The invariant walk: every structure of the page heap, the spans, the central lists, the
+//! transfer caches and the thread caches, checked against the relations their fields' docs state
+//! (gperftools' `PageHeap::Check`, glibc's `do_check_malloc_state`).
+//!
+//! ```text
+//!   1 page heap lists   free[k] / large: well linked, counts right, every span Free with k
+//!                        pages, exact in the pagemap at both ends, no free neighbour on either
+//!                        side (coalesced), pages add up to free_pages
+//!   2 tiling            each region, start to end: pagemap[first page] is a span starting
+//!                        there; free spans are on their list, large spans exact at both ends,
+//!                        class spans map every page with their class; span records in use add
+//!                        up to the span allocator's count, regions to system_pages
+//!   3 class spans       free list: objects inside, at boundaries, none twice; refcount =
+//!                        objects out >= 1; level = level_of(refcount) iff it has a free object,
+//!                        and on that level's list; no object both on it and in a cache
+//!   4 central[c]        level lists well linked and of class c; spans and free_objects add up
+//!   5 transfer[c]       used <= capacity <= max; whole batches of class-c objects, tail last
+//!   6 thread caches     exactly `length` objects of the list's class, then null; lowater,
+//!                        max_length, overages in range; size = sum of length * object size
+//! ```
+//!
+//! It allocates nothing (a heap behind a lock may be the process's allocator): a span's
+//! duplicates are found with a bitmap on the stack, and the cached objects of a class are walked
+//! once per span of the class, so the cost is O(pages + spans * cached objects). It reads the
+//! first word of free and cached objects (their links), never a live block's bytes, and checks
+//! each object's place before it follows its link.
+
+use allocator_traits::Corruption;
+
+use crate::central::{Central, NUM_LEVELS, level_of};
+use crate::page_heap::PageHeap;
+use crate::pagemap::PageMap;
+use crate::size_map::{MAX_OBJECTS_PER_SPAN, MAX_PAGES, NUM_CLASSES, PAGE_SHIFT, SIZE_MAP};
+use crate::span::{Location, NO_LEVEL, Span, SpanList};
+use crate::thread_cache::{MAX_DYNAMIC_FREE_LIST_LENGTH, MAX_OVERAGES, ThreadCache};
+use crate::transfer::MAX_SLOTS;
+
+type Walk<T = ()> = Result<T, Corruption>;
+
+fn ensure(holds: bool, structure: &'static str, at: usize, problem: &'static str) -> Walk {
+    Corruption::ensure(holds, structure, at, problem)
+}
+
+/// The structures the walk covers. `caches` are the thread caches the caller can read safely
+/// (all of them for `Core`; the calling thread's own for `Tcmalloc`).
+pub(crate) struct Parts<'a> {
+    pub heap: &'a PageHeap,
+    pub pagemap: &'a PageMap,
+    pub central: [&'a Central; NUM_CLASSES],
+    pub caches: &'a [&'a ThreadCache],
+}
+
+/// What the walk counted, for the caller's cross-checks against its statistics.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Census {
+    /// Objects out of their spans (the sum of the class spans' `refcount`s).
+    pub out: usize,
+    /// Of those, objects in the given thread caches and in the transfer caches.
+    pub cached: usize,
+    /// Large spans in use (one block each).
+    pub large: usize,
+}
+
+/// Runs the whole walk.
+pub(crate) fn check(p: &Parts<'_>) -> Walk<Census> {
+    check_free_lists(p.heap, p.pagemap)?;
+    let mut census = Census::default();
+    for list in p.caches {
+        census.cached += check_thread_cache(list, p.pagemap)?;
+    }
+    for (class, c) in p.central.iter().enumerate().skip(1) {
+        census.cached += check_central(class, c, p.pagemap)?;
+    }
+    let mut spans = [0usize; NUM_CLASSES];
+    let mut free_objects = [0usize; NUM_CLASSES];
+    let mut records = 0usize;
+    let mut region_pages = 0usize;
+    let mut free_spans = (0usize, 0usize);
+    let mut result = Ok(());
+    p.heap.for_each_region(|start, len| {
+        if result.is_err() {
+            return;
+        }
+        region_pages += len >> PAGE_SHIFT;
+        result = tile_region(start, len, p, &mut |s| {
+            records += 1;
+            // SAFETY: `tile_region` hands over spans it found exact in the pagemap.
+            let (loc, class, pages) = unsafe { ((*s).location, (*s).class as usize, (*s).pages) };
+            match (loc, class) {
+                (Location::Free, _) => {
+                    free_spans.0 += 1;
+                    free_spans.1 += pages;
+                }
+                (Location::InUse, 0) => census.large += 1,
+                (Location::InUse, c) => {
+                    spans[c] += 1;
+                    // SAFETY: as above; a class span of class `c`.
+                    let (out, free) = unsafe { check_class_span(s, c, p) }?;
+                    census.out += out;
+                    free_objects[c] += free;
+                }
+            }
+            Ok(())
+        });
+    });
+    result?;
+    let heap = p.heap;
+    ensure(
+        region_pages == heap.system_pages,
+        "page heap",
+        heap.system_pages,
+        "system_pages is not the regions' pages",
+    )?;
+    ensure(
+        records == heap.spans.live,
+        "span records",
+        heap.spans.live,
+        "records in use are not the spans tiling the regions",
+    )?;
+    let listed = (1..=MAX_PAGES).map(|k| heap.free[k].len).sum::<usize>() + heap.large.len;
+    ensure(
+        free_spans == (listed, heap.free_pages),
+        "page heap",
+        heap.free_pages,
+        "free spans in the regions are not those on the free lists",
+    )?;
+    for class in 1..NUM_CLASSES {
+        let c = p.central[class];
+        ensure(
+            spans[class] == c.spans,
+            "central spans",
+            class,
+            "spans of the class in the regions are not the central list's count",
+        )?;
+        ensure(
+            free_objects[class] == c.free_objects,
+            "central free objects",
+            class,
+            "objects on the class's span free lists are not free_objects",
+        )?;
+    }
+    Ok(census)
+}
+
+/// Checks that `list` is well linked and holds `len` spans; calls `each` on every span.
+fn check_list(
+    list: &SpanList,
+    structure: &'static str,
+    mut each: impl FnMut(*mut Span) -> Walk,
+) -> Walk {
+    let mut prev: *mut Span = core::ptr::null_mut();
+    let mut cur = list.head;
+    let mut n = 0usize;
+    while !cur.is_null() {
+        ensure(
+            n < list.len,
+            structure,
+            cur as usize,
+            "more spans than the list's count (a cycle?)",
+        )?;
+        // SAFETY: spans on a list are valid records of ours (the walk checks each in turn).
+        let back = unsafe { (*cur).prev };
+        ensure(
+            back == prev,
+            structure,
+            cur as usize,
+            "prev link is not the span before",
+        )?;
+        each(cur)?;
+        prev = cur;
+        // SAFETY: as above.
+        cur = unsafe { (*cur).next };
+        n += 1;
+    }
+    ensure(
+        n == list.len,
+        structure,
+        n,
+        "fewer spans than the list's count",
+    )
+}
+
+/// Page heap free lists: well linked, exact lengths, exact pagemap ends, coalesced.
+fn check_free_lists(heap: &PageHeap, pm: &PageMap) -> Walk {
+    let mut pages = 0usize;
+    for k in 0..=MAX_PAGES + 1 {
+        let (list, name) = match k {
+            0 => (&heap.free[0], "page heap free[0]"),
+            k if k <= MAX_PAGES => (&heap.free[k], "page heap free list"),
+            _ => (&heap.large, "page heap large list"),
+        };
+        check_list(list, name, |s| {
+            // SAFETY: a span on a free list (checked linked) is a record of ours.
+            let sp = unsafe { &*s };
+            let at = sp.start as usize;
+            let len_ok = if k <= MAX_PAGES {
+                sp.pages == k
+            } else {
+                sp.pages > MAX_PAGES
+            };
+            ensure(len_ok, name, at, "span of the wrong length for its list")?;
+            ensure(
+                sp.location == Location::Free,
+                name,
+                at,
+                "span on a free list is not free",
+            )?;
+            ensure(
+                sp.class == 0 && sp.refcount == 0 && sp.objects.is_null() && sp.level == NO_LEVEL,
+                name,
+                at,
+                "free span with a class, objects or a level",
+            )?;
+            ensure(
+                pm.get(sp.first_page()) == s && pm.get(sp.last_page()) == s,
+                "pagemap",
+                at,
+                "free span's first or last page does not map to it",
+            )?;
+            let before = pm.get(sp.first_page().wrapping_sub(1));
+            // SAFETY: the entry of the page before a span is exact when a span ends there.
+            let merged_before = before.is_null()
+                || unsafe {
+                    (*before).location != Location::Free
+                        || (*before).last_page() != sp.first_page() - 1
+                };
+            ensure(
+                merged_before,
+                name,
+                at,
+                "free span next to a free span before it (not coalesced)",
+            )?;
+            let after = pm.get(sp.last_page() + 1);
+            // SAFETY: as above, for the page after.
+            let merged_after = after.is_null()
+                || unsafe {
+                    (*after).location != Location::Free
+                        || (*after).first_page() != sp.last_page() + 1
+                };
+            ensure(
+                merged_after,
+                name,
+                at,
+                "free span next to a free span after it (not coalesced)",
+            )?;
+            pages += sp.pages;
+            Ok(())
+        })?;
+    }
+    ensure(
+        pages == heap.free_pages,
+        "page heap",
+        heap.free_pages,
+        "free_pages is not the pages on the free lists",
+    )
+}
+
+/// Walks a region span by span through the pagemap and checks each span's pagemap entries and
+/// list membership; `each` gets every span found.
+fn tile_region(
+    start: usize,
+    len: usize,
+    p: &Parts<'_>,
+    each: &mut dyn FnMut(*mut Span) -> Walk,
+) -> Walk {
+    let pm = p.pagemap;
+    let end = start + len;
+    let mut addr = start;
+    while addr < end {
+        let page = addr >> PAGE_SHIFT;
+        let s = pm.get(page);
+        // SAFETY: a non-null pagemap entry names a span record of ours.
+        let exact = !s.is_null() && unsafe { (*s).start as usize == addr && (*s).pages >= 1 };
+        ensure(
+            exact,
+            "pagemap",
+            addr,
+            "page where a span starts does not map to a span starting there",
+        )?;
+        // SAFETY: checked just above.
+        let sp = unsafe { &*s };
+        ensure(
+            sp.bytes() <= end - addr,
+            "span",
+            addr,
+            "span runs past the end of its region",
+        )?;
+        ensure(
+            pm.get(sp.last_page()) == s,
+            "pagemap",
+            addr,
+            "span's last page does not map to it",
+        )?;
+        let class = sp.class as usize;
+        match sp.location {
+            Location::Free => {
+                // Its list was checked well linked: a span is on it iff its neighbours say so.
+                let on_list = if sp.prev.is_null() {
+                    let list = if sp.pages <= MAX_PAGES {
+                        &p.heap.free[sp.pages]
+                    } else {
+                        &p.heap.large
+                    };
+                    list.head == s
+                } else {
+                    // SAFETY: a non-null link names a span record of ours.
+                    unsafe { (*sp.prev).next == s }
+                };
+                ensure(on_list, "span", addr, "free span on no free list")?;
+            }
+            Location::InUse if class == 0 => ensure(
+                sp.refcount == 0
+                    && sp.objects.is_null()
+                    && sp.level == NO_LEVEL
+                    && sp.prev.is_null()
+                    && sp.next.is_null(),
+                "span",
+                addr,
+                "large span with objects, a level or list links",
+            )?,
+            Location::InUse => {
+                ensure(
+                    class < NUM_CLASSES && sp.pages == SIZE_MAP.class_pages(class),
+                    "span",
+                    addr,
+                    "class span of the wrong length for its class",
+                )?;
+            }
+        }
+        for pg in sp.first_page()..=sp.last_page() {
+            let want = if sp.location == Location::InUse {
+                class
+            } else {
+                0
+            };
+            ensure(
+                pm.class(pg) == want,
+                "pagemap",
+                pg << PAGE_SHIFT,
+                "page's class is not its span's",
+            )?;
+            ensure(
+                class == 0 || pm.get(pg) == s,
+                "pagemap",
+                pg << PAGE_SHIFT,
+                "page of a class span does not map to it",
+            )?;
+        }
+        each(s)?;
+        addr += sp.bytes();
+    }
+    Ok(())
+}
+
+/// The span and index of object `o` of class `class`: `o`'s page maps to an in-use span of the
+/// class, and `o` sits at one of its object boundaries.
+fn object_place(
+    pm: &PageMap,
+    class: usize,
+    o: *mut u8,
+    structure: &'static str,
+) -> Walk<(*mut Span, usize)> {
+    let addr = o as usize;
+    let page = addr >> PAGE_SHIFT;
+    let s = pm.get(page);
+    ensure(
+        !s.is_null() && pm.class(page) == class,
+        structure,
+        addr,
+        "object not in a span of the list's class",
+    )?;
+    // SAFETY: a non-null pagemap entry names a span record of ours.
+    let (start, loc, sclass) = unsafe { ((*s).start as usize, (*s).location, (*s).class) };
+    let size = SIZE_MAP.class_size(class);
+    let n = SIZE_MAP.objects_per_span(class);
+    ensure(
+        loc == Location::InUse && sclass as usize == class && addr >= start,
+        structure,
+        addr,
+        "object's page maps to a span not of the list's class",
+    )?;
+    let off = addr - start;
+    ensure(
+        off < n * size && off.is_multiple_of(size),
+        structure,
+        addr,
+        "object not at an object boundary of its span",
+    )?;
+    Ok((s, off / size))
+}
+
+/// Calls `f` on each of the `n` objects of a null-terminated list starting at `head`, after
+/// checking its place; fails if the list is not exactly `n` long.
+fn walk_objects(
+    pm: &PageMap,
+    class: usize,
+    head: *mut u8,
+    n: usize,
+    structure: &'static str,
+    mut f: impl FnMut(*mut u8, *mut Span, usize) -> Walk,
+) -> Walk<*mut u8> {
+    let mut o = head;
+    let mut last = core::ptr::null_mut();
+    for _ in 0..n {
+        ensure(
+            !o.is_null(),
+            structure,
+            last as usize,
+            "list shorter than its length counter",
+        )?;
+        let (s, i) = object_place(pm, class, o, structure)?;
+        f(o, s, i)?;
+        last = o;
+        // SAFETY: `o` is a free object of ours (placed just above), linked through its first word.
+        o = unsafe { o.cast::<*mut u8>().read() };
+    }
+    ensure(
+        o.is_null(),
+        structure,
+        last as usize,
+        "list longer than its length counter",
+    )?;
+    Ok(last)
+}
+
+/// A thread cache's lists; returns the objects it holds.
+fn check_thread_cache(cache: &ThreadCache, pm: &PageMap) -> Walk<usize> {
+    let mut bytes = 0usize;
+    let mut objects = 0usize;
+    for (class, l) in cache.lists.iter().enumerate() {
+        const NAME: &str = "thread cache list";
+        ensure(
+            l.object_size as usize == SIZE_MAP.class_size(class),
+            NAME,
+            class,
+            "object size is not the class's",
+        )?;
+        ensure(
+            class != 0 || (l.length == 0 && l.head.is_null()),
+            NAME,
+            0,
+            "class 0 holds objects",
+        )?;
+        ensure(l.lowater <= l.length, NAME, class, "lowater above length")?;
+        ensure(
+            (1..=MAX_DYNAMIC_FREE_LIST_LENGTH).contains(&l.max_length),
+            NAME,
+            class,
+            "max_length out of range",
+        )?;
+        ensure(
+            l.overages <= MAX_OVERAGES,
+            NAME,
+            class,
+            "overages out of range",
+        )?;
+        if class != 0 {
+            walk_objects(pm, class, l.head, l.length as usize, NAME, |_, _, _| Ok(()))?;
+        }
+        bytes += l.length as usize * l.object_size as usize;
+        objects += l.length as usize;
+    }
+    ensure(
+        bytes == cache.size,
+        "thread cache",
+        cache.size,
+        "size is not the bytes on the lists",
+    )?;
+    Ok(objects)
+}
+
+/// A class's central lists and transfer cache; returns the objects in the transfer cache.
+fn check_central(class: usize, c: &Central, pm: &PageMap) -> Walk<usize> {
+    ensure(
+        c.class == class,
+        "central",
+        class,
+        "central list of another class",
+    )?;
+    for level in 0..NUM_LEVELS {
+        check_list(&c.levels[level], "central level list", |s| {
+            // SAFETY: spans on a central list (checked linked) are records of ours.
+            let sp = unsafe { &*s };
+            ensure(
+                sp.location == Location::InUse
+                    && sp.class as usize == class
+                    && sp.level as usize == level
+                    && !sp.objects.is_null(),
+                "central level list",
+                sp.start as usize,
+                "span not of this class and level, or without a free object",
+            )
+        })?;
+    }
+    let t = &c.transfer;
+    ensure(
+        t.used() <= t.capacity()
+            && t.capacity() <= t.max_capacity()
+            && t.max_capacity() <= MAX_SLOTS,
+        "transfer cache",
+        class,
+        "used, capacity and max_capacity out of order",
+    )?;
+    let batch = SIZE_MAP.batch_size(class);
+    for b in t.batches() {
+        let last = walk_objects(
+            pm,
+            class,
+            b.head,
+            batch,
+            "transfer cache batch",
+            |_, _, _| Ok(()),
+        )?;
+        ensure(
+            last == b.tail,
+            "transfer cache batch",
+            b.head as usize,
+            "tail is not the batch's last object",
+        )?;
+    }
+    Ok(t.used() * batch)
+}
+
+/// A span of class `class`: its free list, refcount and level, and no object both free in it
+/// and cached. Returns `(objects out, objects free)`.
+///
+/// # Safety
+/// `s` is a span record of ours, in use with class `class`.
+unsafe fn check_class_span(s: *mut Span, class: usize, p: &Parts<'_>) -> Walk<(usize, usize)> {
+    const WORDS: usize = MAX_OBJECTS_PER_SPAN.div_ceil(64);
+    // SAFETY: caller.
+    let sp = unsafe { &*s };
+    let at = sp.start as usize;
+    let n = SIZE_MAP.objects_per_span(class);
+    let mut marks = [0u64; WORDS];
+    let mut mark = |i: usize, structure: &'static str, problem: &'static str| {
+        let (w, bit) = (i / 64, 1u64 << (i % 64));
+        ensure(marks[w] & bit == 0, structure, at, problem)?;
+        marks[w] |= bit;
+        Ok(())
+    };
+    let mut free = 0usize;
+    let mut o = sp.objects;
+    while !o.is_null() {
+        ensure(
+            free < n,
+            "span free list",
+            at,
+            "more free objects than the span holds",
+        )?;
+        let (os, i) = object_place(p.pagemap, class, o, "span free list")?;
+        ensure(
+            os == s,
+            "span free list",
+            o as usize,
+            "object of another span",
+        )?;
+        mark(i, "span free list", "object twice on the span's free list")?;
+        free += 1;
+        // SAFETY: a free object of this span, linked through its first word.
+        o = unsafe { o.cast::<*mut u8>().read() };
+    }
+    let out = n - free;
+    ensure(
+        sp.refcount as usize == out,
+        "span",
+        at,
+        "refcount is not the number of objects out",
+    )?;
+    ensure(
+        out >= 1,
+        "span",
+        at,
+        "span with no object out not returned to the page heap",
+    )?;
+    let want = if free > 0 {
+        level_of(sp.refcount)
+    } else {
+        NO_LEVEL
+    };
+    ensure(sp.level == want, "span", at, "level is not its fullness")?;
+    if want != NO_LEVEL {
+        let on_list = if sp.prev.is_null() {
+            p.central[class].levels[want as usize].head == s
+        } else {
+            // SAFETY: a non-null link names a span record of ours.
+            unsafe { (*sp.prev).next == s }
+        };
+        ensure(
+            on_list,
+            "span",
+            at,
+            "span with a free object on no level list",
+        )?;
+    } else {
+        ensure(
+            sp.prev.is_null() && sp.next.is_null(),
+            "span",
+            at,
+            "full span linked to a list",
+        )?;
+    }
+    // Cached objects of this span: not free in it, and not twice in the caches.
+    let mut cached = 0usize;
+    let mut visit = |head: *mut u8, len: usize, structure: &'static str| {
+        walk_objects(p.pagemap, class, head, len, structure, |_, os, i| {
+            if os == s {
+                mark(
+                    i,
+                    structure,
+                    "object free in its span and cached, or cached twice",
+                )?;
+                cached += 1;
+            }
+            Ok(())
+        })
+        .map(|_| ())
+    };
+    for cache in p.caches {
+        let l = &cache.lists[class];
+        visit(l.head, l.length as usize, "thread cache list")?;
+    }
+    let batch = SIZE_MAP.batch_size(class);
+    for b in p.central[class].transfer.batches() {
+        visit(b.head, batch, "transfer cache batch")?;
+    }
+    ensure(
+        cached <= out,
+        "span",
+        at,
+        "more of its objects cached than out",
+    )?;
+    Ok((out, free))
+}
+
+#[cfg(test)]
+mod tests;
