@@ -32,7 +32,8 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use allocator_traits::{
-    AllocError, BlockKind, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource, Stats,
+    AllocError, BlockKind, Corruption, Detects, FreeError, FreeSpaceManager, Inspector,
+    MemorySource, Stats,
 };
 
 use crate::config::{Coalesce, Config, Order};
@@ -134,6 +135,15 @@ impl InBand {
         }
     }
 
+    /// Whether the free block at `id` is linked into the list: the chunk its `prev` names (or
+    /// the head) links to it. O(1); meaningful once the list itself has been checked.
+    fn is_listed(&self, id: usize) -> bool {
+        match self.prev_of(id) {
+            NIL => self.head == id,
+            p => self.is_node(p) && self.next_of(p) == id,
+        }
+    }
+
     fn detach(&mut self, id: usize) {
         let (prev, next) = (self.prev_of(id), self.next_of(id));
         if prev == NIL {
@@ -174,6 +184,9 @@ impl Store for InBand {
             addr: id,
             size: self.word(id) & !FLAGS,
         }
+    }
+    fn is_node(&self, id: usize) -> bool {
+        id.is_multiple_of(GRAIN) && id.checked_add(3 * WORD).is_some_and(|e| e <= self.end)
     }
     fn insert_after(&mut self, after: Option<usize>, chunk: Chunk) -> usize {
         self.tags(chunk.addr, chunk.size, false);
@@ -303,45 +316,6 @@ impl<M: MemorySource> FitHeap<M> {
     const fn min_block(&self) -> usize {
         let h = self.header_size().saturating_add(GRAIN);
         if h > 4 * WORD { h } else { 4 * WORD }
-    }
-
-    /// Walks the heap and checks its invariants: the blocks tile `start..end`, each block's
-    /// header equals its footer, and the free blocks are exactly the free list's chunks. Costs
-    /// O(blocks + free list); for tests and debugging.
-    pub fn check_consistency(&self) -> Result<(), &'static str> {
-        let store = self.store();
-        let (mut off, mut free_blocks) = (0, 0usize);
-        while off < store.end {
-            let w = store.word(off);
-            let size = w & !FLAGS;
-            if size < self.min_block() || size > store.end - off {
-                return Err("block size out of range");
-            }
-            if store.word(off + size - FOOTER) != w {
-                return Err("header and footer differ");
-            }
-            if w & USED == 0 {
-                free_blocks += 1;
-            }
-            off += size;
-        }
-        if off != store.end {
-            return Err("blocks do not tile the heap");
-        }
-        let mut listed = 0;
-        for c in self.list.iter() {
-            listed += 1;
-            if store.word(c.addr) & USED != 0 {
-                return Err("a listed chunk is marked used");
-            }
-            if listed > free_blocks {
-                return Err("the free list is longer than the free blocks");
-            }
-        }
-        if listed != free_blocks || listed != store.len() {
-            return Err("free blocks and the free list differ");
-        }
-        Ok(())
     }
 
     /// The memory source.
@@ -669,9 +643,86 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
         self.stats.record_moved_resize();
     }
 
-    fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
-        self.check_consistency()
-            .map_err(|problem| allocator_traits::Corruption::new("heap", self.base_addr(), problem))
+    /// Walks the free list (see [`FreeList::check_invariants`]), then the blocks in address
+    /// order: they tile the heap, every block's header equals its footer, a live block's check
+    /// word decodes to a size that fits it, no two free blocks are neighbours where coalescing is
+    /// full (physical, or OSTEP's list order under address order), and every free block is linked into the list, which holds nothing else; the live
+    /// blocks add up to the stats. O(blocks).
+    fn check_invariants(&self) -> Result<(), Corruption> {
+        let store = self.store();
+        let base = self.base_addr();
+        let min = self.min_block();
+        self.list.check_invariants(base, |id, c| {
+            let at = base + c.addr;
+            Corruption::ensure(
+                c.size >= min && c.size <= store.end - id,
+                "free list",
+                at,
+                "chunk size out of range",
+            )?;
+            Corruption::ensure(
+                store.word(id) & USED == 0,
+                "free list",
+                at,
+                "a listed chunk is marked in use",
+            )
+        })?;
+        let physical = match self.config().coalesce {
+            Coalesce::Physical => true,
+            Coalesce::ListOrder => self.config().order == Order::AddrSort,
+            Coalesce::Off => false,
+        };
+        let h = self.header_size();
+        let (mut off, mut free, mut prev_free) = (0, 0usize, false);
+        let (mut blocks, mut held, mut requested) = (0usize, 0usize, 0usize);
+        while off < store.end {
+            let at = base + off;
+            let w = store.word(off);
+            let size = w & !FLAGS;
+            let fits = size >= self.min_block() && size <= store.end - off;
+            Corruption::ensure(fits, "boundary tags", at, "block size out of range")?;
+            let footer = store.word(off + size - FOOTER);
+            Corruption::ensure(footer == w, "boundary tags", at, "header and footer differ")?;
+            let is_free = w & USED == 0;
+            if is_free {
+                let merged = !(physical && prev_free);
+                Corruption::ensure(
+                    merged,
+                    "boundary tags",
+                    at,
+                    "two free neighbours not merged",
+                )?;
+                let listed = store.is_listed(off);
+                Corruption::ensure(listed, "free list", at, "a free block is not in the list")?;
+                free += 1;
+            } else {
+                let req = store.word(off + WORD) ^ key(off);
+                let ok = req <= size - h - FOOTER;
+                Corruption::ensure(ok, "check word", at, "requested size larger than the block")?;
+                blocks += 1;
+                held += size;
+                requested += req;
+            }
+            prev_free = is_free;
+            off += size;
+        }
+        let listed = store.len() == free;
+        Corruption::ensure(
+            listed,
+            "free list",
+            base,
+            "the list holds more chunks than free blocks",
+        )?;
+        let s = &self.stats;
+        let agree = (blocks, held, requested) == (s.live_blocks, s.live_held, s.live_requested);
+        Corruption::ensure(agree, "stats", base, "live blocks differ from the stats")?;
+        let footprint = s.footprint == self.source.footprint() && store.end <= s.footprint;
+        Corruption::ensure(
+            footprint,
+            "stats",
+            base,
+            "footprint differs from the source's",
+        )
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {
@@ -716,5 +767,149 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
             double_free: true,
             layout_mismatch: true,
         }
+    }
+}
+
+/// Planted corruptions: each breaks one invariant of the walk and must be reported.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allocator_traits::BoxedRegion;
+
+    fn heap(cfg: Config) -> FitHeap<BoxedRegion> {
+        FitHeap::new(BoxedRegion::new(1 << 16).unwrap(), cfg)
+    }
+
+    /// `n` live blocks of 40 bytes; returns their offsets.
+    fn blocks(h: &mut FitHeap<BoxedRegion>, n: usize) -> std::vec::Vec<usize> {
+        let l = Layout::from_size_align(40, 8).unwrap();
+        (0..n)
+            .map(|_| {
+                let p = h.allocate(l).unwrap().cast::<u8>().as_ptr().addr();
+                p - h.base_addr() - h.header_size()
+            })
+            .collect()
+    }
+
+    fn free(h: &mut FitHeap<BoxedRegion>, off: usize) {
+        let p = h.base_addr() + off + h.header_size();
+        let ptr = NonNull::new(p as *mut u8).unwrap();
+        // SAFETY: `off` is a live block of `h` allocated with this layout.
+        unsafe { h.deallocate(ptr, Layout::from_size_align(40, 8).unwrap()) }.unwrap();
+    }
+
+    fn problem(h: &FitHeap<BoxedRegion>) -> &'static str {
+        h.check_invariants()
+            .expect_err("the walk must report it")
+            .problem
+    }
+
+    #[test]
+    fn header_and_footer_that_differ() {
+        let mut h = heap(Config::best_fit());
+        let b = blocks(&mut h, 3);
+        h.check_invariants().unwrap();
+        let size = h.store().word(b[1]) & !FLAGS;
+        h.list
+            .store_mut()
+            .set_word(b[1] + size - FOOTER, (size + GRAIN) | USED);
+        assert_eq!(problem(&h), "header and footer differ");
+    }
+
+    #[test]
+    fn a_free_block_missing_from_the_list() {
+        let mut h = heap(Config::best_fit());
+        let b = blocks(&mut h, 3);
+        free(&mut h, b[1]);
+        h.check_invariants().unwrap();
+        h.list.store_mut().unlink(b[1]);
+        assert_eq!(problem(&h), "a free block is not in the list");
+    }
+
+    #[test]
+    fn a_list_out_of_order() {
+        let mut h = heap(Config::best_fit());
+        let b = blocks(&mut h, 5);
+        free(&mut h, b[1]);
+        free(&mut h, b[3]);
+        h.check_invariants().unwrap();
+        // Move the chunk at b[3] to the front: the address order breaks.
+        h.list.store_mut().move_after(b[3], None);
+        assert_eq!(problem(&h), "out of the list order");
+    }
+
+    #[test]
+    fn a_size_sorted_list_out_of_order() {
+        let mut h = heap(Config::best_fit().with_order(Order::SizeAsc));
+        let b = blocks(&mut h, 5);
+        free(&mut h, b[1]);
+        h.check_invariants().unwrap();
+        // The top chunk (larger) now goes before the 48-byte chunk.
+        let top = h.list.store().last().unwrap();
+        h.list.store_mut().move_after(top, None);
+        assert_eq!(problem(&h), "out of the list order");
+    }
+
+    #[test]
+    fn two_free_neighbours_unmerged() {
+        let mut h = heap(Config::best_fit());
+        let b = blocks(&mut h, 4);
+        free(&mut h, b[1]);
+        h.check_invariants().unwrap();
+        // Mark b[2] free and link it after b[1], as a free that skipped coalescing would.
+        let size = h.store().word(b[2]) & !FLAGS;
+        let chunk = Chunk { addr: b[2], size };
+        h.list.store_mut().insert_after(Some(b[1]), chunk);
+        assert_eq!(problem(&h), "two free neighbours not merged");
+    }
+
+    #[test]
+    fn a_cycle_in_the_list() {
+        let mut h = heap(Config::first_fit().with_order(Order::InsertFront));
+        let b = blocks(&mut h, 5);
+        free(&mut h, b[1]);
+        free(&mut h, b[3]);
+        h.check_invariants().unwrap();
+        // The last chunk's next points back to the first.
+        let (first, last) = (
+            h.list.store().first().unwrap(),
+            h.list.store().last().unwrap(),
+        );
+        h.list.store_mut().set_word(last + 2 * WORD, first);
+        assert_eq!(
+            problem(&h),
+            "more chunks linked than the length says (a cycle?)"
+        );
+    }
+
+    #[test]
+    fn a_link_outside_the_heap() {
+        let mut h = heap(Config::first_fit());
+        let b = blocks(&mut h, 3);
+        free(&mut h, b[1]);
+        let end = h.store().end;
+        h.list.store_mut().set_word(b[1] + 2 * WORD, end + 64);
+        assert_eq!(problem(&h), "a link points outside the heap");
+    }
+
+    #[test]
+    fn a_listed_chunk_marked_in_use() {
+        let mut h = heap(Config::first_fit());
+        let b = blocks(&mut h, 3);
+        free(&mut h, b[1]);
+        let w = h.store().word(b[1]);
+        let size = w & !FLAGS;
+        h.list.store_mut().tags(b[1], size, true);
+        assert_eq!(problem(&h), "a listed chunk is marked in use");
+    }
+
+    #[test]
+    fn a_check_word_that_does_not_fit() {
+        let mut h = heap(Config::first_fit());
+        let b = blocks(&mut h, 2);
+        h.list.store_mut().set_word(b[0] + WORD, 4096 ^ key(b[0]));
+        assert_eq!(problem(&h), "requested size larger than the block");
+        h.list.store_mut().set_word(b[0] + WORD, 39 ^ key(b[0]));
+        assert_eq!(problem(&h), "live blocks differ from the stats");
     }
 }

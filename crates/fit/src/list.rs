@@ -14,6 +14,8 @@
 //!
 //! Chunk ids are `usize`s chosen by the store (a slot index, or the chunk's own offset).
 
+use allocator_traits::Corruption;
+
 use crate::config::{Coalesce, Config, Order, Policy};
 
 /// A free chunk: `size` bytes at `addr`.
@@ -51,6 +53,9 @@ pub trait Store: Sized {
     fn prev(&self, id: usize) -> Option<usize>;
     /// The chunk `id`.
     fn chunk(&self, id: usize) -> Chunk;
+    /// Whether `id` can name a node at all (in bounds of the store's memory), so a walk over a
+    /// corrupted list never reads outside it. Every id the store hands out passes.
+    fn is_node(&self, id: usize) -> bool;
     /// Links `chunk` after `after` (at the front for `None`) and returns its id.
     fn insert_after(&mut self, after: Option<usize>, chunk: Chunk) -> usize;
     /// Removes `id` from the list.
@@ -133,11 +138,15 @@ pub struct Found {
 /// [`crate::FitHeap`].
 #[derive(Debug, Clone)]
 pub struct FreeList<S> {
+    /// The chunks, linked: `first` is `None` iff `len` is 0; following `next` from `first` visits
+    /// `len` chunks and ends at `last`; `prev(next(c)) == c` for every chunk but the last.
     store: S,
     config: Config,
+    /// For next fit: a chunk of the list (`None`: the head); `None` for the other policies.
     rover: Option<usize>,
     /// A size-sorted list had a size changed in place (split, merge, growth) and is maybe out of
-    /// order; the next insertion sorts the whole list.
+    /// order; the next insertion sorts the whole list. When false, a sorted order holds between
+    /// every two neighbours (address order: ascending, non-empty chunks disjoint).
     dirty: bool,
 }
 
@@ -478,6 +487,104 @@ impl<S: Store> FreeList<S> {
         keep
     }
 
+    /// Checks the invariants on the fields: the links (see `store`), the list order (unless
+    /// `dirty`), that OSTEP's list-order coalescing under address order (full coalescing) left
+    /// no two list neighbours contiguous (under the other orders an allocation that uses up a
+    /// chunk can make its list neighbours contiguous until the next free's pass), and
+    /// that the rover is a chunk of the list; `each` checks every chunk for the owner (that it is
+    /// a free block of the heap, inside the range). `base` is added to chunk addresses in the
+    /// report. Never follows an id the store says cannot be a node; O(chunks).
+    pub fn check_invariants(
+        &self,
+        base: usize,
+        mut each: impl FnMut(usize, Chunk) -> Result<(), Corruption>,
+    ) -> Result<(), Corruption> {
+        const S: &str = "free list";
+        let store = &self.store;
+        let len = store.len();
+        Corruption::ensure(
+            store.first().is_none() == (len == 0),
+            S,
+            base,
+            "head is empty iff the length is 0",
+        )?;
+        let (mut prev, mut at, mut count) = (None, store.first(), 0usize);
+        let mut rover_listed = false;
+        while let Some(id) = at {
+            Corruption::ensure(
+                store.is_node(id),
+                S,
+                base.wrapping_add(id),
+                "a link points outside the heap",
+            )?;
+            let c = store.chunk(id);
+            let addr = base.wrapping_add(c.addr);
+            count += 1;
+            Corruption::ensure(
+                count <= len,
+                S,
+                addr,
+                "more chunks linked than the length says (a cycle?)",
+            )?;
+            Corruption::ensure(
+                store.prev(id) == prev,
+                S,
+                addr,
+                "prev link is not the chunk before",
+            )?;
+            each(id, c)?;
+            if let Some(p) = prev {
+                let pc = store.chunk(p);
+                if self.config.order.is_sorted() && !self.dirty {
+                    // Address order also keeps non-empty chunks apart (zero-size chunks, which
+                    // only the range manager has, may share an address).
+                    let in_order = !less(self.config.order, c, pc)
+                        && (self.config.order != Order::AddrSort
+                            || pc.size == 0
+                            || c.size == 0
+                            || pc.end() <= c.addr);
+                    Corruption::ensure(in_order, S, addr, "out of the list order")?;
+                }
+                if self.config.coalesce == Coalesce::ListOrder
+                    && self.config.order == Order::AddrSort
+                {
+                    let apart = pc.end() != c.addr;
+                    Corruption::ensure(
+                        apart,
+                        S,
+                        addr,
+                        "contiguous with the chunk before it in the list, not merged",
+                    )?;
+                }
+            }
+            rover_listed |= self.rover == Some(id);
+            prev = Some(id);
+            at = store.next(id);
+        }
+        Corruption::ensure(
+            count == len,
+            S,
+            base,
+            "fewer chunks linked than the length says",
+        )?;
+        Corruption::ensure(
+            store.last() == prev,
+            S,
+            base,
+            "tail is not the last chunk linked",
+        )?;
+        let rover_ok = match self.rover {
+            None => true,
+            Some(_) => self.config.policy == Policy::NextFit && rover_listed,
+        };
+        Corruption::ensure(
+            rover_ok,
+            "rover",
+            base,
+            "the rover is not a chunk of the list",
+        )
+    }
+
     /// The chunks in list order.
     pub fn iter(&self) -> impl Iterator<Item = Chunk> + '_ {
         self.store.ids().map(|id| self.store.chunk(id))
@@ -491,5 +598,60 @@ fn less(order: Order, a: Chunk, b: Chunk) -> bool {
         Order::SizeAsc => a.size < b.size,
         Order::SizeDesc => a.size > b.size,
         Order::InsertFront | Order::InsertBack => false,
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use crate::ranges::VecStore;
+
+    fn list(cfg: Config, chunks: &[(usize, usize)]) -> FreeList<VecStore> {
+        let mut l = FreeList::new(VecStore::new(), cfg);
+        for &(addr, size) in chunks {
+            l.insert(Chunk { addr, size });
+        }
+        l
+    }
+
+    fn problem(l: &FreeList<VecStore>) -> &'static str {
+        l.check_invariants(0, |_, _| Ok(()))
+            .expect_err("the walk must report it")
+            .problem
+    }
+
+    #[test]
+    fn a_rover_that_is_not_listed() {
+        let cfg = Config::next_fit().with_coalesce(Coalesce::Off);
+        let mut l = list(cfg, &[(0, 10), (20, 10), (40, 10)]);
+        let found = l.search(|c| c.size >= 4);
+        l.take(found.id.unwrap(), 0, 4, 1);
+        l.check_invariants(0, |_, _| Ok(())).unwrap();
+        assert!(l.rover().is_some());
+        l.rover = Some(77);
+        assert_eq!(problem(&l), "the rover is not a chunk of the list");
+    }
+
+    #[test]
+    fn a_prev_link_that_is_not_the_chunk_before() {
+        let cfg = Config::first_fit().with_coalesce(Coalesce::Off);
+        let mut l = list(cfg, &[(0, 10), (20, 10), (40, 10)]);
+        let third = l.store.last().unwrap();
+        l.store.set_prev(third, l.store.first());
+        assert_eq!(problem(&l), "prev link is not the chunk before");
+    }
+
+    #[test]
+    fn list_neighbours_left_contiguous_under_list_coalescing() {
+        let cfg = Config::first_fit().with_coalesce(Coalesce::ListOrder);
+        let mut l = list(cfg, &[(0, 10), (40, 10)]);
+        l.check_invariants(0, |_, _| Ok(())).unwrap();
+        // Resize the first so it reaches the second without the pass merging them.
+        let first = l.store.first().unwrap();
+        l.store.resize(first, 40);
+        assert_eq!(
+            problem(&l),
+            "contiguous with the chunk before it in the list, not merged"
+        );
     }
 }

@@ -56,7 +56,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use allocator_traits::{BlockKind, Inspector};
+use allocator_traits::{BlockKind, Corruption, Inspector};
 
 use crate::config::Config;
 pub use crate::list::Chunk;
@@ -112,6 +112,12 @@ impl VecStore {
         }
     }
 
+    /// Overwrites `id`'s prev link (for tests that plant a corruption).
+    #[cfg(test)]
+    pub(crate) fn set_prev(&mut self, id: usize, prev: Option<usize>) {
+        self.nodes[id].prev = prev.unwrap_or(NIL);
+    }
+
     fn detach(&mut self, id: usize) {
         let Node { prev, next, .. } = self.nodes[id];
         if prev == NIL {
@@ -149,6 +155,9 @@ impl Store for VecStore {
     }
     fn chunk(&self, id: usize) -> Chunk {
         self.nodes[id].chunk
+    }
+    fn is_node(&self, id: usize) -> bool {
+        id < self.nodes.len()
     }
     fn insert_after(&mut self, after: Option<usize>, chunk: Chunk) -> usize {
         let node = Node {
@@ -404,6 +413,73 @@ impl RangeList {
         self.list.rover().map(|id| self.list.store().chunk(id))
     }
 
+    /// Walks the free list (links, order, rover: [`FreeList::check_invariants`]) and the block
+    /// map: every free chunk lies inside the heap, every block's size is what its request needs,
+    /// and the non-empty free chunks and blocks tile the heap (no overlap, no gap; zero-size
+    /// ones take no room and may lie anywhere inside it). O(chunks + blocks)
+    /// plus a sort of the free chunks; for tests and debugging.
+    pub fn check_invariants(&self) -> Result<(), Corruption> {
+        let end = self.base + self.size;
+        self.list.check_invariants(0, |_, c| {
+            let inside = c.addr >= self.base && c.addr <= end && c.size <= end - c.addr;
+            Corruption::ensure(inside, "free list", c.addr, "chunk outside the heap")
+        })?;
+        // The non-empty free chunks and blocks tile the heap; zero-size ones (malloc.py allows
+        // them) take no room and may lie anywhere inside it, even inside a free chunk.
+        let mut free: Vec<Chunk> = self.list.iter().filter(|c| c.size > 0).collect();
+        free.sort_by_key(|c| c.addr);
+        let mut free = free.into_iter().peekable();
+        let mut blocks = self.map.iter().peekable();
+        let mut at = self.base;
+        loop {
+            let (addr, size, what) = match (free.peek(), blocks.peek()) {
+                (_, Some(&(&a, b))) if b.size == 0 => {
+                    blocks.next();
+                    let inside =
+                        a >= self.base && a <= end && self.block_size(b.requested) == Some(0);
+                    Corruption::ensure(
+                        inside,
+                        "block map",
+                        a,
+                        "zero-size block outside the heap or not of a zero request",
+                    )?;
+                    continue;
+                }
+                (Some(f), Some(&(&a, _))) if f.addr <= a => (f.addr, f.size, "free list"),
+                (Some(f), None) => (f.addr, f.size, "free list"),
+                (_, Some(&(&a, b))) => {
+                    let need = self.block_size(b.requested);
+                    Corruption::ensure(
+                        need == Some(b.size),
+                        "block map",
+                        a,
+                        "block size is not what its request needs",
+                    )?;
+                    (a, b.size, "block map")
+                }
+                (None, None) => break,
+            };
+            if what == "free list" {
+                free.next();
+            } else {
+                blocks.next();
+            }
+            Corruption::ensure(
+                addr == at,
+                what,
+                addr,
+                "overlaps or leaves a gap after the range before it",
+            )?;
+            at = addr + size;
+        }
+        Corruption::ensure(
+            at == end,
+            "block map",
+            at,
+            "the ranges do not reach the end of the heap",
+        )
+    }
+
     /// Shows the heap: the region, its blocks in address order (headers, live bytes, rounding,
     /// free chunks), the free list in list order, and the rover for next fit.
     pub fn inspect(&self, out: &mut dyn Inspector) {
@@ -444,5 +520,62 @@ impl RangeList {
         if let Some(r) = self.rover() {
             out.value(format_args!("rover"), r.addr);
         }
+    }
+}
+
+/// Planted corruptions of the block map: each breaks one invariant of the walk.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Order, Policy};
+
+    fn sim() -> RangeList {
+        let cfg = Config::ostep(Policy::BestFit, Order::AddrSort, true, 0, None);
+        let mut r = RangeList::new(1000, 100, cfg).unwrap();
+        r.malloc(10).unwrap();
+        r.malloc(20).unwrap();
+        r.check_invariants().unwrap();
+        r
+    }
+
+    #[test]
+    fn overlapping_blocks() {
+        let mut r = sim();
+        r.map.insert(
+            1005,
+            Block {
+                size: 10,
+                requested: 10,
+            },
+        );
+        let c = r.check_invariants().unwrap_err();
+        assert_eq!(
+            c.problem,
+            "overlaps or leaves a gap after the range before it"
+        );
+    }
+
+    #[test]
+    fn a_block_whose_size_is_not_its_request() {
+        let mut r = sim();
+        r.map.insert(
+            1000,
+            Block {
+                size: 10,
+                requested: 12,
+            },
+        );
+        let c = r.check_invariants().unwrap_err();
+        assert_eq!(c.problem, "block size is not what its request needs");
+    }
+
+    #[test]
+    fn a_lost_range() {
+        let mut r = sim();
+        r.free(1010).unwrap();
+        let id = r.list.store().last().unwrap();
+        r.list.store_mut().resize(id, 60);
+        let c = r.check_invariants().unwrap_err();
+        assert_eq!(c.problem, "the ranges do not reach the end of the heap");
     }
 }

@@ -1,4 +1,6 @@
-//! The conformance kit for every fit policy x list order x coalescing setting (40 suites).
+//! The conformance kit for every fit policy x list order x coalescing setting (40 suites), plus
+//! OSTEP's list-order coalescing. The kit runs the heap's invariant walk
+//! (`FreeSpaceManager::check_invariants`) after every operation of its sequences.
 //!
 //! Under Miri a subset runs (each policy once, each order once, both coalescing settings), to
 //! keep the interpreter's run short; `cargo test` runs all 40.
@@ -89,93 +91,23 @@ mod list_order_under_addr {
     });
 }
 
-/// A heap that checks its own invariants (tiling, boundary tags, free list = free blocks) after
-/// every operation, so the kit's random sequences also test the heap's structure.
-mod checked {
+/// OSTEP's list-order coalescing under the other orders (partial coalescing: the kit's
+/// non-coalescing profile), with the walk's list-neighbour invariant after every operation.
+mod list_coalesce {
     use super::*;
-    use allocator_traits::{AllocError, FreeError, FreeSpaceManager, Inspector, Layout, Stats};
-    use core::ptr::NonNull;
 
-    pub struct Checked(pub FitHeap<BoxedRegion>);
-
-    impl Checked {
-        fn ok<T>(&self, r: T) -> T {
-            if let Err(e) = self.0.check_consistency() {
-                panic!("heap inconsistent ({}): {e}", self.0.config());
-            }
-            r
-        }
-    }
-
-    impl FreeSpaceManager for Checked {
-        fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-            let r = self.0.allocate(layout);
-            self.ok(r)
-        }
-        unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-            // SAFETY: forwarded caller contract.
-            let r = unsafe { self.0.deallocate(ptr, layout) };
-            self.ok(r)
-        }
-        unsafe fn resize_in_place(
-            &mut self,
-            ptr: NonNull<u8>,
-            old: Layout,
-            new: Layout,
-        ) -> Result<NonNull<[u8]>, AllocError> {
-            // SAFETY: forwarded caller contract.
-            let r = unsafe { self.0.resize_in_place(ptr, old, new) };
-            self.ok(r)
-        }
-        unsafe fn grow(
-            &mut self,
-            ptr: NonNull<u8>,
-            old: Layout,
-            new: Layout,
-        ) -> Result<NonNull<[u8]>, AllocError> {
-            // SAFETY: forwarded caller contract.
-            let r = unsafe { self.0.grow(ptr, old, new) };
-            self.ok(r)
-        }
-        unsafe fn shrink(
-            &mut self,
-            ptr: NonNull<u8>,
-            old: Layout,
-            new: Layout,
-        ) -> Result<NonNull<[u8]>, AllocError> {
-            // SAFETY: forwarded caller contract.
-            let r = unsafe { self.0.shrink(ptr, old, new) };
-            self.ok(r)
-        }
-        fn stats(&self) -> Stats {
-            self.0.stats()
-        }
-        fn record_moved_resize(&mut self) {
-            self.0.record_moved_resize()
-        }
-        fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
-            self.0.check_invariants()
-        }
-        fn inspect(&self, out: &mut dyn Inspector) {
-            self.0.inspect(out)
-        }
-        fn detects(&self) -> allocator_traits::Detects {
-            self.0.detects()
-        }
-    }
-
-    macro_rules! checked {
-        ($($name:ident = $p:expr, $o:expr, $c:expr, $profile:expr;)*) => { $(
-            allocator_traits::conformance_suite!($name, $profile, |capacity: usize| {
-                Checked(heap(capacity, $p, $o, $c))
+    macro_rules! suites {
+        ($($name:ident = $p:expr, $o:expr;)*) => { $(
+            allocator_traits::conformance_suite!($name, Profile::NON_COALESCING, |capacity: usize| {
+                heap(capacity, $p, $o, Coalesce::ListOrder)
             });
         )* };
     }
 
-    checked! {
-        best_fit_addr = Policy::BestFit, Order::AddrSort, Coalesce::Physical, Profile::COALESCING;
-        next_fit_lifo = Policy::NextFit, Order::InsertFront, Coalesce::Physical, Profile::COALESCING;
-        first_fit_size_asc = Policy::FirstFit, Order::SizeAsc, Coalesce::Off, Profile::NON_COALESCING;
-        worst_fit_fifo_list = Policy::WorstFit, Order::InsertBack, Coalesce::ListOrder, Profile::NON_COALESCING;
+    suites! {
+        worst_fit_fifo = Policy::WorstFit, Order::InsertBack;
+        next_fit_lifo = Policy::NextFit, Order::InsertFront;
+        first_fit_size_asc = Policy::FirstFit, Order::SizeAsc;
+        best_fit_size_desc = Policy::BestFit, Order::SizeDesc;
     }
 }

@@ -104,7 +104,7 @@ fn random_operations_keep_the_heap_consistent() {
                         live[i] = (q, new, tag);
                     }
                 }
-                if let Err(e) = h.check_consistency() {
+                if let Err(e) = h.check_invariants() {
                     panic!("{cfg} header {header}, step {step}: {e} after {what}");
                 }
                 let s = h.stats();
@@ -118,7 +118,7 @@ fn random_operations_keep_the_heap_consistent() {
                 // SAFETY: live block with its layout.
                 unsafe { h.deallocate(p, l) }.unwrap();
             }
-            h.check_consistency().unwrap();
+            h.check_invariants().unwrap();
             if cfg.coalesce == Coalesce::Physical {
                 assert_eq!(h.free_list().count(), 1, "{cfg}");
             }
@@ -176,7 +176,7 @@ fn bad_frees_name_the_pointer_and_change_nothing() {
         Err(FreeError::DoubleFree { .. })
     ));
     assert_eq!(h.stats().bad_frees, 5);
-    h.check_consistency().unwrap();
+    h.check_invariants().unwrap();
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn grows_in_place_into_a_free_neighbour_and_at_the_end() {
         let c3 = h.shrink(c, l(100_000), l(10)).unwrap();
         assert_eq!(c3.cast::<u8>(), c);
         assert_eq!(h.stats().in_place_resizes, 3);
-        h.check_consistency().unwrap();
+        h.check_invariants().unwrap();
     }
 }
 
@@ -209,7 +209,7 @@ fn large_alignments_leave_a_free_chunk_in_front() {
         .unwrap();
     assert_eq!(big.cast::<u8>().as_ptr() as usize % 4096, 0);
     assert!(h.free_list().count() >= 2);
-    h.check_consistency().unwrap();
+    h.check_invariants().unwrap();
     // SAFETY: live blocks with their layouts.
     unsafe {
         h.deallocate(big.cast(), Layout::from_size_align(100, 4096).unwrap())

@@ -48,6 +48,7 @@ fn run(heap: &mut RangeList, ops: &str) -> String {
             let rc = if heap.free(p[n]).is_ok() { 0 } else { -1 };
             writeln!(out, "Free(ptr[{n}])\nreturned {rc}").unwrap();
         }
+        heap.check_invariants().unwrap();
         write!(out, "Free List [ Size {} ]: ", heap.free_len()).unwrap();
         for ch in heap.free_list() {
             write!(out, "[ addr:{} sz:{} ]", ch.addr, ch.size).unwrap();
@@ -620,6 +621,13 @@ fn matches_a_literal_transcription_of_malloc_py() {
                             assert_eq!(h.free(a).is_ok(), m.free(a), "{c}");
                         }
                         assert_eq!(list(&h), m.list, "{c}");
+                        if let Err(e) = h.check_invariants() {
+                            panic!(
+                                "{c}: {e}\n{:?}\n{:?}",
+                                list(&h),
+                                h.blocks().collect::<Vec<_>>()
+                            );
+                        }
                     }
                 }
             }

@@ -2,7 +2,7 @@
 //! conformance kit's strings workload (built, sorted, put into a `BTreeMap` and dropped, contents
 //! checked), then fit's own invariant walk over the heap.
 
-use allocator_traits::{BrkRegion, Locked, conformance};
+use allocator_traits::{BrkRegion, FreeSpaceManager, Locked, conformance};
 use fit::FitHeap;
 
 pub fn run(heap: &Locked<FitHeap<BrkRegion>>, n: usize) {
@@ -14,7 +14,7 @@ pub fn run(heap: &Locked<FitHeap<BrkRegion>>, n: usize) {
     // lock): copy what we need out, then report.
     let (config, consistent, free_chunks) = {
         let h = heap.lock();
-        (*h.config(), h.check_consistency(), h.free_list().count())
+        (*h.config(), h.check_invariants(), h.free_list().count())
     };
     consistent.expect("heap consistent after the workload");
     eprintln!(
