@@ -14,28 +14,9 @@
 
 use allocator_traits::{BlockKind, Inspector};
 
-use crate::bitmap::Bits;
 use crate::{Buddy, MemorySource, Phase};
 
 impl<S: MemorySource> Buddy<S> {
-    /// The block starting at `addr`, if any: its order and whether it is free.
-    fn block_at(&self, addr: usize) -> Option<(u32, bool)> {
-        for k in (0..self.orders).rev() {
-            let size = self.size(k);
-            if addr & (size - 1) != 0 || addr + size > self.data_end {
-                continue;
-            }
-            let i = self.index(k, addr);
-            if self.bits.test(Bits::Free, k, i) {
-                return Some((k, true));
-            }
-            if self.bits.test(Bits::Alloc, k, i) {
-                return Some((k, false));
-            }
-        }
-        None
-    }
-
     pub(crate) fn show(&self, out: &mut dyn Inspector) {
         if self.phase != Phase::Ready {
             out.value(format_args!("min block"), self.config.min_block);
@@ -51,7 +32,7 @@ impl<S: MemorySource> Buddy<S> {
         }
         let mut gap = None;
         while at < self.data_end {
-            match self.block_at(at) {
+            match self.block_starting_at(at) {
                 Some((k, free)) => {
                     if let Some(g) = gap.take() {
                         out.block(g, at - g, BlockKind::Padding);

@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 mod bitmap;
+mod check;
 mod freelist;
 mod inspect;
 pub mod merge;
@@ -125,17 +126,25 @@ pub struct Buddy<S: MemorySource> {
     origin: usize,
     /// End of the data granted so far.
     data_end: usize,
+    /// Bytes of data made into blocks so far (every grant, trimmed to whole minimum blocks):
+    /// the free and the allocated blocks tile exactly this much.
+    granted: usize,
     /// No block may end past this address (the bitmaps stop here).
     limit: usize,
     /// The first data grant's pointer: every block pointer the heap writes through is derived
     /// from it (never from a caller's pointer, whose provenance may cover only its bytes).
     base: *mut u8,
+    /// Per order: block `i` free iff its free bit is set (then it is on list `k`), allocated as
+    /// exactly this order iff its allocation bit is set; never both, never two free buddies
+    /// below the top order; the blocks with a bit set tile the `granted` data.
     bits: Bitmaps,
     /// Per order `k`, 0 or 1: block `i` of order `k` lies in block `(i >> 1) + up[k]` of order
     /// `k + 1` (the bitmaps of each order start at the region's start rounded down to twice
     /// the order's block size, so the next order's may start one block earlier).
     up: [u8; MAX_ORDERS],
+    /// `lists.len(k)` is the number of free bits set in order `k`.
     lists: FreeLists,
+    /// `live_blocks` and `live_held` are the number and bytes of blocks with an allocation bit.
     stats: Stats,
 }
 
@@ -167,6 +176,7 @@ impl<S: MemorySource> Buddy<S> {
             meta_len: 0,
             origin: 0,
             data_end: 0,
+            granted: 0,
             limit: 0,
             base: core::ptr::null_mut(),
             bits: Bitmaps::empty(),
@@ -405,6 +415,7 @@ impl<S: MemorySource> Buddy<S> {
         let start = (grant as usize).next_multiple_of(min);
         let end = (grant as usize + len) & !(min - 1);
         self.data_end = self.data_end.max(end);
+        self.granted += end.saturating_sub(start);
         let top = self.orders - 1;
         let mut at = start;
         while at < end {
@@ -644,10 +655,10 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
         self.stats.record_moved_resize();
     }
 
-    /// Not yet written: the walk over this policy's structures lands with issue 11's per-policy
-    /// work (until then it checks nothing).
+    /// The walk of module `check`: lists against bitmaps, summaries, no unmerged buddies, the
+    /// blocks tiling the data, the statistics.
     fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
-        Ok(())
+        self.walk()
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {
