@@ -21,6 +21,7 @@ use core::ptr::NonNull;
 
 use allocator_traits::{AllocError, FreeError};
 
+use crate::geometry::base_of;
 use crate::span::{self, SpanHeader, TINY_BLOCK};
 use crate::{FreeSpaceManager, Segregated, TINY, TinyStats};
 
@@ -104,7 +105,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
         let s = self.find_span(ptr, TINY)?;
         let g = self.table.tiny_geometry();
         let a = ptr as usize;
-        let off = a - span::base_of(s, &g) as usize;
+        let off = a - base_of(s, &g) as usize;
         let slot = off / TINY_BLOCK;
         let bit = 1u16 << (off % TINY_BLOCK);
         // SAFETY: `s` is a tiny span; `slot < bump <= slots` is checked before the mask is read.
@@ -145,7 +146,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
         if left == 0 {
             // The span's pointer, not the caller's (whose provenance may cover only its bytes).
             let g = self.table.tiny_geometry();
-            let block = span::base_of(s, &g).wrapping_add(slot * TINY_BLOCK);
+            let block = base_of(s, &g).wrapping_add(slot * TINY_BLOCK);
             if block == self.tiny.block && self.config.keep_empty > 0 {
                 self.tiny.off = 0;
             } else {
