@@ -16,14 +16,18 @@ use crate::span::SpanHeader;
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 pub(crate) struct ClassState {
-    /// Spans with a free object; allocation takes from the head.
+    /// Spans of this class with a free object (`live < objects`, `full` flag clear), doubly
+    /// linked; allocation takes from the head.
     pub(crate) partial: *mut SpanHeader,
+    /// Spans of this class with every object live (`live == objects`, `full` flag set).
     pub(crate) full: *mut SpanHeader,
+    /// Bytes asked for by the class's live objects.
     pub(crate) requested: usize,
     /// `SpanGeometry::recip`.
     pub(crate) recip: u64,
-    /// Spans with no live object (in the partial list).
+    /// Spans in the partial list with `live == 0`.
     pub(crate) empty: u32,
+    /// Spans in both lists.
     pub(crate) spans: u32,
     /// `SpanGeometry::size`.
     pub(crate) size: u32,

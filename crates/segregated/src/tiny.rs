@@ -27,14 +27,20 @@ use crate::{FreeSpaceManager, Segregated, TINY, TinyStats};
 
 /// The tiny allocator's state.
 pub(crate) struct TinyState {
-    /// The current block (null before the first tiny object).
+    /// The current block (null before the first tiny object): slot `slot` of tiny span `span`,
+    /// live while it is current even with an empty mask.
     pub(crate) block: *mut u8,
+    /// The tiny span holding the current block.
     pub(crate) span: *mut SpanHeader,
+    /// The current block's slot in `span`.
     pub(crate) slot: usize,
-    /// Next free byte offset in the current block.
+    /// Next free byte offset in the current block (`<= 16`); no object starts at or past it.
     pub(crate) off: usize,
+    /// Live tiny objects: the mask bits set over every tiny span.
     pub(crate) objects: usize,
+    /// Live tiny blocks: the tiny spans' live counts summed.
     pub(crate) blocks: usize,
+    /// Bytes the live tiny objects would hold in their own classes.
     pub(crate) unshared: usize,
 }
 
