@@ -48,6 +48,7 @@ const FREE_MASK: u64 = 0x5555_5555_5555_5555;
 const MAX_LEVELS: usize = 10;
 
 /// The per-order bitmaps and summaries, stored in memory granted by the source.
+#[derive(Clone, Copy)]
 pub(crate) struct Bitmaps {
     words: *mut u64,
     /// First leaf word of each order.
@@ -132,6 +133,44 @@ impl Bitmaps {
         // SAFETY: `at` words starting at `words` are ours (caller).
         unsafe { words.write_bytes(0, at) };
         self.words = words;
+    }
+
+    /// Lays the bitmaps out again over `words` for `bits_of(k)` blocks per order (at least as
+    /// many as now): the leaf words are copied, the summaries rebuilt from them, the hints kept.
+    ///
+    /// # Safety
+    /// As for [`Bitmaps::init`]; the current words are still valid and do not overlap `words`.
+    pub(crate) unsafe fn regrow(
+        &mut self,
+        words: *mut u64,
+        orders: u32,
+        bits_of: impl Fn(u32) -> usize,
+    ) {
+        let old = *self;
+        // SAFETY: forwarded caller contract.
+        unsafe { self.init(words, orders, bits_of) };
+        self.low = old.low;
+        for k in 0..orders as usize {
+            let n = old.bits[k].div_ceil(32);
+            debug_assert!(self.bits[k] >= old.bits[k]);
+            // SAFETY: the old order has `n` leaf words, the new one at least as many; distinct
+            // grants.
+            unsafe {
+                core::ptr::copy_nonoverlapping(old.words.add(old.off[k]), words.add(self.off[k]), n)
+            };
+            // Each summary level from the level below it.
+            let mut below = (self.off[k], self.bits[k].div_ceil(32), FREE_MASK);
+            for l in 0..self.levels[k] as usize {
+                for j in 0..below.1 {
+                    // SAFETY: word `j` of the level below exists.
+                    if unsafe { self.word(below.0 + j) } & below.2 != 0 {
+                        // SAFETY: word `j / 64` of level `l + 1` exists (one bit per word below).
+                        unsafe { *self.word_mut(self.sum[k][l] + j / 64) |= 1 << (j % 64) };
+                    }
+                }
+                below = (self.sum[k][l], below.1.div_ceil(64), u64::MAX);
+            }
+        }
     }
 
     #[inline]
