@@ -66,7 +66,42 @@ impl SpanGeometry {
         if a < 16 { 16 } else { a }
     }
 
-    /// Picks the span for objects of `size` bytes whose header needs `header(slots)` bytes.
+    /// The layout of a span of `1 << shift` bytes for objects of `size` bytes whose header
+    /// needs `per_slot_bits` bits per slot, or `None` if it holds no object.
+    pub(crate) const fn at_shift(
+        size: u32,
+        per_slot_bits: usize,
+        shift: u32,
+    ) -> Option<SpanGeometry> {
+        let span = 1usize << shift;
+        let slots = span / size as usize;
+        let header = HEADER_BYTES + (slots * per_slot_bits).div_ceil(64) * 8;
+        let tail = span - slots * size as usize;
+        let (first, header_at) = if tail >= header {
+            (0, slots * size as usize)
+        } else {
+            (header.div_ceil(size as usize), 0)
+        };
+        if slots <= first {
+            return None;
+        }
+        Some(SpanGeometry {
+            size,
+            span_shift: shift as u8,
+            first: first as u16,
+            slots: slots as u16,
+            header_at: header_at as u32,
+            recip: recip(size),
+        })
+    }
+
+    /// Waste in parts per million of the span.
+    pub(crate) const fn waste_ppm(&self) -> usize {
+        self.waste() * 1_000_000 / self.span_bytes()
+    }
+
+    /// Picks the span for objects of `size` bytes: the smallest from [`MIN_SPAN_SHIFT`] to
+    /// [`MAX_SPAN_SHIFT`] whose waste is at most `1 / waste_den`, else the least wasteful.
     pub(crate) const fn choose(size: u32, per_slot_bits: usize, waste_den: usize) -> SpanGeometry {
         let mut best = SpanGeometry {
             size,
@@ -79,25 +114,8 @@ impl SpanGeometry {
         let mut best_waste_ppm = usize::MAX;
         let mut shift = MIN_SPAN_SHIFT;
         while shift <= MAX_SPAN_SHIFT {
-            let span = 1usize << shift;
-            let slots = span / size as usize;
-            let header = HEADER_BYTES + (slots * per_slot_bits).div_ceil(64) * 8;
-            let tail = span - slots * size as usize;
-            let (first, header_at) = if tail >= header {
-                (0, slots * size as usize)
-            } else {
-                (header.div_ceil(size as usize), 0)
-            };
-            if slots > first {
-                let g = SpanGeometry {
-                    size,
-                    span_shift: shift as u8,
-                    first: first as u16,
-                    slots: slots as u16,
-                    header_at: header_at as u32,
-                    recip: recip(size),
-                };
-                let ppm = g.waste() * 1_000_000 / span;
+            if let Some(g) = Self::at_shift(size, per_slot_bits, shift) {
+                let ppm = g.waste_ppm();
                 if ppm * waste_den <= 1_000_000 {
                     return g;
                 }
