@@ -27,6 +27,8 @@
 //! * **Cost.** Two bits per possible block of every order, about `capacity / (2 * min_block)`
 //!   bytes (3.1 % of the region with 16-byte minimum blocks), plus 1/64 of that for the summary.
 
+use allocator_traits::Corruption;
+
 use crate::order::MAX_ORDERS;
 
 /// Which of the two bitmaps.
@@ -46,6 +48,7 @@ const FREE_MASK: u64 = 0x5555_5555_5555_5555;
 const MAX_LEVELS: usize = 10;
 
 /// The per-order bitmaps and summaries, stored in memory granted by the source.
+#[derive(Clone, Copy)]
 pub(crate) struct Bitmaps {
     words: *mut u64,
     /// First leaf word of each order.
@@ -130,6 +133,44 @@ impl Bitmaps {
         // SAFETY: `at` words starting at `words` are ours (caller).
         unsafe { words.write_bytes(0, at) };
         self.words = words;
+    }
+
+    /// Lays the bitmaps out again over `words` for `bits_of(k)` blocks per order (at least as
+    /// many as now): the leaf words are copied, the summaries rebuilt from them, the hints kept.
+    ///
+    /// # Safety
+    /// As for [`Bitmaps::init`]; the current words are still valid and do not overlap `words`.
+    pub(crate) unsafe fn regrow(
+        &mut self,
+        words: *mut u64,
+        orders: u32,
+        bits_of: impl Fn(u32) -> usize,
+    ) {
+        let old = *self;
+        // SAFETY: forwarded caller contract.
+        unsafe { self.init(words, orders, bits_of) };
+        self.low = old.low;
+        for k in 0..orders as usize {
+            let n = old.bits[k].div_ceil(32);
+            debug_assert!(self.bits[k] >= old.bits[k]);
+            // SAFETY: the old order has `n` leaf words, the new one at least as many; distinct
+            // grants.
+            unsafe {
+                core::ptr::copy_nonoverlapping(old.words.add(old.off[k]), words.add(self.off[k]), n)
+            };
+            // Each summary level from the level below it.
+            let mut below = (self.off[k], self.bits[k].div_ceil(32), FREE_MASK);
+            for l in 0..self.levels[k] as usize {
+                for j in 0..below.1 {
+                    // SAFETY: word `j` of the level below exists.
+                    if unsafe { self.word(below.0 + j) } & below.2 != 0 {
+                        // SAFETY: word `j / 64` of level `l + 1` exists (one bit per word below).
+                        unsafe { *self.word_mut(self.sum[k][l] + j / 64) |= 1 << (j % 64) };
+                    }
+                }
+                below = (self.sum[k][l], below.1.div_ceil(64), u64::MAX);
+            }
+        }
     }
 
     #[inline]
@@ -295,6 +336,113 @@ impl Bitmaps {
                 leaf &= leaf - 1;
             }
         }
+    }
+}
+
+/// What [`Bitmaps::check_order`] found in one order's leaf words.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OrderCount {
+    /// Free bits set.
+    pub(crate) free: usize,
+    /// Allocation bits set.
+    pub(crate) alloc: usize,
+}
+
+impl Bitmaps {
+    /// Checks order `k`'s own structure and counts its bits: no bit beyond the order's blocks,
+    /// no block both free and allocated, no two free buddies (bit pairs `2j` and `2j + 1`, which
+    /// share a leaf word) unless `top` (the top order merges into nothing), every summary bit set
+    /// iff the word below it is non-zero (level 1: iff the leaf word has a free bit), nothing
+    /// free below the hint `low[k]`.
+    pub(crate) fn check_order(&self, k: u32, top: bool) -> Result<OrderCount, Corruption> {
+        let k = k as usize;
+        let structure = "order bitmap";
+        let leaf = self.bits[k].div_ceil(32);
+        let mut count = OrderCount::default();
+        for w in 0..leaf {
+            // SAFETY: `w` is below the order's leaf word count.
+            let word = unsafe { self.word(self.off[k] + w) };
+            let used = self.bits[k] - w * 32;
+            if used < 32 {
+                Corruption::ensure(
+                    word >> (2 * used) == 0,
+                    structure,
+                    k,
+                    "a bit is set beyond the order's blocks",
+                )?;
+            }
+            let free = word & FREE_MASK;
+            Corruption::ensure(
+                free & (word >> 1) == 0,
+                structure,
+                w * 32 + ((free & (word >> 1)).trailing_zeros() / 2) as usize,
+                "a block is both free and allocated",
+            )?;
+            if !top {
+                let pairs = free & (free >> 2) & 0x1111_1111_1111_1111;
+                Corruption::ensure(
+                    pairs == 0,
+                    "free lists",
+                    w * 32 + (pairs.trailing_zeros() / 2) as usize,
+                    "two free buddies are left unmerged",
+                )?;
+            }
+            Corruption::ensure(
+                w >= self.low[k] || free == 0,
+                "free list hint",
+                k,
+                "a block below the order's hint is free",
+            )?;
+            count.free += free.count_ones() as usize;
+            count.alloc += (word & !FREE_MASK).count_ones() as usize;
+        }
+        // Each summary level against the level below it.
+        let mut below = (self.off[k], leaf, FREE_MASK);
+        for l in 0..self.levels[k] as usize {
+            let n = below.1.div_ceil(64);
+            for j in 0..n {
+                let mut want = 0u64;
+                for b in 0..64.min(below.1 - j * 64) {
+                    // SAFETY: word `j * 64 + b` of the level below exists (`< below.1`).
+                    let w = unsafe { self.word(below.0 + j * 64 + b) };
+                    want |= ((w & below.2 != 0) as u64) << b;
+                }
+                // SAFETY: word `j` of summary level `l + 1` exists (`n` words).
+                let have = unsafe { self.word(self.sum[k][l] + j) };
+                Corruption::ensure(
+                    have == want,
+                    "order summary",
+                    k,
+                    "a summary bit disagrees with the word below it",
+                )?;
+            }
+            below = (self.sum[k][l], n, u64::MAX);
+        }
+        Ok(count)
+    }
+
+    /// Flips bit `which` of block `i` of order `k` without telling the lists or the summary:
+    /// for the walk's planted-corruption tests.
+    #[cfg(test)]
+    pub(crate) fn flip(&mut self, which: Bits, k: u32, i: usize) {
+        if let Some((w, m)) = self.locate(which, k, i) {
+            // SAFETY: `w` comes from `locate`; ours alone under `&mut self`.
+            unsafe { *self.word_mut(w) ^= m };
+        }
+    }
+
+    /// Clears the level-1 summary bit over block `i` of order `k` (a corruption, for the walk's
+    /// tests); false if the order has no summary.
+    #[cfg(test)]
+    pub(crate) fn clear_summary(&mut self, k: u32, i: usize) -> bool {
+        let k = k as usize;
+        if self.levels[k] == 0 || i >= self.bits[k] {
+            return false;
+        }
+        let w = i / 32;
+        // SAFETY: word `w / 64` of level 1 exists (one bit per leaf word).
+        unsafe { *self.word_mut(self.sum[k][0] + w / 64) &= !(1 << (w % 64)) };
+        true
     }
 }
 

@@ -22,7 +22,9 @@ use crate::order::MAX_ORDERS;
 
 /// The lengths of the free lists of every order.
 pub(crate) struct FreeLists {
+    /// `lens[k]` is the number of free bits set in order `k`'s bitmap.
     lens: [usize; MAX_ORDERS],
+    /// Bit `k` set iff `lens[k] > 0`.
     nonempty: u64,
 }
 
@@ -72,5 +74,16 @@ impl FreeLists {
     /// Number of blocks in list `k`.
     pub(crate) fn len(&self, k: u32) -> usize {
         self.lens[k as usize]
+    }
+
+    /// The mask of non-empty orders (bit `k` set iff list `k` has a block).
+    pub(crate) fn nonempty(&self) -> u64 {
+        self.nonempty
+    }
+
+    /// Sets list `k`'s length without touching its bits (a corruption, for the walk's tests).
+    #[cfg(test)]
+    pub(crate) fn set_len(&mut self, k: u32, n: usize) {
+        self.lens[k as usize] = n;
     }
 }

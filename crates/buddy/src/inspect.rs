@@ -7,35 +7,16 @@
 //!   block   a1  64 B        Free
 //!   block   a2 128 B        Free
 //!   block   ...             Padding    (a gap, if any)
-//!   block   meta            Metadata   (the bitmaps; first instead when the heap grows)
+//!   block   meta            Metadata   (the bitmaps: after the data, or between chunks)
 //!   list    order 2 (64 B):  a1
 //!   list    order 3 (128 B): a2
 //! ```
 
 use allocator_traits::{BlockKind, Inspector};
 
-use crate::bitmap::Bits;
 use crate::{Buddy, MemorySource, Phase};
 
 impl<S: MemorySource> Buddy<S> {
-    /// The block starting at `addr`, if any: its order and whether it is free.
-    fn block_at(&self, addr: usize) -> Option<(u32, bool)> {
-        for k in (0..self.orders).rev() {
-            let size = self.size(k);
-            if addr & (size - 1) != 0 || addr + size > self.data_end {
-                continue;
-            }
-            let i = self.index(k, addr);
-            if self.bits.test(Bits::Free, k, i) {
-                return Some((k, true));
-            }
-            if self.bits.test(Bits::Alloc, k, i) {
-                return Some((k, false));
-            }
-        }
-        None
-    }
-
     pub(crate) fn show(&self, out: &mut dyn Inspector) {
         if self.phase != Phase::Ready {
             out.value(format_args!("min block"), self.config.min_block);
@@ -45,40 +26,40 @@ impl<S: MemorySource> Buddy<S> {
         let end = self.data_end.max(self.meta + self.meta_len);
         out.region(start, end - start);
         let mut at = start;
-        if self.meta < self.origin {
-            out.block(self.meta, self.meta_len, BlockKind::Metadata);
-            at = self.meta + self.meta_len;
-        }
-        let mut gap = None;
-        while at < self.data_end {
-            match self.block_at(at) {
-                Some((k, free)) => {
-                    if let Some(g) = gap.take() {
-                        out.block(g, at - g, BlockKind::Padding);
-                    }
-                    let kind = if free {
-                        BlockKind::Free
-                    } else {
-                        BlockKind::Live { requested: 0 }
-                    };
-                    out.block(at, self.size(k), kind);
-                    at += self.size(k);
-                }
-                None => {
-                    gap.get_or_insert(at);
-                    at += 1usize << self.min_shift;
-                }
+        let mut gap: Option<usize> = None;
+        let flush = |gap: &mut Option<usize>, at: usize, out: &mut dyn Inspector| {
+            if let Some(g) = gap.take() {
+                out.block(g, at - g, BlockKind::Padding);
             }
-        }
-        if let Some(g) = gap {
-            out.block(g, at - g, BlockKind::Padding);
-        }
-        if self.meta >= self.data_end {
-            if self.meta > self.data_end {
-                out.block(self.data_end, self.meta - self.data_end, BlockKind::Padding);
+        };
+        while at < end {
+            if at == self.meta {
+                flush(&mut gap, at, out);
+                out.block(self.meta, self.meta_len, BlockKind::Metadata);
+                at += self.meta_len;
+                continue;
             }
-            out.block(self.meta, self.meta_len, BlockKind::Metadata);
+            if let Some((k, free)) = self.block_starting_at(at) {
+                flush(&mut gap, at, out);
+                let kind = if free {
+                    BlockKind::Free
+                } else {
+                    BlockKind::Live { requested: 0 }
+                };
+                out.block(at, self.size(k), kind);
+                at += self.size(k);
+                continue;
+            }
+            gap.get_or_insert(at);
+            at = if at < self.data_end {
+                at + (1usize << self.min_shift)
+            } else if self.meta > at {
+                self.meta
+            } else {
+                end
+            };
         }
+        flush(&mut gap, at, out);
         for k in 0..self.orders {
             out.begin_list(format_args!("order {k} ({} B)", self.size(k)));
             self.bits

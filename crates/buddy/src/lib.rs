@@ -31,9 +31,11 @@
 //!   [`Stats::internal_bytes`]); free blocks and the bitmaps are external
 //!   ([`Stats::external_bytes`]). The bitmaps take about `capacity / (2 * min_block)` bytes.
 //! * **Memory.** [`Buddy::new`] is `const` and touches nothing; the first allocation takes the
-//!   bitmaps and then the data from the [`MemorySource`]: all of `capacity` at once, or in
+//!   data and then the bitmaps from the [`MemorySource`]: all of `capacity` at once, or in
 //!   chunks with [`Config::grow_by`] (a `brk`-like source such as [`allocator_traits::BrkRegion`]
 //!   then grows only as needed, and each chunk merges with the free end of the previous one).
+//!   Growing, the bitmaps cover only the range the data has reached and double with it (module
+//!   `grow`): a capacity told far above what is used costs nothing.
 //!
 //! ```
 //! use allocator_traits::{BoxedRegion, FreeSpaceManager, Layout};
@@ -50,7 +52,9 @@
 #![warn(missing_docs)]
 
 mod bitmap;
+mod check;
 mod freelist;
+mod grow;
 mod inspect;
 pub mod merge;
 pub mod order;
@@ -70,7 +74,10 @@ use order::{MAX_ORDERS, block_size, order_for};
 /// How a [`Buddy`] is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
-    /// Bytes taken from the source at most (bitmaps included).
+    /// The most bytes the heap spans: blocks lie within `capacity` bytes of where its first
+    /// data starts, so this bounds the largest block. With `grow_by` 0 it is all taken at once
+    /// (bitmaps included); otherwise the heap grows toward it and the bitmaps cover only the
+    /// range the data has reached (see [`Config::grow_by`]).
     pub capacity: usize,
     /// Smallest block in bytes (a power of two, at least 16).
     pub min_block: usize,
@@ -118,24 +125,36 @@ pub struct Buddy<S: MemorySource> {
     min_shift: u32,
     /// Number of orders: blocks go from `min_block` to `min_block << (orders - 1)`.
     orders: u32,
-    /// Bitmap grant.
+    /// The bitmaps' grant (they cover blocks ending up to `cover_end`).
     meta: usize,
     meta_len: usize,
+    /// Blocks up to this address have bits; grown (doubling) as data arrives, up to `limit`.
+    cover_end: usize,
+    /// End of the last grant from a contiguous source: where the next one starts.
+    src_end: usize,
     /// Start of the first data grant; bitmaps are indexed from here.
     origin: usize,
     /// End of the data granted so far.
     data_end: usize,
-    /// No block may end past this address (the bitmaps stop here).
+    /// Bytes of data made into blocks so far (every grant, trimmed to whole minimum blocks):
+    /// the free and the allocated blocks tile exactly this much.
+    granted: usize,
+    /// No block may end past this address: `origin + capacity`.
     limit: usize,
     /// The first data grant's pointer: every block pointer the heap writes through is derived
     /// from it (never from a caller's pointer, whose provenance may cover only its bytes).
     base: *mut u8,
+    /// Per order: block `i` free iff its free bit is set (then it is on list `k`), allocated as
+    /// exactly this order iff its allocation bit is set; never both, never two free buddies
+    /// below the top order; the blocks with a bit set tile the `granted` data.
     bits: Bitmaps,
     /// Per order `k`, 0 or 1: block `i` of order `k` lies in block `(i >> 1) + up[k]` of order
     /// `k + 1` (the bitmaps of each order start at the region's start rounded down to twice
     /// the order's block size, so the next order's may start one block earlier).
     up: [u8; MAX_ORDERS],
+    /// `lists.len(k)` is the number of free bits set in order `k`.
     lists: FreeLists,
+    /// `live_blocks` and `live_held` are the number and bytes of blocks with an allocation bit.
     stats: Stats,
 }
 
@@ -165,8 +184,11 @@ impl<S: MemorySource> Buddy<S> {
             orders: 0,
             meta: 0,
             meta_len: 0,
+            cover_end: 0,
+            src_end: 0,
             origin: 0,
             data_end: 0,
+            granted: 0,
             limit: 0,
             base: core::ptr::null_mut(),
             bits: Bitmaps::empty(),
@@ -262,12 +284,6 @@ impl<S: MemorySource> Buddy<S> {
         addr.wrapping_sub(base) >> shift
     }
 
-    fn bits_of(origin: usize, limit: usize, min_shift: u32, k: u32) -> usize {
-        let shift = k + min_shift;
-        let base = origin & !((1usize << (shift + 1)) - 1);
-        ((limit - base) >> shift) + 2
-    }
-
     #[cold]
     fn prepare(&mut self) -> Result<(), AllocError> {
         match self.phase {
@@ -287,204 +303,6 @@ impl<S: MemorySource> Buddy<S> {
                 r
             }
         }
-    }
-
-    fn init(&mut self) -> Result<(), AllocError> {
-        let Config {
-            capacity,
-            min_block,
-            grow_by,
-        } = self.config;
-        let bad = AllocError::Unsupported {
-            size: capacity,
-            align: min_block,
-            reason: "min_block must be a power of two >= 16 and capacity at least 4 min blocks",
-        };
-        if !min_block.is_power_of_two()
-            || min_block < 2 * core::mem::size_of::<usize>()
-            || capacity / 4 < min_block
-            || capacity > isize::MAX as usize
-        {
-            return Err(bad);
-        }
-        let min_shift = min_block.trailing_zeros();
-        // Largest order: the top block fits in the capacity.
-        let top_shift = usize::BITS - 1 - capacity.leading_zeros();
-        let orders = (top_shift - min_shift + 1).min(MAX_ORDERS as u32);
-        // Bitmap words for any origin: `limit - base(k) <= capacity + 2 * size(k)`.
-        let words =
-            Bitmaps::words_needed(orders, |k| (capacity >> (k + min_shift)) + 4).ok_or(bad)?;
-        let meta_len = (words * 8).next_multiple_of(min_block);
-        let oom_meta = AllocError::OutOfMemory {
-            size: meta_len,
-            align: 8,
-        };
-        self.min_shift = min_shift;
-        self.orders = orders;
-        // Taking it all at once: the data first (so that it starts where the region starts,
-        // usually well aligned), the bitmaps after it. Growing: the bitmaps first, so that the
-        // data grants that follow are contiguous.
-        let (meta, grant, len) = if grow_by == 0 {
-            let want = capacity
-                .saturating_sub(self.source.footprint())
-                .saturating_sub(meta_len + min_block)
-                & !(min_block - 1);
-            let (grant, len) = self.acquire_data(want, min_block)?;
-            let meta = self
-                .source
-                .acquire(meta_len, min_block.max(8))
-                .map_err(|_| oom_meta)?;
-            (meta, grant, len)
-        } else {
-            let meta = self
-                .source
-                .acquire(meta_len, min_block.max(8))
-                .map_err(|_| oom_meta)?;
-            let want = grow_by.min(capacity.saturating_sub(self.source.footprint()));
-            let (grant, len) = self.acquire_data(want, Self::chunk_align(want, min_block))?;
-            (meta, grant, len)
-        };
-        self.stats.set_footprint(self.source.footprint());
-        self.meta = meta.cast::<u8>().as_ptr() as usize;
-        self.meta_len = meta.len();
-        self.origin = grant as usize;
-        self.base = grant;
-        // (The top order merges into nothing; skipping it also keeps `2 << shift` below 2^64
-        // for a capacity near `isize::MAX`.)
-        for k in 0..orders - 1 {
-            let shift = k + min_shift + 1;
-            let (this, next) = (
-                self.origin & !((1 << shift) - 1),
-                self.origin & !((2 << shift) - 1),
-            );
-            self.up[k as usize] = ((this - next) >> shift) as u8;
-        }
-        self.limit = self.origin + capacity;
-        // SAFETY: the meta grant holds `words` words (its length is at least `words * 8`), is
-        // 8-aligned, and is ours alone.
-        unsafe {
-            let (o, l, s) = (self.origin, self.limit, min_shift);
-            self.bits.init(meta.cast::<u64>().as_ptr(), orders, |k| {
-                Self::bits_of(o, l, s, k)
-            });
-        }
-        // SAFETY: the grant was just acquired, is ours and lies in `origin..limit`.
-        unsafe { self.add_grant(grant, len) };
-        Ok(())
-    }
-
-    /// Asks the source for `want` bytes (falling back to smaller multiples of the minimum block
-    /// for a fixed region whose end is not aligned).
-    fn acquire_data(&mut self, want: usize, align: usize) -> Result<(*mut u8, usize), AllocError> {
-        let min = self.config.min_block;
-        let mut want = want & !(min - 1);
-        let oom = AllocError::OutOfMemory {
-            size: want,
-            align: min,
-        };
-        for _ in 0..2 {
-            if want < min {
-                break;
-            }
-            if let Ok(g) = self.source.acquire(want, align) {
-                self.stats.set_footprint(self.source.footprint());
-                return Ok((g.cast::<u8>().as_ptr(), g.len()));
-            }
-            want -= min;
-        }
-        Err(oom)
-    }
-
-    /// Cuts `grant..grant+len` into maximal blocks aligned to their size and frees each (merging
-    /// with what is already free).
-    ///
-    /// # Safety
-    /// The range was granted by the source, lies in `origin..limit` and is used by nothing else.
-    unsafe fn add_grant(&mut self, grant: *mut u8, len: usize) {
-        let min = self.config.min_block;
-        let start = (grant as usize).next_multiple_of(min);
-        let end = (grant as usize + len) & !(min - 1);
-        self.data_end = self.data_end.max(end);
-        let top = self.orders - 1;
-        let mut at = start;
-        while at < end {
-            let mut k = ((at.trailing_zeros()).saturating_sub(self.min_shift)).min(top);
-            while at + self.size(k) > end {
-                k -= 1;
-            }
-            let block = grant.wrapping_add(at - grant as usize);
-            // SAFETY: the block lies in the grant (caller) and is aligned to its size.
-            unsafe { self.put(block, k) };
-            at += self.size(k);
-        }
-    }
-
-    /// Takes more data from the source so that a block of order `k` can be served.
-    fn grow(&mut self, k: u32) -> Result<(), AllocError> {
-        let need = self.size(k);
-        let oom = AllocError::OutOfMemory {
-            size: need,
-            align: need,
-        };
-        if self.config.grow_by == 0 {
-            return Err(oom);
-        }
-        let chunk = self.config.grow_by;
-        let contiguous = self.source.is_contiguous();
-        // A block larger than a chunk is asked aligned to its size; from a contiguous source the
-        // gap before it is asked first, so that it is used rather than lost.
-        if contiguous && need > chunk {
-            let gap = self.data_end.next_multiple_of(need) - self.data_end;
-            if gap > 0 {
-                let g = self
-                    .source
-                    .acquire(gap, self.config.min_block)
-                    .map_err(|_| oom)?;
-                // SAFETY: just granted, unused; `add_granted` checks the bounds.
-                unsafe { self.add_granted(g) };
-            }
-        }
-        let (want, align) = if need > chunk {
-            (need, need)
-        } else {
-            (chunk, Self::chunk_align(chunk, self.config.min_block))
-        };
-        let g = self.source.acquire(want, align).map_err(|_| oom)?;
-        // SAFETY: just granted, unused.
-        if unsafe { self.add_granted(g) } {
-            Ok(())
-        } else {
-            Err(oom)
-        }
-    }
-
-    /// Chunks are asked aligned to their size when it is a power of two, so that every chunk is a
-    /// whole block and the chunks of a contiguous source merge into larger ones.
-    fn chunk_align(chunk: usize, min_block: usize) -> usize {
-        if chunk.is_power_of_two() {
-            chunk.max(min_block)
-        } else {
-            min_block
-        }
-    }
-
-    /// Adds a fresh grant to the heap if it lies inside the bitmaps' range; gives it back
-    /// otherwise. Returns whether it was added.
-    ///
-    /// # Safety
-    /// `g` was just granted by the source and is unused.
-    unsafe fn add_granted(&mut self, g: NonNull<[u8]>) -> bool {
-        let (grant, len) = (g.cast::<u8>().as_ptr(), g.len());
-        self.stats.set_footprint(self.source.footprint());
-        if (grant as usize) < self.origin || grant as usize + len > self.limit {
-            // SAFETY: just granted, unused.
-            let _ = unsafe { self.source.release(g.cast(), len) };
-            self.stats.set_footprint(self.source.footprint());
-            return false;
-        }
-        // SAFETY: just granted, inside `origin..limit`.
-        unsafe { self.add_grant(grant, len) };
-        true
     }
 
     /// Checks that `ptr` is a live block allocated as `layout`; returns its order.
@@ -529,7 +347,12 @@ impl<S: MemorySource> Buddy<S> {
     }
 
     fn try_allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.ensure_ready()?;
+        // A heap that cannot be set up refuses this request: the error names it (not the
+        // bitmaps or the first chunk it could not get).
+        self.ensure_ready().map_err(|e| match e {
+            AllocError::Unsupported { reason, .. } => AllocError::unsupported(layout, reason),
+            _ => AllocError::out_of_memory(layout),
+        })?;
         let Some(k) = order_for(layout.size(), layout.align(), self.min_shift) else {
             return Err(AllocError::unsupported(
                 layout,
@@ -551,8 +374,9 @@ impl<S: MemorySource> Buddy<S> {
                 let p = unsafe { NonNull::new_unchecked(p) };
                 return Ok(self.block_ptr(p, size));
             }
-            self.grow(k)
-                .map_err(|_| AllocError::out_of_memory(layout))?;
+            if !self.grow(k) {
+                return Err(AllocError::out_of_memory(layout));
+            }
         }
     }
 }
@@ -644,10 +468,10 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
         self.stats.record_moved_resize();
     }
 
-    /// Not yet written: the walk over this policy's structures lands with issue 11's per-policy
-    /// work (until then it checks nothing).
+    /// The walk of module `check`: lists against bitmaps, summaries, no unmerged buddies, the
+    /// blocks tiling the data, the statistics.
     fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
-        Ok(())
+        self.walk()
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {

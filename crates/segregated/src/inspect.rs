@@ -11,13 +11,14 @@
 
 use allocator_traits::{BlockKind, Inspector};
 
+use crate::geometry::base_of;
 use crate::span::{self, SpanHeader, SpanList};
 use crate::{FreeSpaceManager, SLOTS, Segregated, TINY};
 
 impl<L: FreeSpaceManager> Segregated<L> {
     fn show_span(&self, c: usize, s: *mut SpanHeader, out: &mut dyn Inspector) {
         let Some(g) = self.geo(c) else { return };
-        let base = span::base_of(s, &g) as usize;
+        let base = base_of(s, &g) as usize;
         let size = g.size as usize;
         out.region(base, g.span_bytes());
         if g.first > 0 {
@@ -77,7 +78,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
                 out.begin_list(format_args!("class {c} ({} B)", g.size));
             }
             SpanList::for_each(st.partial, |s| {
-                out.list_entry(span::base_of(s, &g) as usize, g.span_bytes())
+                out.list_entry(base_of(s, &g) as usize, g.span_bytes())
             });
             out.end_list();
         }

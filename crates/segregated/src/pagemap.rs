@@ -200,6 +200,27 @@ impl PageMap {
         *self = PageMap::EMPTY;
     }
 
+    /// Calls `f(granule start, cover, cover class, next, next class)` for every granule of the
+    /// map (for the invariant walk).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(usize, *mut u8, u8, *mut u8, u8)) {
+        for i in 0..self.len {
+            // SAFETY: `i < len` entries were allocated and initialised.
+            let e = unsafe { &*self.entries.add(i) };
+            f(
+                (self.first + i) << GRANULE_SHIFT,
+                e.cover,
+                e.cover_class,
+                e.next,
+                e.next_class,
+            );
+        }
+    }
+
+    /// Whether the map has memory of its own (taken from the page level).
+    pub(crate) fn is_allocated(&self) -> bool {
+        self.len > 0
+    }
+
     /// Bytes the map takes.
     pub(crate) fn bytes(&self) -> usize {
         self.len * core::mem::size_of::<Entry>()

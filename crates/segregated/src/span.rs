@@ -19,9 +19,8 @@
 //! checks that the slot starts at the pointer and is inside the span, and tests the slot's bit
 //! (clear for header slots and slots never handed out): a foreign pointer, a pointer inside an
 //! object, a double free and a free with a layout of another class are all reported. The
-//! general path also checks the header's magic and class.
-
-use crate::classes::SpanGeometry;
+//! general path also checks the header's magic and class. Where the header sits in a span and how
+//! many slots it has is the class's `SpanGeometry` (module `geometry`).
 
 /// Bytes of the fixed part of a span header.
 pub const HEADER_BYTES: usize = core::mem::size_of::<SpanHeader>();
@@ -56,11 +55,6 @@ impl SpanHeader {
 #[inline]
 pub(crate) const fn slot_of(off: usize, recip: u64) -> usize {
     ((off as u64 * recip) >> 40) as usize
-}
-
-/// The reciprocal used by [`slot_of`].
-pub(crate) const fn recip(size: u32) -> u64 {
-    (1u64 << 40).div_ceil(size as u64)
 }
 
 /// A doubly linked list of spans (a class's partial or full spans).
@@ -153,39 +147,4 @@ pub(crate) unsafe fn put_bit(s: *mut SpanHeader, slot: usize, on: bool) {
 #[inline]
 pub(crate) fn tiny_mask(s: *mut SpanHeader, slot: usize) -> *mut u16 {
     bits_of(s).cast::<u16>().wrapping_add(slot)
-}
-
-/// The start of the span whose header is `s`.
-#[inline]
-pub(crate) fn base_of(s: *mut SpanHeader, g: &SpanGeometry) -> *mut u8 {
-    s.cast::<u8>().wrapping_sub(g.header_at as usize)
-}
-
-/// Writes a fresh header (and zeroed bitmap) into `span`; returns the header.
-///
-/// # Safety
-/// `span` is `g.span_bytes()` bytes, aligned to them, ours and unused.
-pub(crate) unsafe fn init_span(
-    span: *mut u8,
-    class: u16,
-    g: &SpanGeometry,
-    per_slot_bits: usize,
-) -> *mut SpanHeader {
-    let h = span.wrapping_add(g.header_at as usize).cast::<SpanHeader>();
-    // SAFETY: the span is ours; the header and bitmap fit in its first `g.first` slots.
-    unsafe {
-        h.write(SpanHeader {
-            magic: SpanHeader::magic_for(h as usize),
-            prev: core::ptr::null_mut(),
-            next: core::ptr::null_mut(),
-            free: core::ptr::null_mut(),
-            class,
-            full: false,
-            live: 0,
-            bump: g.first as u32,
-        });
-        let words = (g.slots as usize * per_slot_bits).div_ceil(64);
-        bits_of(h).cast::<u64>().write_bytes(0, words);
-    }
-    h
 }

@@ -21,19 +21,26 @@ use core::ptr::NonNull;
 
 use allocator_traits::{AllocError, FreeError};
 
+use crate::geometry::base_of;
 use crate::span::{self, SpanHeader, TINY_BLOCK};
 use crate::{FreeSpaceManager, Segregated, TINY, TinyStats};
 
 /// The tiny allocator's state.
 pub(crate) struct TinyState {
-    /// The current block (null before the first tiny object).
+    /// The current block (null before the first tiny object): slot `slot` of tiny span `span`,
+    /// live while it is current even with an empty mask.
     pub(crate) block: *mut u8,
+    /// The tiny span holding the current block.
     pub(crate) span: *mut SpanHeader,
+    /// The current block's slot in `span`.
     pub(crate) slot: usize,
-    /// Next free byte offset in the current block.
+    /// Next free byte offset in the current block (`<= 16`); no object starts at or past it.
     pub(crate) off: usize,
+    /// Live tiny objects: the mask bits set over every tiny span.
     pub(crate) objects: usize,
+    /// Live tiny blocks: the tiny spans' live counts summed.
     pub(crate) blocks: usize,
+    /// Bytes the live tiny objects would hold in their own classes.
     pub(crate) unshared: usize,
 }
 
@@ -104,7 +111,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
         let s = self.find_span(ptr, TINY)?;
         let g = self.table.tiny_geometry();
         let a = ptr as usize;
-        let off = a - span::base_of(s, &g) as usize;
+        let off = a - base_of(s, &g) as usize;
         let slot = off / TINY_BLOCK;
         let bit = 1u16 << (off % TINY_BLOCK);
         // SAFETY: `s` is a tiny span; `slot < bump <= slots` is checked before the mask is read.
@@ -145,7 +152,7 @@ impl<L: FreeSpaceManager> Segregated<L> {
         if left == 0 {
             // The span's pointer, not the caller's (whose provenance may cover only its bytes).
             let g = self.table.tiny_geometry();
-            let block = span::base_of(s, &g).wrapping_add(slot * TINY_BLOCK);
+            let block = base_of(s, &g).wrapping_add(slot * TINY_BLOCK);
             if block == self.tiny.block && self.config.keep_empty > 0 {
                 self.tiny.off = 0;
             } else {

@@ -1,0 +1,308 @@
+//! The invariant walk ([`allocator_traits::FreeSpaceManager::check_invariants`]): every structure
+//! of the heap against the others, as glibc's `do_check_malloc_state` does for its bins.
+//!
+//! ```text
+//!   per order k:   leaf words   f a f a ...   free xor allocated; no free pair (2j, 2j+1)
+//!                  summary      bit set iff the word below is non-zero; nothing free below low[k]
+//!                  list k       len == free bits set; nonempty bit k iff len > 0
+//!   blocks:        data start ... data_end, in address order:
+//!                  [ free k=3 ][ alloc k=0 ][ alloc k=0 ][ free k=1 ] ... [gap] ...
+//!                  each found block aligned to its size, inside the data; the blocks found
+//!                  are all the bits set (none hidden inside another) and cover `granted` bytes
+//!   stats:         allocated blocks == live_blocks, their bytes == live_held
+//! ```
+//!
+//! The free lists are the free bits (module `freelist`), so "a list is well linked" is: its
+//! length and the non-empty mask agree with its bits, and the summary that finds its lowest
+//! entry agrees with the leaf words. The walk reads only the bitmaps (word by word) and steps
+//! over the data block by block; it never reads a block's memory.
+
+use allocator_traits::Corruption;
+
+use crate::bitmap::Bits;
+use crate::{Buddy, MemorySource, Phase};
+
+impl<S: MemorySource> Buddy<S> {
+    /// The walk. O(bitmap words + blocks * orders).
+    pub(crate) fn walk(&self) -> Result<(), Corruption> {
+        if self.phase != Phase::Ready {
+            return Ok(());
+        }
+        let mut bits_set = 0usize;
+        for k in 0..self.orders {
+            let top = k + 1 == self.orders;
+            let count = self.bits.check_order(k, top)?;
+            Corruption::ensure(
+                count.free == self.lists.len(k),
+                "free lists",
+                k as usize,
+                "the list's length is not its number of free bits",
+            )?;
+            Corruption::ensure(
+                (self.lists.nonempty() >> k & 1 == 1) == (self.lists.len(k) > 0),
+                "free lists",
+                k as usize,
+                "the non-empty mask disagrees with the list's length",
+            )?;
+            bits_set += count.free + count.alloc;
+        }
+        Corruption::ensure(
+            self.lists.nonempty() >> self.orders == 0,
+            "free lists",
+            self.orders as usize,
+            "the non-empty mask names an order the heap does not have",
+        )?;
+        self.walk_blocks(bits_set)
+    }
+
+    /// Steps through the data in address order, one block (or one minimum block of a gap) at a
+    /// time, and checks that the blocks found account for every bit set and every byte granted.
+    fn walk_blocks(&self, bits_set: usize) -> Result<(), Corruption> {
+        let min = 1usize << self.min_shift;
+        let (mut blocks, mut bytes, mut live, mut held) = (0usize, 0usize, 0usize, 0usize);
+        let mut at = self.origin.next_multiple_of(min);
+        while at < self.data_end {
+            match self.block_starting_at(at) {
+                Some((k, free)) => {
+                    blocks += 1;
+                    bytes += self.size(k);
+                    if !free {
+                        live += 1;
+                        held += self.size(k);
+                    }
+                    at += self.size(k);
+                }
+                None => at += min,
+            }
+        }
+        Corruption::ensure(
+            blocks == bits_set,
+            "blocks",
+            blocks,
+            "a free or allocated bit names a block inside another block or outside the data",
+        )?;
+        Corruption::ensure(
+            bytes == self.granted,
+            "blocks",
+            bytes,
+            "the free and allocated blocks do not tile the data granted",
+        )?;
+        let s = self.stats;
+        Corruption::ensure(
+            live == s.live_blocks,
+            "stats",
+            live,
+            "live_blocks is not the number of allocated blocks",
+        )?;
+        Corruption::ensure(
+            held == s.live_held,
+            "stats",
+            held,
+            "live_held is not the bytes of the allocated blocks",
+        )
+    }
+
+    /// The largest block (free or allocated) that starts at `addr` and ends inside the data, and
+    /// whether it is free (also what `inspect` shows).
+    pub(crate) fn block_starting_at(&self, addr: usize) -> Option<(u32, bool)> {
+        (0..self.orders).rev().find_map(|k| {
+            let size = self.size(k);
+            if addr & (size - 1) != 0 || addr + size > self.data_end {
+                return None;
+            }
+            let i = self.index(k, addr);
+            if self.bits.test(Bits::Free, k, i) {
+                Some((k, true))
+            } else if self.bits.test(Bits::Alloc, k, i) {
+                Some((k, false))
+            } else {
+                None
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use allocator_traits::{BoxedRegion, FreeSpaceManager, Layout};
+
+    use crate::bitmap::Bits;
+    use crate::{Buddy, Config};
+
+    fn heap() -> Buddy<BoxedRegion> {
+        Buddy::try_new(BoxedRegion::new(1 << 16).unwrap(), Config::new(1 << 16)).unwrap()
+    }
+
+    fn l(size: usize) -> Layout {
+        Layout::from_size_align(size, 8).unwrap()
+    }
+
+    /// A heap with a few live blocks and free blocks of several orders.
+    fn busy() -> (Buddy<BoxedRegion>, Vec<core::ptr::NonNull<[u8]>>) {
+        let mut h = heap();
+        let blocks: Vec<_> = [16, 100, 16, 40, 500]
+            .iter()
+            .map(|&s| h.allocate(l(s)).unwrap())
+            .collect();
+        h.walk().unwrap();
+        (h, blocks)
+    }
+
+    /// The lowest order at or above `from` with a free block.
+    fn free_order(h: &Buddy<BoxedRegion>, from: u32) -> u32 {
+        (from..h.orders)
+            .find(|&k| h.lists.len(k) > 0)
+            .expect("a free block")
+    }
+
+    fn problem(h: &Buddy<BoxedRegion>) -> &'static str {
+        h.walk()
+            .expect_err("the walk must report the planted corruption")
+            .problem
+    }
+
+    #[test]
+    fn a_healthy_heap_passes_after_a_long_random_workload() {
+        let mut h = Buddy::try_new(
+            BoxedRegion::new(1 << 20).unwrap(),
+            Config::new(1 << 20).grow_by(1 << 14),
+        )
+        .unwrap();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut live = Vec::new();
+        let n = if cfg!(miri) { 300 } else { 20_000 };
+        for step in 0..n {
+            if next() % 3 != 0 || live.is_empty() {
+                let lay = Layout::from_size_align(1 + (next() % 2000) as usize, 8).unwrap();
+                if let Ok(b) = h.allocate(lay) {
+                    live.push((b, lay));
+                }
+            } else {
+                let (b, lay) = live.swap_remove((next() % live.len() as u64) as usize);
+                // SAFETY: a live block with its layout.
+                unsafe { h.deallocate(b.cast(), lay).unwrap() };
+            }
+            if step % 97 == 0 {
+                h.walk().unwrap();
+            }
+        }
+        h.walk().unwrap();
+        for (b, lay) in live {
+            // SAFETY: a live block with its layout.
+            unsafe { h.deallocate(b.cast(), lay).unwrap() };
+        }
+        h.walk().unwrap();
+    }
+
+    #[test]
+    fn a_flipped_free_bit_is_reported() {
+        let (mut h, _b) = busy();
+        // A free block loses its bit (its list still counts it).
+        let k = free_order(&h, 0);
+        let i = h.bits.first_free(k).unwrap();
+        h.bits.flip(Bits::Free, k, i);
+        // The summary over the word (where the order has one) or the list's length says it.
+        let p = problem(&h);
+        assert!(
+            p == "the list's length is not its number of free bits"
+                || p == "a summary bit disagrees with the word below it",
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn a_flipped_allocation_bit_is_reported() {
+        let (mut h, b) = busy();
+        let a = b[0].cast::<u8>().as_ptr() as usize;
+        h.bits.flip(Bits::Alloc, 0, h.index(0, a));
+        assert_eq!(
+            problem(&h),
+            "the free and allocated blocks do not tile the data granted"
+        );
+    }
+
+    #[test]
+    fn a_list_entry_of_the_wrong_order_is_reported() {
+        let (mut h, _b) = busy();
+        // A free block is entered in the list below as well (as its lower half): an entry of
+        // the wrong order, hidden inside a real free block.
+        let k = free_order(&h, 1);
+        let i = h.bits.first_free(k).unwrap();
+        let addr = h.addr_of(k, i);
+        h.bits.put(Bits::Free, k - 1, h.index(k - 1, addr), true);
+        // SAFETY: no memory is touched; only the list length follows the bit.
+        unsafe { h.lists.push(k - 1, h.at(addr)) };
+        assert_eq!(
+            problem(&h),
+            "a free or allocated bit names a block inside another block or outside the data"
+        );
+    }
+
+    #[test]
+    fn two_free_buddies_left_unmerged_are_reported() {
+        let (mut h, b) = busy();
+        // Free the second 16-byte block by its bits alone, without merging with its free
+        // buddy.
+        let a = b[2].cast::<u8>().as_ptr() as usize;
+        let i = h.index(0, a);
+        h.bits.put(Bits::Alloc, 0, i, false);
+        let buddy = h.addr_of(0, i ^ 1);
+        if !h.bits.test(Bits::Free, 0, i ^ 1) {
+            // Make its buddy free as well (it was the first 16-byte block: live).
+            h.bits.put(Bits::Alloc, 0, i ^ 1, false);
+            h.bits.put(Bits::Free, 0, i ^ 1, true);
+            // SAFETY: bookkeeping only.
+            unsafe { h.lists.push(0, h.at(buddy)) };
+        }
+        h.bits.put(Bits::Free, 0, i, true);
+        // SAFETY: bookkeeping only.
+        unsafe { h.lists.push(0, h.at(a)) };
+        assert_eq!(problem(&h), "two free buddies are left unmerged");
+    }
+
+    #[test]
+    fn a_broken_list_is_reported() {
+        // The lists have no links (they are the free bits); what can break is the length, the
+        // non-empty mask and the summary that finds the lowest entry.
+        let (mut h, _b) = busy();
+        let n = h.lists.len(3);
+        h.lists.set_len(3, n + 1);
+        assert_eq!(
+            problem(&h),
+            "the list's length is not its number of free bits"
+        );
+
+        let mut big =
+            Buddy::try_new(BoxedRegion::new(1 << 20).unwrap(), Config::new(1 << 20)).unwrap();
+        let _x = big.allocate(l(16)).unwrap();
+        big.walk().unwrap();
+        let k = (0..big.orders)
+            .find(|&k| {
+                big.bits
+                    .first_free(k)
+                    .is_some_and(|i| big.bits.clear_summary(k, i))
+            })
+            .expect("an order with a summary and a free block");
+        let _ = k;
+        assert_eq!(
+            big.walk().unwrap_err().problem,
+            "a summary bit disagrees with the word below it"
+        );
+    }
+
+    #[test]
+    fn wrong_statistics_are_reported() {
+        let (mut h, _b) = busy();
+        h.stats.live_held += 16;
+        assert_eq!(
+            problem(&h),
+            "live_held is not the bytes of the allocated blocks"
+        );
+    }
+}

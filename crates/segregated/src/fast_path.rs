@@ -1,0 +1,274 @@
+//! The fast paths: a size class up to 1024 B (alignment at most 8) whose partial list has a
+//! span, or a tiny object in the current block. Each either does the whole operation (with its
+//! statistics) or changes nothing and declines, and the general path (module `slow_path`) then
+//! handles or reports the request. They are inline; what they leave to out-of-line calls is a
+//! span changing lists.
+//!
+//! ```text
+//!   alloc_fast:  index8[(size + 7) >> 3] -> classes[c] (one line) -> partial span
+//!                -> pop its free list (or bump) -> set the slot's bit -> counts
+//!   free_fast:   page map (span, class) == class of the layout? -> slot = off * recip
+//!                -> exact slot with its bit set? -> clear, push on the span's free list
+//!                -> Done | Unfull (span was full) | Emptied (beyond keep_empty) | Declined
+//! ```
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use allocator_traits::{FreeError, FreeSpaceManager};
+
+use crate::span::{self, SpanHeader, SpanList, TINY_BLOCK, slot_of};
+use crate::{SLOTS, Segregated, TINY};
+
+/// What the fast path of `deallocate` did.
+#[derive(Clone, Copy)]
+pub(crate) enum Freed {
+    /// Freed, nothing left to do.
+    Done,
+    /// Nothing changed: the general path takes it.
+    Declined,
+    /// Freed; span `.1` of class `.0` was full and changes lists.
+    Unfull(usize, *mut SpanHeader),
+    /// Freed; span `.1` of class `.0` is empty, counted as such, and goes back to the page
+    /// level.
+    Emptied(usize, *mut SpanHeader),
+}
+
+impl<L: FreeSpaceManager> Segregated<L> {
+    /// The common case of `allocate`: a size class up to 1024 B at alignment <= 8 whose partial
+    /// list has a span, or a tiny object that fits in the current block.
+    #[inline(always)]
+    pub(crate) fn alloc_fast(&mut self, layout: Layout) -> Option<NonNull<[u8]>> {
+        let size = layout.size();
+        if layout.align() > 8 || size > 1024 {
+            return None;
+        }
+        if size < self.tiny_below {
+            return self.tiny_alloc_fast(size, layout.align());
+        }
+        // Class 0 (no class this small in a user table) has no spans.
+        let c = self.index8[(size + 7) >> 3] as usize;
+        debug_assert!(c < SLOTS);
+        // SAFETY: `index8` comes from a `ClassTable`, whose entries are classes up to its
+        // length, at most `MAX_CLASSES < SLOTS`.
+        let st = unsafe { self.classes.get_unchecked_mut(c) };
+        let s = st.partial;
+        if s.is_null() {
+            return None;
+        }
+        // SAFETY: `s` heads class c's partial list: a live span of class c with a free slot,
+        // either on its free list or at `bump < slots`; its bitmap has a bit per slot.
+        let obj = unsafe {
+            let base = s.cast::<u8>().wrapping_sub(st.header_at as usize);
+            let mut obj = (*s).free;
+            if !obj.is_null() {
+                (*s).free = obj.cast::<*mut u8>().read();
+            } else {
+                let b = (*s).bump;
+                (*s).bump = b + 1;
+                obj = base.wrapping_add(b as usize * st.size as usize);
+            }
+            span::put_bit(s, slot_of(obj as usize - base as usize, st.recip), true);
+            let live = (*s).live;
+            if live == 0 {
+                st.empty -= 1;
+            }
+            (*s).live = live + 1;
+            st.requested += size;
+            if live + 1 == st.objects {
+                SpanList::remove(&mut st.partial, s);
+                SpanList::push(&mut st.full, s);
+                (*s).full = true;
+            }
+            obj
+        };
+        let held = st.size as usize;
+        self.count_alloc(size, held);
+        // SAFETY: slots are never null.
+        let p = unsafe { NonNull::new_unchecked(obj) };
+        Some(NonNull::slice_from_raw_parts(p, held))
+    }
+
+    /// A tiny object that fits in the current block.
+    #[inline(always)]
+    pub(crate) fn tiny_alloc_fast(&mut self, size: usize, align: usize) -> Option<NonNull<[u8]>> {
+        let t = &mut self.tiny;
+        let size1 = size.max(1);
+        // `align` is a power of two at most 8.
+        let off = (t.off + align - 1) & !(align - 1);
+        if t.block.is_null() || off + size1 > TINY_BLOCK {
+            return None;
+        }
+        // SAFETY: the current block is a live slot of the tiny span `t.span`.
+        unsafe { *span::tiny_mask(t.span, t.slot) |= 1 << off };
+        t.off = off + size1;
+        t.objects += 1;
+        t.unshared += self.tiny_unshared[size] as usize;
+        let p = t.block.wrapping_add(off);
+        self.classes[TINY].requested += size1;
+        self.count_alloc(size, size1);
+        // SAFETY: inside a slot, never null.
+        let p = unsafe { NonNull::new_unchecked(p) };
+        Some(NonNull::slice_from_raw_parts(p, size1))
+    }
+
+    /// The common case of `deallocate`: a live object of a size class up to 1024 B whose span
+    /// was not full and, if it becomes empty, is kept; or a tiny object whose block keeps an
+    /// object or is the current one. Returns false, having changed nothing, for anything
+    /// else.
+    #[inline(always)]
+    pub(crate) fn free_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> Freed {
+        let size = layout.size();
+        if layout.align() > 8 || size > 1024 {
+            return Freed::Declined;
+        }
+        if size < self.tiny_below {
+            return if self.tiny_free_fast(ptr, size) {
+                Freed::Done
+            } else {
+                Freed::Declined
+            };
+        }
+        let c = self.index8[(size + 7) >> 3] as usize;
+        let a = ptr.as_ptr() as usize;
+        // The page map says which span (and class) holds `a` before anything of it is read.
+        // Class 0 (no span there, or no class for the size in a user table) declines.
+        let (base, class) = self.pages.lookup_raw(a);
+        if class as usize != c || c == 0 {
+            return Freed::Declined;
+        }
+        debug_assert!(c < SLOTS);
+        // SAFETY: as in `alloc_fast`, `c` is at most `MAX_CLASSES < SLOTS`.
+        let st = unsafe { self.classes.get_unchecked_mut(c) };
+        let s = base
+            .wrapping_add(st.header_at as usize)
+            .cast::<SpanHeader>();
+        // SAFETY: the page map says a span of class c starts at `base` and holds `a` (so
+        // `a >= base`); its entries are written by `new_span` once the span is ours and erased
+        // by `drop_span` before it goes back, so the header is initialised. (The header's magic
+        // and class, a canary against stray writes, are checked on the general path only.)
+        // The slot is checked against `slots` before its bit is read. A slot in the header
+        // (below `first`) or never handed out (at or above `bump`) has its bit clear, so the bit
+        // test sends it to the general path, which reports it.
+        unsafe {
+            let off = a - base as usize;
+            let slot = slot_of(off, st.recip);
+            if slot * st.size as usize != off
+                || slot >= st.slots as usize
+                || !span::test_bit(s, slot)
+            {
+                return Freed::Declined;
+            }
+            span::put_bit(s, slot, false);
+            // Written through the span's pointer: the caller's may cover only its bytes.
+            let obj = base.wrapping_add(off);
+            obj.cast::<*mut u8>().write((*s).free);
+            (*s).free = obj;
+            let live = (*s).live - 1;
+            (*s).live = live;
+            st.requested = st.requested.saturating_sub(size);
+            // The object was live, so `stats` counts it and its class size: no underflow.
+            // (`live_blocks` is `allocs - frees`, filled in by `stats()`.)
+            let held = st.size as usize;
+            let stats = &mut self.stats;
+            stats.frees += 1;
+            stats.live_requested = stats.live_requested.saturating_sub(size);
+            stats.live_held = stats.live_held.wrapping_sub(held);
+            if (*s).full {
+                return Freed::Unfull(c, s);
+            }
+            if live == 0 {
+                let st = self.classes.get_unchecked_mut(c);
+                st.empty += 1;
+                if st.empty > self.config.keep_empty {
+                    return Freed::Emptied(c, s);
+                }
+            }
+        }
+        Freed::Done
+    }
+
+    /// The end of a free the fast path did, when span `s` of class `c` changes lists: from
+    /// full to partial (and, with one object per span, becomes empty too: counted here), or,
+    /// empty (and counted), goes back to the page level.
+    ///
+    /// # Safety
+    /// `s` is a span of class `c`: in its full list for [`Freed::Unfull`], empty and in its
+    /// partial list for [`Freed::Emptied`].
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn free_span_change(&mut self, how: Freed) -> Result<(), FreeError> {
+        let (c, s) = match how {
+            Freed::Unfull(c, s) => {
+                let st = &mut self.classes[c];
+                // SAFETY: `s` is in the full list (caller).
+                unsafe {
+                    SpanList::remove(&mut st.full, s);
+                    SpanList::push(&mut st.partial, s);
+                    (*s).full = false;
+                    if (*s).live != 0 {
+                        return Ok(());
+                    }
+                }
+                st.empty += 1;
+                if st.empty <= self.config.keep_empty {
+                    return Ok(());
+                }
+                (c, s)
+            }
+            Freed::Emptied(c, s) => (c, s),
+            Freed::Done | Freed::Declined => return Ok(()),
+        };
+        // SAFETY: an empty span of class c in its partial list, counted as empty.
+        unsafe { self.drop_span(c, s) };
+        Ok(())
+    }
+
+    /// A tiny object whose block keeps another object or is the current block.
+    #[inline(always)]
+    pub(crate) fn tiny_free_fast(&mut self, ptr: NonNull<u8>, size: usize) -> bool {
+        let a = ptr.as_ptr() as usize;
+        let (base, class) = self.pages.lookup_raw(a);
+        if class as usize != TINY {
+            return false;
+        }
+        let st = &mut self.classes[TINY];
+        let s = base
+            .wrapping_add(st.header_at as usize)
+            .cast::<SpanHeader>();
+        // SAFETY: as in `free_fast`: the page map vouches for a tiny span at `base` holding
+        // `a`; `slot < slots` is checked before the block's mask is read (blocks in the header
+        // or never handed out have empty masks).
+        unsafe {
+            let off = a - base as usize;
+            let slot = off / TINY_BLOCK;
+            let bit = 1u16 << (off % TINY_BLOCK);
+            if slot >= st.slots as usize {
+                return false;
+            }
+            let mask = span::tiny_mask(s, slot);
+            let m = *mask;
+            if m & bit == 0 {
+                return false;
+            }
+            let left = m & !bit;
+            if left == 0 {
+                // An emptied block other than the current one goes back to its span: the
+                // general path does that.
+                let block = base.wrapping_add(slot * TINY_BLOCK);
+                if block != self.tiny.block || self.config.keep_empty == 0 {
+                    return false;
+                }
+                self.tiny.off = 0;
+            }
+            *mask = left;
+        }
+        let size1 = size.max(1);
+        st.requested = st.requested.saturating_sub(size1);
+        let t = &mut self.tiny;
+        t.objects -= 1;
+        t.unshared = t.unshared.saturating_sub(self.tiny_unshared[size] as usize);
+        self.count_free(size, size1);
+        true
+    }
+}
