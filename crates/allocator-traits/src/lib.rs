@@ -36,6 +36,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(all(feature = "std", unix))]
+pub mod c_api;
 mod error;
 mod inspect;
 mod locked;
@@ -46,9 +48,11 @@ mod stats;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+#[cfg(all(feature = "std", unix))]
+pub use c_api::{CHeap, MallocApi};
 pub use error::{AllocError, Corruption, FreeError, SourceError};
 pub use inspect::{BlockKind, Inspector, NoInspector};
-pub use locked::{Locked, abort_with};
+pub use locked::{Locked, LockedGuard, abort_with};
 pub use manager::{Detects, FreeSpaceManager, Placement, first_region_placement, resize_by_moving};
 #[cfg(feature = "alloc")]
 pub use source::BoxedRegion;

@@ -35,11 +35,18 @@ use crate::{AllocError, FreeError, FreeSpaceManager, Stats};
 /// # }
 /// ```
 pub struct Locked<M> {
-    inner: spin::mutex::SpinMutex<M, Relax>,
+    inner: spin::mutex::TicketMutex<M, Relax>,
 }
+
+/// The guard [`Locked::lock`] gives: the manager, held until it is dropped.
+pub type LockedGuard<'a, M> = spin::mutex::TicketMutexGuard<'a, M>;
 
 /// How a waiting thread spins: with `std` it yields to the scheduler between attempts, so a
 /// holder that was preempted (two threads on one core) gets to run; without it, a busy loop.
+///
+/// The lock is a ticket lock: threads are served in the order they asked, so none starves under
+/// contention (a test-and-set lock let one of four threads wait while the others took the lock
+/// again and again: its backlog of cross-thread frees grew to gigabytes).
 #[cfg(feature = "std")]
 type Relax = spin::relax::Yield;
 #[cfg(not(feature = "std"))]
@@ -49,13 +56,19 @@ impl<M> Locked<M> {
     /// Wraps `manager`. `const`, so a `static` can hold it as the `#[global_allocator]`.
     pub const fn new(manager: M) -> Self {
         Locked {
-            inner: spin::mutex::SpinMutex::new(manager),
+            inner: spin::mutex::TicketMutex::new(manager),
         }
     }
 
-    /// Locks the manager for direct use (stats, inspection, the `&mut` API).
-    pub fn lock(&self) -> spin::mutex::SpinMutexGuard<'_, M> {
+    /// Locks the manager for direct use (stats, inspection, the `&mut` API), waiting behind the
+    /// threads that asked before.
+    pub fn lock(&self) -> LockedGuard<'_, M> {
         self.inner.lock()
+    }
+
+    /// Locks the manager if no thread holds it or waits for it.
+    pub fn try_lock(&self) -> Option<LockedGuard<'_, M>> {
+        self.inner.try_lock()
     }
 
     /// Unwraps the manager.

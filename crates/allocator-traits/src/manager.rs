@@ -16,6 +16,13 @@ pub enum Placement {
     Mapped,
 }
 
+impl Placement {
+    /// Whether the block lies in the main heap.
+    pub const fn is_heap(&self) -> bool {
+        matches!(self, Placement::Heap(_))
+    }
+}
+
 impl core::fmt::Display for Placement {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

@@ -174,6 +174,7 @@ static CATALOG: &[Descriptor] = &[
         front: Front::Own {
             runs_as: "ptmalloc2::Ptmalloc (arenas per thread)",
             make: ptmalloc2_front,
+            c_api: None,
         },
         classes: Some(ptmalloc2_classes),
         sim: SimView {
@@ -194,6 +195,7 @@ static CATALOG: &[Descriptor] = &[
         front: Front::Own {
             runs_as: "tcmalloc::Tcmalloc (thread caches)",
             make: tcmalloc_front,
+            c_api: None,
         },
         classes: Some(tcmalloc_classes),
         sim: SimView {

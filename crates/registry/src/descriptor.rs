@@ -51,6 +51,9 @@ pub enum Memory {
     Region(BoxedRegion),
 }
 
+/// Builds a policy's own front as C's allocation API.
+pub type MakeC = fn(&Spec, &Config) -> Result<crate::front::SharedC, RegistryError>;
+
 /// How several threads share a policy.
 #[derive(Debug, Clone, Copy)]
 pub enum Front {
@@ -60,6 +63,9 @@ pub enum Front {
         runs_as: &'static str,
         /// Builds it.
         make: fn(&Spec, &Config) -> Result<crate::front::SharedAlloc, RegistryError>,
+        /// Builds it as C's allocation API, where it can free without a size; `None`: C
+        /// programs get the manager behind [`allocator_traits::CHeap`].
+        c_api: Option<MakeC>,
     },
     /// One shared manager behind [`allocator_traits::Locked`]'s lock.
     Locked,

@@ -30,8 +30,8 @@ mod front;
 mod spec;
 
 pub use catalog::{all, variants};
-pub use descriptor::{ClassRun, Descriptor, Front, Memory, SimView, Suffix};
-pub use front::{Concurrent, SharedAlloc};
+pub use descriptor::{ClassRun, Descriptor, Front, MakeC, Memory, SimView, Suffix};
+pub use front::{Concurrent, SharedAlloc, SharedC};
 pub use spec::{Config, Instance, RegistryError, Spec, lookup};
 
 /// The base names of every policy, in report order.

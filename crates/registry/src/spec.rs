@@ -189,6 +189,12 @@ impl Spec {
         crate::front::concurrent(self, cfg)
     }
 
+    /// The policy as C's allocation API (what the preload library exports), with what runs.
+    pub fn c_api(&self, cfg: &Config) -> Result<(String, crate::SharedC), RegistryError> {
+        self.check_tunables(cfg)?;
+        crate::front::c_api(self, cfg)
+    }
+
     fn check_tunables(&self, cfg: &Config) -> Result<(), RegistryError> {
         if !self.descriptor.takes_tunables && !cfg.tunables().is_empty() {
             return Err(RegistryError::Tunables {

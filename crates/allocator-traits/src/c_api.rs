@@ -1,0 +1,275 @@
+//! C's allocation API over any policy: blocks freed, resized and measured without their size.
+//!
+//! ```text
+//!   malloc / free / realloc / malloc_usable_size  (the preload library's exports: C semantics,
+//!          │                                        errno, calloc overflow, posix_memalign codes)
+//!          ▼
+//!   dyn MallocApi ──┬── a policy's own front that knows a block's size from its pointer
+//!                   │   (ptmalloc2's Ptmalloc: the chunk header; tcmalloc's: the pagemap)
+//!                   └── CHeap<M>: any FreeSpaceManager behind a fair lock, with the table of
+//!                       live blocks (address -> the layout it was allocated with) that C's
+//!                       free needs and that makes every bad free a detected one
+//! ```
+//!
+//! A [`FreeSpaceManager`] is freed with the layout the block was allocated with; C's `free(p)`
+//! has only `p`. [`CHeap`] keeps each live block's layout in a table beside the manager (its
+//! memory is the table's own, not the manager's: the manager's counters stay exact), which also
+//! makes every bad free detectable: a pointer that is not a key of the table is not a live block,
+//! whatever the policy itself detects.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use std::collections::HashMap;
+
+use crate::{AllocError, FreeError, FreeSpaceManager, Stats, abort_with};
+
+/// C's allocation calls, as a front serves them. The C library built on it (the preload library)
+/// handles C's special cases (`free(NULL)`, `realloc(NULL, n)`, `realloc(p, 0)`, `calloc`'s
+/// overflow, `errno`); a front sees only valid sizes and non-null pointers.
+///
+/// # Safety
+/// An implementation returns blocks valid for `size` bytes (at least [`usable_size`] bytes),
+/// aligned as asked, not overlapping any other live block, until freed; a bad pointer passed to
+/// [`free`], [`realloc`] or [`usable_size`] is either detected (the process aborts with a message
+/// naming it) or documented as not detected.
+///
+/// [`usable_size`]: MallocApi::usable_size
+/// [`free`]: MallocApi::free
+/// [`realloc`]: MallocApi::realloc
+pub unsafe trait MallocApi: Send + Sync {
+    /// `malloc` (`align` 16), `memalign` and friends (a larger power of two), or `calloc`
+    /// (`zeroed`): a block of at least `size` bytes, or null if refused.
+    fn malloc(&self, size: usize, align: usize, zeroed: bool) -> *mut u8;
+
+    /// `free` of a block this front handed out.
+    ///
+    /// # Safety
+    /// `ptr` is not used afterwards. A pointer that is not a live block of this front aborts the
+    /// process (where the front detects it).
+    unsafe fn free(&self, ptr: NonNull<u8>);
+
+    /// `realloc` of a live block to `size` bytes (more than 0), keeping its alignment: the block
+    /// (perhaps moved, its first `min(old, size)` bytes kept), or null if refused (the old block
+    /// is then unchanged and still live).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free); on success the old pointer is no longer valid unless it is the
+    /// one returned.
+    unsafe fn realloc(&self, ptr: NonNull<u8>, size: usize) -> *mut u8;
+
+    /// `malloc_usable_size`: the bytes of the live block at `ptr` the caller may use (at least the
+    /// size it asked for).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free), but the block stays live.
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize;
+
+    /// The policy's counters, where the front keeps them.
+    fn stats(&self) -> Option<Stats> {
+        None
+    }
+
+    /// Before `fork`: take every lock the front has, so that the child, which has only the
+    /// forking thread, finds none held by a thread that does not exist there.
+    fn prepare_fork(&self) {}
+
+    /// After `fork`, in the parent and in the child: release what
+    /// [`prepare_fork`](Self::prepare_fork) took.
+    fn after_fork(&self) {}
+}
+
+/// A live block as [`CHeap`] knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Live {
+    /// The layout it was allocated (or last resized) with: what the manager is freed with.
+    layout: Layout,
+    /// The bytes the manager handed out (`malloc_usable_size`).
+    usable: usize,
+}
+
+/// The manager and its table of live blocks, under one lock.
+struct Inner<M> {
+    manager: M,
+    /// Every live block the manager handed out through this front, by address: a pointer is a
+    /// live block iff it is a key here.
+    live: HashMap<usize, Live>,
+    /// Recently freed addresses, direct-mapped by [`slot`]: an entry is an address freed and
+    /// not handed out since (an allocation at that address clears it), so a pointer found here
+    /// is a double free for certain. Older frees are forgotten (said as "not a live block").
+    freed: Vec<usize>,
+}
+
+/// Entries in [`Inner::freed`].
+const FREED: usize = 4096;
+
+/// The entry of [`Inner::freed`] for `addr`.
+fn slot(addr: usize) -> usize {
+    (addr >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 12)
+}
+
+impl<M> Inner<M> {
+    /// Notes that `addr` is live (again).
+    fn admit(&mut self, addr: usize, live: Live) {
+        self.live.insert(addr, live);
+        let i = slot(addr);
+        if self.freed[i] == addr {
+            self.freed[i] = 0;
+        }
+    }
+}
+
+/// Any [`FreeSpaceManager`] as a [`MallocApi`]: behind a fair (ticket) lock, with the table of
+/// live blocks C's size-less calls need. Every bad free (a foreign, interior or already freed
+/// pointer) is detected, whatever the policy detects itself: it is not a key of the table.
+pub struct CHeap<M> {
+    inner: spin::mutex::TicketMutex<Inner<M>, spin::relax::Yield>,
+}
+
+impl<M: FreeSpaceManager> CHeap<M> {
+    /// Wraps `manager`, which must have no live blocks yet.
+    pub fn new(manager: M) -> Self {
+        CHeap {
+            inner: spin::mutex::TicketMutex::new(Inner {
+                manager,
+                live: HashMap::new(),
+                freed: vec![0; FREED],
+            }),
+        }
+    }
+
+    /// What is wrong with a pointer that is not a live block (an error path: it may walk).
+    fn diagnose(inner: &Inner<M>, ptr: NonNull<u8>) -> FreeError {
+        let addr = ptr.as_ptr() as usize;
+        if inner.freed[slot(addr)] == addr {
+            return FreeError::DoubleFree { ptr: addr };
+        }
+        // Inside a live block, or somewhere in the heap: not the start of a live block.
+        let interior = inner
+            .live
+            .iter()
+            .any(|(&a, l)| addr > a && addr < a + l.usable.max(1));
+        if interior || crate::manager::first_region_placement(&inner.manager, ptr).is_heap() {
+            return FreeError::NotABlock { ptr: addr };
+        }
+        FreeError::Foreign { ptr: addr }
+    }
+}
+
+impl<M> core::fmt::Debug for CHeap<M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CHeap").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: blocks come from the manager (aligned, at least the size asked, distinct while live);
+// the lock serialises every call; a pointer is acted on only if the table says it is a live
+// block, so a bad one is always detected, and aborts naming it.
+unsafe impl<M: FreeSpaceManager + Send> MallocApi for CHeap<M> {
+    fn malloc(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        let Ok(layout) = Layout::from_size_align(size, align) else {
+            return core::ptr::null_mut();
+        };
+        let mut g = self.inner.lock();
+        let r = if zeroed {
+            g.manager.allocate_zeroed(layout)
+        } else {
+            g.manager.allocate(layout)
+        };
+        match r {
+            Ok(block) => {
+                let p = block.cast::<u8>();
+                let usable = block.len();
+                g.admit(p.as_ptr() as usize, Live { layout, usable });
+                p.as_ptr()
+            }
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
+    unsafe fn free(&self, ptr: NonNull<u8>) {
+        let mut g = self.inner.lock();
+        let addr = ptr.as_ptr() as usize;
+        let Some(l) = g.live.remove(&addr) else {
+            let e = Self::diagnose(&g, ptr);
+            drop(g);
+            abort_with(&e)
+        };
+        g.freed[slot(addr)] = addr;
+        // SAFETY: the table says `ptr` is a live block of the manager allocated with `l.layout`;
+        // it is removed from the table, so it is freed once.
+        if let Err(e) = unsafe { g.manager.deallocate(ptr, l.layout) } {
+            drop(g);
+            abort_with(&e)
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: NonNull<u8>, size: usize) -> *mut u8 {
+        let mut g = self.inner.lock();
+        let addr = ptr.as_ptr() as usize;
+        let Some(&old) = g.live.get(&addr) else {
+            let e = Self::diagnose(&g, ptr);
+            drop(g);
+            abort_with(&e)
+        };
+        let Ok(new) = Layout::from_size_align(size, old.layout.align()) else {
+            return core::ptr::null_mut();
+        };
+        // SAFETY: `ptr` is a live block allocated with `old.layout` (the table says so).
+        let r = unsafe {
+            if size >= old.layout.size() {
+                g.manager.grow(ptr, old.layout, new)
+            } else {
+                g.manager.shrink(ptr, old.layout, new)
+            }
+        };
+        match r {
+            Ok(block) => {
+                g.live.remove(&addr);
+                let q = block.cast::<u8>();
+                if q != ptr {
+                    g.freed[slot(addr)] = addr;
+                }
+                g.admit(
+                    q.as_ptr() as usize,
+                    Live {
+                        layout: new,
+                        usable: block.len(),
+                    },
+                );
+                q.as_ptr()
+            }
+            Err(AllocError::InvalidBlock(e)) => {
+                drop(g);
+                abort_with(&e)
+            }
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize {
+        let g = self.inner.lock();
+        match g.live.get(&(ptr.as_ptr() as usize)) {
+            Some(l) => l.usable,
+            None => {
+                let e = Self::diagnose(&g, ptr);
+                drop(g);
+                abort_with(&e)
+            }
+        }
+    }
+
+    fn stats(&self) -> Option<Stats> {
+        Some(self.inner.lock().manager.stats())
+    }
+
+    fn prepare_fork(&self) {
+        // Held across fork: released by `after_fork` in the parent and in the child.
+        core::mem::forget(self.inner.lock());
+    }
+
+    fn after_fork(&self) {
+        // SAFETY: `prepare_fork` took the lock on this thread (the one that forked, and in the
+        // child the only one) and forgot its guard; nothing else holds it.
+        unsafe { self.inner.force_unlock() };
+    }
+}
