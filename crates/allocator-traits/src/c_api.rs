@@ -73,9 +73,13 @@ pub unsafe trait MallocApi: Send + Sync {
     /// forking thread, finds none held by a thread that does not exist there.
     fn prepare_fork(&self) {}
 
-    /// After `fork`, in the parent and in the child: release what
-    /// [`prepare_fork`](Self::prepare_fork) took.
-    fn after_fork(&self) {}
+    /// After `fork`, in the parent: release what [`prepare_fork`](Self::prepare_fork) took.
+    fn after_fork_parent(&self) {}
+
+    /// After `fork`, in the child (one thread: the one that forked): release what
+    /// [`prepare_fork`](Self::prepare_fork) took, and forget every waiter (those threads are not
+    /// in the child).
+    fn after_fork_child(&self) {}
 }
 
 /// A live block as [`CHeap`] knows it.
@@ -122,14 +126,14 @@ impl<M> Inner<M> {
 /// live blocks C's size-less calls need. Every bad free (a foreign, interior or already freed
 /// pointer) is detected, whatever the policy detects itself: it is not a key of the table.
 pub struct CHeap<M> {
-    inner: spin::mutex::TicketMutex<Inner<M>, spin::relax::Yield>,
+    inner: crate::ticket::TicketLock<Inner<M>>,
 }
 
 impl<M: FreeSpaceManager> CHeap<M> {
     /// Wraps `manager`, which must have no live blocks yet.
     pub fn new(manager: M) -> Self {
         CHeap {
-            inner: spin::mutex::TicketMutex::new(Inner {
+            inner: crate::ticket::TicketLock::new(Inner {
                 manager,
                 live: HashMap::new(),
                 freed: vec![0; FREED],
@@ -263,13 +267,18 @@ unsafe impl<M: FreeSpaceManager + Send> MallocApi for CHeap<M> {
     }
 
     fn prepare_fork(&self) {
-        // Held across fork: released by `after_fork` in the parent and in the child.
-        core::mem::forget(self.inner.lock());
+        // Held across fork: released after it, in the parent and in the child.
+        self.inner.hold();
     }
 
-    fn after_fork(&self) {
-        // SAFETY: `prepare_fork` took the lock on this thread (the one that forked, and in the
-        // child the only one) and forgot its guard; nothing else holds it.
-        unsafe { self.inner.force_unlock() };
+    fn after_fork_parent(&self) {
+        // SAFETY: `prepare_fork` held the lock on this thread (the one that forked).
+        unsafe { self.inner.unlock() };
+    }
+
+    fn after_fork_child(&self) {
+        // SAFETY: the child has one thread, the one that held the lock through `prepare_fork`;
+        // the waiters' tickets are those of threads that are not here.
+        unsafe { self.inner.reset() };
     }
 }

@@ -44,6 +44,7 @@ mod locked;
 mod manager;
 pub mod source;
 mod stats;
+pub mod ticket;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

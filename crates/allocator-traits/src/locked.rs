@@ -35,28 +35,17 @@ use crate::{AllocError, FreeError, FreeSpaceManager, Stats};
 /// # }
 /// ```
 pub struct Locked<M> {
-    inner: spin::mutex::TicketMutex<M, Relax>,
+    inner: crate::ticket::TicketLock<M>,
 }
 
 /// The guard [`Locked::lock`] gives: the manager, held until it is dropped.
-pub type LockedGuard<'a, M> = spin::mutex::TicketMutexGuard<'a, M>;
-
-/// How a waiting thread spins: with `std` it yields to the scheduler between attempts, so a
-/// holder that was preempted (two threads on one core) gets to run; without it, a busy loop.
-///
-/// The lock is a ticket lock: threads are served in the order they asked, so none starves under
-/// contention (a test-and-set lock let one of four threads wait while the others took the lock
-/// again and again: its backlog of cross-thread frees grew to gigabytes).
-#[cfg(feature = "std")]
-type Relax = spin::relax::Yield;
-#[cfg(not(feature = "std"))]
-type Relax = spin::relax::Spin;
+pub type LockedGuard<'a, M> = crate::ticket::TicketGuard<'a, M>;
 
 impl<M> Locked<M> {
     /// Wraps `manager`. `const`, so a `static` can hold it as the `#[global_allocator]`.
     pub const fn new(manager: M) -> Self {
         Locked {
-            inner: spin::mutex::TicketMutex::new(manager),
+            inner: crate::ticket::TicketLock::new(manager),
         }
     }
 

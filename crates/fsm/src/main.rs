@@ -5,7 +5,7 @@
 //!    |
 //!    +-- sim      OSTEP's malloc.py, byte for byte, and every policy's structures step by step
 //!    |            (module `sim`)
-//!    +-- ...      replay, record, classes, show: each lives in its own module, declared below
+//!    +-- ...      replay, record, run, classes: each lives in its own module, declared below
 //!                 and given a variant of `Command`
 //! ```
 //!
@@ -18,8 +18,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod classes;
+mod library;
 mod record;
 mod replay;
+mod run;
 mod sim;
 
 /// Free-space management: simulate, replay and compare allocation policies.
@@ -46,6 +48,9 @@ enum Command {
     Record(record::RecordArgs),
     /// Print a policy's size classes as lines `FROM TO ROUNDED`.
     Classes(classes::ClassesArgs),
+    /// Run an unmodified program on a policy (or a peer) and report its time, memory and the
+    /// policy's counters: `fsm run --policy best-fit -- CMD ARGS...`.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,5 +67,6 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Record(args) => record::run(args),
         Command::Classes(args) => classes::run(args),
+        Command::Run(args) => run::run(args),
     }
 }

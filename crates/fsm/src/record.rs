@@ -6,18 +6,16 @@
 //!   fsm <──exit──  read TMP/log.<CMD's pid> -> addresses become block IDs -> window -> TRACE
 //! ```
 //!
-//! The interposer is the `interposer` package of the workspace (a cdylib built with `cargo build`
-//! next to `fsm`); `--interposer PATH` or `FSM_INTERPOSER` name it elsewhere. Only the command's
-//! own process is kept; its children (which inherit the preload) are counted and reported.
+//! The interposer is the `interposer` package of the workspace, found or built by fsm itself
+//! ([`crate::library`]); `--interposer PATH` or `FSM_INTERPOSER` name it elsewhere. Only the
+//! command's own process is kept; its children (which inherit the preload) are counted and
+//! reported.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use workloads::foreign::import_interposer;
-
-/// The interposer's file name.
-pub const INTERPOSER: &str = "libfsm_interposer.so";
 
 /// Arguments of `fsm record`.
 #[derive(Debug, clap::Args)]
@@ -31,7 +29,8 @@ pub struct RecordArgs {
     /// Keep at most N events after the skipped ones.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// The recorder library (default: next to this executable, or $FSM_INTERPOSER).
+    /// The recorder library (default: built in the workspace, or $FSM_INTERPOSER, or next to
+    /// this executable).
     #[arg(long)]
     pub interposer: Option<PathBuf>,
     /// The command and its arguments, after `--`.
@@ -44,39 +43,21 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Where the interposer is: the argument, `$FSM_INTERPOSER`, or beside the `fsm` executable.
-pub fn find_interposer(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(format!("interposer {} not found", p.display()))
-        };
-    }
-    if let Some(p) = std::env::var_os("FSM_INTERPOSER") {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("FSM_INTERPOSER={} not found", p.display()))
-        };
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate fsm itself: {e}"))?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    for cand in [dir.join(INTERPOSER), dir.join("..").join(INTERPOSER)] {
-        if cand.is_file() {
-            return Ok(cand);
-        }
-    }
-    Err(format!(
-        "cannot find {INTERPOSER} next to {}; build it with `cargo build -p interposer` (same profile as fsm) or pass --interposer PATH",
-        exe.display()
-    ))
-}
-
 /// Runs `fsm record`.
 pub fn run(args: RecordArgs) -> ExitCode {
-    let so = match find_interposer(args.interposer.as_deref()) {
+    // The output's folder must exist before the program runs (not found out after it ran).
+    let parent = match args.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return fail(format_args!(
+            "cannot write {}: {} is not a directory",
+            args.output.display(),
+            parent.display()
+        ));
+    }
+    let so = match crate::library::INTERPOSER.find(args.interposer.as_deref()) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };

@@ -98,9 +98,15 @@ extern "C" fn prepare_fork() {
     }
 }
 
-extern "C" fn after_fork() {
+extern "C" fn after_fork_parent() {
     if let Some(f) = FRONT.get() {
-        f.api.after_fork();
+        f.api.after_fork_parent();
+    }
+}
+
+extern "C" fn after_fork_child() {
+    if let Some(f) = FRONT.get() {
+        f.api.after_fork_child();
     }
 }
 
@@ -115,7 +121,13 @@ fn init() {
         let f = build();
         let _ = FRONT.set(f);
         // SAFETY: registers three `extern "C"` functions that live as long as the process.
-        unsafe { libc::pthread_atfork(Some(prepare_fork), Some(after_fork), Some(after_fork)) };
+        unsafe {
+            libc::pthread_atfork(
+                Some(prepare_fork),
+                Some(after_fork_parent),
+                Some(after_fork_child),
+            )
+        };
         INSIDE.with(|i| i.set(false));
         STATE.store(READY, Ordering::Release);
         return;

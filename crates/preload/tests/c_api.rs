@@ -1,0 +1,195 @@
+//! C's allocation API as glibc 2.36 defines it, on every policy: the special cases, fork with
+//! threads running, threads that exit, and bad frees that abort naming the pointer.
+
+mod common;
+
+use common::{compile_c, policies, run, scratch};
+
+/// Checks every special case of the API; prints `ok` or the first case that fails.
+const SEMANTICS: &str = r#"
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#define CHECK(c) do { if (!(c)) { printf("FAILED line %d: %s\n", __LINE__, #c); return 1; } } while (0)
+int main(void) {
+    void *p, *q;
+    long page = sysconf(_SC_PAGESIZE);
+    errno = 0; CHECK(malloc(SIZE_MAX) == NULL && errno == ENOMEM);
+    errno = 0; CHECK(malloc(PTRDIFF_MAX + (size_t)1) == NULL && errno == ENOMEM);
+    errno = 0; CHECK(calloc(SIZE_MAX / 2, 4) == NULL && errno == ENOMEM);
+    errno = 0; CHECK(reallocarray(NULL, SIZE_MAX / 2, 4) == NULL && errno == ENOMEM);
+    errno = 0; CHECK(pvalloc(SIZE_MAX) == NULL && errno == ENOMEM);
+    p = malloc(0); q = malloc(0); CHECK(p && q && p != q); free(p); free(q);
+    free(NULL);
+    p = malloc(100); CHECK(p && ((uintptr_t)p & 15) == 0 && malloc_usable_size(p) >= 100);
+    memset(p, 7, 100);
+    q = realloc(p, 100000); CHECK(q && ((unsigned char *)q)[99] == 7);
+    CHECK(malloc_usable_size(q) >= 100000);
+    CHECK(realloc(q, 0) == NULL);
+    p = realloc(NULL, 10); CHECK(p); free(p);
+    p = calloc(1000, 8); CHECK(p); for (int i = 0; i < 8000; i++) CHECK(((char *)p)[i] == 0); free(p);
+    CHECK(posix_memalign(&p, 3, 10) == EINVAL);
+    CHECK(posix_memalign(&p, 24, 10) == EINVAL);
+    CHECK(posix_memalign(&p, 0, 10) == EINVAL);
+    CHECK(posix_memalign(&p, 64, 100) == 0 && ((uintptr_t)p & 63) == 0); free(p);
+    q = (void *)1; errno = 0;
+    CHECK(posix_memalign(&q, 64, SIZE_MAX / 2) == ENOMEM && q == (void *)1 && errno == 0);
+    p = memalign(4096, 10); CHECK(p && ((uintptr_t)p & 4095) == 0); free(p);
+    p = memalign(100, 10); CHECK(p && ((uintptr_t)p & 127) == 0); free(p);
+    errno = 0; CHECK(memalign(SIZE_MAX / 2 + 2, 10) == NULL && errno == EINVAL);
+    p = aligned_alloc(256, 1000); CHECK(p && ((uintptr_t)p & 255) == 0); free(p);
+    p = valloc(10); CHECK(p && ((uintptr_t)p % page) == 0); free(p);
+    p = pvalloc(10); CHECK(p && ((uintptr_t)p % page) == 0 && malloc_usable_size(p) >= (size_t)page); free(p);
+    CHECK(malloc_usable_size(NULL) == 0);
+    p = reallocarray(NULL, 10, 10); CHECK(p); free(p);
+    puts("ok");
+    return 0;
+}
+"#;
+
+/// Threads allocate while the main thread forks; each child allocates (every lock the parent's
+/// threads held is free in it) and exits.
+const FORK: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static volatile int stop;
+static void *churn(void *arg) {
+    void *keep[64] = {0};
+    unsigned i = (unsigned)(size_t)arg;
+    while (!stop) { i = i * 1103515245 + 12345; free(keep[i % 64]); keep[i % 64] = malloc(i % 5000); }
+    for (int k = 0; k < 64; k++) free(keep[k]);
+    return 0;
+}
+int main(void) {
+    pthread_t t[3];
+    for (int k = 0; k < 3; k++) pthread_create(&t[k], 0, churn, (void *)(size_t)(k + 1));
+    for (int n = 0; n < 60; n++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            void *p[100];
+            for (int k = 0; k < 100; k++) p[k] = malloc(k * 37 + 1);
+            for (int k = 0; k < 100; k++) free(p[k]);
+            _exit(0);
+        }
+        int st;
+        if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) { puts("child failed"); return 1; }
+    }
+    stop = 1;
+    for (int k = 0; k < 3; k++) pthread_join(t[k], 0);
+    puts("ok");
+    return 0;
+}
+"#;
+
+/// Threads that allocate, free some, leave some to the main thread, and exit, many times.
+const THREAD_EXIT: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+static void *work(void *arg) {
+    void **out = arg;
+    for (int i = 0; i < 1000; i++) free(malloc(i * 3 + 1));
+    *out = malloc(1234);
+    return 0;
+}
+int main(void) {
+    for (int round = 0; round < 50; round++) {
+        pthread_t t[4]; void *left[4];
+        for (int k = 0; k < 4; k++) pthread_create(&t[k], 0, work, &left[k]);
+        for (int k = 0; k < 4; k++) { pthread_join(t[k], 0); free(left[k]); }
+    }
+    puts("ok");
+    return 0;
+}
+"#;
+
+/// A bad free of the kind argv[1] names; prints the pointer first (so stdio's buffer exists
+/// before: a double free right after the first, with no allocation between that could reuse
+/// the block).
+const BAD_FREE: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int main(int argc, char **argv) {
+    char *p = malloc(64), *bad;
+    char local[32];
+    int twice = !strcmp(argv[1], "double");
+    if (twice) bad = p;
+    else if (!strcmp(argv[1], "interior")) bad = p + 16;
+    else bad = local + 16;
+    printf("%p\n", (void *)bad);
+    fflush(stdout);
+    if (twice) free(p);
+    free(bad);
+    puts("survived");
+    return 0;
+}
+"#;
+
+fn programs(test: &str) -> (std::path::PathBuf, [std::path::PathBuf; 4]) {
+    let dir = scratch(test);
+    let exes = [
+        compile_c(&dir, "semantics", SEMANTICS),
+        compile_c(&dir, "fork", FORK),
+        compile_c(&dir, "thread_exit", THREAD_EXIT),
+        compile_c(&dir, "bad_free", BAD_FREE),
+    ];
+    (dir, exes)
+}
+
+#[test]
+fn glibc_semantics_fork_and_thread_exit_on_every_policy() {
+    let (dir, exes) = programs("c-api-semantics");
+    let mut failures = Vec::new();
+    for exe in &exes[..3] {
+        let name = exe.file_name().unwrap().to_string_lossy().into_owned();
+        // The programs check glibc's own behaviour first: they are right about it.
+        let o = run(None, &dir, exe.to_str().unwrap(), &[], b"");
+        assert_eq!(o.stdout, b"ok\n", "{name} under glibc: {o:?}");
+        for policy in policies() {
+            let o = run(Some(policy), &dir, exe.to_str().unwrap(), &[], b"");
+            if o.stdout != b"ok\n" || !o.status.success() {
+                failures.push(format!(
+                    "{name} on {policy}: {} {} {}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stdout).trim(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_bad_free_aborts_naming_the_pointer_on_every_policy() {
+    use std::os::unix::process::ExitStatusExt;
+    let (dir, exes) = programs("c-api-bad-free");
+    let mut failures = Vec::new();
+    for policy in policies() {
+        for kind in ["double", "interior", "foreign"] {
+            let o = run(Some(policy), &dir, exes[3].to_str().unwrap(), &[kind], b"");
+            let out = String::from_utf8_lossy(&o.stdout);
+            let ptr = out.lines().next().unwrap_or("?").trim_start_matches("0x");
+            let err = String::from_utf8_lossy(&o.stderr);
+            let named = err.contains(&format!("0x{ptr}"));
+            if o.status.signal() != Some(libc::SIGABRT) || !named || out.contains("survived") {
+                failures.push(format!(
+                    "{kind} free on {policy}: {} (pointer 0x{ptr}): {}",
+                    o.status,
+                    err.trim()
+                ));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
