@@ -103,11 +103,15 @@ pub(super) struct ArenaCell {
 }
 
 /// The allocator's state, placed at the start of its own reservation (never unmapped, so a
-/// thread that exits after the allocator was dropped still finds the `dead` flag).
+/// thread that exits after the allocator was dropped still finds the `dead` flag, and no later
+/// allocator's state can take its address).
 pub(super) struct Global {
     pub(super) m: Mem,
     pub(super) start: usize,
-    pub(super) dead: AtomicBool,
+    /// `dead`: the heaps are given back (the allocator was dropped). Set by the drop and read
+    /// by a thread's exit flush only under this lock, held for the whole flush and the whole
+    /// release, so a flush never runs on memory the drop gave back.
+    pub(super) dead: Mutex<bool>,
     pub(super) arenas: [Mutex<ArenaCell>; MAX_ARENAS],
     pub(super) narenas: AtomicUsize,
     pub(super) narenas_limit: AtomicUsize,
@@ -145,7 +149,7 @@ impl Global {
         let g = Global {
             m,
             start,
-            dead: AtomicBool::new(false),
+            dead: Mutex::new(false),
             arenas: core::array::from_fn(|i| {
                 Mutex::new(ArenaCell {
                     core: if i == 0 {

@@ -395,7 +395,10 @@ impl Ptmalloc {
 impl Drop for Ptmalloc {
     fn drop(&mut self) {
         if let Some(g) = self.get() {
-            g.dead.store(true, Ordering::Release);
+            // No caller can use `self` any more; exiting threads flush their tcaches under
+            // `dead`'s lock, so wait for any flush under way and keep later ones out.
+            let mut dead = g.dead.lock();
+            *dead = true;
             // Unmap the arenas' mapped chunks (dropping their records), then give back the
             // heaps' memory; the header window (the state) stays mapped so that late thread
             // exits see `dead`.
@@ -403,8 +406,10 @@ impl Drop for Ptmalloc {
                 let heaps = core::mem::replace(&mut a.lock().heaps, Heaps::None);
                 drop(heaps);
             }
-            // SAFETY: nothing of this allocator is used after drop.
+            // SAFETY: nothing of this allocator is used after drop: callers are gone (`&mut
+            // self`) and thread exits check `dead` under the lock we hold.
             unsafe { libc::munmap(g.m.ptr(g.main_start()).cast(), RESERVE - HEAP_MAX_SIZE) };
+            drop(dead);
         }
     }
 }
