@@ -35,7 +35,8 @@ use crate::arena::Core;
 use crate::bins::*;
 use crate::checks::FASTBIN_MARK;
 use crate::chunk::*;
-use crate::heap::{Mapping, Mappings, Sys};
+use crate::heap::Sys;
+use crate::mapped::{Mapping, Mappings};
 use crate::tcache::{self, TCACHE_KEY, TCACHE_MAX_BINS, Tc};
 
 /// One contiguous piece of an arena's memory: its chunk chain starts at `first` and stays below

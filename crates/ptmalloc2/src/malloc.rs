@@ -27,8 +27,9 @@ use crate::arena::{Core, Fail, R, Realloc};
 use crate::bins::*;
 use crate::checks::*;
 use crate::chunk::*;
-use crate::heap::{Mapping, NoMmap, Sys};
+use crate::heap::{NoMmap, Sys};
 use crate::invariants::check_main;
+use crate::mapped::Mapping;
 use crate::tcache::{self, TCACHE_MAX_BINS, TCACHE_STRUCT_SIZE, Tc};
 use crate::tunables::{Params, Tunables};
 
@@ -301,6 +302,10 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                 });
         }
         let Some((i, mp)) = self.sys.maps.find(p) else {
+            // A mapped chunk freed before is gone with its mapping (glibc would `munmap` again).
+            if self.sys.maps.was_freed(mem) {
+                return Err(FreeError::DoubleFree { ptr: mem });
+            }
             return Err(FreeError::Foreign { ptr: mem });
         };
         if p < mp.addr || p - mp.addr + CHUNK_HDR_SZ > mp.len {
@@ -687,7 +692,13 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                 Ok(Some(self.to_ptr(newmem)))
             }
             Err(e) => {
-                self.stats.record_failure();
+                // Out of memory is a request the heap could not serve; anything else refused
+                // the block itself, as a bad free would.
+                if e == MallocError::OutOfMemory {
+                    self.stats.record_failure();
+                } else {
+                    self.stats.record_bad_free();
+                }
                 Err(e)
             }
         }
@@ -802,9 +813,12 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
     ) -> Result<NonNull<[u8]>, AllocError> {
         match self.usable_size(ptr) {
             Some(_) => Err(AllocError::NotInPlace),
-            None => Err(AllocError::InvalidBlock(FreeError::Foreign {
-                ptr: ptr.as_ptr() as usize,
-            })),
+            None => {
+                self.stats.record_bad_free();
+                Err(AllocError::InvalidBlock(FreeError::Foreign {
+                    ptr: ptr.as_ptr() as usize,
+                }))
+            }
         }
     }
 

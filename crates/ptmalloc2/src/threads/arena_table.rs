@@ -24,8 +24,9 @@ use super::heap_info::{
 use super::reservation::{MAIN_WINDOW, THREAD_HEAPS, Window, commit, main_window};
 use crate::arena::{Core, Fail, Grow, R};
 use crate::chunk::*;
-use crate::heap::{Mappings, Sys};
+use crate::heap::Sys;
 use crate::invariants::{check_arena, check_main, check_mappings};
+use crate::mapped::Mappings;
 use crate::tcache::Tc;
 use crate::tunables::{HEAP_MAX_SIZE, Params, Tunables};
 

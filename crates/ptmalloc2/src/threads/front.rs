@@ -19,7 +19,7 @@ use super::tls;
 use crate::arena::{Core, Fail, Grow, R, Realloc};
 use crate::checks::*;
 use crate::chunk::*;
-use crate::heap::Mappings;
+use crate::mapped::Mappings;
 use crate::tcache::{self, TCACHE_STRUCT_SIZE, Tc};
 use crate::tunables::{HEAP_MAX_SIZE, Tunables};
 
