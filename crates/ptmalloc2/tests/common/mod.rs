@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+pub mod oracle;
+
 /// A small deterministic generator (SplitMix64).
 pub struct Rng(pub u64);
 
