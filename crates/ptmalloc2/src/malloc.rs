@@ -197,9 +197,12 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         }
     }
 
+    /// Records the footprint: what glibc's heap is, the program break's extent (`system_mem`)
+    /// plus the mapped chunks' whole pages (`mmapped_mem`). The model's own bookkeeping (the
+    /// tables of mapped chunks) is not counted: glibc has none.
     #[inline(always)]
     fn footprint(&mut self) {
-        let f = self.sys.main.footprint() + self.sys.maps.src.footprint();
+        let f = self.core.st.system_mem + self.core.mp.mmapped_mem;
         self.stats.set_footprint(f);
     }
 

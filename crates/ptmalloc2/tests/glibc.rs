@@ -13,7 +13,7 @@ use std::process::Command;
 use ptmalloc2::{Event, Replayer, Tunables};
 
 mod common;
-use common::{CONFIGS, Rng, Trace, generated, oracle};
+use common::{CONFIGS, Rng, Trace, first_difference, generated, oracle, recorded_traces};
 
 /// Of the eight programs, how many must be recorded and compared (each one left out is named).
 const MIN_RECORDED: usize = 6;
@@ -72,21 +72,13 @@ fn model_places_every_block_where_glibc_does() {
                 traces += 1;
                 ops += t.ops;
                 lines += want.lines().count();
-                if got != want {
-                    let first = want
-                        .lines()
-                        .zip(got.lines())
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(want.lines().count().min(got.lines().count()));
+                if let Some(d) = first_difference(&want, &got, ("glibc", "model")) {
                     let keep = dir.join(format!("mismatch-{}.txt", failures.len()));
                     std::fs::write(&keep, &t.text).unwrap();
                     failures.push(format!(
-                        "config `{cfg}`, {} trace (seed {s}), saved as {}: first difference at output line {}: glibc `{}` model `{}`",
+                        "config `{cfg}`, {} trace (seed {s}), saved as {}: {d}",
                         t.text.lines().next().unwrap_or(""),
                         keep.display(),
-                        first + 1,
-                        want.lines().nth(first).unwrap_or("<end>"),
-                        got.lines().nth(first).unwrap_or("<end>"),
                     ));
                 }
             }
@@ -254,18 +246,8 @@ fn recorded_programs_replay_identically() {
             traces += 1;
             ops += t.ops;
             lines += want.lines().count();
-            if got != want {
-                let first = want
-                    .lines()
-                    .zip(got.lines())
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(0);
-                failures.push(format!(
-                    "{prog} under `{cfg}`: first difference at output line {}: glibc `{}` model `{}`",
-                    first + 1,
-                    want.lines().nth(first).unwrap_or("<end>"),
-                    got.lines().nth(first).unwrap_or("<end>")
-                ));
+            if let Some(d) = first_difference(&want, &got, ("glibc", "model")) {
+                failures.push(format!("{prog} under `{cfg}`: {d}"));
             }
         }
     }
@@ -284,4 +266,98 @@ fn recorded_programs_replay_identically() {
         programs.len(),
         left_out.join("\n")
     );
+}
+
+/// The model's lines for `trace` with the footprint after every event (as the C replayer prints
+/// them with `PT_REPLAY_FOOTPRINT`), and its statistics at the end.
+fn model_footprints(trace: &str) -> Result<(String, allocator_traits::Stats), String> {
+    use allocator_traits::FreeSpaceManager;
+    let mut rep = Replayer::new(&Tunables::new());
+    let mut out = String::new();
+    for (n, line) in trace.lines().enumerate() {
+        let Some(ev) = Event::parse(line).map_err(|e| format!("line {}: {e}", n + 1))? else {
+            continue;
+        };
+        let l = rep.apply(ev).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let l = match (l, ev) {
+            (Some(l), _) => l,
+            (None, Event::Free { id }) => format!("f {id}"),
+            (None, _) => unreachable!("every allocation event prints a line"),
+        };
+        let _ = writeln!(out, "{l} {}", rep.arena().stats().footprint);
+    }
+    Ok((out, rep.arena().stats()))
+}
+
+/// The peak of the live requested bytes of `trace` (a property of the trace alone, when no
+/// request fails).
+fn peak_requested(trace: &str) -> usize {
+    let (mut live, mut peak) = (0usize, 0usize);
+    let mut size = std::collections::HashMap::new();
+    for line in trace.lines() {
+        let Ok(Some(ev)) = Event::parse(line) else {
+            continue;
+        };
+        match ev {
+            Event::Malloc { id, size: s }
+            | Event::Calloc { id, size: s }
+            | Event::Memalign { id, size: s, .. } => {
+                live += s;
+                size.insert(id, s);
+            }
+            Event::Realloc { id, size: s } => {
+                live -= size.remove(&id).unwrap_or(0);
+                if s > 0 || !size.contains_key(&id) {
+                    live += s;
+                    size.insert(id, s);
+                }
+            }
+            Event::Free { id } => live -= size.remove(&id).unwrap_or(0),
+        }
+        peak = peak.max(live);
+    }
+    peak
+}
+
+/// `Stats.footprint` is glibc's heap: after every event of each recorded trace in `traces/`,
+/// replayed with default tunables, the model's footprint equals the real glibc's program-break
+/// extent plus its mapped chunks' pages, so Johnstone and Wilson's measure #4 (peak footprint
+/// over peak live requested bytes, minus one) is the same number.
+#[test]
+fn footprint_is_glibcs_heap_on_the_recorded_traces() {
+    let Some((dir, bin)) = oracle::replayer("ptmalloc2-footprint") else {
+        return;
+    };
+    for (name, text) in recorded_traces() {
+        let plain = dir.join(name.trim_end_matches(".gz"));
+        std::fs::write(&plain, &text).unwrap();
+        let out = Command::new(&bin)
+            .arg(&plain)
+            .env("PT_REPLAY_FOOTPRINT", "1")
+            .env_remove("GLIBC_TUNABLES")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "glibc replayer failed on {name}");
+        let want = String::from_utf8(out.stdout).unwrap();
+        let (got, stats) = model_footprints(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if let Some(d) = first_difference(&want, &got, ("glibc", "model")) {
+            panic!("{name}: {d}");
+        }
+        let glibc_peak = want
+            .lines()
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0);
+        let req = peak_requested(&text);
+        assert_eq!(stats.peak_footprint, glibc_peak, "{name}: peak footprint");
+        assert_eq!(
+            stats.peak_live_requested, req,
+            "{name}: peak live requested"
+        );
+        println!(
+            "{name}: {} events, peak footprint {glibc_peak} B, peak live requested {req} B, #4 = {:.4} for both",
+            want.lines().count(),
+            glibc_peak as f64 / req as f64 - 1.0
+        );
+    }
 }
