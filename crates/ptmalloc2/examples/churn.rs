@@ -1,0 +1,134 @@
+//! Instructions per step on issue 12's workload, for callgrind: a churn of uniform 8-512 B
+//! requests over 1,000 live blocks, one free and one allocation per step, through glibc's own
+//! malloc, `Arena` (through `FreeSpaceManager`, as the workspace drives it) or `Ptmalloc` (as a
+//! `GlobalAlloc`), or through nothing (`none`: the harness alone, to subtract).
+//!
+//! ```text
+//! cargo build --release -p ptmalloc2 --example churn
+//! valgrind --tool=callgrind --callgrind-out-file=cg.arena target/release/examples/churn arena 1000000
+//! callgrind_annotate --inclusive=yes cg.arena | grep drive_   # inclusive cost of the driver
+//! ```
+//!
+//! Each driver is out of line (`drive_*`), so its inclusive cost is the allocator's work plus
+//! the loop; the `none` driver's is the loop alone. Instructions per step =
+//! (driver - none) / steps.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::hint::black_box;
+use std::ptr::NonNull;
+
+use allocator_traits::{BrkRegion, FreeSpaceManager, OsPages};
+use ptmalloc2::{Arena, Ptmalloc, Tunables};
+
+const LIVE: usize = 1000;
+
+/// `(slot, size)` for each step: a slot to free and refill, a size of 8..=512 bytes.
+fn steps(n: usize) -> Vec<(u32, u32)> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let slot = (x >> 16) as usize % LIVE;
+            let size = 8 + (x >> 40) as usize % 505;
+            (slot as u32, size as u32)
+        })
+        .collect()
+}
+
+fn layout(size: u32) -> Layout {
+    // SAFETY: sizes up to 512, alignment 8.
+    unsafe { Layout::from_size_align_unchecked(size as usize, 8) }
+}
+
+#[inline(never)]
+fn drive_none(steps: &[(u32, u32)], slots: &mut [(usize, u32)]) {
+    for &(s, size) in steps {
+        let p = &mut slots[s as usize];
+        black_box(p.0);
+        p.0 = black_box(size as usize);
+        p.1 = size;
+    }
+}
+
+#[inline(never)]
+fn drive_glibc(steps: &[(u32, u32)], slots: &mut [(usize, u32)]) {
+    for &(s, size) in steps {
+        let p = &mut slots[s as usize];
+        // SAFETY: plain malloc/free of our own blocks.
+        unsafe {
+            libc::free(p.0 as *mut libc::c_void);
+            p.0 = black_box(libc::malloc(size as usize)) as usize;
+        }
+        p.1 = size;
+    }
+}
+
+#[inline(never)]
+fn drive_arena(
+    a: &mut Arena<BrkRegion, OsPages>,
+    steps: &[(u32, u32)],
+    slots: &mut [(usize, u32)],
+) {
+    for &(s, size) in steps {
+        let p = &mut slots[s as usize];
+        if let Some(q) = NonNull::new(p.0 as *mut u8) {
+            // SAFETY: a live block of `a` with its layout.
+            unsafe { a.deallocate(q, layout(p.1)) }.expect("free");
+        }
+        let b = a.allocate(layout(size)).expect("allocate");
+        p.0 = black_box(b.cast::<u8>().as_ptr() as usize);
+        p.1 = size;
+    }
+}
+
+#[inline(never)]
+fn drive_ptmalloc(heap: &Ptmalloc, steps: &[(u32, u32)], slots: &mut [(usize, u32)]) {
+    for &(s, size) in steps {
+        let p = &mut slots[s as usize];
+        // SAFETY: blocks of `heap` with their layouts.
+        unsafe {
+            if p.0 != 0 {
+                heap.dealloc(p.0 as *mut u8, layout(p.1));
+            }
+            p.0 = black_box(heap.alloc(layout(size))) as usize;
+        }
+        p.1 = size;
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "arena".into());
+    let n: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    // The first LIVE steps fill every slot, then the churn.
+    let fill: Vec<(u32, u32)> = (0..LIVE as u32).map(|i| (i, 8 + i % 505)).collect();
+    let churn = steps(n);
+    let mut slots = vec![(0usize, 0u32); LIVE];
+    match which.as_str() {
+        "none" => {
+            drive_none(&fill, &mut slots);
+            drive_none(&churn, &mut slots);
+        }
+        "glibc" => {
+            drive_glibc(&fill, &mut slots);
+            drive_glibc(&churn, &mut slots);
+        }
+        "arena" => {
+            let mut a = Arena::new(BrkRegion::new(1 << 34), OsPages::new(), &Tunables::new());
+            drive_arena(&mut a, &fill, &mut slots);
+            drive_arena(&mut a, &churn, &mut slots);
+        }
+        "ptmalloc" => {
+            let heap = Ptmalloc::new();
+            drive_ptmalloc(&heap, &fill, &mut slots);
+            drive_ptmalloc(&heap, &churn, &mut slots);
+        }
+        other => panic!("unknown driver {other} (none, glibc, arena, ptmalloc)"),
+    }
+    println!("{which}: {n} steps, {LIVE} live");
+}
