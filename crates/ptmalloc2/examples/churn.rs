@@ -12,6 +12,11 @@
 //! Each driver is out of line (`drive_*`), so its inclusive cost is the allocator's work plus
 //! the loop; the `none` driver's is the loop alone. Instructions per step =
 //! (driver - none) / steps.
+//!
+//! `churn time STEPS ROUNDS` times the three side by side instead: each round runs STEPS steps
+//! through glibc, `Arena` and `Ptmalloc` in turn (each keeps its own 1,000 blocks across
+//! rounds), on the thread's CPU clock, and prints the median ns per step of each and the ratios
+//! to glibc (glibc's time over the model's: at least 1 means at most glibc's time).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
@@ -19,6 +24,10 @@ use std::ptr::NonNull;
 
 use allocator_traits::{BrkRegion, FreeSpaceManager, OsPages};
 use ptmalloc2::{Arena, Ptmalloc, Tunables};
+
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_ns;
 
 const LIVE: usize = 1000;
 
@@ -98,6 +107,47 @@ fn drive_ptmalloc(heap: &Ptmalloc, steps: &[(u32, u32)], slots: &mut [(usize, u3
     }
 }
 
+/// `churn time STEPS ROUNDS`: the three allocators interleaved round by round.
+fn time(n: usize, rounds: usize) {
+    let fill: Vec<(u32, u32)> = (0..LIVE as u32).map(|i| (i, 8 + i % 505)).collect();
+    let churn = steps(n);
+    let mut a = Arena::new(BrkRegion::new(1 << 34), OsPages::new(), &Tunables::new());
+    let heap = Ptmalloc::new();
+    let mut slots = [
+        vec![(0usize, 0u32); LIVE],
+        vec![(0, 0); LIVE],
+        vec![(0, 0); LIVE],
+    ];
+    drive_glibc(&fill, &mut slots[0]);
+    drive_arena(&mut a, &fill, &mut slots[1]);
+    drive_ptmalloc(&heap, &fill, &mut slots[2]);
+    let mut t = [Vec::new(), Vec::new(), Vec::new()];
+    for r in 0..=rounds {
+        let t0 = cpu_ns();
+        drive_glibc(&churn, &mut slots[0]);
+        let t1 = cpu_ns();
+        drive_arena(&mut a, &churn, &mut slots[1]);
+        let t2 = cpu_ns();
+        drive_ptmalloc(&heap, &churn, &mut slots[2]);
+        let t3 = cpu_ns();
+        if r > 0 {
+            t[0].push(t1 - t0);
+            t[1].push(t2 - t1);
+            t[2].push(t3 - t2);
+        }
+    }
+    let [g, am, pm] = t.map(|mut v| {
+        v.sort_unstable();
+        v[v.len() / 2] as f64 / n as f64
+    });
+    println!(
+        "{n} steps x {rounds} rounds, {LIVE} live, median ns/step: glibc {g:.1}, Arena {am:.1} \
+         ({:.2}x glibc's speed), Ptmalloc {pm:.1} ({:.2}x)",
+        g / am,
+        g / pm
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "arena".into());
@@ -105,6 +155,10 @@ fn main() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    if which == "time" {
+        let rounds = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+        return time(n, rounds);
+    }
     // The first LIVE steps fill every slot, then the churn.
     let fill: Vec<(u32, u32)> = (0..LIVE as u32).map(|i| (i, 8 + i % 505)).collect();
     let churn = steps(n);

@@ -137,7 +137,7 @@ impl Ptmalloc {
     #[inline(never)]
     fn tcache_init(&self, g: &Global, arena: usize) -> usize {
         let r = {
-            let mut guard = g.arenas[arena].lock();
+            let mut guard = g.arena(arena);
             let cell = &mut *guard;
             cell.core
                 .int_malloc(&mut cell.heaps, Tc::NONE, TCACHE_STRUCT_SIZE)
@@ -205,7 +205,7 @@ impl Ptmalloc {
         zero: bool,
     ) -> *mut u8 {
         let attempt = |a: usize| -> R<usize> {
-            let mut cell = g.arenas[a].lock();
+            let mut cell = g.arena(a);
             let cell = &mut *cell;
             if matches!(cell.heaps, Heaps::None) {
                 return Err(Fail::Oom);
@@ -357,7 +357,7 @@ impl Ptmalloc {
         let (arena, tc0) = tls::thread(g);
         let tc = self.tcache(g, arena, tc0);
         let a = g.arena_for_chunk(p);
-        let mut cell = g.arenas[a].lock();
+        let mut cell = g.arena(a);
         let cell = &mut *cell;
         let oldsize = cell.core.csize(p);
         if p > oldsize.wrapping_neg() || misaligned(p) {
