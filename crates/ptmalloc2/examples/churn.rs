@@ -17,6 +17,10 @@
 //! through glibc, `Arena` and `Ptmalloc` in turn (each keeps its own 1,000 blocks across
 //! rounds), on the thread's CPU clock, and prints the median ns per step of each and the ratios
 //! to glibc (glibc's time over the model's: at least 1 means at most glibc's time).
+//!
+//! `churn remote BLOCKS ROUNDS` times remote frees (producer/consumer): one thread allocates
+//! BLOCKS blocks (8-512 B) in batches of 1,000 and hands each batch to a second thread, which
+//! frees them; wall time per block, glibc and `Ptmalloc` interleaved round by round.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
@@ -148,6 +152,67 @@ fn time(n: usize, rounds: usize) {
     );
 }
 
+/// One producer/consumer round of `n` blocks through `alloc`/`free`: wall ns per block.
+fn remote_round(
+    n: usize,
+    alloc: &(dyn Fn(usize) -> usize + Sync),
+    free: &(dyn Fn(usize) + Sync),
+) -> f64 {
+    let sizes = steps(n);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<usize>>(4);
+    let t0 = std::time::Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for batch in rx {
+                for p in batch {
+                    free(p);
+                }
+            }
+        });
+        for chunk in sizes.chunks(LIVE) {
+            let batch: Vec<usize> = chunk
+                .iter()
+                .map(|&(_, size)| alloc(size as usize))
+                .collect();
+            tx.send(batch).expect("consumer");
+        }
+        drop(tx);
+    });
+    t0.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// `churn remote BLOCKS ROUNDS`.
+fn remote(n: usize, rounds: usize) {
+    let heap = Ptmalloc::new();
+    // Blocks of one allocator each, freed once by the consumer.
+    // SAFETY: any size may be asked of malloc.
+    let g_alloc = |size: usize| unsafe { libc::malloc(size) as usize };
+    // SAFETY: a live block of malloc, freed once.
+    let g_free = |p: usize| unsafe { libc::free(p as *mut libc::c_void) };
+    // SAFETY: sizes of 8..=512, alignment 8.
+    let p_alloc = |size: usize| unsafe { heap.alloc(layout(size as u32)) as usize };
+    // SAFETY: a live block of `heap`, freed once (Ptmalloc reads the size from the chunk).
+    let p_free = |p: usize| unsafe { heap.dealloc(p as *mut u8, layout(8)) };
+    let mut t = [Vec::new(), Vec::new()];
+    for r in 0..=rounds {
+        let g = remote_round(n, &g_alloc, &g_free);
+        let p = remote_round(n, &p_alloc, &p_free);
+        if r > 0 {
+            t[0].push(g);
+            t[1].push(p);
+        }
+    }
+    let [g, p] = t.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
+    println!(
+        "remote frees, {n} blocks x {rounds} rounds, median wall ns/block: glibc {g:.1}, \
+         Ptmalloc {p:.1} ({:.2}x glibc's speed)",
+        g / p
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "arena".into());
@@ -155,6 +220,10 @@ fn main() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    if which == "remote" {
+        let rounds = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+        return remote(n, rounds);
+    }
     if which == "time" {
         let rounds = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
         return time(n, rounds);
