@@ -15,6 +15,10 @@ use std::alloc::{GlobalAlloc, Layout};
 use allocator_traits::{BrkRegion, OsPages};
 use ptmalloc2::{Arena, Ptmalloc, Tunables};
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_ns;
+
 const SLOTS: usize = 4096;
 
 fn ops(n: usize) -> Vec<(usize, usize)> {
@@ -34,16 +38,6 @@ fn ops(n: usize) -> Vec<(usize, usize)> {
             (slot, size)
         })
         .collect()
-}
-
-fn cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[inline(never)]

@@ -710,8 +710,9 @@ impl Core {
     /// `_int_free`'s first checks of the chunk at `p`: its size and whether the chunk and the next
     /// header lie below the end of the top chunk (a model guard: glibc would read past its heap).
     /// Shared by [`int_free`](Self::int_free) and its tcache fast path, which must decide alike.
+    /// `limit` is the end of the heap holding `p` (the end of the top chunk).
     #[inline(always)]
-    fn free_checks(&self, p: usize) -> Result<(usize, bool), &'static str> {
+    fn free_checks(&self, p: usize, limit: usize) -> Result<(usize, bool), &'static str> {
         let size = self.csize(p);
         if p > size.wrapping_neg() || misaligned(p) {
             return Err(FREE_INVALID_POINTER);
@@ -719,7 +720,6 @@ impl Core {
         if size < MINSIZE || size & MALLOC_ALIGN_MASK != 0 {
             return Err(FREE_INVALID_SIZE);
         }
-        let limit = self.st.top + self.top_size();
         let in_bounds = p < limit && size <= limit - p && limit - p - size >= CHUNK_HDR_SZ;
         Ok((size, in_bounds))
     }
@@ -730,12 +730,19 @@ impl Core {
     /// is cached. Returns its size then; `None` changes nothing and the caller runs the full
     /// `int_free`, which makes the same decisions (and reports what failed).
     ///
-    /// The caller has checked that `p`'s size word lies inside the heap.
+    /// The caller has checked that `p` is 16-aligned and its size word lies inside the heap,
+    /// which ends at `limit` (the end of the top chunk: the break, for a main arena). With a
+    /// size in the tcache's range `_int_free`'s first checks (wrap-around, alignment, minimum
+    /// size) pass, and `p + size + 16 <= limit` is its bounds check.
     #[inline(always)]
-    pub fn tcache_free_fast(&mut self, tc: Tc, p: usize) -> Option<usize> {
-        let (size, in_bounds) = self.free_checks(p).ok()?;
-        let i = tcache::csize2tidx(size);
-        if !in_bounds || !tc.is_some() || i >= self.mp.tcache_bins {
+    pub fn tcache_free_fast(&mut self, tc: Tc, p: usize, limit: usize) -> Option<usize> {
+        let nomask = self.size_nomask(p);
+        let size = nomask & !SIZE_BITS;
+        let i = size.wrapping_sub(MINSIZE) / MALLOC_ALIGNMENT;
+        if nomask & (IS_MMAPPED | MALLOC_ALIGN_MASK & !SIZE_BITS) != 0
+            || i >= self.mp.tcache_bins
+            || p + size + CHUNK_HDR_SZ > limit
+        {
             return None;
         }
         // SAFETY: `p` is an in-bounds chunk of at least MINSIZE bytes (its key word is inside);
@@ -757,7 +764,8 @@ impl Core {
     #[inline]
     pub fn int_free<G: Grow>(&mut self, g: &mut G, tc: Tc, p: usize, have_lock: bool) -> R<()> {
         let m = self.m;
-        let (size, in_bounds) = self.free_checks(p).map_err(Fail::Corrupt)?;
+        let limit = self.st.top + self.top_size();
+        let (size, in_bounds) = self.free_checks(p, limit).map_err(Fail::Corrupt)?;
 
         if tc.is_some() && tcache::csize2tidx(size) < self.mp.tcache_bins {
             if !in_bounds {

@@ -35,7 +35,8 @@ use crate::arena::Core;
 use crate::bins::*;
 use crate::checks::FASTBIN_MARK;
 use crate::chunk::*;
-use crate::heap::{Mapping, Mappings, Sys};
+use crate::heap::Sys;
+use crate::mapped::{Mapping, Mappings};
 use crate::tcache::{self, TCACHE_KEY, TCACHE_MAX_BINS, Tc};
 
 /// One contiguous piece of an arena's memory: its chunk chain starts at `first` and stays below
@@ -671,11 +672,21 @@ mod tests {
         }
     }
 
-    /// An arena under tunables `t` with blocks of `sizes` allocated in order, then those at the
-    /// indices `free` freed (in that order); the walk passes on it.
+    /// An arena under tunables `t` with blocks of `sizes` allocated (and zeroed) in order, then
+    /// those at the indices `free` freed (in that order); the walk passes on it.
     fn heap(t: &str, sizes: &[usize], free: &[usize]) -> (A, Vec<NonNull<u8>>) {
         let mut a = arena(t);
-        let p: Vec<_> = sizes.iter().map(|&s| a.malloc(s).unwrap()).collect();
+        // Each block is written, as a program would: a planted corruption sends the walk into
+        // user data, which must not be uninitialised memory (Miri).
+        let p: Vec<_> = sizes
+            .iter()
+            .map(|&s| {
+                let p = a.malloc(s).unwrap();
+                // SAFETY: the block has at least `s` bytes.
+                unsafe { p.as_ptr().write_bytes(0, s) };
+                p
+            })
+            .collect();
         for &i in free {
             // SAFETY: live blocks of `a`, each freed once.
             unsafe { a.free(p[i]) }.unwrap();

@@ -25,6 +25,7 @@ mod classes;
 pub mod heap;
 mod invariants;
 mod malloc;
+mod mapped;
 pub mod replay;
 pub mod tcache;
 #[cfg(unix)]

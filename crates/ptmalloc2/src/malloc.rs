@@ -27,8 +27,9 @@ use crate::arena::{Core, Fail, R, Realloc};
 use crate::bins::*;
 use crate::checks::*;
 use crate::chunk::*;
-use crate::heap::{Mapping, NoMmap, Sys};
+use crate::heap::{NoMmap, Sys};
 use crate::invariants::check_main;
+use crate::mapped::Mapping;
 use crate::tcache::{self, TCACHE_MAX_BINS, TCACHE_STRUCT_SIZE, Tc};
 use crate::tunables::{Params, Tunables};
 
@@ -143,6 +144,14 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         a >= self.core.st.base && a < self.sys.brk_end
     }
 
+    /// Whether `mem` can be the user pointer of a heap chunk: 16-aligned, its header inside the
+    /// heap (one comparison: below the heap's start it wraps to a large offset).
+    #[inline(always)]
+    fn in_heap_block(&self, mem: usize) -> bool {
+        let base = self.core.st.base + CHUNK_HDR_SZ;
+        !misaligned(mem) && mem.wrapping_sub(base) < self.sys.brk_end.wrapping_sub(base)
+    }
+
     /// Where the block at `ptr` lives: its offset from the start of the main heap (glibc's
     /// initial program break, so offsets compare with the real glibc's), or
     /// [`Placement::Mapped`] for a chunk in a mapping of its own. O(1); the trait's
@@ -196,9 +205,12 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         }
     }
 
+    /// Records the footprint: what glibc's heap is, the program break's extent (`system_mem`)
+    /// plus the mapped chunks' whole pages (`mmapped_mem`). The model's own bookkeeping (the
+    /// tables of mapped chunks) is not counted: glibc has none.
     #[inline(always)]
     fn footprint(&mut self) {
-        let f = self.sys.main.footprint() + self.sys.maps.src.footprint();
+        let f = self.core.st.system_mem + self.core.mp.mmapped_mem;
         self.stats.set_footprint(f);
     }
 
@@ -301,6 +313,10 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                 });
         }
         let Some((i, mp)) = self.sys.maps.find(p) else {
+            // A mapped chunk freed before is gone with its mapping (glibc would `munmap` again).
+            if self.sys.maps.was_freed(mem) {
+                return Err(FreeError::DoubleFree { ptr: mem });
+            }
             return Err(FreeError::Foreign { ptr: mem });
         };
         if p < mp.addr || p - mp.addr + CHUNK_HDR_SZ > mp.len {
@@ -498,19 +514,35 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         NonNull::new(p).unwrap_or(NonNull::dangling())
     }
 
-    fn done_alloc(&mut self, r: R<usize>, requested: usize) -> Result<NonNull<u8>, MallocError> {
-        match r {
-            Ok(mem) => {
-                let held = self.held(mem);
-                self.stats.record_alloc(requested, held);
-                self.footprint();
-                Ok(self.to_ptr(mem))
-            }
+    /// Counts the outcome of an allocation of `requested` bytes: the block's pointer and its
+    /// usable size (what `malloc_usable_size` says), or the error.
+    fn done_alloc(
+        &mut self,
+        r: R<usize>,
+        requested: usize,
+    ) -> Result<(NonNull<u8>, usize), MallocError> {
+        let mem = match r {
+            Ok(mem) => mem,
             Err(f) => {
                 self.stats.record_failure();
-                self.fail(f)
+                return self.fail(f);
             }
-        }
+        };
+        let p = mem2chunk(mem);
+        let (held, usable, ptr) = if self.in_heap(mem) {
+            let c = self.core.csize(p);
+            (c, c - SIZE_SZ, self.core.m.ptr(mem))
+        } else if let Some((_, mp)) = self.sys.maps.find(p) {
+            let mm = Mem::new(mp.ptr);
+            // SAFETY: a fresh mapped chunk's header is inside its mapping.
+            let c = unsafe { chunksize(&mm, p) };
+            (mp.len, c - CHUNK_HDR_SZ, mm.ptr(mem))
+        } else {
+            (0, 0, core::ptr::null_mut())
+        };
+        self.stats.record_alloc(requested, held);
+        self.footprint();
+        Ok((NonNull::new(ptr).unwrap_or(NonNull::dangling()), usable))
     }
 
     /// `malloc(bytes)`.
@@ -518,38 +550,46 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     pub fn malloc(&mut self, bytes: usize) -> Result<NonNull<u8>, MallocError> {
         // The common case first: a cached chunk of the request's tcache bin (what `raw_malloc`
         // would do once the tcache exists). Anything else takes the full path.
-        let tc = self.tc;
-        if self.broken.is_none()
-            && tc.is_some()
-            && let Some(nb) = checked_request2size(bytes)
-        {
-            let i = tcache::csize2tidx(nb);
-            // SAFETY: `tc` is the live tcache struct and `i` one of its bins; `get` runs only
-            // when the bin is not empty.
-            let cached = unsafe {
-                if i < self.core.mp.tcache_bins && tcache::count(&tc, i) > 0 {
-                    Some(tcache::get(&self.core.m, &tc, i))
-                } else {
-                    None
-                }
-            };
-            if let Some(Ok(mem)) = cached {
-                if !self.in_heap(mem) {
-                    // Only a corrupted tcache entry points elsewhere.
-                    return self.done_alloc(Ok(mem), bytes);
-                }
-                let held = self.core.csize(mem2chunk(mem));
-                self.stats.record_alloc(bytes, held);
-                self.footprint();
-                // SAFETY: a pointer into the heap (checked) is not null.
-                return Ok(unsafe { NonNull::new_unchecked(self.core.m.ptr(mem)) });
-            }
+        match self.tcache_take(bytes) {
+            Some((p, _)) => Ok(p),
+            None => self.malloc_slow(bytes).map(|b| b.0),
         }
-        self.malloc_slow(bytes)
+    }
+
+    /// `malloc`'s tcache hit: the newest chunk of the request's tcache bin, taken and counted,
+    /// with its chunk size; `None` (nothing changed) when the full path must run: no tcache,
+    /// an empty bin, a request too large for it, a broken arena, or an entry that is not a
+    /// heap chunk (the full path reports or serves it). A footprint cannot change here.
+    #[inline(always)]
+    fn tcache_take(&mut self, bytes: usize) -> Option<(NonNull<u8>, usize)> {
+        let tc = self.tc;
+        if !tc.is_some() || self.broken.is_some() {
+            return None;
+        }
+        let nb = checked_request2size(bytes)?;
+        let i = tcache::csize2tidx(nb);
+        if i >= self.core.mp.tcache_bins {
+            return None;
+        }
+        // SAFETY: `tc` is the live tcache struct and `i` one of its bins.
+        let e = unsafe {
+            if tcache::count(&tc, i) == 0 {
+                return None;
+            }
+            tcache::entry(&tc, i)
+        };
+        if !self.in_heap_block(e) {
+            return None;
+        }
+        // SAFETY: the bin is not empty and its first entry is a chunk of the heap.
+        unsafe { tcache::pop(&self.core.m, &tc, i, e) };
+        self.stats.record_alloc(bytes, nb);
+        // SAFETY: a pointer into the heap is not null.
+        Some((unsafe { NonNull::new_unchecked(self.core.m.ptr(e)) }, nb))
     }
 
     #[inline(never)]
-    fn malloc_slow(&mut self, bytes: usize) -> Result<NonNull<u8>, MallocError> {
+    fn malloc_slow(&mut self, bytes: usize) -> Result<(NonNull<u8>, usize), MallocError> {
         self.check_broken()?;
         let r = self.raw_malloc(bytes);
         self.done_alloc(r, bytes)
@@ -559,11 +599,19 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     pub fn calloc(&mut self, bytes: usize) -> Result<NonNull<u8>, MallocError> {
         self.check_broken()?;
         let r = self.raw_calloc(bytes);
-        self.done_alloc(r, bytes)
+        self.done_alloc(r, bytes).map(|b| b.0)
     }
 
     /// `memalign(alignment, bytes)`.
     pub fn memalign(&mut self, alignment: usize, bytes: usize) -> Result<NonNull<u8>, MallocError> {
+        self.memalign_block(alignment, bytes).map(|b| b.0)
+    }
+
+    fn memalign_block(
+        &mut self,
+        alignment: usize,
+        bytes: usize,
+    ) -> Result<(NonNull<u8>, usize), MallocError> {
         self.check_broken()?;
         let r = self.raw_memalign(alignment, bytes);
         self.done_alloc(r, bytes)
@@ -597,20 +645,15 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         requested: usize,
     ) -> Result<(), FreeError> {
         let mem = ptr.as_ptr() as usize;
-        // The common case first: a heap chunk that `int_free` would put in the tcache.
+        // The common case first: a heap chunk that `int_free` would put in the tcache (the
+        // footprint cannot change then).
         let p = mem2chunk(mem);
-        if self.broken.is_none()
-            && self.tc.is_some()
-            && self.core.st.base != 0
-            && mem >= self.core.st.base + CHUNK_HDR_SZ
-            && mem < self.sys.brk_end
-            && !misaligned(p)
-            // SAFETY: `p`'s header is inside the heap (checked just above).
-            && !unsafe { is_mmapped(&self.core.m, p) }
-            && let Some(size) = self.core.tcache_free_fast(self.tc, p)
+        if self.tc.is_some()
+            && self.broken.is_none()
+            && self.in_heap_block(mem)
+            && let Some(size) = self.core.tcache_free_fast(self.tc, p, self.sys.brk_end)
         {
             self.stats.record_free(requested, size);
-            self.footprint();
             return Ok(());
         }
         self.free_slow(mem, requested)
@@ -687,7 +730,13 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                 Ok(Some(self.to_ptr(newmem)))
             }
             Err(e) => {
-                self.stats.record_failure();
+                // Out of memory is a request the heap could not serve; anything else refused
+                // the block itself, as a bad free would.
+                if e == MallocError::OutOfMemory {
+                    self.stats.record_failure();
+                } else {
+                    self.stats.record_bad_free();
+                }
                 Err(e)
             }
         }
@@ -760,13 +809,14 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
 }
 
 impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
+    #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let r = if layout.align() <= MALLOC_ALIGNMENT {
-            self.malloc(layout.size())
-        } else {
-            self.memalign(layout.align(), layout.size())
-        };
-        self.block(r, layout)
+        if layout.align() <= MALLOC_ALIGNMENT
+            && let Some((p, nb)) = self.tcache_take(layout.size())
+        {
+            return Ok(NonNull::slice_from_raw_parts(p, nb - SIZE_SZ));
+        }
+        self.allocate_slow(layout)
     }
 
     /// glibc's `calloc` (never from the tcache, as in 2.36) for alignments up to 16; above,
@@ -778,7 +828,10 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
             unsafe { block.cast::<u8>().as_ptr().write_bytes(0, layout.size()) };
             return Ok(block);
         }
-        let r = self.calloc(layout.size());
+        let r = self.check_broken().and_then(|()| {
+            let r = self.raw_calloc(layout.size());
+            self.done_alloc(r, layout.size())
+        });
         self.block(r, layout)
     }
 
@@ -802,9 +855,12 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
     ) -> Result<NonNull<[u8]>, AllocError> {
         match self.usable_size(ptr) {
             Some(_) => Err(AllocError::NotInPlace),
-            None => Err(AllocError::InvalidBlock(FreeError::Foreign {
-                ptr: ptr.as_ptr() as usize,
-            })),
+            None => {
+                self.stats.record_bad_free();
+                Err(AllocError::InvalidBlock(FreeError::Foreign {
+                    ptr: ptr.as_ptr() as usize,
+                }))
+            }
         }
     }
 
@@ -927,17 +983,25 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
 }
 
 impl<S: MemorySource, M: MemorySource> Arena<S, M> {
+    /// `allocate` past the tcache: `malloc`'s full path, or `memalign`.
+    #[inline(never)]
+    fn allocate_slow(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let r = if layout.align() <= MALLOC_ALIGNMENT {
+            self.malloc_slow(layout.size())
+        } else {
+            self.memalign_block(layout.align(), layout.size())
+        };
+        self.block(r, layout)
+    }
+
     /// The allocator interface's answer for a C-level allocation made for `layout`.
     fn block(
         &self,
-        r: Result<NonNull<u8>, MallocError>,
+        r: Result<(NonNull<u8>, usize), MallocError>,
         layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         match r {
-            Ok(p) => {
-                let usable = self.usable_size(p).unwrap_or(layout.size());
-                Ok(NonNull::slice_from_raw_parts(p, usable))
-            }
+            Ok((p, usable)) => Ok(NonNull::slice_from_raw_parts(p, usable)),
             Err(MallocError::Corrupted(what)) => {
                 Err(AllocError::InvalidBlock(FreeError::Corrupted {
                     ptr: 0,

@@ -113,10 +113,22 @@ pub unsafe fn get(m: &Mem, tc: &Tc, i: usize) -> Result<usize, &'static str> {
         if e & MALLOC_ALIGN_MASK != 0 {
             return Err(crate::checks::TCACHE_UNALIGNED);
         }
+        pop(m, tc, i, e);
+        Ok(e)
+    }
+}
+
+/// `tcache_get` of `e`, the first entry of bin `i`, already read and checked by the caller.
+///
+/// # Safety
+/// As for [`count`]; `counts[i] > 0` and `e == entry(tc, i)` is a 16-aligned chunk of `m`.
+#[inline(always)]
+pub unsafe fn pop(m: &Mem, tc: &Tc, i: usize, e: usize) {
+    // SAFETY: as above.
+    unsafe {
         tc.mem.wr(tc.at + 2 * TCACHE_MAX_BINS + 8 * i, m.rd(e));
         tc.mem.wr16(tc.at + 2 * i, tc.mem.rd16(tc.at + 2 * i) - 1);
         m.wr(e + 8, 0);
-        Ok(e)
     }
 }
 

@@ -2,44 +2,21 @@
 //! `tests/glibc/replay.c`, built here with the system's `cc`) and through the model must print
 //! the same `OP ID SIZE OFFSET|MMAP` lines, under the same tunables.
 //!
-//! Skipped (with a message) when there is no C compiler or the C library is not glibc 2.36.
+//! Without glibc 2.36 or a C compiler the comparison cannot run: it says so and passes, except
+//! under `CI=true`, where it fails (see `common/oracle.rs`). Recorded programs that cannot be
+//! recorded here are named; fewer than `MIN_RECORDED` of them fails the test.
 #![cfg(all(unix, not(miri)))]
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ptmalloc2::{Event, Replayer, Tunables};
 
 mod common;
-use common::{CONFIGS, Rng, Trace, generated};
+use common::{CONFIGS, Rng, Trace, first_difference, generated, oracle, recorded_traces};
 
-fn build_replayer(dir: &Path) -> Option<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/glibc/replay.c");
-    let bin = dir.join("glibc-replay");
-    let ok = Command::new("cc")
-        .args(["-O2", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    ok.then_some(bin)
-}
-
-fn glibc_is_2_36() -> bool {
-    Command::new("ldd")
-        .arg("--version")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .contains(" 2.36")
-        })
-        .unwrap_or(false)
-}
+/// Of the eight programs, how many must be recorded and compared (each one left out is named).
+const MIN_RECORDED: usize = 6;
 
 fn model_output(trace: &str, tunables: &str) -> Result<String, String> {
     let mut rep = Replayer::new(&Tunables::parse(tunables).map_err(|e| e.to_string())?);
@@ -58,14 +35,7 @@ fn model_output(trace: &str, tunables: &str) -> Result<String, String> {
 
 #[test]
 fn model_places_every_block_where_glibc_does() {
-    if !glibc_is_2_36() {
-        eprintln!("skipped: the C library is not glibc 2.36");
-        return;
-    }
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ptmalloc2-glibc");
-    std::fs::create_dir_all(&dir).unwrap();
-    let Some(bin) = build_replayer(&dir) else {
-        eprintln!("skipped: no C compiler");
+    let Some((dir, bin)) = oracle::replayer("ptmalloc2-glibc") else {
         return;
     };
     let seeds: u64 = std::env::var("PTMALLOC2_SEEDS")
@@ -102,21 +72,13 @@ fn model_places_every_block_where_glibc_does() {
                 traces += 1;
                 ops += t.ops;
                 lines += want.lines().count();
-                if got != want {
-                    let first = want
-                        .lines()
-                        .zip(got.lines())
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(want.lines().count().min(got.lines().count()));
+                if let Some(d) = first_difference(&want, &got, ("glibc", "model")) {
                     let keep = dir.join(format!("mismatch-{}.txt", failures.len()));
                     std::fs::write(&keep, &t.text).unwrap();
                     failures.push(format!(
-                        "config `{cfg}`, {} trace (seed {s}), saved as {}: first difference at output line {}: glibc `{}` model `{}`",
+                        "config `{cfg}`, {} trace (seed {s}), saved as {}: {d}",
                         t.text.lines().next().unwrap_or(""),
                         keep.display(),
-                        first + 1,
-                        want.lines().nth(first).unwrap_or("<end>"),
-                        got.lines().nth(first).unwrap_or("<end>"),
                     ));
                 }
             }
@@ -193,26 +155,12 @@ fn log_to_trace(log: &str, name: &str) -> Option<Trace> {
 
 #[test]
 fn recorded_programs_replay_identically() {
-    if !glibc_is_2_36() {
-        eprintln!("skipped: the C library is not glibc 2.36");
-        return;
-    }
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ptmalloc2-recorded");
-    std::fs::create_dir_all(&dir).unwrap();
-    let Some(bin) = build_replayer(&dir) else {
-        eprintln!("skipped: no C compiler");
+    let Some((dir, bin)) = oracle::replayer("ptmalloc2-recorded") else {
         return;
     };
     let so = dir.join("record.so");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/glibc/record.c");
-    if !Command::new("cc")
-        .args(["-O2", "-shared", "-fPIC", "-o"])
-        .arg(&so)
-        .arg(&src)
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        eprintln!("skipped: cannot build the recorder");
+    if !oracle::build("record.c", &so, &["-O2", "-shared", "-fPIC"]) {
+        oracle::missing("cannot compile the recorder tests/glibc/record.c");
         return;
     }
     let input = dir.join("input.txt");
@@ -259,6 +207,7 @@ fn recorded_programs_replay_identically() {
     ];
     let (mut traces, mut ops, mut lines) = (0usize, 0usize, 0usize);
     let mut failures = Vec::new();
+    let mut left_out = Vec::new();
     for (prog, args) in &programs {
         let log = dir.join(format!("{prog}.log"));
         let _ = std::fs::remove_file(&log);
@@ -270,11 +219,13 @@ fn recorded_programs_replay_identically() {
             .stderr(std::process::Stdio::null())
             .status();
         let Ok(log_text) = std::fs::read_to_string(&log) else {
-            eprintln!("{prog}: not recorded ({ran:?}), left out");
+            left_out.push(format!("{prog}: not recorded ({ran:?})"));
             continue;
         };
         let Some(t) = log_to_trace(&log_text, prog) else {
-            eprintln!("{prog}: the log frees a block it never saw allocated, left out");
+            left_out.push(format!(
+                "{prog}: the log frees a block it never saw allocated"
+            ));
             continue;
         };
         for cfg in [
@@ -295,18 +246,8 @@ fn recorded_programs_replay_identically() {
             traces += 1;
             ops += t.ops;
             lines += want.lines().count();
-            if got != want {
-                let first = want
-                    .lines()
-                    .zip(got.lines())
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(0);
-                failures.push(format!(
-                    "{prog} under `{cfg}`: first difference at output line {}: glibc `{}` model `{}`",
-                    first + 1,
-                    want.lines().nth(first).unwrap_or("<end>"),
-                    got.lines().nth(first).unwrap_or("<end>")
-                ));
+            if let Some(d) = first_difference(&want, &got, ("glibc", "model")) {
+                failures.push(format!("{prog} under `{cfg}`: {d}"));
             }
         }
     }
@@ -315,4 +256,108 @@ fn recorded_programs_replay_identically() {
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for l in &left_out {
+        eprintln!("left out: {l}");
+    }
+    let recorded = programs.len() - left_out.len();
+    assert!(
+        recorded >= MIN_RECORDED,
+        "only {recorded} of {} programs recorded (at least {MIN_RECORDED} must be):\n{}",
+        programs.len(),
+        left_out.join("\n")
+    );
+}
+
+/// The model's lines for `trace` with the footprint after every event (as the C replayer prints
+/// them with `PT_REPLAY_FOOTPRINT`), and its statistics at the end.
+fn model_footprints(trace: &str) -> Result<(String, allocator_traits::Stats), String> {
+    use allocator_traits::FreeSpaceManager;
+    let mut rep = Replayer::new(&Tunables::new());
+    let mut out = String::new();
+    for (n, line) in trace.lines().enumerate() {
+        let Some(ev) = Event::parse(line).map_err(|e| format!("line {}: {e}", n + 1))? else {
+            continue;
+        };
+        let l = rep.apply(ev).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let l = match (l, ev) {
+            (Some(l), _) => l,
+            (None, Event::Free { id }) => format!("f {id}"),
+            (None, _) => unreachable!("every allocation event prints a line"),
+        };
+        let _ = writeln!(out, "{l} {}", rep.arena().stats().footprint);
+    }
+    Ok((out, rep.arena().stats()))
+}
+
+/// The peak of the live requested bytes of `trace` (a property of the trace alone, when no
+/// request fails).
+fn peak_requested(trace: &str) -> usize {
+    let (mut live, mut peak) = (0usize, 0usize);
+    let mut size = std::collections::HashMap::new();
+    for line in trace.lines() {
+        let Ok(Some(ev)) = Event::parse(line) else {
+            continue;
+        };
+        match ev {
+            Event::Malloc { id, size: s }
+            | Event::Calloc { id, size: s }
+            | Event::Memalign { id, size: s, .. } => {
+                live += s;
+                size.insert(id, s);
+            }
+            Event::Realloc { id, size: s } => {
+                live -= size.remove(&id).unwrap_or(0);
+                if s > 0 || !size.contains_key(&id) {
+                    live += s;
+                    size.insert(id, s);
+                }
+            }
+            Event::Free { id } => live -= size.remove(&id).unwrap_or(0),
+        }
+        peak = peak.max(live);
+    }
+    peak
+}
+
+/// `Stats.footprint` is glibc's heap: after every event of each recorded trace in `traces/`,
+/// replayed with default tunables, the model's footprint equals the real glibc's program-break
+/// extent plus its mapped chunks' pages, so Johnstone and Wilson's measure #4 (peak footprint
+/// over peak live requested bytes, minus one) is the same number.
+#[test]
+fn footprint_is_glibcs_heap_on_the_recorded_traces() {
+    let Some((dir, bin)) = oracle::replayer("ptmalloc2-footprint") else {
+        return;
+    };
+    for (name, text) in recorded_traces() {
+        let plain = dir.join(name.trim_end_matches(".gz"));
+        std::fs::write(&plain, &text).unwrap();
+        let out = Command::new(&bin)
+            .arg(&plain)
+            .env("PT_REPLAY_FOOTPRINT", "1")
+            .env_remove("GLIBC_TUNABLES")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "glibc replayer failed on {name}");
+        let want = String::from_utf8(out.stdout).unwrap();
+        let (got, stats) = model_footprints(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if let Some(d) = first_difference(&want, &got, ("glibc", "model")) {
+            panic!("{name}: {d}");
+        }
+        let glibc_peak = want
+            .lines()
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0);
+        let req = peak_requested(&text);
+        assert_eq!(stats.peak_footprint, glibc_peak, "{name}: peak footprint");
+        assert_eq!(
+            stats.peak_live_requested, req,
+            "{name}: peak live requested"
+        );
+        println!(
+            "{name}: {} events, peak footprint {glibc_peak} B, peak live requested {req} B, #4 = {:.4} for both",
+            want.lines().count(),
+            glibc_peak as f64 / req as f64 - 1.0
+        );
+    }
 }

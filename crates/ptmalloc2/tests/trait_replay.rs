@@ -13,14 +13,13 @@
 
 use std::alloc::Layout;
 use std::collections::HashMap;
-use std::io::Read as _;
 use std::ptr::NonNull;
 
 use allocator_traits::{AllocError, BrkRegion, FreeSpaceManager, OsPages};
 use ptmalloc2::{Arena, Event, Replayer, Tunables};
 
 mod common;
-use common::{CONFIGS, generated};
+use common::{CONFIGS, first_difference, generated, recorded_traces};
 
 /// A trace replayed through the trait only, printing what `Replayer` prints.
 struct TraitReplay<M> {
@@ -164,18 +163,8 @@ fn both(trace: &str, tunables: &str) -> (String, String) {
 }
 
 fn same(what: &str, (a, b): (String, String)) -> usize {
-    if a != b {
-        let k = a
-            .lines()
-            .zip(b.lines())
-            .position(|(x, y)| x != y)
-            .unwrap_or(0);
-        panic!(
-            "{what}: first difference at output line {}: Replayer `{}`, trait `{}`",
-            k + 1,
-            a.lines().nth(k).unwrap_or("<end>"),
-            b.lines().nth(k).unwrap_or("<end>")
-        );
+    if let Some(d) = first_difference(&a, &b, ("Replayer", "trait")) {
+        panic!("{what}: {d}");
     }
     a.lines().count()
 }
@@ -213,19 +202,7 @@ fn the_trait_places_as_the_c_interface_on_the_golden_vectors() {
 
 #[test]
 fn the_trait_places_as_the_c_interface_on_the_recorded_traces() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../traces");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).expect("traces/") {
-        let path = e.expect("entry").path();
-        if !path.to_string_lossy().ends_with(".trace.gz") {
-            continue;
-        }
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("open"))
-            .read_to_string(&mut text)
-            .expect("gzip");
-        same(&path.display().to_string(), both(&text, ""));
-        n += 1;
+    for (name, text) in recorded_traces() {
+        same(&name, both(&text, ""));
     }
-    assert!(n >= 4, "the recorded traces are in traces/ ({n} found)");
 }

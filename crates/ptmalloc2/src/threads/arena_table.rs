@@ -17,6 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use allocator_traits::{Corruption, FreeError, OsPages, abort_with};
 use spin::Mutex;
+use spin::mutex::{SpinMutex, SpinMutexGuard};
 
 use super::heap_info::{
     HEAP_INFO_SIZE, HI_AR, HI_PREV, HI_SIZE, MALLOC_STATE_SIZE, ThreadHeaps, first_chunk,
@@ -24,8 +25,9 @@ use super::heap_info::{
 use super::reservation::{MAIN_WINDOW, THREAD_HEAPS, Window, commit, main_window};
 use crate::arena::{Core, Fail, Grow, R};
 use crate::chunk::*;
-use crate::heap::{Mappings, Sys};
+use crate::heap::Sys;
 use crate::invariants::{check_arena, check_main, check_mappings};
+use crate::mapped::Mappings;
 use crate::tcache::Tc;
 use crate::tunables::{HEAP_MAX_SIZE, Params, Tunables};
 
@@ -103,12 +105,16 @@ pub(super) struct ArenaCell {
 }
 
 /// The allocator's state, placed at the start of its own reservation (never unmapped, so a
-/// thread that exits after the allocator was dropped still finds the `dead` flag).
+/// thread that exits after the allocator was dropped still finds the `dead` flag, and no later
+/// allocator's state can take its address).
 pub(super) struct Global {
     pub(super) m: Mem,
     pub(super) start: usize,
-    pub(super) dead: AtomicBool,
-    pub(super) arenas: [Mutex<ArenaCell>; MAX_ARENAS],
+    /// `dead`: the heaps are given back (the allocator was dropped). Set by the drop and read
+    /// by a thread's exit flush only under this lock, held for the whole flush and the whole
+    /// release, so a flush never runs on memory the drop gave back.
+    pub(super) dead: Mutex<bool>,
+    pub(super) arenas: [SpinMutex<ArenaCell>; MAX_ARENAS],
     pub(super) narenas: AtomicUsize,
     pub(super) narenas_limit: AtomicUsize,
     pub(super) next_to_use: AtomicUsize,
@@ -145,9 +151,9 @@ impl Global {
         let g = Global {
             m,
             start,
-            dead: AtomicBool::new(false),
+            dead: Mutex::new(false),
             arenas: core::array::from_fn(|i| {
-                Mutex::new(ArenaCell {
+                SpinMutex::new(ArenaCell {
                     core: if i == 0 {
                         Core::new(Mem::empty(), mp.clone(), 0)
                     } else {
@@ -181,8 +187,11 @@ impl Global {
     pub(super) fn zone(&self) -> usize {
         self.main_start() + MAIN_WINDOW
     }
+    /// Whether `a` lies in the main heap's window or a thread heap's (one comparison: below
+    /// the main heap it wraps to a large offset).
+    #[inline(always)]
     pub(super) fn in_heaps(&self, a: usize) -> bool {
-        a >= self.main_start() && a < self.zone() + THREAD_HEAPS * HEAP_MAX_SIZE
+        a.wrapping_sub(self.main_start()) < MAIN_WINDOW + THREAD_HEAPS * HEAP_MAX_SIZE
     }
 
     /// `_int_new_arena`: a thread arena on a fresh heap.
@@ -338,10 +347,74 @@ pub(super) fn fatal(ptr: usize, what: &'static str) -> ! {
     abort_with(&FreeError::Corrupted { ptr, what })
 }
 
+/// Whether the process runs a single thread: glibc's `SINGLE_THREAD_P`, which its own malloc
+/// reads to skip the arena locks (`__libc_single_threaded`: cleared by the first
+/// `pthread_create`, in the creating thread, before the new thread exists, and never set again
+/// in 2.36). Without glibc, `false`: always lock.
+#[inline(always)]
+pub(super) fn single_threaded() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(miri)))]
+    {
+        unsafe extern "C" {
+            static __libc_single_threaded: core::ffi::c_char;
+        }
+        // SAFETY: a byte of glibc's (2.32 and later) that only the thread creating the
+        // process's second thread writes, before that thread exists.
+        unsafe { core::ptr::read_volatile(&raw const __libc_single_threaded) != 0 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu", not(miri))))]
+    {
+        false
+    }
+}
+
+/// An arena held for the calling thread's exclusive use: locked, or (the process has one
+/// thread, so no other thread can hold or take the lock) reached without the lock, as glibc
+/// does while `SINGLE_THREAD_P`.
+pub(super) enum Held<'a> {
+    Locked(SpinMutexGuard<'a, ArenaCell>),
+    Alone(&'a mut ArenaCell),
+}
+
+impl core::ops::Deref for Held<'_> {
+    type Target = ArenaCell;
+    fn deref(&self) -> &ArenaCell {
+        match self {
+            Held::Locked(g) => g,
+            Held::Alone(c) => c,
+        }
+    }
+}
+
+impl core::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut ArenaCell {
+        match self {
+            Held::Locked(g) => g,
+            Held::Alone(c) => c,
+        }
+    }
+}
+
+impl Global {
+    /// Arena `i`, for the calling thread alone while it holds the result (see [`Held`]).
+    #[inline(always)]
+    pub(super) fn arena(&self, i: usize) -> Held<'_> {
+        if single_threaded() {
+            // SAFETY: the process has one thread, this one, which holds no other reference to
+            // the arena (no arena operation nests another on the same arena): nobody else can
+            // reach the cell until the result is dropped, and a second thread can only start
+            // (taking the lock from then on) after this thread has left the allocator.
+            Held::Alone(unsafe { &mut *self.arenas[i].as_mut_ptr() })
+        } else {
+            Held::Locked(self.arenas[i].lock())
+        }
+    }
+}
+
 /// Frees heap chunk `p` into its arena (after the tcache).
 pub(super) fn free_chunk(g: &Global, tc: usize, p: usize) {
     let a = g.arena_for_chunk(p);
-    let mut cell = g.arenas[a].lock();
+    let mut cell = g.arena(a);
     let cell = &mut *cell;
     if let Err(Fail::Corrupt(w)) = cell.core.int_free(&mut cell.heaps, tcx(g, tc), p, true) {
         fatal(chunk2mem(p), w)

@@ -19,7 +19,7 @@ use super::tls;
 use crate::arena::{Core, Fail, Grow, R, Realloc};
 use crate::checks::*;
 use crate::chunk::*;
-use crate::heap::Mappings;
+use crate::mapped::Mappings;
 use crate::tcache::{self, TCACHE_STRUCT_SIZE, Tc};
 use crate::tunables::{HEAP_MAX_SIZE, Tunables};
 
@@ -137,7 +137,7 @@ impl Ptmalloc {
     #[inline(never)]
     fn tcache_init(&self, g: &Global, arena: usize) -> usize {
         let r = {
-            let mut guard = g.arenas[arena].lock();
+            let mut guard = g.arena(arena);
             let cell = &mut *guard;
             cell.core
                 .int_malloc(&mut cell.heaps, Tc::NONE, TCACHE_STRUCT_SIZE)
@@ -205,7 +205,7 @@ impl Ptmalloc {
         zero: bool,
     ) -> *mut u8 {
         let attempt = |a: usize| -> R<usize> {
-            let mut cell = g.arenas[a].lock();
+            let mut cell = g.arena(a);
             let cell = &mut *cell;
             if matches!(cell.heaps, Heaps::None) {
                 return Err(Fail::Oom);
@@ -357,7 +357,7 @@ impl Ptmalloc {
         let (arena, tc0) = tls::thread(g);
         let tc = self.tcache(g, arena, tc0);
         let a = g.arena_for_chunk(p);
-        let mut cell = g.arenas[a].lock();
+        let mut cell = g.arena(a);
         let cell = &mut *cell;
         let oldsize = cell.core.csize(p);
         if p > oldsize.wrapping_neg() || misaligned(p) {
@@ -395,7 +395,10 @@ impl Ptmalloc {
 impl Drop for Ptmalloc {
     fn drop(&mut self) {
         if let Some(g) = self.get() {
-            g.dead.store(true, Ordering::Release);
+            // No caller can use `self` any more; exiting threads flush their tcaches under
+            // `dead`'s lock, so wait for any flush under way and keep later ones out.
+            let mut dead = g.dead.lock();
+            *dead = true;
             // Unmap the arenas' mapped chunks (dropping their records), then give back the
             // heaps' memory; the header window (the state) stays mapped so that late thread
             // exits see `dead`.
@@ -403,8 +406,10 @@ impl Drop for Ptmalloc {
                 let heaps = core::mem::replace(&mut a.lock().heaps, Heaps::None);
                 drop(heaps);
             }
-            // SAFETY: nothing of this allocator is used after drop.
+            // SAFETY: nothing of this allocator is used after drop: callers are gone (`&mut
+            // self`) and thread exits check `dead` under the lock we hold.
             unsafe { libc::munmap(g.m.ptr(g.main_start()).cast(), RESERVE - HEAP_MAX_SIZE) };
+            drop(dead);
         }
     }
 }

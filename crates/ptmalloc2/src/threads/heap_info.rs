@@ -17,8 +17,8 @@ use allocator_traits::{Corruption, OsPages};
 use super::reservation::{THREAD_HEAPS, commit, decommit};
 use crate::arena::{Core, Fail, Grow, R};
 use crate::chunk::*;
-use crate::heap::Mappings;
 use crate::invariants::Segment;
+use crate::mapped::Mappings;
 use crate::tcache::Tc;
 use crate::tunables::HEAP_MAX_SIZE;
 

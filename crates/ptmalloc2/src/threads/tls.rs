@@ -40,11 +40,15 @@ impl Drop for Tls {
         let _ = HOT.try_with(|h| h.set(EMPTY));
         for s in self.slots {
             if !s.g.is_null() {
-                // SAFETY: a Global is never unmapped; `dead` says whether it may be used.
+                // SAFETY: a Global is never unmapped; `dead` says whether its heaps may be used.
                 let g = unsafe { &*s.g };
-                if !g.dead.load(Ordering::Acquire) {
+                // Held through the flush: the allocator's drop waits for it (or has finished,
+                // and the flush is skipped).
+                let dead = g.dead.lock();
+                if !*dead {
                     thread_exit(g, s.arena, s.tc);
                 }
+                drop(dead);
             }
         }
     }

@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+pub mod oracle;
+
 /// A small deterministic generator (SplitMix64).
 pub struct Rng(pub u64);
 
@@ -278,4 +280,53 @@ pub fn generated(s: u64, scale: usize) -> [Trace; 6] {
         calloc_memalign_trace(s, 2000 / scale),
         fastbin_trace(s, 4000 / scale),
     ]
+}
+
+/// The recorded traces in the repository's `traces/` folder, as `(file name, text)`, at least
+/// four of them.
+pub fn recorded_traces() -> Vec<(String, String)> {
+    use std::io::Read as _;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../traces");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).expect("traces/") {
+        let path = e.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".trace.gz") {
+            continue;
+        }
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("open"))
+            .read_to_string(&mut text)
+            .expect("gzip");
+        out.push((name, text));
+    }
+    assert!(
+        out.len() >= 4,
+        "the recorded traces are in traces/ ({} found)",
+        out.len()
+    );
+    out.sort();
+    out
+}
+
+/// Where two outputs first differ, as "first difference at output line N: A `..`, B `..`"
+/// (`names` are A and B); `None` if they are the same.
+pub fn first_difference(a: &str, b: &str, names: (&str, &str)) -> Option<String> {
+    if a == b {
+        return None;
+    }
+    let n = a.lines().count().min(b.lines().count());
+    let k = a
+        .lines()
+        .zip(b.lines())
+        .position(|(x, y)| x != y)
+        .unwrap_or(n);
+    Some(format!(
+        "first difference at output line {}: {} `{}`, {} `{}`",
+        k + 1,
+        names.0,
+        a.lines().nth(k).unwrap_or("<end>"),
+        names.1,
+        b.lines().nth(k).unwrap_or("<end>")
+    ))
 }

@@ -6,6 +6,11 @@
  * a static array, and the output is formatted by hand and written with write(2) at the end
  * (printf would malloc its stdout buffer). Usage: replay TRACE   (GLIBC_TUNABLES as you like).
  *
+ * An optional leading "tN " thread field is skipped. With PT_REPLAY_FOOTPRINT set in the
+ * environment it also prints, on every line and for every free ("f ID FP"), the heap's footprint
+ * after the event: the program break's extent plus the mapped chunks' bytes (prev_size + size of
+ * each IS_MMAPPED chunk: whole pages), what glibc's heap is.
+ *
  * For the bad-input tests it also understands three private events:
  *   F ID          free the block but keep its pointer (so a later F frees it again)
  *   X ID OFF      free(pointer + OFF)
@@ -24,7 +29,8 @@
 
 static char trace[MAX_TRACE];
 static void *ptrs[MAX_IDS];
-static struct rec { char op; unsigned long id, size; long off; } out[MAX_OUT];
+static struct rec { char op; unsigned long id, size; long off; unsigned long fp; } out[MAX_OUT];
+static unsigned long mapped[MAX_IDS]; /* bytes of the mapping of block ID, if mapped */
 static unsigned long nout;
 static char obuf[1 << 16];
 static size_t olen;
@@ -92,6 +98,8 @@ int main(int argc, char **argv) {
         if (len == MAX_TRACE) die("trace too large");
     }
     close(fd);
+    int footprint = getenv("PT_REPLAY_FOOTPRINT") != NULL;
+    unsigned long mapped_total = 0;
     char *base = sbrk(0);
     cur = trace;
     end = trace + len;
@@ -99,6 +107,10 @@ int main(int argc, char **argv) {
         const char *eol = memchr(cur, '\n', (size_t)(end - cur));
         const char *line_end = eol ? eol : end;
         if (cur == line_end || *cur == '#') { cur = line_end + 1; continue; }
+        if (*cur == 't') {
+            while (cur < line_end && *cur != ' ') cur++;
+            while (cur < line_end && *cur == ' ') cur++;
+        }
         char op = *cur++;
         unsigned long id = 0, a = 0, b = 0;
         if (!number(&id) || id >= MAX_IDS) die("bad id");
@@ -120,25 +132,41 @@ int main(int argc, char **argv) {
         default: die("bad op");
         }
         if (op == 'F' || op == 'X' || op == 'W') { cur = line_end + 1; continue; }
-        if (op != 'f') {
-            ptrs[id] = p;
+        /* The block ID named before this event is gone (freed, or moved by realloc: a failed
+         * realloc keeps it), and p, if any, is its new block. */
+        if (op == 'f' || (op == 'r' && (p != NULL || a == 0))) {
+            mapped_total -= mapped[id];
+            mapped[id] = 0;
+        }
+        if (p != NULL && (((size_t *)p)[-1] & 2)) {
+            mapped[id] = ((size_t *)p)[-2] + (((size_t *)p)[-1] & ~(size_t)7);
+            mapped_total += mapped[id];
+        }
+        if (op != 'f' || footprint) {
+            if (op != 'f') ptrs[id] = p;
             if (nout >= MAX_OUT) die("too many events");
             long off;
-            if (p == NULL) off = -1;
+            if (op == 'f') off = 0;
+            else if (p == NULL) off = -1;
             else if (((size_t *)p)[-1] & 2) off = -2;
             else off = (long)((char *)p - base);
             out[nout].op = op; out[nout].id = id; out[nout].size = a; out[nout].off = off;
+            out[nout].fp = (unsigned long)((char *)sbrk(0) - base) + mapped_total;
             nout++;
         }
         cur = line_end + 1;
     }
     for (unsigned long i = 0; i < nout; i++) {
         put(&out[i].op, 1); put(" ", 1);
-        putnum(out[i].id); put(" ", 1);
-        putnum(out[i].size); put(" ", 1);
-        if (out[i].off == -1) put("NULL", 4);
-        else if (out[i].off == -2) put("MMAP", 4);
-        else putnum((unsigned long)out[i].off);
+        putnum(out[i].id);
+        if (out[i].op != 'f') {
+            put(" ", 1);
+            putnum(out[i].size); put(" ", 1);
+            if (out[i].off == -1) put("NULL", 4);
+            else if (out[i].off == -2) put("MMAP", 4);
+            else putnum((unsigned long)out[i].off);
+        }
+        if (footprint) { put(" ", 1); putnum(out[i].fp); }
         put("\n", 1);
     }
     flush();
