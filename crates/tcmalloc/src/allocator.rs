@@ -39,12 +39,14 @@ use spin::Mutex;
 
 use crate::central::{Central, PageSource};
 use crate::check::{self, Parts};
+use crate::key::{key_offset, process_key};
 use crate::page_heap::PageHeap;
-use crate::pagemap::PageMap;
+use crate::pagemap::{CLASS_MASK, Leaf, PageMap};
 use crate::size_map::{NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP};
 use crate::span::{Location, Span};
 use crate::thread_cache::{
     Backend, DEFAULT_OVERALL_THREAD_CACHE_SIZE, MIN_THREAD_CACHE_SIZE, STEAL_AMOUNT, ThreadCache,
+    clear_key,
 };
 
 /// Allocators one thread can hold a cache for at once.
@@ -55,10 +57,28 @@ pub const MAX_LIVE_ALLOCATORS: usize = 64;
 
 /// A thread cache with its registry links and its budget (which other threads may steal from).
 struct CacheNode {
+    /// The process's double-free key (the shared state's copy, kept beside the cache).
+    key: usize,
+    /// The pagemap leaf this thread's frees looked up last (only this thread touches it).
+    leaf: UnsafeCell<LeafCache>,
     max_size: AtomicUsize,
     next: *mut CacheNode,
     prev: *mut CacheNode,
     cache: UnsafeCell<ThreadCache>,
+}
+
+/// A thread's last pagemap leaf: `leaf` covers the pages whose leaf number is `number` (no
+/// page's, `usize::MAX`, while empty). Leaves never move or go away, so it is never stale.
+struct LeafCache {
+    number: usize,
+    leaf: *const Leaf,
+}
+
+impl LeafCache {
+    const EMPTY: LeafCache = LeafCache {
+        number: usize::MAX,
+        leaf: null(),
+    };
 }
 
 /// The registry of thread caches and the overall budget (gperftools' `thread_heaps_`,
@@ -74,6 +94,9 @@ struct Registry {
 /// Everything the threads share, placed in memory from the source.
 struct Shared {
     id: u64,
+    /// The process's double-free key ([`crate::key`]), kept here beside the pagemap that every
+    /// free reads anyway.
+    key: usize,
     heap: Mutex<PageHeap>,
     pagemap: PageMap,
     central: [Mutex<Central>; NUM_CLASSES],
@@ -450,6 +473,7 @@ impl<S: MemorySource> Tcmalloc<S> {
         // the pagemap's all-zero bytes are a valid empty map (null atomics, zero counter).
         unsafe {
             addr_of_mut!((*p).id).write(id);
+            addr_of_mut!((*p).key).write(process_key());
             addr_of_mut!((*p).heap).write(Mutex::new(PageHeap::new()));
             addr_of_mut!((*p).pagemap)
                 .cast::<u8>()
@@ -546,6 +570,8 @@ impl<S: MemorySource> Tcmalloc<S> {
             unsafe {
                 addr_of_mut!((*p).max_size).write(AtomicUsize::new(0));
                 addr_of_mut!((*p).cache).write(UnsafeCell::new(ThreadCache::new()));
+                addr_of_mut!((*p).key).write(sh.key);
+                addr_of_mut!((*p).leaf).write(UnsafeCell::new(LeafCache::EMPTY));
             }
             p
         } else {
@@ -556,6 +582,7 @@ impl<S: MemorySource> Tcmalloc<S> {
             // SAFETY: `node` is ours; registered nodes are alive under the lock.
             unsafe {
                 (*node).max_size.store(0, Ordering::Relaxed);
+                *(*node).leaf.get() = LeafCache::EMPTY;
                 (*node).prev = null_mut();
                 (*node).next = reg.head;
                 if !reg.head.is_null() {
@@ -630,7 +657,11 @@ impl<S: MemorySource> Tcmalloc<S> {
                 source: Some(&self.source),
             };
             return match sh.central[class].lock().remove_range(1, &mut pages) {
-                Some((head, _, _)) => head,
+                Some((head, _, _)) => {
+                    // SAFETY: `head` is an object of `class`, the caller's now.
+                    unsafe { clear_key(head, key_offset(SIZE_MAP.class_size(class))) };
+                    head
+                }
                 None => null_mut(),
             };
         }
@@ -660,23 +691,65 @@ impl<S: MemorySource> Tcmalloc<S> {
         }
     }
 
-    /// Frees `ptr` (allocated with `layout`).
+    /// Frees `ptr`. Aborts with a message naming the pointer on a bad free the checks see (see
+    /// the module docs): the fast path reads the pointer's pagemap entry (its class and its
+    /// page's place in the span), checks that it is an object start of that class, and looks
+    /// for the double-free key; the layout is not used for small blocks (the pagemap's class is
+    /// the truth).
     #[inline(always)]
     fn dealloc_impl(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(class) = SIZE_MAP.class_for(layout)
-            && let Some(node) = self.fast_node()
-        {
-            // SAFETY: the node is this thread's own cache; `ptr` is a block of `class` (the
-            // layout it was allocated with says so) that the caller gives up.
-            unsafe {
-                let cache = &mut *(*node).cache.get();
-                if !cache.push(class, ptr, (*node).max_size.load(Ordering::Relaxed)) {
-                    self.dealloc_overflow(node, class);
+        if let Some(node) = self.fast_node() {
+            let addr = ptr as usize;
+            let page = addr >> PAGE_SHIFT;
+            // SAFETY: the node is this thread's own cache; only this thread touches its leaf
+            // cache and lists.
+            let (lc, cache) = unsafe { (&mut *(*node).leaf.get(), &mut *(*node).cache.get()) };
+            let leaf = if lc.number == PageMap::leaf_number(page) {
+                // SAFETY: a cached leaf is a live leaf of our pagemap covering `page`.
+                Some(unsafe { &*lc.leaf })
+            } else {
+                self.fill_leaf_cache(lc, page)
+            };
+            if let Some(leaf) = leaf {
+                let class = leaf.class(page);
+                if class != 0 {
+                    let off = (leaf.index(page) << PAGE_SHIFT) | (addr & (PAGE_SIZE - 1));
+                    if !SIZE_MAP.is_object_start(class, off) {
+                        bad_free(FreeError::NotABlock { ptr: addr })
+                    }
+                    // SAFETY: the node is alive while its thread runs; `key` never changes.
+                    let key = unsafe { (*node).key };
+                    // SAFETY: `ptr` is an object start of `class` (checked above).
+                    if unsafe { cache.carries_key(class, ptr, key) } {
+                        confirm_not_cached(cache, class, ptr);
+                    }
+                    // SAFETY: `ptr` is an object of `class`, not on this thread's list, that the
+                    // caller gives up.
+                    unsafe {
+                        if !cache.push(class, ptr, (*node).max_size.load(Ordering::Relaxed), key) {
+                            self.dealloc_overflow(node, class);
+                        }
+                    }
+                    return;
                 }
             }
-            return;
         }
         self.dealloc_slow(ptr, layout)
+    }
+
+    /// The pagemap leaf of `page` (null if the heap has none there), kept in `lc` when found.
+    #[cold]
+    #[inline(never)]
+    fn fill_leaf_cache(&self, lc: &mut LeafCache, page: usize) -> Option<&Leaf> {
+        let p = self.shared.load(Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: the shared state lives as long as `self` (and its leaves with it).
+        let l = unsafe { (*p).pagemap.leaf_for(page) }?;
+        lc.number = PageMap::leaf_number(page);
+        lc.leaf = l;
+        Some(l)
     }
 
     #[cold]
@@ -694,19 +767,20 @@ impl<S: MemorySource> Tcmalloc<S> {
         unsafe { (*(*node).cache.get()).overflow(class, &mut backend) };
     }
 
-    /// Frees `ptr`; aborts on a pointer this allocator cannot have handed out.
+    /// Frees `ptr` when the fast path cannot: a large block, a thread without a cache in its
+    /// first slot, or a pointer with no class (foreign, a large block's interior, free pages).
     #[inline(never)]
-    fn dealloc_slow(&self, ptr: *mut u8, layout: Layout) {
+    fn dealloc_slow(&self, ptr: *mut u8, _layout: Layout) {
         let p = self.shared.load(Ordering::Acquire);
-        if p.is_null() || ptr.is_null() {
-            abort_with(&FreeError::Foreign { ptr: ptr as usize })
+        if p.is_null() {
+            bad_free(FreeError::Foreign { ptr: ptr as usize })
         }
         // SAFETY: the shared state lives as long as `self`.
         let sh = unsafe { &*p };
-        // A sized free (the layout it was allocated with, as GlobalAlloc and Allocator promise)
-        // gives the class without the pagemap, like gperftools' sized delete.
-        let class = SIZE_MAP.class_for(layout).unwrap_or(0);
-        debug_assert_eq!(class, sh.pagemap.class(ptr as usize >> PAGE_SHIFT));
+        let class = match small_class(sh, ptr) {
+            Ok(c) => c,
+            Err(e) => bad_free(e),
+        };
         if class != 0 {
             if let Some(node) = self.thread_cache(sh) {
                 let mut backend = SharedBackend {
@@ -714,11 +788,14 @@ impl<S: MemorySource> Tcmalloc<S> {
                     source: Some(&self.source),
                     node,
                 };
-                // SAFETY: the node is this thread's own cache; `ptr` is a block of `class`
-                // (the pagemap says so) that the caller gives up.
+                // SAFETY: the node is this thread's own cache; `ptr` is an object start of
+                // `class` (checked) that the caller gives up.
                 unsafe {
                     let cache = &mut *(*node).cache.get();
-                    cache.deallocate(class, ptr, &mut backend);
+                    if cache.carries_key(class, ptr, sh.key) {
+                        confirm_not_cached(cache, class, ptr);
+                    }
+                    cache.deallocate(class, ptr, sh.key, &mut backend);
                 }
                 return;
             }
@@ -726,7 +803,7 @@ impl<S: MemorySource> Tcmalloc<S> {
                 shared: sh,
                 source: None,
             };
-            // SAFETY: `ptr` is a free block of `class`; a one-object list.
+            // SAFETY: `ptr` is a free object of `class` (checked); a one-object list.
             unsafe {
                 ptr.cast::<*mut u8>().write(null_mut());
                 sh.central[class]
@@ -741,41 +818,90 @@ impl<S: MemorySource> Tcmalloc<S> {
     #[cold]
     fn dealloc_large(&self, sh: &Shared, ptr: *mut u8) {
         let mut heap = sh.heap.lock();
-        let s = sh.pagemap.get(ptr as usize >> PAGE_SHIFT);
-        // SAFETY: pagemap entries name span records of ours; under the heap lock no one changes
-        // an in-use large span.
-        let ok = !s.is_null()
-            && unsafe { (*s).location == Location::InUse && (*s).class == 0 && (*s).start == ptr };
-        if !ok {
-            drop(heap);
-            abort_with(&FreeError::NotABlock { ptr: ptr as usize })
-        }
+        let s = match large_span(sh, &heap, ptr) {
+            Ok(s) => s,
+            Err(e) => {
+                drop(heap);
+                bad_free(e)
+            }
+        };
         // SAFETY: `s` is the live large span starting at `ptr`, given up by the caller.
         unsafe { heap.delete_span(s, &sh.pagemap) };
     }
 
-    /// The usable size of a live block: its class size, or its span's bytes.
+    /// The usable size of the block at `ptr`: its class size, or its span's bytes. Aborts on a
+    /// pointer that is not a block's start (as a free of it would), before anything reads it.
     fn usable_size(&self, ptr: *mut u8) -> usize {
         let p = self.shared.load(Ordering::Acquire);
         if p.is_null() {
-            return 0;
+            bad_free(FreeError::Foreign { ptr: ptr as usize })
         }
         // SAFETY: the shared state lives as long as `self`.
         let sh = unsafe { &*p };
-        let page = ptr as usize >> PAGE_SHIFT;
-        match sh.pagemap.class(page) {
-            0 => {
-                let _heap = sh.heap.lock();
-                let s = sh.pagemap.get(page);
-                if s.is_null() {
-                    0
-                } else {
-                    // SAFETY: a live large block's first page names its span.
-                    unsafe { (*s).bytes() }
+        match small_class(sh, ptr) {
+            Ok(0) => {
+                let heap = sh.heap.lock();
+                match large_span(sh, &heap, ptr) {
+                    // SAFETY: a live large span of ours, not changed under the heap lock.
+                    Ok(s) => unsafe { (*s).bytes() },
+                    Err(e) => bad_free(e),
                 }
             }
-            c => SIZE_MAP.class_size(c),
+            Ok(c) => SIZE_MAP.class_size(c),
+            Err(e) => bad_free(e),
         }
+    }
+}
+
+/// Aborts the process with a message naming the pointer of a bad free.
+#[cold]
+#[inline(never)]
+fn bad_free(e: FreeError) -> ! {
+    abort_with(&e)
+}
+
+/// The class of the object starting at `ptr`, or 0 when `ptr`'s page belongs to no class span
+/// (a large block, free pages, or not this heap: [`large_span`] decides);
+/// [`FreeError::NotABlock`] for a pointer inside a class span that is not an object start.
+fn small_class(sh: &Shared, ptr: *mut u8) -> Result<usize, FreeError> {
+    let addr = ptr as usize;
+    let entry = sh.pagemap.entry(addr >> PAGE_SHIFT);
+    let class = entry & CLASS_MASK;
+    let off = ((entry >> 8) << PAGE_SHIFT) | (addr & (PAGE_SIZE - 1));
+    if class != 0 && !SIZE_MAP.is_object_start(class, off) {
+        return Err(FreeError::NotABlock { ptr: addr });
+    }
+    Ok(class)
+}
+
+/// The large span starting at `ptr` (`heap` is the locked page heap):
+/// [`FreeError::Foreign`] for an address the heap never had, [`FreeError::NotABlock`] for
+/// anything but the start of a large block in use (its interior, free pages: a large block freed
+/// twice).
+fn large_span(sh: &Shared, heap: &PageHeap, ptr: *mut u8) -> Result<*mut Span, FreeError> {
+    if !heap.holds(ptr as usize) {
+        return Err(FreeError::Foreign { ptr: ptr as usize });
+    }
+    let s = sh.pagemap.get(ptr as usize >> PAGE_SHIFT);
+    if s.is_null() {
+        return Err(FreeError::NotABlock { ptr: ptr as usize });
+    }
+    // SAFETY: pagemap entries name span records of ours; under the heap lock no one changes an
+    // in-use large span.
+    let ok = unsafe { (*s).location == Location::InUse && (*s).class == 0 && (*s).start == ptr };
+    if ok {
+        Ok(s)
+    } else {
+        Err(FreeError::NotABlock { ptr: ptr as usize })
+    }
+}
+
+/// After the key matched: aborts if `ptr` is on this thread's list of `class` (a double free).
+#[cold]
+#[inline(never)]
+fn confirm_not_cached(cache: &ThreadCache, class: usize, ptr: *mut u8) {
+    if cache.list(class).contains(ptr) {
+        bad_free(FreeError::DoubleFree { ptr: ptr as usize })
     }
 }
 

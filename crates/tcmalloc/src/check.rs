@@ -327,17 +327,17 @@ fn tile_region(
                 )?;
             }
         }
-        for pg in sp.first_page()..=sp.last_page() {
-            let want = if sp.location == Location::InUse {
-                class
+        for (i, pg) in (sp.first_page()..=sp.last_page()).enumerate() {
+            let want = if sp.location == Location::InUse && class != 0 {
+                class | i << 8
             } else {
                 0
             };
             ensure(
-                pm.class(pg) == want,
+                pm.entry(pg) == want,
                 "pagemap",
                 pg << PAGE_SHIFT,
-                "page's class is not its span's",
+                "page's class entry is not its span's class and its index in the span",
             )?;
             ensure(
                 class == 0 || pm.get(pg) == s,
@@ -428,6 +428,16 @@ fn check_thread_cache(cache: &ThreadCache, pm: &PageMap) -> Walk<usize> {
     let mut bytes = 0usize;
     let mut objects = 0usize;
     for (class, l) in cache.lists.iter().enumerate() {
+        let class_ok = class < NUM_CLASSES || (l.length == 0 && l.head.is_null());
+        ensure(
+            class_ok,
+            "thread cache list",
+            class,
+            "list past the last class holds objects",
+        )?;
+        if class >= NUM_CLASSES {
+            continue;
+        }
         const NAME: &str = "thread cache list";
         ensure(
             l.object_size as usize == SIZE_MAP.class_size(class),

@@ -271,9 +271,9 @@ impl PageHeap {
         // SAFETY: `s` is valid (caller).
         unsafe {
             (*s).class = class as u8;
-            for p in (*s).first_page()..=(*s).last_page() {
+            for (i, p) in ((*s).first_page()..=(*s).last_page()).enumerate() {
                 pm.set(p, s);
-                pm.set_class(p, class);
+                pm.set_class(p, class, i);
             }
         }
     }
@@ -287,7 +287,7 @@ impl PageHeap {
         unsafe {
             (*s).class = 0;
             for p in (*s).first_page()..=(*s).last_page() {
-                pm.set_class(p, 0);
+                pm.set_class(p, 0, 0);
             }
         }
     }
@@ -381,6 +381,20 @@ impl PageHeap {
         };
         self.chunks = p;
         true
+    }
+
+    /// Whether `addr` lies in a range of pages the heap took from its source.
+    pub fn holds(&self, addr: usize) -> bool {
+        let mut c = self.chunks;
+        while !c.is_null() {
+            // SAFETY: chunk records are valid and ours.
+            let (s, l, next) = unsafe { ((*c).start, (*c).len, (*c).next) };
+            if addr >= s && addr - s < l {
+                return true;
+            }
+            c = next;
+        }
+        false
     }
 
     /// Calls `f(start, len)` for each range of pages the heap holds, in address order.
