@@ -204,10 +204,11 @@ impl<S: MemorySource> PageSource for SharedPages<'_, S> {
     }
     unsafe fn delete_class_span(&mut self, s: *mut Span) {
         let mut heap = self.shared.heap.lock();
+        let mut src = self.source.map(|m| m.lock());
         // SAFETY: forwarded caller contract.
         unsafe {
             heap.unregister_class(s, &self.shared.pagemap);
-            heap.delete_span(s, &self.shared.pagemap);
+            heap.delete_span(s, &self.shared.pagemap, src.as_deref_mut());
         }
     }
     fn pagemap(&self) -> &PageMap {
@@ -235,7 +236,7 @@ impl<S: MemorySource> Backend for SharedBackend<'_, S> {
     unsafe fn insert_range(&mut self, class: usize, head: *mut u8, tail: *mut u8, n: usize) {
         let mut pages = SharedPages::<S> {
             shared: self.shared,
-            source: None,
+            source: self.source,
         };
         // SAFETY: forwarded caller contract.
         unsafe {
@@ -417,6 +418,20 @@ impl<S: MemorySource> Tcmalloc<S> {
             caches,
         })
         .map(|_| ())
+    }
+
+    /// Gives every free page of the page heap back to the source now (gperftools'
+    /// `MallocExtension::ReleaseFreeMemory`); returns the pages released. Objects in thread,
+    /// transfer and central caches stay.
+    pub fn release_free_memory(&self) -> usize {
+        let Some(sh) = self.shared() else {
+            return 0;
+        };
+        // SAFETY: the shared state lives as long as `self`.
+        let sh = unsafe { &*sh };
+        let mut heap = sh.heap.lock();
+        let mut src = self.source.lock();
+        heap.release_at_least(usize::MAX, &sh.pagemap, &mut *src)
     }
 
     /// Number of threads holding a cache of this allocator.
@@ -801,7 +816,7 @@ impl<S: MemorySource> Tcmalloc<S> {
             }
             let mut pages = SharedPages::<S> {
                 shared: sh,
-                source: None,
+                source: Some(&self.source),
             };
             // SAFETY: `ptr` is a free object of `class` (checked); a one-object list.
             unsafe {
@@ -825,8 +840,9 @@ impl<S: MemorySource> Tcmalloc<S> {
                 bad_free(e)
             }
         };
+        let mut src = self.source.lock();
         // SAFETY: `s` is the live large span starting at `ptr`, given up by the caller.
-        unsafe { heap.delete_span(s, &sh.pagemap) };
+        unsafe { heap.delete_span(s, &sh.pagemap, Some(&mut *src)) };
     }
 
     /// The usable size of the block at `ptr`: its class size, or its span's bytes. Aborts on a

@@ -55,7 +55,8 @@ impl<S: MemorySource + ?Sized> PageSource for HeapAccess<'_, S> {
         // SAFETY: forwarded caller contract.
         unsafe {
             self.heap.unregister_class(s, self.pagemap);
-            self.heap.delete_span(s, self.pagemap);
+            self.heap
+                .delete_span(s, self.pagemap, Some(&mut *self.source));
         }
     }
     fn pagemap(&self) -> &PageMap {
@@ -160,6 +161,16 @@ impl<S: MemorySource> Core<S> {
                 max_size: &mut self.max_size,
             },
         )
+    }
+
+    /// Gives every free page of the page heap back to the source now (gperftools'
+    /// `MallocExtension::ReleaseFreeMemory`); returns the pages released.
+    pub fn release_free_memory(&mut self) -> usize {
+        let n = self
+            .heap
+            .release_at_least(usize::MAX, &self.pagemap, &mut self.source);
+        self.stats.set_footprint(self.source.footprint());
+        n
     }
 
     /// Gives everything in the thread cache back to the central lists (what a thread's exit
@@ -307,7 +318,10 @@ impl<S: MemorySource> Core<S> {
             unsafe { cache.deallocate(class, ptr.as_ptr(), process_key(), &mut backend) };
         } else {
             // SAFETY: `s` is a live large span starting at `ptr` (caller).
-            unsafe { self.heap.delete_span(s, &self.pagemap) };
+            unsafe {
+                self.heap
+                    .delete_span(s, &self.pagemap, Some(&mut self.source))
+            };
         }
     }
 }
@@ -345,6 +359,8 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
         // SAFETY: checked by `block_of`; the caller gives the block up.
         unsafe { self.free_raw(s, class, ptr) };
         self.stats.record_free(layout.size(), held);
+        // Pages may have gone back to the source.
+        self.stats.set_footprint(self.source.footprint());
         Ok(())
     }
 
@@ -454,7 +470,7 @@ impl<S: MemorySource> Core<S> {
             // SAFETY: as above.
             let (bytes, loc, class) = unsafe { ((*s).bytes(), (*s).location, (*s).class as usize) };
             match (loc, class) {
-                (Location::Free, _) => out.block(addr, bytes, BlockKind::Free),
+                (Location::Free | Location::Returned, _) => out.block(addr, bytes, BlockKind::Free),
                 (Location::InUse, 0) => out.block(addr, bytes, BlockKind::Live { requested: 0 }),
                 (Location::InUse, c) => self.inspect_span(s, c, out),
             }

@@ -110,7 +110,12 @@ fn double_frees_are_errors_wherever_the_object_went() {
     let double = |c: &mut Core<BoxedRegion>, b: std::ptr::NonNull<u8>, l: Layout| {
         // SAFETY: the second free of `b`: the manager must refuse it.
         let e = unsafe { c.deallocate(b, l) }.unwrap_err();
-        assert_eq!(e, FreeError::DoubleFree { ptr: b.as_ptr() as usize });
+        assert_eq!(
+            e,
+            FreeError::DoubleFree {
+                ptr: b.as_ptr() as usize
+            }
+        );
         c.check_invariants().unwrap();
     };
     // A live object keeps the span with its central list (a span whose objects are all back
@@ -128,7 +133,9 @@ fn double_frees_are_errors_wherever_the_object_went() {
     // Back on its span's free list, or in a transfer batch, after a flush.
     c.flush_thread_cache();
     double(&mut c, b, l);
-    let many: Vec<_> = (0..2000).map(|_| c.allocate(l).unwrap().cast::<u8>()).collect();
+    let many: Vec<_> = (0..2000)
+        .map(|_| c.allocate(l).unwrap().cast::<u8>())
+        .collect();
     for &m in &many {
         // SAFETY: live blocks, freed once.
         unsafe { c.deallocate(m, l) }.unwrap();

@@ -173,6 +173,10 @@ fn a_span_count_off_is_reported() {
     expect(&c, "free_pages is not the pages on the free lists");
 
     let (mut c, _) = busy();
+    c.heap.returned_pages += 1;
+    expect(&c, "returned_pages is not the pages on the returned lists");
+
+    let (mut c, _) = busy();
     c.stats.live_blocks += 1;
     expect(&c, "live_blocks is not the objects out");
 }
