@@ -82,25 +82,7 @@ impl Which {
 }
 
 fn gperftools() -> Option<Which> {
-    // SAFETY: dlopen/dlsym with valid C strings; the symbols have C malloc/free signatures.
-    unsafe {
-        let h = libc::dlopen(
-            c"libtcmalloc_minimal.so.4".as_ptr(),
-            libc::RTLD_NOW | libc::RTLD_LOCAL,
-        );
-        if h.is_null() {
-            return None;
-        }
-        let m = libc::dlsym(h, c"tc_malloc".as_ptr());
-        let f = libc::dlsym(h, c"tc_free".as_ptr());
-        if m.is_null() || f.is_null() {
-            return None;
-        }
-        Some(Which::Gperftools(
-            std::mem::transmute::<*mut libc::c_void, MallocFn>(m),
-            std::mem::transmute::<*mut libc::c_void, FreeFn>(f),
-        ))
-    }
+    Gperf::load().map(|g| Which::Gperftools(g.malloc, g.free))
 }
 
 fn allocators() -> Vec<Which> {
@@ -346,7 +328,8 @@ unsafe impl GlobalAlloc for Gperf {
 
 /// In a child process: replays `trace` through one allocator, prints #4 by resident memory (the
 /// matrix's method: RSS growth over the baseline read when the replay starts, every page of
-/// every block touched, the peak from VmHWM) and the median time per step of 5 replays.
+/// every block touched, the peak from VmHWM) and the median time per step of 5 replays. Both
+/// allocators are set up (one malloc and free) before the baseline, as loading gperftools does.
 fn trace_child(name: &str, trace: &str) {
     let t = workloads::Trace::load(trace).expect("trace");
     let prog = workloads::Program::compile(&t).expect("program");
@@ -356,6 +339,11 @@ fn trace_child(name: &str, trace: &str) {
         "gperftools" => Box::new(Gperf::load().expect("libtcmalloc_minimal.so.4")),
         other => panic!("no allocator {other}"),
     };
+    // gperftools sets itself up when it is loaded (a static constructor mallocs and frees one
+    // byte); set tcmalloc up the same way, so neither's start-up lands in the replay's growth.
+    let one = Layout::from_size_align(1, 1).expect("layout");
+    // SAFETY: a valid layout; the block is freed at once.
+    unsafe { g.dealloc(g.alloc(one), one) };
     let rss = || status_kib("VmRSS:") * 1024;
     let reset_peak = || std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let mut base = 0;
