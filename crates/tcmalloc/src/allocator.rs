@@ -23,6 +23,13 @@
 //! static GLOBAL: Tcmalloc = Tcmalloc::new(allocator_traits::OsPages::new());
 //! ```
 //!
+//! Bad frees abort the process with a message naming the pointer ([`abort_with`]): a free reads
+//! the pointer's pagemap leaf (each thread keeps the last one it used), whose class byte and
+//! page-in-span index must make the pointer an object start of that class; a page with no class
+//! must be the first page of a large block in use (checked under the page heap's lock); an object
+//! of 16 B or more that carries the process's double-free key ([`crate::key`]) is looked for on
+//! the thread's own list. docs/tcmalloc.md lists exactly what is and is not caught.
+//!
 //! A thread finds its cache through a thread-local table of `(allocator id, cache)` slots (a
 //! thread may use up to [`THREAD_SLOTS`] allocators with a cache each; beyond that it goes to
 //! the central lists directly). When the thread exits, a thread-local guard gives every cached
@@ -382,7 +389,7 @@ impl<S: MemorySource> Tcmalloc<S> {
         self.source.lock().footprint()
     }
 
-    /// The invariant walk of [`crate::check`] over the shared structures (page heap, pagemap,
+    /// The invariant walk of `check` (src/check.rs) over the shared structures (page heap, pagemap,
     /// spans, central lists, transfer caches) and the calling thread's own cache, under every
     /// central lock and the page heap's (taken in the allocator's lock order, so the other
     /// threads wait at their next slow path and their fast paths go on). The other threads'
@@ -938,7 +945,7 @@ impl<S: MemorySource> Drop for Tcmalloc<S> {
 
 // SAFETY: blocks are aligned and sized as asked (size classes honour alignment up to a page,
 // larger alignments get aligned spans), stay valid until freed, and are handed to one caller;
-// a bad free aborts.
+// the bad frees the checks see abort (see the module docs).
 unsafe impl<S: MemorySource> GlobalAlloc for Tcmalloc<S> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

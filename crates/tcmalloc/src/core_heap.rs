@@ -396,7 +396,7 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
         self.stats.record_moved_resize();
     }
 
-    /// The walk of [`crate::check`] over the page heap, pagemap, spans, central lists, transfer
+    /// The walk of `check` (src/check.rs) over the page heap, pagemap, spans, central lists, transfer
     /// caches and the thread cache; then the statistics and the budget against what it counted.
     fn check_invariants(&self) -> Result<(), Corruption> {
         let census = check::check(&Parts {
