@@ -133,7 +133,7 @@ fn double_frees_are_errors_wherever_the_object_went() {
     // Back on its span's free list, or in a transfer batch, after a flush.
     c.flush_thread_cache();
     double(&mut c, b, l);
-    let many: Vec<_> = (0..2000)
+    let many: Vec<_> = (0..if cfg!(miri) { 150 } else { 2000 })
         .map(|_| c.allocate(l).unwrap().cast::<u8>())
         .collect();
     for &m in &many {
