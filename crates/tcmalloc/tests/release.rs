@@ -100,7 +100,7 @@ fn freed_pages_are_released_and_reused() {
 
 #[test]
 fn the_walk_passes_with_both_kinds_of_free_spans_after_a_random_workload() {
-    let mut c = core(if cfg!(miri) { 8 << 20 } else { 128 << 20 });
+    let mut c = core(if cfg!(miri) { 16 << 20 } else { 128 << 20 });
     let mut live: Vec<(NonNull<u8>, Layout)> = Vec::new();
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let ops = if cfg!(miri) { 400 } else { 40_000 };
@@ -108,9 +108,15 @@ fn the_walk_passes_with_both_kinds_of_free_spans_after_a_random_workload() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        if live.len() < 20 || (rng % 5 < 3 && live.len() < 400) {
+        // Smaller under Miri, whose region is smaller.
+        let (cap, large) = if cfg!(miri) {
+            (40, 100_000)
+        } else {
+            (400, 400_000)
+        };
+        if live.len() < 20 || (rng % 5 < 3 && live.len() < cap) {
             let size = match rng >> 61 {
-                0 | 1 => 40_000 + (rng >> 20) as usize % 400_000,
+                0 | 1 => 40_000 + (rng >> 20) as usize % large,
                 _ => 1 + (rng >> 20) as usize % 4000,
             };
             let l = Layout::from_size_align(size, 8).unwrap();
