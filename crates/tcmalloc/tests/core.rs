@@ -149,7 +149,7 @@ fn double_frees_are_errors_wherever_the_object_went() {
         .iter()
         .copied()
         .enumerate()
-        .filter(|(i, _)| i % 37 == 1)
+        .filter(|(i, _)| i % 37 == 1 && i % 10 != 0)
         .collect();
     for &(_, m) in &picked {
         double(&mut c, m, l);
