@@ -82,25 +82,7 @@ impl Which {
 }
 
 fn gperftools() -> Option<Which> {
-    // SAFETY: dlopen/dlsym with valid C strings; the symbols have C malloc/free signatures.
-    unsafe {
-        let h = libc::dlopen(
-            c"libtcmalloc_minimal.so.4".as_ptr(),
-            libc::RTLD_NOW | libc::RTLD_LOCAL,
-        );
-        if h.is_null() {
-            return None;
-        }
-        let m = libc::dlsym(h, c"tc_malloc".as_ptr());
-        let f = libc::dlsym(h, c"tc_free".as_ptr());
-        if m.is_null() || f.is_null() {
-            return None;
-        }
-        Some(Which::Gperftools(
-            std::mem::transmute::<*mut libc::c_void, MallocFn>(m),
-            std::mem::transmute::<*mut libc::c_void, FreeFn>(f),
-        ))
-    }
+    Gperf::load().map(|g| Which::Gperftools(g.malloc, g.free))
 }
 
 fn allocators() -> Vec<Which> {
@@ -269,7 +251,159 @@ fn peak_child(name: &str) {
     );
 }
 
+/// gperftools' entry points as a `GlobalAlloc` (for the trace replays).
+struct Gperf {
+    malloc: MallocFn,
+    free: FreeFn,
+    realloc: unsafe extern "C" fn(*mut libc::c_void, usize) -> *mut libc::c_void,
+    memalign: unsafe extern "C" fn(usize, usize) -> *mut libc::c_void,
+}
+
+impl Gperf {
+    fn load() -> Option<Gperf> {
+        // SAFETY: dlopen/dlsym with valid C strings; the symbols have the C signatures named.
+        unsafe {
+            let h = libc::dlopen(
+                c"libtcmalloc_minimal.so.4".as_ptr(),
+                libc::RTLD_NOW | libc::RTLD_LOCAL,
+            );
+            if h.is_null() {
+                return None;
+            }
+            let sym = |n: &std::ffi::CStr| {
+                let p = libc::dlsym(h, n.as_ptr());
+                (!p.is_null()).then_some(p)
+            };
+            Some(Gperf {
+                malloc: std::mem::transmute::<*mut libc::c_void, MallocFn>(sym(c"tc_malloc")?),
+                free: std::mem::transmute::<*mut libc::c_void, FreeFn>(sym(c"tc_free")?),
+                realloc: std::mem::transmute::<
+                    *mut libc::c_void,
+                    unsafe extern "C" fn(*mut libc::c_void, usize) -> *mut libc::c_void,
+                >(sym(c"tc_realloc")?),
+                memalign: std::mem::transmute::<
+                    *mut libc::c_void,
+                    unsafe extern "C" fn(usize, usize) -> *mut libc::c_void,
+                >(sym(c"tc_memalign")?),
+            })
+        }
+    }
+}
+
+// SAFETY: gperftools' malloc family returns blocks aligned to 8 (16 from 16 B up) valid until
+// freed; larger or stricter alignments go through `tc_memalign`.
+unsafe impl GlobalAlloc for Gperf {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // The 8 B class is only 8-aligned: ask 16 for a 16-aligned block under 16 B.
+        // SAFETY: plain C calls.
+        unsafe {
+            if l.align() <= 8 || (l.align() <= 16 && l.size() >= 16) {
+                (self.malloc)(l.size()).cast()
+            } else {
+                (self.memalign)(l.align(), l.size()).cast()
+            }
+        }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, _: Layout) {
+        // SAFETY: `p` came from this allocator.
+        unsafe { (self.free)(p.cast()) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        if l.align() <= 8 {
+            // SAFETY: `p` came from this allocator.
+            unsafe { (self.realloc)(p.cast(), new).cast() }
+        } else {
+            // SAFETY: the default's contract is ours.
+            unsafe {
+                let q = self.alloc(Layout::from_size_align_unchecked(new, l.align()));
+                if !q.is_null() {
+                    std::ptr::copy_nonoverlapping(p, q, l.size().min(new));
+                    self.dealloc(p, l);
+                }
+                q
+            }
+        }
+    }
+}
+
+/// In a child process: replays `trace` through one allocator, prints #4 by resident memory (the
+/// matrix's method: RSS growth over the baseline read when the replay starts, every page of
+/// every block touched, the peak from VmHWM) and the median time per step of 5 replays. Both
+/// allocators are set up (one malloc and free) before the baseline, as loading gperftools does.
+fn trace_child(name: &str, trace: &str) {
+    let t = workloads::Trace::load(trace).expect("trace");
+    let prog = workloads::Program::compile(&t).expect("program");
+    drop(t);
+    let g: Box<dyn GlobalAlloc> = match name {
+        "tcmalloc" => Box::new(tcmalloc::Tcmalloc::new(allocator_traits::OsPages::new())),
+        "gperftools" => Box::new(Gperf::load().expect("libtcmalloc_minimal.so.4")),
+        other => panic!("no allocator {other}"),
+    };
+    // gperftools sets itself up when it is loaded (a static constructor mallocs and frees one
+    // byte); set tcmalloc up the same way, so neither's start-up lands in the replay's growth.
+    let one = Layout::from_size_align(1, 1).expect("layout");
+    // SAFETY: a valid layout; the block is freed at once.
+    unsafe { g.dealloc(g.alloc(one), one) };
+    let rss = || status_kib("VmRSS:") * 1024;
+    let reset_peak = || std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let mut base = 0;
+    let mut probe = || {
+        let now = rss();
+        if base == 0 {
+            reset_peak();
+            base = now;
+        }
+        now.saturating_sub(base)
+    };
+    let track = workloads::Options {
+        track: true,
+        series_points: 300,
+        touch: true,
+        free_leftovers: true,
+    };
+    let out = workloads::replay_global(&*g, &prog, track, Some(&mut probe)).expect("replay");
+    let peak = (status_kib("VmHWM:") * 1024).saturating_sub(base);
+    let f = workloads::Fragmentation::of_peer(&out, peak);
+    let mut ns: Vec<f64> = (0..5)
+        .map(|_| {
+            let o = workloads::replay_global(&*g, &prog, workloads::Options::default(), None)
+                .expect("replay");
+            workloads::metrics::ns_per_op(&o)
+        })
+        .collect();
+    let ns = workloads::metrics::median(&mut ns).unwrap_or(0.0);
+    println!(
+        "{name} {trace} frag4={:.1}% peak_rss_growth={} peak_live={} ns_per_step={ns:.1}",
+        f.frag4.unwrap_or(0.0) * 100.0,
+        f.peak_footprint,
+        f.peak_live
+    );
+}
+
 fn main() {
+    // `TCMALLOC_BENCH_TRACES=FILE,FILE...`: each recorded trace through gperftools and tcmalloc,
+    // each replay in its own child process (resident memory, #4, time per step).
+    if let Ok(name) = std::env::var("TCMALLOC_BENCH_TRACE_CHILD") {
+        let trace = std::env::var("TCMALLOC_BENCH_TRACE_FILE").expect("trace file");
+        trace_child(&name, &trace);
+        return;
+    }
+    if let Ok(traces) = std::env::var("TCMALLOC_BENCH_TRACES") {
+        let exe = std::env::current_exe().expect("own path");
+        for trace in traces.split(',') {
+            for name in ["gperftools", "tcmalloc"] {
+                let out = std::process::Command::new(&exe)
+                    .env("TCMALLOC_BENCH_TRACE_CHILD", name)
+                    .env("TCMALLOC_BENCH_TRACE_FILE", trace)
+                    .output()
+                    .expect("child run");
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        return;
+    }
+
     // `TCMALLOC_BENCH_OPS=NAME`: 10 M churn operations with one allocator and nothing else, for
     // callgrind (instructions per operation do not depend on the machine's load). `floor` is the
     // harness alone.

@@ -23,6 +23,13 @@
 //! static GLOBAL: Tcmalloc = Tcmalloc::new(allocator_traits::OsPages::new());
 //! ```
 //!
+//! Bad frees abort the process with a message naming the pointer ([`abort_with`]): a free reads
+//! the pointer's pagemap leaf (each thread keeps the last one it used), whose class byte and
+//! page-in-span index must make the pointer an object start of that class; a page with no class
+//! must be the first page of a large block in use (checked under the page heap's lock); an object
+//! of 16 B or more that carries the process's double-free key ([`crate::key`]) is looked for on
+//! the thread's own list. docs/tcmalloc.md lists exactly what is and is not caught.
+//!
 //! A thread finds its cache through a thread-local table of `(allocator id, cache)` slots (a
 //! thread may use up to [`THREAD_SLOTS`] allocators with a cache each; beyond that it goes to
 //! the central lists directly). When the thread exits, a thread-local guard gives every cached
@@ -39,12 +46,14 @@ use spin::Mutex;
 
 use crate::central::{Central, PageSource};
 use crate::check::{self, Parts};
+use crate::key::{key_offset, process_key};
 use crate::page_heap::PageHeap;
-use crate::pagemap::PageMap;
+use crate::pagemap::{CLASS_MASK, Leaf, PageMap};
 use crate::size_map::{NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP};
 use crate::span::{Location, Span};
 use crate::thread_cache::{
     Backend, DEFAULT_OVERALL_THREAD_CACHE_SIZE, MIN_THREAD_CACHE_SIZE, STEAL_AMOUNT, ThreadCache,
+    clear_key,
 };
 
 /// Allocators one thread can hold a cache for at once.
@@ -55,10 +64,28 @@ pub const MAX_LIVE_ALLOCATORS: usize = 64;
 
 /// A thread cache with its registry links and its budget (which other threads may steal from).
 struct CacheNode {
+    /// The process's double-free key (the shared state's copy, kept beside the cache).
+    key: usize,
+    /// The pagemap leaf this thread's frees looked up last (only this thread touches it).
+    leaf: UnsafeCell<LeafCache>,
     max_size: AtomicUsize,
     next: *mut CacheNode,
     prev: *mut CacheNode,
     cache: UnsafeCell<ThreadCache>,
+}
+
+/// A thread's last pagemap leaf: `leaf` covers the pages whose leaf number is `number` (no
+/// page's, `usize::MAX`, while empty). Leaves never move or go away, so it is never stale.
+struct LeafCache {
+    number: usize,
+    leaf: *const Leaf,
+}
+
+impl LeafCache {
+    const EMPTY: LeafCache = LeafCache {
+        number: usize::MAX,
+        leaf: null(),
+    };
 }
 
 /// The registry of thread caches and the overall budget (gperftools' `thread_heaps_`,
@@ -74,6 +101,9 @@ struct Registry {
 /// Everything the threads share, placed in memory from the source.
 struct Shared {
     id: u64,
+    /// The process's double-free key ([`crate::key`]), kept here beside the pagemap that every
+    /// free reads anyway.
+    key: usize,
     heap: Mutex<PageHeap>,
     pagemap: PageMap,
     central: [Mutex<Central>; NUM_CLASSES],
@@ -181,10 +211,11 @@ impl<S: MemorySource> PageSource for SharedPages<'_, S> {
     }
     unsafe fn delete_class_span(&mut self, s: *mut Span) {
         let mut heap = self.shared.heap.lock();
+        let mut src = self.source.map(|m| m.lock());
         // SAFETY: forwarded caller contract.
         unsafe {
             heap.unregister_class(s, &self.shared.pagemap);
-            heap.delete_span(s, &self.shared.pagemap);
+            heap.delete_span(s, &self.shared.pagemap, src.as_deref_mut());
         }
     }
     fn pagemap(&self) -> &PageMap {
@@ -212,7 +243,7 @@ impl<S: MemorySource> Backend for SharedBackend<'_, S> {
     unsafe fn insert_range(&mut self, class: usize, head: *mut u8, tail: *mut u8, n: usize) {
         let mut pages = SharedPages::<S> {
             shared: self.shared,
-            source: None,
+            source: self.source,
         };
         // SAFETY: forwarded caller contract.
         unsafe {
@@ -358,7 +389,7 @@ impl<S: MemorySource> Tcmalloc<S> {
         self.source.lock().footprint()
     }
 
-    /// The invariant walk of [`crate::check`] over the shared structures (page heap, pagemap,
+    /// The invariant walk of `check` (src/check.rs) over the shared structures (page heap, pagemap,
     /// spans, central lists, transfer caches) and the calling thread's own cache, under every
     /// central lock and the page heap's (taken in the allocator's lock order, so the other
     /// threads wait at their next slow path and their fast paths go on). The other threads'
@@ -394,6 +425,20 @@ impl<S: MemorySource> Tcmalloc<S> {
             caches,
         })
         .map(|_| ())
+    }
+
+    /// Gives every free page of the page heap back to the source now (gperftools'
+    /// `MallocExtension::ReleaseFreeMemory`); returns the pages released. Objects in thread,
+    /// transfer and central caches stay.
+    pub fn release_free_memory(&self) -> usize {
+        let Some(sh) = self.shared() else {
+            return 0;
+        };
+        // SAFETY: the shared state lives as long as `self`.
+        let sh = unsafe { &*sh };
+        let mut heap = sh.heap.lock();
+        let mut src = self.source.lock();
+        heap.release_at_least(usize::MAX, &sh.pagemap, &mut *src)
     }
 
     /// Number of threads holding a cache of this allocator.
@@ -450,6 +495,7 @@ impl<S: MemorySource> Tcmalloc<S> {
         // the pagemap's all-zero bytes are a valid empty map (null atomics, zero counter).
         unsafe {
             addr_of_mut!((*p).id).write(id);
+            addr_of_mut!((*p).key).write(process_key());
             addr_of_mut!((*p).heap).write(Mutex::new(PageHeap::new()));
             addr_of_mut!((*p).pagemap)
                 .cast::<u8>()
@@ -546,6 +592,8 @@ impl<S: MemorySource> Tcmalloc<S> {
             unsafe {
                 addr_of_mut!((*p).max_size).write(AtomicUsize::new(0));
                 addr_of_mut!((*p).cache).write(UnsafeCell::new(ThreadCache::new()));
+                addr_of_mut!((*p).key).write(sh.key);
+                addr_of_mut!((*p).leaf).write(UnsafeCell::new(LeafCache::EMPTY));
             }
             p
         } else {
@@ -556,6 +604,7 @@ impl<S: MemorySource> Tcmalloc<S> {
             // SAFETY: `node` is ours; registered nodes are alive under the lock.
             unsafe {
                 (*node).max_size.store(0, Ordering::Relaxed);
+                *(*node).leaf.get() = LeafCache::EMPTY;
                 (*node).prev = null_mut();
                 (*node).next = reg.head;
                 if !reg.head.is_null() {
@@ -630,7 +679,11 @@ impl<S: MemorySource> Tcmalloc<S> {
                 source: Some(&self.source),
             };
             return match sh.central[class].lock().remove_range(1, &mut pages) {
-                Some((head, _, _)) => head,
+                Some((head, _, _)) => {
+                    // SAFETY: `head` is an object of `class`, the caller's now.
+                    unsafe { clear_key(head, key_offset(SIZE_MAP.class_size(class))) };
+                    head
+                }
                 None => null_mut(),
             };
         }
@@ -660,23 +713,65 @@ impl<S: MemorySource> Tcmalloc<S> {
         }
     }
 
-    /// Frees `ptr` (allocated with `layout`).
+    /// Frees `ptr`. Aborts with a message naming the pointer on a bad free the checks see (see
+    /// the module docs): the fast path reads the pointer's pagemap entry (its class and its
+    /// page's place in the span), checks that it is an object start of that class, and looks
+    /// for the double-free key; the layout is not used for small blocks (the pagemap's class is
+    /// the truth).
     #[inline(always)]
     fn dealloc_impl(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(class) = SIZE_MAP.class_for(layout)
-            && let Some(node) = self.fast_node()
-        {
-            // SAFETY: the node is this thread's own cache; `ptr` is a block of `class` (the
-            // layout it was allocated with says so) that the caller gives up.
-            unsafe {
-                let cache = &mut *(*node).cache.get();
-                if !cache.push(class, ptr, (*node).max_size.load(Ordering::Relaxed)) {
-                    self.dealloc_overflow(node, class);
+        if let Some(node) = self.fast_node() {
+            let addr = ptr as usize;
+            let page = addr >> PAGE_SHIFT;
+            // SAFETY: the node is this thread's own cache; only this thread touches its leaf
+            // cache and lists.
+            let (lc, cache) = unsafe { (&mut *(*node).leaf.get(), &mut *(*node).cache.get()) };
+            let leaf = if lc.number == PageMap::leaf_number(page) {
+                // SAFETY: a cached leaf is a live leaf of our pagemap covering `page`.
+                Some(unsafe { &*lc.leaf })
+            } else {
+                self.fill_leaf_cache(lc, page)
+            };
+            if let Some(leaf) = leaf {
+                let class = leaf.class(page);
+                if class != 0 {
+                    let off = (leaf.index(page) << PAGE_SHIFT) | (addr & (PAGE_SIZE - 1));
+                    if !SIZE_MAP.is_object_start(class, off) {
+                        bad_free(FreeError::NotABlock { ptr: addr })
+                    }
+                    // SAFETY: the node is alive while its thread runs; `key` never changes.
+                    let key = unsafe { (*node).key };
+                    // SAFETY: `ptr` is an object start of `class` (checked above).
+                    if unsafe { cache.carries_key(class, ptr, key) } {
+                        confirm_not_cached(cache, class, ptr);
+                    }
+                    // SAFETY: `ptr` is an object of `class`, not on this thread's list, that the
+                    // caller gives up.
+                    unsafe {
+                        if !cache.push(class, ptr, (*node).max_size.load(Ordering::Relaxed), key) {
+                            self.dealloc_overflow(node, class);
+                        }
+                    }
+                    return;
                 }
             }
-            return;
         }
         self.dealloc_slow(ptr, layout)
+    }
+
+    /// The pagemap leaf of `page` (null if the heap has none there), kept in `lc` when found.
+    #[cold]
+    #[inline(never)]
+    fn fill_leaf_cache(&self, lc: &mut LeafCache, page: usize) -> Option<&Leaf> {
+        let p = self.shared.load(Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: the shared state lives as long as `self` (and its leaves with it).
+        let l = unsafe { (*p).pagemap.leaf_for(page) }?;
+        lc.number = PageMap::leaf_number(page);
+        lc.leaf = l;
+        Some(l)
     }
 
     #[cold]
@@ -694,19 +789,20 @@ impl<S: MemorySource> Tcmalloc<S> {
         unsafe { (*(*node).cache.get()).overflow(class, &mut backend) };
     }
 
-    /// Frees `ptr`; aborts on a pointer this allocator cannot have handed out.
+    /// Frees `ptr` when the fast path cannot: a large block, a thread without a cache in its
+    /// first slot, or a pointer with no class (foreign, a large block's interior, free pages).
     #[inline(never)]
-    fn dealloc_slow(&self, ptr: *mut u8, layout: Layout) {
+    fn dealloc_slow(&self, ptr: *mut u8, _layout: Layout) {
         let p = self.shared.load(Ordering::Acquire);
-        if p.is_null() || ptr.is_null() {
-            abort_with(&FreeError::Foreign { ptr: ptr as usize })
+        if p.is_null() {
+            bad_free(FreeError::Foreign { ptr: ptr as usize })
         }
         // SAFETY: the shared state lives as long as `self`.
         let sh = unsafe { &*p };
-        // A sized free (the layout it was allocated with, as GlobalAlloc and Allocator promise)
-        // gives the class without the pagemap, like gperftools' sized delete.
-        let class = SIZE_MAP.class_for(layout).unwrap_or(0);
-        debug_assert_eq!(class, sh.pagemap.class(ptr as usize >> PAGE_SHIFT));
+        let class = match small_class(sh, ptr) {
+            Ok(c) => c,
+            Err(e) => bad_free(e),
+        };
         if class != 0 {
             if let Some(node) = self.thread_cache(sh) {
                 let mut backend = SharedBackend {
@@ -714,19 +810,22 @@ impl<S: MemorySource> Tcmalloc<S> {
                     source: Some(&self.source),
                     node,
                 };
-                // SAFETY: the node is this thread's own cache; `ptr` is a block of `class`
-                // (the pagemap says so) that the caller gives up.
+                // SAFETY: the node is this thread's own cache; `ptr` is an object start of
+                // `class` (checked) that the caller gives up.
                 unsafe {
                     let cache = &mut *(*node).cache.get();
-                    cache.deallocate(class, ptr, &mut backend);
+                    if cache.carries_key(class, ptr, sh.key) {
+                        confirm_not_cached(cache, class, ptr);
+                    }
+                    cache.deallocate(class, ptr, sh.key, &mut backend);
                 }
                 return;
             }
             let mut pages = SharedPages::<S> {
                 shared: sh,
-                source: None,
+                source: Some(&self.source),
             };
-            // SAFETY: `ptr` is a free block of `class`; a one-object list.
+            // SAFETY: `ptr` is a free object of `class` (checked); a one-object list.
             unsafe {
                 ptr.cast::<*mut u8>().write(null_mut());
                 sh.central[class]
@@ -741,41 +840,91 @@ impl<S: MemorySource> Tcmalloc<S> {
     #[cold]
     fn dealloc_large(&self, sh: &Shared, ptr: *mut u8) {
         let mut heap = sh.heap.lock();
-        let s = sh.pagemap.get(ptr as usize >> PAGE_SHIFT);
-        // SAFETY: pagemap entries name span records of ours; under the heap lock no one changes
-        // an in-use large span.
-        let ok = !s.is_null()
-            && unsafe { (*s).location == Location::InUse && (*s).class == 0 && (*s).start == ptr };
-        if !ok {
-            drop(heap);
-            abort_with(&FreeError::NotABlock { ptr: ptr as usize })
-        }
+        let s = match large_span(sh, &heap, ptr) {
+            Ok(s) => s,
+            Err(e) => {
+                drop(heap);
+                bad_free(e)
+            }
+        };
+        let mut src = self.source.lock();
         // SAFETY: `s` is the live large span starting at `ptr`, given up by the caller.
-        unsafe { heap.delete_span(s, &sh.pagemap) };
+        unsafe { heap.delete_span(s, &sh.pagemap, Some(&mut *src)) };
     }
 
-    /// The usable size of a live block: its class size, or its span's bytes.
+    /// The usable size of the block at `ptr`: its class size, or its span's bytes. Aborts on a
+    /// pointer that is not a block's start (as a free of it would), before anything reads it.
     fn usable_size(&self, ptr: *mut u8) -> usize {
         let p = self.shared.load(Ordering::Acquire);
         if p.is_null() {
-            return 0;
+            bad_free(FreeError::Foreign { ptr: ptr as usize })
         }
         // SAFETY: the shared state lives as long as `self`.
         let sh = unsafe { &*p };
-        let page = ptr as usize >> PAGE_SHIFT;
-        match sh.pagemap.class(page) {
-            0 => {
-                let _heap = sh.heap.lock();
-                let s = sh.pagemap.get(page);
-                if s.is_null() {
-                    0
-                } else {
-                    // SAFETY: a live large block's first page names its span.
-                    unsafe { (*s).bytes() }
+        match small_class(sh, ptr) {
+            Ok(0) => {
+                let heap = sh.heap.lock();
+                match large_span(sh, &heap, ptr) {
+                    // SAFETY: a live large span of ours, not changed under the heap lock.
+                    Ok(s) => unsafe { (*s).bytes() },
+                    Err(e) => bad_free(e),
                 }
             }
-            c => SIZE_MAP.class_size(c),
+            Ok(c) => SIZE_MAP.class_size(c),
+            Err(e) => bad_free(e),
         }
+    }
+}
+
+/// Aborts the process with a message naming the pointer of a bad free.
+#[cold]
+#[inline(never)]
+fn bad_free(e: FreeError) -> ! {
+    abort_with(&e)
+}
+
+/// The class of the object starting at `ptr`, or 0 when `ptr`'s page belongs to no class span
+/// (a large block, free pages, or not this heap: [`large_span`] decides);
+/// [`FreeError::NotABlock`] for a pointer inside a class span that is not an object start.
+fn small_class(sh: &Shared, ptr: *mut u8) -> Result<usize, FreeError> {
+    let addr = ptr as usize;
+    let entry = sh.pagemap.entry(addr >> PAGE_SHIFT);
+    let class = entry & CLASS_MASK;
+    let off = ((entry >> 8) << PAGE_SHIFT) | (addr & (PAGE_SIZE - 1));
+    if class != 0 && !SIZE_MAP.is_object_start(class, off) {
+        return Err(FreeError::NotABlock { ptr: addr });
+    }
+    Ok(class)
+}
+
+/// The large span starting at `ptr` (`heap` is the locked page heap):
+/// [`FreeError::Foreign`] for an address the heap never had, [`FreeError::NotABlock`] for
+/// anything but the start of a large block in use (its interior, free pages: a large block freed
+/// twice).
+fn large_span(sh: &Shared, heap: &PageHeap, ptr: *mut u8) -> Result<*mut Span, FreeError> {
+    if !heap.holds(ptr as usize) {
+        return Err(FreeError::Foreign { ptr: ptr as usize });
+    }
+    let s = sh.pagemap.get(ptr as usize >> PAGE_SHIFT);
+    if s.is_null() {
+        return Err(FreeError::NotABlock { ptr: ptr as usize });
+    }
+    // SAFETY: pagemap entries name span records of ours; under the heap lock no one changes an
+    // in-use large span.
+    let ok = unsafe { (*s).location == Location::InUse && (*s).class == 0 && (*s).start == ptr };
+    if ok {
+        Ok(s)
+    } else {
+        Err(FreeError::NotABlock { ptr: ptr as usize })
+    }
+}
+
+/// After the key matched: aborts if `ptr` is on this thread's list of `class` (a double free).
+#[cold]
+#[inline(never)]
+fn confirm_not_cached(cache: &ThreadCache, class: usize, ptr: *mut u8) {
+    if cache.list(class).contains(ptr) {
+        bad_free(FreeError::DoubleFree { ptr: ptr as usize })
     }
 }
 
@@ -796,7 +945,7 @@ impl<S: MemorySource> Drop for Tcmalloc<S> {
 
 // SAFETY: blocks are aligned and sized as asked (size classes honour alignment up to a page,
 // larger alignments get aligned spans), stay valid until freed, and are handed to one caller;
-// a bad free aborts.
+// the bad frees the checks see abort (see the module docs).
 unsafe impl<S: MemorySource> GlobalAlloc for Tcmalloc<S> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

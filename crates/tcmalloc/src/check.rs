@@ -87,7 +87,7 @@ pub(crate) fn check(p: &Parts<'_>) -> Walk<Census> {
             // SAFETY: `tile_region` hands over spans it found exact in the pagemap.
             let (loc, class, pages) = unsafe { ((*s).location, (*s).class as usize, (*s).pages) };
             match (loc, class) {
-                (Location::Free, _) => {
+                (Location::Free | Location::Returned, _) => {
                     free_spans.0 += 1;
                     free_spans.1 += pages;
                 }
@@ -117,9 +117,13 @@ pub(crate) fn check(p: &Parts<'_>) -> Walk<Census> {
         heap.spans.live,
         "records in use are not the spans tiling the regions",
     )?;
-    let listed = (1..=MAX_PAGES).map(|k| heap.free[k].len).sum::<usize>() + heap.large.len;
+    let listed = (1..=MAX_PAGES)
+        .map(|k| heap.free[k].len + heap.returned[k].len)
+        .sum::<usize>()
+        + heap.large.len
+        + heap.large_returned.len;
     ensure(
-        free_spans == (listed, heap.free_pages),
+        free_spans == (listed, heap.free_pages + heap.returned_pages),
         "page heap",
         heap.free_pages,
         "free spans in the regions are not those on the free lists",
@@ -177,82 +181,102 @@ fn check_list(
         structure,
         n,
         "fewer spans than the list's count",
+    )?;
+    ensure(
+        list.tail == prev,
+        structure,
+        prev as usize,
+        "tail is not the last span",
     )
 }
 
-/// Page heap free lists: well linked, exact lengths, exact pagemap ends, coalesced.
+/// Page heap free lists, normal and returned: well linked, exact lengths, exact pagemap ends,
+/// coalesced with neighbours of the same kind, page counts right.
 fn check_free_lists(heap: &PageHeap, pm: &PageMap) -> Walk {
-    let mut pages = 0usize;
-    for k in 0..=MAX_PAGES + 1 {
-        let (list, name) = match k {
-            0 => (&heap.free[0], "page heap free[0]"),
-            k if k <= MAX_PAGES => (&heap.free[k], "page heap free list"),
-            _ => (&heap.large, "page heap large list"),
-        };
-        check_list(list, name, |s| {
-            // SAFETY: a span on a free list (checked linked) is a record of ours.
-            let sp = unsafe { &*s };
-            let at = sp.start as usize;
-            let len_ok = if k <= MAX_PAGES {
-                sp.pages == k
-            } else {
-                sp.pages > MAX_PAGES
+    for kind in [Location::Free, Location::Returned] {
+        let mut pages = 0usize;
+        for k in 0..=MAX_PAGES + 1 {
+            let (list, name) = match (k, kind) {
+                (0, Location::Free) => (&heap.free[0], "page heap free[0]"),
+                (0, _) => (&heap.returned[0], "page heap returned[0]"),
+                (k, Location::Free) if k <= MAX_PAGES => (&heap.free[k], "page heap free list"),
+                (k, _) if k <= MAX_PAGES => (&heap.returned[k], "page heap returned list"),
+                (_, Location::Free) => (&heap.large, "page heap large list"),
+                _ => (&heap.large_returned, "page heap large returned list"),
             };
-            ensure(len_ok, name, at, "span of the wrong length for its list")?;
-            ensure(
-                sp.location == Location::Free,
-                name,
-                at,
-                "span on a free list is not free",
-            )?;
-            ensure(
-                sp.class == 0 && sp.refcount == 0 && sp.objects.is_null() && sp.level == NO_LEVEL,
-                name,
-                at,
-                "free span with a class, objects or a level",
-            )?;
-            ensure(
-                pm.get(sp.first_page()) == s && pm.get(sp.last_page()) == s,
-                "pagemap",
-                at,
-                "free span's first or last page does not map to it",
-            )?;
-            let before = pm.get(sp.first_page().wrapping_sub(1));
-            // SAFETY: the entry of the page before a span is exact when a span ends there.
-            let merged_before = before.is_null()
-                || unsafe {
-                    (*before).location != Location::Free
-                        || (*before).last_page() != sp.first_page() - 1
+            check_list(list, name, |s| {
+                // SAFETY: a span on a free list (checked linked) is a record of ours.
+                let sp = unsafe { &*s };
+                let at = sp.start as usize;
+                let len_ok = if k <= MAX_PAGES {
+                    sp.pages == k
+                } else {
+                    sp.pages > MAX_PAGES
                 };
-            ensure(
-                merged_before,
-                name,
-                at,
-                "free span next to a free span before it (not coalesced)",
-            )?;
-            let after = pm.get(sp.last_page() + 1);
-            // SAFETY: as above, for the page after.
-            let merged_after = after.is_null()
-                || unsafe {
-                    (*after).location != Location::Free
-                        || (*after).first_page() != sp.last_page() + 1
-                };
-            ensure(
-                merged_after,
-                name,
-                at,
-                "free span next to a free span after it (not coalesced)",
-            )?;
-            pages += sp.pages;
-            Ok(())
-        })?;
+                ensure(len_ok, name, at, "span of the wrong length for its list")?;
+                ensure(
+                    sp.location == kind,
+                    name,
+                    at,
+                    "span on a free list is not free in that list's way",
+                )?;
+                ensure(
+                    sp.class == 0
+                        && sp.refcount == 0
+                        && sp.objects.is_null()
+                        && sp.level == NO_LEVEL,
+                    name,
+                    at,
+                    "free span with a class, objects or a level",
+                )?;
+                ensure(
+                    pm.get(sp.first_page()) == s && pm.get(sp.last_page()) == s,
+                    "pagemap",
+                    at,
+                    "free span's first or last page does not map to it",
+                )?;
+                let before = pm.get(sp.first_page().wrapping_sub(1));
+                // SAFETY: the entry of the page before a span is exact when a span ends there.
+                let merged_before = before.is_null()
+                    || unsafe {
+                        (*before).location != kind || (*before).last_page() != sp.first_page() - 1
+                    };
+                ensure(
+                    merged_before,
+                    name,
+                    at,
+                    "free span next to a free span of its kind before it (not coalesced)",
+                )?;
+                let after = pm.get(sp.last_page() + 1);
+                // SAFETY: as above, for the page after.
+                let merged_after = after.is_null()
+                    || unsafe {
+                        (*after).location != kind || (*after).first_page() != sp.last_page() + 1
+                    };
+                ensure(
+                    merged_after,
+                    name,
+                    at,
+                    "free span next to a free span of its kind after it (not coalesced)",
+                )?;
+                pages += sp.pages;
+                Ok(())
+            })?;
+        }
+        let (want, problem) = if kind == Location::Free {
+            (
+                heap.free_pages,
+                "free_pages is not the pages on the free lists",
+            )
+        } else {
+            (
+                heap.returned_pages,
+                "returned_pages is not the pages on the returned lists",
+            )
+        };
+        ensure(pages == want, "page heap", want, problem)?;
     }
-    ensure(
-        pages == heap.free_pages,
-        "page heap",
-        heap.free_pages,
-        "free_pages is not the pages on the free lists",
-    )
+    Ok(())
 }
 
 /// Walks a region span by span through the pagemap and checks each span's pagemap entries and
@@ -293,15 +317,10 @@ fn tile_region(
         )?;
         let class = sp.class as usize;
         match sp.location {
-            Location::Free => {
+            Location::Free | Location::Returned => {
                 // Its list was checked well linked: a span is on it iff its neighbours say so.
                 let on_list = if sp.prev.is_null() {
-                    let list = if sp.pages <= MAX_PAGES {
-                        &p.heap.free[sp.pages]
-                    } else {
-                        &p.heap.large
-                    };
-                    list.head == s
+                    p.heap.list_of(sp.pages, sp.location).head == s
                 } else {
                     // SAFETY: a non-null link names a span record of ours.
                     unsafe { (*sp.prev).next == s }
@@ -327,17 +346,17 @@ fn tile_region(
                 )?;
             }
         }
-        for pg in sp.first_page()..=sp.last_page() {
-            let want = if sp.location == Location::InUse {
-                class
+        for (i, pg) in (sp.first_page()..=sp.last_page()).enumerate() {
+            let want = if sp.location == Location::InUse && class != 0 {
+                class | i << 8
             } else {
                 0
             };
             ensure(
-                pm.class(pg) == want,
+                pm.entry(pg) == want,
                 "pagemap",
                 pg << PAGE_SHIFT,
-                "page's class is not its span's",
+                "page's class entry is not its span's class and its index in the span",
             )?;
             ensure(
                 class == 0 || pm.get(pg) == s,
@@ -428,6 +447,16 @@ fn check_thread_cache(cache: &ThreadCache, pm: &PageMap) -> Walk<usize> {
     let mut bytes = 0usize;
     let mut objects = 0usize;
     for (class, l) in cache.lists.iter().enumerate() {
+        let class_ok = class < NUM_CLASSES || (l.length == 0 && l.head.is_null());
+        ensure(
+            class_ok,
+            "thread cache list",
+            class,
+            "list past the last class holds objects",
+        )?;
+        if class >= NUM_CLASSES {
+            continue;
+        }
         const NAME: &str = "thread cache list";
         ensure(
             l.object_size as usize == SIZE_MAP.class_size(class),

@@ -12,9 +12,13 @@
 //! ```
 //!
 //! Bad frees it reports (see [`FreeSpaceManager::detects`]): a pointer in no span of this heap
-//! ([`FreeError::Foreign`]), and a pointer inside a span that is not the start of an object or of
-//! a large block ([`FreeError::NotABlock`]). A double free of a small object is not detected (the
-//! object would sit in the thread cache twice), as in gperftools.
+//! ([`FreeError::Foreign`]); a pointer inside a span that is not the start of an object or of
+//! a large block, or into free pages ([`FreeError::NotABlock`]: a large block freed twice is
+//! one); a small object freed again while it is free ([`FreeError::DoubleFree`]): one of 16 B
+//! or more carries the process's key ([`crate::key`]) from its first free until it is handed out
+//! again, and a free that finds the key searches the thread cache, the transfer cache and the
+//! object's span; an 8 B object has no room for the key and is caught only while it is the last
+//! object freed into its thread cache list.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -26,6 +30,7 @@ use allocator_traits::{
 
 use crate::central::{Central, PageSource};
 use crate::check::{self, Parts};
+use crate::key::process_key;
 use crate::page_heap::PageHeap;
 use crate::pagemap::PageMap;
 use crate::size_map::{MAX_OBJECTS_PER_SPAN, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP};
@@ -50,7 +55,8 @@ impl<S: MemorySource + ?Sized> PageSource for HeapAccess<'_, S> {
         // SAFETY: forwarded caller contract.
         unsafe {
             self.heap.unregister_class(s, self.pagemap);
-            self.heap.delete_span(s, self.pagemap);
+            self.heap
+                .delete_span(s, self.pagemap, Some(&mut *self.source));
         }
     }
     fn pagemap(&self) -> &PageMap {
@@ -157,6 +163,16 @@ impl<S: MemorySource> Core<S> {
         )
     }
 
+    /// Gives every free page of the page heap back to the source now (gperftools'
+    /// `MallocExtension::ReleaseFreeMemory`); returns the pages released.
+    pub fn release_free_memory(&mut self) -> usize {
+        let n = self
+            .heap
+            .release_at_least(usize::MAX, &self.pagemap, &mut self.source);
+        self.stats.set_footprint(self.source.footprint());
+        n
+    }
+
     /// Gives everything in the thread cache back to the central lists (what a thread's exit
     /// does in the concurrent allocator).
     pub fn flush_thread_cache(&mut self) {
@@ -182,7 +198,12 @@ impl<S: MemorySource> Core<S> {
         let class = self.pagemap.class(page);
         let s = self.pagemap.get(page);
         if s.is_null() {
-            return Err(FreeError::Foreign { ptr: addr });
+            // Inside a large or free span (exact only at its ends), or not ours at all.
+            return Err(if self.heap.holds(addr) {
+                FreeError::NotABlock { ptr: addr }
+            } else {
+                FreeError::Foreign { ptr: addr }
+            });
         }
         // SAFETY: pagemap entries name span records of ours (maybe stale, but valid memory).
         let (start, pages, loc, sclass) =
@@ -201,6 +222,53 @@ impl<S: MemorySource> Core<S> {
             return Err(not_block);
         }
         Ok((s, class))
+    }
+
+    /// `Err(DoubleFree)` if the object `ptr` of class `class` in span `s` is free: in the
+    /// thread cache, in a transfer batch, or on its span's free list. Searched only when the
+    /// object carries the key or heads its thread cache list.
+    fn check_not_free(&self, s: *mut Span, class: usize, ptr: *mut u8) -> Result<(), FreeError> {
+        let list = self.cache.list(class);
+        // SAFETY: `ptr` is an object start of `class` (checked by `block_of`).
+        let marked = unsafe { self.cache.carries_key(class, ptr, process_key()) };
+        if !marked && list.head != ptr {
+            return Ok(());
+        }
+        let batch = SIZE_MAP.batch_size(class);
+        let in_batch = |head: *mut u8| {
+            let mut o = head;
+            (0..batch).any(|_| {
+                let hit = o == ptr;
+                // SAFETY: a batch is `batch` linked free objects of ours.
+                o = unsafe { o.cast::<*mut u8>().read() };
+                hit
+            })
+        };
+        let in_span = || {
+            // SAFETY: `s` is `ptr`'s live span; its free objects are linked through their first
+            // word, null-terminated.
+            let mut o = unsafe { (*s).objects };
+            while !o.is_null() {
+                if o == ptr {
+                    return true;
+                }
+                // SAFETY: as above.
+                o = unsafe { o.cast::<*mut u8>().read() };
+            }
+            false
+        };
+        let free = list.contains(ptr)
+            || self.central[class]
+                .transfer
+                .batches()
+                .iter()
+                .any(|b| in_batch(b.head))
+            || in_span();
+        if free {
+            Err(FreeError::DoubleFree { ptr: ptr as usize })
+        } else {
+            Ok(())
+        }
     }
 
     fn held(&self, s: *mut Span, class: usize) -> usize {
@@ -247,10 +315,13 @@ impl<S: MemorySource> Core<S> {
         if class != 0 {
             let (cache, mut backend) = self.parts();
             // SAFETY: `ptr` is the start of an object of `class` in a live span (caller).
-            unsafe { cache.deallocate(class, ptr.as_ptr(), &mut backend) };
+            unsafe { cache.deallocate(class, ptr.as_ptr(), process_key(), &mut backend) };
         } else {
             // SAFETY: `s` is a live large span starting at `ptr` (caller).
-            unsafe { self.heap.delete_span(s, &self.pagemap) };
+            unsafe {
+                self.heap
+                    .delete_span(s, &self.pagemap, Some(&mut self.source))
+            };
         }
     }
 }
@@ -271,7 +342,13 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
     }
 
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        let (s, class) = match self.block_of(ptr) {
+        let checked = self.block_of(ptr).and_then(|(s, class)| {
+            if class != 0 {
+                self.check_not_free(s, class, ptr.as_ptr())?;
+            }
+            Ok((s, class))
+        });
+        let (s, class) = match checked {
             Ok(b) => b,
             Err(e) => {
                 self.stats.record_bad_free();
@@ -282,6 +359,8 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
         // SAFETY: checked by `block_of`; the caller gives the block up.
         unsafe { self.free_raw(s, class, ptr) };
         self.stats.record_free(layout.size(), held);
+        // Pages may have gone back to the source.
+        self.stats.set_footprint(self.source.footprint());
         Ok(())
     }
 
@@ -317,7 +396,7 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
         self.stats.record_moved_resize();
     }
 
-    /// The walk of [`crate::check`] over the page heap, pagemap, spans, central lists, transfer
+    /// The walk of `check` (src/check.rs) over the page heap, pagemap, spans, central lists, transfer
     /// caches and the thread cache; then the statistics and the budget against what it counted.
     fn check_invariants(&self) -> Result<(), Corruption> {
         let census = check::check(&Parts {
@@ -370,7 +449,7 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
     fn detects(&self) -> Detects {
         Detects {
             foreign: true,
-            double_free: false,
+            double_free: true,
             layout_mismatch: false,
         }
     }
@@ -391,7 +470,7 @@ impl<S: MemorySource> Core<S> {
             // SAFETY: as above.
             let (bytes, loc, class) = unsafe { ((*s).bytes(), (*s).location, (*s).class as usize) };
             match (loc, class) {
-                (Location::Free, _) => out.block(addr, bytes, BlockKind::Free),
+                (Location::Free | Location::Returned, _) => out.block(addr, bytes, BlockKind::Free),
                 (Location::InUse, 0) => out.block(addr, bytes, BlockKind::Live { requested: 0 }),
                 (Location::InUse, c) => self.inspect_span(s, c, out),
             }

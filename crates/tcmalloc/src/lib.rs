@@ -15,6 +15,7 @@
 //! * [`size_map`]: the 85 size classes, computed as gperftools computes them, O(1) lookup.
 //! * [`page_heap`], [`pagemap`], [`span`]: the back end of whole pages.
 //! * [`central`], [`transfer`]: per-class lists of spans, with whole batches parked in front.
+//! * [`key`]: the per-process key that marks cached objects, for double-free detection.
 //! * [`thread_cache`]: the per-thread front end with slow-start lists and a budget.
 //! * `check`: the invariant walk over all of these ([`allocator_traits::FreeSpaceManager::check_invariants`]).
 //! * [`Core`]: all of it single-threaded, as a [`allocator_traits::FreeSpaceManager`].
@@ -35,6 +36,8 @@ pub mod central;
 mod check;
 #[cfg(not(loom))]
 mod core_heap;
+#[cfg(not(loom))]
+pub mod key;
 pub mod metadata;
 #[cfg(not(loom))]
 pub mod page_heap;

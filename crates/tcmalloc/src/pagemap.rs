@@ -49,16 +49,21 @@ pub const PAGE_BITS: usize = ROOT_BITS + 2 * NODE_BITS + LEAF_BITS;
 const LEAF_LEN: usize = 1 << LEAF_BITS;
 const NODE_LEN: usize = 1 << NODE_BITS;
 const ROOT_LEN: usize = 1 << ROOT_BITS;
+/// The class bits of an [`entry`](PageMap::entry).
+pub const CLASS_MASK: usize = 0xff;
 
 /// An interior node: 512 children (nodes or leaves).
 pub struct Node {
     children: [AtomicPtr<u8>; NODE_LEN],
 }
 
-/// A leaf: span pointers and class bytes of 512 pages.
+/// A leaf: span pointers and class entries of 512 pages.
 pub struct Leaf {
     spans: [AtomicPtr<Span>; LEAF_LEN],
+    /// The page's size class (0 for a page of no class span).
     classes: [AtomicU8; LEAF_LEN],
+    /// The page's index in its class span (0 for a page of no class span).
+    indexes: [AtomicU8; LEAF_LEN],
 }
 
 /// The three-level radix tree.
@@ -83,6 +88,20 @@ fn split(page: usize) -> [usize; 4] {
         (page >> LEAF_BITS) & (NODE_LEN - 1),
         page & (LEAF_LEN - 1),
     ]
+}
+
+impl Leaf {
+    /// The size class of `page` (a page this leaf covers): as [`PageMap::class`].
+    #[inline(always)]
+    pub fn class(&self, page: usize) -> usize {
+        self.classes[page & (LEAF_LEN - 1)].load(Ordering::Relaxed) as usize
+    }
+
+    /// The index of `page` (a page this leaf covers) in its class span.
+    #[inline(always)]
+    pub fn index(&self, page: usize) -> usize {
+        self.indexes[page & (LEAF_LEN - 1)].load(Ordering::Relaxed) as usize
+    }
 }
 
 impl PageMap {
@@ -133,6 +152,20 @@ impl PageMap {
         Some((unsafe { &*leaf }, l))
     }
 
+    /// The leaf covering `page`, if it exists. Leaves are never freed or moved, so a caller may
+    /// keep it for every later lookup of a page with the same [`leaf_number`](Self::leaf_number)
+    /// (the concurrent free's per-thread leaf cache).
+    #[inline]
+    pub fn leaf_for(&self, page: usize) -> Option<&Leaf> {
+        self.leaf(page).map(|(l, _)| l)
+    }
+
+    /// Which leaf covers `page`: pages with the same number share a leaf.
+    #[inline(always)]
+    pub const fn leaf_number(page: usize) -> usize {
+        page >> LEAF_BITS
+    }
+
     /// The span recorded for `page`, or null.
     #[inline]
     pub fn get(&self, page: usize) -> *mut Span {
@@ -146,7 +179,18 @@ impl PageMap {
     #[inline]
     pub fn class(&self, page: usize) -> usize {
         match self.leaf(page) {
-            Some((leaf, i)) => leaf.classes[i].load(Ordering::Relaxed) as usize,
+            Some((leaf, _)) => leaf.class(page),
+            None => 0,
+        }
+    }
+
+    /// The class entry of `page`: `class | index << 8`, `index` being the page's place in its
+    /// class span (0 for a page of no class span, or not ours). With it a free checks that a
+    /// pointer is an object start from the pointer alone.
+    #[inline(always)]
+    pub fn entry(&self, page: usize) -> usize {
+        match self.leaf(page) {
+            Some((leaf, _)) => leaf.class(page) | leaf.index(page) << 8,
             None => 0,
         }
     }
@@ -159,11 +203,13 @@ impl PageMap {
         }
     }
 
-    /// Records `class` for `page`.
+    /// Records `class` for `page`, the `index`-th page of its span (`class < 256`, `index <
+    /// 256`: a class span has at most 255 pages).
     #[inline]
-    pub fn set_class(&self, page: usize, class: usize) {
+    pub fn set_class(&self, page: usize, class: usize, index: usize) {
         if let Some((leaf, i)) = self.leaf(page) {
             leaf.classes[i].store(class as u8, Ordering::Relaxed);
+            leaf.indexes[i].store(index as u8, Ordering::Relaxed);
         }
     }
 
@@ -235,6 +281,7 @@ impl PageMap {
                 for i in 0..LEAF_LEN {
                     core::ptr::addr_of_mut!((*l).spans[i]).write(AtomicPtr::new(null_mut()));
                     core::ptr::addr_of_mut!((*l).classes[i]).write(AtomicU8::new(0));
+                    core::ptr::addr_of_mut!((*l).indexes[i]).write(AtomicU8::new(0));
                 }
             } else {
                 let n = p.cast::<Node>();

@@ -101,6 +101,19 @@ pub struct SizeMap {
     class_to_size: [u32; NUM_CLASSES],
     class_to_pages: [u8; NUM_CLASSES],
     num_objects_to_move: [u8; NUM_CLASSES],
+    /// Indexed by any class byte (a pagemap entry's low byte), so the free path needs no
+    /// bounds check; classes past the last have `limit` 0 (no offset starts an object).
+    boundary: [Boundary; 256],
+}
+
+/// What tells an object start of a class from any other offset in its span without a division:
+/// `off` starts an object iff `off < limit` and `off * magic (mod 2^64) <= magic - 1`, with
+/// `magic = 2^64 / size` rounded up (Lemire, Kaser and Kurz's divisibility test, exact for
+/// `off < 2^32`). Class 0 has `limit` 0: no offset starts an object.
+#[derive(Debug, Clone, Copy)]
+struct Boundary {
+    magic: u64,
+    limit: u32,
 }
 
 /// The table, computed at compile time.
@@ -167,11 +180,23 @@ impl SizeMap {
             num_objects_to_move[c] = num_move_size(class_to_size[c] as usize) as u8;
             c += 1;
         }
+        let mut boundary = [Boundary { magic: 0, limit: 0 }; 256];
+        let mut c = 1;
+        while c < NUM_CLASSES {
+            let size = class_to_size[c] as u64;
+            let span = (class_to_pages[c] as u64) << PAGE_SHIFT;
+            boundary[c] = Boundary {
+                magic: u64::MAX / size + 1,
+                limit: ((span / size) * size) as u32,
+            };
+            c += 1;
+        }
         SizeMap {
             class_array,
             class_to_size,
             class_to_pages,
             num_objects_to_move,
+            boundary,
         }
     }
 
@@ -230,6 +255,15 @@ impl SizeMap {
     #[inline]
     pub fn batch_size(&self, c: usize) -> usize {
         self.num_objects_to_move[c] as usize
+    }
+
+    /// Whether byte offset `off` from the start of a span of class `c` is where one of its
+    /// objects starts (a multiple of the object size, below the span's last object's end).
+    /// Always false for class 0.
+    #[inline(always)]
+    pub fn is_object_start(&self, c: usize, off: usize) -> bool {
+        let b = self.boundary[c & 0xff];
+        off < b.limit as usize && (off as u64).wrapping_mul(b.magic) <= b.magic.wrapping_sub(1)
     }
 
     /// Objects in one span of class `c`.
@@ -324,6 +358,29 @@ mod tests {
             assert!(SIZE_MAP.class_size(c - 1) < size || c == 1, "size {size}");
         }
         assert_eq!(SIZE_MAP.class(0), 1);
+    }
+
+    #[test]
+    fn object_starts_are_the_multiples_of_the_size_inside_the_span() {
+        // Every offset of every class's span and a little past it (sampled under Miri).
+        let step = if cfg!(miri) { 97 } else { 1 };
+        for c in 1..NUM_CLASSES {
+            let size = SIZE_MAP.class_size(c);
+            let span = SIZE_MAP.class_pages(c) << PAGE_SHIFT;
+            let n = SIZE_MAP.objects_per_span(c);
+            for off in (0..span + 2 * size)
+                .step_by(step)
+                .chain([n * size - size, n * size])
+            {
+                let want = off < n * size && off % size == 0;
+                assert_eq!(
+                    SIZE_MAP.is_object_start(c, off),
+                    want,
+                    "class {c} offset {off}"
+                );
+            }
+        }
+        assert!(!SIZE_MAP.is_object_start(0, 0));
     }
 
     #[test]

@@ -25,8 +25,19 @@ use crate::size_map::PAGE_SHIFT;
 pub enum Location {
     /// Handed out by the page heap (to a central list or as a large object).
     InUse,
-    /// On one of the page heap's free lists.
+    /// On one of the page heap's normal free lists: free, its pages committed.
     Free,
+    /// On one of the page heap's returned free lists: free, its pages given back to the source
+    /// (`MemorySource::decommit`), committed again when carved.
+    Returned,
+}
+
+impl Location {
+    /// Whether a span here is on a page heap free list (normal or returned).
+    #[inline]
+    pub fn is_free(self) -> bool {
+        self != Location::InUse
+    }
 }
 
 /// A run of pages.
@@ -36,7 +47,8 @@ pub struct Span {
     pub start: *mut u8,
     /// Length in pages.
     pub pages: usize,
-    /// In use or free. Free iff on a page heap free list.
+    /// In use, free, or free with its pages returned to the source. `Free` iff on a page heap
+    /// normal free list, `Returned` iff on a returned one.
     pub location: Location,
     /// Size class of its objects (0: a large object or a free span); every page of a span of
     /// class `c != 0` maps to it in the pagemap with class `c`, other spans' pages have class 0.
@@ -79,11 +91,13 @@ impl Span {
     }
 }
 
-/// A doubly-linked list of spans (head pointer; `prev` of the head is null).
+/// A doubly-linked list of spans (`prev` of the head and `next` of the tail are null).
 #[derive(Debug)]
 pub struct SpanList {
     /// First span, or null.
     pub head: *mut Span,
+    /// Last span (null iff `head` is).
+    pub tail: *mut Span,
     /// Number of spans on the list.
     pub len: usize,
 }
@@ -93,6 +107,7 @@ impl SpanList {
     pub const fn new() -> Self {
         SpanList {
             head: null_mut(),
+            tail: null_mut(),
             len: 0,
         }
     }
@@ -113,7 +128,9 @@ impl SpanList {
         unsafe {
             (*s).prev = null_mut();
             (*s).next = self.head;
-            if !self.head.is_null() {
+            if self.head.is_null() {
+                self.tail = s;
+            } else {
                 (*self.head).prev = s;
             }
         }
@@ -135,7 +152,9 @@ impl SpanList {
             } else {
                 (*p).next = n;
             }
-            if !n.is_null() {
+            if n.is_null() {
+                self.tail = p;
+            } else {
                 (*n).prev = p;
             }
             (*s).prev = null_mut();

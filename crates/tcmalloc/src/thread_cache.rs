@@ -18,6 +18,7 @@
 
 use core::ptr::null_mut;
 
+use crate::key::{carries, key_offset};
 use crate::size_map::{NUM_CLASSES, SIZE_MAP, SizeMap};
 
 /// Longest a list's `max_length` grows (gperftools' `kMaxDynamicFreeListLength`).
@@ -60,6 +61,8 @@ pub struct FreeList {
     pub(crate) overages: u32,
     /// The class's object size.
     pub(crate) object_size: u32,
+    /// Where cached objects carry the double-free key: `key_offset(object_size)`.
+    pub(crate) key_offset: u32,
 }
 
 impl FreeList {
@@ -71,6 +74,7 @@ impl FreeList {
             max_length: 1,
             overages: 0,
             object_size,
+            key_offset: key_offset(object_size as usize) as u32,
         }
     }
 
@@ -110,6 +114,12 @@ impl FreeList {
         })
     }
 
+    /// Whether `obj` is on the list (a walk of `length` objects: the confirmation of a double
+    /// free after the key matched).
+    pub fn contains(&self, obj: *mut u8) -> bool {
+        self.iter().any(|o| o == obj)
+    }
+
     /// Unlinks the first `n` (`1..=length`) objects: `(head, tail)`, tail's link nulled.
     fn pop_range(&mut self, n: u32) -> (*mut u8, *mut u8) {
         let head = self.head;
@@ -131,8 +141,18 @@ impl FreeList {
     }
 }
 
-const fn lists() -> [FreeList; NUM_CLASSES] {
-    let mut a = [FreeList::new(0); NUM_CLASSES];
+/// Clears the key of an object handed out by another path than [`ThreadCache::try_pop`].
+///
+/// # Safety
+/// `obj` is an object whose size is at least `offset + 8` bytes, owned by the caller.
+#[inline]
+pub unsafe fn clear_key(obj: *mut u8, offset: usize) {
+    // SAFETY: the word lies inside the object (caller).
+    unsafe { obj.add(offset).cast::<usize>().write(0) }
+}
+
+const fn lists() -> [FreeList; LISTS] {
+    let mut a = [FreeList::new(0); LISTS];
     let mut c = 0;
     while c < NUM_CLASSES {
         a[c] = FreeList::new(CLASS_SIZES[c]);
@@ -141,13 +161,18 @@ const fn lists() -> [FreeList; NUM_CLASSES] {
     a
 }
 
+/// Lists in a cache: one per value of a class byte.
+const LISTS: usize = 256;
+
 const CLASS_SIZES: [u32; NUM_CLASSES] = SizeMap::compute().class_sizes();
 
 /// A thread's cache.
 #[derive(Debug)]
 pub struct ThreadCache {
-    /// `lists[c]` holds objects of class `c` only (`lists[0]` is always empty).
-    pub(crate) lists: [FreeList; NUM_CLASSES],
+    /// `lists[c]` holds objects of class `c` only; `lists[0]` and those past the last class
+    /// are always empty (there are 256 so that any class byte indexes them without a bounds
+    /// check on the fast paths).
+    pub(crate) lists: [FreeList; LISTS],
     /// The sum over the lists of `length * object_size`.
     pub(crate) size: usize,
 }
@@ -171,19 +196,24 @@ impl ThreadCache {
 
     /// The list of `class`.
     pub fn list(&self, class: usize) -> &FreeList {
-        &self.lists[class]
+        &self.lists[class as u8 as usize]
     }
 
-    /// An object of `class` from the list, if it has one (the fast path: no backend).
+    /// An object of `class` from the list, if it has one (the fast path: no backend). Its key
+    /// is cleared.
     #[inline(always)]
     pub fn try_pop(&mut self, class: usize) -> Option<*mut u8> {
-        let l = &mut self.lists[class];
+        let l = &mut self.lists[class as u8 as usize];
         let o = l.head;
         if o.is_null() {
             return None;
         }
-        // SAFETY: cached objects are linked through their first word.
-        l.head = unsafe { o.cast::<*mut u8>().read() };
+        // SAFETY: cached objects are linked through their first word; the key's word lies
+        // inside the object (read the link first: for 8 B objects they are the same word).
+        unsafe {
+            l.head = o.cast::<*mut u8>().read();
+            o.add(l.key_offset as usize).cast::<usize>().write(0);
+        }
         l.length -= 1;
         if l.length < l.lowater {
             l.lowater = l.length;
@@ -211,7 +241,7 @@ impl ThreadCache {
         backend: &mut B,
     ) -> Option<*mut u8> {
         let batch = SIZE_MAP.batch_size(class) as u32;
-        let l = &mut self.lists[class];
+        let l = &mut self.lists[class as u8 as usize];
         let want = l.max_length.min(batch) as usize;
         let (head, tail, count) = backend.remove_range(class, want)?;
         if count > 1 {
@@ -223,6 +253,9 @@ impl ThreadCache {
             l.length += count as u32 - 1;
             self.size += SIZE_MAP.class_size(class) * (count - 1);
         }
+        // SAFETY: `head` is an object of `class`, the caller's now; its link was read above
+        // (for 8 B objects the key's word is the link's).
+        unsafe { clear_key(head, l.key_offset as usize) };
         if l.max_length < batch {
             l.max_length += 1;
         } else {
@@ -233,16 +266,38 @@ impl ThreadCache {
         Some(head)
     }
 
-    /// Pushes a freed object of `class` (the fast path). Returns `false` when the list grew too
-    /// long or the cache went over `max_size`: then [`overflow`](Self::overflow) must run.
+    /// Whether the object at `ptr` may already be on the list of `class`: it carries `key`
+    /// (then [`FreeList::contains`] decides).
+    ///
+    /// # Safety
+    /// `ptr` is an object start of `class`.
+    #[inline(always)]
+    pub unsafe fn carries_key(&self, class: usize, ptr: *mut u8, key: usize) -> bool {
+        // SAFETY: the key's word lies inside the object (caller).
+        unsafe {
+            carries(
+                ptr,
+                self.lists[class as u8 as usize].key_offset as usize,
+                key,
+            )
+        }
+    }
+
+    /// Pushes a freed object of `class`, marked with `key` (the fast path). Returns `false` when
+    /// the list grew too long or the cache went over `max_size`: then
+    /// [`overflow`](Self::overflow) must run.
     ///
     /// # Safety
     /// `ptr` is a block of `class` from this allocator, no longer used.
     #[inline(always)]
-    pub unsafe fn push(&mut self, class: usize, ptr: *mut u8, max_size: usize) -> bool {
-        let l = &mut self.lists[class];
-        // SAFETY: the block is at least 8 bytes, 8-aligned, and ours now (caller).
-        unsafe { ptr.cast::<*mut u8>().write(l.head) };
+    pub unsafe fn push(&mut self, class: usize, ptr: *mut u8, max_size: usize, key: usize) -> bool {
+        let l = &mut self.lists[class as u8 as usize];
+        // SAFETY: the block is at least 8 bytes, 8-aligned, and ours now (caller); the key's
+        // word lies inside it and, for 8 B objects, is the link's (written second).
+        unsafe {
+            ptr.add(l.key_offset as usize).cast::<usize>().write(key);
+            ptr.cast::<*mut u8>().write(l.head);
+        }
         l.head = ptr;
         l.length += 1;
         if l.length > l.max_length {
@@ -257,7 +312,7 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     pub fn overflow<B: Backend>(&mut self, class: usize, backend: &mut B) {
-        let l = &self.lists[class];
+        let l = &self.lists[class as u8 as usize];
         if l.length > l.max_length {
             self.list_too_long(class, backend);
         } else {
@@ -265,14 +320,20 @@ impl ThreadCache {
         }
     }
 
-    /// Takes back an object of `class`.
+    /// Takes back an object of `class`, marked with `key`.
     ///
     /// # Safety
     /// `ptr` is a block of `class` from this allocator, no longer used.
     #[inline]
-    pub unsafe fn deallocate<B: Backend>(&mut self, class: usize, ptr: *mut u8, backend: &mut B) {
+    pub unsafe fn deallocate<B: Backend>(
+        &mut self,
+        class: usize,
+        ptr: *mut u8,
+        key: usize,
+        backend: &mut B,
+    ) {
         // SAFETY: forwarded caller contract.
-        if !unsafe { self.push(class, ptr, backend.max_size()) } {
+        if !unsafe { self.push(class, ptr, backend.max_size(), key) } {
             self.overflow(class, backend);
         }
     }
@@ -282,7 +343,7 @@ impl ThreadCache {
         self.size += SIZE_MAP.class_size(class);
         let batch = SIZE_MAP.batch_size(class) as u32;
         self.release_to_central(class, batch, backend);
-        let l = &mut self.lists[class];
+        let l = &mut self.lists[class as u8 as usize];
         if l.max_length < batch {
             l.max_length += 1;
         } else if l.max_length > batch {
@@ -300,7 +361,7 @@ impl ThreadCache {
     /// Gives `n` objects of `class` (at most the list's length) back to the central list, in
     /// batches (gperftools' `ReleaseToCentralCache`).
     fn release_to_central<B: Backend>(&mut self, class: usize, n: u32, backend: &mut B) {
-        let l = &mut self.lists[class];
+        let l = &mut self.lists[class as u8 as usize];
         let mut n = n.min(l.length);
         if n == 0 {
             return;
@@ -327,12 +388,12 @@ impl ThreadCache {
                 let drop = if low > 1 { low / 2 } else { 1 };
                 self.release_to_central(class, drop, backend);
                 let batch = SIZE_MAP.batch_size(class) as u32;
-                let l = &mut self.lists[class];
+                let l = &mut self.lists[class as u8 as usize];
                 if l.max_length > batch {
                     l.max_length = (l.max_length - batch).max(batch);
                 }
             }
-            let l = &mut self.lists[class];
+            let l = &mut self.lists[class as u8 as usize];
             l.lowater = l.length;
         }
         backend.increase_cache_limit();
@@ -343,7 +404,7 @@ impl ThreadCache {
         for class in 1..NUM_CLASSES {
             let n = self.lists[class].length;
             self.release_to_central(class, n, backend);
-            let l = &mut self.lists[class];
+            let l = &mut self.lists[class as u8 as usize];
             l.lowater = 0;
         }
     }

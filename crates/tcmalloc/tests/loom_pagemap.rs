@@ -33,7 +33,7 @@ fn reader_sees_published_entries_while_nodes_are_created() {
         assert!(pm.ensure(1, 2, &mut arena, &mut src));
         pm.set(1, span(1));
         pm.set(2, span(1));
-        pm.set_class(1, 3);
+        pm.set_class(1, 3, 0);
         let ready = Arc::new(AtomicBool::new(false));
 
         let writer = {
@@ -45,7 +45,7 @@ fn reader_sees_published_entries_while_nodes_are_created() {
                 // New pages under another root slot: new nodes all the way down.
                 assert!(pm.ensure(200, 3, &mut arena, &mut src));
                 pm.set(200, span(2));
-                pm.set_class(200, 7);
+                pm.set_class(200, 7, 1);
                 ready.store(true, Ordering::Release);
                 // The nodes live in this region: it must outlive the map's readers.
                 (arena, src)
@@ -60,6 +60,7 @@ fn reader_sees_published_entries_while_nodes_are_created() {
         if ready.load(Ordering::Acquire) {
             assert_eq!(pm.get(200), span(2));
             assert_eq!(pm.class(200), 7);
+            assert_eq!(pm.entry(200), 7 | 1 << 8);
         }
         let _kept = writer.join().unwrap();
         assert_eq!(pm.get(200), span(2));

@@ -55,8 +55,46 @@ pub unsafe trait MemorySource {
     /// Whether grants extend one contiguous range.
     fn is_contiguous(&self) -> bool;
 
-    /// Bytes granted and not released, alignment gaps included.
+    /// Bytes granted and not released, alignment gaps included, less what is decommitted.
     fn footprint(&self) -> usize;
+
+    /// Tells the source that the `size` bytes at `ptr` (page-aligned, a whole number of pages,
+    /// inside one grant) hold nothing the caller needs any more, though the caller keeps the
+    /// range: a source that can hand the memory back to the operating system without unmapping
+    /// it (`madvise(MADV_DONTNEED)`) does so, stops counting it in its
+    /// [`footprint`](Self::footprint), and returns `true`; the range then reads as zeros or as
+    /// anything until written. The default does nothing and returns `false` (the memory stays
+    /// committed and counted).
+    ///
+    /// # Safety
+    /// The range lies inside a grant of this source and is not decommitted already; its
+    /// contents are not used until written again after [`recommit`](Self::recommit).
+    unsafe fn decommit(&mut self, ptr: NonNull<u8>, size: usize) -> bool {
+        let _ = (ptr, size);
+        false
+    }
+
+    /// Tells the source that a range [`decommit`](Self::decommit) gave back is about to be
+    /// used again: it counts in the footprint again (the operating system brings the pages back
+    /// on first touch). The default does nothing.
+    ///
+    /// # Safety
+    /// The range (or a page-aligned part of it) was decommitted by this source and not
+    /// recommitted since.
+    unsafe fn recommit(&mut self, ptr: NonNull<u8>, size: usize) {
+        let _ = (ptr, size);
+    }
+}
+
+/// `madvise(MADV_DONTNEED)` over a range of our own mapping: `true` if the kernel took it.
+///
+/// # Safety
+/// The range is page-aligned, inside a private anonymous mapping of the caller's, and its
+/// contents are not needed.
+#[cfg(all(feature = "std", unix))]
+pub(crate) unsafe fn dont_need(ptr: NonNull<u8>, size: usize) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_DONTNEED) == 0 }
 }
 
 /// `value` rounded up to a multiple of `to` (a power of two), or `None` on overflow.

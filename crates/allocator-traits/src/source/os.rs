@@ -3,7 +3,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{MemorySource, align_up, round_request};
+use super::{MemorySource, align_up, dont_need, round_request};
 use crate::SourceError;
 
 /// The OS page size (cached after the first call).
@@ -40,6 +40,8 @@ pub struct BrkRegion {
     base: *mut u8,
     used: usize,
     committed: usize,
+    /// Bytes inside `0..used` given back by `decommit` and not recommitted.
+    decommitted: usize,
 }
 
 // SAFETY: the reservation is owned by this value alone.
@@ -53,6 +55,7 @@ impl BrkRegion {
             base: core::ptr::null_mut(),
             used: 0,
             committed: 0,
+            decommitted: 0,
         }
     }
 
@@ -164,6 +167,9 @@ unsafe impl MemorySource for BrkRegion {
             self.committed = keep;
         }
         self.used = new_used;
+        // A caller that releases a tail it had decommitted without recommitting it first would
+        // leave the count above what is granted: keep it within.
+        self.decommitted = self.decommitted.min(new_used);
         Ok(())
     }
 
@@ -176,7 +182,29 @@ unsafe impl MemorySource for BrkRegion {
     }
 
     fn footprint(&self) -> usize {
-        self.used
+        self.used - self.decommitted
+    }
+
+    unsafe fn decommit(&mut self, ptr: NonNull<u8>, size: usize) -> bool {
+        let at = ptr.as_ptr() as usize;
+        let base = self.base as usize;
+        let inside = !self.base.is_null()
+            && at >= base
+            && at
+                .checked_add(size)
+                .is_some_and(|end| end <= base + self.used);
+        // SAFETY: a page-aligned range of our reservation, committed read-write, whose contents
+        // the caller gives up.
+        if !inside || !unsafe { dont_need(ptr, size) } {
+            return false;
+        }
+        self.decommitted += size;
+        true
+    }
+
+    unsafe fn recommit(&mut self, _ptr: NonNull<u8>, size: usize) {
+        // The pages stay read-write: the kernel maps fresh zero pages on first touch.
+        self.decommitted = self.decommitted.saturating_sub(size);
     }
 }
 
@@ -269,6 +297,20 @@ unsafe impl MemorySource for OsPages {
     fn footprint(&self) -> usize {
         self.footprint
     }
+
+    unsafe fn decommit(&mut self, ptr: NonNull<u8>, size: usize) -> bool {
+        // SAFETY: the caller promises a page-aligned range of one of our grants, unneeded.
+        if !unsafe { dont_need(ptr, size) } {
+            return false;
+        }
+        self.footprint = self.footprint.saturating_sub(size);
+        true
+    }
+
+    unsafe fn recommit(&mut self, _ptr: NonNull<u8>, size: usize) {
+        // The mapping stays read-write: the kernel maps fresh zero pages on first touch.
+        self.footprint += size;
+    }
 }
 
 #[cfg(all(test, not(miri)))]
@@ -296,6 +338,43 @@ mod tests {
         assert_eq!(r.footprint(), page);
         let c = r.acquire(page, 1).unwrap();
         assert_eq!(c.cast::<u8>().as_ptr() as usize, r.start() + page);
+    }
+
+    #[test]
+    fn decommitted_pages_leave_the_footprint_and_come_back() {
+        let page = page_size();
+        let mut r = BrkRegion::new(64 * page);
+        let a = r.acquire(8 * page, page).unwrap().cast::<u8>();
+        // SAFETY: inside the grant.
+        unsafe { a.as_ptr().add(2 * page).write(9) };
+        // SAFETY: pages 2..4 of the grant, unneeded.
+        assert!(unsafe { r.decommit(a.add(2 * page), 2 * page) });
+        assert_eq!(r.footprint(), 6 * page);
+        // SAFETY: as above; the kernel gave the page back: it reads as zero.
+        unsafe {
+            r.recommit(a.add(2 * page), 2 * page);
+            assert_eq!(a.as_ptr().add(2 * page).read(), 0);
+        }
+        assert_eq!(r.footprint(), 8 * page);
+        // A range outside the grants is refused.
+        // SAFETY: refused before any call.
+        assert!(!unsafe { r.decommit(a.add(8 * page), page) });
+
+        let mut s = OsPages::new();
+        let b = s.acquire(4 * page, page).unwrap().cast::<u8>();
+        // SAFETY: inside the grant.
+        unsafe { b.as_ptr().write(5) };
+        // SAFETY: the first two pages of the grant, unneeded.
+        assert!(unsafe { s.decommit(b, 2 * page) });
+        assert_eq!(s.footprint(), 2 * page);
+        // SAFETY: as above.
+        unsafe {
+            s.recommit(b, 2 * page);
+            assert_eq!(b.as_ptr().read(), 0);
+        }
+        assert_eq!(s.footprint(), 4 * page);
+        // SAFETY: the whole grant, unused from here.
+        unsafe { s.release(b, 4 * page) }.unwrap();
     }
 
     #[test]

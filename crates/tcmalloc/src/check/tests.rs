@@ -139,7 +139,7 @@ fn an_object_pushed_twice_onto_a_list_is_reported() {
     // Twice onto the thread cache list: the list now runs in a cycle.
     free(&mut c, v[0], 48);
     // SAFETY: `v[0]` is a block of the class (a double free, planted on purpose).
-    unsafe { c.cache.push(class, v[0], usize::MAX) };
+    unsafe { c.cache.push(class, v[0], usize::MAX, 0) };
     expect(&c, "list longer than its length counter");
 
     // Twice onto a span's own free list.
@@ -173,6 +173,10 @@ fn a_span_count_off_is_reported() {
     expect(&c, "free_pages is not the pages on the free lists");
 
     let (mut c, _) = busy();
+    c.heap.returned_pages += 1;
+    expect(&c, "returned_pages is not the pages on the returned lists");
+
+    let (mut c, _) = busy();
     c.stats.live_blocks += 1;
     expect(&c, "live_blocks is not the objects out");
 }
@@ -197,8 +201,15 @@ fn a_pagemap_entry_naming_the_wrong_span_is_reported() {
 
     // A page's class byte not its span's.
     let (c, v) = busy();
-    c.pagemap.set_class(v[35] as usize >> PAGE_SHIFT, 3);
-    expect(&c, "page's class is not its span's");
+    c.pagemap.set_class(v[35] as usize >> PAGE_SHIFT, 3, 0);
+    expect(&c, "page's class entry is not its span's class");
+
+    // A page's index in its span off (the object-start check of a free would go wrong).
+    let (c, v) = busy();
+    let page = v[31] as usize >> PAGE_SHIFT;
+    let class = c.pagemap.class(page);
+    c.pagemap.set_class(page, class, 1);
+    expect(&c, "page's class entry is not its span's class");
 }
 
 #[test]
@@ -263,7 +274,7 @@ fn thread_cache_and_transfer_cache_damage_is_reported() {
     let (mut c, v) = busy();
     let other = SIZE_MAP.class(64);
     // SAFETY: `v[0]` is a live 48 B block pushed onto the 64 B list (the plant).
-    unsafe { c.cache.push(other, v[0], usize::MAX) };
+    unsafe { c.cache.push(other, v[0], usize::MAX, 0) };
     expect(&c, "object not in a span of the list's class");
 
     // A transfer cache batch cut short.
