@@ -16,14 +16,20 @@
 //!   free reads one word of bitmap per level it climbs. Bits are indexed from `base(k)`, the start
 //!   of the region rounded down to twice the order's block size, so that the buddy of block `i`
 //!   is block `i ^ 1`.
-//! * **Summary levels.** Level 1 has one bit per leaf word, set exactly when that word has a
-//!   free bit set; level `l + 1` has one bit per level-`l` word, set exactly when that word is not
-//!   zero; the top level is one word. [`Bitmaps::put`] keeps this invariant when a free bit
-//!   changes (it climbs only while a word turns empty or stops being empty, usually not at
-//!   all), and [`Bitmaps::first_free`] walks down from the top word to the lowest free block
-//!   (after first trying a per-order hint: a leaf word below which nothing is free).
-//!   So finding, adding and removing a free block touch only these compact words, never the
-//!   block's memory nor other free blocks (an intrusive list would write its neighbours).
+//! * **Summary levels.** Level 1 has one bit per leaf word, level `l + 1` one bit per level-`l`
+//!   word; the top level is one word. A bit is set over every word below that is not zero (a
+//!   leaf word: that has a free bit); a bit over a word that has since become zero may stay set
+//!   ("stale"). [`Bitmaps::set_free`] sets the bits up from a leaf word that gains its first free
+//!   bit, stopping at the first bit already set; [`Bitmaps::take_free`] touches no summary at
+//!   all. [`Bitmaps::first_free`] tries a per-order hint first (a leaf word below which nothing
+//!   is free), and otherwise searches from the hint upward through the summary (up while the
+//!   summary word over the position has nothing after it, then down the lowest set bits),
+//!   clearing the stale bits it meets: each is cleared once for the set that made it.
+//! * **Free lists.** The members of list `k` are the blocks whose free bit is set in order `k`;
+//!   `lens[k]` counts them and a mask of the non-empty orders finds the smallest order at or
+//!   above a request with one `trailing_zeros`. Nothing is written into a free block, so joining
+//!   or leaving a list touches neither the block nor other free blocks (an intrusive doubly
+//!   linked list writes the neighbours' links: two more cache lines, often far apart).
 //! * **Cost.** Two bits per possible block of every order, about `capacity / (2 * min_block)`
 //!   bytes (3.1 % of the region with 16-byte minimum blocks), plus 1/64 of that for the summary.
 
@@ -47,7 +53,8 @@ const FREE_MASK: u64 = 0x5555_5555_5555_5555;
 /// more, and no order has more than `2^64` blocks.
 const MAX_LEVELS: usize = 10;
 
-/// The per-order bitmaps and summaries, stored in memory granted by the source.
+/// The per-order bitmaps and summaries, stored in memory granted by the source, and the mask
+/// of orders that have a free block.
 #[derive(Clone, Copy)]
 pub(crate) struct Bitmaps {
     words: *mut u64,
@@ -63,6 +70,10 @@ pub(crate) struct Bitmaps {
     /// below it lowers it, clearing one leaves it; [`Bitmaps::first_free`] raises it to the word
     /// it finds). The lowest free block is usually in this word, and then the summary is not read.
     low: [usize; MAX_ORDERS],
+    /// Free blocks of each order: `lens[k]` is the number of free bits set in order `k`.
+    lens: [usize; MAX_ORDERS],
+    /// Bit `k` set iff `lens[k] > 0`.
+    nonempty: u64,
 }
 
 /// Words of each summary level above `leaf` leaf words, lowest level first.
@@ -86,6 +97,8 @@ impl Bitmaps {
             levels: [0; MAX_ORDERS],
             sum: [[0; MAX_LEVELS]; MAX_ORDERS],
             low: [0; MAX_ORDERS],
+            lens: [0; MAX_ORDERS],
+            nonempty: 0,
         }
     }
 
@@ -150,6 +163,8 @@ impl Bitmaps {
         // SAFETY: forwarded caller contract.
         unsafe { self.init(words, orders, bits_of) };
         self.low = old.low;
+        self.lens = old.lens;
+        self.nonempty = old.nonempty;
         for k in 0..orders as usize {
             let n = old.bits[k].div_ceil(32);
             debug_assert!(self.bits[k] >= old.bits[k]);
@@ -173,16 +188,15 @@ impl Bitmaps {
         }
     }
 
-    #[inline]
-    fn locate(&self, which: Bits, k: u32, i: usize) -> Option<(usize, u64)> {
+    /// The leaf word holding block `i` of order `k`, and the block's free bit in it (its
+    /// allocation bit is the next one up). `None` outside the order's blocks.
+    #[inline(always)]
+    fn locate(&self, k: u32, i: usize) -> Option<(usize, u64)> {
         let k = k as usize;
         if k >= MAX_ORDERS || i >= self.bits[k] {
             return None;
         }
-        Some((
-            self.off[k] + i / 32,
-            1u64 << (2 * (i % 32) + which as usize),
-        ))
+        Some((self.off[k] + i / 32, 1u64 << (2 * (i % 32))))
     }
 
     /// Word `w` of the grant.
@@ -190,7 +204,7 @@ impl Bitmaps {
     /// # Safety
     /// `w` is a word laid out by `init`: a leaf word from `locate`, or a summary word
     /// `sum[k][l] + j` with `j` below that level's length.
-    #[inline]
+    #[inline(always)]
     unsafe fn word(&self, w: usize) -> u64 {
         // SAFETY: `w` lies in the grant (caller), which `init` made readable for us.
         unsafe { *self.words.add(w) }
@@ -200,126 +214,207 @@ impl Bitmaps {
     ///
     /// # Safety
     /// As for [`Self::word`].
-    #[inline]
+    #[inline(always)]
     unsafe fn word_mut(&mut self, w: usize) -> *mut u64 {
         // SAFETY: `w` lies in the grant (caller), so the offset stays inside it.
         unsafe { self.words.add(w) }
     }
 
-    /// Bit `i` of order `k` (false outside the map).
-    #[inline]
+    /// Bit `which` of block `i` of order `k` (false outside the map).
+    #[inline(always)]
     pub(crate) fn test(&self, which: Bits, k: u32, i: usize) -> bool {
-        match self.locate(which, k, i) {
+        match self.locate(k, i) {
             // SAFETY: `w` comes from `locate`.
-            Some((w, m)) => (unsafe { self.word(w) } & m) != 0,
+            Some((w, m)) => (unsafe { self.word(w) } & (m << which as u32)) != 0,
             None => false,
         }
     }
 
-    /// Sets or clears bit `i` of order `k` (ignored outside the map, which callers never reach).
-    /// A change of a free bit is carried up the summary levels.
+    /// Sets or clears the allocation bit of block `i` of order `k` (ignored outside the map,
+    /// which callers never reach).
     #[inline(always)]
-    pub(crate) fn put(&mut self, which: Bits, k: u32, i: usize, on: bool) {
-        debug_assert!(self.locate(which, k, i).is_some());
-        let Some((w, m)) = self.locate(which, k, i) else {
-            return;
-        };
-        // SAFETY: `w` comes from `locate`; the heap is the only user of the grant and holds
-        // `&mut self`, so the word may be read and written.
-        let after = unsafe {
-            let p = self.word_mut(w);
-            let after = if on { *p | m } else { *p & !m };
-            *p = after;
-            after
-        };
-        if which == Bits::Free {
-            let k = k as usize;
-            if on {
-                self.low[k] = self.low[k].min(i / 32);
-            }
-            if self.levels[k] > 0 {
-                self.summarize(k, i / 32, after & FREE_MASK != 0);
+    pub(crate) fn put_alloc(&mut self, k: u32, i: usize, on: bool) {
+        debug_assert!(self.locate(k, i).is_some());
+        if let Some((w, m)) = self.locate(k, i) {
+            let m = m << 1;
+            // SAFETY: `w` comes from `locate`; the heap is the only user of the grant and holds
+            // `&mut self`.
+            unsafe {
+                let p = self.word_mut(w);
+                *p = if on { *p | m } else { *p & !m };
             }
         }
     }
 
-    /// If block `i` of order `k` is free, clears its free bit (it leaves its list) and returns
-    /// true; returns false otherwise (also outside the map).
+    /// Block `i` of order `k` joins its order's free list: sets its free bit, counts it,
+    /// lowers the hint, and marks the summary when the leaf word had no free bit before.
+    #[inline(always)]
+    pub(crate) fn set_free(&mut self, k: u32, i: usize) {
+        debug_assert!(self.locate(k, i).is_some());
+        let Some((w, m)) = self.locate(k, i) else {
+            return;
+        };
+        // SAFETY: `w` comes from `locate`; ours alone under `&mut self`.
+        let before = unsafe {
+            let p = self.word_mut(w);
+            let before = *p;
+            *p = before | m;
+            before
+        };
+        let ku = k as usize;
+        self.lens[ku] += 1;
+        self.nonempty |= 1 << k;
+        let leaf = i / 32;
+        self.low[ku] = self.low[ku].min(leaf);
+        if before & FREE_MASK == 0 {
+            self.mark(ku, leaf);
+        }
+    }
+
+    /// If block `i` of order `k` is free, takes it off its list (clears its free bit and counts
+    /// it out) and returns true; false otherwise (also outside the map). The summary is left
+    /// as it is: a bit over a word that has just lost its last free bit is cleared by the next
+    /// [`Bitmaps::first_free`] that walks into it (or set again, for nothing, by the next free
+    /// bit there).
     #[inline(always)]
     pub(crate) fn take_free(&mut self, k: u32, i: usize) -> bool {
-        let Some((w, m)) = self.locate(Bits::Free, k, i) else {
+        let Some((w, m)) = self.locate(k, i) else {
             return false;
         };
         // SAFETY: `w` comes from `locate`; ours alone under `&mut self`.
-        let after = unsafe {
+        unsafe {
             let p = self.word_mut(w);
             if *p & m == 0 {
                 return false;
             }
             *p &= !m;
-            *p
-        };
-        let k = k as usize;
-        if self.levels[k] > 0 {
-            self.summarize(k, i / 32, after & FREE_MASK != 0);
+        }
+        let ku = k as usize;
+        self.lens[ku] -= 1;
+        if self.lens[ku] == 0 {
+            self.nonempty &= !(1 << k);
         }
         true
     }
 
-    /// Leaf word `w` (relative to its order) of order `k` has (`on`) or has no free block now:
-    /// writes that into its level-1 bit, that word's emptiness into its level-2 bit, and so on to
-    /// the top, without a branch on whether anything changed: when an order's free list is
-    /// nearly empty the bits flip all the way up often, and branches on them would mispredict
-    /// (measured: 1-2 mispredictions per alloc+free pair); an order has at most a few levels.
-    #[inline(always)]
-    fn summarize(&mut self, k: usize, mut w: usize, mut on: bool) {
+    /// Leaf word `w` of order `k` has just gained its first free bit: sets its level-1 bit, and
+    /// climbs while the bit was not set already (a set bit's parents are set).
+    #[inline]
+    fn mark(&mut self, k: usize, mut w: usize) {
         for l in 0..self.levels[k] as usize {
-            let (word, shift) = (w / 64, w % 64);
-            // SAFETY: `word` is a word of level `l + 1` of order `k` (the level has one bit per
-            // word of the level below, and `w` is one of those); ours alone under `&mut self`.
-            let after = unsafe {
+            let (word, bit) = (w / 64, 1u64 << (w % 64));
+            // SAFETY: `word` is a word of level `l + 1` of order `k` (one bit per word of the
+            // level below, and `w` is one of those); ours alone under `&mut self`.
+            unsafe {
                 let p = self.word_mut(self.sum[k][l] + word);
-                let after = (*p & !(1u64 << shift)) | ((on as u64) << shift);
-                *p = after;
-                after
-            };
-            on = after != 0;
+                let before = *p;
+                if before & bit != 0 {
+                    return;
+                }
+                *p = before | bit;
+            }
             w = word;
         }
     }
 
+    /// The smallest order at or above `k` that has a free block.
+    #[inline(always)]
+    pub(crate) fn first_order_at_least(&self, k: u32) -> Option<u32> {
+        let above = self.nonempty.checked_shr(k).unwrap_or(0);
+        (above != 0).then(|| k + above.trailing_zeros())
+    }
+
+    /// The mask of orders that have a free block.
+    pub(crate) fn nonempty(&self) -> u64 {
+        self.nonempty
+    }
+
     /// The index of the lowest free block of order `k`, if any.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn first_free(&mut self, k: u32) -> Option<usize> {
-        let k = k as usize;
-        if k >= MAX_ORDERS || self.bits[k] == 0 {
+        let ku = k as usize;
+        if ku >= MAX_ORDERS || self.bits[ku] == 0 {
             return None;
         }
         // SAFETY: `low[k]` is a leaf word of order `k`: 0 (the order has `bits[k] > 0` blocks,
-        // so at least one word) or a word index set by `put` or below from an existing word.
-        let leaf = (unsafe { self.word(self.off[k] + self.low[k]) }) & FREE_MASK;
+        // so at least one word) or a word index set by `set_free` or `first_free` from an
+        // existing word.
+        let leaf = (unsafe { self.word(self.off[ku] + self.low[ku]) }) & FREE_MASK;
         if leaf != 0 {
-            return Some(self.low[k] * 32 + leaf.trailing_zeros() as usize / 2);
+            return Some(self.low[ku] * 32 + leaf.trailing_zeros() as usize / 2);
         }
-        // Walk down from the top word: `w` is the index of the word to read at each level.
-        let mut w = 0usize;
-        for l in (0..self.levels[k] as usize).rev() {
-            // SAFETY: `w` is 0 at the top level (one word) and below, a set bit of the word
-            // above: the index of an existing word of this level.
-            let word = unsafe { self.word(self.sum[k][l] + w) };
-            if word == 0 {
-                return None;
-            }
-            w = w * 64 + word.trailing_zeros() as usize;
-        }
-        // SAFETY: as above, `w` is an existing leaf word of order `k` (a set summary bit, or 0
-        // when the order has one leaf word and `bits[k] > 0`).
-        let leaf = (unsafe { self.word(self.off[k] + w) }) & FREE_MASK;
-        if leaf == 0 {
+        self.first_free_by_summary(ku)
+    }
+
+    /// [`Bitmaps::first_free`] when the hint's word has no free bit: the first leaf word after
+    /// it with a free bit, found through the summary from the hint upward (nothing is free
+    /// below the hint): up while the summary word over the position has no bit at or after it,
+    /// then down along the lowest set bits. Usually one summary word. A bit over a word with no
+    /// free bit left (see [`Bitmaps::take_free`]) is cleared when met and the search goes on
+    /// after it: each such bit is cleared once, for the free bit that set it.
+    #[inline(never)]
+    fn first_free_by_summary(&mut self, k: usize) -> Option<usize> {
+        if self.lens[k] == 0 || self.levels[k] == 0 {
             return None;
         }
-        self.low[k] = w;
-        Some(w * 32 + leaf.trailing_zeros() as usize / 2)
+        let levels = self.levels[k] as usize;
+        // Entries (words) at each level: level 0 the leaf words, level `j` the summary words of
+        // `sum[k][j - 1]`.
+        let leaf_words = self.bits[k].div_ceil(32);
+        let entries = move |j: usize| -> usize {
+            let mut n = leaf_words;
+            for _ in 0..j {
+                n = n.div_ceil(64);
+            }
+            n
+        };
+        // Search for the first entry at or after `e` of level `j - 1` whose bit at level `j` is
+        // set.
+        let (mut j, mut e) = (1usize, self.low[k] + 1);
+        loop {
+            // Up: the summary word at level `j` over entry `e`.
+            loop {
+                if e >= entries(j - 1) {
+                    return None;
+                }
+                // SAFETY: word `e / 64` of level `j` exists (one bit per entry of level
+                // `j - 1`, and `e` is one of those).
+                let w = unsafe { self.word(self.sum[k][j - 1] + e / 64) } & (u64::MAX << (e % 64));
+                if w != 0 {
+                    e = e / 64 * 64 + w.trailing_zeros() as usize;
+                    break;
+                }
+                if j == levels {
+                    return None;
+                }
+                e = e / 64 + 1;
+                j += 1;
+            }
+            // Down: entry `e` of level `j - 1` has its bit set at level `j`.
+            let stale = loop {
+                if j == 1 {
+                    // SAFETY: `e` is a leaf word of order `k` (checked against `entries(0)`).
+                    let leaf = unsafe { self.word(self.off[k] + e) } & FREE_MASK;
+                    if leaf != 0 {
+                        self.low[k] = e;
+                        return Some(e * 32 + leaf.trailing_zeros() as usize / 2);
+                    }
+                    break e;
+                }
+                // SAFETY: word `e` of level `j - 1` exists (its bit at level `j` is set).
+                let w = unsafe { self.word(self.sum[k][j - 2] + e) };
+                if w == 0 {
+                    break e;
+                }
+                e = e * 64 + w.trailing_zeros() as usize;
+                j -= 1;
+            };
+            // Entry `stale` of level `j - 1` is zero (no free bit): clear its bit and search on
+            // after it.
+            // SAFETY: word `stale / 64` of level `j` exists, as above.
+            unsafe { *self.word_mut(self.sum[k][j - 1] + stale / 64) &= !(1u64 << (stale % 64)) };
+            e = stale + 1;
+        }
     }
 
     /// The indices of the free blocks of order `k`, lowest first.
@@ -337,6 +432,11 @@ impl Bitmaps {
             }
         }
     }
+
+    /// Number of free blocks of order `k`.
+    pub(crate) fn count_free(&self, k: u32) -> usize {
+        self.lens.get(k as usize).copied().unwrap_or(0)
+    }
 }
 
 /// What [`Bitmaps::check_order`] found in one order's leaf words.
@@ -351,9 +451,10 @@ pub(crate) struct OrderCount {
 impl Bitmaps {
     /// Checks order `k`'s own structure and counts its bits: no bit beyond the order's blocks,
     /// no block both free and allocated, no two free buddies (bit pairs `2j` and `2j + 1`, which
-    /// share a leaf word) unless `top` (the top order merges into nothing), every summary bit set
-    /// iff the word below it is non-zero (level 1: iff the leaf word has a free bit), nothing
-    /// free below the hint `low[k]`.
+    /// share a leaf word) unless `top` (the top order merges into nothing), a summary bit set
+    /// over every non-zero word below it (level 1: over every leaf word with a free bit; a bit
+    /// over a zero word is allowed, see [`Bitmaps::take_free`]), nothing free below the hint
+    /// `low[k]`.
     pub(crate) fn check_order(&self, k: u32, top: bool) -> Result<OrderCount, Corruption> {
         let k = k as usize;
         let structure = "order bitmap";
@@ -410,10 +511,10 @@ impl Bitmaps {
                 // SAFETY: word `j` of summary level `l + 1` exists (`n` words).
                 let have = unsafe { self.word(self.sum[k][l] + j) };
                 Corruption::ensure(
-                    have == want,
+                    have & want == want,
                     "order summary",
                     k,
-                    "a summary bit disagrees with the word below it",
+                    "a word with a free block below it has no summary bit",
                 )?;
             }
             below = (self.sum[k][l], n, u64::MAX);
@@ -425,10 +526,16 @@ impl Bitmaps {
     /// for the walk's planted-corruption tests.
     #[cfg(test)]
     pub(crate) fn flip(&mut self, which: Bits, k: u32, i: usize) {
-        if let Some((w, m)) = self.locate(which, k, i) {
+        if let Some((w, m)) = self.locate(k, i) {
             // SAFETY: `w` comes from `locate`; ours alone under `&mut self`.
-            unsafe { *self.word_mut(w) ^= m };
+            unsafe { *self.word_mut(w) ^= m << which as u32 };
         }
+    }
+
+    /// Flips order `k`'s bit of the non-empty mask (a corruption, for the walk's tests).
+    #[cfg(test)]
+    pub(crate) fn flip_nonempty(&mut self, k: u32) {
+        self.nonempty ^= 1 << k;
     }
 
     /// Clears the level-1 summary bit over block `i` of order `k` (a corruption, for the walk's
@@ -468,29 +575,35 @@ mod tests {
         assert_eq!(b.levels[0], 2);
         assert_eq!(b.first_free(0), None);
         for i in [39_999, 7, 4_100, 64 * 32 + 3] {
-            b.put(Bits::Free, 0, i, true);
+            b.set_free(0, i);
         }
-        b.put(Bits::Alloc, 0, 0, true);
+        assert_eq!(b.nonempty(), 1);
+        b.put_alloc(0, 0, true);
         assert_eq!(b.first_free(0), Some(7));
-        b.put(Bits::Free, 0, 7, false);
+        assert!(b.take_free(0, 7));
         assert_eq!(b.first_free(0), Some(64 * 32 + 3));
-        b.put(Bits::Free, 0, 64 * 32 + 3, false);
+        assert!(b.take_free(0, 64 * 32 + 3));
         assert_eq!(b.first_free(0), Some(4_100));
-        b.put(Bits::Free, 0, 4_100, false);
+        assert!(b.take_free(0, 4_100));
         assert_eq!(b.first_free(0), Some(39_999));
         let mut all = Vec::new();
         b.for_each_free(0, |i| all.push(i));
         assert_eq!(all, [39_999]);
-        b.put(Bits::Free, 0, 39_999, false);
+        assert!(b.take_free(0, 39_999));
         assert_eq!(b.first_free(0), None);
+        assert_eq!(
+            b.nonempty(),
+            0,
+            "the last free block took the order's mask bit along"
+        );
         // A bit set below the hint lowers it; one set far above is found through the summary.
-        b.put(Bits::Free, 0, 5, true);
+        b.set_free(0, 5);
         assert_eq!(b.first_free(0), Some(5));
-        b.put(Bits::Free, 0, 5, false);
-        b.put(Bits::Free, 0, 30_000, true);
+        assert!(b.take_free(0, 5));
+        b.set_free(0, 30_000);
         assert_eq!(b.first_free(0), Some(30_000));
         assert_eq!(b.low[0], 30_000 / 32);
-        b.put(Bits::Free, 0, 64, true);
+        b.set_free(0, 64);
         assert_eq!(b.first_free(0), Some(64));
         assert!(b.test(Bits::Alloc, 0, 0));
         assert!(!b.test(Bits::Free, 0, 0));
@@ -500,8 +613,8 @@ mod tests {
     fn a_single_word_order_needs_no_summary() {
         let (mut b, _v) = maps(20);
         assert_eq!(b.levels[0], 0);
-        b.put(Bits::Free, 0, 19, true);
-        b.put(Bits::Free, 0, 3, true);
+        b.set_free(0, 19);
+        b.set_free(0, 3);
         assert_eq!(b.first_free(0), Some(3));
         assert!(!b.test(Bits::Free, 0, 20), "outside the map");
     }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   per order k:   leaf words   f a f a ...   free xor allocated; no free pair (2j, 2j+1)
-//!                  summary      bit set iff the word below is non-zero; nothing free below low[k]
+//!                  summary      bit set over every non-zero word below; nothing free below low[k]
 //!                  list k       len == free bits set; nonempty bit k iff len > 0
 //!   blocks:        data start ... data_end, in address order:
 //!                  [ free k=3 ][ alloc k=0 ][ alloc k=0 ][ free k=1 ] ... [gap] ...
@@ -12,9 +12,9 @@
 //!   stats:         allocated blocks == live_blocks, their bytes == live_held
 //! ```
 //!
-//! The free lists are the free bits (module `freelist`), so "a list is well linked" is: its
+//! The free lists are the free bits (module `bitmap`), so "a list is well linked" is: its
 //! length and the non-empty mask agree with its bits, and the summary that finds its lowest
-//! entry agrees with the leaf words. The walk reads only the bitmaps (word by word) and steps
+//! entry has a bit over every word with a free block. The walk reads only the bitmaps (word by word) and steps
 //! over the data block by block; it never reads a block's memory.
 
 use allocator_traits::Corruption;
@@ -33,21 +33,21 @@ impl<S: MemorySource> Buddy<S> {
             let top = k + 1 == self.orders;
             let count = self.bits.check_order(k, top)?;
             Corruption::ensure(
-                count.free == self.lists.len(k),
+                count.free == self.bits.count_free(k),
                 "free lists",
                 k as usize,
                 "the list's length is not its number of free bits",
             )?;
             Corruption::ensure(
-                (self.lists.nonempty() >> k & 1 == 1) == (self.lists.len(k) > 0),
+                (self.bits.nonempty() >> k & 1 == 1) == (count.free > 0),
                 "free lists",
                 k as usize,
-                "the non-empty mask disagrees with the list's length",
+                "the non-empty mask disagrees with the order's free bits",
             )?;
             bits_set += count.free + count.alloc;
         }
         Corruption::ensure(
-            self.lists.nonempty() >> self.orders == 0,
+            self.bits.nonempty().checked_shr(self.orders).unwrap_or(0) == 0,
             "free lists",
             self.orders as usize,
             "the non-empty mask names an order the heap does not have",
@@ -151,7 +151,7 @@ mod tests {
     /// The lowest order at or above `from` with a free block.
     fn free_order(h: &Buddy<BoxedRegion>, from: u32) -> u32 {
         (from..h.orders)
-            .find(|&k| h.lists.len(k) > 0)
+            .find(|&k| h.bits.count_free(k) > 0)
             .expect("a free block")
     }
 
@@ -207,11 +207,11 @@ mod tests {
         let k = free_order(&h, 0);
         let i = h.bits.first_free(k).unwrap();
         h.bits.flip(Bits::Free, k, i);
-        // The summary over the word (where the order has one) or the list's length says it.
+        // The summary over the word (where the order has one) or the non-empty mask says it.
         let p = problem(&h);
         assert!(
             p == "the list's length is not its number of free bits"
-                || p == "a summary bit disagrees with the word below it",
+                || p == "a word with a free block below it has no summary bit",
             "{p}"
         );
     }
@@ -235,9 +235,7 @@ mod tests {
         let k = free_order(&h, 1);
         let i = h.bits.first_free(k).unwrap();
         let addr = h.addr_of(k, i);
-        h.bits.put(Bits::Free, k - 1, h.index(k - 1, addr), true);
-        // SAFETY: no memory is touched; only the list length follows the bit.
-        unsafe { h.lists.push(k - 1, h.at(addr)) };
+        h.bits.set_free(k - 1, h.index(k - 1, addr));
         assert_eq!(
             problem(&h),
             "a free or allocated bit names a block inside another block or outside the data"
@@ -251,18 +249,13 @@ mod tests {
         // buddy.
         let a = b[2].cast::<u8>().as_ptr() as usize;
         let i = h.index(0, a);
-        h.bits.put(Bits::Alloc, 0, i, false);
-        let buddy = h.addr_of(0, i ^ 1);
+        h.bits.put_alloc(0, i, false);
         if !h.bits.test(Bits::Free, 0, i ^ 1) {
             // Make its buddy free as well (it was the first 16-byte block: live).
-            h.bits.put(Bits::Alloc, 0, i ^ 1, false);
-            h.bits.put(Bits::Free, 0, i ^ 1, true);
-            // SAFETY: bookkeeping only.
-            unsafe { h.lists.push(0, h.at(buddy)) };
+            h.bits.put_alloc(0, i ^ 1, false);
+            h.bits.set_free(0, i ^ 1);
         }
-        h.bits.put(Bits::Free, 0, i, true);
-        // SAFETY: bookkeeping only.
-        unsafe { h.lists.push(0, h.at(a)) };
+        h.bits.set_free(0, i);
         assert_eq!(problem(&h), "two free buddies are left unmerged");
     }
 
@@ -271,11 +264,11 @@ mod tests {
         // The lists have no links (they are the free bits); what can break is the length, the
         // non-empty mask and the summary that finds the lowest entry.
         let (mut h, _b) = busy();
-        let n = h.lists.len(3);
-        h.lists.set_len(3, n + 1);
+        let k = free_order(&h, 0);
+        h.bits.flip_nonempty(k);
         assert_eq!(
             problem(&h),
-            "the list's length is not its number of free bits"
+            "the non-empty mask disagrees with the order's free bits"
         );
 
         let mut big =
@@ -292,7 +285,7 @@ mod tests {
         let _ = k;
         assert_eq!(
             big.walk().unwrap_err().problem,
-            "a summary bit disagrees with the word below it"
+            "a word with a free block below it has no summary bit"
         );
     }
 

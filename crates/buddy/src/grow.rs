@@ -104,6 +104,7 @@ impl<S: MemorySource> Buddy<S> {
         // Largest order: the top block fits in the capacity.
         let top_shift = usize::BITS - 1 - capacity.leading_zeros();
         self.min_shift = min_shift;
+        self.min_mask = min_block - 1;
         self.orders = (top_shift - min_shift + 1).min(MAX_ORDERS as u32);
         // The data first: it starts where the region starts (usually well aligned).
         let (grant, len) = if grow_by == 0 {
@@ -125,6 +126,10 @@ impl<S: MemorySource> Buddy<S> {
         self.limit = self.origin + capacity;
         // (The top order merges into nothing; skipping it also keeps `2 << shift` below 2^64
         // for a capacity near `isize::MAX`.)
+        for k in 0..self.orders {
+            let shift = k + min_shift + 1;
+            self.bases[k as usize] = self.origin & !((1 << shift) - 1);
+        }
         for k in 0..self.orders - 1 {
             let shift = k + min_shift + 1;
             let (this, next) = (

@@ -53,7 +53,6 @@
 
 mod bitmap;
 mod check;
-mod freelist;
 mod grow;
 mod inspect;
 pub mod merge;
@@ -68,7 +67,6 @@ pub use allocator_traits::{
 };
 
 use bitmap::{Bitmaps, Bits};
-use freelist::FreeLists;
 use order::{MAX_ORDERS, block_size, order_for};
 
 /// How a [`Buddy`] is set up.
@@ -152,8 +150,11 @@ pub struct Buddy<S: MemorySource> {
     /// `k + 1` (the bitmaps of each order start at the region's start rounded down to twice
     /// the order's block size, so the next order's may start one block earlier).
     up: [u8; MAX_ORDERS],
-    /// `lists.len(k)` is the number of free bits set in order `k`.
-    lists: FreeLists,
+    /// Per order `k`, the address block 0 of the order's bitmaps stands for: `origin` rounded
+    /// down to twice the order's block size (so the buddy of block `i` is block `i ^ 1`).
+    bases: [usize; MAX_ORDERS],
+    /// `min_block - 1`.
+    min_mask: usize,
     /// `live_blocks` and `live_held` are the number and bytes of blocks with an allocation bit.
     stats: Stats,
 }
@@ -193,7 +194,8 @@ impl<S: MemorySource> Buddy<S> {
             base: core::ptr::null_mut(),
             bits: Bitmaps::empty(),
             up: [0; MAX_ORDERS],
-            lists: FreeLists::new(),
+            bases: [0; MAX_ORDERS],
+            min_mask: 0,
             stats: Stats::new(),
         }
     }
@@ -241,7 +243,7 @@ impl<S: MemorySource> Buddy<S> {
     /// Number of free blocks of `order`.
     pub fn free_blocks(&self, order: u32) -> usize {
         if order < self.orders {
-            self.lists.len(order)
+            self.bits.count_free(order)
         } else {
             0
         }
@@ -269,19 +271,25 @@ impl<S: MemorySource> Buddy<S> {
     }
 
     /// Address of the block of order `k` with index `i` in that order's bitmaps.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn addr_of(&self, k: u32, i: usize) -> usize {
-        let shift = k + self.min_shift;
-        let base = self.origin & !((1usize << (shift + 1)) - 1);
-        base + (i << shift)
+        self.bases[k as usize] + (i << (k + self.min_shift))
     }
 
     /// Index of the block of order `k` at `addr` in that order's bitmaps.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn index(&self, k: u32, addr: usize) -> usize {
-        let shift = k + self.min_shift;
-        let base = self.origin & !((1usize << (shift + 1)) - 1);
-        addr.wrapping_sub(base) >> shift
+        addr.wrapping_sub(self.bases[k as usize]) >> (k + self.min_shift)
+    }
+
+    /// The order for `layout` as [`order_for`] gives it, for the fast paths: no `Option` (a
+    /// size whose power of two would overflow gives an order above every heap's) and no branch.
+    /// Before the heap is set up `orders` is 0, so every order is out of range.
+    #[inline(always)]
+    fn order_fast(&self, layout: Layout) -> u32 {
+        let need = layout.size().max(layout.align());
+        let n = need.saturating_sub(1) | self.min_mask;
+        usize::BITS - n.leading_zeros() - self.min_shift
     }
 
     #[cold]
@@ -367,22 +375,29 @@ impl<S: MemorySource> Buddy<S> {
             });
         }
         loop {
-            if let Some(p) = self.take(k) {
-                let size = self.size(k);
-                self.stats.record_alloc(layout.size(), size);
-                // SAFETY: `take` returns a pointer into our data, never null.
-                let p = unsafe { NonNull::new_unchecked(p) };
-                return Ok(self.block_ptr(p, size));
+            if let Some(i) = self.take(k) {
+                return Ok(self.handed_out(layout, k, i));
             }
             if !self.grow(k) {
                 return Err(AllocError::out_of_memory(layout));
             }
         }
     }
-}
 
-impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
-    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    /// Counts block `i` of order `k`, just taken for `layout`, and makes the caller's slice.
+    #[inline(always)]
+    fn handed_out(&mut self, layout: Layout, k: u32, i: usize) -> NonNull<[u8]> {
+        let size = self.size(k);
+        self.stats.record_alloc(layout.size(), size);
+        // SAFETY: blocks lie in our data, never at address 0.
+        let p = unsafe { NonNull::new_unchecked(self.at(self.addr_of(k, i))) };
+        self.block_ptr(p, size)
+    }
+
+    /// `allocate` beyond the fast path: setting up, growing, refusing.
+    #[cold]
+    #[inline(never)]
+    fn allocate_slow(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let r = self.try_allocate(layout);
         if r.is_err() {
             self.stats.record_failure();
@@ -390,7 +405,18 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
         r
     }
 
-    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+    /// `deallocate` beyond the fast path: a bad free, reported (or, never in practice, a good
+    /// one the fast path declined).
+    ///
+    /// # Safety
+    /// As for [`FreeSpaceManager::deallocate`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn deallocate_slow(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), FreeError> {
         let k = match self.validate(ptr, layout) {
             Ok(k) => k,
             Err(e) => {
@@ -398,13 +424,62 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
                 return Err(e);
             }
         };
-        let addr = ptr.as_ptr() as usize;
-        let i = self.index(k, addr);
-        self.bits.put(Bits::Alloc, k, i, false);
-        self.stats.record_free(layout.size(), self.size(k));
+        let i = self.index(k, ptr.as_ptr() as usize);
         // SAFETY: validated: a live block of order k of ours, which the caller gives up.
-        unsafe { self.put_index(k, i) };
+        unsafe { self.release_block(layout, k, i) };
         Ok(())
+    }
+
+    /// Frees live block `i` of order `k` (allocated for `layout`): clears its allocation bit,
+    /// counts it and merges it back.
+    ///
+    /// # Safety
+    /// Block `i` of order `k` is live (its allocation bit is set) and the caller gives it up.
+    #[inline(always)]
+    unsafe fn release_block(&mut self, layout: Layout, k: u32, i: usize) {
+        self.bits.put_alloc(k, i, false);
+        self.stats.record_free(layout.size(), self.size(k));
+        // SAFETY: a block of order k of ours that nobody uses any more (caller).
+        unsafe { self.put_index(k, i) };
+    }
+}
+
+impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
+    /// The fast path: a heap that is set up and has a free block of the order or above; the
+    /// rest (set-up, growth, refusals) is out of line.
+    #[inline]
+    fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let k = self.order_fast(layout);
+        if k < self.orders
+            && let Some(i) = self.take(k)
+        {
+            return Ok(self.handed_out(layout, k, i));
+        }
+        self.allocate_slow(layout)
+    }
+
+    /// The fast path: a live block of the layout's order at the pointer (the range, alignment
+    /// and allocation-bit checks that `validate` makes first); anything else is a bad free,
+    /// told apart out of line.
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let addr = ptr.as_ptr() as usize;
+        let k = self.order_fast(layout);
+        if k < self.orders
+            && addr >= self.origin
+            && addr < self.data_end
+            && addr & (self.size(k) - 1) == 0
+        {
+            let i = self.index(k, addr);
+            if self.bits.test(Bits::Alloc, k, i) {
+                // SAFETY: a live block of order k of ours (its allocation bit), which the caller
+                // gives up.
+                unsafe { self.release_block(layout, k, i) };
+                return Ok(());
+            }
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.deallocate_slow(ptr, layout) }
     }
 
     unsafe fn resize_in_place(
@@ -434,25 +509,22 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
                 }
             }
             for j in ko..kn {
-                let right = block.wrapping_add(self.size(j));
-                let ri = self.index(j, right as usize);
-                self.bits.put(Bits::Free, j, ri, false);
-                // SAFETY: the free bit says `right` is in list j.
-                unsafe { self.lists.remove(j, right.cast()) };
+                let right = addr + self.size(j);
+                // The free bit says `right` is in list j: it leaves it, to be ours.
+                let taken = self.bits.take_free(j, self.index(j, right));
+                debug_assert!(taken);
             }
         } else {
             // Give back the upper halves, largest first.
             for j in (kn..ko).rev() {
-                let upper = block.wrapping_add(self.size(j));
-                let ui = self.index(j, upper as usize);
-                self.bits.put(Bits::Free, j, ui, true);
-                // SAFETY: `upper` is the upper half of our live block, which the caller no longer
-                // needs past `new.size()`; its buddy (our lower half) is live, so no merge.
-                unsafe { self.lists.push(j, upper.cast()) };
+                // The upper half of our live block, which the caller no longer needs past
+                // `new.size()`, joins list j; its buddy (our lower half) is live, so no merge.
+                let upper = addr + self.size(j);
+                self.bits.set_free(j, self.index(j, upper));
             }
         }
-        self.bits.put(Bits::Alloc, ko, self.index(ko, addr), false);
-        self.bits.put(Bits::Alloc, kn, self.index(kn, addr), true);
+        self.bits.put_alloc(ko, self.index(ko, addr), false);
+        self.bits.put_alloc(kn, self.index(kn, addr), true);
         let (so, sn) = (self.size(ko), self.size(kn));
         self.stats
             .record_resize(old.size(), so, new.size(), sn, true);

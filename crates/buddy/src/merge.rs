@@ -11,12 +11,11 @@
 //! block `i` is block `i ^ 1`, and the block two buddies merge into is block `(i >> 1) + up(k)`
 //! of the next order (`up(k)` is 0 or 1, fixed per order by where the region starts). Whether the
 //! buddy is free is one bit in the free bitmap of its order, never a list scan, and taking it off
-//! its list is clearing that bit (the lists are the bitmaps, module `freelist`): the loop works
+//! its list is clearing that bit (the lists are the bitmaps, module `bitmap`): the loop works
 //! on bitmap indices alone and never touches the buddy's memory. Adding fresh memory to the heap
 //! goes through the same path, so a new grant merges with free blocks at the end of the previous
 //! one.
 
-use crate::bitmap::Bits;
 use crate::{Buddy, MemorySource};
 
 impl<S: MemorySource> Buddy<S> {
@@ -36,20 +35,14 @@ impl<S: MemorySource> Buddy<S> {
     ///
     /// # Safety
     /// As for [`Self::put`], for the block of order `k` with index `i`.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn put_index(&mut self, mut k: u32, mut i: usize) {
+        // Each buddy found free leaves its list (its bit cleared): the pair is one block of the
+        // next order, which nobody uses either.
         while k + 1 < self.orders && self.bits.take_free(k, i ^ 1) {
-            let buddy = self.at(self.addr_of(k, i ^ 1));
-            // SAFETY: the free bit said `buddy` was a free block of order k, in list k; it
-            // merges.
-            unsafe { self.lists.remove(k, buddy) };
             i = (i >> 1) + self.up[k as usize] as usize;
             k += 1;
         }
-        self.bits.put(Bits::Free, k, i, true);
-        let block = self.at(self.addr_of(k, i));
-        // SAFETY: `block` is a block of order k that nobody uses (caller, and merged buddies
-        // were free).
-        unsafe { self.lists.push(k, block) };
+        self.bits.set_free(k, i);
     }
 }

@@ -13,28 +13,25 @@
 //! order's list by setting its free bit: `j - k` steps, at most the number of orders. No block's
 //! memory is read or written.
 
-use crate::bitmap::Bits;
 use crate::{Buddy, MemorySource};
 
 impl<S: MemorySource> Buddy<S> {
-    /// Takes a free block of order `k`, splitting a larger one if needed, and marks it allocated.
-    pub(crate) fn take(&mut self, k: u32) -> Option<*mut u8> {
-        let mut j = self.lists.first_at_least(k)?;
+    /// Takes a free block of order `k`, splitting a larger one if needed, and marks it
+    /// allocated; returns its index in order `k`.
+    #[inline(always)]
+    pub(crate) fn take(&mut self, k: u32) -> Option<usize> {
+        let mut j = self.bits.first_order_at_least(k)?;
         let mut i = self.bits.first_free(j)?;
-        self.bits.put(Bits::Free, j, i, false);
-        // SAFETY: the free bit said block `i` of order `j` was in list j; we take it over.
-        unsafe { self.lists.remove(j, self.at(self.addr_of(j, i))) };
+        let taken = self.bits.take_free(j, i);
+        debug_assert!(taken);
         while j > k {
             j -= 1;
-            // The lower half of block `i` (it stays ours) and its buddy, the upper half.
+            // The lower half of block `i` (it stays ours) and its buddy, the upper half, which
+            // joins list j.
             i = (i - self.up[j as usize] as usize) << 1;
-            self.bits.put(Bits::Free, j, i + 1, true);
-            let upper = self.at(self.addr_of(j, i + 1));
-            // SAFETY: `upper` is the upper half of a block we just took off its list: a block of
-            // order j that nobody uses.
-            unsafe { self.lists.push(j, upper) };
+            self.bits.set_free(j, i + 1);
         }
-        self.bits.put(Bits::Alloc, k, i, true);
-        Some(self.at(self.addr_of(k, i)))
+        self.bits.put_alloc(k, i, true);
+        Some(i)
     }
 }
