@@ -14,9 +14,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use allocator_traits::Placement;
 use registry::Config;
-use workloads::replay::{Options, Program, Step, replay_manager};
+use workloads::replay::{Options, Program, replay_manager, replay_offsets};
 use workloads::{Fragmentation, Trace};
 
 /// Arguments of `fsm replay`.
@@ -43,19 +42,11 @@ pub struct ReplayArgs {
     /// C program would see it, counted as a failed allocation).
     #[arg(long)]
     pub strict: bool,
+    /// Run the policy's invariant walk after every event (slow; a failure names the event).
+    #[arg(long)]
+    pub check: bool,
     /// The trace file.
     pub trace: PathBuf,
-}
-
-/// `OP ID SIZE OFFSET` for one allocating step: OFFSET from the main heap's start, `MMAP` for a
-/// block in a mapping of its own, `NULL` where the step left NULL.
-fn offset_line(text: &mut String, step: &Step, at: Option<Placement>) {
-    use std::fmt::Write;
-    let size = step.op.size().unwrap_or(0);
-    let _ = match at {
-        Some(p) => writeln!(text, "{} {} {size} {p}", step.op.letter(), step.id),
-        None => writeln!(text, "{} {} {size} NULL", step.op.letter(), step.id),
-    };
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -81,17 +72,19 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         Ok(i) => i,
         Err(e) => return fail(e),
     };
-    let mut text = String::new();
-    let mut note = |s: &Step, at: Option<Placement>| offset_line(&mut text, s, at);
     let opts = Options {
         track: true,
         series_points: 200,
         strict: args.strict,
+        check: args.check,
         ..Options::default()
     };
-    let observer: Option<&mut workloads::replay::BlockObserver<'_>> =
-        if args.offsets { Some(&mut note) } else { None };
-    let out = match replay_manager(&mut *inst.manager, &prog, opts, observer) {
+    let run = if args.offsets {
+        replay_offsets(&mut *inst.manager, &prog, opts)
+    } else {
+        replay_manager(&mut *inst.manager, &prog, opts, None).map(|o| (String::new(), o))
+    };
+    let (mut text, out) = match run {
         Ok(o) => o,
         Err(e) => {
             return fail(format_args!(
@@ -174,16 +167,9 @@ mod tests {
         let mut inst = registry::lookup(policy)
             .and_then(|s| s.build(&Config::default()))
             .unwrap();
-        let mut text = String::new();
-        let mut note = |s: &Step, at: Option<Placement>| offset_line(&mut text, s, at);
-        replay_manager(
-            &mut *inst.manager,
-            &prog,
-            Options::default(),
-            Some(&mut note),
-        )
-        .unwrap();
-        text
+        replay_offsets(&mut *inst.manager, &prog, Options::default())
+            .unwrap()
+            .0
     }
 
     #[test]

@@ -3,8 +3,10 @@
 
 use std::fmt;
 
-use allocator_traits::{BlockKind, BoxedRegion, FreeSpaceManager, Inspector};
-use ptmalloc2::{Arena, Event, Replayer, SystemPages, Tunables};
+use allocator_traits::{BlockKind, BoxedRegion, FreeSpaceManager, Inspector, Layout};
+use ptmalloc2::{Arena, SystemPages, Tunables};
+use std::collections::HashMap;
+use std::ptr::NonNull;
 
 struct Text {
     base: usize,
@@ -66,18 +68,34 @@ fn main() {
         std::process::exit(2)
     });
     let arena = Arena::new(BoxedRegion::new(16 << 20).unwrap(), SystemPages::new(), &t);
-    let mut r = Replayer::with_arena(arena);
+    let mut arena = arena;
+    let mut live: HashMap<&str, (NonNull<u8>, Layout)> = HashMap::new();
     let trace = "a 0 24\na 1 100\na 2 1000\na 3 2000\na 4 40\nf 1\nf 3\nf 4\na 5 24\na 6 1500\nf 0\nf 2\na 7 3000";
     println!("# {tunables}");
     for line in trace.lines() {
-        let ev = Event::parse(line).unwrap().unwrap();
-        let res = r.apply(ev).unwrap();
-        println!("{line:<10} -> {}", res.unwrap_or_default());
+        // `a ID SIZE` is malloc(SIZE), `f ID` is free: through the trait, as any replay does.
+        let f: Vec<&str> = line.split(' ').collect();
+        let res = match f[..] {
+            ["a", id, size] => {
+                let layout = Layout::from_size_align(size.parse().unwrap(), 16).unwrap();
+                let p = arena.allocate(layout).unwrap().cast::<u8>();
+                live.insert(id, (p, layout));
+                arena.placement(p).to_string()
+            }
+            ["f", id] => {
+                let (p, layout) = live.remove(id).unwrap();
+                // SAFETY: `p` is live in the arena with `layout`, freed once (removed above).
+                unsafe { arena.deallocate(p, layout) }.unwrap();
+                String::new()
+            }
+            _ => unreachable!("the trace above has only a and f lines"),
+        };
+        println!("{line:<10} -> {res}");
         let mut text = Text {
-            base: r.arena().heap_start().unwrap_or(0),
+            base: arena.heap_start().unwrap_or(0),
             out: String::new(),
         };
-        r.arena().inspect(&mut text);
+        arena.inspect(&mut text);
         println!("{}\n", text.out);
     }
 }

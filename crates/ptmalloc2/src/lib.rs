@@ -9,12 +9,15 @@
 //! ```text
 //!   Arena<S, M>   one arena over a brk-like source S and a map source M: malloc, free, calloc,
 //!                 realloc, memalign (C semantics, offsets comparable with glibc), and
-//!                 FreeSpaceManager for the rest of the workspace
-//!   Replayer      one trace event in, one `OP ID SIZE OFFSET` line out (`fsm replay --offsets`)
+//!                 FreeSpaceManager for the rest of the workspace (placement() measures from
+//!                 glibc's heap start; allocate_zeroed is calloc; grow/shrink are realloc)
+//!   Ptmalloc      the concurrent front: arenas per thread, each thread's tcache
 //! ```
 //!
 //! The proof of fidelity is `tests/glibc.rs`: it replays generated traces through the real
-//! glibc (a small C program) and through the model and requires identical output.
+//! glibc (a small C program) and, through the trait alone, through the model with the
+//! workspace's one replay engine (`workloads::replay`, as `fsm replay --offsets` does), and
+//! requires identical output.
 #![warn(missing_docs)]
 
 pub mod arena;
@@ -26,7 +29,6 @@ pub mod heap;
 mod invariants;
 mod malloc;
 mod mapped;
-pub mod replay;
 pub mod tcache;
 #[cfg(unix)]
 mod threads;
@@ -36,7 +38,6 @@ pub use allocator_traits::Placement;
 pub use classes::classes;
 pub use heap::{NoMmap, SystemPages};
 pub use malloc::{Arena, MallocError};
-pub use replay::{Event, ReplayError, Replayer};
 #[cfg(unix)]
 pub use threads::{MAX_ARENAS, Ptmalloc};
 pub use tunables::{Params, TunableError, Tunables};

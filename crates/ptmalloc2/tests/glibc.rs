@@ -10,7 +10,9 @@
 use std::fmt::Write as _;
 use std::process::Command;
 
-use ptmalloc2::{Event, Replayer, Tunables};
+use allocator_traits::{BrkRegion, OsPages};
+use ptmalloc2::{Arena, Tunables};
+use workloads::replay::{Options, Program, offset_line, replay_manager, replay_offsets};
 
 mod common;
 use common::{CONFIGS, Rng, Trace, first_difference, generated, oracle, recorded_traces};
@@ -18,19 +20,26 @@ use common::{CONFIGS, Rng, Trace, first_difference, generated, oracle, recorded_
 /// Of the eight programs, how many must be recorded and compared (each one left out is named).
 const MIN_RECORDED: usize = 6;
 
+/// The model over what glibc runs on: a brk-like heap (64 GiB of address space) and mappings.
+fn arena(tunables: &str) -> Result<Arena<BrkRegion, OsPages>, String> {
+    let t = Tunables::parse(tunables).map_err(|e| e.to_string())?;
+    Ok(Arena::new(BrkRegion::new(64 << 30), OsPages::new(), &t))
+}
+
+/// A trace's text, compiled for the workspace's replay engine.
+fn program(trace: &str) -> Result<Program, String> {
+    let t = workloads::Trace::read_text(trace.as_bytes()).map_err(|e| e.to_string())?;
+    Program::compile(&t).map_err(|e| e.to_string())
+}
+
+/// The model's `OP ID SIZE OFFSET` lines for `trace`: the workspace's one replay engine driving
+/// the arena through the `FreeSpaceManager` trait (calloc is `allocate_zeroed`, realloc is
+/// `grow`/`shrink`, `r ID 0` frees), as `fsm replay --offsets` prints them.
 fn model_output(trace: &str, tunables: &str) -> Result<String, String> {
-    let mut rep = Replayer::new(&Tunables::parse(tunables).map_err(|e| e.to_string())?);
-    let mut out = String::new();
-    for (n, line) in trace.lines().enumerate() {
-        let ev: Option<Event> = Event::parse(line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        if let Some(ev) = ev
-            && let Some(l) = rep.apply(ev).map_err(|e| format!("line {}: {e}", n + 1))?
-        {
-            out.push_str(&l);
-            out.push('\n');
-        }
-    }
-    Ok(out)
+    let mut a = arena(tunables)?;
+    replay_offsets(&mut a, &program(trace)?, Options::default())
+        .map(|(text, _)| text)
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -130,9 +139,10 @@ fn log_to_trace(log: &str, name: &str) -> Option<Trace> {
             (Some("r"), 4) => {
                 let (old, new, size) = (hex(f[1])?, hex(f[2])?, hex(f[3])?);
                 if old == 0 {
+                    // realloc(NULL, n) is glibc's malloc(n).
                     if new != 0 {
                         let id = fresh(new, &mut ids, &mut t);
-                        let _ = writeln!(t.text, "r {id} {size}");
+                        let _ = writeln!(t.text, "a {id} {size}");
                     }
                 } else if size == 0 {
                     let id = ids.remove(&old)?;
@@ -271,52 +281,33 @@ fn recorded_programs_replay_identically() {
 /// The model's lines for `trace` with the footprint after every event (as the C replayer prints
 /// them with `PT_REPLAY_FOOTPRINT`), and its statistics at the end.
 fn model_footprints(trace: &str) -> Result<(String, allocator_traits::Stats), String> {
-    use allocator_traits::FreeSpaceManager;
-    let mut rep = Replayer::new(&Tunables::new());
-    let mut out = String::new();
-    for (n, line) in trace.lines().enumerate() {
-        let Some(ev) = Event::parse(line).map_err(|e| format!("line {}: {e}", n + 1))? else {
-            continue;
+    let prog = program(trace)?;
+    let mut a = arena("")?;
+    let mut placed = Vec::new();
+    let mut note = |s: &workloads::replay::Step, at| placed.push(offset_line(s, at));
+    // A series point after every event: its footprint is the model's then.
+    let opts = Options {
+        track: true,
+        series_points: prog.steps.len(),
+        ..Options::default()
+    };
+    let out = replay_manager(&mut a, &prog, opts, Some(&mut note)).map_err(|e| e.to_string())?;
+    let mut placed = placed.into_iter();
+    let mut text = String::new();
+    for (step, sample) in prog.steps.iter().zip(&out.series) {
+        let l = match step.op {
+            workloads::Op::Free => format!("f {}", step.id),
+            _ => placed.next().ok_or("fewer placements than allocations")?,
         };
-        let l = rep.apply(ev).map_err(|e| format!("line {}: {e}", n + 1))?;
-        let l = match (l, ev) {
-            (Some(l), _) => l,
-            (None, Event::Free { id }) => format!("f {id}"),
-            (None, _) => unreachable!("every allocation event prints a line"),
-        };
-        let _ = writeln!(out, "{l} {}", rep.arena().stats().footprint);
+        let _ = writeln!(text, "{l} {}", sample.footprint);
     }
-    Ok((out, rep.arena().stats()))
+    Ok((text, out.stats))
 }
 
 /// The peak of the live requested bytes of `trace` (a property of the trace alone, when no
 /// request fails).
 fn peak_requested(trace: &str) -> usize {
-    let (mut live, mut peak) = (0usize, 0usize);
-    let mut size = std::collections::HashMap::new();
-    for line in trace.lines() {
-        let Ok(Some(ev)) = Event::parse(line) else {
-            continue;
-        };
-        match ev {
-            Event::Malloc { id, size: s }
-            | Event::Calloc { id, size: s }
-            | Event::Memalign { id, size: s, .. } => {
-                live += s;
-                size.insert(id, s);
-            }
-            Event::Realloc { id, size: s } => {
-                live -= size.remove(&id).unwrap_or(0);
-                if s > 0 || !size.contains_key(&id) {
-                    live += s;
-                    size.insert(id, s);
-                }
-            }
-            Event::Free { id } => live -= size.remove(&id).unwrap_or(0),
-        }
-        peak = peak.max(live);
-    }
-    peak
+    program(trace).map_or(0, |p| p.live_profile().1 as usize)
 }
 
 /// `Stats.footprint` is glibc's heap: after every event of each recorded trace in `traces/`,

@@ -111,9 +111,6 @@ pub fn decode(bytes: &[u8]) -> Result<Trace, ParseError> {
             },
             2 => {
                 let align = r.get().map_err(err)?;
-                if !align.is_power_of_two() {
-                    return Err(err(format!("ALIGN {align} is not a power of two")));
-                }
                 Op::Memalign {
                     align,
                     size: r.get().map_err(err)?,

@@ -13,6 +13,9 @@ pub(crate) struct Bump {
     capacity: usize,
     used: usize,
     stats: Stats,
+    /// A planted fault: the walk reports a corruption once more than this many blocks were
+    /// allocated.
+    fails_after: Option<u64>,
 }
 
 impl Bump {
@@ -26,7 +29,12 @@ impl Bump {
             capacity,
             used: 0,
             stats: Stats::new(),
+            fails_after: None,
         }
+    }
+    /// Plants a fault: the walk fails once more than `n` blocks were allocated.
+    pub(crate) fn corrupt_after(&mut self, n: u64) {
+        self.fails_after = Some(n);
     }
     pub(crate) fn base(&self) -> usize {
         self.base.as_ptr() as usize
@@ -67,6 +75,12 @@ impl FreeSpaceManager for Bump {
     }
     /// The bump pointer stays inside the region.
     fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
+        allocator_traits::Corruption::ensure(
+            self.fails_after.is_none_or(|n| self.stats.allocs <= n),
+            "planted fault",
+            self.base(),
+            "more blocks than the plant allows",
+        )?;
         allocator_traits::Corruption::ensure(
             self.used <= self.capacity,
             "bump pointer",

@@ -58,6 +58,9 @@ pub struct Options {
     /// A refused request is an error (`fsm replay --strict`) instead of a NULL the replay goes
     /// on with.
     pub strict: bool,
+    /// Run the allocator's invariant walk after every step (`fsm replay --check`): a failure is
+    /// the replay's error, naming the event. Slow: for tests and debugging.
+    pub check: bool,
 }
 
 /// What a tracked replay saw at the footprint's peak.
@@ -202,7 +205,7 @@ fn execute<T: Target + ?Sized>(
             // SAFETY: `p` is live in `t` with `old`; on success the slot takes the new pointer,
             // on a refusal the old block is unchanged and stays in the slot.
             Ok(match unsafe { t.realloc(p, old, new) }? {
-                Some(q) => {
+                Some((q, new)) => {
                     if opts.touch {
                         touch(q.as_ptr(), old.size().min(new.size()), new.size());
                     }
@@ -265,6 +268,12 @@ pub fn replay<T: Target + ?Sized>(
         {
             f(step, placed.map(|p| t.placement(p)));
         }
+        if opts.check
+            && let Err(message) = t.check()
+        {
+            result = Err(prog.error(i, message));
+            break;
+        }
         if opts.track {
             if (i + 1).is_multiple_of(every) {
                 t.sample();
@@ -309,6 +318,33 @@ pub fn replay<T: Target + ?Sized>(
         },
         at_peak: opts.track.then_some(at_peak),
     })
+}
+
+/// `OP ID SIZE WHERE` for an allocating step: WHERE is the block's offset from the main heap's
+/// start, `MMAP` for a block in a mapping of its own, or `NULL` where the step left NULL (what
+/// `fsm replay --offsets` prints, and glibc's replayer in ptmalloc2's comparison).
+pub fn offset_line(step: &Step, at: Option<Placement>) -> String {
+    let size = step.op.size().unwrap_or(0);
+    match at {
+        Some(p) => format!("{} {} {size} {p}", step.op.letter(), step.id),
+        None => format!("{} {} {size} NULL", step.op.letter(), step.id),
+    }
+}
+
+/// Replays `prog` through `m` and gives its [`offset_line`]s, one per allocating step, each
+/// ending in a newline.
+pub fn replay_offsets(
+    m: &mut dyn FreeSpaceManager,
+    prog: &Program,
+    opts: Options,
+) -> Result<(String, Outcome), ReplayError> {
+    let mut text = String::new();
+    let mut note = |s: &Step, at: Option<Placement>| {
+        text.push_str(&offset_line(s, at));
+        text.push('\n');
+    };
+    let out = replay_manager(m, prog, opts, Some(&mut note))?;
+    Ok((text, out))
 }
 
 /// Replays `prog` through the manager `m` (its own counters are the outcome's).
@@ -374,7 +410,7 @@ mod tests {
                 track: true,
                 series_points: 100,
                 touch: true,
-                strict: false,
+                ..Options::default()
             },
             Some(&mut cb),
         )
@@ -447,6 +483,24 @@ mod tests {
     }
 
     #[test]
+    fn check_runs_the_walk_after_every_step() {
+        // Bump's walk fails once its pointer passes the region's end, which never happens; a
+        // walk that fails is reported at its event.
+        let p = prog("a 1 100\na 2 100\n");
+        let mut m = Bump::new(1 << 16);
+        let opts = Options {
+            check: true,
+            ..Options::default()
+        };
+        replay_manager(&mut m, &p, opts, None).unwrap();
+        let mut m = Bump::new(1 << 16);
+        m.corrupt_after(1);
+        let e = replay_manager(&mut m, &p, opts, None).unwrap_err();
+        assert_eq!(e.event, 2, "{e}");
+        assert!(e.message.contains("invariant walk"), "{e}");
+    }
+
+    #[test]
     fn realloc_to_zero_frees_as_glibc_does() {
         let p = prog("a 1 100\nr 1 0\nf 1\n");
         let mut m = Bump::new(1 << 16);
@@ -478,7 +532,7 @@ mod tests {
                 track: true,
                 series_points: 4,
                 touch: true,
-                strict: false,
+                ..Options::default()
             },
             Some(&mut probe),
         )

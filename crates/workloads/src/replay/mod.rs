@@ -18,7 +18,8 @@ pub mod program;
 pub mod target;
 
 pub use engine::{
-    AtPeak, BlockObserver, Options, Outcome, Sample, replay, replay_global, replay_manager,
+    AtPeak, BlockObserver, Options, Outcome, Sample, offset_line, replay, replay_global,
+    replay_manager, replay_offsets,
 };
 pub use error::ReplayError;
 pub use program::{MALLOC_ALIGN, Program, Step, layout_of};

@@ -108,12 +108,22 @@ impl Program {
     }
 }
 
-/// The layout a step asks for (`old`: the block's layout before a realloc), or why there is none.
+/// The layout a step asks for, as C's call would (`old`: the block's layout, for a free), or why
+/// there is none. `memalign`'s alignment is rounded up to a power of two and to at least
+/// [`MALLOC_ALIGN`] (glibc's `_mid_memalign`); a `realloc` asks for [`MALLOC_ALIGN`] whatever
+/// the block had (C's realloc guarantees malloc's alignment only).
 pub fn layout_of(op: Op, old: Option<Layout>) -> Result<Layout, String> {
     let (size, align) = match op {
-        Op::Malloc { size } | Op::Calloc { size } => (size, MALLOC_ALIGN as u64),
-        Op::Memalign { align, size } => (size, align.max(MALLOC_ALIGN as u64)),
-        Op::Realloc { size } => (size, old.map_or(MALLOC_ALIGN, |l| l.align()) as u64),
+        Op::Malloc { size } | Op::Calloc { size } | Op::Realloc { size } => {
+            (size, MALLOC_ALIGN as u64)
+        }
+        Op::Memalign { align, size } => {
+            let a = align
+                .max(MALLOC_ALIGN as u64)
+                .checked_next_power_of_two()
+                .ok_or_else(|| format!("alignment {align} too large"))?;
+            (size, a)
+        }
         Op::Free => return old.ok_or_else(|| "free of an empty slot".to_string()),
     };
     let size = usize::try_from(size).map_err(|_| format!("size {size} too large"))?;

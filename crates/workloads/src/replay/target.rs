@@ -22,7 +22,8 @@ pub trait Target {
     fn alloc(&mut self, layout: Layout, zeroed: bool) -> Result<Option<NonNull<u8>>, String>;
 
     /// `realloc` of the live block `ptr` (allocated with `old`) to `new`: the block (perhaps
-    /// moved), or `None` if refused (the old block is then unchanged and still live).
+    /// moved) and the layout it now has (a `GlobalAlloc` keeps `old`'s alignment), or `None` if
+    /// refused (the old block is then unchanged and still live).
     ///
     /// # Safety
     /// `ptr` is a live block of this target allocated (or last resized) with `old`.
@@ -31,7 +32,7 @@ pub trait Target {
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
-    ) -> Result<Option<NonNull<u8>>, String>;
+    ) -> Result<Option<(NonNull<u8>, Layout)>, String>;
 
     /// `free` of the live block `ptr`, allocated (or last resized) with `layout`.
     ///
@@ -48,6 +49,12 @@ pub trait Target {
     /// Called before the replay's first step and then every `every` steps when tracking: a
     /// target whose footprint is a costly reading (a peer's resident memory) takes it here.
     fn sample(&mut self) {}
+
+    /// The allocator's own invariant walk, where it has one ([`Options::check`](super::Options)
+    /// runs it after every step).
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Checks what an allocator handed out against what was asked: at least `size` bytes, aligned.
@@ -94,7 +101,7 @@ impl Target for ManagerTarget<'_> {
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
-    ) -> Result<Option<NonNull<u8>>, String> {
+    ) -> Result<Option<(NonNull<u8>, Layout)>, String> {
         // SAFETY: forwarded caller contract.
         let r = unsafe {
             if new.size() >= old.size() {
@@ -104,7 +111,7 @@ impl Target for ManagerTarget<'_> {
             }
         };
         match r {
-            Ok(b) => checked(b, new).map(Some).inspect_err(|_| {
+            Ok(b) => checked(b, new).map(|p| Some((p, new))).inspect_err(|_| {
                 // SAFETY: the live block the resize returned, with layout `new`, never handed
                 // out.
                 let _ = unsafe { self.0.deallocate(b.cast(), new) };
@@ -128,6 +135,12 @@ impl Target for ManagerTarget<'_> {
 
     fn placement(&self, ptr: NonNull<u8>) -> Placement {
         self.0.placement(ptr)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.0
+            .check_invariants()
+            .map_err(|c| format!("the invariant walk failed: {c}"))
     }
 }
 
@@ -204,8 +217,12 @@ impl Target for GlobalTarget<'_, '_> {
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
-    ) -> Result<Option<NonNull<u8>>, String> {
-        let (old, new) = (Self::nonzero(old), Self::nonzero(new));
+    ) -> Result<Option<(NonNull<u8>, Layout)>, String> {
+        // A `GlobalAlloc` keeps the block's alignment through a realloc.
+        let old = Self::nonzero(old);
+        let new = Self::nonzero(
+            Layout::from_size_align(new.size(), old.align()).map_err(|e| e.to_string())?,
+        );
         // SAFETY: `ptr` is live in `g` with `old` (the caller's contract, with the same
         // zero-to-one rounding every call here makes); `new.size()` is non-zero and valid with
         // `old.align()` (it is a `Layout`).
@@ -221,7 +238,7 @@ impl Target for GlobalTarget<'_, '_> {
             self.stats
                 .record_resize(old.size(), old.size(), new.size(), new.size(), q == ptr);
         }
-        Ok(Some(q))
+        Ok(Some((q, new)))
     }
 
     unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), String> {

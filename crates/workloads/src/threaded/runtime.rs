@@ -322,7 +322,7 @@ impl Shared<'_> {
                         .map(|()| self.done(slot, s));
                 };
                 // SAFETY: `p` is live in the allocator with `old` (see `live` above).
-                let Some(q) = (unsafe { target.realloc(p, old, new) }).map_err(err)? else {
+                let Some((q, _)) = (unsafe { target.realloc(p, old, new) }).map_err(err)? else {
                     // Refused: the old block stays, unchanged.
                     return self
                         .refuse(s, format!("realloc to {} bytes refused", s.size))
