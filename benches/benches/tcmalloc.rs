@@ -359,7 +359,7 @@ fn trace_child(name: &str, trace: &str) {
         track: true,
         series_points: 300,
         touch: true,
-        strict: false,
+        ..Default::default()
     };
     let out = workloads::replay_global(&*g, &prog, track, Some(&mut probe)).expect("replay");
     let peak = (status_kib("VmHWM:") * 1024).saturating_sub(base);

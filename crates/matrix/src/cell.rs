@@ -389,7 +389,7 @@ fn run_peer(
         track: true,
         series_points: 300,
         touch: true,
-        strict: false,
+        ..Default::default()
     };
     let peak_ok = harness::reset_peak();
     let mut base = 0;
