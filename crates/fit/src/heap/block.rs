@@ -257,6 +257,14 @@ impl Mem {
         self.set_word(next, n | PREV_USED);
     }
 
+    /// Clears the `USED` bit (and the slack) of the header at `off`: the first step of a free, so
+    /// that a second free of the block sees it free even after it merges into a neighbour.
+    #[inline]
+    pub(crate) fn mark_free_header(&mut self, off: usize) {
+        let h = self.header(off);
+        self.set_word(off, h.size() | (h.0 & PREV_USED));
+    }
+
     /// A header for a block about to be inserted at a position that held no header (the rest
     /// of a live block that shrank, the space after a block that grew): free, after a live
     /// block. Written before anything reads it.

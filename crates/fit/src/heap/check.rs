@@ -152,16 +152,25 @@ mod tests {
 
     /// `n` live blocks of 40 bytes; returns their offsets.
     fn blocks(h: &mut Heap, n: usize) -> std::vec::Vec<usize> {
-        let l = Layout::from_size_align(40, 8).unwrap();
+        sized(h, n, 40)
+    }
+
+    /// `n` live blocks of `size` bytes; returns their offsets.
+    fn sized(h: &mut Heap, n: usize, size: usize) -> std::vec::Vec<usize> {
+        let l = Layout::from_size_align(size, 8).unwrap();
         (0..n)
             .map(|_| h.allocate(l).unwrap().cast::<u8>().as_ptr().addr() - h.base_addr() - W)
             .collect()
     }
 
     fn free(h: &mut Heap, off: usize) {
+        free_sized(h, off, 40)
+    }
+
+    fn free_sized(h: &mut Heap, off: usize, size: usize) {
         let ptr = NonNull::new((h.base_addr() + off + W) as *mut u8).unwrap();
         // SAFETY: `off` is a live block of `h` allocated with this layout.
-        unsafe { h.deallocate(ptr, Layout::from_size_align(40, 8).unwrap()) }.unwrap();
+        unsafe { h.deallocate(ptr, Layout::from_size_align(size, 8).unwrap()) }.unwrap();
     }
 
     fn problem(h: &Heap) -> &'static str {
@@ -239,11 +248,12 @@ mod tests {
 
     #[test]
     fn an_index_out_of_key_order() {
-        for cfg in [Config::best_fit(), Config::first_fit()] {
+        for cfg in [Config::best_fit(), Config::first_fit(), Config::next_fit()] {
+            // Blocks too large for the bins live in the tree.
             let mut h = heap(cfg);
-            let b = blocks(&mut h, 7);
+            let b = sized(&mut h, 7, 3000);
             for i in [1, 3, 5] {
-                free(&mut h, b[i]);
+                free_sized(&mut h, b[i], 3000);
             }
             h.check_invariants().unwrap();
             let Free::Index(i) = &mut h.free else {
@@ -365,5 +375,52 @@ mod tests {
         };
         i.set_rover_for_test(b[0]);
         assert_eq!(problem(&h), "the rover is not a block of the index");
+    }
+
+    #[test]
+    fn a_bin_out_of_heap_order() {
+        let mut h = heap(Config::best_fit());
+        let b = blocks(&mut h, 7);
+        for i in [1, 3, 5] {
+            free(&mut h, b[i]);
+        }
+        h.check_invariants().unwrap();
+        let Free::Index(i) = &mut h.free else {
+            unreachable!()
+        };
+        i.swap_bin_root_for_test();
+        let p = problem(&h);
+        assert!(
+            p == "below its parent (heap order)" || p == "a root with a prev or sibling link",
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn a_bitmap_bit_that_lies() {
+        for cfg in [Config::best_fit(), Config::first_fit()] {
+            let mut h = heap(cfg);
+            let b = blocks(&mut h, 3);
+            free(&mut h, b[1]);
+            h.check_invariants().unwrap();
+            let Free::Index(i) = &mut h.free else {
+                unreachable!()
+            };
+            i.flip_bitmap_for_test(5);
+            assert_eq!(problem(&h), "bit set iff the bin is not empty");
+        }
+    }
+
+    #[test]
+    fn a_tournament_entry_that_lies() {
+        let mut h = heap(Config::first_fit());
+        let b = blocks(&mut h, 3);
+        free(&mut h, b[1]);
+        h.check_invariants().unwrap();
+        let Free::Index(i) = &mut h.free else {
+            unreachable!()
+        };
+        i.spoil_tournament_for_test();
+        assert_eq!(problem(&h), "entry is not the lowest root below it");
     }
 }

@@ -19,6 +19,8 @@ use super::inband::InBand;
 /// The free blocks, under the mechanism the configuration asks for
 /// ([`Config::uses_index`]).
 #[derive(Debug)]
+// The index holds its bins' table (1.5 KiB) in place: a `no_std` heap allocates nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Free {
     /// The free list, nodes inside the free blocks.
     List(FreeList<InBand>),
@@ -61,12 +63,18 @@ impl Free {
         }
     }
 
-    /// The block the policy picks for `need` bytes among those `fits` accepts.
+    /// The block the policy picks for `need` bytes among those `fits` accepts (`None`: every
+    /// block of `need` bytes or more).
     #[inline]
-    pub(crate) fn search(&self, need: usize, fits: impl Fn(Chunk) -> bool) -> Option<usize> {
-        match self {
-            Free::List(l) => l.search(fits).id,
-            Free::Index(i) => i.search(need, fits),
+    pub(crate) fn search(
+        &self,
+        need: usize,
+        fits: Option<impl Fn(Chunk) -> bool>,
+    ) -> Option<usize> {
+        match (self, fits) {
+            (Free::List(l), Some(f)) => l.search(f).id,
+            (Free::List(l), None) => l.search(|c| c.size >= need).id,
+            (Free::Index(i), fits) => i.search(need, fits),
         }
     }
 

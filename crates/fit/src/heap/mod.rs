@@ -77,6 +77,9 @@ pub struct FitHeap<M> {
     /// The free blocks and the heap's memory.
     free: Free,
     config: Config,
+    /// Bytes of a live block that are not the caller's: the header word, the check word, the
+    /// header beyond one word (`config.header`).
+    overhead: usize,
     /// The counters; `live_*` add up the live blocks (the walk checks it), `footprint` is the
     /// source's.
     stats: Stats,
@@ -90,10 +93,12 @@ impl<M: MemorySource> FitHeap<M> {
     /// A heap over `source` with `config` (nothing is asked of the source until the first
     /// allocation).
     pub const fn new(source: M, config: Config) -> Self {
+        let overhead = W + if config.checked { W } else { 0 } + config.header.saturating_sub(W);
         FitHeap {
             source,
             free: Free::new(config),
             config,
+            overhead,
             stats: Stats::new(),
         }
     }
@@ -129,28 +134,24 @@ impl<M: MemorySource> FitHeap<M> {
     }
 
     /// Bytes a live block of `size` bytes gives its caller.
+    #[inline]
     const fn usable(&self, size: usize) -> usize {
-        size - W - if self.config.checked { W } else { 0 } - self.extra_header()
-    }
-
-    /// `config.header` beyond the one header word.
-    const fn extra_header(&self) -> usize {
-        self.config.header.saturating_sub(W)
+        size - self.overhead
     }
 
     /// The block size for a request of `size` bytes, or `None` if it is too large.
+    #[inline]
     fn block_need(&self, size: usize) -> Option<usize> {
+        if self.config.align <= 1 && self.overhead == W {
+            // The common setting: one header word, no rounding of the request.
+            let need = size.checked_add(W + GRAIN - 1)? & !(GRAIN - 1);
+            return (need <= MAX_SIZE).then_some(need.max(MIN_BLOCK));
+        }
         let a = self.config.align.max(1);
         let rounded = size.checked_add((a - size % a) % a)?;
-        let raw = rounded.checked_add(self.usable_overhead())?;
+        let raw = rounded.checked_add(self.overhead)?;
         let need = round_grain(raw)?.max(MIN_BLOCK);
         (need <= MAX_SIZE).then_some(need)
-    }
-
-    /// Bytes of a block that are not the caller's: the header word, the check word, the extra
-    /// header.
-    const fn usable_overhead(&self) -> usize {
-        W + if self.config.checked { W } else { 0 } + self.extra_header()
     }
 
     /// Bytes to leave free in front of a block at `off` so its payload is aligned to `align`:
@@ -252,11 +253,19 @@ impl<M: MemorySource> FitHeap<M> {
         if self.mem().end == 0 {
             return None;
         }
-        let id = self.free.search(need, |c| {
-            self.front_pad(c.addr, align)
-                .and_then(|f| f.checked_add(need))
-                .is_some_and(|n| n <= c.size)
-        })?;
+        if align <= GRAIN {
+            // Every block of `need` bytes or more takes the request.
+            let id = self.free.search(need, None::<fn(Chunk) -> bool>)?;
+            return Some((id, 0));
+        }
+        let id = self.free.search(
+            need,
+            Some(|c: Chunk| {
+                self.front_pad(c.addr, align)
+                    .and_then(|f| f.checked_add(need))
+                    .is_some_and(|n| n <= c.size)
+            }),
+        )?;
         Some((id, self.front_pad(id, align)?))
     }
 
@@ -315,9 +324,9 @@ impl<M: MemorySource> FitHeap<M> {
     /// that a second free of it is seen as a double free even after it merges into a neighbour;
     /// then the heap's end may go back to the source.
     fn release(&mut self, off: usize, size: usize) {
-        self.free.mem_mut().set_free(off, size, None);
-        self.free.insert(Chunk { addr: off, size });
-        self.trim();
+        self.free.mem_mut().mark_free_header(off);
+        let merged = self.free.insert(Chunk { addr: off, size });
+        self.trim(merged);
     }
 }
 
@@ -368,11 +377,11 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
                     .mem_mut()
                     .set_fresh_header(off + need, size - need);
                 self.write_live(off, need, new.size(), None);
-                self.free.insert(Chunk {
+                let merged = self.free.insert(Chunk {
                     addr: off + need,
                     size: size - need,
                 });
-                self.trim();
+                self.trim(merged);
                 need
             } else {
                 self.write_live(off, size, new.size(), None);

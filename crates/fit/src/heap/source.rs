@@ -76,19 +76,17 @@ impl<M: MemorySource> FitHeap<M> {
         Ok(space)
     }
 
-    /// Gives the free block at the end back to the source, down to 64 KiB, when it has reached
-    /// the trim threshold (and the source takes it: a contiguous source takes its tail).
-    pub(super) fn trim(&mut self) {
+    /// If the free block `top` (just inserted) ends the heap: gives it back to the source, down
+    /// to 64 KiB, when it has reached the trim threshold (and the source takes it: a contiguous
+    /// source takes its tail).
+    pub(super) fn trim(&mut self, top: usize) {
         let threshold = self.config.trim_threshold;
-        if threshold == usize::MAX {
+        let mem = self.mem();
+        let size = mem.size(top);
+        let sentinel = mem.sentinel();
+        if top + size != sentinel || threshold == usize::MAX {
             return;
         }
-        let mem = self.mem();
-        let sentinel = mem.sentinel();
-        let Some(top) = mem.free_before(sentinel) else {
-            return;
-        };
-        let size = sentinel - top;
         if size < threshold || size < MIN_BLOCK + TRIM_KEEP {
             return;
         }

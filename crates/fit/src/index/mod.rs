@@ -25,6 +25,7 @@
 //! same address as the list for every request: `tests/differential.rs` replays the recorded traces
 //! and random sequences through both and compares.
 
+pub(crate) mod bins;
 pub(crate) mod treap;
 
 use allocator_traits::Corruption;
@@ -32,6 +33,7 @@ use allocator_traits::Corruption;
 use crate::config::{Coalesce, Config, Policy};
 use crate::heap::block::{GRAIN, Mem};
 use crate::list::{Chunk, split};
+use bins::{BINS, Bins, LIMIT, bin_of};
 use treap::{Key, NIL, Treap, id_of, off_of};
 
 /// The free blocks of a heap in a tree (see the [module docs](self)); ids are the blocks'
@@ -40,9 +42,14 @@ use treap::{Key, NIL, Treap, id_of, off_of};
 pub struct Index {
     /// The heap's memory (its `end` moves as the heap grows and trims).
     pub(crate) mem: Mem,
-    /// Every free block, once: by address for first and next fit, by (size, address) for best
-    /// and worst fit.
+    /// Every free block not in a bin, once: by address for first and next fit, by (size,
+    /// address) for best and worst fit.
     tree: Treap,
+    /// First, best and worst fit: the free blocks below [`LIMIT`] bytes, one bin per size
+    /// (next fit keeps every block in the tree: it asks for the block after an address).
+    bins: Bins,
+    /// Whether blocks below [`LIMIT`] go to the bins (every policy but next fit).
+    exact: bool,
     policy: Policy,
     /// Freed blocks merge with their free physical neighbours (else never).
     physical: bool,
@@ -63,6 +70,8 @@ impl Index {
         Index {
             mem: Mem::new(),
             tree: Treap::new(key),
+            bins: Bins::new(matches!(config.policy, Policy::FirstFit)),
+            exact: !matches!(config.policy, Policy::NextFit),
             policy: config.policy,
             physical: matches!(config.coalesce, Coalesce::Physical),
             len: 0,
@@ -99,88 +108,191 @@ impl Index {
         })
     }
 
+    /// Whether a free block of `size` bytes lives in a bin (else in the tree).
+    #[inline]
+    fn in_bins(&self, size: usize) -> bool {
+        self.exact && size < LIMIT
+    }
+
+    /// Puts the free block at `off` (its header written) into its bin or the tree.
+    #[inline]
+    fn attach(&mut self, off: usize) {
+        let size = self.mem.size(off);
+        if self.in_bins(size) {
+            self.bins.insert(&mut self.mem, bin_of(size), id_of(off));
+        } else {
+            self.tree.insert(&mut self.mem, id_of(off));
+        }
+    }
+
+    /// Takes the free block at `off` out of its bin or the tree (its header still holds the size
+    /// it was attached with).
+    #[inline]
+    fn detach(&mut self, off: usize) {
+        let size = self.mem.size(off);
+        if self.in_bins(size) {
+            self.bins.remove(&mut self.mem, bin_of(size), id_of(off));
+        } else {
+            self.tree.remove(&mut self.mem, id_of(off));
+        }
+    }
+
     /// Marks `chunk` free and indexes it. `prev_used`: see [`Mem::set_free`].
+    #[inline]
     fn link(&mut self, chunk: Chunk, prev_used: Option<bool>) -> usize {
         self.mem.set_free(chunk.addr, chunk.size, prev_used);
-        self.tree.insert(&mut self.mem, id_of(chunk.addr));
+        self.attach(chunk.addr);
         self.len += 1;
         chunk.addr
     }
 
+    #[inline]
     fn unlink(&mut self, off: usize) {
-        self.tree.remove(&mut self.mem, id_of(off));
+        self.detach(off);
         self.len -= 1;
     }
 
     /// Changes the size of the free block at `off` (its address stays).
     fn resize(&mut self, off: usize, size: usize) {
-        let x = id_of(off);
-        match self.tree.key {
-            Key::Addr => {
-                self.mem.set_free(off, size, None);
-                self.tree.refresh_up(&mut self.mem, x);
-            }
-            Key::Size => {
-                self.tree.remove(&mut self.mem, x);
-                self.mem.set_free(off, size, None);
-                self.tree.insert(&mut self.mem, x);
-            }
+        let old = self.mem.size(off);
+        if self.tree.key == Key::Addr && !self.in_bins(old) && !self.in_bins(size) {
+            self.mem.set_free(off, size, None);
+            self.tree.refresh_up(&mut self.mem, id_of(off));
+        } else {
+            self.detach(off);
+            self.mem.set_free(off, size, None);
+            self.attach(off);
         }
     }
 
     /// The block the policy picks for `need` bytes among those `fits` accepts (`fits` may refuse
     /// a block of `need` bytes or more for its alignment; the search then goes on in the policy's
-    /// order).
-    pub(crate) fn search(&self, need: usize, fits: impl Fn(Chunk) -> bool) -> Option<usize> {
+    /// order; `None` accepts every block of `need` bytes or more).
+    pub(crate) fn search(
+        &self,
+        need: usize,
+        fits: Option<impl Fn(Chunk) -> bool>,
+    ) -> Option<usize> {
         let ng = u32::try_from(need / GRAIN).ok()?;
         let mem = &self.mem;
         let t = &self.tree;
-        let ok = |x: u32| fits(self.chunk(off_of(x)));
-        // By address from `lo`, below `hi`: the lowest block that fits.
+        // Every candidate the searches below offer has `need` bytes or more: without `fits`,
+        // the first one is taken.
+        let ok = |x: u32| fits.as_ref().is_none_or(|f| f(self.chunk(off_of(x))));
+        // The first bin a request of `need` bytes may use (`BINS`: none).
+        let from = if self.exact && need < LIMIT {
+            bin_of(need.max(crate::heap::block::MIN_BLOCK))
+        } else {
+            BINS
+        };
+        // By address in the tree from `lo`, below `hi`: the lowest block that fits.
         let by_address = |mut lo: u32, hi: u32| loop {
             let x = t.fit_from(mem, lo, ng);
             if x == NIL || x >= hi {
-                return None;
+                return NIL;
             }
             if ok(x) {
-                return Some(off_of(x));
+                return x;
             }
             lo = x + 1;
         };
-        match self.policy {
-            Policy::FirstFit => by_address(0, NIL),
+        // By (size, address) in the tree from the first of `ng` granules or more.
+        let by_size = || {
+            let mut x = t.lower_bound(mem, ng);
+            while x != NIL {
+                if ok(x) {
+                    return x;
+                }
+                x = t.next(mem, x);
+            }
+            NIL
+        };
+        let found = match self.policy {
+            Policy::FirstFit => {
+                let (lowest_bin, tree) = (
+                    if from < BINS {
+                        self.bins.lowest_from(from)
+                    } else {
+                        NIL
+                    },
+                    t.fit_from(mem, 0, ng),
+                );
+                let x = lowest_bin.min(tree);
+                if x != NIL && ok(x) {
+                    x
+                } else {
+                    // The alignment refused the lowest: the lowest that fits, bin by bin.
+                    let mut best = by_address(0, NIL);
+                    for b in from..BINS {
+                        best = best.min(self.bins.lowest_accepted(mem, b, ok));
+                    }
+                    best
+                }
+            }
             Policy::NextFit => {
                 let r = self.rover.map_or(0, id_of);
-                by_address(r, NIL).or_else(|| by_address(0, r))
+                match by_address(r, NIL) {
+                    NIL => by_address(0, r),
+                    x => x,
+                }
             }
             Policy::BestFit => {
-                let mut x = t.lower_bound(mem, ng);
-                while x != NIL {
-                    if ok(x) {
-                        return Some(off_of(x));
+                let mut b = from;
+                let mut x = NIL;
+                while let Some(bin) = self.bins.first_from(b) {
+                    let root = self.bins.roots[bin];
+                    x = if ok(root) {
+                        root
+                    } else {
+                        self.bins.lowest_accepted(mem, bin, ok)
+                    };
+                    if x != NIL {
+                        break;
                     }
-                    x = t.next(mem, x);
+                    b = bin + 1;
                 }
-                None
+                if x == NIL { by_size() } else { x }
             }
             Policy::WorstFit => {
-                // Sizes from the largest down; within a size, addresses up.
+                // Sizes from the largest down (the tree's, then the bins'); within a size,
+                // addresses up.
+                let mut x = NIL;
                 let mut top = t.last(mem);
                 while top != NIL && Treap::gsize(mem, top) >= ng {
                     let size = Treap::gsize(mem, top);
                     let first = t.lower_bound(mem, size);
-                    let mut x = first;
-                    while x != NIL && Treap::gsize(mem, x) == size {
-                        if ok(x) {
-                            return Some(off_of(x));
+                    let mut y = first;
+                    while y != NIL && Treap::gsize(mem, y) == size {
+                        if ok(y) {
+                            return Some(off_of(y));
                         }
-                        x = t.next(mem, x);
+                        y = t.next(mem, y);
                     }
                     top = t.prev(mem, first);
                 }
-                None
+                let mut b = BINS;
+                while b > from {
+                    let Some(bin) = self.bins.last_upto(b - 1) else {
+                        break;
+                    };
+                    if bin < from {
+                        break;
+                    }
+                    let root = self.bins.roots[bin];
+                    x = if ok(root) {
+                        root
+                    } else {
+                        self.bins.lowest_accepted(mem, bin, ok)
+                    };
+                    if x != NIL {
+                        break;
+                    }
+                    b = bin;
+                }
+                x
             }
-        }
+        };
+        (found != NIL).then(|| off_of(found))
     }
 
     /// Carves `need` bytes starting `front` bytes into the free block at `id`, exactly as
@@ -262,6 +374,17 @@ impl Index {
     /// the root). O(1); meaningful once the tree itself has been checked.
     pub(crate) fn is_listed(&self, off: usize) -> bool {
         let x = id_of(off);
+        let size = self.mem.size(off);
+        if self.in_bins(size) {
+            let p = bins::prev(&self.mem, x);
+            return match p {
+                NIL => self.bins.roots[bin_of(size)] == x,
+                p => {
+                    self.node_in_heap(p)
+                        && (bins::child(&self.mem, p) == x || bins::sibling(&self.mem, p) == x)
+                }
+            };
+        }
         match Treap::parent(&self.mem, x) {
             NIL => self.tree.root == x,
             p => {
@@ -291,11 +414,12 @@ impl Index {
         let t = &self.tree;
         let at = |x: u32| base.wrapping_add(off_of(x));
         let root = t.root;
+        let in_bins = self.bins.bitmap.iter().any(|&w| w != 0);
         Corruption::ensure(
-            (root == NIL) == (self.len == 0),
+            (root == NIL && !in_bins) == (self.len == 0),
             S,
             base,
-            "the root is empty iff the count is 0",
+            "the tree and the bins are empty iff the count is 0",
         )?;
         // Steps down a child link after checking it.
         let down = |p: u32, c: u32| -> Result<(), Corruption> {
@@ -382,6 +506,7 @@ impl Index {
                 }
             }
         }
+        let count = count + self.check_bins(base, &mut each, self.len - count)?;
         Corruption::ensure(
             count == self.len,
             S,
@@ -401,6 +526,144 @@ impl Index {
     }
 }
 
+impl Index {
+    /// The bins' part of the walk: per bin, the bitmap bit and the tournament entry agree with
+    /// the root, every node has the bin's size, lies above its parent and is linked back by its
+    /// `prev`; `each` checks every block. At most `budget` nodes are visited (more: a cycle).
+    /// Returns the number of nodes.
+    fn check_bins(
+        &self,
+        base: usize,
+        each: &mut impl FnMut(usize) -> Result<(), Corruption>,
+        budget: usize,
+    ) -> Result<usize, Corruption> {
+        const S: &str = "bins";
+        let mem = &self.mem;
+        let bins = &self.bins;
+        let at = |x: u32| base.wrapping_add(off_of(x));
+        let mut count = 0usize;
+        for b in 0..BINS {
+            let root = bins.roots[b];
+            let bit = bins.bitmap[b / 64] >> (b % 64) & 1 == 1;
+            Corruption::ensure(
+                bit == (root != NIL),
+                "bin bitmap",
+                b,
+                "bit set iff the bin is not empty",
+            )?;
+            Corruption::ensure(
+                self.exact || root == NIL,
+                S,
+                b,
+                "next fit keeps every block in the tree",
+            )?;
+            if bins.tournament_kept {
+                Corruption::ensure(
+                    bins.tournament[BINS + b] == root,
+                    "tournament",
+                    b,
+                    "leaf is not the bin's root",
+                )?;
+            }
+            if root == NIL {
+                continue;
+            }
+            Corruption::ensure(
+                self.node_in_heap(root),
+                S,
+                b,
+                "the root lies outside the heap",
+            )?;
+            let root_links = bins::prev(mem, root) == NIL && bins::sibling(mem, root) == NIL;
+            Corruption::ensure(
+                root_links,
+                S,
+                at(root),
+                "a root with a prev or sibling link",
+            )?;
+            // Preorder, each link checked before it is followed.
+            let (mut x, mut parent) = (root, NIL);
+            'walk: loop {
+                count += 1;
+                Corruption::ensure(
+                    count <= budget,
+                    S,
+                    at(x),
+                    "more nodes than the count says (a cycle?)",
+                )?;
+                let size = mem.size(off_of(x));
+                Corruption::ensure(
+                    (crate::heap::block::MIN_BLOCK..LIMIT).contains(&size) && bin_of(size) == b,
+                    S,
+                    at(x),
+                    "a block of another size in the bin",
+                )?;
+                each(off_of(x))?;
+                Corruption::ensure(
+                    parent == NIL || x > parent,
+                    S,
+                    at(x),
+                    "below its parent (heap order)",
+                )?;
+                let c = bins::child(mem, x);
+                if c != NIL {
+                    Corruption::ensure(
+                        self.node_in_heap(c),
+                        S,
+                        at(x),
+                        "a link points outside the heap",
+                    )?;
+                    Corruption::ensure(
+                        bins::prev(mem, c) == x,
+                        S,
+                        at(c),
+                        "prev link is not the node above",
+                    )?;
+                    parent = x;
+                    x = c;
+                    continue;
+                }
+                loop {
+                    let s = bins::sibling(mem, x);
+                    if s != NIL {
+                        Corruption::ensure(
+                            self.node_in_heap(s),
+                            S,
+                            at(x),
+                            "a link points outside the heap",
+                        )?;
+                        Corruption::ensure(
+                            bins::prev(mem, s) == x,
+                            S,
+                            at(s),
+                            "prev link is not the sibling before",
+                        )?;
+                        x = s;
+                        break;
+                    }
+                    if parent == NIL {
+                        break 'walk;
+                    }
+                    x = parent;
+                    parent = bins::parent_of(mem, x);
+                }
+            }
+        }
+        if bins.tournament_kept {
+            for i in 1..BINS {
+                let m = bins.tournament[2 * i].min(bins.tournament[2 * i + 1]);
+                Corruption::ensure(
+                    bins.tournament[i] == m,
+                    "tournament",
+                    i,
+                    "entry is not the lowest root below it",
+                )?;
+            }
+        }
+        Ok(count)
+    }
+}
+
 /// Ways for the walk's tests to plant a corruption.
 #[cfg(test)]
 impl Index {
@@ -416,6 +679,20 @@ impl Index {
     }
     pub(crate) fn set_rover_for_test(&mut self, off: usize) {
         self.rover = Some(off);
+    }
+    /// Makes the first child of the first non-empty bin's root the root, without relinking.
+    pub(crate) fn swap_bin_root_for_test(&mut self) {
+        let b = self.bins.first_from(0).unwrap();
+        let r = self.bins.roots[b];
+        let c = bins::child(&self.mem, r);
+        assert_ne!(c, NIL, "a bin with two blocks");
+        self.bins.roots[b] = c;
+    }
+    pub(crate) fn flip_bitmap_for_test(&mut self, b: usize) {
+        self.bins.bitmap[b / 64] ^= 1 << (b % 64);
+    }
+    pub(crate) fn spoil_tournament_for_test(&mut self) {
+        self.bins.tournament[1] = 0;
     }
     /// Swaps the root's children (keeping their parent links): the key order breaks.
     pub(crate) fn swap_children_for_test(&mut self) {

@@ -59,6 +59,19 @@ const RIGHT: usize = 4;
 const PARENT: usize = 8;
 const AUX: usize = 12;
 
+/// Field `field` (a byte offset, 0 to 12) of node `x`: the nodes of the tree and of the bins
+/// are four 32-bit fields just after the header, at the payload's granule.
+#[inline]
+pub(crate) fn get(mem: &Mem, x: u32, field: usize) -> u32 {
+    mem.u32_at(x as usize * GRAIN + field)
+}
+
+/// Sets field `field` of node `x`.
+#[inline]
+pub(crate) fn set(mem: &mut Mem, x: u32, field: usize, v: u32) {
+    mem.set_u32_at(x as usize * GRAIN + field, v)
+}
+
 /// The tree: its root and order (the nodes live in the heap's memory).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Treap {
@@ -73,28 +86,20 @@ impl Treap {
     }
 
     #[inline]
-    fn get(mem: &Mem, x: u32, field: usize) -> u32 {
-        mem.u32_at(x as usize * GRAIN + field)
-    }
-    #[inline]
-    fn set(mem: &mut Mem, x: u32, field: usize, v: u32) {
-        mem.set_u32_at(x as usize * GRAIN + field, v)
-    }
-    #[inline]
     pub(crate) fn left(mem: &Mem, x: u32) -> u32 {
-        Self::get(mem, x, LEFT)
+        get(mem, x, LEFT)
     }
     #[inline]
     pub(crate) fn right(mem: &Mem, x: u32) -> u32 {
-        Self::get(mem, x, RIGHT)
+        get(mem, x, RIGHT)
     }
     #[inline]
     pub(crate) fn parent(mem: &Mem, x: u32) -> u32 {
-        Self::get(mem, x, PARENT)
+        get(mem, x, PARENT)
     }
     #[inline]
     pub(crate) fn aux(mem: &Mem, x: u32) -> u32 {
-        Self::get(mem, x, AUX)
+        get(mem, x, AUX)
     }
     /// The size of node `x`'s block in granules.
     #[inline]
@@ -127,7 +132,7 @@ impl Treap {
     fn update(&self, mem: &mut Mem, x: u32) {
         if self.key == Key::Addr {
             let a = self.aux_of(mem, x);
-            Self::set(mem, x, AUX, a);
+            set(mem, x, AUX, a);
         }
     }
 
@@ -141,9 +146,9 @@ impl Treap {
         if p == NIL {
             self.root = new;
         } else if Self::left(mem, p) == old {
-            Self::set(mem, p, LEFT, new);
+            set(mem, p, LEFT, new);
         } else {
-            Self::set(mem, p, RIGHT, new);
+            set(mem, p, RIGHT, new);
         }
     }
 
@@ -153,21 +158,21 @@ impl Treap {
         let g = Self::parent(mem, p);
         if Self::left(mem, p) == x {
             let b = Self::right(mem, x);
-            Self::set(mem, p, LEFT, b);
+            set(mem, p, LEFT, b);
             if b != NIL {
-                Self::set(mem, b, PARENT, p);
+                set(mem, b, PARENT, p);
             }
-            Self::set(mem, x, RIGHT, p);
+            set(mem, x, RIGHT, p);
         } else {
             let b = Self::left(mem, x);
-            Self::set(mem, p, RIGHT, b);
+            set(mem, p, RIGHT, b);
             if b != NIL {
-                Self::set(mem, b, PARENT, p);
+                set(mem, b, PARENT, p);
             }
-            Self::set(mem, x, LEFT, p);
+            set(mem, x, LEFT, p);
         }
-        Self::set(mem, p, PARENT, x);
-        Self::set(mem, x, PARENT, g);
+        set(mem, p, PARENT, x);
+        set(mem, x, PARENT, g);
         self.replace_child(mem, g, p, x);
         self.update(mem, p);
         self.update(mem, x);
@@ -175,11 +180,11 @@ impl Treap {
 
     /// Adds node `x` (its block's header holds its size already).
     pub(crate) fn insert(&mut self, mem: &mut Mem, x: u32) {
-        Self::set(mem, x, LEFT, NIL);
-        Self::set(mem, x, RIGHT, NIL);
+        set(mem, x, LEFT, NIL);
+        set(mem, x, RIGHT, NIL);
         if self.root == NIL {
             self.root = x;
-            Self::set(mem, x, PARENT, NIL);
+            set(mem, x, PARENT, NIL);
             self.update(mem, x);
             return;
         }
@@ -188,7 +193,7 @@ impl Treap {
         loop {
             if self.key == Key::Addr && Self::aux(mem, p) < gs {
                 // `x` joins `p`'s subtree.
-                Self::set(mem, p, AUX, gs);
+                set(mem, p, AUX, gs);
             }
             let go_left = self.less(mem, x, p);
             let c = if go_left {
@@ -197,12 +202,12 @@ impl Treap {
                 Self::right(mem, p)
             };
             if c == NIL {
-                Self::set(mem, p, if go_left { LEFT } else { RIGHT }, x);
+                set(mem, p, if go_left { LEFT } else { RIGHT }, x);
                 break;
             }
             p = c;
         }
-        Self::set(mem, x, PARENT, p);
+        set(mem, x, PARENT, p);
         self.update(mem, x);
         loop {
             let p = Self::parent(mem, x);
@@ -227,7 +232,7 @@ impl Treap {
         let child = if l != NIL { l } else { Self::right(mem, x) };
         let p = Self::parent(mem, x);
         if child != NIL {
-            Self::set(mem, child, PARENT, p);
+            set(mem, child, PARENT, p);
         }
         self.replace_child(mem, p, x, child);
         self.refresh_up(mem, p);
@@ -244,7 +249,7 @@ impl Treap {
             if a == Self::aux(mem, x) {
                 break;
             }
-            Self::set(mem, x, AUX, a);
+            set(mem, x, AUX, a);
             x = Self::parent(mem, x);
         }
     }
