@@ -432,3 +432,31 @@ fn brk_region_gets_its_pages_back() {
     // SAFETY: live block.
     unsafe { h.deallocate(b.cast(), big) }.unwrap();
 }
+
+#[test]
+fn best_fit_keeps_the_wilderness_for_last() {
+    let mut h = heap(64 << 10, Config::best_fit());
+    let l = |n| Layout::from_size_align(n, 8).unwrap();
+    let hole = h.allocate(l(4000)).unwrap().cast::<u8>();
+    let _fence = h.allocate(l(100)).unwrap();
+    // Fill until the free block at the end is smaller than the hole will be.
+    let mut filler = Vec::new();
+    while h.free_list().last().is_some_and(|(_, size)| size > 2000) {
+        filler.push(h.allocate(l(1000)).unwrap());
+    }
+    let (top, top_size) = h.free_list().last().unwrap();
+    assert!(top_size > 400, "{top_size}");
+    // SAFETY: live block.
+    unsafe { h.deallocate(hole, l(4000)) }.unwrap();
+    // Plain best fit would take the smaller block at the end; the wilderness comes last.
+    let b = h.allocate(l(300)).unwrap().cast::<u8>();
+    assert_eq!(b, hole);
+    // Use up every other free block; then the wilderness serves.
+    let others: Vec<(usize, usize)> = h.free_list().filter(|&(a, _)| a != top).collect();
+    for (_, size) in others {
+        h.allocate(l(size - core::mem::size_of::<usize>())).unwrap();
+    }
+    let c = h.allocate(l(top_size - 64)).unwrap().cast::<u8>();
+    assert_eq!(c.as_ptr() as usize, top + core::mem::size_of::<usize>());
+    h.check_invariants().unwrap();
+}

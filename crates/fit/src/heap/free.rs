@@ -64,17 +64,19 @@ impl Free {
     }
 
     /// The block the policy picks for `need` bytes among those `fits` accepts (`None`: every
-    /// block of `need` bytes or more).
+    /// block of `need` bytes or more), never `skip` (best fit's wilderness, which the caller
+    /// considers last).
     #[inline]
     pub(crate) fn search(
         &self,
         need: usize,
         fits: Option<impl Fn(Chunk) -> bool>,
+        skip: Option<usize>,
     ) -> Option<usize> {
         match (self, fits) {
-            (Free::List(l), Some(f)) => l.search(f).id,
-            (Free::List(l), None) => l.search(|c| c.size >= need).id,
-            (Free::Index(i), fits) => i.search(need, fits),
+            (Free::List(l), Some(f)) => l.search(|c| Some(c.addr) != skip && f(c)).id,
+            (Free::List(l), None) => l.search(|c| Some(c.addr) != skip && c.size >= need).id,
+            (Free::Index(i), fits) => i.search(need, fits, skip),
         }
     }
 

@@ -167,18 +167,22 @@ impl Index {
 
     /// The block the policy picks for `need` bytes among those `fits` accepts (`fits` may refuse
     /// a block of `need` bytes or more for its alignment; the search then goes on in the policy's
-    /// order; `None` accepts every block of `need` bytes or more).
+    /// order; `None` accepts every block of `need` bytes or more), never `skip`.
     pub(crate) fn search(
         &self,
         need: usize,
         fits: Option<impl Fn(Chunk) -> bool>,
+        skip: Option<usize>,
     ) -> Option<usize> {
         let ng = u32::try_from(need / GRAIN).ok()?;
         let mem = &self.mem;
         let t = &self.tree;
+        // The block never to pick: best fit's wilderness, the highest block, so never a bin's
+        // root unless alone in its bin.
+        let skip = skip.map_or(NIL, id_of);
         // Every candidate the searches below offer has `need` bytes or more: without `fits`,
         // the first one is taken.
-        let ok = |x: u32| fits.as_ref().is_none_or(|f| f(self.chunk(off_of(x))));
+        let ok = |x: u32| x != skip && fits.as_ref().is_none_or(|f| f(self.chunk(off_of(x))));
         // The first bin a request of `need` bytes may use (`BINS`: none).
         let from = if self.exact && need < LIMIT {
             bin_of(need.max(crate::heap::block::MIN_BLOCK))
@@ -243,6 +247,9 @@ impl Index {
                     let root = self.bins.roots[bin];
                     x = if ok(root) {
                         root
+                    } else if root == skip {
+                        // The wilderness is the highest block: alone in its bin.
+                        NIL
                     } else {
                         self.bins.lowest_accepted(mem, bin, ok)
                     };
