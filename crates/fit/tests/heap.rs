@@ -460,3 +460,19 @@ fn best_fit_keeps_the_wilderness_for_last() {
     assert_eq!(c.as_ptr() as usize, top + core::mem::size_of::<usize>());
     h.check_invariants().unwrap();
 }
+
+#[test]
+fn a_region_just_large_enough_is_used_to_the_last_block() {
+    // 400 bytes: 16 of prologue and sentinel, then blocks of 32 and 48 bytes granted one by one.
+    for cfg in [
+        Config::next_fit(),
+        Config::best_fit().with_mechanism(Mechanism::List),
+    ] {
+        let mut h = heap(400, cfg);
+        for size in [10, 20, 30] {
+            h.allocate(Layout::from_size_align(size, 8).unwrap())
+                .unwrap_or_else(|e| panic!("{cfg}: {size}: {e}"));
+        }
+        h.check_invariants().unwrap();
+    }
+}

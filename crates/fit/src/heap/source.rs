@@ -46,7 +46,8 @@ impl<M: MemorySource> FitHeap<M> {
         } else {
             mem.end.saturating_add(len)
         };
-        if !contiguous || len < MIN_BLOCK + GRAIN || (uses_index && new_end > INDEX_LIMIT) {
+        let room = if first { MIN_BLOCK + GRAIN } else { MIN_BLOCK };
+        if !contiguous || len < room || (uses_index && new_end > INDEX_LIMIT) {
             // A grant that cannot extend this heap (a source that is not contiguous, or past what
             // the index addresses): give it back if the source takes it; otherwise it stays
             // counted in the footprint, unused.
