@@ -223,6 +223,16 @@ impl Mem {
     /// a header already (of this block, of a block it absorbed, or the old sentinel).
     #[inline]
     pub(crate) fn set_free(&mut self, off: usize, size: usize, prev_used: Option<bool>) {
+        self.set_free_tags(off, size, prev_used);
+        let next = off + size;
+        let n = self.word(next);
+        self.set_word(next, n & !PREV_USED);
+    }
+
+    /// A free block's header and footer only: for a free block that shrinks, whose old bytes
+    /// after it the caller is about to turn into a block (not yet a header to update).
+    #[inline]
+    pub(crate) fn set_free_tags(&mut self, off: usize, size: usize, prev_used: Option<bool>) {
         let prev = match prev_used {
             Some(true) => PREV_USED,
             Some(false) => 0,
@@ -230,9 +240,18 @@ impl Mem {
         };
         self.set_word(off, size | prev);
         self.set_word(off + size - W, size);
-        let next = off + size;
-        let n = self.word(next);
-        self.set_word(next, n & !PREV_USED);
+    }
+
+    /// Changes the size of the free block at `off`: growing, the next block's `PREV_USED` bit is
+    /// cleared (it is a header); shrinking, the bytes after it are the caller's to turn into a
+    /// block, so only the tags are written.
+    #[inline]
+    pub(crate) fn resize_free(&mut self, off: usize, size: usize) {
+        if size < self.size(off) {
+            self.set_free_tags(off, size, None);
+        } else {
+            self.set_free(off, size, None);
+        }
     }
 
     /// Marks `off..off+size` a live block with `slack` bytes unused at its end, and the next

@@ -168,7 +168,7 @@ mod tests {
     }
 
     fn free_sized(h: &mut Heap, off: usize, size: usize) {
-        let ptr = NonNull::new((h.base_addr() + off + W) as *mut u8).unwrap();
+        let ptr = NonNull::new(h.mem().base.wrapping_add(off + W)).unwrap();
         // SAFETY: `off` is a live block of `h` allocated with this layout.
         unsafe { h.deallocate(ptr, Layout::from_size_align(size, 8).unwrap()) }.unwrap();
     }

@@ -137,7 +137,7 @@ impl Store for InBand {
         self.len -= 1;
     }
     fn resize(&mut self, id: usize, size: usize) {
-        self.mem.set_free(id, size, None);
+        self.mem.resize_free(id, size);
     }
     fn replace(&mut self, id: usize, chunk: Chunk) -> usize {
         // Read the links first: the new node may overlap the old one.

@@ -156,11 +156,11 @@ impl Index {
     fn resize(&mut self, off: usize, size: usize) {
         let old = self.mem.size(off);
         if self.tree.key == Key::Addr && !self.in_bins(old) && !self.in_bins(size) {
-            self.mem.set_free(off, size, None);
+            self.mem.resize_free(off, size);
             self.tree.refresh_up(&mut self.mem, id_of(off));
         } else {
             self.detach(off);
-            self.mem.set_free(off, size, None);
+            self.mem.resize_free(off, size);
             self.attach(off);
         }
     }
