@@ -1,10 +1,12 @@
-//! What a fit manager is configured with: the policy, the list order, coalescing, a header size and
-//! a size alignment; and the names users type (`best-fit:lifo`, `first-fit:addr`).
+//! What a fit manager is configured with: the policy, the list order, coalescing, the mechanism,
+//! the check word, a trim threshold, a header size and a size alignment; and the names users type
+//! (`best-fit:lifo`, `first-fit:addr`, `best-fit:checked`).
 //!
 //! ```text
-//!   "best-fit:lifo:no-coalesce"
-//!    ^^^^^^^^ ^^^^ ^^^^^^^^^^^
-//!    Policy   Order Coalesce      (suffixes in any order, each at most once)
+//!   "best-fit:lifo:no-coalesce:checked"
+//!    ^^^^^^^^ ^^^^ ^^^^^^^^^^^ ^^^^^^^
+//!    Policy   Order Coalesce   check word     (suffixes in any order, each kind at most once;
+//!                                              every one is in Config::SUFFIXES)
 //! ```
 
 use core::fmt;
@@ -150,11 +152,106 @@ pub struct Config {
     pub header: usize,
     /// Request sizes are rounded up to a multiple of this (`1`: no rounding; `0` is invalid).
     pub align: usize,
+    /// How the real heap finds a free block: the index where it makes the list's decisions
+    /// (address order, physical or no coalescing), else the list. The range manager always
+    /// uses the list.
+    pub mechanism: Mechanism,
+    /// The real heap keeps a check word in every live block (`:checked`): a free of a pointer
+    /// into the heap that is not a block's start is refused (see [`crate::FitHeap`]).
+    pub checked: bool,
+    /// The real heap gives a free block at its end back to the source when the block reaches
+    /// this many bytes (keeping 64 KiB); `usize::MAX` never gives memory back. Default 128 KiB,
+    /// glibc's `M_TRIM_THRESHOLD`.
+    pub trim_threshold: usize,
 }
 
+/// The mechanism that finds free blocks (Wilson et al.'s *mechanism*, apart from the *policy*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mechanism {
+    /// The index (see `crate::index`): O(log n) searches that make exactly the list's decisions
+    /// in address order. Used where defined (address order, physical or no coalescing); other
+    /// configurations fall back to the list.
+    Index,
+    /// The explicit free list, searched in list order (`:list`): the reference, and the only
+    /// mechanism for the LIFO, FIFO and size orders and OSTEP's list-order coalescing.
+    List,
+}
+
+/// One suffix a fit name accepts: `POLICY:SUFFIX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Suffix {
+    /// What the user types after a `:`.
+    pub name: &'static str,
+    /// What it selects, in one line.
+    pub about: &'static str,
+    /// Whether it is what the bare policy name already means (`addr`, `coalesce`): spelling it
+    /// out changes nothing.
+    pub is_default: bool,
+}
+
+const fn suffix(name: &'static str, about: &'static str, is_default: bool) -> Suffix {
+    Suffix {
+        name,
+        about,
+        is_default,
+    }
+}
+
+/// glibc's default `M_TRIM_THRESHOLD`: 128 KiB.
+pub const DEFAULT_TRIM_THRESHOLD: usize = 128 << 10;
+
 impl Config {
-    /// `policy` over an address-ordered list with physical coalescing, no extra header, no size
-    /// rounding: the setting a real heap wants (Johnstone and Wilson's good policies).
+    /// Every suffix [`FromStr`] accepts, in the order the docs list them (the order names also
+    /// parse under `malloc.py`'s spellings, `ADDRSORT` ...). Any other suffix is an error that
+    /// lists these.
+    pub const SUFFIXES: &'static [Suffix] = &[
+        suffix("addr", "list order: ascending address (the default)", true),
+        suffix(
+            "size-asc",
+            "list order: ascending size (OSTEP's SIZESORT+)",
+            false,
+        ),
+        suffix(
+            "size-desc",
+            "list order: descending size (OSTEP's SIZESORT-)",
+            false,
+        ),
+        suffix(
+            "lifo",
+            "list order: a freed block goes first (OSTEP's INSERT-FRONT)",
+            false,
+        ),
+        suffix(
+            "fifo",
+            "list order: a freed block goes last (OSTEP's INSERT-BACK)",
+            false,
+        ),
+        suffix(
+            "coalesce",
+            "merge with free physical neighbours (the default)",
+            true,
+        ),
+        suffix("no-coalesce", "never merge free blocks", false),
+        suffix(
+            "list-coalesce",
+            "OSTEP's -C: merge list neighbours after each free",
+            false,
+        ),
+        suffix(
+            "list",
+            "search the free list even where the index applies (the reference)",
+            false,
+        ),
+        suffix(
+            "checked",
+            "a check word in every live block: stray pointers into the heap are refused",
+            false,
+        ),
+    ];
+
+    /// `policy` over an address-ordered free set with physical coalescing, the index, no check
+    /// word, glibc's trim threshold, no extra header, no size rounding: the setting a real heap
+    /// wants (Johnstone and Wilson's good policies).
     pub const fn new(policy: Policy) -> Self {
         Config {
             policy,
@@ -162,7 +259,18 @@ impl Config {
             coalesce: Coalesce::Physical,
             header: 0,
             align: 1,
+            mechanism: Mechanism::Index,
+            checked: false,
+            trim_threshold: DEFAULT_TRIM_THRESHOLD,
         }
+    }
+
+    /// Whether the real heap runs on the index: [`Mechanism::Index`] asked, address order, and
+    /// physical or no coalescing (where the index and the list are defined alike).
+    pub const fn uses_index(&self) -> bool {
+        matches!(self.mechanism, Mechanism::Index)
+            && matches!(self.order, Order::AddrSort)
+            && !matches!(self.coalesce, Coalesce::ListOrder)
     }
 
     /// OSTEP `malloc.py`'s configuration: `-p`, `-l`, `-C`, `-H`, `-a` (`None` for `-a -1`).
@@ -173,20 +281,19 @@ impl Config {
         header: usize,
         align: Option<usize>,
     ) -> Self {
-        Config {
-            policy,
-            order,
-            coalesce: if coalesce {
-                Coalesce::ListOrder
-            } else {
-                Coalesce::Off
-            },
-            header,
-            align: match align {
-                Some(a) => a,
-                None => 1,
-            },
-        }
+        let mut c = Config::new(policy);
+        c.order = order;
+        c.coalesce = if coalesce {
+            Coalesce::ListOrder
+        } else {
+            Coalesce::Off
+        };
+        c.header = header;
+        c.align = match align {
+            Some(a) => a,
+            None => 1,
+        };
+        c
     }
 
     /// First fit, address-ordered, coalescing.
@@ -226,6 +333,21 @@ impl Config {
         self.align = align;
         self
     }
+    /// This configuration with mechanism `mechanism`.
+    pub const fn with_mechanism(mut self, mechanism: Mechanism) -> Self {
+        self.mechanism = mechanism;
+        self
+    }
+    /// This configuration with (`true`) or without the check word.
+    pub const fn with_checked(mut self, checked: bool) -> Self {
+        self.checked = checked;
+        self
+    }
+    /// This configuration with trim threshold `bytes` (`usize::MAX`: never give memory back).
+    pub const fn with_trim_threshold(mut self, bytes: usize) -> Self {
+        self.trim_threshold = bytes;
+        self
+    }
 }
 
 impl Default for Config {
@@ -251,36 +373,69 @@ impl fmt::Display for Coalesce {
 }
 
 /// The name of the configuration: `policy:order`, plus `:no-coalesce` or `:list-coalesce` when
-/// coalescing is not the default (header and alignment are not part of the name).
+/// coalescing is not the default, `:list` for the list mechanism and `:checked` for the check
+/// word (header, alignment and trim threshold are not part of the name).
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.policy, self.order)?;
         if self.coalesce != Coalesce::Physical {
             write!(f, ":{}", self.coalesce)?;
         }
+        if self.mechanism == Mechanism::List {
+            f.write_str(":list")?;
+        }
+        if self.checked {
+            f.write_str(":checked")?;
+        }
         Ok(())
     }
 }
 
-/// A name that is not a fit policy, list order or coalescing setting.
+/// A name that is not a fit policy, or a suffix that is not one of [`Config::SUFFIXES`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParseConfigError {
     /// The policy part is not one of the four.
-    #[error(
-        "unknown fit policy `{0}` (expected first-fit, next-fit, best-fit or worst-fit, \
-         optionally followed by :addr, :size-asc, :size-desc, :lifo or :fifo)"
-    )]
     Policy(Name),
-    /// A suffix is not a list order or coalescing setting.
-    #[error(
-        "unknown suffix `{0}` in a fit policy name (expected addr, size-asc, size-desc, lifo, \
-         fifo, coalesce, no-coalesce or list-coalesce)"
-    )]
+    /// A suffix is not in [`Config::SUFFIXES`].
     Suffix(Name),
     /// The same kind of suffix appears twice (`best-fit:lifo:fifo`).
-    #[error("suffix `{0}` repeats an order or coalescing setting already given")]
     Repeated(Name),
+}
+
+/// The valid suffixes, `addr, size-asc, ...`, from [`Config::SUFFIXES`].
+struct SuffixNames;
+
+impl fmt::Display for SuffixNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in Config::SUFFIXES.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(s.name)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ParseConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseConfigError::Policy(n) => write!(
+                f,
+                "unknown fit policy `{n}` (expected first-fit, next-fit, best-fit or worst-fit, \
+                 optionally followed by :SUFFIX, one of {SuffixNames})"
+            ),
+            ParseConfigError::Suffix(n) => write!(
+                f,
+                "unknown suffix `{n}` in a fit policy name (expected one of {SuffixNames})"
+            ),
+            ParseConfigError::Repeated(n) => write!(
+                f,
+                "suffix `{n}` repeats an order, coalescing, mechanism or check setting already given"
+            ),
+        }
+    }
 }
 
 /// A short copy of a name from the input (no allocation: names longer than 48 bytes are cut).
@@ -348,28 +503,44 @@ impl FromStr for Order {
 
 impl FromStr for Config {
     type Err = ParseConfigError;
-    /// `POLICY[:ORDER][:COALESCE]`, e.g. `best-fit`, `best-fit:lifo`, `first-fit:addr`,
-    /// `worst-fit:fifo:no-coalesce`. Defaults: `addr`, `coalesce` (physical).
+    /// `POLICY[:SUFFIX]...`, e.g. `best-fit`, `best-fit:lifo`, `first-fit:addr`,
+    /// `worst-fit:fifo:no-coalesce`, `best-fit:checked`, `first-fit:list`: every suffix is one
+    /// of [`Config::SUFFIXES`] (orders also under `malloc.py`'s names), each kind at most once.
+    /// Defaults: `addr`, `coalesce` (physical), the index, no check word.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut parts = s.split(':');
         let policy: Policy = parts.next().unwrap_or("").parse()?;
         let mut cfg = Config::new(policy);
-        let (mut seen_order, mut seen_coalesce) = (false, false);
+        // Kinds seen: order, coalescing, mechanism, check word.
+        let mut seen = [false; 4];
         for part in parts {
-            let coalesce = match part {
-                "coalesce" => Some(Coalesce::Physical),
-                "no-coalesce" => Some(Coalesce::Off),
-                "list-coalesce" => Some(Coalesce::ListOrder),
-                _ => None,
+            let kind = match part {
+                "coalesce" => {
+                    cfg.coalesce = Coalesce::Physical;
+                    1
+                }
+                "no-coalesce" => {
+                    cfg.coalesce = Coalesce::Off;
+                    1
+                }
+                "list-coalesce" => {
+                    cfg.coalesce = Coalesce::ListOrder;
+                    1
+                }
+                "list" => {
+                    cfg.mechanism = Mechanism::List;
+                    2
+                }
+                "checked" => {
+                    cfg.checked = true;
+                    3
+                }
+                _ => {
+                    cfg.order = part.parse()?;
+                    0
+                }
             };
-            let seen = if let Some(c) = coalesce {
-                cfg.coalesce = c;
-                &mut seen_coalesce
-            } else {
-                cfg.order = part.parse()?;
-                &mut seen_order
-            };
-            if core::mem::replace(seen, true) {
+            if core::mem::replace(&mut seen[kind], true) {
                 return Err(ParseConfigError::Repeated(Name::new(part)));
             }
         }
@@ -388,9 +559,17 @@ mod tests {
         for p in Policy::ALL {
             for o in Order::ALL {
                 for c in [Coalesce::Off, Coalesce::ListOrder, Coalesce::Physical] {
-                    let cfg = Config::new(p).with_order(o).with_coalesce(c);
-                    let name = cfg.to_string();
-                    assert_eq!(name.parse::<Config>(), Ok(cfg), "{name}");
+                    for m in [Mechanism::Index, Mechanism::List] {
+                        for checked in [false, true] {
+                            let cfg = Config::new(p)
+                                .with_order(o)
+                                .with_coalesce(c)
+                                .with_mechanism(m)
+                                .with_checked(checked);
+                            let name = cfg.to_string();
+                            assert_eq!(name.parse::<Config>(), Ok(cfg), "{name}");
+                        }
+                    }
                 }
             }
         }
@@ -413,5 +592,18 @@ mod tests {
         assert!("best-fit:".parse::<Config>().is_err());
         let long = "é".repeat(100);
         assert!(long.parse::<Config>().is_err());
+        let e = "best-fit:list:list".parse::<Config>().unwrap_err();
+        assert!(matches!(e, ParseConfigError::Repeated(_)));
+    }
+
+    #[test]
+    fn every_listed_suffix_parses_and_the_error_lists_them_all() {
+        let e = "best-fit:stack".parse::<Config>().unwrap_err().to_string();
+        for s in Config::SUFFIXES {
+            let with = std::format!("best-fit:{}", s.name);
+            let cfg: Config = with.parse().unwrap_or_else(|e| panic!("{with}: {e}"));
+            assert_eq!(cfg == Config::best_fit(), s.is_default, "{with}");
+            assert!(e.contains(s.name), "{e} lacks {}", s.name);
+        }
     }
 }

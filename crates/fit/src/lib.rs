@@ -25,9 +25,13 @@ extern crate alloc;
 
 mod config;
 pub mod heap;
+pub mod index;
 pub mod list;
 #[cfg(feature = "alloc")]
 pub mod ranges;
 
-pub use config::{Coalesce, Config, Name, Order, ParseConfigError, Policy};
+pub use config::{
+    Coalesce, Config, DEFAULT_TRIM_THRESHOLD, Mechanism, Name, Order, ParseConfigError, Policy,
+    Suffix,
+};
 pub use heap::{FitHeap, InBand};

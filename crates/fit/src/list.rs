@@ -58,11 +58,18 @@ pub trait Store: Sized {
     fn is_node(&self, id: usize) -> bool;
     /// Links `chunk` after `after` (at the front for `None`) and returns its id.
     fn insert_after(&mut self, after: Option<usize>, chunk: Chunk) -> usize;
+    /// Links `chunk`, the rest of a chunk split after a block now taken, after `after`: as
+    /// [`insert_after`](Self::insert_after), for a store that must know the block before the
+    /// chunk is in use.
+    fn insert_rest_after(&mut self, after: Option<usize>, chunk: Chunk) -> usize {
+        self.insert_after(after, chunk)
+    }
     /// Removes `id` from the list.
     fn unlink(&mut self, id: usize);
     /// Changes the size of `id`, keeping its address and list position.
     fn resize(&mut self, id: usize, size: usize);
-    /// Replaces `id` by `chunk` at the same list position; returns the new id.
+    /// Replaces `id` by `chunk`, the rest of `id` after a block taken from its low end, at the
+    /// same list position; returns the new id.
     fn replace(&mut self, id: usize, chunk: Chunk) -> usize;
     /// Moves `id` to just after `after` (the front for `None`), keeping its id.
     fn move_after(&mut self, id: usize, after: Option<usize>);
@@ -255,27 +262,14 @@ impl<S: Store> FreeList<S> {
     ///
     /// The caller guarantees `front + need <= size` and `front == 0 || front >= min_chunk`.
     pub fn take(&mut self, id: usize, front: usize, need: usize, min_chunk: usize) -> Chunk {
-        let c = self.store.chunk(id);
-        let mut need = need;
-        let mut back = c.size - front - need;
-        if back < min_chunk.max(1) {
-            need += back;
-            back = 0;
-        }
-        let carved = Chunk {
-            addr: c.addr + front,
-            size: need,
-        };
-        let rest = Chunk {
-            addr: carved.end(),
-            size: back,
-        };
+        let (carved, rest) = split(self.store.chunk(id), front, need, min_chunk);
+        let back = rest.size;
         let next_fit = self.config.policy == Policy::NextFit;
         if front > 0 {
             self.store.resize(id, front);
             self.mark_resized(id);
             let after = if back > 0 {
-                let r = self.store.insert_after(Some(id), rest);
+                let r = self.store.insert_rest_after(Some(id), rest);
                 self.mark_resized(r);
                 Some(r)
             } else {
@@ -589,6 +583,27 @@ impl<S: Store> FreeList<S> {
     pub fn iter(&self) -> impl Iterator<Item = Chunk> + '_ {
         self.store.ids().map(|id| self.store.chunk(id))
     }
+}
+
+/// Splits chunk `c` for [`FreeList::take`] (and the index's): the carved range `need` bytes at
+/// `front`, and the rest after it, which is empty (added to the carved range) when smaller than
+/// `min_chunk`.
+pub(crate) fn split(c: Chunk, front: usize, need: usize, min_chunk: usize) -> (Chunk, Chunk) {
+    let mut need = need;
+    let mut back = c.size - front - need;
+    if back < min_chunk.max(1) {
+        need += back;
+        back = 0;
+    }
+    let carved = Chunk {
+        addr: c.addr + front,
+        size: need,
+    };
+    let rest = Chunk {
+        addr: carved.end(),
+        size: back,
+    };
+    (carved, rest)
 }
 
 /// Whether `a` sorts strictly before `b` in `order` (only meaningful for sorted orders).

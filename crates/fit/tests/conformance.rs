@@ -1,5 +1,6 @@
-//! The conformance kit for every fit policy x list order x coalescing setting (40 suites), plus
-//! OSTEP's list-order coalescing. The kit runs the heap's invariant walk
+//! The conformance kit for every fit policy x list order x coalescing setting (40 suites; the
+//! address-order ones run on the index), the list mechanism and the check word in address order,
+//! and OSTEP's list-order coalescing. The kit runs the heap's invariant walk
 //! (`FreeSpaceManager::check_invariants`) after every operation of its sequences.
 //!
 //! Under Miri a subset runs (each policy once, each order once, both coalescing settings), to
@@ -77,6 +78,66 @@ mod miri_subset {
     }
 }
 
+/// The list mechanism where the index is the default (address order), and the check word, for
+/// every policy: `:list`, `:checked`, `:list:checked`.
+mod mechanisms {
+    use super::*;
+    use fit::Mechanism;
+
+    fn variant(
+        capacity: usize,
+        policy: Policy,
+        coalesce: Coalesce,
+        list: bool,
+        checked: bool,
+    ) -> FitHeap<BoxedRegion> {
+        let mechanism = if list {
+            Mechanism::List
+        } else {
+            Mechanism::Index
+        };
+        let cfg = Config::new(policy)
+            .with_coalesce(coalesce)
+            .with_mechanism(mechanism)
+            .with_checked(checked);
+        FitHeap::new(BoxedRegion::new(capacity).expect("test region"), cfg)
+    }
+
+    macro_rules! suites {
+        ($($name:ident = $p:expr, $list:expr, $checked:expr;)*) => { $(
+            mod $name {
+                use super::*;
+                allocator_traits::conformance_suite!(coalesce, Profile::COALESCING, |capacity: usize| {
+                    variant(capacity, $p, Coalesce::Physical, $list, $checked)
+                });
+                allocator_traits::conformance_suite!(no_coalesce, Profile::NON_COALESCING, |capacity: usize| {
+                    variant(capacity, $p, Coalesce::Off, $list, $checked)
+                });
+            }
+        )* };
+    }
+
+    #[cfg(not(miri))]
+    suites! {
+        first_fit_list = Policy::FirstFit, true, false;
+        next_fit_list = Policy::NextFit, true, false;
+        best_fit_list = Policy::BestFit, true, false;
+        worst_fit_list = Policy::WorstFit, true, false;
+        first_fit_checked = Policy::FirstFit, false, true;
+        next_fit_checked = Policy::NextFit, false, true;
+        best_fit_checked = Policy::BestFit, false, true;
+        worst_fit_checked = Policy::WorstFit, false, true;
+        best_fit_list_checked = Policy::BestFit, true, true;
+        worst_fit_list_checked = Policy::WorstFit, true, true;
+    }
+
+    #[cfg(miri)]
+    suites! {
+        best_fit_list = Policy::BestFit, true, false;
+        next_fit_checked = Policy::NextFit, false, true;
+    }
+}
+
 /// The kit's list-order coalescing check does not apply to OSTEP's list-order pass in general,
 /// but under address order it is full coalescing: check that too.
 mod list_order_under_addr {
@@ -107,6 +168,10 @@ mod list_coalesce {
     suites! {
         worst_fit_fifo = Policy::WorstFit, Order::InsertBack;
         next_fit_lifo = Policy::NextFit, Order::InsertFront;
+    }
+
+    #[cfg(not(miri))]
+    suites! {
         first_fit_size_asc = Policy::FirstFit, Order::SizeAsc;
         best_fit_size_desc = Policy::BestFit, Order::SizeDesc;
     }

@@ -5,9 +5,9 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use allocator_traits::{
-    AllocError, BlockKind, BoxedRegion, FreeError, FreeSpaceManager, Inspector,
+    AllocError, BlockKind, BoxedRegion, FreeError, FreeSpaceManager, Inspector, MemorySource,
 };
-use fit::{Coalesce, Config, FitHeap, Order, Policy};
+use fit::{Coalesce, Config, FitHeap, Mechanism, Order, Policy};
 
 fn heap(cap: usize, cfg: Config) -> FitHeap<BoxedRegion> {
     FitHeap::new(BoxedRegion::new(cap).unwrap(), cfg)
@@ -28,7 +28,12 @@ fn all_configs() -> Vec<Config> {
     for p in Policy::ALL {
         for o in Order::ALL {
             for c in [Coalesce::Off, Coalesce::ListOrder, Coalesce::Physical] {
-                v.push(Config::new(p).with_order(o).with_coalesce(c));
+                let cfg = Config::new(p).with_order(o).with_coalesce(c);
+                v.push(cfg);
+                v.push(cfg.with_checked(true));
+                if cfg.uses_index() {
+                    v.push(cfg.with_mechanism(Mechanism::List));
+                }
             }
         }
     }
@@ -269,7 +274,7 @@ fn inspect_tiles_the_heap_and_shows_list_and_rover() {
     )));
     assert_eq!(r.list.len(), 2);
     assert_eq!(
-        r.list[0].0 + 16,
+        r.list[0].0 + core::mem::size_of::<usize>(),
         ps[1].cast::<u8>().as_ptr() as usize,
         "lifo: the freed block first"
     );
@@ -295,4 +300,179 @@ fn works_over_a_static_region() {
         unsafe { h.deallocate(b.cast(), Layout::from_size_align(1000, 8).unwrap()) }.unwrap();
     }
     assert_eq!(h.free_list().count(), 1);
+}
+
+#[test]
+fn one_word_headers_hold_requests_as_glibc_does() {
+    // (request, block without the check word, block with it)
+    for (req, plain, checked) in [
+        (0, 32, 32),
+        (24, 32, 48),
+        (25, 48, 48),
+        (100, 112, 128),
+        (1000, 1008, 1024),
+    ] {
+        for (cfg, want) in [
+            (Config::best_fit(), plain),
+            (Config::best_fit().with_checked(true), checked),
+        ] {
+            let mut h = heap(1 << 20, cfg);
+            let l = Layout::from_size_align(req, 8).unwrap();
+            let b = h.allocate(l).unwrap();
+            assert_eq!(h.stats().live_held, want, "{cfg} {req}");
+            assert!(b.len() >= req);
+            // SAFETY: live block.
+            unsafe { h.deallocate(b.cast(), l) }.unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_check_word_refuses_pointers_into_live_blocks() {
+    for checked in [true, false] {
+        let mut h = heap(1 << 20, Config::first_fit().with_checked(checked));
+        assert_eq!(h.detects_interior(), checked);
+        let l = Layout::from_size_align(400, 16).unwrap();
+        let b = h.allocate(l).unwrap().cast::<u8>();
+        let after = h.allocate(l).unwrap();
+        // Fill the payload with words that look like the header of a live 48-byte block whose
+        // neighbour says it is live: only the check word tells them from real blocks.
+        let words = b.as_ptr().cast::<usize>();
+        for i in 0..400 / 8 {
+            // SAFETY: inside the live block.
+            unsafe { words.add(i).write(48 | 3) };
+        }
+        if !checked {
+            continue;
+        }
+        let before = h.stats();
+        for k in 1..400 / 16 {
+            let p = NonNull::new(b.as_ptr().wrapping_add(16 * k)).unwrap();
+            // SAFETY: the heap claims to refuse interior pointers with the check word.
+            let e = unsafe { h.deallocate(p, Layout::from_size_align(24, 8).unwrap()) };
+            assert!(
+                matches!(
+                    e,
+                    Err(FreeError::NotABlock { .. } | FreeError::LayoutMismatch { .. })
+                ),
+                "{k}: {e:?}"
+            );
+        }
+        assert_eq!(h.stats().live_blocks, before.live_blocks);
+        h.check_invariants().unwrap();
+        // SAFETY: live blocks with their layouts.
+        unsafe {
+            h.deallocate(b, l).unwrap();
+            h.deallocate(after.cast(), l).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_free_block_at_the_end_goes_back_to_the_source() {
+    for cfg in [
+        Config::best_fit(),
+        Config::first_fit().with_mechanism(Mechanism::List),
+    ] {
+        let mut h = heap(8 << 20, cfg);
+        let small = Layout::from_size_align(100, 8).unwrap();
+        let big = Layout::from_size_align(2 << 20, 8).unwrap();
+        let a = h.allocate(small).unwrap();
+        let b = h.allocate(big).unwrap();
+        let grown = h.stats().footprint;
+        assert!(grown > 2 << 20, "{cfg}");
+        // SAFETY: live block.
+        unsafe { h.deallocate(b.cast(), big) }.unwrap();
+        let s = h.stats();
+        assert!(
+            s.footprint < 256 << 10,
+            "{cfg}: footprint {} after freeing the block at the end",
+            s.footprint
+        );
+        assert_eq!(s.peak_footprint, grown);
+        h.check_invariants().unwrap();
+        // Below the threshold nothing goes back.
+        let c = h
+            .allocate(Layout::from_size_align(40 << 10, 8).unwrap())
+            .unwrap();
+        let f = h.stats().footprint;
+        // SAFETY: live block.
+        unsafe { h.deallocate(c.cast(), Layout::from_size_align(40 << 10, 8).unwrap()) }.unwrap();
+        assert_eq!(h.stats().footprint, f, "{cfg}");
+        // SAFETY: live block.
+        unsafe { h.deallocate(a.cast(), small) }.unwrap();
+    }
+    // A threshold of usize::MAX never gives memory back.
+    let mut h = heap(8 << 20, Config::best_fit().with_trim_threshold(usize::MAX));
+    let big = Layout::from_size_align(2 << 20, 8).unwrap();
+    let b = h.allocate(big).unwrap();
+    let f = h.stats().footprint;
+    // SAFETY: live block.
+    unsafe { h.deallocate(b.cast(), big) }.unwrap();
+    assert_eq!(h.stats().footprint, f);
+}
+
+#[cfg(not(miri))]
+#[test]
+fn brk_region_gets_its_pages_back() {
+    let mut h = FitHeap::new(
+        allocator_traits::BrkRegion::new(1 << 30),
+        Config::best_fit(),
+    );
+    let big = Layout::from_size_align(16 << 20, 8).unwrap();
+    let b = h.allocate(big).unwrap();
+    assert!(h.stats().footprint >= 16 << 20);
+    // SAFETY: live block.
+    unsafe { h.deallocate(b.cast(), big) }.unwrap();
+    assert!(h.stats().footprint <= 256 << 10, "{}", h.stats().footprint);
+    assert_eq!(h.stats().footprint, h.source().footprint());
+    h.check_invariants().unwrap();
+    // And grows again.
+    let b = h.allocate(big).unwrap();
+    // SAFETY: live block.
+    unsafe { h.deallocate(b.cast(), big) }.unwrap();
+}
+
+#[test]
+fn best_fit_keeps_the_wilderness_for_last() {
+    let mut h = heap(64 << 10, Config::best_fit());
+    let l = |n| Layout::from_size_align(n, 8).unwrap();
+    let hole = h.allocate(l(4000)).unwrap().cast::<u8>();
+    let _fence = h.allocate(l(100)).unwrap();
+    // Fill until the free block at the end is smaller than the hole will be.
+    let mut filler = Vec::new();
+    while h.free_list().last().is_some_and(|(_, size)| size > 2000) {
+        filler.push(h.allocate(l(1000)).unwrap());
+    }
+    let (top, top_size) = h.free_list().last().unwrap();
+    assert!(top_size > 400, "{top_size}");
+    // SAFETY: live block.
+    unsafe { h.deallocate(hole, l(4000)) }.unwrap();
+    // Plain best fit would take the smaller block at the end; the wilderness comes last.
+    let b = h.allocate(l(300)).unwrap().cast::<u8>();
+    assert_eq!(b, hole);
+    // Use up every other free block; then the wilderness serves.
+    let others: Vec<(usize, usize)> = h.free_list().filter(|&(a, _)| a != top).collect();
+    for (_, size) in others {
+        h.allocate(l(size - core::mem::size_of::<usize>())).unwrap();
+    }
+    let c = h.allocate(l(top_size - 64)).unwrap().cast::<u8>();
+    assert_eq!(c.as_ptr() as usize, top + core::mem::size_of::<usize>());
+    h.check_invariants().unwrap();
+}
+
+#[test]
+fn a_region_just_large_enough_is_used_to_the_last_block() {
+    // 400 bytes: 16 of prologue and sentinel, then blocks of 32 and 48 bytes granted one by one.
+    for cfg in [
+        Config::next_fit(),
+        Config::best_fit().with_mechanism(Mechanism::List),
+    ] {
+        let mut h = heap(400, cfg);
+        for size in [10, 20, 30] {
+            h.allocate(Layout::from_size_align(size, 8).unwrap())
+                .unwrap_or_else(|e| panic!("{cfg}: {size}: {e}"));
+        }
+        h.check_invariants().unwrap();
+    }
 }

@@ -20,49 +20,26 @@ pub fn variants() -> Vec<&'static str> {
         .collect()
 }
 
-/// The fit policies' suffixes: a list order and a coalescing setting (at most one of each).
-const FIT_SUFFIXES: &[Suffix] = &[
-    Suffix {
-        name: "addr",
-        about: "free list in address order (the default)",
-        default: true,
-    },
-    Suffix {
-        name: "size-asc",
-        about: "free list by size, smallest first",
+/// The fit policies' suffixes: fit's own list (`fit::Config::SUFFIXES`, what its parser takes),
+/// so a suffix fit adds is listed, built and tested here with no change.
+const FIT_SUFFIXES: [Suffix; fit::Config::SUFFIXES.len()] = {
+    let from = fit::Config::SUFFIXES;
+    let mut out = [Suffix {
+        name: "",
+        about: "",
         default: false,
-    },
-    Suffix {
-        name: "size-desc",
-        about: "free list by size, largest first",
-        default: false,
-    },
-    Suffix {
-        name: "lifo",
-        about: "freed blocks go to the front of the list",
-        default: false,
-    },
-    Suffix {
-        name: "fifo",
-        about: "freed blocks go to the back of the list",
-        default: false,
-    },
-    Suffix {
-        name: "coalesce",
-        about: "merge a freed block with free neighbours in memory (the default)",
-        default: true,
-    },
-    Suffix {
-        name: "no-coalesce",
-        about: "never merge freed blocks",
-        default: false,
-    },
-    Suffix {
-        name: "list-coalesce",
-        about: "merge only with neighbours that are also neighbours in the list",
-        default: false,
-    },
-];
+    }; fit::Config::SUFFIXES.len()];
+    let mut i = 0;
+    while i < from.len() {
+        out[i] = Suffix {
+            name: from[i].name,
+            about: from[i].about,
+            default: from[i].is_default,
+        };
+        i += 1;
+    }
+    out
+};
 
 /// What `fsm sim` shows of every fit policy.
 const FIT_SIM: SimView = SimView {
@@ -88,7 +65,7 @@ static CATALOG: &[Descriptor] = &[
     Descriptor {
         name: "first-fit",
         about: "first fit: the lowest-placed free block in list order that fits",
-        suffixes: FIT_SUFFIXES,
+        suffixes: &FIT_SUFFIXES,
         variants: &["first-fit", "first-fit:lifo"],
         takes_tunables: false,
         front: Front::Locked,
@@ -99,7 +76,7 @@ static CATALOG: &[Descriptor] = &[
     Descriptor {
         name: "next-fit",
         about: "next fit: first fit from a roving position that wraps around",
-        suffixes: FIT_SUFFIXES,
+        suffixes: &FIT_SUFFIXES,
         variants: &["next-fit"],
         takes_tunables: false,
         front: Front::Locked,
@@ -113,7 +90,7 @@ static CATALOG: &[Descriptor] = &[
     Descriptor {
         name: "best-fit",
         about: "best fit: the smallest free block that fits",
-        suffixes: FIT_SUFFIXES,
+        suffixes: &FIT_SUFFIXES,
         variants: &["best-fit"],
         takes_tunables: false,
         front: Front::Locked,
@@ -124,7 +101,7 @@ static CATALOG: &[Descriptor] = &[
     Descriptor {
         name: "worst-fit",
         about: "worst fit: the largest free block",
-        suffixes: FIT_SUFFIXES,
+        suffixes: &FIT_SUFFIXES,
         variants: &["worst-fit"],
         takes_tunables: false,
         front: Front::Locked,

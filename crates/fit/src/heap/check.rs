@@ -1,0 +1,426 @@
+//! The heap's invariant walk ([`FreeSpaceManager::check_invariants`]): the mechanism's own
+//! structure, then the blocks in address order against it.
+//!
+//! [`FreeSpaceManager::check_invariants`]: allocator_traits::FreeSpaceManager::check_invariants
+
+use allocator_traits::{Corruption, MemorySource};
+
+use super::FitHeap;
+use super::block::{FIRST, MIN_BLOCK, W, key};
+use crate::config::{Coalesce, Order};
+
+impl<M: MemorySource> FitHeap<M> {
+    /// Walks the mechanism (the list's links, order and rover, or the index's tree: see their
+    /// walks), then the blocks in address order: they tile the heap from the prologue to the
+    /// sentinel; a block's `PREV_USED` bit says whether the block before is live; a free block's
+    /// footer equals its size; a live block's check word (with `:checked`) agrees with its slack
+    /// and fits it; no two free blocks are neighbours where coalescing is full; every free block
+    /// is in the mechanism, which holds nothing else; the live blocks add up to the stats and
+    /// the footprint is the source's. O(blocks).
+    pub(super) fn walk(&self) -> Result<(), Corruption> {
+        let mem = self.mem();
+        let base = self.base_addr();
+        let s = &self.stats;
+        let footprint = s.footprint == self.source.footprint() && mem.end <= s.footprint;
+        Corruption::ensure(
+            footprint,
+            "stats",
+            base,
+            "footprint differs from the source's",
+        )?;
+        if mem.end == 0 {
+            let empty = self.free.len() == 0 && s.live_blocks == 0;
+            return Corruption::ensure(empty, "heap", base, "blocks but no memory");
+        }
+        let sentinel = mem.sentinel();
+        self.free.check_invariants(base, |off| {
+            let at = base.wrapping_add(off);
+            let inside = off >= FIRST && off < sentinel && mem.holds_word(off);
+            Corruption::ensure(inside, "free blocks", at, "a free block outside the heap")?;
+            let h = mem.header(off);
+            let fits = h.size() >= MIN_BLOCK && h.size() <= sentinel - off;
+            Corruption::ensure(fits, "free blocks", at, "block size out of range")?;
+            Corruption::ensure(!h.used(), "free blocks", at, "a free block marked in use")
+        })?;
+        let full = match self.config.coalesce {
+            Coalesce::Physical => true,
+            Coalesce::ListOrder => self.config.order == Order::AddrSort,
+            Coalesce::Off => false,
+        };
+        let checked = self.config.checked;
+        let mut off = FIRST;
+        let (mut prev_used, mut free) = (true, 0usize);
+        let (mut blocks, mut held, mut requested, mut known) = (0usize, 0usize, 0usize, true);
+        const T: &str = "boundary tags";
+        while off < sentinel {
+            let at = base + off;
+            let h = mem.header(off);
+            let size = h.size();
+            let fits = size >= MIN_BLOCK && size <= sentinel - off;
+            Corruption::ensure(fits, T, at, "block size out of range")?;
+            let bit = h.prev_used() == prev_used;
+            Corruption::ensure(bit, T, at, "PREV_USED differs from the block before")?;
+            if h.used() {
+                let usable = self.usable(size);
+                let from_slack = h.slack().and_then(|sl| usable.checked_sub(sl));
+                let req = if checked {
+                    let r = mem.word(off + size - W) ^ key(off);
+                    let ok = r <= usable && from_slack.is_none_or(|f| f == r);
+                    Corruption::ensure(
+                        ok,
+                        "check word",
+                        at,
+                        "check word disagrees with the header",
+                    )?;
+                    Some(r)
+                } else {
+                    from_slack
+                };
+                match req {
+                    Some(r) => requested += r,
+                    None => known = false,
+                }
+                blocks += 1;
+                held += size;
+            } else {
+                Corruption::ensure(
+                    h.high_bits() == 0,
+                    T,
+                    at,
+                    "a free block's header has slack bits",
+                )?;
+                let footer = mem.word(off + size - W) == size;
+                Corruption::ensure(footer, T, at, "footer differs from the header's size")?;
+                Corruption::ensure(!full || prev_used, T, at, "two free neighbours not merged")?;
+                let listed = self.free.is_listed(off);
+                Corruption::ensure(
+                    listed,
+                    "free blocks",
+                    at,
+                    "a free block is not in the mechanism",
+                )?;
+                free += 1;
+            }
+            prev_used = h.used();
+            off += size;
+        }
+        let end = mem.header(sentinel);
+        let sentinel_ok = end.size() == 0 && end.used() && end.prev_used() == prev_used;
+        Corruption::ensure(
+            sentinel_ok,
+            "sentinel",
+            base + sentinel,
+            "not an in-use header of size 0 after the last block",
+        )?;
+        let count = self.free.len() == free;
+        Corruption::ensure(
+            count,
+            "free blocks",
+            base,
+            "the mechanism holds more blocks than are free",
+        )?;
+        let agree = (blocks, held) == (s.live_blocks, s.live_held)
+            && (!known || requested == s.live_requested);
+        Corruption::ensure(agree, "stats", base, "live blocks differ from the stats")
+    }
+}
+
+/// Planted corruptions: each breaks one invariant of the walk and must be reported, under both
+/// mechanisms.
+#[cfg(test)]
+mod tests {
+    use core::alloc::Layout;
+    use core::ptr::NonNull;
+
+    use allocator_traits::{BoxedRegion, FreeSpaceManager};
+
+    use super::super::block::{GRAIN, USED};
+    use super::super::free::Free;
+    use super::*;
+    use crate::config::{Config, Mechanism};
+    use crate::list::{Chunk, Store};
+
+    type Heap = FitHeap<BoxedRegion>;
+
+    fn heap(cfg: Config) -> Heap {
+        FitHeap::new(BoxedRegion::new(1 << 16).unwrap(), cfg)
+    }
+
+    fn both(cfg: Config) -> [Heap; 2] {
+        [heap(cfg), heap(cfg.with_mechanism(Mechanism::List))]
+    }
+
+    /// `n` live blocks of 40 bytes; returns their offsets.
+    fn blocks(h: &mut Heap, n: usize) -> std::vec::Vec<usize> {
+        sized(h, n, 40)
+    }
+
+    /// `n` live blocks of `size` bytes; returns their offsets.
+    fn sized(h: &mut Heap, n: usize, size: usize) -> std::vec::Vec<usize> {
+        let l = Layout::from_size_align(size, 8).unwrap();
+        (0..n)
+            .map(|_| h.allocate(l).unwrap().cast::<u8>().as_ptr().addr() - h.base_addr() - W)
+            .collect()
+    }
+
+    fn free(h: &mut Heap, off: usize) {
+        free_sized(h, off, 40)
+    }
+
+    fn free_sized(h: &mut Heap, off: usize, size: usize) {
+        let ptr = NonNull::new(h.mem().base.wrapping_add(off + W)).unwrap();
+        // SAFETY: `off` is a live block of `h` allocated with this layout.
+        unsafe { h.deallocate(ptr, Layout::from_size_align(size, 8).unwrap()) }.unwrap();
+    }
+
+    fn problem(h: &Heap) -> &'static str {
+        h.check_invariants()
+            .expect_err("the walk must report it")
+            .problem
+    }
+
+    #[test]
+    fn a_footer_that_differs_from_the_header() {
+        for mut h in both(Config::best_fit()) {
+            let b = blocks(&mut h, 3);
+            free(&mut h, b[1]);
+            h.check_invariants().unwrap();
+            let size = h.mem().size(b[1]);
+            h.free.mem_mut().set_word(b[1] + size - W, size + GRAIN);
+            assert_eq!(problem(&h), "footer differs from the header's size");
+        }
+    }
+
+    #[test]
+    fn a_prev_used_bit_that_lies() {
+        for mut h in both(Config::best_fit()) {
+            let b = blocks(&mut h, 3);
+            let w = h.mem().word(b[2]);
+            h.free
+                .mem_mut()
+                .set_word(b[2], w & !super::super::block::PREV_USED);
+            assert_eq!(problem(&h), "PREV_USED differs from the block before");
+        }
+    }
+
+    #[test]
+    fn a_free_block_missing_from_the_mechanism() {
+        for mut h in both(Config::best_fit()) {
+            let b = blocks(&mut h, 3);
+            free(&mut h, b[1]);
+            h.check_invariants().unwrap();
+            match &mut h.free {
+                Free::List(l) => l.store_mut().unlink(b[1]),
+                Free::Index(i) => i.unlink_for_test(b[1]),
+            }
+            assert_eq!(problem(&h), "a free block is not in the mechanism");
+        }
+    }
+
+    #[test]
+    fn a_list_out_of_order() {
+        let mut h = heap(Config::best_fit().with_mechanism(Mechanism::List));
+        let b = blocks(&mut h, 5);
+        free(&mut h, b[1]);
+        free(&mut h, b[3]);
+        h.check_invariants().unwrap();
+        let Free::List(l) = &mut h.free else {
+            unreachable!()
+        };
+        l.store_mut().move_after(b[3], None);
+        assert_eq!(problem(&h), "out of the list order");
+    }
+
+    #[test]
+    fn a_size_sorted_list_out_of_order() {
+        let mut h = heap(Config::best_fit().with_order(Order::SizeAsc));
+        let b = blocks(&mut h, 5);
+        free(&mut h, b[1]);
+        h.check_invariants().unwrap();
+        let Free::List(l) = &mut h.free else {
+            unreachable!()
+        };
+        // The top block (larger) now goes before the 48-byte block.
+        let top = l.store().last().unwrap();
+        l.store_mut().move_after(top, None);
+        assert_eq!(problem(&h), "out of the list order");
+    }
+
+    #[test]
+    fn an_index_out_of_key_order() {
+        for cfg in [Config::best_fit(), Config::first_fit(), Config::next_fit()] {
+            // Blocks too large for the bins live in the tree.
+            let mut h = heap(cfg);
+            let b = sized(&mut h, 7, 3000);
+            for i in [1, 3, 5] {
+                free_sized(&mut h, b[i], 3000);
+            }
+            h.check_invariants().unwrap();
+            let Free::Index(i) = &mut h.free else {
+                unreachable!()
+            };
+            i.swap_children_for_test();
+            let p = problem(&h);
+            assert!(
+                p == "out of the key order" || p == "aux is not the largest size of the subtree",
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_free_neighbours_unmerged() {
+        for mut h in both(Config::best_fit()) {
+            let b = blocks(&mut h, 4);
+            free(&mut h, b[1]);
+            h.check_invariants().unwrap();
+            // Mark b[2] free and put it in the mechanism, as a free that skipped coalescing would.
+            let size = h.mem().size(b[2]);
+            h.free.mem_mut().set_free(b[2], size, None);
+            match &mut h.free {
+                Free::List(l) => {
+                    l.store_mut()
+                        .insert_after(Some(b[1]), Chunk { addr: b[2], size });
+                }
+                Free::Index(i) => i.link_for_test(Chunk { addr: b[2], size }),
+            }
+            assert_eq!(problem(&h), "two free neighbours not merged");
+        }
+    }
+
+    #[test]
+    fn a_cycle_in_the_list() {
+        let mut h = heap(Config::first_fit().with_order(Order::InsertFront));
+        let b = blocks(&mut h, 5);
+        free(&mut h, b[1]);
+        free(&mut h, b[3]);
+        h.check_invariants().unwrap();
+        let Free::List(l) = &mut h.free else {
+            unreachable!()
+        };
+        let (first, last) = (l.store().first().unwrap(), l.store().last().unwrap());
+        l.store_mut().set_next(last, first);
+        assert_eq!(
+            problem(&h),
+            "more chunks linked than the length says (a cycle?)"
+        );
+    }
+
+    #[test]
+    fn a_link_outside_the_heap() {
+        for mut h in both(Config::first_fit()) {
+            let b = blocks(&mut h, 3);
+            free(&mut h, b[1]);
+            let end = h.mem().end;
+            match &mut h.free {
+                Free::List(l) => l.store_mut().set_next(b[1], end + 64),
+                Free::Index(i) => i.set_root_for_test(u32::MAX - 7),
+            }
+            let p = problem(&h);
+            assert!(
+                p == "a link points outside the heap" || p == "the root lies outside the heap",
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_listed_block_marked_in_use() {
+        for mut h in both(Config::first_fit()) {
+            let b = blocks(&mut h, 3);
+            free(&mut h, b[1]);
+            let w = h.mem().word(b[1]);
+            h.free.mem_mut().set_word(b[1], w | USED);
+            assert_eq!(problem(&h), "a free block marked in use");
+        }
+    }
+
+    #[test]
+    fn a_check_word_that_disagrees() {
+        let mut h = heap(Config::first_fit().with_checked(true));
+        let b = blocks(&mut h, 2);
+        let size = h.mem().size(b[0]);
+        h.free.mem_mut().set_word(b[0] + size - W, 39 ^ key(b[0]));
+        assert_eq!(problem(&h), "check word disagrees with the header");
+    }
+
+    #[test]
+    fn stats_that_differ_from_the_blocks() {
+        let mut h = heap(Config::first_fit());
+        blocks(&mut h, 2);
+        h.stats.record_alloc(8, 32);
+        assert_eq!(problem(&h), "live blocks differ from the stats");
+    }
+
+    #[test]
+    fn a_broken_sentinel() {
+        let mut h = heap(Config::first_fit());
+        blocks(&mut h, 2);
+        let s = h.mem().sentinel();
+        h.free.mem_mut().set_word(s, 0);
+        assert_eq!(
+            problem(&h),
+            "not an in-use header of size 0 after the last block"
+        );
+    }
+
+    #[test]
+    fn a_rover_off_the_index() {
+        let mut h = heap(Config::next_fit());
+        let b = blocks(&mut h, 3);
+        free(&mut h, b[1]);
+        h.check_invariants().unwrap();
+        let Free::Index(i) = &mut h.free else {
+            unreachable!()
+        };
+        i.set_rover_for_test(b[0]);
+        assert_eq!(problem(&h), "the rover is not a block of the index");
+    }
+
+    #[test]
+    fn a_bin_out_of_heap_order() {
+        let mut h = heap(Config::best_fit());
+        let b = blocks(&mut h, 7);
+        for i in [1, 3, 5] {
+            free(&mut h, b[i]);
+        }
+        h.check_invariants().unwrap();
+        let Free::Index(i) = &mut h.free else {
+            unreachable!()
+        };
+        i.swap_bin_root_for_test();
+        let p = problem(&h);
+        assert!(
+            p == "below its parent (heap order)" || p == "a root with a prev or sibling link",
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn a_bitmap_bit_that_lies() {
+        for cfg in [Config::best_fit(), Config::first_fit()] {
+            let mut h = heap(cfg);
+            let b = blocks(&mut h, 3);
+            free(&mut h, b[1]);
+            h.check_invariants().unwrap();
+            let Free::Index(i) = &mut h.free else {
+                unreachable!()
+            };
+            i.flip_bitmap_for_test(5);
+            assert_eq!(problem(&h), "bit set iff the bin is not empty");
+        }
+    }
+
+    #[test]
+    fn a_tournament_entry_that_lies() {
+        let mut h = heap(Config::first_fit());
+        let b = blocks(&mut h, 3);
+        free(&mut h, b[1]);
+        h.check_invariants().unwrap();
+        let Free::Index(i) = &mut h.free else {
+            unreachable!()
+        };
+        i.spoil_tournament_for_test();
+        assert_eq!(problem(&h), "entry is not the lowest root below it");
+    }
+}

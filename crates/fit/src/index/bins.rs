@@ -1,0 +1,314 @@
+//! Exact-size bins: one bin per block size below [`LIMIT`] (32, 48, ... 2064 bytes), each a
+//! pairing heap of its free blocks ordered by address, so a bin's lowest block is its root.
+//!
+//! ```text
+//!   bitmap   ..0 1 0 0 1 1..     bit b set iff bin b is not empty
+//!   roots    [b=0: NIL] [b=1: 0x40] ...            a bin's root: its lowest address
+//!   bin 1 (48 B):     0x40                         pairing heap by address:
+//!                    /                             child = first child, sibling = next child,
+//!                 0x900 -- 0x130 -- 0x7f0          prev = parent (first child) or left sibling
+//!                  |
+//!                 0xa10
+//!   tournament (first fit): a tree over the roots, each inner entry the lowest root below it,
+//!   so "the lowest block of size >= s" is one walk over log2(128) levels.
+//! ```
+//!
+//! Nodes use the same four 32-bit fields of the free block as the tree's nodes ([`super::treap`]):
+//! child, sibling, prev, and one unused. A freed block joins its bin with one comparison (it
+//! becomes the root, or the root's first child); taking a bin's lowest block pairs the root's
+//! children (the two-pass pairing), amortised O(log n); taking any other block (a neighbour that
+//! coalescing absorbs) cuts it out and pairs its children back in.
+//!
+//! Invariants (checked by the walk): every block of bin `b` has size `32 + 16 b`; a node's
+//! address is above its parent's; `prev` of every child and sibling names the node it hangs from;
+//! the roots have no `prev` or sibling; the bitmap bit is set iff the bin has a root; a
+//! tournament entry is the lowest root of the bins below it.
+
+use super::treap::NIL;
+use crate::heap::block::{GRAIN, MIN_BLOCK, Mem};
+
+/// Bins: block sizes 32 to 32 + 16 * 127 bytes.
+pub(crate) const BINS: usize = 128;
+/// Blocks of this size and above live in the tree.
+pub(crate) const LIMIT: usize = MIN_BLOCK + GRAIN * BINS;
+const WORDS: usize = BINS / 64;
+
+const CHILD: usize = 0;
+const SIBLING: usize = 4;
+const PREV: usize = 8;
+
+/// The bin of a block of `size` bytes (below [`LIMIT`]).
+#[inline]
+pub(crate) const fn bin_of(size: usize) -> usize {
+    (size - MIN_BLOCK) / GRAIN
+}
+
+/// The bins, their bitmap, and (for first fit) the tournament over their roots.
+#[derive(Debug)]
+pub(crate) struct Bins {
+    /// Each bin's root (its lowest block), `NIL` iff the bin is empty.
+    pub(crate) roots: [u32; BINS],
+    /// Bit `b` set iff `roots[b]` is not `NIL`.
+    pub(crate) bitmap: [u64; WORDS],
+    /// Whether `tournament` is kept (first fit).
+    pub(crate) tournament_kept: bool,
+    /// `tournament[BINS + b] == roots[b]`; `tournament[i] == min(tournament[2i], tournament[2i+1])`
+    /// for `1 <= i < BINS` (entry 0 unused).
+    pub(crate) tournament: [u32; 2 * BINS],
+}
+
+use super::treap::{get, set};
+
+/// The first child of `x`.
+#[inline]
+pub(crate) fn child(mem: &Mem, x: u32) -> u32 {
+    get(mem, x, CHILD)
+}
+/// The next sibling of `x`.
+#[inline]
+pub(crate) fn sibling(mem: &Mem, x: u32) -> u32 {
+    get(mem, x, SIBLING)
+}
+/// The parent of `x` if it is a first child, else its left sibling.
+#[inline]
+pub(crate) fn prev(mem: &Mem, x: u32) -> u32 {
+    get(mem, x, PREV)
+}
+
+/// Makes the higher of two roots the first child of the lower; returns the lower. Neither's
+/// `prev` or sibling is set for the result.
+#[inline]
+fn meld(mem: &mut Mem, a: u32, b: u32) -> u32 {
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    let c = child(mem, lo);
+    set(mem, hi, SIBLING, c);
+    if c != NIL {
+        set(mem, c, PREV, hi);
+    }
+    set(mem, hi, PREV, lo);
+    set(mem, lo, CHILD, hi);
+    lo
+}
+
+/// The two-pass pairing of the sibling list starting at `first`: one heap.
+fn pair_up(mem: &mut Mem, first: u32) -> u32 {
+    if first == NIL {
+        return NIL;
+    }
+    // Left to right, meld pairs, stacking the results through their sibling field.
+    let (mut stack, mut x) = (NIL, first);
+    while x != NIL {
+        let y = sibling(mem, x);
+        let (m, next) = if y == NIL {
+            (x, NIL)
+        } else {
+            let next = sibling(mem, y);
+            (meld(mem, x, y), next)
+        };
+        set(mem, m, SIBLING, stack);
+        stack = m;
+        x = next;
+    }
+    // Right to left, meld each into the result.
+    let mut root = stack;
+    let mut x = sibling(mem, root);
+    while x != NIL {
+        let next = sibling(mem, x);
+        root = meld(mem, root, x);
+        x = next;
+    }
+    set(mem, root, SIBLING, NIL);
+    set(mem, root, PREV, NIL);
+    root
+}
+
+impl Bins {
+    pub(crate) const fn new(tournament: bool) -> Self {
+        Bins {
+            roots: [NIL; BINS],
+            bitmap: [0; WORDS],
+            tournament_kept: tournament,
+            tournament: [NIL; 2 * BINS],
+        }
+    }
+
+    /// Sets bin `b`'s root and what depends on it.
+    #[inline]
+    fn set_root(&mut self, b: usize, root: u32) {
+        self.roots[b] = root;
+        if root == NIL {
+            self.bitmap[b / 64] &= !(1 << (b % 64));
+        } else {
+            self.bitmap[b / 64] |= 1 << (b % 64);
+        }
+        if self.tournament_kept {
+            let mut i = BINS + b;
+            self.tournament[i] = root;
+            while i > 1 {
+                i /= 2;
+                let m = self.tournament[2 * i].min(self.tournament[2 * i + 1]);
+                if self.tournament[i] == m {
+                    break;
+                }
+                self.tournament[i] = m;
+            }
+        }
+    }
+
+    /// Adds node `x` to bin `b`.
+    #[inline]
+    pub(crate) fn insert(&mut self, mem: &mut Mem, b: usize, x: u32) {
+        set(mem, x, CHILD, NIL);
+        set(mem, x, SIBLING, NIL);
+        set(mem, x, PREV, NIL);
+        let r = self.roots[b];
+        if r == NIL {
+            self.set_root(b, x);
+        } else {
+            let root = meld(mem, r, x);
+            if root != r {
+                self.set_root(b, root);
+            }
+        }
+    }
+
+    /// Removes node `x` from bin `b`.
+    pub(crate) fn remove(&mut self, mem: &mut Mem, b: usize, x: u32) {
+        let r = self.roots[b];
+        if x == r {
+            let c = child(mem, x);
+            let root = pair_up(mem, c);
+            self.set_root(b, root);
+            return;
+        }
+        let p = prev(mem, x);
+        let s = sibling(mem, x);
+        if child(mem, p) == x {
+            set(mem, p, CHILD, s);
+        } else {
+            set(mem, p, SIBLING, s);
+        }
+        if s != NIL {
+            set(mem, s, PREV, p);
+        }
+        let sub = pair_up(mem, child(mem, x));
+        if sub != NIL {
+            // `sub` is above `r` (it was below `x`, below `r`): it becomes `r`'s first child.
+            let root = meld(mem, r, sub);
+            debug_assert_eq!(root, r);
+        }
+    }
+
+    /// The first non-empty bin at or above `b`.
+    #[inline]
+    pub(crate) fn first_from(&self, b: usize) -> Option<usize> {
+        let mut w = b / 64;
+        if w >= WORDS {
+            return None;
+        }
+        let mut bits = self.bitmap[w] & (!0u64 << (b % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            if w == WORDS {
+                return None;
+            }
+            bits = self.bitmap[w];
+        }
+    }
+
+    /// The last non-empty bin at or below `b`.
+    #[inline]
+    pub(crate) fn last_upto(&self, b: usize) -> Option<usize> {
+        let mut w = b / 64;
+        let mut bits = self.bitmap[w] & (!0u64 >> (63 - b % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + 63 - bits.leading_zeros() as usize);
+            }
+            if w == 0 {
+                return None;
+            }
+            w -= 1;
+            bits = self.bitmap[w];
+        }
+    }
+
+    /// The lowest root among bins `b..` (first fit; needs the tournament).
+    #[inline]
+    pub(crate) fn lowest_from(&self, b: usize) -> u32 {
+        debug_assert!(self.tournament_kept);
+        // The usual bottom-up range minimum over leaves `BINS + b ..= 2 * BINS - 1`.
+        let (mut lo, mut hi) = (BINS + b, 2 * BINS);
+        let mut m = NIL;
+        while lo < hi {
+            if lo & 1 == 1 {
+                m = m.min(self.tournament[lo]);
+                lo += 1;
+            }
+            if hi & 1 == 1 {
+                hi -= 1;
+                m = m.min(self.tournament[hi]);
+            }
+            lo /= 2;
+            hi /= 2;
+        }
+        m
+    }
+
+    /// The lowest node of bin `b` that `ok` accepts: a walk over the whole bin (for requests whose
+    /// alignment the root cannot serve).
+    pub(crate) fn lowest_accepted(&self, mem: &Mem, b: usize, ok: impl Fn(u32) -> bool) -> u32 {
+        let mut best = NIL;
+        self.for_each(mem, b, |x, _| {
+            if x < best && ok(x) {
+                best = x;
+            }
+        });
+        best
+    }
+
+    /// Visits every node of bin `b` with its parent (`NIL` for the root), in preorder.
+    pub(crate) fn for_each(&self, mem: &Mem, b: usize, mut f: impl FnMut(u32, u32)) {
+        let root = self.roots[b];
+        if root == NIL {
+            return;
+        }
+        let (mut x, mut parent) = (root, NIL);
+        loop {
+            f(x, parent);
+            let c = child(mem, x);
+            if c != NIL {
+                parent = x;
+                x = c;
+                continue;
+            }
+            // Next sibling, climbing to the parent while there is none.
+            loop {
+                let s = sibling(mem, x);
+                if s != NIL {
+                    x = s;
+                    break;
+                }
+                if parent == NIL {
+                    return;
+                }
+                x = parent;
+                parent = parent_of(mem, x);
+            }
+        }
+    }
+}
+
+/// The parent of `x` (walking left along its siblings); `NIL` for a root.
+pub(crate) fn parent_of(mem: &Mem, mut x: u32) -> u32 {
+    loop {
+        let p = prev(mem, x);
+        if p == NIL || child(mem, p) == x {
+            return p;
+        }
+        x = p;
+    }
+}
