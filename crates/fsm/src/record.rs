@@ -107,7 +107,7 @@ fn record_in(args: &RecordArgs, so: &Path, dir: &Path) -> Result<String, String>
         .unwrap_or(0);
     let bytes = std::fs::read(&own).map_err(|_| {
         format!(
-            "{} made no allocation through the dynamic malloc (statically linked, or it exec'd another program?)",
+            "{} made no allocation through the dynamic malloc (statically linked?)",
             prog.to_string_lossy()
         )
     })?;
@@ -138,6 +138,17 @@ fn record_in(args: &RecordArgs, so: &Path, dir: &Path) -> Result<String, String>
         trace.summary(),
         imported.oddities.unknown_frees
     );
+    if imported.oddities.execs > 0 {
+        msg.push_str(&format!(
+            "; it exec'd {} time(s) (the blocks live at each are freed there)",
+            imported.oddities.execs
+        ));
+    }
+    if imported.oddities.cut_line {
+        msg.push_str(
+            "; its log ends in a line cut short (killed in the middle of a call), dropped",
+        );
+    }
     if others > 0 {
         msg.push_str(&format!(
             "; {others} child process(es) also recorded, not kept"

@@ -2,10 +2,18 @@
 //! whitespace-separated) and optionally `exit N` and `stderr TEXT` lines; `NAME.out` is the
 //! exact stdout expected.
 //!
-//! The `explicit_basic_best`, `explicit_header_align`, `explicit_failed_numbering` and
-//! `explicit_stale_free` outputs were written by hand from the rules of
-//! `reference/ostep-malloc-sim.md`; the others were produced by `fsm sim`, read against those
-//! rules, and compared byte for byte with what `malloc.py` prints for the same arguments.
+//! How they were made: every `NAME.out` except `extension_*` is the stdout of OSTEP's own
+//! `malloc.py` (remzi-arpacidusseau/ostep-homework, `vm-freespace/malloc.py`, fetched to a
+//! scratch folder outside the repository; its code is not here, only its outputs) for the same
+//! arguments, written by `tests/golden/regenerate.sh`, which also writes `tests/golden/SOURCES`:
+//! per golden its maker, malloc.py's exit status and a hash of the `.out`.
+//! [`every_golden_is_malloc_py_output`] checks that manifest against the files, so a golden
+//! rewritten from `fsm sim`'s own output fails until `regenerate.sh` is run with malloc.py. The
+//! `extension_*` goldens are `fsm sim`'s (its NEXT policy, which malloc.py does not have), read
+//! against the rules of `reference/ostep-malloc-sim.md`. (Until session 3 all but four goldens
+//! were `fsm sim`'s own output; regenerated with malloc.py on 2026-12-05 they were byte for byte
+//! the same. The `sweep_*` cases are random configurations from a 1,980-run comparison of
+//! `fsm sim` with malloc.py in which all runs matched.)
 //!
 //! A run that malloc.py crashes on must exit 1 with exactly one line on stderr (no panic, no
 //! backtrace) after printing the same stdout prefix; an optparse error exits 2.
@@ -196,4 +204,57 @@ fn help_lists_every_flag() {
     ] {
         assert!(text.contains(flag), "{flag} missing from:\n{text}");
     }
+}
+
+/// FNV-1a, 64 bits: the hash `regenerate.sh` writes into SOURCES.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Every golden is listed in SOURCES with malloc.py as its maker (but fsm's extensions), its
+/// `.out` is the one malloc.py printed (the hash matches) and its expected exit status is
+/// malloc.py's.
+#[test]
+fn every_golden_is_malloc_py_output() {
+    let manifest = fs::read_to_string(golden_dir().join("SOURCES")).expect("tests/golden/SOURCES");
+    let mut listed = std::collections::HashMap::new();
+    for line in manifest.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.len(), 4, "SOURCES: bad line {line:?}");
+        listed.insert(
+            f[0].to_string(),
+            (f[1].to_string(), f[2].to_string(), f[3].to_string()),
+        );
+    }
+    let mut failures = Vec::new();
+    for c in cases() {
+        let Some((maker, exit, hash)) = listed.get(&c.name) else {
+            failures.push(format!("{}: not in SOURCES (run regenerate.sh)", c.name));
+            continue;
+        };
+        let want_maker = if c.name.starts_with("extension_") {
+            "fsm"
+        } else {
+            "malloc.py"
+        };
+        if maker != want_maker {
+            failures.push(format!("{}: made by {maker}, want {want_maker}", c.name));
+        }
+        if *exit != c.exit.to_string() {
+            failures.push(format!(
+                "{}: malloc.py exited {exit}, the .args expects {}",
+                c.name, c.exit
+            ));
+        }
+        let got = format!("{:016x}", fnv1a(c.out.as_bytes()));
+        if *hash != got {
+            failures.push(format!(
+                "{}: the .out is not what {maker} printed (hash {got}, SOURCES {hash})",
+                c.name
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

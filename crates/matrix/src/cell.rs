@@ -179,7 +179,13 @@ pub fn workload_name(path: &str) -> String {
 pub fn run(alloc: &str, spec: &str, repeats: usize, budget: Duration) -> CellResult {
     let (workload, trace) = match load_workload(spec) {
         Ok(x) => x,
-        Err(e) => return CellResult::empty(alloc, spec, "failed", Some(e)),
+        Err(e) => {
+            let name = spec
+                .strip_prefix("trace:")
+                .and_then(|r| r.rsplit_once(':'))
+                .map_or_else(|| spec.to_string(), |(path, _)| workload_name(path));
+            return CellResult::empty(alloc, &name, "failed", Some(e));
+        }
     };
     let prog = match Program::compile(&trace) {
         Ok(p) => p,

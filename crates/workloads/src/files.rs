@@ -87,3 +87,27 @@ impl Trace {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::trace::Trace;
+
+    #[test]
+    fn a_truncated_gzip_is_named_by_file_not_by_a_line_0() {
+        let text: String = (1..=3000).map(|i| format!("a {i} 40\n")).collect();
+        let t = Trace::read_text(text.as_bytes()).unwrap();
+        let dir = std::env::temp_dir().join(format!("wl-cut-gz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("cut.trace.gz");
+        t.save(&p, "").unwrap();
+        let raw = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &raw[..raw.len() / 2]).unwrap();
+        let e = Trace::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("cut.trace.gz") && e.contains("bad gzip data"),
+            "{e}"
+        );
+        assert!(!e.contains("line 0"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -74,6 +74,11 @@ pub struct Oddities {
     pub reused_live: usize,
     /// Failed allocations (a null result), skipped.
     pub failed: usize,
+    /// Times the process replaced itself with `exec` (interposer logs): the blocks live at each
+    /// were freed there, as the kernel takes them back.
+    pub execs: usize,
+    /// The log's last line was cut short (the process was killed while writing it): dropped.
+    pub cut_line: bool,
 }
 
 /// Turns address-named events into a trace with block IDs.
@@ -128,6 +133,19 @@ impl PointerTracer {
     pub fn memalign(&mut self, thread: Option<u32>, ptr: u64, align: u64, size: u64) {
         let align = align.max(1).checked_next_power_of_two().unwrap_or(1 << 63);
         self.fresh(thread, ptr, Op::Memalign { align, size });
+    }
+
+    /// The process replaced itself with `exec`: every live block is gone (freed here, oldest
+    /// first) and addresses start afresh.
+    pub fn exec(&mut self, thread: Option<u32>) {
+        let mut ids: Vec<u64> = self.live.drain().map(|(_, id)| id).collect();
+        ids.sort_unstable();
+        self.events.extend(ids.into_iter().map(|id| Event {
+            thread,
+            id,
+            op: Op::Free,
+        }));
+        self.oddities.execs += 1;
     }
 
     /// `free(ptr)`.
@@ -416,10 +434,22 @@ pub fn read_mtrace(bytes: &[u8]) -> Result<Trace, ParseError> {
 
 /// Reads the log of the `LD_PRELOAD` recorder (`crates/interposer`): lines
 /// `a TID PTR SIZE`, `c TID PTR SIZE`, `m TID PTR ALIGN SIZE`, `r TID OLD NEW SIZE`, `f TID PTR`,
-/// numbers in hexadecimal. Kernel thread ids become small thread numbers (0 for the first seen).
+/// `x TID` (the process exec'd: see [`PointerTracer::exec`]), numbers in hexadecimal. Kernel
+/// thread ids become small thread numbers (0 for the first seen). The log of a process that was
+/// killed ends in zeros (the rest of the recorder's mapped window), maybe after a line cut
+/// short: both are dropped ([`Oddities::cut_line`]).
 pub fn import_interposer(bytes: &[u8]) -> Result<Imported, ParseError> {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let mut bytes = &bytes[..end];
+    let mut cut_line = false;
+    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+        let last = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        bytes = &bytes[..last];
+        cut_line = true;
+    }
     let text = String::from_utf8_lossy(bytes);
     let mut t = PointerTracer::new();
+    t.oddities.cut_line = cut_line;
     let mut threads: HashMap<u64, u32> = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let err = |message: String| ParseError {
@@ -437,6 +467,7 @@ pub fn import_interposer(bytes: &[u8]) -> Result<Imported, ParseError> {
             "a" | "c" => 3,
             "m" | "r" => 4,
             "f" => 2,
+            "x" => 1,
             _ => return Err(err(format!("unknown record '{op}'"))),
         };
         if nums.len() != want {
@@ -453,6 +484,7 @@ pub fn import_interposer(bytes: &[u8]) -> Result<Imported, ParseError> {
             "c" => t.calloc(th, nums[1], nums[2]),
             "m" => t.memalign(th, nums[1], nums[2], nums[3]),
             "r" => t.realloc(th, nums[1], nums[2], nums[3]),
+            "x" => t.exec(th),
             _ => t.free(th, nums[1]),
         }
     }
@@ -567,6 +599,27 @@ some program output
         assert_eq!(e.message, "'a' takes 2 numbers, found 1");
         let e = import_interposer(b"f 1 xyz\n").unwrap_err();
         assert_eq!(e.message, "'xyz' is not hexadecimal");
+    }
+
+    #[test]
+    fn interposer_log_of_a_killed_program_and_an_exec() {
+        // Killed in the middle of a line: the window's zeros and the cut line are dropped.
+        let mut log = b"a 1 10 5\na 1 20 6\nf 1 1".to_vec();
+        log.extend([0u8; 300]);
+        let i = import_interposer(&log).unwrap();
+        assert_eq!(text(&i.trace), "t0 a 1 5\nt0 a 2 6\n");
+        assert!(i.oddities.cut_line);
+        let i = import_interposer(b"a 1 10 5\n\0\0").unwrap();
+        assert!(!i.oddities.cut_line);
+        // exec: the old image's live blocks end there, its addresses are new again.
+        let i = import_interposer(b"a 1 10 5\na 1 20 6\nf 1 10\nx 1\na 1 20 7\nf 1 20\n").unwrap();
+        assert_eq!(
+            text(&i.trace),
+            "t0 a 1 5\nt0 a 2 6\nt0 f 1\nt0 f 2\nt0 a 3 7\nt0 f 3\n"
+        );
+        assert_eq!((i.oddities.execs, i.oddities.reused_live), (1, 0));
+        let e = import_interposer(b"x 1 2\n").unwrap_err();
+        assert_eq!(e.message, "'x' takes 0 numbers, found 1");
     }
 
     #[test]
