@@ -31,6 +31,9 @@ pub const NAMES: &[&str] = &[
     "linked_list_allocator",
 ];
 
+/// The peer that is glibc's allocator: charted beside the glibc-like policies.
+pub const GLIBC: &str = "system";
+
 /// Bytes of address space each region peer gets.
 pub const ARENA: usize = 8 << 30;
 

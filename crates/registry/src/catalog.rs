@@ -3,7 +3,7 @@
 
 use allocator_traits::{FreeSpaceManager, MemorySource, OsPages};
 
-use crate::descriptor::{ClassRun, Descriptor, Front, Memory, SimView, Suffix};
+use crate::descriptor::{ClassRun, Descriptor, Family, Front, Memory, SimView, Suffix};
 use crate::front::SharedAlloc;
 use crate::spec::{Config, Instance, RegistryError, Spec};
 
@@ -90,6 +90,7 @@ static CATALOG: &[Descriptor] = &[
         about: "first fit: the lowest-placed free block in list order that fits",
         suffixes: FIT_SUFFIXES,
         variants: &["first-fit", "first-fit:lifo"],
+        family: Family::Fits,
         takes_tunables: false,
         front: Front::Locked,
         classes: None,
@@ -101,6 +102,7 @@ static CATALOG: &[Descriptor] = &[
         about: "next fit: first fit from a roving position that wraps around",
         suffixes: FIT_SUFFIXES,
         variants: &["next-fit"],
+        family: Family::Fits,
         takes_tunables: false,
         front: Front::Locked,
         classes: None,
@@ -115,6 +117,7 @@ static CATALOG: &[Descriptor] = &[
         about: "best fit: the smallest free block that fits",
         suffixes: FIT_SUFFIXES,
         variants: &["best-fit"],
+        family: Family::Fits,
         takes_tunables: false,
         front: Front::Locked,
         classes: None,
@@ -126,6 +129,7 @@ static CATALOG: &[Descriptor] = &[
         about: "worst fit: the largest free block",
         suffixes: FIT_SUFFIXES,
         variants: &["worst-fit"],
+        family: Family::Fits,
         takes_tunables: false,
         front: Front::Locked,
         classes: None,
@@ -138,6 +142,7 @@ static CATALOG: &[Descriptor] = &[
                 spans and large objects from best fit",
         suffixes: SEGREGATED_SUFFIXES,
         variants: &["segregated", "segregated:buddy"],
+        family: Family::Classes,
         takes_tunables: false,
         front: Front::Locked,
         classes: Some(segregated_classes),
@@ -154,6 +159,7 @@ static CATALOG: &[Descriptor] = &[
                 buddy test",
         suffixes: &[],
         variants: &["buddy"],
+        family: Family::Classes,
         takes_tunables: false,
         front: Front::Locked,
         classes: None,
@@ -170,6 +176,7 @@ static CATALOG: &[Descriptor] = &[
                 top, mmapped chunks",
         suffixes: &[],
         variants: &["ptmalloc2"],
+        family: Family::GlibcLike,
         takes_tunables: true,
         front: Front::Own {
             runs_as: "ptmalloc2::Ptmalloc (arenas per thread)",
@@ -191,6 +198,7 @@ static CATALOG: &[Descriptor] = &[
                 lists, page heap of 8 KiB pages",
         suffixes: &[],
         variants: &["tcmalloc"],
+        family: Family::Classes,
         takes_tunables: false,
         front: Front::Own {
             runs_as: "tcmalloc::Tcmalloc (thread caches)",
