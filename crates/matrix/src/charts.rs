@@ -18,7 +18,6 @@ use plotters::prelude::*;
 use workloads::replay::Sample;
 
 use crate::cell::{CellResult, Threaded};
-use crate::peers;
 use crate::report::Report;
 
 /// Line colours, in the order a panel uses them: distinct on white and to most colour-blind

@@ -19,7 +19,6 @@ mod cell;
 mod charts;
 mod harness;
 mod html;
-mod peers;
 mod report;
 
 #[global_allocator]

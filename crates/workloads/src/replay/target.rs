@@ -48,6 +48,13 @@ pub trait Target {
     /// Called before the replay's first step and then every `every` steps when tracking: a
     /// target whose footprint is a costly reading (a peer's resident memory) takes it here.
     fn sample(&mut self) {}
+
+    /// Why a request for `layout` was just refused (see [`crate::explain`]), where the target
+    /// can look inside itself; `None` otherwise.
+    fn explain(&self, layout: Layout) -> Option<String> {
+        let _ = layout;
+        None
+    }
 }
 
 /// Checks what an allocator handed out against what was asked: at least `size` bytes, aligned.
@@ -128,6 +135,10 @@ impl Target for ManagerTarget<'_> {
 
     fn placement(&self, ptr: NonNull<u8>) -> Placement {
         self.0.placement(ptr)
+    }
+
+    fn explain(&self, layout: Layout) -> Option<String> {
+        Some(crate::explain::refusal(&*self.0, layout).to_string())
     }
 }
 
