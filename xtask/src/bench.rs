@@ -5,6 +5,9 @@
 //!   cargo xtask bench [--quick] [--out DIR] [--only a,b] [--workloads x,y] ...
 //!     └─ cargo run --release -p matrix -- run ...   (the report goes to target/report unless --out)
 //! ```
+//!
+//! Nothing here is quiet: the first build compiles every policy and the peers (jemalloc and
+//! mimalloc from C) and takes minutes, so a line says so and cargo's own progress follows.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,7 +33,15 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["run", "--release", "--quiet", "-p", "matrix", "--", "run"]);
+    let help = a.args.iter().any(|x| x == "--help" || x == "-h");
+    if !help {
+        eprintln!(
+            "cargo xtask bench: building the matrix (release). The first build compiles every \
+             policy and the peers, jemalloc and mimalloc from C: 3-5 minutes on 2 cores; later \
+             runs start in seconds."
+        );
+    }
+    cmd.args(["run", "--release", "-p", "matrix", "--", "run"]);
     cmd.args(&a.args);
     if !a
         .args

@@ -5,7 +5,7 @@
 //!    |
 //!    +-- sim      OSTEP's malloc.py, byte for byte, and every policy's structures step by step
 //!    |            (module `sim`)
-//!    +-- ...      replay, record, run, classes: each lives in its own module, declared below
+//!    +-- ...      replay, compare, record, run, classes: each lives in its own module, declared below
 //!                 and given a variant of `Command`
 //! ```
 //!
@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod classes;
+mod compare;
 mod library;
 mod record;
 mod replay;
@@ -44,6 +45,9 @@ enum Command {
     Sim(sim::SimArgs),
     /// Replay a trace through one policy and print its measures (or block offsets).
     Replay(replay::ReplayArgs),
+    /// Which policy for my program: a trace through every policy and the in-process peers,
+    /// ranked by fragmentation, with time per event and a chart (`--svg`).
+    Compare(compare::CompareArgs),
     /// Record a program's allocations as a trace: `fsm record -o T.trace.gz -- CMD ARGS...`.
     Record(record::RecordArgs),
     /// Print a policy's size classes as lines `FROM TO ROUNDED`.
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Record(args) => record::run(args),
         Command::Classes(args) => classes::run(args),
         Command::Run(args) => run::run(args),

@@ -6,8 +6,10 @@
 //!       -> registry::lookup(NAME).build() -> replay (tracking stats after every event)
 //!       -> --offsets: "OP ID SIZE OFFSET|MMAP|NULL" per a/c/m/r event, in the same pass, from
 //!          the manager's own `placement` (ptmalloc2 measures from glibc's heap start)
-//!       -> --stats (the default): the counters and Johnstone & Wilson's #3 and #4
-//!       -> --json: the same as one JSON object
+//!       -> --stats (the default): the counters and Johnstone & Wilson's #3 and #4, and why
+//!          the first refused request was refused (workloads::explain: largest free block,
+//!          free bytes, size class)
+//!       -> --json: the same as one JSON object (after the text when --stats is given too)
 //! ```
 //! Bad input (missing file, malformed line, unknown policy) is one line on stderr and exit 1.
 
@@ -16,7 +18,7 @@ use std::process::ExitCode;
 
 use registry::Config;
 use workloads::replay::{Options, Program, replay_manager, replay_offsets};
-use workloads::{Fragmentation, Trace};
+use workloads::{Fragmentation, Outcome, Trace};
 
 /// Arguments of `fsm replay`.
 #[derive(Debug, clap::Args)]
@@ -54,15 +56,50 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// The counters and measures as text, and the first refusal explained.
+fn stats_text(text: &mut String, args: &ReplayArgs, out: &Outcome, frag: &Fragmentation) {
+    let s = &out.stats;
+    let pct =
+        |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{:.2}%", x * 100.0));
+    text.push_str(&format!(
+        "policy {}  trace {}  events {}\n\
+         allocs {}  frees {}  resizes {} ({} in place)  failed {}\n\
+         live now {} B requested, {} B held, {} blocks; footprint {} B\n\
+         peaks: live {} B requested, {} B held; footprint {} B\n\
+         fragmentation #3 {}  #4 {}  (at the footprint peak: internal {}, external {})\n",
+        args.policy,
+        args.trace.display(),
+        out.steps,
+        s.allocs,
+        s.frees,
+        s.resizes,
+        s.in_place_resizes,
+        s.failed_allocs,
+        s.live_requested,
+        s.live_held,
+        s.live_blocks,
+        s.footprint,
+        s.peak_live_requested,
+        s.peak_live_held,
+        s.peak_footprint,
+        pct(frag.frag3),
+        pct(frag.frag4),
+        pct(frag.internal),
+        pct(frag.external),
+    ));
+    if let Some(why) = &out.first_refusal {
+        text.push_str(&format!(
+            "refused {} request(s) (NULL, the replay went on); the first at {why}\n",
+            out.refused
+        ));
+    }
+}
+
 /// Runs `fsm replay`.
 pub fn run(args: ReplayArgs) -> ExitCode {
-    let trace = match Trace::load(&args.trace) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
-    let prog = match Program::compile(&trace) {
+    let prog = match load(&args.trace) {
         Ok(p) => p,
-        Err(e) => return fail(format_args!("{}: {e}", args.trace.display())),
+        Err(e) => return fail(e),
     };
     let cfg = Config {
         tunables: args.tunables.clone(),
@@ -95,6 +132,9 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         }
     };
     let frag = Fragmentation::of_manager(&out);
+    if args.stats || !(args.offsets || args.json) {
+        stats_text(&mut text, &args, &out, &frag);
+    }
     if args.json {
         let v = serde_json::json!({
             "policy": args.policy,
@@ -108,53 +148,36 @@ pub fn run(args: ReplayArgs) -> ExitCode {
                 "peak_live_requested": out.stats.peak_live_requested,
                 "peak_live_held": out.stats.peak_live_held, "peak_footprint": out.stats.peak_footprint,
             },
+            "refused": out.refused, "first_refusal": out.first_refusal,
             "frag3": frag.frag3, "frag4": frag.frag4,
             "internal": frag.internal, "external": frag.external,
             "ns_per_op": workloads::metrics::ns_per_op(&out),
         });
         text.push_str(&v.to_string());
         text.push('\n');
-    } else if args.stats || !args.offsets {
-        let s = &out.stats;
-        let pct =
-            |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{:.2}%", x * 100.0));
-        text.push_str(&format!(
-            "policy {}  trace {}  events {}\n\
-             allocs {}  frees {}  resizes {} ({} in place)  failed {}\n\
-             live now {} B requested, {} B held, {} blocks; footprint {} B\n\
-             peaks: live {} B requested, {} B held; footprint {} B\n\
-             fragmentation #3 {}  #4 {}  (at the footprint peak: internal {}, external {})\n",
-            args.policy,
-            args.trace.display(),
-            out.steps,
-            s.allocs,
-            s.frees,
-            s.resizes,
-            s.in_place_resizes,
-            s.failed_allocs,
-            s.live_requested,
-            s.live_held,
-            s.live_blocks,
-            s.footprint,
-            s.peak_live_requested,
-            s.peak_live_held,
-            s.peak_footprint,
-            pct(frag.frag3),
-            pct(frag.frag4),
-            pct(frag.internal),
-            pct(frag.external),
-        ));
     }
+    if print(&text) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes `text` to stdout; false if it could not (a closed pipe).
+pub(crate) fn print(text: &str) -> bool {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    if stdout
+    stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        .is_err()
-    {
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+        .is_ok()
+}
+
+/// The trace at `path` (any format `Trace::load` reads), compiled for replay; the error is one
+/// line naming the file.
+pub(crate) fn load(path: &std::path::Path) -> Result<Program, String> {
+    let trace = Trace::load(path).map_err(|e| e.to_string())?;
+    Program::compile(&trace).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

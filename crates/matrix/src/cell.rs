@@ -25,7 +25,7 @@ use workloads::replay::{Options, Program, replay_global, replay_manager};
 use workloads::threaded::{BumpFloor, TOO_LONG, ThreadedOptions, ThreadedProgram, replay_threaded};
 use workloads::{Fragmentation, Trace};
 
-use crate::{harness, peers};
+use crate::harness;
 
 /// What a cell produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 //!   matrix run ──for each workload × allocator──> matrix cell (a child process: a crash, an
 //!      │                                          abort or a timeout fails that cell only)
 //!      │  <── one JSON CellResult on stdout ──────┘
-//!      └─> table on stdout, REPORT/{results.json, results.csv, summary.md, *.svg}
+//!      └─> tables on stdout, REPORT/{index.html, results.json, results.csv, summary.md, *.svg}
 //! ```
 
 use std::io::Read;
@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 mod cell;
+mod charts;
 mod harness;
-mod peers;
+mod html;
 mod report;
 
 #[global_allocator]
@@ -227,6 +228,13 @@ fn run(a: RunArgs) -> Result<(), String> {
         }
         specs.retain(|(n, _)| a.workloads.contains(n));
     }
+    eprintln!(
+        "matrix: {} workloads x {} allocators = {} cells, each in a process of its own; report in {}",
+        specs.len(),
+        allocs.len(),
+        specs.len() * allocs.len(),
+        a.out.display()
+    );
     // Check every trace loads before spending time on the matrix: a bad file is one line here,
     // and its workload's cells fail with the reason; the rest of the matrix runs.
     let mut unreadable: std::collections::HashMap<&str, String> = Default::default();
@@ -335,11 +343,12 @@ fn run(a: RunArgs) -> Result<(), String> {
         }
     }
     println!(
-        "\n{} cells in {:.0} s on {}; report in {}",
+        "\n{} cells in {:.0} s on {}; report in {} (open {} in a browser: every table and chart)",
         rep.cells.len(),
         started.elapsed().as_secs_f64(),
         rep.machine,
-        a.out.display()
+        a.out.display(),
+        a.out.join("index.html").display()
     );
     Ok(())
 }

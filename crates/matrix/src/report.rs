@@ -1,21 +1,30 @@
-//! The report: JSON, CSV, a Markdown summary, SVG charts, and the table printed at the end.
+//! The report: JSON, CSV, a Markdown summary, SVG charts, one HTML page, and the tables printed
+//! at the end.
 //!
 //! ```text
+//!   REPORT/index.html            every table and chart on one page (opens from the file system:
+//!                                no server, no network, nothing external; module `html`)
 //!   REPORT/results.json          machine, date, settings, every cell (with footprint series)
 //!   REPORT/results.csv           one row per cell
 //!   REPORT/summary.md            fragmentation #4 and throughput tables, ratios to `system`;
 //!                                threaded throughput on the multi-thread workloads
-//!   REPORT/footprint-W.svg       footprint over time per allocator on workload W, live bytes dashed
+//!   REPORT/footprint-W.svg       footprint over time on workload W, a panel per family
 //!   REPORT/throughput-W.svg      million events per second per allocator on workload W
+//!   REPORT/threaded-W.svg        threaded throughput on a multi-thread workload W
 //! ```
+//!
+//! Tables are split by columns so that none is wider than [`MAX_WIDTH`] characters.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cell::{CellResult, Threaded};
+use crate::{charts, html};
+
+/// The widest a printed table may be (characters): wider ones are split by columns.
+pub const MAX_WIDTH: usize = 100;
 
 /// Everything a run produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,7 +44,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn cell(&self, alloc: &str, workload: &str) -> Option<&CellResult> {
+    /// The cell of `alloc` on `workload`.
+    pub fn cell(&self, alloc: &str, workload: &str) -> Option<&CellResult> {
         self.cells
             .iter()
             .find(|c| c.alloc == alloc && c.workload == workload)
@@ -67,7 +77,7 @@ impl Report {
     }
 
     /// A table with allocators as rows and workloads as columns.
-    fn table(&self, markdown: bool, cell: impl Fn(&str, &str) -> String) -> String {
+    fn table(&self, cell: impl Fn(&str, &str) -> String) -> Table {
         let mut rows: Vec<Vec<String>> = Vec::new();
         let mut head = vec!["allocator".to_string()];
         head.extend(self.workloads.iter().cloned());
@@ -77,7 +87,7 @@ impl Report {
             row.extend(self.workloads.iter().map(|w| cell(a, w)));
             rows.push(row);
         }
-        render(markdown, &rows, 1)
+        Table { rows, left: 1 }
     }
 
     /// The threaded measurement of a cell.
@@ -105,10 +115,10 @@ impl Report {
 
     /// A table of the threaded measurements: allocators (with what ran) by multi-thread workloads;
     /// empty when there are none.
-    fn threaded_table(&self, markdown: bool, cell: impl Fn(&str, &str) -> String) -> String {
+    fn threaded_table(&self, cell: impl Fn(&str, &str) -> String) -> Option<Table> {
         let (ws, allocs) = self.threaded_axes();
         if ws.is_empty() {
-            return String::new();
+            return None;
         }
         let mut head = vec!["allocator".to_string(), "runs as".to_string()];
         for w in &ws {
@@ -129,12 +139,12 @@ impl Report {
             row.extend(ws.iter().map(|w| cell(a, w)));
             rows.push(row);
         }
-        render(markdown, &rows, 2)
+        Some(Table { rows, left: 2 })
     }
 
     /// Threaded throughput: million events per second (ratio to threaded `system`).
-    pub fn threaded_speed_table(&self, markdown: bool) -> String {
-        self.threaded_table(markdown, |a, w| {
+    pub fn threaded_speed_grid(&self) -> Option<Table> {
+        self.threaded_table(|a, w| {
             let base = self.threaded("system", w).and_then(Threaded::mops);
             match self.threaded(a, w) {
                 Some(t) if t.status == "ok" => match (t.mops(), base) {
@@ -149,8 +159,8 @@ impl Report {
     }
 
     /// Threaded nanoseconds per event and the replay's floor measured alongside.
-    pub fn threaded_floor_table(&self, markdown: bool) -> String {
-        self.threaded_table(markdown, |a, w| match self.threaded(a, w) {
+    pub fn threaded_floor_grid(&self) -> Option<Table> {
+        self.threaded_table(|a, w| match self.threaded(a, w) {
             Some(t) if t.status == "ok" => match (t.ns_per_op, t.floor_ns_per_op) {
                 (Some(n), Some(f)) => format!("{n:.0} ({f:.0})"),
                 (Some(n), None) => format!("{n:.0}"),
@@ -162,8 +172,8 @@ impl Report {
     }
 
     /// Threaded over single-threaded throughput of the same row (above 1: the threads gained).
-    pub fn threaded_scaling_table(&self, markdown: bool) -> String {
-        self.threaded_table(markdown, |a, w| {
+    pub fn threaded_scaling_grid(&self) -> Option<Table> {
+        self.threaded_table(|a, w| {
             let st = self
                 .cell(a, w)
                 .filter(|c| c.status == "ok")
@@ -179,13 +189,73 @@ impl Report {
         })
     }
     /// The fragmentation #4 table.
-    pub fn frag_table(&self, markdown: bool) -> String {
-        self.table(markdown, |a, w| self.frag4(a, w))
+    pub fn frag_grid(&self) -> Table {
+        self.table(|a, w| self.frag4(a, w))
     }
 
     /// The throughput table (million events per second, ratio to `system`).
+    pub fn speed_grid(&self) -> Table {
+        self.table(|a, w| self.speed(a, w, true))
+    }
+
+    /// The fragmentation #4 table as text or Markdown, split to [`MAX_WIDTH`].
+    pub fn frag_table(&self, markdown: bool) -> String {
+        self.frag_grid().text(markdown)
+    }
+
+    /// The throughput table as text or Markdown, split to [`MAX_WIDTH`].
     pub fn speed_table(&self, markdown: bool) -> String {
-        self.table(markdown, |a, w| self.speed(a, w, true))
+        self.speed_grid().text(markdown)
+    }
+
+    /// Threaded throughput as text or Markdown (empty when nothing ran threaded).
+    pub fn threaded_speed_table(&self, markdown: bool) -> String {
+        self.threaded_speed_grid()
+            .map_or_else(String::new, |t| t.text(markdown))
+    }
+
+    /// Threaded over single-threaded throughput as text or Markdown.
+    pub fn threaded_scaling_table(&self, markdown: bool) -> String {
+        self.threaded_scaling_grid()
+            .map_or_else(String::new, |t| t.text(markdown))
+    }
+
+    /// Threaded nanoseconds per event (and the floor) as text or Markdown.
+    pub fn threaded_floor_table(&self, markdown: bool) -> String {
+        self.threaded_floor_grid()
+            .map_or_else(String::new, |t| t.text(markdown))
+    }
+
+    /// Fragmentation #3 and its split, one row per cell with a measurement.
+    pub fn split_grid(&self) -> Table {
+        let mut rows = vec![
+            [
+                "allocator",
+                "workload",
+                "#3",
+                "internal",
+                "external",
+                "peak footprint",
+                "peak live",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        let pct = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |x| format!("{:.1}%", x * 100.0));
+        for c in &self.cells {
+            if let Some(f) = &c.frag {
+                rows.push(vec![
+                    c.alloc.clone(),
+                    c.workload.clone(),
+                    pct(f.frag3),
+                    pct(f.internal),
+                    pct(f.external),
+                    f.peak_footprint.to_string(),
+                    f.peak_live.to_string(),
+                ]);
+            }
+        }
+        Table { rows, left: 2 }
     }
 
     /// Failed and skipped cells, one line each.
@@ -246,27 +316,7 @@ impl Report {
             s,
             "\n## Fragmentation #3 and its split (policies: internal + external at the footprint peak)\n"
         );
-        let _ = writeln!(
-            s,
-            "| allocator | workload | #3 | internal | external | peak footprint | peak live |"
-        );
-        let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|");
-        let pct = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |x| format!("{:.1}%", x * 100.0));
-        for c in &self.cells {
-            if let Some(f) = &c.frag {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
-                    c.alloc,
-                    c.workload,
-                    pct(f.frag3),
-                    pct(f.internal),
-                    pct(f.external),
-                    f.peak_footprint,
-                    f.peak_live
-                );
-            }
-        }
+        s.push_str(&self.split_grid().text(true));
         let problems = self.problems();
         if !problems.is_empty() {
             let _ = writeln!(s, "\n## Failed or skipped\n");
@@ -329,163 +379,86 @@ impl Report {
         put("results.csv", &self.csv())?;
         put("summary.md", &self.markdown())?;
         for w in &self.workloads {
-            self.footprint_chart(w, &dir.join(format!("footprint-{w}.svg")))?;
-            self.throughput_chart(w, &dir.join(format!("throughput-{w}.svg")))?;
+            if let Some(svg) = charts::footprint(self, w)? {
+                put(&format!("footprint-{w}.svg"), &svg)?;
+            }
+            put(
+                &format!("throughput-{w}.svg"),
+                &charts::throughput(self, w)?,
+            )?;
+            if let Some(svg) = charts::threaded(self, w)? {
+                put(&format!("threaded-{w}.svg"), &svg)?;
+            }
         }
+        put(
+            "index.html",
+            &html::page(self, &html::extra_sections(self))?,
+        )?;
         Ok(())
     }
+}
 
-    fn footprint_chart(&self, workload: &str, path: &Path) -> Result<(), String> {
-        let cells: Vec<&CellResult> = self
-            .cells
-            .iter()
-            .filter(|c| c.workload == workload)
-            .filter(|c| c.frag.as_ref().is_some_and(|f| !f.series.is_empty()))
-            .collect();
-        let mib = |b: usize| b as f64 / (1 << 20) as f64;
-        let x_max = cells
-            .iter()
-            .flat_map(|c| {
-                c.frag
-                    .as_ref()
-                    .map(|f| f.series.iter().map(|s| s.event).max().unwrap_or(0))
-            })
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let y_max = cells
-            .iter()
-            .flat_map(|c| c.frag.as_ref().map(|f| f.peak_footprint))
-            .max()
-            .map_or(1.0, mib)
-            .max(0.001)
-            * 1.05;
-        let root = SVGBackend::new(path, (1100, 650)).into_drawing_area();
-        let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("Footprint over time: {workload}"),
-                ("sans-serif", 24),
-            )
-            .margin(12)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0usize..x_max, 0f64..y_max)
-            .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("events replayed")
-            .y_desc("footprint (MiB)")
-            .draw()
-            .map_err(|e| err(&e))?;
-        for (i, c) in cells.iter().enumerate() {
-            let Some(f) = &c.frag else { continue };
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(
-                    f.series.iter().map(|s| (s.event, mib(s.footprint))),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| err(&e))?
-                .label(c.alloc.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
-                });
-        }
-        // Live bytes, from the first policy's tracked series (exact at each sample).
-        if let Some(f) = cells
-            .iter()
-            .find(|c| c.kind == "policy")
-            .and_then(|c| c.frag.as_ref())
-        {
-            chart
-                .draw_series(DashedLineSeries::new(
-                    f.series.iter().map(|s| (s.event, mib(s.live))),
-                    6,
-                    4,
-                    BLACK.stroke_width(2),
-                ))
-                .map_err(|e| err(&e))?
-                .label("live bytes requested")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(&e))?;
-        root.present().map_err(|e| err(&e))?;
-        Ok(())
-    }
+/// A table: a header row, then rows; the first `left` columns name the row (left-aligned, and
+/// repeated in each part when the table is split), the others are values (right-aligned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The header, then the rows.
+    pub rows: Vec<Vec<String>>,
+    /// How many leading columns name the row.
+    pub left: usize,
+}
 
-    fn throughput_chart(&self, workload: &str, path: &Path) -> Result<(), String> {
-        let bars: Vec<(String, f64, bool)> = self
-            .allocs
-            .iter()
-            .filter_map(|a| {
-                let c = self.cell(a, workload)?;
-                Some((a.clone(), c.mops().unwrap_or(0.0), c.kind == "policy"))
-            })
-            .collect();
-        let n = bars.len().max(1);
-        let x_max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(0.001) * 1.15;
-        let root = SVGBackend::new(path, (1000, 120 + 34 * n as u32)).into_drawing_area();
-        let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "Throughput on {workload}: million events/s (blue: policies, orange: peers)"
-                ),
-                ("sans-serif", 22),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(190)
-            .build_cartesian_2d(0f64..x_max, 0f64..n as f64)
-            .map_err(|e| err(&e))?;
-        let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n * 2 + 1)
-            .y_label_formatter(&|y| {
-                // Bar i spans [n-1-i, n-i]; its name sits at the middle.
-                let k = y.floor() as usize;
-                if (y - k as f64 - 0.5).abs() < 1e-6 && k < n {
-                    names.get(n - 1 - k).cloned().unwrap_or_default()
-                } else {
-                    String::new()
+impl Table {
+    /// The table split by columns into parts no wider than `max` characters as text (each part
+    /// keeps the naming columns; a value column wider than `max` on its own still gets a part).
+    pub fn parts(&self, max: usize) -> Vec<Table> {
+        let Some(head) = self.rows.first() else {
+            return Vec::new();
+        };
+        let width = |i: usize| self.rows.iter().map(|r| r[i].len()).max().unwrap_or(0) + 3;
+        let fixed: usize = (0..self.left.min(head.len())).map(width).sum();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut used = fixed;
+        for i in self.left..head.len() {
+            let w = width(i);
+            match groups.last_mut() {
+                Some(g) if used + w <= max => g.push(i),
+                _ => {
+                    groups.push(vec![i]);
+                    used = fixed;
                 }
+            }
+            used += w;
+        }
+        if groups.is_empty() {
+            return vec![self.clone()];
+        }
+        groups
+            .into_iter()
+            .map(|g| Table {
+                rows: self
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        (0..self.left)
+                            .chain(g.iter().copied())
+                            .map(|i| r[i].clone())
+                            .collect()
+                    })
+                    .collect(),
+                left: self.left,
             })
-            .y_label_style(("sans-serif", 16))
-            .x_desc("million events per second (median of the timed runs; higher is better)")
-            .draw()
-            .map_err(|e| err(&e))?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                let y = (n - 1 - i) as f64;
-                let color = if b.2 {
-                    RGBColor(40, 90, 200).mix(0.85)
-                } else {
-                    RGBColor(230, 120, 30).mix(0.85)
-                };
-                Rectangle::new([(0.0, y + 0.15), (b.1, y + 0.85)], color.filled())
-            }))
-            .map_err(|e| err(&e))?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                let y = (n - 1 - i) as f64;
-                Text::new(format!(" {:.1}", b.1), (b.1, y + 0.7), ("sans-serif", 14))
-            }))
-            .map_err(|e| err(&e))?;
-        root.present().map_err(|e| err(&e))?;
-        Ok(())
+            .collect()
+    }
+
+    /// The table as aligned text or Markdown, split to [`MAX_WIDTH`] (parts separated by a
+    /// blank line).
+    pub fn text(&self, markdown: bool) -> String {
+        self.parts(MAX_WIDTH)
+            .iter()
+            .map(|p| render(markdown, &p.rows, p.left))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

@@ -3,7 +3,7 @@
 
 use allocator_traits::{FreeSpaceManager, MemorySource, OsPages};
 
-use crate::descriptor::{ClassRun, Descriptor, Front, Memory, SimView, Suffix};
+use crate::descriptor::{ClassRun, Descriptor, Family, Front, Memory, SimView, Suffix};
 use crate::front::SharedAlloc;
 use crate::spec::{Config, Instance, RegistryError, Spec};
 
@@ -67,6 +67,7 @@ static CATALOG: &[Descriptor] = &[
         about: "first fit: the lowest-placed free block in list order that fits",
         suffixes: &FIT_SUFFIXES,
         variants: &["first-fit", "first-fit:lifo"],
+        family: Family::Fits,
         takes_tunables: false,
         front: Front::Locked,
         classes: None,
@@ -78,6 +79,7 @@ static CATALOG: &[Descriptor] = &[
         about: "next fit: first fit from a roving position that wraps around",
         suffixes: &FIT_SUFFIXES,
         variants: &["next-fit"],
+        family: Family::Fits,
         takes_tunables: false,
         front: Front::Locked,
         classes: None,
@@ -92,6 +94,7 @@ static CATALOG: &[Descriptor] = &[
         about: "best fit: the smallest free block that fits",
         suffixes: &FIT_SUFFIXES,
         variants: &["best-fit"],
+        family: Family::Fits,
         takes_tunables: false,
         front: Front::Locked,
         classes: None,
@@ -103,6 +106,7 @@ static CATALOG: &[Descriptor] = &[
         about: "worst fit: the largest free block",
         suffixes: &FIT_SUFFIXES,
         variants: &["worst-fit"],
+        family: Family::Fits,
         takes_tunables: false,
         front: Front::Locked,
         classes: None,
@@ -115,6 +119,7 @@ static CATALOG: &[Descriptor] = &[
                 spans and large objects from best fit",
         suffixes: SEGREGATED_SUFFIXES,
         variants: &["segregated", "segregated:buddy"],
+        family: Family::Classes,
         takes_tunables: false,
         front: Front::Locked,
         classes: Some(segregated_classes),
@@ -131,6 +136,7 @@ static CATALOG: &[Descriptor] = &[
                 buddy test",
         suffixes: &[],
         variants: &["buddy"],
+        family: Family::Classes,
         takes_tunables: false,
         front: Front::Locked,
         classes: None,
@@ -147,6 +153,7 @@ static CATALOG: &[Descriptor] = &[
                 top, mmapped chunks",
         suffixes: &[],
         variants: &["ptmalloc2"],
+        family: Family::GlibcLike,
         takes_tunables: true,
         front: Front::Own {
             runs_as: "ptmalloc2::Ptmalloc (arenas per thread)",
@@ -168,6 +175,7 @@ static CATALOG: &[Descriptor] = &[
                 lists, page heap of 8 KiB pages",
         suffixes: &[],
         variants: &["tcmalloc"],
+        family: Family::Classes,
         takes_tunables: false,
         front: Front::Own {
             runs_as: "tcmalloc::Tcmalloc (thread caches)",

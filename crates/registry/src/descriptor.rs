@@ -17,6 +17,8 @@ pub struct Descriptor {
     pub suffixes: &'static [Suffix],
     /// The named variants (full names, suffixes included) the matrix runs by default.
     pub variants: &'static [&'static str],
+    /// Which family of policies it belongs to (the report charts each family on its own).
+    pub family: Family,
     /// Whether it takes a `GLIBC_TUNABLES`-style string ([`Config::tunables`]).
     pub takes_tunables: bool,
     /// How several threads share it.
@@ -85,4 +87,29 @@ pub struct SimView {
     pub tunables: &'static str,
     /// What the view shows, for `-p list`.
     pub shows: &'static str,
+}
+
+/// A family of policies: the report draws each family's footprints in a chart of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// Sequential fits over one free list (first, next, best, worst fit).
+    Fits,
+    /// Size classes: segregated lists, the buddy system, thread-caching allocators.
+    Classes,
+    /// Models of glibc's allocator (bins, tcache, top chunk), charted beside glibc itself.
+    GlibcLike,
+}
+
+impl Family {
+    /// Every family, in the order reports show them.
+    pub const ALL: [Family; 3] = [Family::Fits, Family::Classes, Family::GlibcLike];
+
+    /// Its name in reports (`fits`, `classes`, `glibc-like`).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Family::Fits => "fits",
+            Family::Classes => "classes",
+            Family::GlibcLike => "glibc-like",
+        }
+    }
 }

@@ -30,7 +30,7 @@ mod front;
 mod spec;
 
 pub use catalog::{all, variants};
-pub use descriptor::{ClassRun, Descriptor, Front, MakeC, Memory, SimView, Suffix};
+pub use descriptor::{ClassRun, Descriptor, Family, Front, MakeC, Memory, SimView, Suffix};
 pub use front::{Concurrent, SharedAlloc, SharedC};
 pub use spec::{Config, Instance, RegistryError, Spec, lookup};
 
@@ -53,4 +53,9 @@ pub fn listing() -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The family of the policy called `name` (suffixes allowed), `None` if it is no policy.
+pub fn family(name: &str) -> Option<Family> {
+    lookup(name).ok().map(|s| s.descriptor.family)
 }

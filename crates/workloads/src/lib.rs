@@ -18,10 +18,13 @@
 //! * [`threaded`]: through a concurrent `GlobalAlloc`, one OS thread per trace thread, a
 //!   block's events (cross-thread frees) kept in trace order, each event through the same calls.
 //! * [`metrics`]: Johnstone & Wilson's #3 and #4, the internal/external split, time per op.
+//! * [`explain`]: why an allocation was refused (the largest free block, the free bytes, the
+//!   size class), read through the manager's `inspect`.
 //!
 //! The crate knows no policy: the shells get them from the `registry` crate.
 
 pub mod binary;
+pub mod explain;
 pub mod files;
 pub mod foreign;
 pub mod mapping;

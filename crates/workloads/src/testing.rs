@@ -70,8 +70,16 @@ impl FreeSpaceManager for Bump {
     fn record_moved_resize(&mut self) {
         self.stats.record_moved_resize();
     }
+    /// The region, and what is past the bump pointer as one free block.
     fn inspect(&self, out: &mut dyn Inspector) {
-        out.region(self.base.as_ptr() as usize, self.used);
+        out.region(self.base(), self.capacity);
+        if self.used < self.capacity {
+            out.block(
+                self.base() + self.used,
+                self.capacity - self.used,
+                allocator_traits::BlockKind::Free,
+            );
+        }
     }
     /// The bump pointer stays inside the region.
     fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {

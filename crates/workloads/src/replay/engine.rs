@@ -86,6 +86,9 @@ pub struct Outcome {
     pub steps: usize,
     /// Requests refused (they left NULL).
     pub refused: usize,
+    /// The first refusal: the event, what was asked and why the allocator could not serve it
+    /// (its free space and size class, where the target can look inside itself).
+    pub first_refusal: Option<String>,
     /// Footprint over time (when tracking).
     pub series: Vec<Sample>,
     /// The moment the footprint peaked (when tracking).
@@ -147,7 +150,11 @@ pub type BlockObserver<'a> = dyn FnMut(&Step, Option<Placement>) + 'a;
 enum Done {
     Block(NonNull<u8>),
     Null,
-    Refused { why: String, seen: bool },
+    Refused {
+        why: String,
+        seen: bool,
+        layout: Option<Layout>,
+    },
 }
 
 /// Runs one step against `t`, updating its slot.
@@ -160,7 +167,13 @@ fn execute<T: Target + ?Sized>(
     let fresh = |t: &mut T, slot: &mut Option<(NonNull<u8>, Layout)>, op: Op| {
         let layout = match layout_of(op, None) {
             Ok(l) => l,
-            Err(why) => return Ok(Done::Refused { why, seen: false }),
+            Err(why) => {
+                return Ok(Done::Refused {
+                    why,
+                    seen: false,
+                    layout: None,
+                });
+            }
         };
         Ok(match t.alloc(layout, matches!(op, Op::Calloc { .. }))? {
             Some(p) => {
@@ -177,6 +190,7 @@ fn execute<T: Target + ?Sized>(
                     layout.align()
                 ),
                 seen: true,
+                layout: Some(layout),
             },
         })
     };
@@ -200,7 +214,13 @@ fn execute<T: Target + ?Sized>(
         (op @ Op::Realloc { .. }, Some((p, old))) => {
             let new = match layout_of(op, Some(old)) {
                 Ok(l) => l,
-                Err(why) => return Ok(Done::Refused { why, seen: false }),
+                Err(why) => {
+                    return Ok(Done::Refused {
+                        why,
+                        seen: false,
+                        layout: None,
+                    });
+                }
             };
             // SAFETY: `p` is live in `t` with `old`; on success the slot takes the new pointer,
             // on a refusal the old block is unchanged and stays in the slot.
@@ -215,6 +235,7 @@ fn execute<T: Target + ?Sized>(
                 None => Done::Refused {
                     why: format!("realloc to {} bytes refused", new.size()),
                     seen: true,
+                    layout: Some(new),
                 },
             })
         }
@@ -237,6 +258,7 @@ pub fn replay<T: Target + ?Sized>(
     let every = series.every;
     let mut at_peak = AtPeak::default();
     let (mut refused, mut unseen) = (0usize, 0u64);
+    let mut first_refusal = None;
     if opts.track {
         t.sample();
     }
@@ -247,10 +269,19 @@ pub fn replay<T: Target + ?Sized>(
         let placed = match done {
             Ok(Done::Block(p)) => Some(p),
             Ok(Done::Null) => None,
-            Ok(Done::Refused { why, seen }) => {
-                if opts.strict {
-                    result = Err(prog.error(i, why));
-                    break;
+            Ok(Done::Refused { why, seen, layout }) => {
+                // Why, read from the allocator now (a refusal leaves it unchanged): for the
+                // strict error, and for the first refusal of a replay that goes on.
+                if opts.strict || first_refusal.is_none() {
+                    let why = match layout.and_then(|l| t.explain(l)) {
+                        Some(explained) => format!("{why}: {explained}"),
+                        None => why,
+                    };
+                    if opts.strict {
+                        result = Err(prog.error(i, why));
+                        break;
+                    }
+                    first_refusal = Some(prog.error(i, why).to_string());
                 }
                 refused += 1;
                 if !seen {
@@ -311,6 +342,7 @@ pub fn replay<T: Target + ?Sized>(
         elapsed,
         steps: prog.steps.len(),
         refused,
+        first_refusal,
         series: if opts.track {
             series.finish()
         } else {
@@ -441,6 +473,13 @@ mod tests {
         let mut cb = |s: &Step, at: Option<Placement>| seen.push((s.id, at.is_some()));
         let out = replay_manager(&mut m, &p, Options::default(), Some(&mut cb)).unwrap();
         assert_eq!(out.refused, 2, "{out:?}"); // the realloc of NULL did not fit either
+        assert_eq!(
+            out.first_refusal.as_deref(),
+            Some(
+                "line 3: allocation of 100 bytes aligned to 16 refused: the largest free block \
+                 is 32 B, 32 B free in all in 1 block; footprint 224 B"
+            )
+        );
         assert_eq!(
             seen,
             vec![(1, true), (2, true), (3, false), (3, false), (4, true)]

@@ -55,6 +55,13 @@ pub trait Target {
     fn check(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Why a request for `layout` was just refused (see [`crate::explain`]), where the target
+    /// can look inside itself; `None` otherwise.
+    fn explain(&self, layout: Layout) -> Option<String> {
+        let _ = layout;
+        None
+    }
 }
 
 /// Checks what an allocator handed out against what was asked: at least `size` bytes, aligned.
@@ -141,6 +148,10 @@ impl Target for ManagerTarget<'_> {
         self.0
             .check_invariants()
             .map_err(|c| format!("the invariant walk failed: {c}"))
+    }
+
+    fn explain(&self, layout: Layout) -> Option<String> {
+        Some(crate::explain::refusal(&*self.0, layout).to_string())
     }
 }
 

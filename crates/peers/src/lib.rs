@@ -1,4 +1,6 @@
-//! The peers: allocators people use, each as a [`GlobalAlloc`] the replay can drive.
+//! The peers: allocators people use, each as a [`GlobalAlloc`] the replay can drive. The matrix
+//! (`cargo xtask bench`) runs all of them; `fsm compare` the ones this build has in process,
+//! each with its own footprint reading ([`build_measured`]).
 //!
 //! ```text
 //!   system ─ glibc malloc (std::alloc::System)      talc ──────────────┐
@@ -11,6 +13,13 @@
 //! The region peers run without a lock (the single-threaded replay), like the policies, so the
 //! comparison is between placement algorithms, not locks. The threaded replay uses the
 //! concurrent peers only ([`concurrent`]).
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `mimalloc` | the `mimalloc` peer (compiles mimalloc from C) |
+//! | `jemalloc` | the `jemalloc` peer (compiles jemalloc from C) |
+//!
+//! Without them the two names are still known and [`build`] says which feature they need.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -18,6 +27,9 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 
 use workloads::mapping::Mapping;
+
+/// A `GlobalAlloc` several threads can share, boxed.
+pub type SharedAlloc = Box<dyn GlobalAlloc + Sync + Send>;
 
 /// Every peer name, in report order.
 pub const NAMES: &[&str] = &[
@@ -30,6 +42,9 @@ pub const NAMES: &[&str] = &[
     "buddy_system_allocator",
     "linked_list_allocator",
 ];
+
+/// The peer that is glibc's allocator: charted beside the glibc-like policies.
+pub const GLIBC: &str = "system";
 
 /// Bytes of address space each region peer gets.
 pub const ARENA: usize = 8 << 30;
@@ -278,9 +293,6 @@ unsafe impl GlobalAlloc for Gperftools {
     }
 }
 
-/// An allocator several threads can share.
-pub use registry::SharedAlloc;
-
 /// The peer `name` as an allocator several threads can share, with what runs, for the threaded
 /// replay: `system`, `mimalloc`, `jemalloc` and `gperftools` are concurrent (thread caches or
 /// arenas); the region peers run here without a lock, so they have no threaded measurement
@@ -288,8 +300,14 @@ pub use registry::SharedAlloc;
 pub fn concurrent(name: &str) -> Option<Result<(String, SharedAlloc), String>> {
     let g: SharedAlloc = match name {
         "system" => Box::new(std::alloc::System),
+        #[cfg(feature = "mimalloc")]
         "mimalloc" => Box::new(mimalloc::MiMalloc),
+        #[cfg(feature = "jemalloc")]
         "jemalloc" => Box::new(tikv_jemallocator::Jemalloc),
+        #[cfg(not(feature = "mimalloc"))]
+        "mimalloc" => return Some(Err(not_built(name))),
+        #[cfg(not(feature = "jemalloc"))]
+        "jemalloc" => return Some(Err(not_built(name))),
         "gperftools" => match Gperftools::load() {
             Ok(g) => Box::new(g),
             Err(e) => return Some(Err(e)),
@@ -299,27 +317,127 @@ pub fn concurrent(name: &str) -> Option<Result<(String, SharedAlloc), String>> {
     Some(Ok((name.to_string(), g)))
 }
 
-/// Builds the peer called `name` (a fresh heap for the region peers).
+/// Why a peer whose feature this build lacks cannot run.
+#[cfg(not(all(feature = "mimalloc", feature = "jemalloc")))]
+fn not_built(name: &str) -> String {
+    format!("the {name} peer is not in this build (the `peers` crate's feature `{name}`)")
+}
+
+/// Builds the peer called `name` (a fresh heap of [`ARENA`] bytes for the region peers).
 pub fn build(name: &str) -> Result<Box<dyn GlobalAlloc>, String> {
-    Ok(match name {
-        "system" => Box::new(std::alloc::System),
+    build_measured(name, ARENA).map(|m| m.alloc)
+}
+
+/// How a peer's own footprint is read in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Footprint {
+    /// The resident pages of the arena a region peer owns (`mincore`).
+    Resident {
+        /// The arena's first byte.
+        base: usize,
+        /// Its length.
+        len: usize,
+    },
+    /// glibc's own count of what it took from the system (`mallinfo2`: the heap's `arena`
+    /// bytes and the mapped chunks' `hblkhd`): includes what the rest of the process allocates.
+    GlibcHeap,
+    /// Not readable from inside the process (the matrix measures such a peer by the growth of a
+    /// fresh process's resident memory).
+    Unknown,
+}
+
+impl Footprint {
+    /// The footprint now in bytes, `None` when it cannot be read here.
+    pub fn read(&self) -> Option<usize> {
+        match *self {
+            Footprint::Resident { base, len } => resident(base, len),
+            Footprint::GlibcHeap => {
+                // SAFETY: mallinfo2 only reads glibc's counters.
+                let m = unsafe { libc::mallinfo2() };
+                Some(m.arena + m.hblkhd)
+            }
+            Footprint::Unknown => None,
+        }
+    }
+}
+
+/// Resident bytes of the mapping at `base` (page-aligned) of `len` bytes (`mincore`).
+fn resident(base: usize, len: usize) -> Option<usize> {
+    let page = 4096;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `base..base + len` is a mapping this crate made (page-aligned); `vec` has a byte
+    // per page of it.
+    let r = unsafe { libc::mincore(base as *mut c_void, len, vec.as_mut_ptr()) };
+    (r == 0).then(|| vec.iter().filter(|&&b| b & 1 == 1).count() * page)
+}
+
+/// A peer and how to read its footprint.
+pub struct Measured {
+    /// The allocator.
+    pub alloc: Box<dyn GlobalAlloc>,
+    /// Its footprint reading.
+    pub footprint: Footprint,
+}
+
+impl core::fmt::Debug for Measured {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Measured")
+            .field("footprint", &self.footprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The peers this build can run in process with a footprint reading of their own: what
+/// `fsm compare` runs beside the policies.
+pub const MEASURED: &[&str] = &[
+    "system",
+    "talc",
+    "rlsf",
+    "buddy_system_allocator",
+    "linked_list_allocator",
+];
+
+/// Builds the peer called `name`, a region peer over a fresh arena of `arena` bytes (address
+/// space reserved without swap: pages become resident when touched), with its footprint reading.
+pub fn build_measured(name: &str, arena_len: usize) -> Result<Measured, String> {
+    let mut footprint = Footprint::Unknown;
+    // A region peer's arena, and its resident pages as the footprint.
+    let region = |footprint: &mut Footprint| -> Result<Mapping, String> {
+        let m = Mapping::new(arena_len)?;
+        *footprint = Footprint::Resident {
+            base: m.base().as_ptr() as usize,
+            len: arena_len,
+        };
+        Ok(m)
+    };
+    let alloc: Box<dyn GlobalAlloc> = match name {
+        "system" => {
+            footprint = Footprint::GlibcHeap;
+            Box::new(std::alloc::System)
+        }
+        #[cfg(feature = "mimalloc")]
         "mimalloc" => Box::new(mimalloc::MiMalloc),
+        #[cfg(feature = "jemalloc")]
         "jemalloc" => Box::new(tikv_jemallocator::Jemalloc),
+        #[cfg(not(feature = "mimalloc"))]
+        "mimalloc" => return Err(not_built(name)),
+        #[cfg(not(feature = "jemalloc"))]
+        "jemalloc" => return Err(not_built(name)),
         "gperftools" => Box::new(Gperftools::load()?),
         "talc" => {
-            let arena = Mapping::new(ARENA)?;
-            // SAFETY: the arena is valid for ARENA bytes, used by this heap alone, and outlives it
-            // (both live in the same `Unlocked`, the heap's blocks die with it).
-            let claim = unsafe { talc::source::Claim::new(arena.base().as_ptr(), ARENA) };
+            let arena = region(&mut footprint)?;
+            // SAFETY: the arena is valid for its length, used by this heap alone, and outlives
+            // it (both live in the same `Unlocked`, the heap's blocks die with it).
+            let claim = unsafe { talc::source::Claim::new(arena.base().as_ptr(), arena_len) };
             Box::new(Unlocked {
                 heap: UnsafeCell::new(Talc(talc::TalcCell::new(claim))),
                 _arena: arena,
             })
         }
         "rlsf" => {
-            let arena = Mapping::new(ARENA)?;
+            let arena = region(&mut footprint)?;
             let mut t = TlsfHeap::new();
-            let block = NonNull::slice_from_raw_parts(arena.base(), ARENA);
+            let block = NonNull::slice_from_raw_parts(arena.base(), arena_len);
             // SAFETY: as for talc: the arena is the heap's alone and outlives it.
             unsafe { t.insert_free_block_ptr(block) };
             Box::new(Unlocked {
@@ -328,19 +446,19 @@ pub fn build(name: &str) -> Result<Box<dyn GlobalAlloc>, String> {
             })
         }
         "buddy_system_allocator" => {
-            let arena = Mapping::new(ARENA)?;
+            let arena = region(&mut footprint)?;
             let mut h = buddy_system_allocator::Heap::<34>::new();
             // SAFETY: as for talc.
-            unsafe { h.init(arena.base().as_ptr() as usize, ARENA) };
+            unsafe { h.init(arena.base().as_ptr() as usize, arena_len) };
             Box::new(Unlocked {
                 heap: UnsafeCell::new(Bsa(h)),
                 _arena: arena,
             })
         }
         "linked_list_allocator" => {
-            let arena = Mapping::new(ARENA)?;
+            let arena = region(&mut footprint)?;
             // SAFETY: as for talc.
-            let h = unsafe { linked_list_allocator::Heap::new(arena.base().as_ptr(), ARENA) };
+            let h = unsafe { linked_list_allocator::Heap::new(arena.base().as_ptr(), arena_len) };
             Box::new(Unlocked {
                 heap: UnsafeCell::new(Lla(h)),
                 _arena: arena,
@@ -352,5 +470,6 @@ pub fn build(name: &str) -> Result<Box<dyn GlobalAlloc>, String> {
                 NAMES.join(", ")
             ));
         }
-    })
+    };
+    Ok(Measured { alloc, footprint })
 }
