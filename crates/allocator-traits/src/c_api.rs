@@ -69,6 +69,12 @@ pub unsafe trait MallocApi: Send + Sync {
         None
     }
 
+    /// The front's own gauges, by name (`arenas`, `threads with a cache`, `footprint`): what it
+    /// can say beyond [`stats`](Self::stats), for reports at exit. Empty where it has none.
+    fn gauges(&self) -> Vec<(&'static str, usize)> {
+        Vec::new()
+    }
+
     /// Before `fork`: take every lock the front has, so that the child, which has only the
     /// forking thread, finds none held by a thread that does not exist there.
     fn prepare_fork(&self) {}

@@ -233,6 +233,13 @@ fn human(f: &serde_json::Value) -> String {
                 st["failed_allocs"]
             ));
         }
+        if let Some(g) = r["gauges"].as_object().filter(|g| !g.is_empty()) {
+            let list: Vec<String> = g.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            s.push_str(&format!(
+                "\nfsm run: its front at exit: {}",
+                list.join(", ")
+            ));
+        }
         s.push_str(&format!(
             "\nfsm run: the library's own table and set-up: {} B",
             r["bootstrap_bytes"]

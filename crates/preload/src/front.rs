@@ -12,8 +12,9 @@
 //!
 //! The front is built with the library's own Rust allocations going to the bootstrap arena (the
 //! library's `#[global_allocator]`), so building it calls no `malloc`. `fork` is made safe with
-//! `pthread_atfork`: the front takes every lock it has before, and releases them after, in the
-//! parent and the child.
+//! `pthread_atfork` (see [`prepare_fork`]): with other threads alive, glibc's stdio list lock
+//! and then every lock of the front are taken before, and released after, in the parent and the
+//! child (where the front also forgets the threads that are not there).
 
 use core::cell::Cell;
 use core::ptr::NonNull;
@@ -92,22 +93,94 @@ fn build() -> Front {
     }
 }
 
-extern "C" fn prepare_fork() {
-    if let Some(f) = FRONT.get() {
-        f.api.prepare_fork();
+thread_local! {
+    /// This thread's `fork` took the front's locks (its prepare handler ran with other threads
+    /// alive), and what [`INSIDE`] was before: the parent and child handlers undo exactly that.
+    static FORKING: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// glibc's stdio list lock (a recursive lock, exported since 2.2.5), and whether the process has
+/// ever had a second thread (2.32).
+#[cfg(target_env = "gnu")]
+mod glibc {
+    unsafe extern "C" {
+        pub fn _IO_list_lock();
+        pub fn _IO_list_unlock();
+        pub fn _IO_list_resetlock();
+        pub static __libc_single_threaded: core::ffi::c_char;
     }
+}
+
+/// Whether the process has one thread (glibc's `SINGLE_THREAD_P`, which its `fork` reads too).
+fn single_threaded() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: a byte glibc writes only while the process has one thread (when it starts
+        // the second).
+        unsafe { core::ptr::read_volatile(&raw const glibc::__libc_single_threaded) != 0 }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
+    }
+}
+
+/// `fork`'s prepare handler: with other threads alive, takes glibc's stdio list lock and then
+/// every lock of the front, and sends this thread's allocations to the bootstrap arena until
+/// the fork is over. In a process with one thread it does nothing, as glibc's own malloc does
+/// not: a `fork` from a signal handler that interrupted `malloc` must not wait for the lock the
+/// interrupted call holds (glibc's tst-mallocfork2).
+///
+/// The stdio lock comes first because glibc takes it after the prepare handlers and before
+/// its own malloc locks, and a thread in `getline` holds a `FILE` lock while it allocates: a
+/// front locked before `_IO_list_lock` deadlocks with `fflush(NULL)` (glibc bug 19431,
+/// tst-malloc-fork-deadlock). The lock is recursive: glibc's own `_IO_list_lock` in `fork`
+/// then goes through.
+extern "C" fn prepare_fork() {
+    let Some(f) = FRONT.get() else { return };
+    if single_threaded() {
+        return;
+    }
+    let was = INSIDE.with(|i| i.replace(true));
+    FORKING.with(|s| s.set(Some(was)));
+    // SAFETY: glibc's recursive stdio list lock; released (or reset, in the child) after the
+    // fork by the handlers below.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        glibc::_IO_list_lock()
+    };
+    f.api.prepare_fork();
 }
 
 extern "C" fn after_fork_parent() {
+    let Some(was) = FORKING.with(|s| s.take()) else {
+        return;
+    };
     if let Some(f) = FRONT.get() {
         f.api.after_fork_parent();
     }
+    // SAFETY: taken by this thread in `prepare_fork`.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        glibc::_IO_list_unlock()
+    };
+    INSIDE.with(|i| i.set(was));
 }
 
 extern "C" fn after_fork_child() {
+    let Some(was) = FORKING.with(|s| s.take()) else {
+        return;
+    };
     if let Some(f) = FRONT.get() {
         f.api.after_fork_child();
     }
+    // SAFETY: the child has one thread, this one; glibc's `fork` reset the lock already when
+    // it saw other threads, and resetting it again is harmless.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        glibc::_IO_list_resetlock()
+    };
+    INSIDE.with(|i| i.set(was));
 }
 
 /// Builds the front if nobody has; waits if another thread is building it.

@@ -1,5 +1,6 @@
-//! What the library says at exit: the policy's counters, written as JSON to the file
-//! `FSM_STATS_OUT` names (`fsm run` reads it), if it is set.
+//! What the library says at exit: the policy's counters (and its front's own gauges: arenas,
+//! threads holding a cache, footprint), written as JSON to the file `FSM_STATS_OUT` names
+//! (`fsm run` reads it), if it is set.
 
 use crate::front;
 
@@ -26,10 +27,17 @@ pub fn at_exit() {
             "frag3": s.fragmentation_3(), "frag4": s.fragmentation_4(),
         })
     });
+    let gauges: serde_json::Map<String, serde_json::Value> = f
+        .api
+        .gauges()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
     let v = serde_json::json!({
         "policy": f.name,
         "runs_as": f.runs_as,
         "stats": stats,
+        "gauges": gauges,
         "bootstrap_bytes": crate::BOOTSTRAP.used(),
     });
     if std::fs::write(path, v.to_string()).is_err() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{compile_c, policies, run, scratch};
+use common::{compile_c, policies, run, run_env, scratch};
 
 /// Checks every special case of the API; prints `ok` or the first case that fails.
 const SEMANTICS: &str = r#"
@@ -88,18 +88,22 @@ int main(void) {
 }
 "#;
 
-/// Threads that allocate, free some, leave some to the main thread, and exit, many times.
+/// Threads that allocate, free some, leave some to the main thread, and exit, many times; the
+/// four of a round are alive together (a barrier), so each needs a cache or arena of its own.
 const THREAD_EXIT: &str = r#"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+static pthread_barrier_t all4;
 static void *work(void *arg) {
     void **out = arg;
     for (int i = 0; i < 1000; i++) free(malloc(i * 3 + 1));
     *out = malloc(1234);
+    pthread_barrier_wait(&all4);
     return 0;
 }
 int main(void) {
+    pthread_barrier_init(&all4, 0, 4);
     for (int round = 0; round < 50; round++) {
         pthread_t t[4]; void *left[4];
         for (int k = 0; k < 4; k++) pthread_create(&t[k], 0, work, &left[k]);
@@ -188,6 +192,52 @@ fn a_bad_free_aborts_naming_the_pointer_on_every_policy() {
                     err.trim()
                 ));
             }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A thread's caches go back when it exits, under LD_PRELOAD too (where the TLS destructor's
+/// registration allocates from inside the front: the bootstrap arena serves it). The fronts that
+/// say so at exit are checked: Tcmalloc's registry of thread caches is empty or holds only the
+/// main thread's (its exit at `exit()` may come after the report); Ptmalloc's arenas are reused
+/// by the next threads (at most the main one and one per thread alive at once, 4 here; without
+/// the exit path every thread would take a new arena, up to 8 x CPUs).
+#[test]
+fn thread_exit_returns_the_caches_of_the_own_fronts() {
+    let dir = scratch("c-api-thread-exit");
+    let exe = compile_c(&dir, "thread_exit", THREAD_EXIT);
+    let mut failures = Vec::new();
+    for policy in policies() {
+        let out = dir.join(format!("{policy}.json"));
+        let o = run_env(
+            Some(policy),
+            &dir,
+            exe.to_str().unwrap(),
+            &[],
+            b"",
+            &[("FSM_STATS_OUT", out.as_os_str())],
+        );
+        assert_eq!(o.stdout, b"ok\n", "{policy}: {o:?}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let own = !report["runs_as"].as_str().unwrap().starts_with("CHeap");
+        let g = &report["gauges"];
+        let threads = g["threads with a cache"].as_u64();
+        let arenas = g["arenas"].as_u64();
+        if own && threads.is_none() && arenas.is_none() {
+            failures.push(format!(
+                "{policy}: its own front reports no gauge: {report}"
+            ));
+        }
+        if threads.is_some_and(|t| t > 1) {
+            failures.push(format!("{policy}: {threads:?} threads still hold a cache"));
+        }
+        if arenas.is_some_and(|a| a > 5) {
+            failures.push(format!(
+                "{policy}: {arenas:?} arenas for 4 threads at a time"
+            ));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

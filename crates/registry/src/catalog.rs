@@ -4,7 +4,7 @@
 use allocator_traits::{FreeSpaceManager, MemorySource, OsPages};
 
 use crate::descriptor::{ClassRun, Descriptor, Family, Front, Memory, SimView, Suffix};
-use crate::front::SharedAlloc;
+use crate::front::{SharedAlloc, SharedC};
 use crate::spec::{Config, Instance, RegistryError, Spec};
 
 /// Every policy, in the order reports list them.
@@ -158,7 +158,7 @@ static CATALOG: &[Descriptor] = &[
         front: Front::Own {
             runs_as: "ptmalloc2::Ptmalloc (arenas per thread)",
             make: ptmalloc2_front,
-            c_api: None,
+            c_api: Some(ptmalloc2_c),
         },
         classes: Some(ptmalloc2_classes),
         sim: SimView {
@@ -180,7 +180,7 @@ static CATALOG: &[Descriptor] = &[
         front: Front::Own {
             runs_as: "tcmalloc::Tcmalloc (thread caches)",
             make: tcmalloc_front,
-            c_api: None,
+            c_api: Some(tcmalloc_c),
         },
         classes: Some(tcmalloc_classes),
         sim: SimView {
@@ -324,6 +324,11 @@ fn ptmalloc2_front(spec: &Spec, cfg: &Config) -> Result<SharedAlloc, RegistryErr
     Ok(Box::new(ptmalloc2::Ptmalloc::with_tunables(t)))
 }
 
+fn ptmalloc2_c(spec: &Spec, cfg: &Config) -> Result<SharedC, RegistryError> {
+    let t = ptmalloc2_tunables(spec, cfg)?;
+    Ok(Box::new(ptmalloc2::Ptmalloc::with_tunables(t)))
+}
+
 fn ptmalloc2_classes() -> Vec<ClassRun> {
     // glibc has no size classes as such, but request2size rounds every request to a chunk;
     // ROUNDED is the usable size (chunk size - 8), up to the default mmap threshold.
@@ -338,6 +343,10 @@ fn tcmalloc(_spec: &Spec, _cfg: &Config, mem: Memory) -> Result<Instance, Regist
 }
 
 fn tcmalloc_front(_spec: &Spec, _cfg: &Config) -> Result<SharedAlloc, RegistryError> {
+    Ok(Box::new(tcmalloc::Tcmalloc::new(OsPages::new())))
+}
+
+fn tcmalloc_c(_spec: &Spec, _cfg: &Config) -> Result<SharedC, RegistryError> {
     Ok(Box::new(tcmalloc::Tcmalloc::new(OsPages::new())))
 }
 

@@ -36,6 +36,9 @@
 //! object back to the central lists and recycles the cache. A thread-local destructor that
 //! allocates after that goes to the central lists directly too.
 
+mod c_api;
+mod fork;
+
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::{Cell, UnsafeCell};
 use core::ptr::{NonNull, addr_of_mut, null, null_mut};

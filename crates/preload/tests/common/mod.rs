@@ -38,7 +38,20 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Runs `cmd args` in `dir` with `stdin`, on `policy` (`None`: the system allocator).
 pub fn run(policy: Option<&str>, dir: &Path, cmd: &str, args: &[&str], stdin: &[u8]) -> Output {
+    run_env(policy, dir, cmd, args, stdin, &[])
+}
+
+/// [`run`] with more environment variables.
+pub fn run_env(
+    policy: Option<&str>,
+    dir: &Path,
+    cmd: &str,
+    args: &[&str],
+    stdin: &[u8],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Output {
     let mut c = Command::new(cmd);
+    c.envs(env.iter().copied());
     c.args(args)
         .current_dir(dir)
         .stdin(Stdio::piped())

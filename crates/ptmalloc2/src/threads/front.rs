@@ -38,7 +38,8 @@ use crate::tunables::{HEAP_MAX_SIZE, Tunables};
 pub struct Ptmalloc {
     tunables: Tunables,
     global: AtomicPtr<Global>,
-    init: Mutex<()>,
+    /// Held while the state is created (once).
+    pub(super) init: Mutex<()>,
 }
 
 impl Default for Ptmalloc {
@@ -92,8 +93,9 @@ impl Ptmalloc {
         self.get().map_or(Ok(()), Global::check)
     }
 
+    /// The state, if the first allocation created it.
     #[inline(always)]
-    fn get(&self) -> Option<&Global> {
+    pub(super) fn get(&self) -> Option<&Global> {
         let p = self.global.load(Ordering::Acquire);
         // SAFETY: a published Global stays valid (never unmapped).
         (!p.is_null()).then(|| unsafe { &*p })

@@ -30,8 +30,11 @@
 // `reservation` (the address space, commit/decommit, the main heap's window), `heap_info`
 // (thread heaps: new_heap, grow_heap, their sysmalloc and heap_trim), `arena_table` (the shared
 // state, arena_get2, arena_for_chunk, the walk), `tls` (a thread's slots, thread exit), `front`
-// (`Ptmalloc`: malloc, free, realloc), `interfaces` (`GlobalAlloc`, `Allocator`).
+// (`Ptmalloc`: malloc, free, realloc), `fork` (the locks across `fork`), `interfaces`
+// (`GlobalAlloc`, `Allocator`), `c_api` (C's size-less calls: `MallocApi`).
 mod arena_table;
+mod c_api;
+mod fork;
 mod front;
 mod heap_info;
 mod interfaces;

@@ -154,3 +154,14 @@ pub(super) fn set_tc(g: &Global, tc: usize) {
         }
     });
 }
+
+/// The calling thread's arena for `g`, if the thread is attached to one (never attaches it).
+pub(super) fn attached_arena(g: &Global) -> Option<usize> {
+    let gp: *const Global = g;
+    TLS.try_with(|t| {
+        let t = t.try_borrow().ok()?;
+        t.slots.iter().find(|s| s.g == gp).map(|s| s.arena)
+    })
+    .ok()
+    .flatten()
+}
