@@ -7,7 +7,8 @@
 //!   iteration frees a random one and allocates a new one of a random size in its place.
 //!
 //! Segregated runs over both page levels: best fit (`fit`, the default composition) and the
-//! buddy system (`segregated:buddy`). Times are the thread's CPU time (see
+//! buddy system (`segregated:buddy`), and without bad-free detection (`segregated:unchecked`,
+//! `Segregated::unchecked` over best fit). Times are the thread's CPU time (see
 //! `common/cpu_time.rs`).
 //!
 //! `cargo bench -p benches --bench segregated`
@@ -21,7 +22,7 @@
 //!     --toggle-collect='*measured_steps*' --callgrind-out-file=/dev/null target/release/deps/segregated-HASH
 //! ```
 //!
-//! counts only the steps (ALLOCATOR: `seg-fit`, `seg-buddy`, `mimalloc`, `system`; the loop's
+//! counts only the steps (ALLOCATOR: `seg-fit`, `seg-buddy`, `seg-unchecked`, `mimalloc`, `system`; the loop's
 //! own instructions are those of `none`, which allocates nothing).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -59,7 +60,7 @@ trait Pairs {
     fn free(&mut self, ptr: NonNull<u8>, layout: Layout);
 }
 
-impl<L: FreeSpaceManager> Pairs for Segregated<L> {
+impl<L: FreeSpaceManager, const C: bool> Pairs for Segregated<L, C> {
     #[inline]
     fn alloc(&mut self, layout: Layout) -> NonNull<u8> {
         self.allocate(layout).expect("room").cast()
@@ -113,6 +114,19 @@ fn segregated_heap() -> Segregated<Buddy<BoxedRegion>> {
 /// `segregated`: best fit (`fit`) as the page level, the default composition.
 fn segregated_fit() -> Segregated<segregated::BestFit<BoxedRegion>> {
     Segregated::best_fit(BoxedRegion::new(REGION).expect("region"))
+}
+
+/// `segregated:unchecked`: the default composition without bad-free detection
+/// (`Segregated::unchecked`).
+fn segregated_unchecked() -> Segregated<segregated::BestFit<BoxedRegion>, false> {
+    Segregated::unchecked(
+        &segregated::GO,
+        segregated::Config::DEFAULT,
+        fit::FitHeap::new(
+            BoxedRegion::new(REGION).expect("region"),
+            fit::Config::best_fit(),
+        ),
+    )
 }
 
 fn pair<H: Pairs>(g: &mut criterion::BenchmarkGroup<'_, CpuTime>, name: &str, h: &mut H) {
@@ -200,6 +214,7 @@ fn profile(spec: &str) {
     match name {
         "seg-fit" => profile_one(segregated_fit(), live, steps),
         "seg-buddy" => profile_one(segregated_heap(), live, steps),
+        "seg-unchecked" => profile_one(segregated_unchecked(), live, steps),
         "mimalloc" => profile_one(Global(MiMalloc), live, steps),
         "system" => profile_one(Global(System), live, steps),
         "none" => profile_one(NoAlloc, live, steps),
@@ -219,6 +234,12 @@ fn small(c: &mut Criterion<CpuTime>) {
     for live in [1000, 100_000] {
         churn(&mut g, "segregated:buddy", &mut segregated_heap(), live);
         churn(&mut g, "segregated", &mut segregated_fit(), live);
+        churn(
+            &mut g,
+            "segregated:unchecked",
+            &mut segregated_unchecked(),
+            live,
+        );
         churn(&mut g, "system", &mut Global(System), live);
         churn(&mut g, "mimalloc", &mut Global(MiMalloc), live);
     }

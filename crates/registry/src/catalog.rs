@@ -59,6 +59,12 @@ const SEGREGATED_SUFFIXES: &[Suffix] = &[
         about: "no tiny-object combining (requests under 16 B get their own 16 B block)",
         default: false,
     },
+    Suffix {
+        name: "unchecked",
+        about: "small frees trusted: no allocation bitmaps, no double-free detection (fewer \
+                instructions per operation; statistics still exact)",
+        default: false,
+    },
 ];
 
 static CATALOG: &[Descriptor] = &[
@@ -247,32 +253,49 @@ fn buddy_capacity(cfg: &Config, mem: &Memory) -> usize {
     }
 }
 
-/// Segregated over a page level: best fit, or the buddy system with `:buddy`.
+/// Segregated over a page level: best fit, or the buddy system with `:buddy`; checked, or
+/// unchecked with `:unchecked`.
 fn segregated(spec: &Spec, cfg: &Config, mem: Memory) -> Result<Instance, RegistryError> {
+    if spec.has("unchecked") {
+        segregated_as::<false>(spec, cfg, mem)
+    } else {
+        segregated_as::<true>(spec, cfg, mem)
+    }
+}
+
+fn segregated_as<const CHECKED: bool>(
+    spec: &Spec,
+    cfg: &Config,
+    mem: Memory,
+) -> Result<Instance, RegistryError> {
     let conf = segregated::Config {
         tiny: !spec.has("no-tiny"),
         ..segregated::Config::DEFAULT
     };
-    fn over_pages<L: FreeSpaceManager + Send + 'static>(
+    fn over_pages<L: FreeSpaceManager + Send + 'static, const CHECKED: bool>(
         pages: L,
         conf: segregated::Config,
         pages_built: String,
-    ) -> (segregated::Segregated<L>, String) {
-        let s = segregated::Segregated::with_table(&segregated::GO, conf, pages);
-        let built = format!("Segregated (tiny {}) over {pages_built}", s.config().tiny);
+    ) -> (segregated::Segregated<L, CHECKED>, String) {
+        let s = segregated::Segregated::<L, CHECKED>::build(&segregated::GO, conf, pages);
+        let kind = if CHECKED { "" } else { ", unchecked" };
+        let built = format!(
+            "Segregated (tiny {}{kind}) over {pages_built}",
+            s.config().tiny
+        );
         (s, built)
     }
     if spec.has("buddy") {
         let capacity = buddy_capacity(cfg, &mem);
         over!(mem, |src, growing| {
             let (pages, built) = buddy_over(src, growing, capacity, spec)?;
-            over_pages(pages, conf, built)
+            over_pages::<_, CHECKED>(pages, conf, built)
         })
     } else {
         over!(mem, |src, _growing| {
             let pages = fit::FitHeap::new(src, fit::Config::best_fit());
             let built = format!("FitHeap {}", pages.config());
-            over_pages(pages, conf, built)
+            over_pages::<_, CHECKED>(pages, conf, built)
         })
     }
 }

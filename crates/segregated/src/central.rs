@@ -5,7 +5,7 @@
 //!   classes[c]:  partial -> [span]<->[span]<->...   every span with a free object
 //!                full    -> [span]<->...             every span whose objects are all live
 //!                spans = |partial| + |full|, empty = spans in partial with no live object
-//!                size, recip, header_at, objects, slots: SpanGeometry of class c
+//!                size, recip, header_at, objects, slots, span_bytes: SpanGeometry of class c
 //! ```
 
 use crate::geometry::SpanGeometry;
@@ -37,6 +37,8 @@ pub(crate) struct ClassState {
     pub(crate) objects: u32,
     /// `SpanGeometry::slots`.
     pub(crate) slots: u32,
+    /// `SpanGeometry::span_bytes()`.
+    pub(crate) span_bytes: u32,
 }
 
 impl ClassState {
@@ -51,6 +53,7 @@ impl ClassState {
         header_at: 0,
         objects: 0,
         slots: 0,
+        span_bytes: 0,
     };
 
     /// An empty class whose spans have geometry `g`.
@@ -61,7 +64,11 @@ impl ClassState {
             header_at: g.header_at,
             objects: g.objects() as u32,
             slots: g.slots as u32,
+            span_bytes: g.span_bytes() as u32,
             ..ClassState::EMPTY
         }
     }
 }
+
+// The fast paths read one line per class.
+const _: () = assert!(core::mem::size_of::<ClassState>() == 64);

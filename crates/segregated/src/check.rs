@@ -6,10 +6,11 @@
 //!   classes[c]  partial: prev/next agree, each span: magic, class c, not full, live < objects
 //!               full:    likewise, full, live == objects
 //!               spans == |partial| + |full|, empty == partial spans with live == 0
-//!   span        first <= bump <= slots; no bit outside first..bump; live == bits set
-//!               (tiny: blocks with a mask, or the current block); free list: each object
-//!               in first..bump at an object boundary, bit clear, and
-//!               free objects + live == bump - first (so no object twice, no cycle)
+//!   span        first <= bump <= slots; free list: each object in first..bump at an
+//!               object boundary, none twice (so no cycle); live == bump - first - free;
+//!               allocation bit set iff the slot is live (a checked heap; an unchecked one
+//!               sets none); tiny: a block with a mask is live, a live block without one
+//!               is the current block
 //!   page map    every granule of every span looks up to that span and its class; every
 //!               entry names a class the table has and a span covering (or starting in) it
 //!   tiny        the current block is a live slot of a tiny span, off <= 16, no object starts
@@ -24,9 +25,10 @@
 
 use allocator_traits::{Corruption, FreeSpaceManager};
 
+use crate::free_slots::FreeSlots;
 use crate::geometry::{SpanGeometry, base_of};
 use crate::pagemap::GRANULE_SHIFT;
-use crate::span::{self, SpanHeader, TINY_BLOCK, slot_of};
+use crate::span::{self, SpanHeader, TINY_BLOCK};
 use crate::{SLOTS, Segregated, TINY};
 
 /// What one class's lists hold.
@@ -38,7 +40,7 @@ struct ClassCount {
     tiny_objects: usize,
 }
 
-impl<L: FreeSpaceManager> Segregated<L> {
+impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
     /// The walk.
     pub(crate) fn walk(&self) -> Result<(), Corruption> {
         let (mut spans, mut live, mut tiny_objects) = (0usize, 0usize, 0usize);
@@ -158,8 +160,8 @@ impl<L: FreeSpaceManager> Segregated<L> {
         Ok(())
     }
 
-    /// One span's bitmap (or tiny masks) and free list against its counts; returns its live
-    /// objects (tiny spans: live blocks).
+    /// One span's free list, bitmap (or tiny masks) and live count against each other; returns
+    /// its live objects (tiny spans: live blocks).
     fn walk_span(
         &self,
         c: usize,
@@ -175,80 +177,53 @@ impl<L: FreeSpaceManager> Segregated<L> {
             s as usize,
             "the bump index is outside the span's slots",
         )?;
-        Corruption::ensure(
-            h.live as usize <= bump - first,
-            "span header",
-            s as usize,
-            "more live objects than slots handed out",
-        )?;
-        let base = base_of(s, g);
-        // Live slots by the bitmap (tiny: a block with objects, or the current block).
-        let mut live = 0;
-        for slot in 0..slots {
-            let on = self.slot_is_live(c, s, slot);
-            Corruption::ensure(
-                !on || (first..bump).contains(&slot),
-                "span bitmap",
-                base as usize + slot * g.size as usize,
-                "a slot outside the handed-out ones is marked live",
-            )?;
-            live += on as usize;
-        }
+        // SAFETY: a checked header with `first <= bump <= slots`.
+        let free = unsafe { FreeSlots::read(s, g) }
+            .map_err(|(at, what)| Corruption::new("span free list", at, what))?;
+        // Live: handed out and not on the free list.
+        let live = bump - first - free.count;
         Corruption::ensure(
             live == h.live as usize,
             "span header",
             s as usize,
-            "the live count is not the number of live slots in the bitmap",
+            "the live count is not the slots handed out and not on the free list",
         )?;
-        // The span's free list.
-        let mut free = 0;
-        let mut o = h.free;
-        while !o.is_null() {
-            let off = (o as usize).wrapping_sub(base as usize);
-            let slot = slot_of(off, g.recip);
-            Corruption::ensure(
-                off < g.span_bytes() && slot * g.size as usize == off,
-                "span free list",
-                o as usize,
-                "a free object is not at an object boundary inside its span",
-            )?;
-            Corruption::ensure(
-                (first..bump).contains(&slot) && !self.slot_is_live(c, s, slot),
-                "span free list",
-                o as usize,
-                "a free object is live or was never handed out",
-            )?;
-            free += 1;
-            Corruption::ensure(
-                free + live <= bump - first,
-                "span free list",
-                o as usize,
-                "an object is on the free list twice (or the list has a cycle)",
-            )?;
-            // SAFETY: `o` is a free slot of this span (checked above): its first word is the
-            // link, written by the heap.
-            o = unsafe { base.wrapping_add(off).cast::<*mut u8>().read() };
+        let base = base_of(s, g) as usize;
+        for slot in 0..slots {
+            let is_live = (first..bump).contains(&slot) && !free.has(slot);
+            let at = base + slot * g.size as usize;
+            if c == TINY {
+                // SAFETY: `slot < slots`; a tiny span has a mask per slot.
+                let objects = unsafe { *span::tiny_mask(s, slot) } != 0;
+                let current = s == self.tiny.span && slot == self.tiny.slot;
+                Corruption::ensure(
+                    !objects || is_live,
+                    "tiny masks",
+                    at,
+                    "a tiny block with objects is free or was never handed out",
+                )?;
+                Corruption::ensure(
+                    !is_live || objects || (current && !self.tiny.block.is_null()),
+                    "tiny masks",
+                    at,
+                    "a live tiny block with no object is not the current block",
+                )?;
+            } else {
+                // SAFETY: `slot < slots`; the bitmap has a bit per slot.
+                let bit = unsafe { span::test_bit(s, slot) };
+                Corruption::ensure(
+                    bit == (CHECKED && is_live),
+                    "span bitmap",
+                    at,
+                    if CHECKED {
+                        "the allocation bit is not set exactly for the live slots"
+                    } else {
+                        "a bit is set in the bitmap an unchecked heap does not keep"
+                    },
+                )?;
+            }
         }
-        Corruption::ensure(
-            free + live == bump - first,
-            "span free list",
-            s as usize,
-            "a handed-out slot is neither live nor on the free list",
-        )?;
         Ok(live)
-    }
-
-    /// Whether slot `slot` of span `s` (class `c`) is live: its allocation bit (tiny spans: a
-    /// mask with an object, or the current tiny block).
-    fn slot_is_live(&self, c: usize, s: *mut SpanHeader, slot: usize) -> bool {
-        if c == TINY {
-            // SAFETY: `slot < slots` (callers); a tiny span has a mask per slot.
-            (unsafe { *span::tiny_mask(s, slot) } != 0)
-                || (s == self.tiny.span && slot == self.tiny.slot && !self.tiny.block.is_null())
-        } else {
-            // SAFETY: `slot < slots` (callers); the bitmap has a bit per slot.
-            unsafe { span::test_bit(s, slot) }
-        }
     }
 
     /// Tiny objects in tiny span `s`: the mask bits set.
@@ -464,15 +439,29 @@ mod tests {
         (h, GO.class_of(40))
     }
 
-    fn problem<L: FreeSpaceManager>(h: &Segregated<L>) -> &'static str {
+    fn problem<L: FreeSpaceManager, const C: bool>(h: &Segregated<L, C>) -> &'static str {
         h.walk()
             .expect_err("the walk must report the planted corruption")
             .problem
     }
 
+    fn unchecked_heap() -> Segregated<Pages, false> {
+        let cap = 1 << 22;
+        let b = Buddy::try_new(BoxedRegion::new(cap).unwrap(), buddy::Config::new(cap)).unwrap();
+        Segregated::unchecked(&GO, crate::Config::DEFAULT, Pages(b, false))
+    }
+
     #[test]
     fn a_healthy_heap_passes_after_a_long_random_workload() {
-        let mut h = heap();
+        random_workload(heap());
+    }
+
+    #[test]
+    fn a_healthy_unchecked_heap_passes_after_a_long_random_workload() {
+        random_workload(unchecked_heap());
+    }
+
+    fn random_workload<const C: bool>(mut h: Segregated<Pages, C>) {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
             x ^= x << 13;
@@ -518,7 +507,40 @@ mod tests {
         unsafe { (*h.classes[c].partial).live += 1 };
         assert_eq!(
             problem(&h),
-            "the live count is not the number of live slots in the bitmap"
+            "the live count is not the slots handed out and not on the free list"
+        );
+    }
+
+    #[test]
+    fn an_allocation_bit_that_disagrees_with_the_free_list_is_reported() {
+        let (h, c) = busy();
+        // SAFETY: the span's free list holds the freed object; set its allocation bit.
+        unsafe {
+            let s = h.classes[c].partial;
+            let g = GO.geometry(c).unwrap();
+            let off = (*s).free as usize - base_of(s, &g) as usize;
+            crate::span::put_bit(s, off / g.size as usize, true);
+        }
+        assert_eq!(
+            problem(&h),
+            "the allocation bit is not set exactly for the live slots"
+        );
+    }
+
+    #[test]
+    fn a_bit_in_an_unchecked_heap_is_reported() {
+        let mut h = unchecked_heap();
+        let c = GO.class_of(40);
+        let a = h.allocate(l(40)).unwrap();
+        h.walk().unwrap();
+        let g = GO.geometry(c).unwrap();
+        let s = h.classes[c].partial;
+        let slot = (a.cast::<u8>().as_ptr() as usize - base_of(s, &g) as usize) / 48;
+        // SAFETY: `s` is the class's span and `slot` a live slot of it.
+        unsafe { crate::span::put_bit(s, slot, true) };
+        assert_eq!(
+            problem(&h),
+            "a bit is set in the bitmap an unchecked heap does not keep"
         );
     }
 

@@ -6,10 +6,12 @@
 //!
 //! ```text
 //!   alloc_fast:  index8[(size + 7) >> 3] -> classes[c] (one line) -> partial span
-//!                -> pop its free list (or bump) -> set the slot's bit -> counts
-//!   free_fast:   page map (span, class) == class of the layout? -> slot = off * recip
-//!                -> exact slot with its bit set? -> clear, push on the span's free list
+//!                -> pop its free list (or bump) -> [set the slot's bit] -> counts
+//!   free_fast:   page map (span, class) -> [class == the layout's? slot = off * recip,
+//!                exact, bit set? clear it] -> push on the span's free list -> counts
 //!                -> Done | Unfull (span was full) | Emptied (beyond keep_empty) | Declined
+//!   [...]: only on a checked heap (`Segregated<L, true>`, the default); an unchecked one
+//!          (`Segregated::unchecked`) takes the class from the page map and trusts the caller
 //! ```
 
 use core::alloc::Layout;
@@ -34,7 +36,7 @@ pub(crate) enum Freed {
     Emptied(usize, *mut SpanHeader),
 }
 
-impl<L: FreeSpaceManager> Segregated<L> {
+impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
     /// The common case of `allocate`: a size class up to 1024 B at alignment <= 8 whose partial
     /// list has a span, or a tiny object that fits in the current block.
     #[inline(always)]
@@ -63,18 +65,23 @@ impl<L: FreeSpaceManager> Segregated<L> {
             let mut obj = (*s).free;
             if !obj.is_null() {
                 (*s).free = obj.cast::<*mut u8>().read();
+                if CHECKED {
+                    span::put_bit(s, slot_of(obj as usize - base as usize, st.recip), true);
+                }
             } else {
                 let b = (*s).bump;
                 (*s).bump = b + 1;
                 obj = base.wrapping_add(b as usize * st.size as usize);
+                if CHECKED {
+                    span::put_bit(s, b as usize, true);
+                }
             }
-            span::put_bit(s, slot_of(obj as usize - base as usize, st.recip), true);
             let live = (*s).live;
             if live == 0 {
                 st.empty -= 1;
             }
             (*s).live = live + 1;
-            st.requested += size;
+            st.requested = st.requested.wrapping_add(size);
             if live + 1 == st.objects {
                 SpanList::remove(&mut st.partial, s);
                 SpanList::push(&mut st.full, s);
@@ -112,68 +119,88 @@ impl<L: FreeSpaceManager> Segregated<L> {
         Some(NonNull::slice_from_raw_parts(p, size1))
     }
 
-    /// The common case of `deallocate`: a live object of a size class up to 1024 B whose span
-    /// was not full and, if it becomes empty, is kept; or a tiny object whose block keeps an
-    /// object or is the current one. Returns false, having changed nothing, for anything
-    /// else.
+    /// `deallocate`: the fast path, then what it leaves to out-of-line calls.
+    ///
+    /// # Safety
+    /// As for [`FreeSpaceManager::deallocate`].
     #[inline(always)]
-    pub(crate) fn free_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> Freed {
+    pub(crate) unsafe fn free(
+        &mut self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), FreeError> {
+        match self.free_fast(ptr, layout) {
+            Freed::Done => {}
+            // SAFETY: forwarded caller contract.
+            Freed::Declined => return unsafe { self.deallocate_slow(ptr, layout) },
+            // SAFETY: `free_fast` says span `s` of class `c` was full.
+            Freed::Unfull(c, s) => unsafe { self.unfull(c, s) },
+            // SAFETY: `free_fast` says span `s` of class `c` is empty, in its partial list,
+            // counted as empty, and beyond what the class keeps.
+            Freed::Emptied(c, s) => unsafe { self.drop_span(c, s) },
+        }
+        Ok(())
+    }
+
+    /// The common case of `deallocate`: a live object of a size class whose span was not full
+    /// and, if it becomes empty, is kept; or a tiny object whose block keeps an object or is the
+    /// current one. Declines, having changed nothing, for anything else. A checked heap checks
+    /// the free first ([`Segregated::claim`]); an unchecked one trusts the caller.
+    #[inline(always)]
+    fn free_fast(&mut self, ptr: NonNull<u8>, layout: Layout) -> Freed {
         let size = layout.size();
-        if layout.align() > 8 || size > 1024 {
-            return Freed::Declined;
-        }
-        if size < self.tiny_below {
-            return if self.tiny_free_fast(ptr, size) {
-                Freed::Done
-            } else {
-                Freed::Declined
-            };
-        }
-        let c = self.index8[(size + 7) >> 3] as usize;
         let a = ptr.as_ptr() as usize;
-        // The page map says which span (and class) holds `a` before anything of it is read.
-        // Class 0 (no span there, or no class for the size in a user table) declines.
-        let (base, class) = self.pages.lookup_raw(a);
-        if class as usize != c || c == 0 {
+        let (base, c) = if CHECKED {
+            self.claim(a, layout)
+        } else {
+            // The page map says which span (and class) holds `a` before anything of it is read.
+            let (base, class) = self.pages.lookup_raw(a);
+            let c = class as usize;
+            // The page map's entry for a granule names the span covering its first byte, which
+            // may end before `a` (a large block of `L` after it in the same granule).
+            // SAFETY: `c` is a class of the table or TINY, below `SLOTS`, or 0 (no span, and
+            // `span_bytes` 0).
+            let end = unsafe { self.classes.get_unchecked(c) }.span_bytes as usize;
+            if a.wrapping_sub(base as usize) >= end {
+                return Freed::Declined;
+            }
+            (base, c)
+        };
+        if c == 0 {
             return Freed::Declined;
+        }
+        if c == TINY {
+            // (A size no tiny object has goes to the general path, which reports it.)
+            if size >= TINY_BLOCK {
+                return Freed::Declined;
+            }
+            return self.tiny_free_fast(base, a, size);
         }
         debug_assert!(c < SLOTS);
-        // SAFETY: as in `alloc_fast`, `c` is at most `MAX_CLASSES < SLOTS`.
+        // SAFETY: `c` is a class of the table (the page map records no other), `< SLOTS`.
         let st = unsafe { self.classes.get_unchecked_mut(c) };
         let s = base
             .wrapping_add(st.header_at as usize)
             .cast::<SpanHeader>();
-        // SAFETY: the page map says a span of class c starts at `base` and holds `a` (so
-        // `a >= base`); its entries are written by `new_span` once the span is ours and erased
-        // by `drop_span` before it goes back, so the header is initialised. (The header's magic
-        // and class, a canary against stray writes, are checked on the general path only.)
-        // The slot is checked against `slots` before its bit is read. A slot in the header
-        // (below `first`) or never handed out (at or above `bump`) has its bit clear, so the bit
-        // test sends it to the general path, which reports it.
+        // SAFETY: the page map says a span of class c starts at `base` and holds `a`; its
+        // entries are written by `new_span` once the span is ours and erased by `drop_span`
+        // before it goes back, so the header is initialised. (The header's magic and class, a
+        // canary against stray writes, are checked on the general path only.) `a` is a live
+        // object of the span: checked by `claim`, or vouched for by the caller (the contract of
+        // `deallocate` when nothing is detected).
         unsafe {
-            let off = a - base as usize;
-            let slot = slot_of(off, st.recip);
-            if slot * st.size as usize != off
-                || slot >= st.slots as usize
-                || !span::test_bit(s, slot)
-            {
-                return Freed::Declined;
-            }
-            span::put_bit(s, slot, false);
             // Written through the span's pointer: the caller's may cover only its bytes.
-            let obj = base.wrapping_add(off);
+            let obj = base.wrapping_add(a - base as usize);
             obj.cast::<*mut u8>().write((*s).free);
             (*s).free = obj;
             let live = (*s).live - 1;
             (*s).live = live;
-            st.requested = st.requested.saturating_sub(size);
-            // The object was live, so `stats` counts it and its class size: no underflow.
-            // (`live_blocks` is `allocs - frees`, filled in by `stats()`.)
+            st.requested = st.requested.wrapping_sub(size);
+            // The object was live, so `stats` counts it and its class size: no underflow for
+            // the layout it was allocated with. (`live_blocks` is `allocs - frees`, filled in by
+            // `stats()`.)
             let held = st.size as usize;
-            let stats = &mut self.stats;
-            stats.frees += 1;
-            stats.live_requested = stats.live_requested.saturating_sub(size);
-            stats.live_held = stats.live_held.wrapping_sub(held);
+            self.count_free(size, held);
             if (*s).full {
                 return Freed::Unfull(c, s);
             }
@@ -188,68 +215,101 @@ impl<L: FreeSpaceManager> Segregated<L> {
         Freed::Done
     }
 
-    /// The end of a free the fast path did, when span `s` of class `c` changes lists: from
-    /// full to partial (and, with one object per span, becomes empty too: counted here), or,
-    /// empty (and counted), goes back to the page level.
-    ///
-    /// # Safety
-    /// `s` is a span of class `c`: in its full list for [`Freed::Unfull`], empty and in its
-    /// partial list for [`Freed::Emptied`].
-    #[cold]
-    #[inline(never)]
-    pub(crate) unsafe fn free_span_change(&mut self, how: Freed) -> Result<(), FreeError> {
-        let (c, s) = match how {
-            Freed::Unfull(c, s) => {
-                let st = &mut self.classes[c];
-                // SAFETY: `s` is in the full list (caller).
-                unsafe {
-                    SpanList::remove(&mut st.full, s);
-                    SpanList::push(&mut st.partial, s);
-                    (*s).full = false;
-                    if (*s).live != 0 {
-                        return Ok(());
-                    }
-                }
-                st.empty += 1;
-                if st.empty <= self.config.keep_empty {
-                    return Ok(());
-                }
-                (c, s)
+    /// The check of a small free on a checked heap: the span's start and class when `a` is a
+    /// live object of the class `layout` gives, whose allocation bit it then clears; [`TINY`]
+    /// and the tiny span's start for a tiny layout at a tiny span (`tiny_free_fast` checks the
+    /// mask); class 0, having changed nothing, for anything else.
+    #[inline(always)]
+    fn claim(&mut self, a: usize, layout: Layout) -> (*mut u8, usize) {
+        let size = layout.size();
+        let none = (core::ptr::null_mut(), 0);
+        if layout.align() > 8 || size > 1024 {
+            return none;
+        }
+        let (base, class) = self.pages.lookup_raw(a);
+        if size < self.tiny_below {
+            return if class as usize == TINY {
+                (base, TINY)
+            } else {
+                none
+            };
+        }
+        let c = self.index8[(size + 7) >> 3] as usize;
+        if class as usize != c || c == 0 {
+            return none;
+        }
+        // SAFETY: `c` is a class of the table, `< SLOTS`.
+        let st = unsafe { self.classes.get_unchecked(c) };
+        let s = base
+            .wrapping_add(st.header_at as usize)
+            .cast::<SpanHeader>();
+        let off = a - base as usize;
+        let slot = slot_of(off, st.recip);
+        // SAFETY: the page map says a span of class c starts at `base` (so `a >= base`), its
+        // header initialised (as in `free_fast`). The slot is checked against `slots` before
+        // its bit is read; a slot in the header (below `first`) or never handed out (at or above
+        // `bump`) has its bit clear, so the bit test sends it to the general path, which reports
+        // it.
+        unsafe {
+            if slot * st.size as usize != off
+                || slot >= st.slots as usize
+                || !span::test_bit(s, slot)
+            {
+                return none;
             }
-            Freed::Emptied(c, s) => (c, s),
-            Freed::Done | Freed::Declined => return Ok(()),
-        };
-        // SAFETY: an empty span of class c in its partial list, counted as empty.
-        unsafe { self.drop_span(c, s) };
-        Ok(())
+            span::put_bit(s, slot, false);
+        }
+        (base, c)
     }
 
-    /// A tiny object whose block keeps another object or is the current block.
-    #[inline(always)]
-    pub(crate) fn tiny_free_fast(&mut self, ptr: NonNull<u8>, size: usize) -> bool {
-        let a = ptr.as_ptr() as usize;
-        let (base, class) = self.pages.lookup_raw(a);
-        if class as usize != TINY {
-            return false;
+    /// The end of a free the fast path did from a full span `s` of class `c`: it moves to the
+    /// partial list (and, with one object per span, becomes empty too: counted here, and given
+    /// back beyond `keep_empty`).
+    ///
+    /// # Safety
+    /// `s` is a span of class `c` in its full list, with a free object.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn unfull(&mut self, c: usize, s: *mut SpanHeader) {
+        let st = &mut self.classes[c];
+        // SAFETY: `s` is in the full list (caller).
+        unsafe {
+            SpanList::remove(&mut st.full, s);
+            SpanList::push(&mut st.partial, s);
+            (*s).full = false;
+            if (*s).live != 0 {
+                return;
+            }
         }
+        st.empty += 1;
+        if st.empty > self.config.keep_empty {
+            // SAFETY: an empty span of class c in its partial list, counted as empty.
+            unsafe { self.drop_span(c, s) };
+        }
+    }
+
+    /// A tiny object at `a` in the tiny span at `base` (by the page map), whose block keeps
+    /// another object or is the current block.
+    #[inline(always)]
+    fn tiny_free_fast(&mut self, base: *mut u8, a: usize, size: usize) -> Freed {
         let st = &mut self.classes[TINY];
         let s = base
             .wrapping_add(st.header_at as usize)
             .cast::<SpanHeader>();
         // SAFETY: as in `free_fast`: the page map vouches for a tiny span at `base` holding
-        // `a`; `slot < slots` is checked before the block's mask is read (blocks in the header
+        // `a` (so `a >= base`); `slot < slots` is checked before the block's mask is read (blocks in the header
         // or never handed out have empty masks).
         unsafe {
             let off = a - base as usize;
             let slot = off / TINY_BLOCK;
             let bit = 1u16 << (off % TINY_BLOCK);
             if slot >= st.slots as usize {
-                return false;
+                return Freed::Declined;
             }
             let mask = span::tiny_mask(s, slot);
             let m = *mask;
             if m & bit == 0 {
-                return false;
+                return Freed::Declined;
             }
             let left = m & !bit;
             if left == 0 {
@@ -257,18 +317,18 @@ impl<L: FreeSpaceManager> Segregated<L> {
                 // general path does that.
                 let block = base.wrapping_add(slot * TINY_BLOCK);
                 if block != self.tiny.block || self.config.keep_empty == 0 {
-                    return false;
+                    return Freed::Declined;
                 }
                 self.tiny.off = 0;
             }
             *mask = left;
         }
         let size1 = size.max(1);
-        st.requested = st.requested.saturating_sub(size1);
+        st.requested = st.requested.wrapping_sub(size1);
         let t = &mut self.tiny;
         t.objects -= 1;
-        t.unshared = t.unshared.saturating_sub(self.tiny_unshared[size] as usize);
+        t.unshared = t.unshared.wrapping_sub(self.tiny_unshared[size] as usize);
         self.count_free(size, size1);
-        true
+        Freed::Done
     }
 }

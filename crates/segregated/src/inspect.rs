@@ -11,11 +11,12 @@
 
 use allocator_traits::{BlockKind, Inspector};
 
+use crate::free_slots::FreeSlots;
 use crate::geometry::base_of;
-use crate::span::{self, SpanHeader, SpanList};
+use crate::span::{SpanHeader, SpanList};
 use crate::{FreeSpaceManager, SLOTS, Segregated, TINY};
 
-impl<L: FreeSpaceManager> Segregated<L> {
+impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
     fn show_span(&self, c: usize, s: *mut SpanHeader, out: &mut dyn Inspector) {
         let Some(g) = self.geo(c) else { return };
         let base = base_of(s, &g) as usize;
@@ -26,19 +27,14 @@ impl<L: FreeSpaceManager> Segregated<L> {
         }
         // SAFETY: `s` is one of class c's spans.
         let bump = unsafe { (*s).bump } as usize;
+        // Live: handed out and not on the span's free list (a list the walk would report is
+        // read up to the fault).
+        // SAFETY: one of class c's spans, `first <= bump <= slots`.
+        let free = unsafe { FreeSlots::read(s, &g) }.ok();
         let mut free_run: Option<usize> = None;
         for slot in g.first as usize..g.slots as usize {
             let at = base + slot * size;
-            // SAFETY: `slot < slots`; the bitmap or masks cover every slot.
-            let live = slot < bump
-                && unsafe {
-                    if c == TINY {
-                        *span::tiny_mask(s, slot) != 0
-                            || (s == self.tiny.span && slot == self.tiny.slot)
-                    } else {
-                        span::test_bit(s, slot)
-                    }
-                };
+            let live = slot < bump && free.as_ref().is_none_or(|f| !f.has(slot));
             if live {
                 if let Some(f) = free_run.take() {
                     out.block(f, at - f, BlockKind::Free);

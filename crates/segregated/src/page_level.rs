@@ -18,7 +18,7 @@ use crate::geometry::{base_of, init_span};
 use crate::span::{SpanHeader, SpanList};
 use crate::{SLOTS, Segregated, TINY};
 
-impl<L: FreeSpaceManager> Segregated<L> {
+impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
     /// Gives every empty span back to the page level; returns how many.
     pub fn release_empty_spans(&mut self) -> usize {
         let mut n = 0;
@@ -70,6 +70,8 @@ impl<L: FreeSpaceManager> Segregated<L> {
     ///
     /// # Safety
     /// `s` is a span of class `c` with no live object, in the partial list.
+    #[cold]
+    #[inline(never)]
     pub(crate) unsafe fn drop_span(&mut self, c: usize, s: *mut SpanHeader) {
         let Some(g) = self.geo(c) else { return };
         let st = &mut self.classes[c];

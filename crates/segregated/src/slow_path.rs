@@ -28,7 +28,7 @@ enum Path {
     Large,
 }
 
-impl<L: FreeSpaceManager> Segregated<L> {
+impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
     #[inline]
     fn path(&self, layout: Layout) -> Path {
         let (size, align) = (layout.size(), layout.align());
@@ -141,7 +141,8 @@ impl<L: FreeSpaceManager> Segregated<L> {
         Ok(s)
     }
 
-    /// Checks that `ptr` is a live object of class `c`; returns its span and slot.
+    /// Checks that `ptr` is a live object of class `c` (live by the bitmap only on a checked
+    /// heap); returns its span and slot.
     #[inline]
     pub(crate) fn check_object(
         &self,
@@ -163,7 +164,8 @@ impl<L: FreeSpaceManager> Segregated<L> {
             {
                 return Err(FreeError::NotABlock { ptr: a });
             }
-            if !span::test_bit(s, slot) {
+            // (Without detection the bitmap is not kept: the caller vouches for the object.)
+            if CHECKED && !span::test_bit(s, slot) {
                 return Err(FreeError::DoubleFree { ptr: a });
             }
         }
@@ -193,8 +195,10 @@ impl<L: FreeSpaceManager> Segregated<L> {
                 let Some((s, obj, slot)) = self.slot_alloc(c) else {
                     return Err(AllocError::out_of_memory(layout));
                 };
-                // SAFETY: `slot` is a slot of span `s` of class c.
-                unsafe { span::put_bit(s, slot, true) };
+                if CHECKED {
+                    // SAFETY: `slot` is a slot of span `s` of class c.
+                    unsafe { span::put_bit(s, slot, true) };
+                }
                 self.classes[c].requested += layout.size();
                 let size = self.table.size(c);
                 // SAFETY: slots are never null.
@@ -228,8 +232,10 @@ impl<L: FreeSpaceManager> Segregated<L> {
                 let (s, slot) = self
                     .check_object(ptr.as_ptr(), c)
                     .map_err(|e| Self::fix_mismatch(e, layout))?;
-                // SAFETY: validated live slot of `s`.
-                unsafe { span::put_bit(s, slot, false) };
+                if CHECKED {
+                    // SAFETY: validated live slot of `s`.
+                    unsafe { span::put_bit(s, slot, false) };
+                }
                 let st = &mut self.classes[c];
                 st.requested -= layout.size().min(st.requested);
                 let size = self.table.size(c);

@@ -70,7 +70,7 @@ impl TinyStats {
     }
 }
 
-impl<L> Segregated<L> {
+impl<L, const CHECKED: bool> Segregated<L, CHECKED> {
     /// The statistics: `stats` with `live_blocks` filled in (the fast paths count allocations
     /// and frees only; every path counts both).
     pub(crate) fn stats_now(&self) -> Stats {
@@ -80,7 +80,7 @@ impl<L> Segregated<L> {
     }
 }
 
-impl<L: FreeSpaceManager> Segregated<L> {
+impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
     /// The waste of class `c` (1-based, or [`TINY`]).
     pub fn class_stats(&self, c: usize) -> Option<ClassStats> {
         let g = self.geo(c)?;
@@ -125,13 +125,13 @@ impl<L: FreeSpaceManager> Segregated<L> {
     }
 
     /// Counts a free (as `Stats::record_free` does, but for `live_blocks`, which `stats()`
-    /// fills in).
+    /// fills in, and without saturation: the block was live, counted with these sizes).
     #[inline(always)]
     pub(crate) fn count_free(&mut self, requested: usize, held: usize) {
         let st = &mut self.stats;
         st.frees += 1;
-        st.live_requested = st.live_requested.saturating_sub(requested);
-        st.live_held = st.live_held.saturating_sub(held);
+        st.live_requested = st.live_requested.wrapping_sub(requested);
+        st.live_held = st.live_held.wrapping_sub(held);
     }
 
     /// What `Stats::record_alloc` does to the peaks after adding live bytes, for the fast paths

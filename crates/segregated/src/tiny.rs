@@ -64,7 +64,7 @@ impl TinyState {
     }
 }
 
-impl<L: FreeSpaceManager> Segregated<L> {
+impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
     /// Bytes the object would hold in its own class.
     #[inline]
     fn unshared(&self, layout: Layout) -> usize {

@@ -298,3 +298,28 @@ fn an_emptied_heap_leaves_the_page_level_whole() {
         )
     });
 }
+
+#[test]
+fn an_unchecked_heap_still_reports_pointers_outside_every_span() {
+    let cap = 1 << 22;
+    let pages = Buddy::try_new(BoxedRegion::new(cap).unwrap(), buddy::Config::new(cap)).unwrap();
+    let mut h = Segregated::unchecked(&GO, Config::DEFAULT, pages);
+    let d = h.detects();
+    assert!(d.foreign && !d.double_free && !d.layout_mismatch);
+    let a = h.allocate(l(100, 8)).unwrap();
+    let mut local = [0u64; 4];
+    let foreign = core::ptr::NonNull::from(&mut local[0]).cast::<u8>();
+    // SAFETY: a pointer outside every span is reported, not freed; `a` is live.
+    unsafe {
+        for size in [3, 100, 5000] {
+            assert!(matches!(
+                h.deallocate(foreign, l(size, 8)),
+                Err(FreeError::Foreign { .. })
+            ));
+        }
+        h.deallocate(a.cast(), l(100, 8)).unwrap();
+    }
+    assert_eq!(h.stats().bad_frees, 3);
+    assert_eq!(h.stats().live_blocks, 0);
+    h.check_invariants().unwrap();
+}

@@ -64,3 +64,31 @@ fn best_fit(capacity: usize) -> fit::FitHeap<BoxedRegion> {
 allocator_traits::conformance_suite!(over_best_fit, Profile::NON_COALESCING, |capacity: usize| {
     Segregated::new(best_fit(capacity))
 });
+
+// Unchecked (`Segregated::unchecked`, the registry's `segregated:unchecked`): `detects()`
+// claims no double free, so the kit checks everything else (its foreign-pointer check still
+// runs: pointers outside every span go to the general path). Over both page levels.
+allocator_traits::conformance_suite!(unchecked_over_buddy, Profile::NON_COALESCING, |capacity| {
+    Segregated::unchecked(&GO, Config::DEFAULT, pages(capacity))
+});
+
+allocator_traits::conformance_suite!(
+    unchecked_keep_none,
+    Profile::COALESCING,
+    |capacity: usize| {
+        Segregated::unchecked(
+            &GO,
+            Config {
+                tiny: true,
+                keep_empty: 0,
+            },
+            pages(capacity),
+        )
+    }
+);
+
+allocator_traits::conformance_suite!(
+    unchecked_over_best_fit,
+    Profile::NON_COALESCING,
+    |capacity| Segregated::unchecked(&GO, Config::DEFAULT, best_fit(capacity))
+);
