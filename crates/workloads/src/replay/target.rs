@@ -185,12 +185,21 @@ impl<'g, 'p> GlobalTarget<'g, 'p> {
         }
     }
 
-    /// Checks the block `g` just returned for `l`; a bad one is given back before the error.
-    fn accept(&self, p: NonNull<u8>, l: Layout) -> Result<NonNull<u8>, String> {
-        checked(NonNull::slice_from_raw_parts(p, l.size()), l).inspect_err(|_| {
-            // SAFETY: `p` was just returned by `g` for `l` and never handed out.
-            unsafe { self.g.dealloc(p.as_ptr(), l) };
-        })
+    /// What `g` just returned for `l`: `None` for null (a refusal, counted), else the block,
+    /// checked (a bad one is given back before the error).
+    fn returned(&mut self, p: *mut u8, l: Layout) -> Result<Option<NonNull<u8>>, String> {
+        let Some(p) = NonNull::new(p) else {
+            if self.count {
+                self.stats.record_failure();
+            }
+            return Ok(None);
+        };
+        checked(NonNull::slice_from_raw_parts(p, l.size()), l)
+            .map(Some)
+            .inspect_err(|_| {
+                // SAFETY: `p` was just returned by `g` for `l` and never handed out.
+                unsafe { self.g.dealloc(p.as_ptr(), l) };
+            })
     }
 
     /// The layout a `GlobalAlloc` can take for `l` (zero sizes ask for one byte).
@@ -210,13 +219,9 @@ impl Target for GlobalTarget<'_, '_> {
                 self.g.alloc(l)
             }
         };
-        let Some(p) = NonNull::new(p) else {
-            if self.count {
-                self.stats.record_failure();
-            }
+        let Some(p) = self.returned(p, l)? else {
             return Ok(None);
         };
-        let p = self.accept(p, l)?;
         if self.count {
             self.stats.record_alloc(l.size(), l.size());
         }
@@ -238,13 +243,9 @@ impl Target for GlobalTarget<'_, '_> {
         // zero-to-one rounding every call here makes); `new.size()` is non-zero and valid with
         // `old.align()` (it is a `Layout`).
         let q = unsafe { self.g.realloc(ptr.as_ptr(), old, new.size()) };
-        let Some(q) = NonNull::new(q) else {
-            if self.count {
-                self.stats.record_failure();
-            }
+        let Some(q) = self.returned(q, new)? else {
             return Ok(None);
         };
-        let q = self.accept(q, new)?;
         if self.count {
             self.stats
                 .record_resize(old.size(), old.size(), new.size(), new.size(), q == ptr);
