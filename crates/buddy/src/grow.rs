@@ -228,7 +228,7 @@ impl<S: MemorySource> Buddy<S> {
         } else {
             (chunk, Self::chunk_align(chunk, self.config.min_block))
         };
-        let grant = if self.source.is_contiguous() {
+        let (grant, head) = if self.source.is_contiguous() {
             // One grant from where the source ends: the gap up to the aligned start, then the
             // block. All or nothing.
             let Some(total) = self
@@ -238,13 +238,16 @@ impl<S: MemorySource> Buddy<S> {
             else {
                 return false;
             };
-            self.take_from_source(total, self.config.min_block)
+            let g = self.take_from_source(total, self.config.min_block);
+            // The block is the grant's tail; what comes before it is the gap.
+            let head = g.as_ref().map_or(0, |g| g.len().saturating_sub(want));
+            (g, head)
         } else {
-            self.take_from_source(want, align)
+            (self.take_from_source(want, align), 0)
         };
         match grant {
-            // SAFETY: just granted, unused.
-            Ok(g) => unsafe { self.add_granted(g) },
+            // SAFETY: just granted, unused; its first `head` bytes are not the block asked for.
+            Ok(g) => unsafe { self.add_granted(g, head) },
             Err(_) => false,
         }
     }
@@ -262,52 +265,97 @@ impl<S: MemorySource> Buddy<S> {
     /// Adds a fresh grant to the heap if it lies inside `origin..limit` and the bitmaps can be
     /// made to cover it; gives it back otherwise. Returns whether it was added.
     ///
+    /// When the bitmaps must grow and the grant's first `head` bytes (the gap before a block
+    /// aligned to its size) hold them, they move there: a block that ends where the source ends
+    /// leaves no room after it, and the gap is free space anyway.
+    ///
     /// # Safety
     /// `g` was just granted by the source and is unused.
-    unsafe fn add_granted(&mut self, g: NonNull<[u8]>) -> bool {
+    unsafe fn add_granted(&mut self, g: NonNull<[u8]>, head: usize) -> bool {
         let (grant, len) = (g.cast::<u8>().as_ptr(), g.len());
         let end = grant as usize + len;
-        if (grant as usize) < self.origin || end > self.limit || !self.cover(end) {
-            // SAFETY: just granted, unused (`cover` took nothing when it failed, so a contiguous
-            // source's grant is still its tail).
+        if (grant as usize) < self.origin || end > self.limit {
+            // SAFETY: just granted, unused.
             unsafe { self.give_back(g) };
             return false;
+        }
+        if end > self.cover_end {
+            if let Some((cover_end, meta_len)) = self.cover_plan(end) {
+                let at = (grant as usize).next_multiple_of(self.meta_align());
+                if at + meta_len <= grant as usize + head.min(len) {
+                    // SAFETY: `at..at + meta_len` lies in the fresh grant, is aligned for the
+                    // words and holds `meta_bytes(cover_end)`; nothing else uses it.
+                    unsafe { self.move_bitmaps(self.at(at), meta_len, cover_end) };
+                    // SAFETY: the rest of the grant is ours, unused and now covered.
+                    unsafe {
+                        self.add_grant(grant, at - grant as usize);
+                        self.add_grant(self.at(at + meta_len), end - (at + meta_len));
+                    }
+                    return true;
+                }
+            }
+            if !self.cover(end) {
+                // SAFETY: just granted, unused (`cover` took nothing when it failed, so a
+                // contiguous source's grant is still its tail).
+                unsafe { self.give_back(g) };
+                return false;
+            }
         }
         // SAFETY: just granted, inside `origin..cover_end`.
         unsafe { self.add_grant(grant, len) };
         true
     }
 
-    /// Makes the bitmaps cover blocks up to `end` (at most `limit`): new bitmaps over at least
-    /// twice the range, the old bits copied, the old grant recycled. False if the source has no
-    /// room for them (nothing changed then).
+    /// Alignment of the bitmaps' grant.
+    fn meta_align(&self) -> usize {
+        self.config.min_block.max(8)
+    }
+
+    /// Where the bitmaps must end to cover blocks up to `end` (at least twice the range covered
+    /// now, a power of two, at most `limit`) and the bytes they take there; `None` on overflow.
+    fn cover_plan(&self, end: usize) -> Option<(usize, usize)> {
+        let span = (end - self.origin).max(2 * (self.cover_end - self.origin));
+        let span = span.checked_next_power_of_two()?;
+        let cover_end = self.origin + span.min(self.limit - self.origin);
+        Some((cover_end, self.meta_bytes(self.origin, cover_end)?))
+    }
+
+    /// Makes the bitmaps cover blocks up to `end` (at most `limit`), in a new grant from the
+    /// source. False if the source has no room for them (nothing changed then).
     fn cover(&mut self, end: usize) -> bool {
         if end <= self.cover_end {
             return true;
         }
-        let span = (end - self.origin).max(2 * (self.cover_end - self.origin));
-        let Some(span) = span.checked_next_power_of_two() else {
+        let Some((cover_end, meta_len)) = self.cover_plan(end) else {
             return false;
         };
-        let cover_end = self.origin + span.min(self.limit - self.origin);
-        let Some(meta_len) = self.meta_bytes(self.origin, cover_end) else {
+        let Ok(meta) = self.take_from_source(meta_len, self.meta_align()) else {
             return false;
         };
-        let Ok(meta) = self.take_from_source(meta_len, self.config.min_block.max(8)) else {
-            return false;
-        };
+        // SAFETY: the new grant holds `meta_bytes(cover_end)`, is aligned and ours alone.
+        unsafe { self.move_bitmaps(meta.cast::<u8>().as_ptr(), meta.len(), cover_end) };
+        true
+    }
+
+    /// Moves the bitmaps to `meta..meta + meta_len`, covering blocks up to `cover_end`: the old
+    /// bits copied, the summaries rebuilt, the old grant recycled (as free blocks when the new
+    /// range covers it, given back to the source otherwise).
+    ///
+    /// # Safety
+    /// `meta..meta + meta_len` is ours alone, 8-aligned, and holds at least
+    /// `meta_bytes(origin, cover_end)` bytes.
+    unsafe fn move_bitmaps(&mut self, meta: *mut u8, meta_len: usize, cover_end: usize) {
         let (o, s) = (self.origin, self.min_shift);
-        // SAFETY: the new grant holds the words laid out for `cover_end` (`meta_bytes`), is
-        // 8-aligned and ours alone; the old words stay valid until it is recycled below.
+        // SAFETY: the new range holds the words laid out for `cover_end` (caller), is 8-aligned
+        // and ours alone; the old words stay valid until they are recycled below.
         unsafe {
-            self.bits
-                .regrow(meta.cast::<u64>().as_ptr(), self.orders, |k| {
-                    Self::bits_of(o, cover_end, s, k)
-                });
+            self.bits.regrow(meta.cast::<u64>(), self.orders, |k| {
+                Self::bits_of(o, cover_end, s, k)
+            });
         }
         let (old, old_len) = (self.meta, self.meta_len);
-        self.meta = meta.cast::<u8>().as_ptr() as usize;
-        self.meta_len = meta.len();
+        self.meta = meta as usize;
+        self.meta_len = meta_len;
         self.cover_end = cover_end;
         if old >= self.origin && old + old_len <= cover_end {
             // SAFETY: the old bitmaps' grant is ours, inside the covered range, and no longer
@@ -317,6 +365,5 @@ impl<S: MemorySource> Buddy<S> {
             // SAFETY: as above; a source that does not take it back keeps counting it.
             unsafe { self.give_back(NonNull::slice_from_raw_parts(p, old_len)) };
         }
-        true
     }
 }

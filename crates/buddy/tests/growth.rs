@@ -106,3 +106,25 @@ fn a_request_the_source_cannot_serve_is_refused_without_side_effects() {
     // SAFETY: a live block with its layout.
     unsafe { h.deallocate(a.cast(), l(100)).unwrap() };
 }
+
+/// A block aligned to its size that ends exactly where a fixed region ends leaves no room after
+/// it for the bitmaps that must grow to cover it: they go in the gap before it. Before, a fresh
+/// heap over a 2 MiB-aligned 1 MiB region refused 512 KiB (it fit only once smaller requests had
+/// moved the bitmaps), so the conformance kit's fill-and-drain failed where the allocator's
+/// region happened to start on such a boundary.
+#[test]
+fn bitmaps_that_must_grow_go_in_the_gap_before_an_aligned_block() {
+    let cap = 1usize << 20;
+    let mut buf = vec![0u8; cap * 4];
+    let off = (buf.as_mut_ptr() as usize).next_multiple_of(cap * 2) - buf.as_mut_ptr() as usize;
+    // SAFETY: `buf[off..off + cap]` is in bounds and outlives the heap; nothing else touches it.
+    let region = unsafe { FixedRegion::from_raw_parts(buf.as_mut_ptr().add(off), cap) };
+    let mut h = Buddy::new(region, Config::new(cap).grow_by(cap / 16));
+    let half = Layout::from_size_align(cap / 2, 16).unwrap();
+    let b = h.allocate(half).expect("half the region from a fresh heap");
+    h.check_invariants().unwrap();
+    // SAFETY: live with this layout.
+    unsafe { h.deallocate(b.cast(), half) }.unwrap();
+    h.check_invariants().unwrap();
+    assert_eq!(h.stats().live_blocks, 0);
+}
