@@ -16,7 +16,7 @@
 //!   tiny        the current block is a live slot of a tiny span, off <= 16, no object starts
 //!               at or past off; objects == mask bits set, blocks == live tiny blocks
 //!   stats       allocs - frees == live objects + tiny objects + large blocks of L;
-//!               every peak >= its current value
+//!               every peak >= its current value; headroom <= its exact value
 //!   L           L.check_invariants()
 //! ```
 //!
@@ -373,6 +373,14 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
             "stats",
             s.live_held,
             "a live count above its peak",
+        )?;
+        // The headroom the fast paths keep is at most the exact one (else a peak could pass
+        // unseen).
+        Corruption::ensure(
+            self.headroom <= self.exact_headroom(),
+            "stats",
+            self.headroom as usize,
+            "the headroom is above the live counts' distance to the peaks",
         )
     }
 }
@@ -640,6 +648,16 @@ mod tests {
         assert_eq!(
             problem(&h),
             "live_blocks is not the live objects, tiny objects and large blocks"
+        );
+    }
+
+    #[test]
+    fn a_headroom_above_the_peaks_is_reported() {
+        let (mut h, _) = busy();
+        h.headroom = h.exact_headroom() + 1;
+        assert_eq!(
+            problem(&h),
+            "the headroom is above the live counts' distance to the peaks"
         );
     }
 

@@ -19,6 +19,7 @@ use core::ptr::NonNull;
 
 use allocator_traits::{FreeError, FreeSpaceManager};
 
+use crate::classes::MAX_CLASSES;
 use crate::span::{self, SpanHeader, SpanList, TINY_BLOCK, slot_of};
 use crate::{SLOTS, Segregated, TINY};
 
@@ -166,12 +167,11 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
             }
             (base, c)
         };
-        if c == 0 {
-            return Freed::Declined;
-        }
-        if c == TINY {
+        // One comparison for both exceptions: class 0 (declined) and TINY (just above every
+        // class a table can have).
+        if c.wrapping_sub(1) >= MAX_CLASSES {
             // (A size no tiny object has goes to the general path, which reports it.)
-            if size >= TINY_BLOCK {
+            if c != TINY || size >= TINY_BLOCK {
                 return Freed::Declined;
             }
             return self.tiny_free_fast(base, a, size);

@@ -137,11 +137,13 @@ pub struct Segregated<L = BestFit<allocator_traits::FixedRegion>, const CHECKED:
     tiny_below: usize,
     /// Bytes a tiny object of each size would hold in its own class (for [`TinyStats`]).
     tiny_unshared: [u16; TINY_BLOCK],
-    /// The fast paths update `stats`' live counts themselves and call
-    /// [`Segregated::raise_peaks`] only when `live_requested` or `live_held` passes these
-    /// gates, below which no peak can change (see [`Segregated::set_gates`]).
-    gate_requested: usize,
-    gate_held: usize,
+    /// How far the live counts can grow before a peak may change: at most
+    /// `min(gate_requested - live_requested, gate_held - live_held)` for the gates of
+    /// [`Segregated::set_gates`]. The fast paths take an allocation's held bytes off it (no fewer
+    /// than its requested ones) and give a free's requested bytes back (no more than its held
+    /// ones), so it stays a lower bound, and call [`Segregated::raise_peaks`] only when it goes
+    /// below zero: one subtraction and one sign test per allocation.
+    headroom: isize,
     /// Spans held, over all classes (the page map goes back to `L` with the last one).
     spans: usize,
 }
@@ -215,8 +217,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
             index8: table.index8,
             tiny_below: if config.tiny { TINY_BLOCK } else { 0 },
             tiny_unshared,
-            gate_requested: 0,
-            gate_held: 0,
+            headroom: 0,
             spans: 0,
         }
     }

@@ -265,6 +265,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         match self.alloc_inner(layout) {
             Ok((b, held)) => {
                 self.stats.record_alloc(layout.size(), held);
+                self.set_gates();
                 Ok(b)
             }
             Err(e) => {
@@ -289,6 +290,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         match unsafe { self.free_inner(ptr, layout) } {
             Ok(held) => {
                 self.stats.record_free(layout.size(), held);
+                self.set_gates();
                 Ok(())
             }
             Err(e) => {
@@ -318,6 +320,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
                 let size = self.table.size(a);
                 self.stats
                     .record_resize(old.size(), size, new.size(), size, true);
+                self.set_gates();
                 Ok(NonNull::slice_from_raw_parts(ptr, size))
             }
             (Path::Tiny, Path::Tiny) => {
@@ -338,6 +341,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
                 };
                 self.stats
                     .record_resize(old.size(), oh, new.size(), nh, true);
+                self.set_gates();
                 Ok(b)
             }
             // Another class: the block moves, but is checked first (the small paths can), so

@@ -3,9 +3,10 @@
 //! ([`ClassStats`]) and what tiny combining saves ([`TinyStats`]).
 //!
 //! ```text
-//!   stats.live_requested  > gate_requested  or  live_held > gate_held  -> raise_peaks()
-//!   gates: the live counts up to which no peak can change (set_gates, after every peak
-//!          or footprint change)
+//!   allocation: headroom -= held;  headroom < 0 -> raise_peaks()     free: headroom += requested
+//!   gates: the live counts up to which no peak can change; headroom = the least distance of
+//!          live_requested and live_held to them (set_gates, after every peak, footprint or
+//!          general-path change)
 //!   live_blocks = allocs - frees (filled in by stats())
 //! ```
 
@@ -110,16 +111,17 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         self.set_gates();
     }
 
-    /// Counts an allocation of `requested` bytes holding `held` in `stats`: plain adds, and a
-    /// call to [`Segregated::raise_peaks`] only when a gate is passed.
+    /// Counts an allocation of `requested` bytes holding `held` (`>= requested`) in `stats`:
+    /// plain adds, and a call to [`Segregated::raise_peaks`] only when the headroom runs out.
     #[inline(always)]
     pub(crate) fn count_alloc(&mut self, requested: usize, held: usize) {
         let st = &mut self.stats;
         // `live_blocks` is `allocs - frees`, filled in by `stats()`.
         st.allocs += 1;
-        st.live_requested += requested;
-        st.live_held += held;
-        if st.live_requested > self.gate_requested || st.live_held > self.gate_held {
+        st.live_requested = st.live_requested.wrapping_add(requested);
+        st.live_held = st.live_held.wrapping_add(held);
+        self.headroom = self.headroom.wrapping_sub(held as isize);
+        if self.headroom < 0 {
             self.raise_peaks();
         }
     }
@@ -132,10 +134,12 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         st.frees += 1;
         st.live_requested = st.live_requested.wrapping_sub(requested);
         st.live_held = st.live_held.wrapping_sub(held);
+        self.headroom = self.headroom.wrapping_add(requested as isize);
     }
 
     /// What `Stats::record_alloc` does to the peaks after adding live bytes, for the fast paths
-    /// (which have added them already); then moves the gates.
+    /// (which have added them already); then resets the headroom.
+    /// Inline: a call here would make the allocation fast path save its registers.
     #[inline(always)]
     pub(crate) fn raise_peaks(&mut self) {
         let st = &mut self.stats;
@@ -148,19 +152,29 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         self.set_gates();
     }
 
-    /// The live byte counts up to which an allocation changes no peak: `peak_live_held`, and
-    /// `peak_live_requested` or, while the footprint is at its peak,
-    /// `live_requested_at_peak_footprint` if lower. Peaks only rise, so gates computed earlier
-    /// are at most these (they can only call `raise_peaks` needlessly), except when the
-    /// footprint changes: [`Segregated::sync_footprint`] calls this.
+    /// Sets the headroom from the live byte counts up to which an allocation changes no peak
+    /// (the gates): `peak_live_held`, and `peak_live_requested` or, while the footprint is at
+    /// its peak, `live_requested_at_peak_footprint` if lower. Called after every change the
+    /// fast paths do not count themselves: peaks raised, the footprint moved
+    /// ([`Segregated::sync_footprint`]), and the general path's records.
+    #[inline(always)]
     pub(crate) fn set_gates(&mut self) {
+        self.headroom = self.exact_headroom();
+    }
+
+    /// The least distance of `live_requested` and `live_held` to their gates (see
+    /// [`Segregated::set_gates`]).
+    #[inline(always)]
+    pub(crate) fn exact_headroom(&self) -> isize {
         let st = &self.stats;
-        self.gate_held = st.peak_live_held;
-        self.gate_requested = if st.footprint == st.peak_footprint {
+        let gate_held = st.peak_live_held;
+        let gate_requested = if st.footprint == st.peak_footprint {
             st.peak_live_requested
                 .min(st.live_requested_at_peak_footprint)
         } else {
             st.peak_live_requested
         };
+        let room = |gate: usize, live: usize| gate.saturating_sub(live).min(isize::MAX as usize);
+        room(gate_requested, st.live_requested).min(room(gate_held, st.live_held)) as isize
     }
 }
