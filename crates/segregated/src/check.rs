@@ -358,7 +358,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
 
     /// The statistics against the objects found.
     fn walk_stats(&self, class_live: usize) -> Result<(), Corruption> {
-        let s = self.stats_now();
+        let s = self.stats.get();
         let l = self.large.stats();
         let ours = self.spans + self.pages.is_allocated() as usize;
         let large = l.live_blocks.checked_sub(ours);
@@ -377,9 +377,9 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         // The headroom the fast paths keep is at most the exact one (else a peak could pass
         // unseen).
         Corruption::ensure(
-            self.headroom <= self.exact_headroom(),
+            self.stats.headroom() <= self.stats.exact_headroom(),
             "stats",
-            self.headroom as usize,
+            self.stats.headroom() as usize,
             "the headroom is above the live counts' distance to the peaks",
         )
     }
@@ -644,7 +644,7 @@ mod tests {
     #[test]
     fn wrong_statistics_are_reported() {
         let (mut h, _) = busy();
-        h.stats.frees += 1;
+        h.stats.raw_mut().frees += 1;
         assert_eq!(
             problem(&h),
             "live_blocks is not the live objects, tiny objects and large blocks"
@@ -654,7 +654,7 @@ mod tests {
     #[test]
     fn a_headroom_above_the_peaks_is_reported() {
         let (mut h, _) = busy();
-        h.headroom = h.exact_headroom() + 1;
+        h.stats.plant_headroom(h.stats.exact_headroom() + 1);
         assert_eq!(
             problem(&h),
             "the headroom is above the live counts' distance to the peaks"

@@ -265,7 +265,6 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         match self.alloc_inner(layout) {
             Ok((b, held)) => {
                 self.stats.record_alloc(layout.size(), held);
-                self.set_gates();
                 Ok(b)
             }
             Err(e) => {
@@ -290,7 +289,6 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         match unsafe { self.free_inner(ptr, layout) } {
             Ok(held) => {
                 self.stats.record_free(layout.size(), held);
-                self.set_gates();
                 Ok(())
             }
             Err(e) => {
@@ -320,7 +318,6 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
                 let size = self.table.size(a);
                 self.stats
                     .record_resize(old.size(), size, new.size(), size, true);
-                self.set_gates();
                 Ok(NonNull::slice_from_raw_parts(ptr, size))
             }
             (Path::Tiny, Path::Tiny) => {
@@ -341,7 +338,6 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
                 };
                 self.stats
                     .record_resize(old.size(), oh, new.size(), nh, true);
-                self.set_gates();
                 Ok(b)
             }
             // Another class: the block moves, but is checked first (the small paths can), so

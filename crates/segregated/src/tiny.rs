@@ -190,7 +190,6 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         st.requested = st.requested - os.min(st.requested) + ns;
         self.stats
             .record_resize(old.size(), os, new.size(), ns, true);
-        self.set_gates();
         Ok(NonNull::slice_from_raw_parts(ptr, ns))
     }
 }
