@@ -377,14 +377,14 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if step % 997 == 0 {
+            if step.is_multiple_of(997) {
                 let f = (x % 50_000) as usize;
                 fast.set_footprint(f);
                 exact.set_footprint(f);
-            } else if x % 3 != 0 || live.is_empty() {
+            } else if !x.is_multiple_of(3) || live.is_empty() {
                 let r = (x % 600) as usize;
                 let h = r + (x >> 20) as usize % 17;
-                if step % 5 == 0 {
+                if step.is_multiple_of(5) {
                     fast.record_alloc(r, h);
                 } else {
                     fast.alloc(r, h);
