@@ -373,7 +373,7 @@ mod tests {
         let (mut fast, mut exact) = (FastStats::new(), Stats::new());
         let mut live: Vec<(usize, usize)> = Vec::new();
         let mut x = 0x2545_f491_4f6c_dd1du64;
-        for step in 0..20_000 {
+        for step in 0..20_000u32 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
