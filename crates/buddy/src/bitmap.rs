@@ -62,6 +62,8 @@ const MAX_LEVELS: usize = 10;
 #[derive(Clone, Copy)]
 pub(crate) struct Bitmaps {
     words: *mut u64,
+    /// First leaf word of each order, as a pointer (`words + off[k]`), for the fast paths.
+    leaf: [*mut u64; MAX_ORDERS],
     /// First leaf word of each order.
     off: [usize; MAX_ORDERS],
     /// Blocks (bit pairs) per order.
@@ -98,6 +100,7 @@ impl Bitmaps {
     pub(crate) const fn empty() -> Self {
         Bitmaps {
             words: core::ptr::null_mut(),
+            leaf: [core::ptr::null_mut(); MAX_ORDERS],
             off: [0; MAX_ORDERS],
             bits: [0; MAX_ORDERS],
             levels: [0; MAX_ORDERS],
@@ -154,6 +157,9 @@ impl Bitmaps {
         // SAFETY: `at` words starting at `words` are ours (caller).
         unsafe { words.write_bytes(0, at) };
         self.words = words;
+        for k in 0..orders as usize {
+            self.leaf[k] = words.wrapping_add(self.off[k]);
+        }
     }
 
     /// Lays the bitmaps out again over `words` for `bits_of(k)` blocks per order (at least as
@@ -206,6 +212,19 @@ impl Bitmaps {
         Some((self.off[k] + i / 32, 1u64 << (2 * (i % 32))))
     }
 
+    /// [`Bitmaps::locate`] for a block known to be in the map: a pointer to its leaf word and
+    /// its free bit, with no bounds check.
+    ///
+    /// # Safety
+    /// `k < orders` (so `k < MAX_ORDERS`) and `i < bits[k]`.
+    #[inline(always)]
+    unsafe fn locate_valid(&self, k: u32, i: usize) -> (*mut u64, u64) {
+        debug_assert!(self.locate(k, i).is_some());
+        // SAFETY: `k < MAX_ORDERS` (caller).
+        let leaf = unsafe { *self.leaf.get_unchecked(k as usize) };
+        (leaf.wrapping_add(i / 32), 1u64 << (2 * (i % 32)))
+    }
+
     /// Word `w` of the grant.
     ///
     /// # Safety
@@ -237,33 +256,43 @@ impl Bitmaps {
         }
     }
 
-    /// Sets or clears the allocation bit of block `i` of order `k` (ignored outside the map,
-    /// which callers never reach).
+    /// Bit `which` of block `i` of order `k`, a block in the map.
+    ///
+    /// # Safety
+    /// As for [`Bitmaps::locate_valid`].
     #[inline(always)]
-    pub(crate) fn put_alloc(&mut self, k: u32, i: usize, on: bool) {
-        debug_assert!(self.locate(k, i).is_some());
-        if let Some((w, m)) = self.locate(k, i) {
+    pub(crate) unsafe fn test_valid(&self, which: Bits, k: u32, i: usize) -> bool {
+        // SAFETY: forwarded; the word is in the grant.
+        unsafe {
+            let (p, m) = self.locate_valid(k, i);
+            *p & (m << which as u32) != 0
+        }
+    }
+
+    /// Sets or clears the allocation bit of block `i` of order `k`.
+    ///
+    /// # Safety
+    /// As for [`Bitmaps::locate_valid`].
+    #[inline(always)]
+    pub(crate) unsafe fn put_alloc(&mut self, k: u32, i: usize, on: bool) {
+        // SAFETY: forwarded: the word is in the grant, ours alone under `&mut self`.
+        unsafe {
+            let (p, m) = self.locate_valid(k, i);
             let m = m << 1;
-            // SAFETY: `w` comes from `locate`; the heap is the only user of the grant and holds
-            // `&mut self`.
-            unsafe {
-                let p = self.word_mut(w);
-                *p = if on { *p | m } else { *p & !m };
-            }
+            *p = if on { *p | m } else { *p & !m };
         }
     }
 
     /// Block `i` of order `k` joins its order's free list: sets its free bit, counts it,
     /// lowers the hint, and marks the summary when the leaf word had no free bit before.
+    ///
+    /// # Safety
+    /// As for [`Bitmaps::locate_valid`].
     #[inline(always)]
-    pub(crate) fn set_free(&mut self, k: u32, i: usize) {
-        debug_assert!(self.locate(k, i).is_some());
-        let Some((w, m)) = self.locate(k, i) else {
-            return;
-        };
-        // SAFETY: `w` comes from `locate`; ours alone under `&mut self`.
+    pub(crate) unsafe fn set_free(&mut self, k: u32, i: usize) {
+        // SAFETY: forwarded: the word is in the grant, ours alone under `&mut self`.
         let before = unsafe {
-            let p = self.word_mut(w);
+            let (p, m) = self.locate_valid(k, i);
             let before = *p;
             *p = before | m;
             before
@@ -271,7 +300,9 @@ impl Bitmaps {
         let ku = k as usize;
         self.nonempty |= 1 << k;
         let leaf = i / 32;
-        self.low[ku] = self.low[ku].min(leaf);
+        // SAFETY: `k < MAX_ORDERS` (caller).
+        let low = unsafe { self.low.get_unchecked_mut(ku) };
+        *low = (*low).min(leaf);
         if before & FREE_MASK == 0 {
             self.mark(ku, leaf);
         }
@@ -280,14 +311,18 @@ impl Bitmaps {
     /// If block `i` of order `k` is free, takes it off its list (clears its free bit) and
     /// returns true; false otherwise (also outside the map). A leaf word left with no free bit
     /// clears its summary bits ([`Bitmaps::unmark`]), so the summary stays exact.
+    ///
+    /// # Safety
+    /// `k < orders` (any `i`).
     #[inline(always)]
-    pub(crate) fn take_free(&mut self, k: u32, i: usize) -> bool {
-        let Some((w, m)) = self.locate(k, i) else {
+    pub(crate) unsafe fn take_free(&mut self, k: u32, i: usize) -> bool {
+        // SAFETY: `k < MAX_ORDERS` (caller).
+        if i >= unsafe { *self.bits.get_unchecked(k as usize) } {
             return false;
-        };
-        // SAFETY: `w` comes from `locate`; ours alone under `&mut self`.
+        }
+        // SAFETY: `i` is in the map (checked); ours alone under `&mut self`.
         let after = unsafe {
-            let p = self.word_mut(w);
+            let (p, m) = self.locate_valid(k, i);
             let before = *p;
             if before & m == 0 {
                 return false;
@@ -589,21 +624,27 @@ mod tests {
         assert_eq!(b.levels[0], 2);
         assert_eq!(b.first_free(0), None);
         for i in [39_999, 7, 4_100, 64 * 32 + 3] {
-            b.set_free(0, i);
+            // SAFETY: a block of the one order, in the map.
+            unsafe { b.set_free(0, i) };
         }
         assert_eq!(b.nonempty(), 1);
-        b.put_alloc(0, 0, true);
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.put_alloc(0, 0, true) };
         assert_eq!(b.first_free(0), Some(7));
-        assert!(b.take_free(0, 7));
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 7) });
         assert_eq!(b.first_free(0), Some(64 * 32 + 3));
-        assert!(b.take_free(0, 64 * 32 + 3));
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 64 * 32 + 3) });
         assert_eq!(b.first_free(0), Some(4_100));
-        assert!(b.take_free(0, 4_100));
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 4_100) });
         assert_eq!(b.first_free(0), Some(39_999));
         let mut all = Vec::new();
         b.for_each_free(0, |i| all.push(i));
         assert_eq!(all, [39_999]);
-        assert!(b.take_free(0, 39_999));
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 39_999) });
         assert_eq!(b.first_free(0), None);
         assert_eq!(
             b.nonempty(),
@@ -611,13 +652,17 @@ mod tests {
             "the last free block took the order's mask bit along"
         );
         // A bit set below the hint lowers it; one set far above is found through the summary.
-        b.set_free(0, 5);
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.set_free(0, 5) };
         assert_eq!(b.first_free(0), Some(5));
-        assert!(b.take_free(0, 5));
-        b.set_free(0, 30_000);
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 5) });
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.set_free(0, 30_000) };
         assert_eq!(b.first_free(0), Some(30_000));
         assert_eq!(b.low[0], 30_000 / 32);
-        b.set_free(0, 64);
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.set_free(0, 64) };
         assert_eq!(b.first_free(0), Some(64));
         assert!(b.test(Bits::Alloc, 0, 0));
         assert!(!b.test(Bits::Free, 0, 0));
@@ -627,8 +672,10 @@ mod tests {
     fn a_single_word_order_needs_no_summary() {
         let (mut b, _v) = maps(20);
         assert_eq!(b.levels[0], 0);
-        b.set_free(0, 19);
-        b.set_free(0, 3);
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.set_free(0, 19) };
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.set_free(0, 3) };
         assert_eq!(b.first_free(0), Some(3));
         assert!(!b.test(Bits::Free, 0, 20), "outside the map");
     }

@@ -9,7 +9,8 @@
 //!                  [ free k=3 ][ alloc k=0 ][ alloc k=0 ][ free k=1 ] ... [gap] ...
 //!                  each found block aligned to its size, inside the data; the blocks found
 //!                  are all the bits set (none hidden inside another) and cover `granted` bytes
-//!   stats:         allocated blocks == live_blocks, their bytes == live_held
+//!   stats:         allocated blocks == live_blocks, their bytes == live_held;
+//!                  headroom <= its exact value (allocator_traits::FastStats)
 //! ```
 //!
 //! The free lists are the free bits (module `bitmap`), so "a list is well linked" is: the
@@ -81,7 +82,7 @@ impl<S: MemorySource> Buddy<S> {
             bytes,
             "the free and allocated blocks do not tile the data granted",
         )?;
-        let s = self.stats;
+        let s = self.stats.get();
         Corruption::ensure(
             live == s.live_blocks,
             "stats",
@@ -93,6 +94,14 @@ impl<S: MemorySource> Buddy<S> {
             "stats",
             held,
             "live_held is not the bytes of the allocated blocks",
+        )?;
+        // The headroom the fast paths keep is at most the exact one (else a peak could pass
+        // unseen).
+        Corruption::ensure(
+            self.stats.headroom() <= self.stats.exact_headroom(),
+            "stats",
+            self.stats.headroom() as usize,
+            "the headroom is above the live counts' distance to the peaks",
         )
     }
 
@@ -231,7 +240,8 @@ mod tests {
         let k = free_order(&h, 1);
         let i = h.bits.first_free(k).unwrap();
         let addr = h.addr_of(k, i);
-        h.bits.set_free(k - 1, h.index(k - 1, addr));
+        // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
+        unsafe { h.bits.set_free(k - 1, h.index(k - 1, addr)) };
         assert_eq!(
             problem(&h),
             "a free or allocated bit names a block inside another block or outside the data"
@@ -245,13 +255,17 @@ mod tests {
         // buddy.
         let a = b[2].cast::<u8>().as_ptr() as usize;
         let i = h.index(0, a);
-        h.bits.put_alloc(0, i, false);
+        // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
+        unsafe { h.bits.put_alloc(0, i, false) };
         if !h.bits.test(Bits::Free, 0, i ^ 1) {
             // Make its buddy free as well (it was the first 16-byte block: live).
-            h.bits.put_alloc(0, i ^ 1, false);
-            h.bits.set_free(0, i ^ 1);
+            // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
+            unsafe { h.bits.put_alloc(0, i ^ 1, false) };
+            // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
+            unsafe { h.bits.set_free(0, i ^ 1) };
         }
-        h.bits.set_free(0, i);
+        // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
+        unsafe { h.bits.set_free(0, i) };
         assert_eq!(problem(&h), "two free buddies are left unmerged");
     }
 
@@ -271,13 +285,14 @@ mod tests {
             Buddy::try_new(BoxedRegion::new(1 << 20).unwrap(), Config::new(1 << 20)).unwrap();
         let _x = big.allocate(l(16)).unwrap();
         big.walk().unwrap();
-        let k = (0..big.orders)
-            .find(|&k| {
+        assert!(
+            (0..big.orders).any(|k| {
                 big.bits
                     .first_free(k)
                     .is_some_and(|i| big.bits.clear_summary(k, i))
-            })
-            .expect("an order with a summary and a free block");
+            }),
+            "an order with a summary and a free block"
+        );
         assert_eq!(
             big.walk().unwrap_err().problem,
             "a word with a free block below it has no summary bit"
@@ -297,10 +312,16 @@ mod tests {
     #[test]
     fn wrong_statistics_are_reported() {
         let (mut h, _b) = busy();
-        h.stats.live_held += 16;
+        h.stats.raw_mut().live_held += 16;
         assert_eq!(
             problem(&h),
             "live_held is not the bytes of the allocated blocks"
+        );
+        let (mut h, _b) = busy();
+        h.stats.plant_headroom(h.stats.exact_headroom() + 1);
+        assert_eq!(
+            problem(&h),
+            "the headroom is above the live counts' distance to the peaks"
         );
     }
 }
