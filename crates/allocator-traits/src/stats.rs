@@ -263,6 +263,17 @@ impl FastStats {
         self.headroom
     }
 
+    /// For an invariant walk: the headroom kept is at most [`FastStats::exact_headroom`] (else a
+    /// peak could pass unseen).
+    pub fn check_headroom(&self) -> Result<(), crate::Corruption> {
+        crate::Corruption::ensure(
+            self.headroom <= self.exact_headroom(),
+            "stats",
+            self.headroom as usize,
+            "the headroom is above the live counts' distance to the peaks",
+        )
+    }
+
     /// The least distance of `live_requested` and `live_held` to their gates.
     #[inline(always)]
     pub fn exact_headroom(&self) -> isize {

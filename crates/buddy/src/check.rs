@@ -95,14 +95,7 @@ impl<S: MemorySource> Buddy<S> {
             held,
             "live_held is not the bytes of the allocated blocks",
         )?;
-        // The headroom the fast paths keep is at most the exact one (else a peak could pass
-        // unseen).
-        Corruption::ensure(
-            self.stats.headroom() <= self.stats.exact_headroom(),
-            "stats",
-            self.stats.headroom() as usize,
-            "the headroom is above the live counts' distance to the peaks",
-        )
+        self.stats.check_headroom()
     }
 
     /// The largest block (free or allocated) that starts at `addr` and ends inside the data, and

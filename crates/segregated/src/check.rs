@@ -374,14 +374,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
             s.live_held,
             "a live count above its peak",
         )?;
-        // The headroom the fast paths keep is at most the exact one (else a peak could pass
-        // unseen).
-        Corruption::ensure(
-            self.stats.headroom() <= self.stats.exact_headroom(),
-            "stats",
-            self.stats.headroom() as usize,
-            "the headroom is above the live counts' distance to the peaks",
-        )
+        self.stats.check_headroom()
     }
 }
 
