@@ -60,6 +60,6 @@ pub use source::BoxedRegion;
 #[cfg(all(feature = "std", unix))]
 pub use source::{BrkRegion, OsPages};
 pub use source::{FixedRegion, MemorySource};
-pub use stats::Stats;
+pub use stats::{FastStats, Stats};
 
 pub use core::alloc::Layout;

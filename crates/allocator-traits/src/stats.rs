@@ -178,6 +178,176 @@ impl Stats {
     }
 }
 
+/// [`Stats`] for a policy's fast paths: exact, at the cost of plain adds and one sign test per
+/// allocation instead of [`Stats::record_alloc`]'s three peak updates.
+///
+/// ```text
+///   alloc(r, h):  allocs += 1, live += (r, h), headroom -= h;  headroom < 0 -> peaks raised
+///   free(r, h):   frees += 1,  live -= (r, h), headroom += r
+///   headroom <= min(gate_requested - live_requested, gate_held - live_held), where the gates
+///   are the live counts up to which an allocation changes no peak (peak_live_held, and
+///   peak_live_requested or, while the footprint is at its peak, live_requested_at_peak_footprint
+///   if lower)
+/// ```
+///
+/// An allocation takes its held bytes off the headroom (no fewer than its requested ones) and a
+/// free gives its requested bytes back (no more than its held ones), so the headroom stays a
+/// lower bound of both distances, and a peak is raised exactly when it would be by
+/// [`Stats::record_alloc`]. Every other change goes through the `record_*` methods here, which
+/// set the headroom again. `live_blocks` is `allocs - frees`, filled in by [`FastStats::get`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastStats {
+    stats: Stats,
+    headroom: isize,
+}
+
+impl FastStats {
+    /// An all-zero record.
+    pub const fn new() -> Self {
+        FastStats {
+            stats: Stats::new(),
+            headroom: 0,
+        }
+    }
+
+    /// The statistics, `live_blocks` filled in.
+    #[inline]
+    pub fn get(&self) -> Stats {
+        let mut s = self.stats;
+        s.live_blocks = s.allocs.saturating_sub(s.frees) as usize;
+        s
+    }
+
+    /// A block of `requested` bytes occupying `held` (`>= requested`) bytes became live.
+    #[inline(always)]
+    pub fn alloc(&mut self, requested: usize, held: usize) {
+        let s = &mut self.stats;
+        s.allocs += 1;
+        s.live_requested = s.live_requested.wrapping_add(requested);
+        s.live_held = s.live_held.wrapping_add(held);
+        self.headroom = self.headroom.wrapping_sub(held as isize);
+        if self.headroom < 0 {
+            self.raise_peaks();
+        }
+    }
+
+    /// A live block of `requested` bytes occupying `held` bytes, counted by [`FastStats::alloc`]
+    /// or [`FastStats::record_alloc`] with these sizes, was freed. (Without saturation: a free
+    /// with other sizes than the allocation's leaves the live counts off.)
+    #[inline(always)]
+    pub fn free(&mut self, requested: usize, held: usize) {
+        let s = &mut self.stats;
+        s.frees += 1;
+        s.live_requested = s.live_requested.wrapping_sub(requested);
+        s.live_held = s.live_held.wrapping_sub(held);
+        self.headroom = self.headroom.wrapping_add(requested as isize);
+    }
+
+    /// What [`Stats::record_alloc`] does to the peaks after adding live bytes. Inline: a call
+    /// here would make an allocation fast path save its registers.
+    #[inline(always)]
+    fn raise_peaks(&mut self) {
+        let s = &mut self.stats;
+        s.peak_live_requested = s.peak_live_requested.max(s.live_requested);
+        s.peak_live_held = s.peak_live_held.max(s.live_held);
+        if s.footprint == s.peak_footprint {
+            s.live_requested_at_peak_footprint =
+                s.live_requested_at_peak_footprint.max(s.live_requested);
+        }
+        self.headroom = self.exact_headroom();
+    }
+
+    /// The headroom the fast paths keep (at most [`FastStats::exact_headroom`]: what an
+    /// invariant walk checks).
+    pub fn headroom(&self) -> isize {
+        self.headroom
+    }
+
+    /// For an invariant walk: the headroom kept is at most [`FastStats::exact_headroom`] (else a
+    /// peak could pass unseen).
+    pub fn check_headroom(&self) -> Result<(), crate::Corruption> {
+        crate::Corruption::ensure(
+            self.headroom <= self.exact_headroom(),
+            "stats",
+            self.headroom as usize,
+            "the headroom is above the live counts' distance to the peaks",
+        )
+    }
+
+    /// The least distance of `live_requested` and `live_held` to their gates.
+    #[inline(always)]
+    pub fn exact_headroom(&self) -> isize {
+        let s = &self.stats;
+        let gate_held = s.peak_live_held;
+        let gate_requested = if s.footprint == s.peak_footprint {
+            s.peak_live_requested
+                .min(s.live_requested_at_peak_footprint)
+        } else {
+            s.peak_live_requested
+        };
+        let room = |gate: usize, live: usize| gate.saturating_sub(live).min(isize::MAX as usize);
+        room(gate_requested, s.live_requested).min(room(gate_held, s.live_held)) as isize
+    }
+
+    /// [`Stats::record_alloc`].
+    pub fn record_alloc(&mut self, requested: usize, held: usize) {
+        self.stats.record_alloc(requested, held);
+        self.headroom = self.exact_headroom();
+    }
+
+    /// [`Stats::record_free`].
+    pub fn record_free(&mut self, requested: usize, held: usize) {
+        self.stats.record_free(requested, held);
+        self.headroom = self.exact_headroom();
+    }
+
+    /// [`Stats::record_resize`].
+    pub fn record_resize(
+        &mut self,
+        old_requested: usize,
+        old_held: usize,
+        new_requested: usize,
+        new_held: usize,
+        in_place: bool,
+    ) {
+        self.stats
+            .record_resize(old_requested, old_held, new_requested, new_held, in_place);
+        self.headroom = self.exact_headroom();
+    }
+
+    /// [`Stats::record_moved_resize`] (the live counts do not change).
+    pub fn record_moved_resize(&mut self) {
+        self.stats.record_moved_resize();
+    }
+
+    /// [`Stats::record_failure`].
+    pub fn record_failure(&mut self) {
+        self.stats.record_failure();
+    }
+
+    /// [`Stats::record_bad_free`].
+    pub fn record_bad_free(&mut self) {
+        self.stats.record_bad_free();
+    }
+
+    /// [`Stats::set_footprint`].
+    pub fn set_footprint(&mut self, footprint: usize) {
+        self.stats.set_footprint(footprint);
+        self.headroom = self.exact_headroom();
+    }
+
+    /// The record itself, to change it by hand (a planted corruption in a walk's test); the
+    /// headroom is set again afterwards only through the `record_*` methods.
+    pub fn raw_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    /// Sets the headroom to `h` (a planted corruption in a walk's test).
+    pub fn plant_headroom(&mut self, h: isize) {
+        self.headroom = h;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +377,39 @@ mod tests {
         assert_eq!(s.internal_bytes(), 20);
         assert_eq!(s.external_bytes(), 500 - 320);
         assert_eq!((s.allocs, s.frees), (3, 2));
+    }
+
+    #[test]
+    fn fast_stats_agree_with_stats_on_a_random_sequence() {
+        let (mut fast, mut exact) = (FastStats::new(), Stats::new());
+        let mut live: Vec<(usize, usize)> = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for step in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if step.is_multiple_of(997) {
+                let f = (x % 50_000) as usize;
+                fast.set_footprint(f);
+                exact.set_footprint(f);
+            } else if !x.is_multiple_of(3) || live.is_empty() {
+                let r = (x % 600) as usize;
+                let h = r + (x >> 20) as usize % 17;
+                if step.is_multiple_of(5) {
+                    fast.record_alloc(r, h);
+                } else {
+                    fast.alloc(r, h);
+                }
+                exact.record_alloc(r, h);
+                live.push((r, h));
+            } else {
+                let (r, h) = live.swap_remove((x >> 8) as usize % live.len());
+                fast.free(r, h);
+                exact.record_free(r, h);
+            }
+            assert_eq!(fast.get(), exact, "step {step}");
+            assert!(fast.headroom() <= fast.exact_headroom());
+        }
     }
 
     #[test]

@@ -17,19 +17,23 @@
 //!   of the region rounded down to twice the order's block size, so that the buddy of block `i`
 //!   is block `i ^ 1`.
 //! * **Summary levels.** Level 1 has one bit per leaf word, level `l + 1` one bit per level-`l`
-//!   word; the top level is one word. A bit is set over every word below that is not zero (a
-//!   leaf word: that has a free bit); a bit over a word that has since become zero may stay set
-//!   ("stale"). [`Bitmaps::set_free`] sets the bits up from a leaf word that gains its first free
-//!   bit, stopping at the first bit already set; [`Bitmaps::take_free`] touches no summary at
-//!   all. [`Bitmaps::first_free`] tries a per-order hint first (a leaf word below which nothing
-//!   is free), and otherwise searches from the hint upward through the summary (up while the
-//!   summary word over the position has nothing after it, then down the lowest set bits),
-//!   clearing the stale bits it meets: each is cleared once for the set that made it.
+//!   word; the top level is one word. A bit is set exactly over the words below that are not
+//!   zero (a leaf word: that has a free bit). [`Bitmaps::set_free`] sets the bits up from a
+//!   leaf word that gains its first free bit, stopping at the first bit already set;
+//!   [`Bitmaps::take_free`] clears them up from a leaf word that loses its last one, stopping
+//!   at the first summary word left non-zero (one leaf word holds 32 blocks, so both climb
+//!   rarely). [`Bitmaps::first_free`] tries a per-order hint first (a leaf word below which
+//!   nothing is free), and otherwise searches from the hint upward through the summary (up
+//!   while the summary word over the position has nothing after it, then down the lowest set
+//!   bits). Until session 3 the summary was lazy (bits over emptied words stayed set until a
+//!   search met them): cheaper frees, but searches that cleared stale bits one by one cost
+//!   about 60 instructions per alloc/free pair at 1 000 live blocks.
 //! * **Free lists.** The members of list `k` are the blocks whose free bit is set in order `k`;
-//!   `lens[k]` counts them and a mask of the non-empty orders finds the smallest order at or
-//!   above a request with one `trailing_zeros`. Nothing is written into a free block, so joining
-//!   or leaving a list touches neither the block nor other free blocks (an intrusive doubly
-//!   linked list writes the neighbours' links: two more cache lines, often far apart).
+//!   a mask of the non-empty orders (bit `k` iff the order's top summary word, or its only
+//!   leaf word, is not zero) finds the smallest order at or above a request with one
+//!   `trailing_zeros`. Nothing is written into a free block, so joining or leaving a list
+//!   touches neither the block nor other free blocks (an intrusive doubly linked list writes
+//!   the neighbours' links: two more cache lines, often far apart).
 //! * **Cost.** Two bits per possible block of every order, about `capacity / (2 * min_block)`
 //!   bytes (3.1 % of the region with 16-byte minimum blocks), plus 1/64 of that for the summary.
 
@@ -58,6 +62,8 @@ const MAX_LEVELS: usize = 10;
 #[derive(Clone, Copy)]
 pub(crate) struct Bitmaps {
     words: *mut u64,
+    /// First leaf word of each order, as a pointer (`words + off[k]`), for the fast paths.
+    leaf: [*mut u64; MAX_ORDERS],
     /// First leaf word of each order.
     off: [usize; MAX_ORDERS],
     /// Blocks (bit pairs) per order.
@@ -66,13 +72,15 @@ pub(crate) struct Bitmaps {
     levels: [u8; MAX_ORDERS],
     /// First word of each summary level (level 1 at index 0) of each order.
     sum: [[usize; MAX_LEVELS]; MAX_ORDERS],
+    /// Entries of each level of each order: `count[k][0]` leaf words, `count[k][l]` words of
+    /// summary level `l` (one bit per entry of level `l - 1`).
+    count: [[usize; MAX_LEVELS + 1]; MAX_ORDERS],
     /// Per order, a leaf word below which no free bit is set (a lower bound: setting a free bit
     /// below it lowers it, clearing one leaves it; [`Bitmaps::first_free`] raises it to the word
     /// it finds). The lowest free block is usually in this word, and then the summary is not read.
     low: [usize; MAX_ORDERS],
-    /// Free blocks of each order: `lens[k]` is the number of free bits set in order `k`.
-    lens: [usize; MAX_ORDERS],
-    /// Bit `k` set iff `lens[k] > 0`.
+    /// Bit `k` set iff order `k` has a free bit (iff its top summary word, or its one leaf word,
+    /// is not zero).
     nonempty: u64,
 }
 
@@ -92,12 +100,13 @@ impl Bitmaps {
     pub(crate) const fn empty() -> Self {
         Bitmaps {
             words: core::ptr::null_mut(),
+            leaf: [core::ptr::null_mut(); MAX_ORDERS],
             off: [0; MAX_ORDERS],
             bits: [0; MAX_ORDERS],
             levels: [0; MAX_ORDERS],
             sum: [[0; MAX_LEVELS]; MAX_ORDERS],
+            count: [[0; MAX_LEVELS + 1]; MAX_ORDERS],
             low: [0; MAX_ORDERS],
-            lens: [0; MAX_ORDERS],
             nonempty: 0,
         }
     }
@@ -133,10 +142,12 @@ impl Bitmaps {
             let leaf = b.div_ceil(32);
             self.bits[k] = b;
             self.off[k] = at;
+            self.count[k][0] = leaf;
             at += leaf;
             let mut levels = 0;
             for (l, n) in summary_words(leaf).enumerate() {
                 self.sum[k][l] = at;
+                self.count[k][l + 1] = n;
                 at += n;
                 levels += 1;
             }
@@ -146,6 +157,9 @@ impl Bitmaps {
         // SAFETY: `at` words starting at `words` are ours (caller).
         unsafe { words.write_bytes(0, at) };
         self.words = words;
+        for k in 0..orders as usize {
+            self.leaf[k] = words.wrapping_add(self.off[k]);
+        }
     }
 
     /// Lays the bitmaps out again over `words` for `bits_of(k)` blocks per order (at least as
@@ -163,7 +177,6 @@ impl Bitmaps {
         // SAFETY: forwarded caller contract.
         unsafe { self.init(words, orders, bits_of) };
         self.low = old.low;
-        self.lens = old.lens;
         self.nonempty = old.nonempty;
         for k in 0..orders as usize {
             let n = old.bits[k].div_ceil(32);
@@ -199,6 +212,19 @@ impl Bitmaps {
         Some((self.off[k] + i / 32, 1u64 << (2 * (i % 32))))
     }
 
+    /// [`Bitmaps::locate`] for a block known to be in the map: a pointer to its leaf word and
+    /// its free bit, with no bounds check.
+    ///
+    /// # Safety
+    /// `k < orders` (so `k < MAX_ORDERS`) and `i < bits[k]`.
+    #[inline(always)]
+    unsafe fn locate_valid(&self, k: u32, i: usize) -> (*mut u64, u64) {
+        debug_assert!(self.locate(k, i).is_some());
+        // SAFETY: `k < MAX_ORDERS` (caller).
+        let leaf = unsafe { *self.leaf.get_unchecked(k as usize) };
+        (leaf.wrapping_add(i / 32), 1u64 << (2 * (i % 32)))
+    }
+
     /// Word `w` of the grant.
     ///
     /// # Safety
@@ -230,71 +256,105 @@ impl Bitmaps {
         }
     }
 
-    /// Sets or clears the allocation bit of block `i` of order `k` (ignored outside the map,
-    /// which callers never reach).
+    /// Bit `which` of block `i` of order `k`, a block in the map.
+    ///
+    /// # Safety
+    /// As for [`Bitmaps::locate_valid`].
     #[inline(always)]
-    pub(crate) fn put_alloc(&mut self, k: u32, i: usize, on: bool) {
-        debug_assert!(self.locate(k, i).is_some());
-        if let Some((w, m)) = self.locate(k, i) {
+    pub(crate) unsafe fn test_valid(&self, which: Bits, k: u32, i: usize) -> bool {
+        // SAFETY: forwarded; the word is in the grant.
+        unsafe {
+            let (p, m) = self.locate_valid(k, i);
+            *p & (m << which as u32) != 0
+        }
+    }
+
+    /// Sets or clears the allocation bit of block `i` of order `k`.
+    ///
+    /// # Safety
+    /// As for [`Bitmaps::locate_valid`].
+    #[inline(always)]
+    pub(crate) unsafe fn put_alloc(&mut self, k: u32, i: usize, on: bool) {
+        // SAFETY: forwarded: the word is in the grant, ours alone under `&mut self`.
+        unsafe {
+            let (p, m) = self.locate_valid(k, i);
             let m = m << 1;
-            // SAFETY: `w` comes from `locate`; the heap is the only user of the grant and holds
-            // `&mut self`.
-            unsafe {
-                let p = self.word_mut(w);
-                *p = if on { *p | m } else { *p & !m };
-            }
+            *p = if on { *p | m } else { *p & !m };
         }
     }
 
     /// Block `i` of order `k` joins its order's free list: sets its free bit, counts it,
     /// lowers the hint, and marks the summary when the leaf word had no free bit before.
+    ///
+    /// # Safety
+    /// As for [`Bitmaps::locate_valid`].
     #[inline(always)]
-    pub(crate) fn set_free(&mut self, k: u32, i: usize) {
-        debug_assert!(self.locate(k, i).is_some());
-        let Some((w, m)) = self.locate(k, i) else {
-            return;
-        };
-        // SAFETY: `w` comes from `locate`; ours alone under `&mut self`.
+    pub(crate) unsafe fn set_free(&mut self, k: u32, i: usize) {
+        // SAFETY: forwarded: the word is in the grant, ours alone under `&mut self`.
         let before = unsafe {
-            let p = self.word_mut(w);
+            let (p, m) = self.locate_valid(k, i);
             let before = *p;
             *p = before | m;
             before
         };
         let ku = k as usize;
-        self.lens[ku] += 1;
         self.nonempty |= 1 << k;
         let leaf = i / 32;
-        self.low[ku] = self.low[ku].min(leaf);
+        // SAFETY: `k < MAX_ORDERS` (caller).
+        let low = unsafe { self.low.get_unchecked_mut(ku) };
+        *low = (*low).min(leaf);
         if before & FREE_MASK == 0 {
             self.mark(ku, leaf);
         }
     }
 
-    /// If block `i` of order `k` is free, takes it off its list (clears its free bit and counts
-    /// it out) and returns true; false otherwise (also outside the map). The summary is left
-    /// as it is: a bit over a word that has just lost its last free bit is cleared by the next
-    /// [`Bitmaps::first_free`] that walks into it (or set again, for nothing, by the next free
-    /// bit there).
+    /// If block `i` of order `k` is free, takes it off its list (clears its free bit) and
+    /// returns true; false otherwise (also outside the map). A leaf word left with no free bit
+    /// clears its summary bits ([`Bitmaps::unmark`]), so the summary stays exact.
+    ///
+    /// # Safety
+    /// `k < orders` (any `i`).
     #[inline(always)]
-    pub(crate) fn take_free(&mut self, k: u32, i: usize) -> bool {
-        let Some((w, m)) = self.locate(k, i) else {
+    pub(crate) unsafe fn take_free(&mut self, k: u32, i: usize) -> bool {
+        // SAFETY: `k < MAX_ORDERS` (caller).
+        if i >= unsafe { *self.bits.get_unchecked(k as usize) } {
             return false;
-        };
-        // SAFETY: `w` comes from `locate`; ours alone under `&mut self`.
-        unsafe {
-            let p = self.word_mut(w);
-            if *p & m == 0 {
+        }
+        // SAFETY: `i` is in the map (checked); ours alone under `&mut self`.
+        let after = unsafe {
+            let (p, m) = self.locate_valid(k, i);
+            let before = *p;
+            if before & m == 0 {
                 return false;
             }
-            *p &= !m;
-        }
-        let ku = k as usize;
-        self.lens[ku] -= 1;
-        if self.lens[ku] == 0 {
-            self.nonempty &= !(1 << k);
+            *p = before & !m;
+            before & !m
+        };
+        if after & FREE_MASK == 0 {
+            self.unmark(k as usize, i / 32);
         }
         true
+    }
+
+    /// Leaf word `w` of order `k` has just lost its last free bit: clears its level-1 bit, and
+    /// climbs while that leaves the summary word zero; past the top, the order is empty.
+    #[inline(never)]
+    fn unmark(&mut self, k: usize, mut w: usize) {
+        for l in 0..self.levels[k] as usize {
+            let (word, bit) = (w / 64, 1u64 << (w % 64));
+            // SAFETY: `word` is a word of level `l + 1` of order `k` (one bit per word of the
+            // level below, and `w` is one of those); ours alone under `&mut self`.
+            unsafe {
+                let p = self.word_mut(self.sum[k][l] + word);
+                let after = *p & !bit;
+                *p = after;
+                if after != 0 {
+                    return;
+                }
+            }
+            w = word;
+        }
+        self.nonempty &= !(1 << k);
     }
 
     /// Leaf word `w` of order `k` has just gained its first free bit: sets its level-1 bit, and
@@ -347,74 +407,42 @@ impl Bitmaps {
     }
 
     /// [`Bitmaps::first_free`] when the hint's word has no free bit: the first leaf word after
-    /// it with a free bit, found through the summary from the hint upward (nothing is free
-    /// below the hint): up while the summary word over the position has no bit at or after it,
-    /// then down along the lowest set bits. Usually one summary word. A bit over a word with no
-    /// free bit left (see [`Bitmaps::take_free`]) is cleared when met and the search goes on
-    /// after it: each such bit is cleared once, for the free bit that set it.
+    /// it with a free bit, found through the (exact) summary from the hint upward, as nothing is
+    /// free below the hint: up while the summary word over the position has no bit at or after
+    /// it, then down along the lowest set bits. Usually one summary word.
     #[inline(never)]
     fn first_free_by_summary(&mut self, k: usize) -> Option<usize> {
-        if self.lens[k] == 0 || self.levels[k] == 0 {
-            return None;
-        }
         let levels = self.levels[k] as usize;
-        // Entries (words) at each level: level 0 the leaf words, level `j` the summary words of
-        // `sum[k][j - 1]`.
-        let leaf_words = self.bits[k].div_ceil(32);
-        let entries = move |j: usize| -> usize {
-            let mut n = leaf_words;
-            for _ in 0..j {
-                n = n.div_ceil(64);
-            }
-            n
-        };
-        // Search for the first entry at or after `e` of level `j - 1` whose bit at level `j` is
-        // set.
+        // Entry `e` of level `j - 1` (level 0: the leaf words) is the first candidate; its bit
+        // is in level `j`.
         let (mut j, mut e) = (1usize, self.low[k] + 1);
         loop {
-            // Up: the summary word at level `j` over entry `e`.
-            loop {
-                if e >= entries(j - 1) {
-                    return None;
-                }
-                // SAFETY: word `e / 64` of level `j` exists (one bit per entry of level
-                // `j - 1`, and `e` is one of those).
-                let w = unsafe { self.word(self.sum[k][j - 1] + e / 64) } & (u64::MAX << (e % 64));
-                if w != 0 {
-                    e = e / 64 * 64 + w.trailing_zeros() as usize;
-                    break;
-                }
-                if j == levels {
-                    return None;
-                }
-                e = e / 64 + 1;
-                j += 1;
+            if j > levels || e >= self.count[k][j - 1] {
+                return None;
             }
-            // Down: entry `e` of level `j - 1` has its bit set at level `j`.
-            let stale = loop {
-                if j == 1 {
-                    // SAFETY: `e` is a leaf word of order `k` (checked against `entries(0)`).
-                    let leaf = unsafe { self.word(self.off[k] + e) } & FREE_MASK;
-                    if leaf != 0 {
-                        self.low[k] = e;
-                        return Some(e * 32 + leaf.trailing_zeros() as usize / 2);
-                    }
-                    break e;
-                }
-                // SAFETY: word `e` of level `j - 1` exists (its bit at level `j` is set).
-                let w = unsafe { self.word(self.sum[k][j - 2] + e) };
-                if w == 0 {
-                    break e;
-                }
-                e = e * 64 + w.trailing_zeros() as usize;
-                j -= 1;
-            };
-            // Entry `stale` of level `j - 1` is zero (no free bit): clear its bit and search on
-            // after it.
-            // SAFETY: word `stale / 64` of level `j` exists, as above.
-            unsafe { *self.word_mut(self.sum[k][j - 1] + stale / 64) &= !(1u64 << (stale % 64)) };
-            e = stale + 1;
+            // SAFETY: word `e / 64` of level `j` exists (one bit per entry of level `j - 1`,
+            // and `e` is one of those).
+            let w = unsafe { self.word(self.sum[k][j - 1] + e / 64) } & (u64::MAX << (e % 64));
+            if w != 0 {
+                e = e / 64 * 64 + w.trailing_zeros() as usize;
+                break;
+            }
+            e = e / 64 + 1;
+            j += 1;
         }
+        // Down: entry `e` of level `j - 1` is not zero (the summary is exact).
+        while j > 1 {
+            // SAFETY: word `e` of level `j - 1` exists (its bit at level `j` is set).
+            let w = unsafe { self.word(self.sum[k][j - 2] + e) };
+            debug_assert!(w != 0);
+            e = e * 64 + w.trailing_zeros() as usize;
+            j -= 1;
+        }
+        // SAFETY: `e` is a leaf word of order `k` (its summary bit is set).
+        let leaf = unsafe { self.word(self.off[k] + e) } & FREE_MASK;
+        debug_assert!(leaf != 0);
+        self.low[k] = e;
+        Some(e * 32 + leaf.trailing_zeros() as usize / 2)
     }
 
     /// The indices of the free blocks of order `k`, lowest first.
@@ -433,9 +461,11 @@ impl Bitmaps {
         }
     }
 
-    /// Number of free blocks of order `k`.
+    /// Number of free blocks of order `k` (counted over its leaf words).
     pub(crate) fn count_free(&self, k: u32) -> usize {
-        self.lens.get(k as usize).copied().unwrap_or(0)
+        let mut n = 0;
+        self.for_each_free(k, |_| n += 1);
+        n
     }
 }
 
@@ -452,9 +482,8 @@ impl Bitmaps {
     /// Checks order `k`'s own structure and counts its bits: no bit beyond the order's blocks,
     /// no block both free and allocated, no two free buddies (bit pairs `2j` and `2j + 1`, which
     /// share a leaf word) unless `top` (the top order merges into nothing), a summary bit set
-    /// over every non-zero word below it (level 1: over every leaf word with a free bit; a bit
-    /// over a zero word is allowed, see [`Bitmaps::take_free`]), nothing free below the hint
-    /// `low[k]`.
+    /// exactly over the non-zero words below it (level 1: over the leaf words with a free bit),
+    /// nothing free below the hint `low[k]`.
     pub(crate) fn check_order(&self, k: u32, top: bool) -> Result<OrderCount, Corruption> {
         let k = k as usize;
         let structure = "order bitmap";
@@ -516,6 +545,12 @@ impl Bitmaps {
                     k,
                     "a word with a free block below it has no summary bit",
                 )?;
+                Corruption::ensure(
+                    have & !want == 0,
+                    "order summary",
+                    k,
+                    "a summary bit is set over a word with no free block below it",
+                )?;
             }
             below = (self.sum[k][l], n, u64::MAX);
         }
@@ -551,6 +586,20 @@ impl Bitmaps {
         unsafe { *self.word_mut(self.sum[k][0] + w / 64) &= !(1 << (w % 64)) };
         true
     }
+
+    /// Sets the level-1 summary bit over the last leaf word of order `k` (a corruption when
+    /// that word has no free block, for the walk's tests); false if the order has no summary.
+    #[cfg(test)]
+    pub(crate) fn set_last_summary_bit(&mut self, k: u32) -> bool {
+        let k = k as usize;
+        if self.levels[k] == 0 {
+            return false;
+        }
+        let w = self.count[k][0] - 1;
+        // SAFETY: word `w / 64` of level 1 exists (one bit per leaf word).
+        unsafe { *self.word_mut(self.sum[k][0] + w / 64) |= 1 << (w % 64) };
+        true
+    }
 }
 
 #[cfg(test)]
@@ -575,21 +624,27 @@ mod tests {
         assert_eq!(b.levels[0], 2);
         assert_eq!(b.first_free(0), None);
         for i in [39_999, 7, 4_100, 64 * 32 + 3] {
-            b.set_free(0, i);
+            // SAFETY: a block of the one order, in the map.
+            unsafe { b.set_free(0, i) };
         }
         assert_eq!(b.nonempty(), 1);
-        b.put_alloc(0, 0, true);
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.put_alloc(0, 0, true) };
         assert_eq!(b.first_free(0), Some(7));
-        assert!(b.take_free(0, 7));
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 7) });
         assert_eq!(b.first_free(0), Some(64 * 32 + 3));
-        assert!(b.take_free(0, 64 * 32 + 3));
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 64 * 32 + 3) });
         assert_eq!(b.first_free(0), Some(4_100));
-        assert!(b.take_free(0, 4_100));
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 4_100) });
         assert_eq!(b.first_free(0), Some(39_999));
         let mut all = Vec::new();
         b.for_each_free(0, |i| all.push(i));
         assert_eq!(all, [39_999]);
-        assert!(b.take_free(0, 39_999));
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 39_999) });
         assert_eq!(b.first_free(0), None);
         assert_eq!(
             b.nonempty(),
@@ -597,13 +652,17 @@ mod tests {
             "the last free block took the order's mask bit along"
         );
         // A bit set below the hint lowers it; one set far above is found through the summary.
-        b.set_free(0, 5);
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.set_free(0, 5) };
         assert_eq!(b.first_free(0), Some(5));
-        assert!(b.take_free(0, 5));
-        b.set_free(0, 30_000);
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 5) });
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.set_free(0, 30_000) };
         assert_eq!(b.first_free(0), Some(30_000));
         assert_eq!(b.low[0], 30_000 / 32);
-        b.set_free(0, 64);
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.set_free(0, 64) };
         assert_eq!(b.first_free(0), Some(64));
         assert!(b.test(Bits::Alloc, 0, 0));
         assert!(!b.test(Bits::Free, 0, 0));
@@ -613,8 +672,10 @@ mod tests {
     fn a_single_word_order_needs_no_summary() {
         let (mut b, _v) = maps(20);
         assert_eq!(b.levels[0], 0);
-        b.set_free(0, 19);
-        b.set_free(0, 3);
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.set_free(0, 19) };
+        // SAFETY: a block of the one order, in the map.
+        unsafe { b.set_free(0, 3) };
         assert_eq!(b.first_free(0), Some(3));
         assert!(!b.test(Bits::Free, 0, 20), "outside the map");
     }

@@ -3,18 +3,19 @@
 //!
 //! ```text
 //!   per order k:   leaf words   f a f a ...   free xor allocated; no free pair (2j, 2j+1)
-//!                  summary      bit set over every non-zero word below; nothing free below low[k]
-//!                  list k       len == free bits set; nonempty bit k iff len > 0
+//!                  summary      bit set iff the word below is non-zero; nothing free below low[k]
+//!                  list k       nonempty bit k iff the order has a free bit
 //!   blocks:        data start ... data_end, in address order:
 //!                  [ free k=3 ][ alloc k=0 ][ alloc k=0 ][ free k=1 ] ... [gap] ...
 //!                  each found block aligned to its size, inside the data; the blocks found
 //!                  are all the bits set (none hidden inside another) and cover `granted` bytes
-//!   stats:         allocated blocks == live_blocks, their bytes == live_held
+//!   stats:         allocated blocks == live_blocks, their bytes == live_held;
+//!                  headroom <= its exact value (allocator_traits::FastStats)
 //! ```
 //!
-//! The free lists are the free bits (module `bitmap`), so "a list is well linked" is: its
-//! length and the non-empty mask agree with its bits, and the summary that finds its lowest
-//! entry has a bit over every word with a free block. The walk reads only the bitmaps (word by word) and steps
+//! The free lists are the free bits (module `bitmap`), so "a list is well linked" is: the
+//! non-empty mask agrees with its bits, and the summary that finds its lowest entry has a bit
+//! exactly over the words with a free block. The walk reads only the bitmaps (word by word) and steps
 //! over the data block by block; it never reads a block's memory.
 
 use allocator_traits::Corruption;
@@ -32,12 +33,6 @@ impl<S: MemorySource> Buddy<S> {
         for k in 0..self.orders {
             let top = k + 1 == self.orders;
             let count = self.bits.check_order(k, top)?;
-            Corruption::ensure(
-                count.free == self.bits.count_free(k),
-                "free lists",
-                k as usize,
-                "the list's length is not its number of free bits",
-            )?;
             Corruption::ensure(
                 (self.bits.nonempty() >> k & 1 == 1) == (count.free > 0),
                 "free lists",
@@ -87,7 +82,7 @@ impl<S: MemorySource> Buddy<S> {
             bytes,
             "the free and allocated blocks do not tile the data granted",
         )?;
-        let s = self.stats;
+        let s = self.stats.get();
         Corruption::ensure(
             live == s.live_blocks,
             "stats",
@@ -99,7 +94,8 @@ impl<S: MemorySource> Buddy<S> {
             "stats",
             held,
             "live_held is not the bytes of the allocated blocks",
-        )
+        )?;
+        self.stats.check_headroom()
     }
 
     /// The largest block (free or allocated) that starts at `addr` and ends inside the data, and
@@ -207,11 +203,13 @@ mod tests {
         let k = free_order(&h, 0);
         let i = h.bits.first_free(k).unwrap();
         h.bits.flip(Bits::Free, k, i);
-        // The summary over the word (where the order has one) or the non-empty mask says it.
+        // The summary over the word (now empty, where the order has one), the non-empty mask
+        // (the order's only free block), or the blocks (one fewer) say it.
         let p = problem(&h);
         assert!(
-            p == "the list's length is not its number of free bits"
-                || p == "a word with a free block below it has no summary bit",
+            p == "a summary bit is set over a word with no free block below it"
+                || p == "the non-empty mask disagrees with the order's free bits"
+                || p == "the free and allocated blocks do not tile the data granted",
             "{p}"
         );
     }
@@ -235,7 +233,8 @@ mod tests {
         let k = free_order(&h, 1);
         let i = h.bits.first_free(k).unwrap();
         let addr = h.addr_of(k, i);
-        h.bits.set_free(k - 1, h.index(k - 1, addr));
+        // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
+        unsafe { h.bits.set_free(k - 1, h.index(k - 1, addr)) };
         assert_eq!(
             problem(&h),
             "a free or allocated bit names a block inside another block or outside the data"
@@ -249,20 +248,24 @@ mod tests {
         // buddy.
         let a = b[2].cast::<u8>().as_ptr() as usize;
         let i = h.index(0, a);
-        h.bits.put_alloc(0, i, false);
+        // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
+        unsafe { h.bits.put_alloc(0, i, false) };
         if !h.bits.test(Bits::Free, 0, i ^ 1) {
             // Make its buddy free as well (it was the first 16-byte block: live).
-            h.bits.put_alloc(0, i ^ 1, false);
-            h.bits.set_free(0, i ^ 1);
+            // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
+            unsafe { h.bits.put_alloc(0, i ^ 1, false) };
+            // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
+            unsafe { h.bits.set_free(0, i ^ 1) };
         }
-        h.bits.set_free(0, i);
+        // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
+        unsafe { h.bits.set_free(0, i) };
         assert_eq!(problem(&h), "two free buddies are left unmerged");
     }
 
     #[test]
     fn a_broken_list_is_reported() {
-        // The lists have no links (they are the free bits); what can break is the length, the
-        // non-empty mask and the summary that finds the lowest entry.
+        // The lists have no links (they are the free bits); what can break is the non-empty
+        // mask and the summary that finds the lowest entry.
         let (mut h, _b) = busy();
         let k = free_order(&h, 0);
         h.bits.flip_nonempty(k);
@@ -275,27 +278,43 @@ mod tests {
             Buddy::try_new(BoxedRegion::new(1 << 20).unwrap(), Config::new(1 << 20)).unwrap();
         let _x = big.allocate(l(16)).unwrap();
         big.walk().unwrap();
-        let k = (0..big.orders)
-            .find(|&k| {
+        assert!(
+            (0..big.orders).any(|k| {
                 big.bits
                     .first_free(k)
                     .is_some_and(|i| big.bits.clear_summary(k, i))
-            })
-            .expect("an order with a summary and a free block");
-        let _ = k;
+            }),
+            "an order with a summary and a free block"
+        );
         assert_eq!(
             big.walk().unwrap_err().problem,
             "a word with a free block below it has no summary bit"
+        );
+        // And a bit left over a word with no free block (the summary is exact): the last
+        // leaf word of an order with a summary has no free block on this heap.
+        let mut big =
+            Buddy::try_new(BoxedRegion::new(1 << 20).unwrap(), Config::new(1 << 20)).unwrap();
+        let _x = big.allocate(l(16)).unwrap();
+        assert!(big.bits.set_last_summary_bit(0));
+        assert_eq!(
+            big.walk().unwrap_err().problem,
+            "a summary bit is set over a word with no free block below it"
         );
     }
 
     #[test]
     fn wrong_statistics_are_reported() {
         let (mut h, _b) = busy();
-        h.stats.live_held += 16;
+        h.stats.raw_mut().live_held += 16;
         assert_eq!(
             problem(&h),
             "live_held is not the bytes of the allocated blocks"
+        );
+        let (mut h, _b) = busy();
+        h.stats.plant_headroom(h.stats.exact_headroom() + 1);
+        assert_eq!(
+            problem(&h),
+            "the headroom is above the live counts' distance to the peaks"
         );
     }
 }

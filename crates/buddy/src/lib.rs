@@ -62,6 +62,7 @@ pub mod split;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+use allocator_traits::FastStats;
 pub use allocator_traits::{
     AllocError, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource, Stats,
 };
@@ -156,7 +157,8 @@ pub struct Buddy<S: MemorySource> {
     /// `min_block - 1`.
     min_mask: usize,
     /// `live_blocks` and `live_held` are the number and bytes of blocks with an allocation bit.
-    stats: Stats,
+    /// Exact at the cost of plain adds on the fast paths ([`FastStats`]).
+    stats: FastStats,
 }
 
 // SAFETY: the heap owns its memory (through `S`) and its raw pointers point only into it, so
@@ -168,7 +170,7 @@ impl<S: MemorySource> core::fmt::Debug for Buddy<S> {
         f.debug_struct("Buddy")
             .field("config", &self.config)
             .field("orders", &self.orders)
-            .field("stats", &self.stats)
+            .field("stats", &self.stats.get())
             .finish_non_exhaustive()
     }
 }
@@ -196,7 +198,7 @@ impl<S: MemorySource> Buddy<S> {
             up: [0; MAX_ORDERS],
             bases: [0; MAX_ORDERS],
             min_mask: 0,
-            stats: Stats::new(),
+            stats: FastStats::new(),
         }
     }
 
@@ -388,7 +390,7 @@ impl<S: MemorySource> Buddy<S> {
     #[inline(always)]
     fn handed_out(&mut self, layout: Layout, k: u32, i: usize) -> NonNull<[u8]> {
         let size = self.size(k);
-        self.stats.record_alloc(layout.size(), size);
+        self.stats.alloc(layout.size(), size);
         // SAFETY: blocks lie in our data, never at address 0.
         let p = unsafe { NonNull::new_unchecked(self.at(self.addr_of(k, i))) };
         self.block_ptr(p, size)
@@ -437,8 +439,9 @@ impl<S: MemorySource> Buddy<S> {
     /// Block `i` of order `k` is live (its allocation bit is set) and the caller gives it up.
     #[inline(always)]
     unsafe fn release_block(&mut self, layout: Layout, k: u32, i: usize) {
-        self.bits.put_alloc(k, i, false);
-        self.stats.record_free(layout.size(), self.size(k));
+        // SAFETY: a live block of order `k < orders`, in the map (caller).
+        unsafe { self.bits.put_alloc(k, i, false) };
+        self.stats.free(layout.size(), self.size(k));
         // SAFETY: a block of order k of ours that nobody uses any more (caller).
         unsafe { self.put_index(k, i) };
     }
@@ -471,7 +474,9 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
             && addr & (self.size(k) - 1) == 0
         {
             let i = self.index(k, addr);
-            if self.bits.test(Bits::Alloc, k, i) {
+            // SAFETY: `k < orders`, and a block starting in the data (`origin..data_end`) is in
+            // the map (the bitmaps cover the data: `data_end <= cover_end`).
+            if unsafe { self.bits.test_valid(Bits::Alloc, k, i) } {
                 // SAFETY: a live block of order k of ours (its allocation bit), which the caller
                 // gives up.
                 unsafe { self.release_block(layout, k, i) };
@@ -511,7 +516,8 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
             for j in ko..kn {
                 let right = addr + self.size(j);
                 // The free bit says `right` is in list j: it leaves it, to be ours.
-                let taken = self.bits.take_free(j, self.index(j, right));
+                // SAFETY: `j < kn < orders`.
+                let taken = unsafe { self.bits.take_free(j, self.index(j, right)) };
                 debug_assert!(taken);
             }
         } else {
@@ -520,11 +526,16 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
                 // The upper half of our live block, which the caller no longer needs past
                 // `new.size()`, joins list j; its buddy (our lower half) is live, so no merge.
                 let upper = addr + self.size(j);
-                self.bits.set_free(j, self.index(j, upper));
+                // SAFETY: `j < ko < orders`; the upper half of a live block is in the map.
+                unsafe { self.bits.set_free(j, self.index(j, upper)) };
             }
         }
-        self.bits.put_alloc(ko, self.index(ko, addr), false);
-        self.bits.put_alloc(kn, self.index(kn, addr), true);
+        // SAFETY: `ko, kn < orders`; a live block of order `ko` (validated) and the block of
+        // order `kn` at its address (its halves or its lower half) are in the map.
+        unsafe {
+            self.bits.put_alloc(ko, self.index(ko, addr), false);
+            self.bits.put_alloc(kn, self.index(kn, addr), true);
+        }
         let (so, sn) = (self.size(ko), self.size(kn));
         self.stats
             .record_resize(old.size(), so, new.size(), sn, true);
@@ -533,7 +544,7 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
     }
 
     fn stats(&self) -> Stats {
-        self.stats
+        self.stats.get()
     }
 
     fn record_moved_resize(&mut self) {

@@ -39,10 +39,14 @@ impl<S: MemorySource> Buddy<S> {
     pub(crate) unsafe fn put_index(&mut self, mut k: u32, mut i: usize) {
         // Each buddy found free leaves its list (its bit cleared): the pair is one block of the
         // next order, which nobody uses either.
-        while k + 1 < self.orders && self.bits.take_free(k, i ^ 1) {
-            i = (i >> 1) + self.up[k as usize] as usize;
-            k += 1;
+        // SAFETY: `k < orders` throughout; block `i` of order `k` is in the map (caller, then
+        // the merged block of two blocks in the map).
+        unsafe {
+            while k + 1 < self.orders && self.bits.take_free(k, i ^ 1) {
+                i = (i >> 1) + self.up[k as usize] as usize;
+                k += 1;
+            }
+            self.bits.set_free(k, i);
         }
-        self.bits.set_free(k, i);
     }
 }

@@ -22,16 +22,21 @@ impl<S: MemorySource> Buddy<S> {
     pub(crate) fn take(&mut self, k: u32) -> Option<usize> {
         let mut j = self.bits.first_order_at_least(k)?;
         let mut i = self.bits.first_free(j)?;
-        let taken = self.bits.take_free(j, i);
-        debug_assert!(taken);
-        while j > k {
-            j -= 1;
-            // The lower half of block `i` (it stays ours) and its buddy, the upper half, which
-            // joins list j.
-            i = (i - self.up[j as usize] as usize) << 1;
-            self.bits.set_free(j, i + 1);
+        // SAFETY: `k <= j < orders` (a non-empty order is one of the heap's, and callers pass
+        // `k < orders`); block `i` of order `j` is in the map (`first_free` found it), and so
+        // are both halves of a block in the map, order after order.
+        unsafe {
+            let taken = self.bits.take_free(j, i);
+            debug_assert!(taken);
+            while j > k {
+                j -= 1;
+                // The lower half of block `i` (it stays ours) and its buddy, the upper half,
+                // which joins list j.
+                i = (i - self.up[j as usize] as usize) << 1;
+                self.bits.set_free(j, i + 1);
+            }
+            self.bits.put_alloc(k, i, true);
         }
-        self.bits.put_alloc(k, i, true);
         Some(i)
     }
 }

@@ -16,7 +16,7 @@
 //!   tiny        the current block is a live slot of a tiny span, off <= 16, no object starts
 //!               at or past off; objects == mask bits set, blocks == live tiny blocks
 //!   stats       allocs - frees == live objects + tiny objects + large blocks of L;
-//!               every peak >= its current value
+//!               every peak >= its current value; headroom <= its exact value
 //!   L           L.check_invariants()
 //! ```
 //!
@@ -358,7 +358,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
 
     /// The statistics against the objects found.
     fn walk_stats(&self, class_live: usize) -> Result<(), Corruption> {
-        let s = self.stats_now();
+        let s = self.stats.get();
         let l = self.large.stats();
         let ours = self.spans + self.pages.is_allocated() as usize;
         let large = l.live_blocks.checked_sub(ours);
@@ -373,7 +373,8 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
             "stats",
             s.live_held,
             "a live count above its peak",
-        )
+        )?;
+        self.stats.check_headroom()
     }
 }
 
@@ -636,10 +637,20 @@ mod tests {
     #[test]
     fn wrong_statistics_are_reported() {
         let (mut h, _) = busy();
-        h.stats.frees += 1;
+        h.stats.raw_mut().frees += 1;
         assert_eq!(
             problem(&h),
             "live_blocks is not the live objects, tiny objects and large blocks"
+        );
+    }
+
+    #[test]
+    fn a_headroom_above_the_peaks_is_reported() {
+        let (mut h, _) = busy();
+        h.stats.plant_headroom(h.stats.exact_headroom() + 1);
+        assert_eq!(
+            problem(&h),
+            "the headroom is above the live counts' distance to the peaks"
         );
     }
 

@@ -19,6 +19,7 @@ use core::ptr::NonNull;
 
 use allocator_traits::{FreeError, FreeSpaceManager};
 
+use crate::classes::MAX_CLASSES;
 use crate::span::{self, SpanHeader, SpanList, TINY_BLOCK, slot_of};
 use crate::{SLOTS, Segregated, TINY};
 
@@ -90,7 +91,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
             obj
         };
         let held = st.size as usize;
-        self.count_alloc(size, held);
+        self.stats.alloc(size, held);
         // SAFETY: slots are never null.
         let p = unsafe { NonNull::new_unchecked(obj) };
         Some(NonNull::slice_from_raw_parts(p, held))
@@ -113,7 +114,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         t.unshared += self.tiny_unshared[size] as usize;
         let p = t.block.wrapping_add(off);
         self.classes[TINY].requested += size1;
-        self.count_alloc(size, size1);
+        self.stats.alloc(size, size1);
         // SAFETY: inside a slot, never null.
         let p = unsafe { NonNull::new_unchecked(p) };
         Some(NonNull::slice_from_raw_parts(p, size1))
@@ -166,12 +167,11 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
             }
             (base, c)
         };
-        if c == 0 {
-            return Freed::Declined;
-        }
-        if c == TINY {
+        // One comparison for both exceptions: class 0 (declined) and TINY (just above every
+        // class a table can have).
+        if c.wrapping_sub(1) >= MAX_CLASSES {
             // (A size no tiny object has goes to the general path, which reports it.)
-            if size >= TINY_BLOCK {
+            if c != TINY || size >= TINY_BLOCK {
                 return Freed::Declined;
             }
             return self.tiny_free_fast(base, a, size);
@@ -200,7 +200,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
             // the layout it was allocated with. (`live_blocks` is `allocs - frees`, filled in by
             // `stats()`.)
             let held = st.size as usize;
-            self.count_free(size, held);
+            self.stats.free(size, held);
             if (*s).full {
                 return Freed::Unfull(c, s);
             }
@@ -328,7 +328,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         let t = &mut self.tiny;
         t.objects -= 1;
         t.unshared = t.unshared.wrapping_sub(self.tiny_unshared[size] as usize);
-        self.count_free(size, size1);
+        self.stats.free(size, size1);
         Freed::Done
     }
 }

@@ -80,6 +80,7 @@ pub mod tiny;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+use allocator_traits::FastStats;
 pub use allocator_traits::{
     AllocError, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource, Stats,
 };
@@ -130,18 +131,14 @@ pub struct Segregated<L = BestFit<allocator_traits::FixedRegion>, const CHECKED:
     tiny: TinyState,
     /// The class of the span starting at each page.
     pages: PageMap,
-    stats: Stats,
+    /// Exact statistics at the cost of plain adds on the fast paths (see [`FastStats`]).
+    stats: FastStats,
     /// The table's first-level index (sizes up to 1024 by 8 bytes), copied for the fast paths.
     index8: [u8; INDEX8],
     /// Sizes below this go to the tiny blocks (16 with tiny combining, else 0).
     tiny_below: usize,
     /// Bytes a tiny object of each size would hold in its own class (for [`TinyStats`]).
     tiny_unshared: [u16; TINY_BLOCK],
-    /// The fast paths update `stats`' live counts themselves and call
-    /// [`Segregated::raise_peaks`] only when `live_requested` or `live_held` passes these
-    /// gates, below which no peak can change (see [`Segregated::set_gates`]).
-    gate_requested: usize,
-    gate_held: usize,
     /// Spans held, over all classes (the page map goes back to `L` with the last one).
     spans: usize,
 }
@@ -156,7 +153,7 @@ impl<L, const CHECKED: bool> core::fmt::Debug for Segregated<L, CHECKED> {
             .field("checked", &CHECKED)
             .field("config", &self.config)
             .field("classes", &self.table.len())
-            .field("stats", &self.stats_now())
+            .field("stats", &self.stats.get())
             .finish_non_exhaustive()
     }
 }
@@ -211,12 +208,10 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
             classes,
             tiny: TinyState::EMPTY,
             pages: PageMap::EMPTY,
-            stats: Stats::new(),
+            stats: FastStats::new(),
             index8: table.index8,
             tiny_below: if config.tiny { TINY_BLOCK } else { 0 },
             tiny_unshared,
-            gate_requested: 0,
-            gate_held: 0,
             spans: 0,
         }
     }
@@ -282,7 +277,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> FreeSpaceManager for Segregated<L
     }
 
     fn stats(&self) -> Stats {
-        self.stats_now()
+        self.stats.get()
     }
 
     fn record_moved_resize(&mut self) {

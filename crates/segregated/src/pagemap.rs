@@ -9,7 +9,7 @@
 //!   memory   |....[span A (class 5) ..............][span B (class 31) ........
 //!   cover        -             A,5           A,5           B,31
 //!   next         A,5           A,5           B,31          B,31
-//!   lookup(p): e = map[p >> 12]; span = e.next if p >= it, else e.cover
+//!   lookup(p): e = map[p >> 12]; span = e.next if p >= it, else e.cover (an index, no branch)
 //! ```
 //!
 //! `next` is the span starting inside the granule or, if none does, the same as `cover`, so the
@@ -38,13 +38,17 @@ const MAX_ENTRIES: usize = 1 << 28;
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Entry {
-    /// The span covering the granule's first byte (null if none).
-    cover: *mut u8,
-    /// The span starting inside the granule, not at its first byte; if there is none, `cover`.
-    next: *mut u8,
-    cover_class: u8,
-    next_class: u8,
+    /// `[cover, next]`: the span covering the granule's first byte (null if none), and the
+    /// span starting inside the granule, not at its first byte (if there is none, `cover`).
+    spans: [*mut u8; 2],
+    /// The classes of `spans`.
+    classes: [u8; 2],
 }
+
+/// The index of `cover` in [`Entry`]'s arrays.
+const COVER: usize = 0;
+/// The index of `next` in [`Entry`]'s arrays.
+const NEXT: usize = 1;
 
 /// The spans by granule, over granules `first..first + len`.
 pub(crate) struct PageMap {
@@ -80,11 +84,10 @@ impl PageMap {
         let e = unsafe { &*self.entries.add(i) };
         // `next` starts at or before the granule when it is `cover` (or null), so that case
         // takes it too. Class 0 is "no span" (and the only class of a null pointer).
-        if addr >= e.next as usize {
-            (e.next, e.next_class)
-        } else {
-            (e.cover, e.cover_class)
-        }
+        // An index, not a branch: which of the two it is depends on the pointer freed, which a
+        // branch predictor cannot guess.
+        let j = (addr >= e.spans[NEXT] as usize) as usize;
+        (e.spans[j], e.classes[j])
     }
 
     /// Whether granule `g` is inside the map.
@@ -112,20 +115,20 @@ impl PageMap {
             if g == g0 && base != start {
                 // A span starting inside the granule (or none any more: then the cover).
                 if class == 0 {
-                    e.next = e.cover;
-                    e.next_class = e.cover_class;
+                    e.spans[NEXT] = e.spans[COVER];
+                    e.classes[NEXT] = e.classes[COVER];
                 } else {
-                    e.next = v;
-                    e.next_class = class;
+                    e.spans[NEXT] = v;
+                    e.classes[NEXT] = class;
                 }
             } else {
                 // `next` follows the cover unless a span starts inside the granule.
-                if e.next as usize <= start {
-                    e.next = v;
-                    e.next_class = class;
+                if e.spans[NEXT] as usize <= start {
+                    e.spans[NEXT] = v;
+                    e.classes[NEXT] = class;
                 }
-                e.cover = v;
-                e.cover_class = class;
+                e.spans[COVER] = v;
+                e.classes[COVER] = class;
             }
         }
     }
@@ -208,10 +211,10 @@ impl PageMap {
             let e = unsafe { &*self.entries.add(i) };
             f(
                 (self.first + i) << GRANULE_SHIFT,
-                e.cover,
-                e.cover_class,
-                e.next,
-                e.next_class,
+                e.spans[COVER],
+                e.classes[COVER],
+                e.spans[NEXT],
+                e.classes[NEXT],
             );
         }
     }

@@ -10,17 +10,18 @@
 //!
 //!   header: magic ^ address, class, live count, next never-used slot ("bump"),
 //!           the span's own free list, links in its class's partial or full list
-//!   bitmap: one bit per slot, set while the object is live (tiny spans: 16 bits per block,
-//!           one per byte offset at which a tiny object starts)
+//!   bitmap: one bit per slot, set while the object is live (kept by a checked heap only;
+//!           tiny spans: 16 bits per block, one per byte offset at which a tiny object starts)
 //! ```
 //!
-//! A free finds the span's base and class in the page map (the class must be the one the
-//! `Layout` gives), turns the offset into a slot with a multiply by a precomputed reciprocal,
-//! checks that the slot starts at the pointer and is inside the span, and tests the slot's bit
-//! (clear for header slots and slots never handed out): a foreign pointer, a pointer inside an
-//! object, a double free and a free with a layout of another class are all reported. The
-//! general path also checks the header's magic and class. Where the header sits in a span and how
-//! many slots it has is the class's `SpanGeometry` (module `geometry`).
+//! A free finds the span's base and class in the page map. On a checked heap the class must be
+//! the one the `Layout` gives; the free turns the offset into a slot with a multiply by a
+//! precomputed reciprocal, checks that the slot starts at the pointer and is inside the span,
+//! and tests the slot's bit (clear for header slots and slots never handed out): a foreign
+//! pointer, a pointer inside an object, a double free and a free with a layout of another class
+//! are all reported (an unchecked heap trusts the caller and keeps no bitmap). The general path
+//! also checks the header's magic and class. Where the header sits in a span and how many slots
+//! it has is the class's `SpanGeometry` (module `geometry`).
 
 /// Bytes of the fixed part of a span header.
 pub const HEADER_BYTES: usize = core::mem::size_of::<SpanHeader>();
