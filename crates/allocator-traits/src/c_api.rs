@@ -6,9 +6,10 @@
 //!          ▼
 //!   dyn MallocApi ──┬── a policy's own front that knows a block's size from its pointer
 //!                   │   (ptmalloc2's Ptmalloc: the chunk header; tcmalloc's: the pagemap)
-//!                   └── CHeap<M>: any FreeSpaceManager behind a fair lock, with the table of
-//!                       live blocks (address -> the layout it was allocated with) that C's
-//!                       free needs and that makes every bad free a detected one
+//!                   └── CHeap<M>: any FreeSpaceManager behind a lock no thread starves on,
+//!                       with the table of live blocks (address -> the layout it was
+//!                       allocated with) that C's free needs and that makes every bad free a
+//!                       detected one
 //! ```
 //!
 //! A [`FreeSpaceManager`] is freed with the layout the block was allocated with; C's `free(p)`
@@ -128,7 +129,8 @@ impl<M> Inner<M> {
     }
 }
 
-/// Any [`FreeSpaceManager`] as a [`MallocApi`]: behind a fair (ticket) lock, with the table of
+/// Any [`FreeSpaceManager`] as a [`MallocApi`]: behind a lock no thread starves on
+/// ([`TicketLock`](crate::ticket::TicketLock)), with the table of
 /// live blocks C's size-less calls need. Every bad free (a foreign, interior or already freed
 /// pointer) is detected, whatever the policy detects itself: it is not a key of the table.
 pub struct CHeap<M> {
@@ -284,7 +286,7 @@ unsafe impl<M: FreeSpaceManager + Send> MallocApi for CHeap<M> {
 
     fn after_fork_child(&self) {
         // SAFETY: the child has one thread, the one that held the lock through `prepare_fork`;
-        // the waiters' tickets are those of threads that are not here.
+        // the waiters (and their tickets) are threads that are not here.
         unsafe { self.inner.reset() };
     }
 }

@@ -1,6 +1,6 @@
 //! `Locked<M>`: any manager as an `Allocator` (for collections) and a `GlobalAlloc`.
 //!
-//! One spin lock around the manager. A bad free cannot be returned through either interface, so
+//! One lock around the manager (`ticket::TicketLock`: no thread starves on it). A bad free cannot be returned through either interface, so
 //! it aborts the process with the manager's message (as glibc's `malloc_printerr` does) instead of
 //! going on with a heap that may be corrupted.
 
@@ -10,7 +10,7 @@ use core::ptr::NonNull;
 
 use crate::{AllocError, FreeError, FreeSpaceManager, Stats};
 
-/// A manager behind a spin lock: `allocator_api2::alloc::Allocator` and `GlobalAlloc`.
+/// A manager behind a lock no thread starves on: `allocator_api2::alloc::Allocator` and `GlobalAlloc`.
 ///
 /// ```
 /// # #[cfg(feature = "std")] {
@@ -49,13 +49,13 @@ impl<M> Locked<M> {
         }
     }
 
-    /// Locks the manager for direct use (stats, inspection, the `&mut` API), waiting behind the
-    /// threads that asked before.
+    /// Locks the manager for direct use (stats, inspection, the `&mut` API), waiting for it (no
+    /// longer than its patience plus the turns of the waiters that ran out of theirs before).
     pub fn lock(&self) -> LockedGuard<'_, M> {
         self.inner.lock()
     }
 
-    /// Locks the manager if no thread holds it or waits for it.
+    /// Locks the manager if no thread holds it and no waiter has run out of patience.
     pub fn try_lock(&self) -> Option<LockedGuard<'_, M>> {
         self.inner.try_lock()
     }

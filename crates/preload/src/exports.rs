@@ -3,7 +3,7 @@
 //! | call | special cases (as glibc) |
 //! |---|---|
 //! | `malloc(n)` | `n > PTRDIFF_MAX`: NULL, `ENOMEM` |
-//! | `free(p)` | `free(NULL)` does nothing; a bad pointer aborts naming it |
+//! | `free(p)` | `free(NULL)` does nothing; a bad pointer aborts naming it; `errno` is kept |
 //! | `calloc(n, s)` | `n * s` overflows: NULL, `ENOMEM` |
 //! | `realloc(p, n)` | `p` NULL: `malloc(n)`; `n` 0: frees `p`, returns NULL; refused: NULL, `ENOMEM`, `p` unchanged |
 //! | `reallocarray(p, n, s)` | overflow: NULL, `ENOMEM`, `p` unchanged |
@@ -63,8 +63,12 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     if let Some(p) = NonNull::new(ptr.cast::<u8>()) {
+        // glibc's free keeps errno (a failed munmap inside must not show: tst-free-errno).
+        // SAFETY: the calling thread's errno.
+        let saved = unsafe { *libc::__errno_location() };
         // SAFETY: forwarded caller contract.
-        unsafe { front::free(p) }
+        unsafe { front::free(p) };
+        set_errno(saved);
     }
 }
 
