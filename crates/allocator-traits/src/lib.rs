@@ -63,3 +63,9 @@ pub use source::{FixedRegion, MemorySource};
 pub use stats::Stats;
 
 pub use core::alloc::Layout;
+
+/// The `allocator-api2` crate this workspace implements `Allocator` from (the 0.2 line, the one
+/// `hashbrown` 0.17 speaks). Name collections through it (`allocator_traits::allocator_api2::
+/// vec::Vec`), or depend on the same version: `allocator-api2 = "0.2"`. A newer major version
+/// (0.3, 0.4) is another trait, which `Locked` does not implement.
+pub use allocator_api2;
