@@ -24,6 +24,12 @@
 //! With `FSM_RECORD_OUT` unset the library only forwards. After `fork` the child starts a file of
 //! its own (a `pthread_atfork` handler drops the parent's buffered lines in the child).
 //! `fsm record` turns the log into a trace (addresses become block IDs).
+//!
+//! # Features
+//!
+//! None.
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};

@@ -1,6 +1,6 @@
 //! The options of a heap: tiny combining and how many empty spans each class keeps.
 
-/// Options of a [`Segregated`] heap.
+/// Options of a [`Segregated`](crate::Segregated) heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// Let requests under 16 bytes with alignment at most 8 share 16-byte blocks (Go's tiny

@@ -17,7 +17,7 @@ use crate::{Segregated, SpanHeader};
 /// The waste of one size class, from [`Segregated::class_stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClassStats {
-    /// Class number (1-based; [`TINY`] for the tiny blocks).
+    /// Class number (1-based; [`TINY`](crate::TINY) for the tiny blocks).
     pub class: usize,
     /// Object size.
     pub size: usize,
@@ -25,10 +25,10 @@ pub struct ClassStats {
     pub span_bytes: usize,
     /// Spans held.
     pub spans: usize,
-    /// Live objects (live tiny blocks for [`TINY`]).
+    /// Live objects (live tiny blocks for [`TINY`](crate::TINY)).
     pub live_objects: usize,
     /// Bytes callers asked for, over live objects (over the tiny objects in live blocks, for
-    /// [`TINY`]).
+    /// [`TINY`](crate::TINY)).
     pub live_requested: usize,
     /// Objects free in the class's spans.
     pub free_objects: usize,
@@ -81,7 +81,7 @@ impl<L> Segregated<L> {
 }
 
 impl<L: FreeSpaceManager> Segregated<L> {
-    /// The waste of class `c` (1-based, or [`TINY`]).
+    /// The waste of class `c` (1-based, or [`TINY`](crate::TINY)).
     pub fn class_stats(&self, c: usize) -> Option<ClassStats> {
         let g = self.geo(c)?;
         let st = &self.classes[c];
