@@ -20,7 +20,7 @@
 //!   address space, commit on demand, like `brk`) and [`OsPages`] (one mapping per request).
 //! * [`Locked`] makes any manager an [`allocator_api2::alloc::Allocator`] (for `Vec`, `Box`,
 //!   `hashbrown::HashMap`) and a [`core::alloc::GlobalAlloc`].
-//! * With the `conformance` feature, [`conformance`] is the test kit that every policy runs.
+//! * With the `conformance` feature, `conformance` is the test kit that every policy runs.
 //!
 //! A new policy implements `allocate`, `deallocate`, `stats`, `inspect` and `check_invariants`
 //! (its invariant walk, which the kit runs after every operation); `resize_in_place`
@@ -30,6 +30,16 @@
 //! instantiates `conformance_suite!` in a test file.
 //!
 //! `no_std` by default apart from the `std` feature (on by default).
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `std` | yes | `BrkRegion`, `OsPages`, `MallocApi`/`CHeap`, abort messages on stderr (implies `alloc`) |
+//! | `alloc` | yes (via `std`) | `BoxedRegion` |
+//! | `conformance` | no | the conformance kit (module `conformance`, `conformance_suite!`) |
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 
@@ -63,3 +73,9 @@ pub use source::{FixedRegion, MemorySource};
 pub use stats::{FastStats, Stats};
 
 pub use core::alloc::Layout;
+
+/// The `allocator-api2` crate this workspace implements `Allocator` from (the 0.2 line, the one
+/// `hashbrown` 0.17 speaks). Name collections through it (`allocator_traits::allocator_api2::
+/// vec::Vec`), or depend on the same version: `allocator-api2 = "0.2"`. A newer major version
+/// (0.3, 0.4) is another trait, which `Locked` does not implement.
+pub use allocator_api2;

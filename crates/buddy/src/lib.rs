@@ -48,6 +48,14 @@
 //! // SAFETY: `block` was allocated above with this layout.
 //! unsafe { heap.deallocate(block.cast(), Layout::from_size_align(40, 8).unwrap()) }.unwrap();
 //! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `std` | yes | allocator-traits' OS memory sources, abort messages on stderr |
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 

@@ -17,6 +17,15 @@
 //!
 //! Configurations are named `POLICY[:ORDER][:COALESCE]` ([`Config`] implements `FromStr`):
 //! `best-fit:lifo`, `first-fit:addr`, `worst-fit:fifo:no-coalesce`.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `std` | yes | `BrkRegion` from allocator-traits (implies `alloc`) |
+//! | `alloc` | yes (via `std`) | [`ranges`], the range manager behind `fsm sim` |
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 

@@ -12,6 +12,12 @@
 //! Adding a subcommand is three small edits here: `mod NAME;`, a variant of [`Command`] holding
 //! the module's clap `Args` struct, and one arm in [`main`] calling the module's `run`, which
 //! returns the process's [`ExitCode`]. Nothing here knows about any policy.
+//!
+//! # Features
+//!
+//! None.
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 
 use std::process::ExitCode;
 

@@ -21,21 +21,27 @@ fn strs(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-/// `[ addr:A sz:S KIND ]` entries of a line.
+/// `[ addr:A sz:S KIND ]` entries of a line; a run `[ addr:A N x sz:S KIND ]` is N entries.
 fn entries(line: &str) -> Vec<(i64, i64, String)> {
     line.split("[ addr:")
         .skip(1)
-        .map(|e| {
+        .flat_map(|e| {
             let e = &e[..e.find(" ]").expect("entry closes")];
-            let mut parts = e.split(' ');
-            let addr = parts.next().unwrap().parse().unwrap();
-            let size = parts
+            let mut parts = e.split(' ').peekable();
+            let addr: i64 = parts.next().unwrap().parse().unwrap();
+            let mut n = 1;
+            if parts.peek().is_some_and(|p| !p.starts_with("sz:")) {
+                n = parts.next().unwrap().parse().unwrap();
+                assert_eq!(parts.next(), Some("x"), "a run reads `N x`: {e}");
+            }
+            let size: i64 = parts
                 .next()
                 .unwrap()
                 .trim_start_matches("sz:")
                 .parse()
                 .unwrap();
-            (addr, size, parts.next().unwrap_or("").to_string())
+            let kind = parts.next().unwrap_or("").to_string();
+            (0..n).map(move |k| (addr + k * size, size, kind.clone()))
         })
         .collect()
 }

@@ -40,6 +40,12 @@
 //! first. After `fork` the child starts a file of its own (a `pthread_atfork` handler drops the
 //! parent's mapping in the child). `fsm record` turns the log into a trace (addresses become
 //! block IDs).
+//!
+//! # Features
+//!
+//! None.
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};

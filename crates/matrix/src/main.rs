@@ -7,6 +7,12 @@
 //!      │  <── one JSON CellResult on stdout ──────┘
 //!      └─> tables on stdout, REPORT/{index.html, results.json, results.csv, summary.md, *.svg}
 //! ```
+//!
+//! # Features
+//!
+//! None.
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -20,6 +20,8 @@
 //! | `jemalloc` | the `jemalloc` peer (compiles jemalloc from C) |
 //!
 //! Without them the two names are still known and [`build`] says which feature they need.
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;

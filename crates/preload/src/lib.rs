@@ -15,6 +15,12 @@
 //! `fsm run --policy NAME -- CMD` sets it up and reads the report it writes at exit
 //! (`FSM_STATS_OUT`). By hand: `FSM_POLICY=best-fit LD_PRELOAD=target/release/libfsm_malloc.so
 //! CMD`. An unknown policy name stops the program at start with one line naming the valid ones.
+//!
+//! # Features
+//!
+//! None.
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 
 mod bootstrap;
 mod exports;

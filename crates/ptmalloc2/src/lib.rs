@@ -18,6 +18,35 @@
 //! glibc (a small C program) and, through the trait alone, through the model with the
 //! workspace's one replay engine (`workloads::replay`, as `fsm replay --offsets` does), and
 //! requires identical output.
+//!
+//! # Use
+//!
+//! The whole allocator (arenas per thread, each thread's tcache) is [`Ptmalloc`]: `const`, so
+//! it can be the `#[global_allocator]` (glibc's defaults; [`Ptmalloc::with_tunables`] takes
+//! others). One arena is [`Arena::new`]`(main heap, source of mapped chunks, &tunables)`, a
+//! [`FreeSpaceManager`](allocator_traits::FreeSpaceManager) to put behind
+//! [`Locked`](allocator_traits::Locked):
+//!
+//! ```
+//! use allocator_traits::{BrkRegion, Locked};
+//! use ptmalloc2::{Arena, Ptmalloc, SystemPages, Tunables};
+//!
+//! // With #[global_allocator] on it, every allocation of the program goes here.
+//! static MALLOC: Ptmalloc = Ptmalloc::new();
+//!
+//! let tunables = Tunables::parse("glibc.malloc.tcache_count=0").expect("tunables");
+//! let arena = Arena::new(BrkRegion::new(1 << 30), SystemPages::new(), &tunables);
+//! let heap = Locked::new(arena);
+//! let mut v = allocator_traits::allocator_api2::vec::Vec::new_in(&heap);
+//! v.extend(0..100u32);
+//! assert_eq!(heap.stats().live_blocks, 1);
+//! ```
+//!
+//! # Features
+//!
+//! None.
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 #![warn(missing_docs)]
 
 pub mod arena;

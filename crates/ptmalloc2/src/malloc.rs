@@ -758,7 +758,8 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                     let mut e = tcache::entry(&tc, i);
                     let mut n = 0;
                     while e != 0 && n < 65536 {
-                        out.list_entry(mem2chunk(e), 32 + 16 * i);
+                        // Entries are shown where `inspect` shows the chunk: at its size word.
+                        out.list_entry(mem2chunk(e) + SIZE_SZ, 32 + 16 * i);
                         e = c.m.rd(e);
                         n += 1;
                     }
@@ -774,7 +775,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
             out.begin_list(format_args!("fastbin[{i}] ({} B)", 32 + 16 * i));
             let mut n = 0;
             while p != 0 && n < 1 << 20 {
-                out.list_entry(p, c.csize(p));
+                out.list_entry(p + SIZE_SZ, c.csize(p));
                 // SAFETY: a fastbin chunk's fd word.
                 p = unsafe { c.m.rd(p + 16) };
                 n += 1;
@@ -799,7 +800,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
             let mut p = c.fd(i);
             let mut n = 0;
             while p != i && n < 1 << 20 {
-                out.list_entry(p, c.csize(p));
+                out.list_entry(p + SIZE_SZ, c.csize(p));
                 p = c.fd(p);
                 n += 1;
             }
@@ -960,9 +961,12 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
             out.block(m.addr, m.len, BlockKind::Live { requested: 0 });
         }
         self.lists(out);
-        out.value(format_args!("top"), c.st.top);
+        // Chunk addresses as the blocks above show them: from the size word (glibc's chunk
+        // pointer + 8), so a list entry, the top and the blocks name one chunk by one address.
+        let shown = |p: usize| if p == 0 { 0 } else { p + SIZE_SZ };
+        out.value(format_args!("top"), shown(c.st.top));
         out.value(format_args!("top_size"), c.top_size());
-        out.value(format_args!("last_remainder"), c.st.last_remainder);
+        out.value(format_args!("last_remainder"), shown(c.st.last_remainder));
         out.value(format_args!("system_mem"), c.st.system_mem);
         out.value(format_args!("mmap_threshold"), c.mp.mmap_threshold);
         out.value(format_args!("trim_threshold"), c.mp.trim_threshold);

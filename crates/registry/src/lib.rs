@@ -23,6 +23,12 @@
 //! One new crate, one [`Descriptor`] in `catalog.rs`, one docs page. The registry's tests then
 //! build it over both kinds of memory, replay a trace through it and its front, and check its
 //! suffixes; `fsm`, the matrix and the benches list it without further change.
+//!
+//! # Features
+//!
+//! None.
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 
 mod catalog;
 mod descriptor;

@@ -80,8 +80,13 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         }
         for c in 1..SLOTS {
             if let Some(cs) = self.class_stats(c).filter(|cs| cs.spans > 0) {
-                out.value(format_args!("class {c} live objects"), cs.live_objects);
-                out.value(format_args!("class {c} spans"), cs.spans);
+                // The tiny blocks are a class slot of their own, named as their list is.
+                if c == TINY {
+                    out.value(format_args!("tiny spans"), cs.spans);
+                } else {
+                    out.value(format_args!("class {c} live objects"), cs.live_objects);
+                    out.value(format_args!("class {c} spans"), cs.spans);
+                }
             }
         }
         let t = self.tiny_stats();

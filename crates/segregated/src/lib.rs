@@ -59,6 +59,14 @@
 //! // SAFETY: `a` was allocated above with `layout`.
 //! unsafe { heap.deallocate(a.cast(), layout) }.unwrap();
 //! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `std` | yes | allocator-traits' OS memory sources, abort messages on stderr |
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 

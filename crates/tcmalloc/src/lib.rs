@@ -24,6 +24,12 @@
 //! The allocator's own metadata (spans, pagemap nodes, thread caches) is carved from the same
 //! memory source ([`metadata`]), never from the global allocator, so a `Tcmalloc` can be the
 //! `#[global_allocator]`.
+//!
+//! # Features
+//!
+//! None.
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 #![warn(missing_docs)]
 
 // Under `--cfg loom` only the lock-free part (the pagemap) and what it needs are built, for the

@@ -22,6 +22,12 @@
 //!   size class), read through the manager's `inspect`.
 //!
 //! The crate knows no policy: the shells get them from the `registry` crate.
+//!
+//! # Features
+//!
+//! None.
+//!
+//! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 
 pub mod binary;
 pub mod explain;

@@ -64,6 +64,21 @@ pub fn build(spec: &registry::Spec, heap: usize) -> Result<Built, String> {
         ..registry::Config::default()
     };
     let inst = spec.build_in(region, &cfg).map_err(|e| format!("-p {e}"))?;
+    // A policy that manages less than its region from the start (the buddy system's region
+    // rounded to its blocks, its bitmaps at the end) says so beside the size.
+    let mut shown = Collected::default();
+    inst.manager.inspect(&mut shown);
+    let managed = shown.regions.first().map_or(0, |r| r.1);
+    let note = if managed > 0 && managed < len {
+        let said =
+            note.unwrap_or_else(|| format!("-p {}: the heap is {len} bytes", spec.descriptor.name));
+        Some(format!(
+            "{said}; {} manages {managed} of them (the rest: alignment and rounding to its blocks)",
+            spec.descriptor.name
+        ))
+    } else {
+        note
+    };
     Ok(Built {
         manager: inst.manager,
         heap_start,
@@ -124,6 +139,11 @@ impl PolicyEngine {
     fn collect(&self) -> Collected {
         let mut c = Collected::default();
         self.manager.inspect(&mut c);
+        c.known = self
+            .live
+            .values()
+            .map(|l| (l.ptr.as_ptr() as usize, l.layout.size()))
+            .collect();
         c
     }
 }

@@ -100,16 +100,110 @@ const LABEL_W: u32 = 230;
 const TOP: u32 = 70;
 const BOTTOM: u32 = 50;
 const WIDTH: u32 = 1100;
+const RIGHT: u32 = 20;
+/// Narrowest a block may be drawn, in pixels, before the axis is compressed.
+const MIN_PX: f64 = 3.0;
+/// Narrowest a block gets a border, in pixels: below, borders would cover it (a span of 512
+/// tiny slots drawn as a black bar).
+const BORDER_PX: i32 = 5;
 
 /// Draws `rows` (a label and a snapshot per op) into the SVG file `path`.
 pub fn render(path: &str, title: &str, rows: &[(String, Snapshot)]) -> Result<(), String> {
     let n = rows.len().max(1) as u32;
-    let height = TOP + BOTTOM + ROW_H * n;
+    let height = TOP + BOTTOM + 14 + ROW_H * n;
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     draw(&root, title, rows).map_err(|e| format!("cannot draw {path}: {e}"))?;
     root.present()
         .map_err(|e| format!("cannot write {path}: {e}"))?;
     Ok(())
+}
+
+/// Adjacent segments of one kind merged (free runs, runs of cached slots), live blocks kept
+/// apart; sorted by address, empty ones dropped.
+fn merged(segs: &[Seg]) -> Vec<Seg> {
+    let mut v: Vec<Seg> = segs.iter().copied().filter(|s| s.len > 0).collect();
+    v.sort_by_key(|s| s.addr);
+    let mut out: Vec<Seg> = Vec::with_capacity(v.len());
+    for s in v {
+        match out.last_mut() {
+            Some(l) if l.kind == s.kind && l.kind != Kind::Live && l.addr + l.len == s.addr => {
+                l.len += s.len;
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+/// The address axis: linear where every block is at least [`MIN_PX`] wide; otherwise each
+/// stretch between two block boundaries (of any row) is drawn as wide as the square root of its
+/// length, so that a 32-byte chunk beside a 100 KiB top chunk, or one 16-byte object in an
+/// 8 KiB span, stays visible. Either way the map is monotonic, the same for every row.
+struct Axis {
+    /// Addresses where the stretches meet, ascending, and the pixel offset of each.
+    stops: Vec<(i128, f64)>,
+    compressed: bool,
+}
+
+impl Axis {
+    fn new(rows: &[Vec<Seg>], starts: &[(i128, i128)], lo: i128, hi: i128, px: f64) -> Self {
+        let mut at: Vec<i128> = vec![lo, hi];
+        for segs in rows {
+            for s in segs {
+                at.push(s.addr);
+                at.push(s.addr + s.len);
+            }
+        }
+        for &(start, len) in starts {
+            at.push(start);
+            at.push(start + len);
+        }
+        at.retain(|&a| a >= lo && a <= hi);
+        at.sort_unstable();
+        at.dedup();
+        let span = (hi - lo).max(1) as f64;
+        let narrowest = rows
+            .iter()
+            .flatten()
+            .map(|s| s.len.min(hi - s.addr.max(lo)))
+            .filter(|&l| l > 0)
+            .min()
+            .unwrap_or(1) as f64;
+        let compressed = narrowest / span * px < MIN_PX;
+        let weight = |len: i128| {
+            if compressed {
+                (len as f64).sqrt()
+            } else {
+                len as f64
+            }
+        };
+        let total: f64 = at
+            .windows(2)
+            .map(|w| weight(w[1] - w[0]))
+            .sum::<f64>()
+            .max(1e-9);
+        let mut x = 0.0;
+        let mut stops = vec![(at[0], 0.0)];
+        for w in at.windows(2) {
+            x += weight(w[1] - w[0]) / total * px;
+            stops.push((w[1], x));
+        }
+        Axis { stops, compressed }
+    }
+
+    /// The pixel offset of address `a` (clamped to the axis).
+    fn x(&self, a: i128) -> f64 {
+        let i = self.stops.partition_point(|&(s, _)| s <= a);
+        if i == 0 {
+            return 0.0;
+        }
+        if i == self.stops.len() {
+            return self.stops[i - 1].1;
+        }
+        let (a0, x0) = self.stops[i - 1];
+        let (a1, x1) = self.stops[i];
+        x0 + (x1 - x0) * (a - a0) as f64 / (a1 - a0).max(1) as f64
+    }
 }
 
 fn draw<DB: DrawingBackend>(
@@ -133,84 +227,111 @@ fn draw<DB: DrawingBackend>(
         .max()
         .unwrap_or(lo + 1)
         .max(lo + 1);
-    let n = rows.len().max(1);
-    let (x0, x1) = (lo as f64, hi as f64);
+    let segs: Vec<Vec<Seg>> = rows.iter().map(|(_, s)| merged(&s.segs)).collect();
+    let starts: Vec<(i128, i128)> = rows.iter().map(|(_, s)| (s.start, s.len)).collect();
+    let left = LABEL_W as i32;
+    let px = f64::from(WIDTH - LABEL_W - RIGHT);
+    let axis = Axis::new(&segs, &starts, lo, hi, px);
+    let xpix = |a: i128| left + axis.x(a.clamp(lo, hi)).round() as i32;
 
-    let (band, body) = root.split_vertically(TOP - 10);
-    band.draw(&Text::new(
+    root.draw(&Text::new(
         title.to_string(),
-        (LABEL_W as i32, 6),
+        (left, 6),
         ("sans-serif", 17).into_font(),
     ))?;
-    let mut chart = ChartBuilder::on(&body)
-        .margin_top(4)
-        .margin_right(20)
-        .x_label_area_size(BOTTOM - 10)
-        .y_label_area_size(LABEL_W)
-        .build_cartesian_2d(x0..x1, 0f64..n as f64)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .disable_y_axis()
-        .x_labels(11)
-        .x_label_formatter(&|x| format!("{}", x.round() as i128))
-        .x_desc("address")
-        .light_line_style(WHITE.mix(0.0))
-        .draw()?;
-
     let label_font = ("monospace", 13).into_font();
     let small = ("sans-serif", 11).into_font();
-    for (i, (label, snap)) in rows.iter().enumerate() {
-        // Row 0 at the top.
-        let y_top = (n - i) as f64 - 0.12;
-        let y_bot = (n - i - 1) as f64 + 0.12;
+    for (i, ((label, snap), segs)) in rows.iter().zip(&segs).enumerate() {
+        let y_top = TOP as i32 + i as i32 * ROW_H as i32 + 3;
+        let y_bot = y_top + ROW_H as i32 - 6;
         // The heap's whole extent, faint: bytes not yet taken from the memory source.
-        chart.draw_series(std::iter::once(Rectangle::new(
+        root.draw(&Rectangle::new(
             [
-                (snap.start as f64, y_top),
-                ((snap.start + snap.len) as f64, y_bot),
+                (xpix(snap.start), y_top),
+                (xpix(snap.start + snap.len), y_bot),
             ],
             UNUSED.filled(),
-        )))?;
-        let mut segs = snap.segs.clone();
-        segs.sort_by_key(|s| s.addr);
-        for s in segs.iter().filter(|s| s.len > 0) {
-            let (a, b) = (s.addr as f64, (s.addr + s.len) as f64);
-            chart.draw_series(std::iter::once(Rectangle::new(
+        ))?;
+        for s in segs {
+            let (a, b) = (xpix(s.addr), xpix(s.addr + s.len).max(xpix(s.addr) + 1));
+            root.draw(&Rectangle::new(
                 [(a, y_top), (b, y_bot)],
                 s.kind.colour().filled(),
-            )))?;
-            chart.draw_series(std::iter::once(Rectangle::new(
-                [(a, y_top), (b, y_bot)],
-                BLACK.stroke_width(1),
-            )))?;
-            let (px_a, py) = chart.backend_coord(&(a, (y_top + y_bot) / 2.0));
-            let (px_b, _) = chart.backend_coord(&(b, y_top));
+            ))?;
+            if b - a >= BORDER_PX {
+                root.draw(&Rectangle::new(
+                    [(a, y_top), (b, y_bot)],
+                    BLACK.stroke_width(1),
+                ))?;
+            }
             let text = format!("{}", s.len);
-            if matches!(s.kind, Kind::Live | Kind::Free) && px_b - px_a >= 8 * text.len() as i32 + 6
-            {
+            if matches!(s.kind, Kind::Live | Kind::Free) && b - a >= 8 * text.len() as i32 + 6 {
                 let colour = if s.kind == Kind::Live { WHITE } else { BLACK };
-                let x = (px_a + px_b) / 2 - 4 * text.len() as i32;
-                root.draw(&Text::new(text, (x, py - 6), small.clone().color(&colour)))?;
+                let x = (a + b) / 2 - 4 * text.len() as i32;
+                root.draw(&Text::new(
+                    text,
+                    (x, (y_top + y_bot) / 2 - 6),
+                    small.clone().color(&colour),
+                ))?;
             }
         }
         for (_, at) in &snap.marks {
-            let (px, py_top) = chart.backend_coord(&(*at as f64, y_top + 0.1));
-            let (_, py_bot) = chart.backend_coord(&(*at as f64, y_bot - 0.1));
+            let x = xpix(*at);
             root.draw(&PathElement::new(
-                vec![(px, py_top), (px, py_bot)],
+                vec![(x, y_top - 2), (x, y_bot + 2)],
                 MARK.stroke_width(3),
             ))?;
             root.draw(&Polygon::new(
-                vec![(px - 5, py_top - 2), (px + 5, py_top - 2), (px, py_top + 5)],
+                vec![(x - 5, y_top - 4), (x + 5, y_top - 4), (x, y_top + 3)],
                 MARK.filled(),
             ))?;
         }
-        let (_, py) = chart.backend_coord(&(x0, (y_top + y_bot) / 2.0));
         root.draw(&Text::new(
             label.clone(),
-            (8, py - 7),
+            (8, (y_top + y_bot) / 2 - 7),
             label_font.clone().color(&BLACK),
+        ))?;
+    }
+
+    // The address axis under the rows: a tick at the block boundaries, at least 80 px apart.
+    let y_axis = TOP as i32 + rows.len().max(1) as i32 * ROW_H as i32 + 2;
+    root.draw(&PathElement::new(
+        vec![(left, y_axis), (left + px as i32, y_axis)],
+        BLACK.stroke_width(1),
+    ))?;
+    let mut last: Option<i32> = None;
+    let ticks: Vec<i128> = if axis.compressed {
+        axis.stops.iter().map(|&(a, _)| a).collect()
+    } else {
+        (0..=10).map(|k| lo + (hi - lo) * k / 10).collect()
+    };
+    for a in ticks {
+        let x = xpix(a);
+        if last.is_some_and(|l| x - l < 80) {
+            continue;
+        }
+        last = Some(x);
+        root.draw(&PathElement::new(
+            vec![(x, y_axis), (x, y_axis + 5)],
+            BLACK.stroke_width(1),
+        ))?;
+        let t = a.to_string();
+        root.draw(&Text::new(
+            t.clone(),
+            (x - 3 * t.len() as i32, y_axis + 8),
+            ("sans-serif", 11).into_font(),
+        ))?;
+    }
+    root.draw(&Text::new(
+        "address",
+        (left + px as i32 / 2 - 24, y_axis + 26),
+        ("sans-serif", 13).into_font(),
+    ))?;
+    if axis.compressed {
+        root.draw(&Text::new(
+            "(not to scale: each stretch between block boundaries is as wide as the square root of its length)",
+            (left, y_axis + 40),
+            ("sans-serif", 11).into_font(),
         ))?;
     }
 

@@ -13,6 +13,8 @@
 
 use std::fmt::Write as _;
 
+use std::collections::BTreeMap;
+
 use allocator_traits::{BlockKind, Inspector};
 
 use super::svg::{Kind, Seg, Snapshot};
@@ -28,6 +30,10 @@ pub struct Collected {
     pub lists: Vec<(String, Vec<(usize, usize)>)>,
     /// Named values.
     pub values: Vec<(String, usize)>,
+    /// What the caller knows of its live blocks: manager address of each block it was handed
+    /// → the bytes it asked for. Names the request of a live block whose manager does not keep
+    /// it (`BlockKind::Live { requested: 0 }`).
+    pub known: std::collections::BTreeMap<usize, usize>,
 }
 
 impl Inspector for Collected {
@@ -47,6 +53,35 @@ impl Inspector for Collected {
     }
     fn value(&mut self, name: std::fmt::Arguments<'_>, value: usize) {
         self.values.push((name.to_string(), value));
+    }
+}
+
+/// Writes `[ addr:A sz:L WHAT ]` per item; a run of three or more items of one size and label,
+/// each starting where the one before ends, is one `[ addr:A N x sz:L WHAT ]` (a span of 512
+/// free 16-byte slots is one item, not a line of 20 000 characters).
+fn write_runs(out: &mut String, map: &AddrMap, items: &[(usize, usize, String)], sep: &str) {
+    let mut i = 0;
+    while i < items.len() {
+        let (a, l, what) = &items[i];
+        let mut n = 1;
+        while let Some((b, m, w)) = items.get(i + n) {
+            if m != l || w != what || *b != a + n * l {
+                break;
+            }
+            n += 1;
+        }
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!(" {what}")
+        };
+        if n >= 3 {
+            let _ = write!(out, "{sep}[ addr:{} {n} x sz:{l}{what} ]", map.show(*a));
+            i += n;
+        } else {
+            let _ = write!(out, "{sep}[ addr:{} sz:{l}{what} ]", map.show(*a));
+            i += 1;
+        }
     }
 }
 
@@ -72,9 +107,18 @@ impl AddrMap {
     }
 }
 
-fn kind_name(kind: BlockKind) -> String {
+/// How a block reads: `live(10)` where the request is known (from the manager, or the one block
+/// the caller has inside it), `live` where it is not.
+fn kind_name(kind: BlockKind, addr: usize, len: usize, known: &BTreeMap<usize, usize>) -> String {
     match kind {
-        BlockKind::Live { requested } => format!("live({requested})"),
+        BlockKind::Live { requested } if requested > 0 => format!("live({requested})"),
+        BlockKind::Live { .. } => {
+            let mut inside = known.range(addr..addr.saturating_add(len.max(1)));
+            match (inside.next(), inside.next()) {
+                (Some((_, size)), None) => format!("live({size})"),
+                _ => "live".into(),
+            }
+        }
         BlockKind::Free => "free".into(),
         BlockKind::Cached => "cached".into(),
         BlockKind::Header => "header".into(),
@@ -111,20 +155,22 @@ impl Collected {
         // meaningful start: it is left out.
         for &(start, len) in self.regions.iter().filter(|(_, len)| *len > 0) {
             let _ = write!(out, "Heap [ addr:{} sz:{len} ]:", map.show(start));
-            for &(a, l, k) in self
+            let blocks: Vec<(usize, usize, String)> = self
                 .blocks
                 .iter()
                 .filter(|(a, _, _)| *a >= start && *a - start < len.max(1))
-            {
-                let _ = write!(out, " [ addr:{} sz:{l} {} ]", map.show(a), kind_name(k));
-            }
+                .map(|&(a, l, k)| (a, l, kind_name(k, a, l, &self.known)))
+                .collect();
+            write_runs(out, map, &blocks, " ");
             out.push('\n');
         }
         for (name, entries) in &self.lists {
             let _ = write!(out, "{name} [ Size {} ]: ", entries.len());
-            for &(a, l) in entries {
-                let _ = write!(out, "[ addr:{} sz:{l} ]", map.show(a));
-            }
+            let entries: Vec<(usize, usize, String)> = entries
+                .iter()
+                .map(|&(a, l)| (a, l, String::new()))
+                .collect();
+            write_runs(out, map, &entries, "");
             out.push('\n');
         }
         for (name, v) in &self.values {
@@ -169,13 +215,14 @@ mod tests {
         let mut c = Collected::default();
         c.region(0x5000, 64);
         c.block(0x5000, 16, BlockKind::Header);
-        c.block(0x5010, 8, BlockKind::Live { requested: 8 });
+        c.block(0x5010, 8, BlockKind::Live { requested: 0 });
         c.block(0x5018, 40, BlockKind::Free);
         c.begin_list(format_args!("free list"));
         c.list_entry(0x5018, 40);
         c.end_list();
         c.value(format_args!("rover"), 0x5018);
         c.value(format_args!("count"), 3);
+        c.known.insert(0x5010, 8);
         let map = AddrMap {
             heap_start: 0x5000,
             heap_len: 64,
@@ -198,6 +245,32 @@ mod tests {
                 len: 40,
                 kind: Kind::Free
             }
+        );
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_equal_blocks_print_once_and_unknown_requests_say_live() {
+        let mut c = Collected::default();
+        c.region(0, 16 * 6);
+        c.block(0, 16, BlockKind::Live { requested: 0 });
+        for k in 1..6 {
+            c.block(16 * k, 16, BlockKind::Free);
+        }
+        let map = AddrMap {
+            heap_start: 0,
+            heap_len: 96,
+            base: 1000,
+        };
+        let mut s = String::new();
+        c.write_text(&map, &mut s);
+        assert_eq!(
+            s,
+            "Heap [ addr:1000 sz:96 ]: [ addr:1000 sz:16 live ] [ addr:1016 5 x sz:16 free ]\n"
         );
     }
 }

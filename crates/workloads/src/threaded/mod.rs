@@ -1,4 +1,4 @@
-//! Threaded replay: a trace through a concurrent [`GlobalAlloc`], one OS thread per trace thread.
+//! Threaded replay: a trace through a concurrent [`GlobalAlloc`](core::alloc::GlobalAlloc), one OS thread per trace thread.
 //!
 //! ```text
 //!   Trace ──compile──> ThreadedProgram
@@ -38,7 +38,7 @@
 //! **Contents.** Every new block gets a tag byte (derived from its lifetime) written to its first
 //! and last byte (calloc's are first checked to read zero); a realloc checks the first byte
 //! survived and writes the new last byte; a free checks both. A mismatch (an allocator that hands
-//! a block out twice, or loses contents over a realloc) is a [`ReplayError`] naming the event, as
+//! a block out twice, or loses contents over a realloc) is a [`ReplayError`](crate::replay::ReplayError) naming the event, as
 //! is a null result. On any error every thread stops at its next event and the blocks still live
 //! are freed.
 //!

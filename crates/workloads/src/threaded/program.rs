@@ -201,7 +201,7 @@ impl ThreadedProgram {
         self.threads.iter().flatten().filter(|s| s.cross).count()
     }
 
-    /// Bytes a [`BumpFloor`] needs for one replay: every allocation and realloc's size plus its
+    /// Bytes a [`BumpFloor`](super::BumpFloor) needs for one replay: every allocation and realloc's size plus its
     /// alignment (nothing is reused).
     pub fn bump_bytes(&self) -> usize {
         self.threads

@@ -1,6 +1,6 @@
 //! Prints a small segregated heap (Go's classes over a buddy page level) after a few operations:
 //! each span's objects (`#` live, `.` free, `h` header) and the per-class statistics.
-//! `cargo run -p segregated --example show`
+//! `cargo run -p segregated --example spans`
 
 use core::fmt;
 

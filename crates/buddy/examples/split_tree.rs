@@ -1,5 +1,5 @@
 //! Prints a small buddy heap after each of a few operations: its blocks (address order, `#` live,
-//! `.` free) and one list per order. `cargo run -p buddy --example show`
+//! `.` free) and one list per order. `cargo run -p buddy --example split_tree`
 
 use core::fmt;
 
