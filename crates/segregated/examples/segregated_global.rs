@@ -1,7 +1,7 @@
 //! Segregated lists as the process's `#[global_allocator]`: Go's size classes over best fit,
 //! which grows like `brk`.
 //!
-//! Run with `cargo run -p segregated --example global_allocator`.
+//! Run with `cargo run -p segregated --example segregated_global`.
 
 use std::collections::BTreeMap;
 

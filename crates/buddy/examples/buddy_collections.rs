@@ -1,7 +1,7 @@
 //! The binary buddy system over a 4 MiB region, used with allocator-api2's `Vec` and `Box` and
 //! with `hashbrown::HashMap`, then its statistics: every block is a power of two.
 //!
-//! Run with `cargo run -p buddy --example collections`.
+//! Run with `cargo run -p buddy --example buddy_collections`.
 
 use allocator_traits::allocator_api2::boxed::Box;
 use allocator_traits::allocator_api2::vec::Vec;

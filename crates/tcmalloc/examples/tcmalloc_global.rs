@@ -1,14 +1,15 @@
-//! The ptmalloc2 model as the process's `#[global_allocator]`: arenas per thread, tcache,
-//! glibc's defaults (`Ptmalloc::with_tunables` takes others).
+//! tcmalloc as the process's `#[global_allocator]`: a thread cache per thread in front of the
+//! central lists and the page heap, pages from the OS.
 //!
-//! Run with `cargo run -p ptmalloc2 --example global_allocator`.
+//! Run with `cargo run -p tcmalloc --example tcmalloc_global`.
 
 use std::collections::BTreeMap;
 
-use ptmalloc2::Ptmalloc;
+use allocator_traits::OsPages;
+use tcmalloc::Tcmalloc;
 
 #[global_allocator]
-static MALLOC: Ptmalloc = Ptmalloc::new();
+static MALLOC: Tcmalloc = Tcmalloc::new(OsPages::new());
 
 fn main() {
     let workers: Vec<_> = (0..4u32)
@@ -27,7 +28,7 @@ fn main() {
         .map(|w| w.join().expect("a worker"))
         .collect();
     println!(
-        "words per thread: {counts:?}; ptmalloc2 used {} arenas",
-        MALLOC.arenas()
+        "words per thread: {counts:?}; tcmalloc's footprint {} B",
+        MALLOC.footprint()
     );
 }

@@ -1,7 +1,7 @@
 //! The binary buddy system as the process's `#[global_allocator]`, over a region that grows like
 //! `brk` a megabyte at a time.
 //!
-//! Run with `cargo run -p buddy --example global_allocator`.
+//! Run with `cargo run -p buddy --example buddy_global`.
 
 use std::collections::BTreeMap;
 

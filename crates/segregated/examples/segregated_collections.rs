@@ -1,15 +1,16 @@
-//! The gperftools-style core (size classes, central lists, page heap) over OS pages, used with
-//! allocator-api2's `Vec` and `Box` and with `hashbrown::HashMap`, then its statistics.
+//! Segregated lists (Go's size classes, best fit as the page level) over a 4 MiB region, used
+//! with allocator-api2's `Vec` and `Box` and with `hashbrown::HashMap`, then its statistics.
 //!
-//! Run with `cargo run -p tcmalloc --example collections`.
+//! Run with `cargo run -p segregated --example segregated_collections`.
 
 use allocator_traits::allocator_api2::boxed::Box;
 use allocator_traits::allocator_api2::vec::Vec;
-use allocator_traits::{Locked, OsPages};
-use tcmalloc::Core;
+use allocator_traits::{BoxedRegion, Locked};
+use segregated::Segregated;
 
 fn main() {
-    let heap = Locked::new(Core::new(OsPages::new()));
+    let region = BoxedRegion::new(4 << 20).expect("4 MiB");
+    let heap = Locked::new(Segregated::best_fit(region));
 
     let mut squares = Vec::new_in(&heap);
     squares.extend((0..10_000u64).map(|i| i * i));
@@ -21,7 +22,7 @@ fn main() {
     let s = heap.stats();
     println!(
         "{} squares, a box of {} B, {} names: {} live blocks, {} B asked, {} B held (rounding to \
-         gperftools' classes), footprint {} B",
+         the classes), footprint {} B",
         squares.len(),
         boxed.len(),
         names.len(),

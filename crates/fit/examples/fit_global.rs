@@ -1,7 +1,7 @@
 //! Best fit as the process's `#[global_allocator]`, over a region that grows like `brk`: every
 //! `String`, `Vec` and `BTreeMap` of the program comes from it.
 //!
-//! Run with `cargo run -p fit --example global_allocator`.
+//! Run with `cargo run -p fit --example fit_global`.
 
 use std::collections::BTreeMap;
 

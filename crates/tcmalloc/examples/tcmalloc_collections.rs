@@ -1,16 +1,15 @@
-//! Segregated lists (Go's size classes, best fit as the page level) over a 4 MiB region, used
-//! with allocator-api2's `Vec` and `Box` and with `hashbrown::HashMap`, then its statistics.
+//! The gperftools-style core (size classes, central lists, page heap) over OS pages, used with
+//! allocator-api2's `Vec` and `Box` and with `hashbrown::HashMap`, then its statistics.
 //!
-//! Run with `cargo run -p segregated --example collections`.
+//! Run with `cargo run -p tcmalloc --example tcmalloc_collections`.
 
 use allocator_traits::allocator_api2::boxed::Box;
 use allocator_traits::allocator_api2::vec::Vec;
-use allocator_traits::{BoxedRegion, Locked};
-use segregated::Segregated;
+use allocator_traits::{Locked, OsPages};
+use tcmalloc::Core;
 
 fn main() {
-    let region = BoxedRegion::new(4 << 20).expect("4 MiB");
-    let heap = Locked::new(Segregated::best_fit(region));
+    let heap = Locked::new(Core::new(OsPages::new()));
 
     let mut squares = Vec::new_in(&heap);
     squares.extend((0..10_000u64).map(|i| i * i));
@@ -22,7 +21,7 @@ fn main() {
     let s = heap.stats();
     println!(
         "{} squares, a box of {} B, {} names: {} live blocks, {} B asked, {} B held (rounding to \
-         the classes), footprint {} B",
+         gperftools' classes), footprint {} B",
         squares.len(),
         boxed.len(),
         names.len(),

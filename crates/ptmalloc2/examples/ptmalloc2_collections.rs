@@ -1,7 +1,7 @@
 //! One ptmalloc2 arena (glibc 2.36's placement) growing like `brk`, big chunks mapped, used with
 //! allocator-api2's `Vec` and `Box` and with `hashbrown::HashMap`, then its statistics.
 //!
-//! Run with `cargo run -p ptmalloc2 --example collections`.
+//! Run with `cargo run -p ptmalloc2 --example ptmalloc2_collections`.
 
 use allocator_traits::allocator_api2::boxed::Box;
 use allocator_traits::allocator_api2::vec::Vec;

@@ -1,15 +1,14 @@
-//! tcmalloc as the process's `#[global_allocator]`: a thread cache per thread in front of the
-//! central lists and the page heap, pages from the OS.
+//! The ptmalloc2 model as the process's `#[global_allocator]`: arenas per thread, tcache,
+//! glibc's defaults (`Ptmalloc::with_tunables` takes others).
 //!
-//! Run with `cargo run -p tcmalloc --example global_allocator`.
+//! Run with `cargo run -p ptmalloc2 --example ptmalloc2_global`.
 
 use std::collections::BTreeMap;
 
-use allocator_traits::OsPages;
-use tcmalloc::Tcmalloc;
+use ptmalloc2::Ptmalloc;
 
 #[global_allocator]
-static MALLOC: Tcmalloc = Tcmalloc::new(OsPages::new());
+static MALLOC: Ptmalloc = Ptmalloc::new();
 
 fn main() {
     let workers: Vec<_> = (0..4u32)
@@ -28,7 +27,7 @@ fn main() {
         .map(|w| w.join().expect("a worker"))
         .collect();
     println!(
-        "words per thread: {counts:?}; tcmalloc's footprint {} B",
-        MALLOC.footprint()
+        "words per thread: {counts:?}; ptmalloc2 used {} arenas",
+        MALLOC.arenas()
     );
 }

@@ -1,7 +1,7 @@
 //! A best-fit heap over a static 1 MiB region, used with allocator-api2's `Vec` and `Box` and
 //! with `hashbrown::HashMap`, then its statistics.
 //!
-//! Run with `cargo run -p fit --example collections`.
+//! Run with `cargo run -p fit --example fit_collections`.
 
 use allocator_api2::boxed::Box;
 use allocator_api2::vec::Vec;
