@@ -3,7 +3,8 @@
 //!
 //! Wilson et al. separate the *policy* (which free block serves a request) from the *mechanism*
 //! (how it is found). The list ([`crate::list`]) finds a block by walking every chunk; the index
-//! finds the same block through a tree of the free blocks ([`treap`]), kept inside the blocks:
+//! finds the same block through a tree of the free blocks (the module `treap`), kept inside the
+//! blocks:
 //!
 //! ```text
 //!   policy      the list (address order)                 the index
