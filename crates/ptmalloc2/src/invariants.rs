@@ -18,7 +18,8 @@
 //!                  lists (or twice in one: cycles end there)
 //!  6 mappings      sorted, disjoint, page-sized; each holds one IS_MMAPPED chunk whose
 //!                  prev_size is its lead; n_mmaps and mmapped_mem count them
-//!  7 statistics    (Arena's walk) the fast paths' headroom <= its exact value
+//!  7 Arena         the fast paths' tcache is the tcache while no check failed, else none;
+//!                  the statistics' headroom <= its exact value
 //! ```
 //!
 //! What the model promises about the binmap (glibc promises the same): the bit of bin `i` is
@@ -797,6 +798,13 @@ mod tests {
             &a,
             "the headroom is above the live counts' distance to the peaks",
         );
+    }
+
+    #[test]
+    fn fast_paths_tcache() {
+        let (mut a, _p) = heap("", &[100, 200], &[0]);
+        *a.fast_mut() = crate::tcache::Tc::NONE;
+        reports(&a, "the fast paths' tcache is not the tcache");
     }
 
     #[test]

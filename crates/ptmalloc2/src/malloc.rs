@@ -66,6 +66,9 @@ pub struct Arena<S: MemorySource, M: MemorySource = NoMmap> {
     sys: Sys<S, M>,
     /// The thread's tcache (`Tc::NONE` until the first malloc/free allocates it).
     tc: Tc,
+    /// The tcache the inline fast paths use: `tc` while `broken` is `None`, else `Tc::NONE`
+    /// (one test for both conditions).
+    fast: Tc,
     tunables: Tunables,
     /// The workspace's statistics, exact, at plain adds on the tcache paths (see
     /// [`FastStats`]; its headroom is at most its exact value, which the walk checks).
@@ -106,6 +109,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
             core: Core::new(Mem::empty(), Params::new(tunables), 0),
             sys: Sys::new(main, maps),
             tc: Tc::NONE,
+            fast: Tc::NONE,
             tunables: tunables.clone(),
             stats: FastStats::new(),
             footprint_seen: 0,
@@ -123,6 +127,12 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     #[cfg(test)]
     pub(crate) fn stats_mut(&mut self) -> &mut FastStats {
         &mut self.stats
+    }
+
+    /// The fast paths' tcache, for tests that plant corruptions in it.
+    #[cfg(test)]
+    pub(crate) fn fast_mut(&mut self) -> &mut Tc {
+        &mut self.fast
     }
 
     /// The tunables the arena was made with.
@@ -203,11 +213,18 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
             Fail::Oom => Err(MallocError::OutOfMemory),
             Fail::Corrupt(m) => {
                 if !leaves_heap_consistent(m) {
-                    self.broken = Some(m);
+                    self.break_with(m);
                 }
                 Err(MallocError::Corrupted(m))
             }
         }
+    }
+
+    /// A failed check that leaves the heap inconsistent: the arena refuses everything from now
+    /// on (glibc would have aborted), and the fast paths stop.
+    fn break_with(&mut self, m: &'static str) {
+        self.broken = Some(m);
+        self.fast = Tc::NONE;
     }
 
     fn check_broken(&self) -> Result<(), MallocError> {
@@ -246,7 +263,10 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                     if let Some(m) = m {
                         // SAFETY: a fresh chunk of at least 0x290 bytes.
                         unsafe { m.fill(mem, 0, TCACHE_STRUCT_SIZE) };
-                        self.tc = Tc { at: mem, mem: m };
+                        self.tc = Tc::new(mem, m);
+                        if self.broken.is_none() {
+                            self.fast = self.tc;
+                        }
                     }
                 }
                 Err(Fail::Oom) => {}
@@ -581,8 +601,8 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     /// heap chunk (the full path reports or serves it). A footprint cannot change here.
     #[inline(always)]
     fn tcache_take(&mut self, bytes: usize) -> Option<(NonNull<u8>, usize)> {
-        let tc = self.tc;
-        if !tc.is_some() || self.broken.is_some() {
+        let tc = self.fast;
+        if !tc.is_some() {
             return None;
         }
         let nb = checked_request2size(bytes)?;
@@ -685,10 +705,9 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         // The common case first: a heap chunk that `int_free` would put in the tcache (the
         // footprint cannot change then).
         let p = mem2chunk(mem);
-        if self.tc.is_some()
-            && self.broken.is_none()
+        if self.fast.is_some()
             && self.in_heap_block(mem)
-            && let Some(size) = self.core.tcache_free_fast(self.tc, p, self.sys.brk_end)
+            && let Some(size) = self.core.tcache_free_fast(self.fast, p, self.sys.brk_end)
         {
             self.count_free(EXACT, requested, size);
             return Ok(());
@@ -723,7 +742,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                 if let FreeError::Corrupted { what, .. } = e
                     && !leaves_heap_consistent(what)
                 {
-                    self.broken = Some(what);
+                    self.break_with(what);
                 }
                 self.stats.record_bad_free();
                 Err(e)
@@ -945,6 +964,13 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
     /// mapped chunks.
     fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
         check_main(&self.core, &self.sys, self.tc)?;
+        let fast = if self.broken.is_none() { self.tc.at } else { 0 };
+        allocator_traits::Corruption::ensure(
+            self.fast.at == fast,
+            "arena",
+            self.fast.at,
+            "the fast paths' tcache is not the tcache of an arena whose checks passed",
+        )?;
         self.stats.check_headroom()
     }
 
