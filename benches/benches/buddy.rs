@@ -25,7 +25,8 @@
 //!     --toggle-collect='*measured_pairs*' --callgrind-out-file=/dev/null target/release/deps/buddy-HASH
 //! ```
 //!
-//! counts only the pairs (ALLOCATOR: `buddy`, `bsa`, `system`, `mimalloc`).
+//! counts only the pairs (ALLOCATOR: `buddy`, `bsa`, `system`, `mimalloc`; the loop's own
+//! instructions are those of `none`, which allocates nothing).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -98,6 +99,20 @@ impl Pairs for Bsa {
     fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: `ptr` is a live block of this heap allocated with `layout`.
         unsafe { self.heap.dealloc(ptr, layout) }
+    }
+}
+
+/// No allocator: the loop's own cost under callgrind (`none`), to subtract from the others'.
+struct NoAlloc;
+
+impl Pairs for NoAlloc {
+    #[inline]
+    fn alloc(&mut self, _layout: Layout) -> NonNull<u8> {
+        NonNull::dangling()
+    }
+    #[inline]
+    fn free(&mut self, ptr: NonNull<u8>, _layout: Layout) {
+        black_box(ptr);
     }
 }
 
@@ -216,6 +231,7 @@ fn profile(spec: &str) {
         "bsa" => profile_one(Bsa::new(), live, pairs),
         "system" => profile_one(Global(System), live, pairs),
         "mimalloc" => profile_one(Global(MiMalloc), live, pairs),
+        "none" => profile_one(NoAlloc, live, pairs),
         other => panic!("unknown allocator {other}"),
     }
 }

@@ -337,10 +337,34 @@ impl Bitmaps {
     }
 
     /// Leaf word `w` of order `k` has just lost its last free bit: clears its level-1 bit, and
-    /// climbs while that leaves the summary word zero; past the top, the order is empty.
+    /// climbs while that leaves the summary word zero ([`Bitmaps::unmark_above`], out of line:
+    /// a level-1 word covers 64 leaf words, so it is rarely left empty); past the top, the
+    /// order is empty.
+    #[inline(always)]
+    fn unmark(&mut self, k: usize, w: usize) {
+        if self.levels[k] == 0 {
+            self.nonempty &= !(1 << k);
+            return;
+        }
+        // SAFETY: word `w / 64` of level 1 of order `k` exists (one bit per leaf word, and `w`
+        // is one of those); ours alone under `&mut self`.
+        let after = unsafe {
+            let p = self.word_mut(self.sum[k][0] + w / 64);
+            let after = *p & !(1u64 << (w % 64));
+            *p = after;
+            after
+        };
+        if after == 0 {
+            self.unmark_above(k, w / 64);
+        }
+    }
+
+    /// [`Bitmaps::unmark`] from level 2 up: word `w` of level 1 of order `k` has just become
+    /// zero.
+    #[cold]
     #[inline(never)]
-    fn unmark(&mut self, k: usize, mut w: usize) {
-        for l in 0..self.levels[k] as usize {
+    fn unmark_above(&mut self, k: usize, mut w: usize) {
+        for l in 1..self.levels[k] as usize {
             let (word, bit) = (w / 64, 1u64 << (w % 64));
             // SAFETY: `word` is a word of level `l + 1` of order `k` (one bit per word of the
             // level below, and `w` is one of those); ours alone under `&mut self`.
@@ -358,8 +382,9 @@ impl Bitmaps {
     }
 
     /// Leaf word `w` of order `k` has just gained its first free bit: sets its level-1 bit, and
-    /// climbs while the bit was not set already (a set bit's parents are set).
-    #[inline]
+    /// climbs while the word it set a bit in was zero before (the summary is exact: a word that
+    /// was not zero has its own bit set above already).
+    #[inline(always)]
     fn mark(&mut self, k: usize, mut w: usize) {
         for l in 0..self.levels[k] as usize {
             let (word, bit) = (w / 64, 1u64 << (w % 64));
@@ -368,10 +393,11 @@ impl Bitmaps {
             unsafe {
                 let p = self.word_mut(self.sum[k][l] + word);
                 let before = *p;
-                if before & bit != 0 {
+                debug_assert!(before & bit == 0, "a summary bit over an empty word");
+                *p = before | bit;
+                if before != 0 {
                     return;
                 }
-                *p = before | bit;
             }
             w = word;
         }

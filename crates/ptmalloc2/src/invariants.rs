@@ -18,6 +18,8 @@
 //!                  lists (or twice in one: cycles end there)
 //!  6 mappings      sorted, disjoint, page-sized; each holds one IS_MMAPPED chunk whose
 //!                  prev_size is its lead; n_mmaps and mmapped_mem count them
+//!  7 Arena         the fast paths' tcache is the tcache while no check failed, else none;
+//!                  the statistics' headroom <= its exact value
 //! ```
 //!
 //! What the model promises about the binmap (glibc promises the same): the bit of bin `i` is
@@ -785,6 +787,24 @@ mod tests {
         let (a, p) = heap("", &[300_000], &[]);
         plant(p[0], -16, |_| 0x1000);
         reports(&a, "prev_size is not the chunk's lead");
+    }
+
+    #[test]
+    fn stats_headroom() {
+        let (mut a, _p) = heap("", &[100, 200], &[0]);
+        let s = a.stats_mut();
+        s.plant_headroom(s.exact_headroom() + 1);
+        reports(
+            &a,
+            "the headroom is above the live counts' distance to the peaks",
+        );
+    }
+
+    #[test]
+    fn fast_paths_tcache() {
+        let (mut a, _p) = heap("", &[100, 200], &[0]);
+        *a.fast_mut() = crate::tcache::Tc::NONE;
+        reports(&a, "the fast paths' tcache is not the tcache");
     }
 
     #[test]

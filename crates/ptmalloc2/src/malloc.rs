@@ -19,8 +19,8 @@ use core::fmt;
 use core::ptr::NonNull;
 
 use allocator_traits::{
-    AllocError, BlockKind, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource,
-    Placement, Stats,
+    AllocError, BlockKind, Detects, FastStats, FreeError, FreeSpaceManager, Inspector,
+    MemorySource, Placement, Stats,
 };
 
 use crate::arena::{Core, Fail, R, Realloc};
@@ -66,8 +66,16 @@ pub struct Arena<S: MemorySource, M: MemorySource = NoMmap> {
     sys: Sys<S, M>,
     /// The thread's tcache (`Tc::NONE` until the first malloc/free allocates it).
     tc: Tc,
+    /// The tcache the inline fast paths use: `tc` while `broken` is `None`, else `Tc::NONE`
+    /// (one test for both conditions).
+    fast: Tc,
     tunables: Tunables,
-    stats: Stats,
+    /// The workspace's statistics, exact, at plain adds on the tcache paths (see
+    /// [`FastStats`]; its headroom is at most its exact value, which the walk checks).
+    stats: FastStats,
+    /// The footprint last given to `stats` (equal to its `footprint`): a slow path that does
+    /// not change it does not set it again.
+    footprint_seen: usize,
     broken: Option<&'static str>,
 }
 
@@ -101,8 +109,10 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
             core: Core::new(Mem::empty(), Params::new(tunables), 0),
             sys: Sys::new(main, maps),
             tc: Tc::NONE,
+            fast: Tc::NONE,
             tunables: tunables.clone(),
-            stats: Stats::new(),
+            stats: FastStats::new(),
+            footprint_seen: 0,
             broken: None,
         }
     }
@@ -111,6 +121,18 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     #[cfg(test)]
     pub(crate) fn core_mut(&mut self) -> &mut Core {
         &mut self.core
+    }
+
+    /// The arena's statistics, for tests that plant corruptions in them.
+    #[cfg(test)]
+    pub(crate) fn stats_mut(&mut self) -> &mut FastStats {
+        &mut self.stats
+    }
+
+    /// The fast paths' tcache, for tests that plant corruptions in it.
+    #[cfg(test)]
+    pub(crate) fn fast_mut(&mut self) -> &mut Tc {
+        &mut self.fast
     }
 
     /// The tunables the arena was made with.
@@ -191,11 +213,18 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
             Fail::Oom => Err(MallocError::OutOfMemory),
             Fail::Corrupt(m) => {
                 if !leaves_heap_consistent(m) {
-                    self.broken = Some(m);
+                    self.break_with(m);
                 }
                 Err(MallocError::Corrupted(m))
             }
         }
+    }
+
+    /// A failed check that leaves the heap inconsistent: the arena refuses everything from now
+    /// on (glibc would have aborted), and the fast paths stop.
+    fn break_with(&mut self, m: &'static str) {
+        self.broken = Some(m);
+        self.fast = Tc::NONE;
     }
 
     fn check_broken(&self) -> Result<(), MallocError> {
@@ -211,7 +240,10 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     #[inline(always)]
     fn footprint(&mut self) {
         let f = self.core.st.system_mem + self.core.mp.mmapped_mem;
-        self.stats.set_footprint(f);
+        if f != self.footprint_seen {
+            self.footprint_seen = f;
+            self.stats.set_footprint(f);
+        }
     }
 
     /// `MAYBE_INIT_TCACHE()`: the thread's tcache is allocated by its first malloc/free.
@@ -231,7 +263,10 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                     if let Some(m) = m {
                         // SAFETY: a fresh chunk of at least 0x290 bytes.
                         unsafe { m.fill(mem, 0, TCACHE_STRUCT_SIZE) };
-                        self.tc = Tc { at: mem, mem: m };
+                        self.tc = Tc::new(mem, m);
+                        if self.broken.is_none() {
+                            self.fast = self.tc;
+                        }
                     }
                 }
                 Err(Fail::Oom) => {}
@@ -540,7 +575,11 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         } else {
             (0, 0, core::ptr::null_mut())
         };
-        self.stats.record_alloc(requested, held);
+        if held >= requested {
+            self.stats.alloc(requested, held);
+        } else {
+            self.stats.record_alloc(requested, held);
+        }
         self.footprint();
         Ok((NonNull::new(ptr).unwrap_or(NonNull::dangling()), usable))
     }
@@ -562,8 +601,8 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
     /// heap chunk (the full path reports or serves it). A footprint cannot change here.
     #[inline(always)]
     fn tcache_take(&mut self, bytes: usize) -> Option<(NonNull<u8>, usize)> {
-        let tc = self.tc;
-        if !tc.is_some() || self.broken.is_some() {
+        let tc = self.fast;
+        if !tc.is_some() {
             return None;
         }
         let nb = checked_request2size(bytes)?;
@@ -583,7 +622,8 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         }
         // SAFETY: the bin is not empty and its first entry is a chunk of the heap.
         unsafe { tcache::pop(&self.core.m, &tc, i, e) };
-        self.stats.record_alloc(bytes, nb);
+        // A chunk holds more than its request (`nb >= bytes + SIZE_SZ`).
+        self.stats.alloc(bytes, nb);
         // SAFETY: a pointer into the heap is not null.
         Some((unsafe { NonNull::new_unchecked(self.core.m.ptr(e)) }, nb))
     }
@@ -631,10 +671,11 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
             self.usable_size(ptr).unwrap_or(0)
         };
         // SAFETY: forwarded.
-        unsafe { self.free_sized(ptr, req) }
+        unsafe { self.free_counted::<false>(ptr, req) }
     }
 
-    /// `free(ptr)` of a block allocated for `requested` bytes (for the statistics only).
+    /// `free(ptr)` of a block allocated for `requested` bytes (for the statistics only: the
+    /// size its allocation was counted with, or 0; see [`FastStats::free`]).
     ///
     /// # Safety
     /// As for [`free`](Self::free).
@@ -644,23 +685,48 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         ptr: NonNull<u8>,
         requested: usize,
     ) -> Result<(), FreeError> {
+        // SAFETY: forwarded.
+        unsafe { self.free_counted::<true>(ptr, requested) }
+    }
+
+    /// `free(ptr)`, counted as a block of `requested` bytes: exactly what its allocation counted
+    /// (or 0) when `EXACT` (plain subtractions), else at most the usable size (saturating,
+    /// [`Stats::record_free`]: C's `free` does not know the request).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    #[inline(always)]
+    unsafe fn free_counted<const EXACT: bool>(
+        &mut self,
+        ptr: NonNull<u8>,
+        requested: usize,
+    ) -> Result<(), FreeError> {
         let mem = ptr.as_ptr() as usize;
         // The common case first: a heap chunk that `int_free` would put in the tcache (the
         // footprint cannot change then).
         let p = mem2chunk(mem);
-        if self.tc.is_some()
-            && self.broken.is_none()
+        if self.fast.is_some()
             && self.in_heap_block(mem)
-            && let Some(size) = self.core.tcache_free_fast(self.tc, p, self.sys.brk_end)
+            && let Some(size) = self.core.tcache_free_fast(self.fast, p, self.sys.brk_end)
         {
-            self.stats.record_free(requested, size);
+            self.count_free(EXACT, requested, size);
             return Ok(());
         }
-        self.free_slow(mem, requested)
+        self.free_slow(mem, requested, EXACT)
+    }
+
+    /// Counts the free of a live block of `held` bytes: see [`Self::free_counted`].
+    #[inline(always)]
+    fn count_free(&mut self, exact: bool, requested: usize, held: usize) {
+        if exact {
+            self.stats.free(requested, held);
+        } else {
+            self.stats.record_free(requested, held);
+        }
     }
 
     #[inline(never)]
-    fn free_slow(&mut self, mem: usize, requested: usize) -> Result<(), FreeError> {
+    fn free_slow(&mut self, mem: usize, requested: usize, exact: bool) -> Result<(), FreeError> {
         if let Some(what) = self.broken {
             self.stats.record_bad_free();
             return Err(FreeError::Corrupted { ptr: mem, what });
@@ -668,7 +734,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
         let held = if misaligned(mem) { 0 } else { self.held(mem) };
         match self.raw_free(mem) {
             Ok(()) => {
-                self.stats.record_free(requested, held);
+                self.count_free(exact, requested, held);
                 self.footprint();
                 Ok(())
             }
@@ -676,7 +742,7 @@ impl<S: MemorySource, M: MemorySource> Arena<S, M> {
                 if let FreeError::Corrupted { what, .. } = e
                     && !leaves_heap_consistent(what)
                 {
-                    self.broken = Some(what);
+                    self.break_with(what);
                 }
                 self.stats.record_bad_free();
                 Err(e)
@@ -886,7 +952,7 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
     }
 
     fn stats(&self) -> Stats {
-        self.stats
+        self.stats.get()
     }
 
     fn record_moved_resize(&mut self) {
@@ -897,7 +963,15 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
     /// tcache, fastbins, unsorted, small and large bins and the binmap against it, and the
     /// mapped chunks.
     fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
-        check_main(&self.core, &self.sys, self.tc)
+        check_main(&self.core, &self.sys, self.tc)?;
+        let fast = if self.broken.is_none() { self.tc.at } else { 0 };
+        allocator_traits::Corruption::ensure(
+            self.fast.at == fast,
+            "arena",
+            self.fast.at,
+            "the fast paths' tcache is not the tcache of an arena whose checks passed",
+        )?;
+        self.stats.check_headroom()
     }
 
     fn inspect(&self, out: &mut dyn Inspector) {

@@ -28,22 +28,35 @@ pub const TCACHE_STRUCT_SIZE: usize = 2 * TCACHE_MAX_BINS + 8 * TCACHE_MAX_BINS;
 /// The value written in a cached chunk's `key` word (glibc draws a random one per process).
 pub const TCACHE_KEY: usize = 0x7463_6163_6865_6b79; // "tcachaky"
 
-/// A thread's tcache: the struct's user pointer and the accessor that reaches it (the heap's,
-/// or a mapping's when glibc had to map the struct: an mmap threshold below 0x290).
+/// A thread's tcache: the struct's user pointer and a pointer to it with the provenance of the
+/// memory that holds it (the heap's, or a mapping's when glibc had to map the struct: an mmap
+/// threshold below 0x290), so that its fields are reached with plain addressing.
 #[derive(Debug, Clone, Copy)]
 pub struct Tc {
     /// User pointer of the `tcache_perthread_struct` chunk (0 = no tcache).
     pub at: usize,
-    /// Reaches the struct.
-    pub mem: Mem,
+    /// The struct (`at`, reached through the memory that holds it; null without a tcache).
+    p: *mut u8,
 }
 
 impl Tc {
     /// No tcache (not allocated yet, or switched off).
     pub const NONE: Tc = Tc {
         at: 0,
-        mem: Mem::empty(),
+        p: core::ptr::null_mut(),
     };
+
+    /// The tcache struct at user pointer `at` (not 0) in the memory `mem` reaches.
+    #[inline(always)]
+    pub fn new(at: usize, mem: Mem) -> Tc {
+        Tc { at, p: mem.ptr(at) }
+    }
+
+    /// A pointer to the field `off` bytes into the struct.
+    #[inline(always)]
+    fn field(&self, off: usize) -> *mut u8 {
+        self.p.wrapping_add(off)
+    }
 
     /// Whether there is a tcache.
     #[inline(always)]
@@ -70,8 +83,8 @@ pub const fn tidx2usize(i: usize) -> usize {
 /// `tc` is a live tcache struct and `i < 64`.
 #[inline(always)]
 pub unsafe fn count(tc: &Tc, i: usize) -> usize {
-    // SAFETY: counts[i] lies inside the struct.
-    unsafe { tc.mem.rd16(tc.at + 2 * i) as usize }
+    // SAFETY: counts[i] lies inside the struct, 2-aligned (the struct is 16-aligned).
+    unsafe { tc.field(2 * i).cast::<u16>().read() as usize }
 }
 
 /// `entries[i]` of the cache at `tc` (a user pointer, 0 = empty).
@@ -80,8 +93,20 @@ pub unsafe fn count(tc: &Tc, i: usize) -> usize {
 /// As for [`count`].
 #[inline(always)]
 pub unsafe fn entry(tc: &Tc, i: usize) -> usize {
-    // SAFETY: entries[i] lies inside the struct.
-    unsafe { tc.mem.rd(tc.at + 2 * TCACHE_MAX_BINS + 8 * i) }
+    // SAFETY: entries[i] lies inside the struct, 8-aligned.
+    unsafe { entry_ptr(tc, i).read() }
+}
+
+/// `&entries[i]` of the cache at `tc`.
+#[inline(always)]
+fn entry_ptr(tc: &Tc, i: usize) -> *mut usize {
+    tc.field(2 * TCACHE_MAX_BINS + 8 * i).cast()
+}
+
+/// `&counts[i]` of the cache at `tc`.
+#[inline(always)]
+fn count_ptr(tc: &Tc, i: usize) -> *mut u16 {
+    tc.field(2 * i).cast()
 }
 
 /// `tcache_put`: caches the chunk `p` in bin `i`.
@@ -95,8 +120,8 @@ pub unsafe fn put(m: &Mem, tc: &Tc, p: usize, i: usize) {
     unsafe {
         m.wr(e + 8, TCACHE_KEY);
         m.wr(e, entry(tc, i));
-        tc.mem.wr(tc.at + 2 * TCACHE_MAX_BINS + 8 * i, e);
-        tc.mem.wr16(tc.at + 2 * i, tc.mem.rd16(tc.at + 2 * i) + 1);
+        entry_ptr(tc, i).write(e);
+        *count_ptr(tc, i) += 1;
     }
 }
 
@@ -126,8 +151,8 @@ pub unsafe fn get(m: &Mem, tc: &Tc, i: usize) -> Result<usize, &'static str> {
 pub unsafe fn pop(m: &Mem, tc: &Tc, i: usize, e: usize) {
     // SAFETY: as above.
     unsafe {
-        tc.mem.wr(tc.at + 2 * TCACHE_MAX_BINS + 8 * i, m.rd(e));
-        tc.mem.wr16(tc.at + 2 * i, tc.mem.rd16(tc.at + 2 * i) - 1);
+        entry_ptr(tc, i).write(m.rd(e));
+        *count_ptr(tc, i) -= 1;
         m.wr(e + 8, 0);
     }
 }

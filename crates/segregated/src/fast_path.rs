@@ -247,17 +247,16 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         let slot = slot_of(off, st.recip);
         // SAFETY: the page map says a span of class c starts at `base` (so `a >= base`), its
         // header initialised (as in `free_fast`). The slot is checked against `slots` before
-        // its bit is read; a slot in the header (below `first`) or never handed out (at or above
-        // `bump`) has its bit clear, so the bit test sends it to the general path, which reports
-        // it.
+        // its bit is read (and cleared if set); a slot in the header (below `first`) or never
+        // handed out (at or above `bump`) has its bit clear, so the bit test sends it, unchanged,
+        // to the general path, which reports it.
         unsafe {
             if slot * st.size as usize != off
                 || slot >= st.slots as usize
-                || !span::test_bit(s, slot)
+                || !span::take_bit(s, slot)
             {
                 return none;
             }
-            span::put_bit(s, slot, false);
         }
         (base, c)
     }

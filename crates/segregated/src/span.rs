@@ -143,6 +143,26 @@ pub(crate) unsafe fn put_bit(s: *mut SpanHeader, slot: usize, on: bool) {
     }
 }
 
+/// Clears bit `slot` of a span's allocation bitmap if it is set; whether it was (one read and,
+/// when set, one write of the word).
+///
+/// # Safety
+/// As for [`test_bit`].
+#[inline]
+pub(crate) unsafe fn take_bit(s: *mut SpanHeader, slot: usize) -> bool {
+    // SAFETY: as for `test_bit`.
+    unsafe {
+        let w = bits_of(s).cast::<u64>().add(slot / 64);
+        let bit = 1u64 << (slot % 64);
+        let v = *w;
+        if v & bit == 0 {
+            return false;
+        }
+        *w = v ^ bit;
+        true
+    }
+}
+
 /// Where the tiny mask of block `slot` is: bit `i` set while a tiny object starts at byte `i`.
 /// Valid to dereference when `s` is a tiny span and `slot < geometry.slots`.
 #[inline]

@@ -339,7 +339,7 @@ pub(super) fn tcx(g: &Global, tc: usize) -> Tc {
     if tc == 0 || tc == usize::MAX {
         Tc::NONE
     } else {
-        Tc { at: tc, mem: g.m }
+        Tc::new(tc, g.m)
     }
 }
 
