@@ -347,6 +347,11 @@ impl Space for Mem {
         x as usize
     }
     #[inline]
+    fn below(&self, a: u32, b: u32) -> bool {
+        // Ids are granule numbers, and `NIL` is the largest.
+        a < b
+    }
+    #[inline]
     fn addr(&self, x: u32) -> usize {
         off_of(x)
     }

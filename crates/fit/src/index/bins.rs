@@ -53,11 +53,7 @@ pub(crate) fn bin_of<S: Space>(s: &S, size: usize) -> usize {
 /// The lower of two nodes by address (`NIL` is above every node).
 #[inline]
 pub(crate) fn lower<S: Space>(s: &S, a: u32, b: u32) -> u32 {
-    if a == NIL || (b != NIL && s.pos(b) < s.pos(a)) {
-        b
-    } else {
-        a
-    }
+    if s.below(b, a) { b } else { a }
 }
 
 /// The bins, their bitmap, and (for first fit) the tournament over their roots.
@@ -96,11 +92,7 @@ pub(crate) fn prev<S: Space>(mem: &S, x: u32) -> u32 {
 /// `prev` or sibling is set for the result.
 #[inline]
 fn meld<S: Space>(mem: &mut S, a: u32, b: u32) -> u32 {
-    let (lo, hi) = if mem.pos(a) < mem.pos(b) {
-        (a, b)
-    } else {
-        (b, a)
-    };
+    let (lo, hi) = if mem.below(a, b) { (a, b) } else { (b, a) };
     let c = child(mem, lo);
     set(mem, hi, SIBLING, c);
     if c != NIL {
@@ -177,7 +169,7 @@ impl Bins {
     }
 
     /// Adds node `x` to bin `b`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn insert<S: Space>(&mut self, mem: &mut S, b: usize, x: u32) {
         set(mem, x, CHILD, NIL);
         set(mem, x, SIBLING, NIL);
@@ -289,7 +281,7 @@ impl Bins {
     ) -> u32 {
         let mut best = NIL;
         self.for_each(mem, b, |x, _| {
-            if (best == NIL || mem.pos(x) < mem.pos(best)) && ok(x) {
+            if mem.below(x, best) && ok(x) {
                 best = x;
             }
         });

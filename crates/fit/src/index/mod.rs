@@ -127,7 +127,7 @@ impl<S: Space> Index<S> {
     }
 
     /// Puts the free block `x` (its size set) into its bin or the tree.
-    #[inline]
+    #[inline(always)]
     fn attach(&mut self, x: u32) {
         let size = self.space.size(x);
         if self.in_bins(size) {
@@ -140,7 +140,7 @@ impl<S: Space> Index<S> {
 
     /// Takes the free block `x` out of its bin or the tree (its size still the one it was
     /// attached with).
-    #[inline]
+    #[inline(always)]
     fn detach(&mut self, x: u32) {
         let size = self.space.size(x);
         if self.in_bins(size) {

@@ -14,6 +14,8 @@
 //! The index only asks a space what this trait offers, so the same decisions (and the same
 //! code) serve the real heap and the offset manager.
 
+use super::treap::NIL;
+
 /// The blocks the index works over, and where its nodes' fields are kept.
 ///
 /// A node id names one block while it is free. [`pos`](Space::pos) orders the ids by address
@@ -25,6 +27,12 @@ pub(crate) trait Space {
     fn set_field(&mut self, x: u32, f: usize, v: u32);
     /// A key that sorts the nodes by address.
     fn pos(&self, x: u32) -> usize;
+    /// Whether `a` lies below `b` by address, `NIL` (`u32::MAX`) above every node. The heap's
+    /// ids sort as their addresses, so its answer is `a < b` with no lookup.
+    #[inline]
+    fn below(&self, a: u32, b: u32) -> bool {
+        b == NIL || (a != NIL && self.pos(a) < self.pos(b))
+    }
     /// The block's offset (what `Chunk::addr` and the walk report).
     fn addr(&self, x: u32) -> usize;
     /// The block's size in bytes.

@@ -101,7 +101,7 @@ impl Treap {
     #[inline]
     pub(crate) fn less<S: Space>(&self, mem: &S, a: u32, b: u32) -> bool {
         match self.key {
-            Key::Addr => mem.pos(a) < mem.pos(b),
+            Key::Addr => mem.below(a, b),
             Key::Size => (Self::gsize(mem, a), mem.pos(a)) < (Self::gsize(mem, b), mem.pos(b)),
         }
     }
