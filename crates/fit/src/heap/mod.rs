@@ -14,7 +14,7 @@
 //!   free knows the requested size. A free block also ends with a footer (its size): a block
 //!   whose `PREV_USED` bit is clear finds the free block before it in O(1). A live block needs no
 //!   footer: a 24-byte request takes a 32-byte block, 100 bytes take 112, as in glibc. See
-//!   [`block`] for the format.
+//!   the module `block` for the format.
 //! * With the check word (`:checked`) a live block's last word holds the requested size mixed
 //!   with a key of its offset, so a free can tell a block from a stray pointer into the heap.
 //! * The free blocks are found by the list ([`crate::list`], nodes `prev`/`next` inside the free

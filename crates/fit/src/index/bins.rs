@@ -65,8 +65,8 @@ pub(crate) struct Bins {
     pub(crate) bitmap: [u64; WORDS],
     /// Whether `tournament` is kept (first fit).
     pub(crate) tournament_kept: bool,
-    /// `tournament[BINS + b] == roots[b]`; `tournament[i]` the lower (by address) of `tournament[2i]` and `tournament[2i+1]`
-    /// for `1 <= i < BINS` (entry 0 unused).
+    /// `tournament[BINS + b] == roots[b]`; `tournament[i]` the lower (by address) of
+    /// `tournament[2i]` and `tournament[2i+1]` for `1 <= i < BINS` (entry 0 unused).
     pub(crate) tournament: [u32; 2 * BINS],
 }
 

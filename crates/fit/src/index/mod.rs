@@ -3,8 +3,8 @@
 //!
 //! Wilson et al. separate the *policy* (which free block serves a request) from the *mechanism*
 //! (how it is found). The list ([`crate::list`]) finds a block by walking every chunk; the index
-//! finds the same block through exact-size bins ([`bins`]) and a tree ([`treap`]) of the free
-//! blocks:
+//! finds the same block through exact-size bins (the module `bins`) and a tree (the module
+//! `treap`) of the free blocks:
 //!
 //! ```text
 //!   policy      the list (address order)                 the index
@@ -27,10 +27,10 @@
 //! for every request: `tests/differential.rs` replays the recorded traces and random sequences
 //! through both and compares.
 //!
-//! The index works over a [`Space`]: where the blocks' sizes, neighbours and the nodes' fields
-//! are kept. The real heap's is its memory (nodes inside the free blocks, neighbours by boundary
-//! tags); the offset manager's ([`crate::offsets`]) is a table out of band. One index, one set of
-//! decisions, for both.
+//! The index works over a `Space` (the module `space`): where the blocks' sizes, neighbours and
+//! the nodes' fields are kept. The real heap's is its memory (nodes inside the free blocks,
+//! neighbours by boundary tags); the offset manager's ([`crate::offsets`]) is a table out of
+//! band. One index, one set of decisions, for both.
 
 pub(crate) mod bins;
 pub(crate) mod space;

@@ -13,7 +13,7 @@
 //!
 //! A request of `size` bytes takes `size` rounded up to the granule (at least one granule); a
 //! larger alignment leaves a free front piece of whole granules. The policy's choice is the
-//! heap's, code for code ([`crate::search::find`], [`crate::index`]): best fit takes the smallest
+//! heap's, code for code (the module `search`, [`crate::index`]): best fit takes the smallest
 //! free range that fits, lowest offset among equals, and keeps the range that ends the space for
 //! last; first fit the lowest offset; next fit roves; worst fit the largest. A freed range merges
 //! with its free neighbours (unless the configuration says `no-coalesce`).
