@@ -52,6 +52,7 @@ mod error;
 mod inspect;
 mod locked;
 mod manager;
+pub mod offset;
 pub mod source;
 mod stats;
 pub mod ticket;
@@ -65,6 +66,7 @@ pub use error::{AllocError, Corruption, FreeError, SourceError};
 pub use inspect::{BlockKind, Inspector, NoInspector};
 pub use locked::{Locked, LockedGuard, abort_with};
 pub use manager::{Detects, FreeSpaceManager, Placement, first_region_placement, resize_by_moving};
+pub use offset::OffsetManager;
 #[cfg(feature = "alloc")]
 pub use source::BoxedRegion;
 #[cfg(all(feature = "std", unix))]

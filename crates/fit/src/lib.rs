@@ -37,7 +37,10 @@ pub mod heap;
 pub mod index;
 pub mod list;
 #[cfg(feature = "alloc")]
+pub mod offsets;
+#[cfg(feature = "alloc")]
 pub mod ranges;
+mod search;
 
 pub use config::{
     Coalesce, Config, DEFAULT_TRIM_THRESHOLD, Mechanism, Name, Order, ParseConfigError, Policy,

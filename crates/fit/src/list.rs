@@ -588,6 +588,7 @@ impl<S: Store> FreeList<S> {
 /// Splits chunk `c` for [`FreeList::take`] (and the index's): the carved range `need` bytes at
 /// `front`, and the rest after it, which is empty (added to the carved range) when smaller than
 /// `min_chunk`.
+#[inline]
 pub(crate) fn split(c: Chunk, front: usize, need: usize, min_chunk: usize) -> (Chunk, Chunk) {
     let mut need = need;
     let mut back = c.size - front - need;

@@ -333,14 +333,20 @@ pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
     }
 }
 
-/// A small deterministic generator (xorshift64*), so the fill pattern is the same every run.
-struct Rng(u64);
+/// A small deterministic generator (xorshift64*), so the fill pattern is the same every run
+/// (and a failing offset sequence is named by its seed).
+#[derive(Debug, Clone)]
+pub(super) struct Rng(pub(super) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A number below `n` (0 for `n == 0`).
+    pub(super) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
     }
 }
 

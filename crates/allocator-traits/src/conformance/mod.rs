@@ -26,9 +26,11 @@
 //!   thousands of elements, grown and shrunk, through [`crate::Locked`].
 
 mod checks;
+mod offsets;
 mod shadow;
 
 pub use checks::*;
+pub use offsets::*;
 pub use shadow::{Op, Shadow};
 
 /// What a policy promises, beyond what its [`crate::FreeSpaceManager::detects`] says.

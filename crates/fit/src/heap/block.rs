@@ -27,6 +27,8 @@
 //!   last block is live. Growing the heap turns the old sentinel into the header of the new
 //!   space.
 
+use crate::index::Space;
+
 /// Bytes in a word (a header, a footer, a list link).
 pub(crate) const W: usize = core::mem::size_of::<usize>();
 /// Block sizes and payload alignment.
@@ -312,5 +314,90 @@ impl Mem {
     #[inline]
     pub(crate) fn free_at(&self, off: usize) -> Option<usize> {
         (off < self.sentinel() && !self.header(off).used()).then_some(off)
+    }
+}
+
+/// The block offset of index node `id` (the node's fields are the 16 bytes at the payload's
+/// granule, `id * 16`, just after the header).
+#[inline]
+pub(crate) const fn off_of(id: u32) -> usize {
+    id as usize * GRAIN - W
+}
+
+/// The index node id of the block at `off`: its payload's granule number.
+#[inline]
+pub(crate) const fn id_of(off: usize) -> u32 {
+    ((off + W) / GRAIN) as u32
+}
+
+/// The heap's memory as the index's [`Space`]: nodes inside the free blocks (four 32-bit fields
+/// after the header), ids the payloads' granule numbers (so they sort by address), neighbours by
+/// the boundary tags.
+impl Space for Mem {
+    #[inline]
+    fn field(&self, x: u32, f: usize) -> u32 {
+        self.u32_at(x as usize * GRAIN + f)
+    }
+    #[inline]
+    fn set_field(&mut self, x: u32, f: usize, v: u32) {
+        self.set_u32_at(x as usize * GRAIN + f, v)
+    }
+    #[inline]
+    fn pos(&self, x: u32) -> usize {
+        x as usize
+    }
+    #[inline]
+    fn below(&self, a: u32, b: u32) -> bool {
+        // Ids are granule numbers, and `NIL` is the largest.
+        a < b
+    }
+    #[inline]
+    fn addr(&self, x: u32) -> usize {
+        off_of(x)
+    }
+    #[inline]
+    fn size(&self, x: u32) -> usize {
+        Mem::size(self, off_of(x))
+    }
+    #[inline]
+    fn shift(&self) -> u32 {
+        GRAIN.trailing_zeros()
+    }
+    #[inline]
+    fn min_block(&self) -> usize {
+        MIN_BLOCK
+    }
+    #[inline]
+    fn is_node(&self, x: u32) -> bool {
+        x > 0
+            && (x as usize)
+                .checked_mul(GRAIN)
+                .and_then(|o| o.checked_add(GRAIN))
+                .is_some_and(|e| self.end >= W && e <= self.sentinel())
+    }
+    #[inline]
+    fn free_before(&self, x: u32) -> Option<u32> {
+        Mem::free_before(self, off_of(x)).map(id_of)
+    }
+    #[inline]
+    fn free_after(&self, x: u32, size: usize) -> Option<u32> {
+        self.free_at(off_of(x) + size).map(id_of)
+    }
+    #[inline]
+    fn split_off(&mut self, x: u32, at: usize) -> u32 {
+        // The block's tags are written by whoever marks it (free or live).
+        id_of(off_of(x) + at)
+    }
+    #[inline]
+    fn absorb(&mut self, _x: u32, _y: u32) {
+        // The merged block's tags are written when it is marked free.
+    }
+    #[inline]
+    fn mark_free(&mut self, x: u32, size: usize, prev_used: Option<bool>) {
+        self.set_free(off_of(x), size, prev_used)
+    }
+    #[inline]
+    fn resize_free(&mut self, x: u32, size: usize) {
+        Mem::resize_free(self, off_of(x), size)
     }
 }

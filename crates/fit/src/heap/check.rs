@@ -211,7 +211,7 @@ mod tests {
             h.check_invariants().unwrap();
             match &mut h.free {
                 Free::List(l) => l.store_mut().unlink(b[1]),
-                Free::Index(i) => i.unlink_for_test(b[1]),
+                Free::Index(i) => i.unlink_for_test(crate::heap::block::id_of(b[1])),
             }
             assert_eq!(problem(&h), "a free block is not in the mechanism");
         }
@@ -282,7 +282,7 @@ mod tests {
                     l.store_mut()
                         .insert_after(Some(b[1]), Chunk { addr: b[2], size });
                 }
-                Free::Index(i) => i.link_for_test(Chunk { addr: b[2], size }),
+                Free::Index(i) => i.link_for_test(crate::heap::block::id_of(b[2])),
             }
             assert_eq!(problem(&h), "two free neighbours not merged");
         }
@@ -373,7 +373,7 @@ mod tests {
         let Free::Index(i) = &mut h.free else {
             unreachable!()
         };
-        i.set_rover_for_test(b[0]);
+        i.set_rover_for_test(crate::heap::block::id_of(b[0]));
         assert_eq!(problem(&h), "the rover is not a block of the index");
     }
 

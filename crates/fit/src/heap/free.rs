@@ -12,8 +12,9 @@ use allocator_traits::Corruption;
 use crate::config::Config;
 use crate::index::Index;
 use crate::list::{Chunk, FreeList, Store};
+use crate::search::Search;
 
-use super::block::{FIRST, Mem};
+use super::block::{FIRST, Mem, id_of, off_of};
 use super::inband::InBand;
 
 /// The free blocks, under the mechanism the configuration asks for
@@ -24,14 +25,14 @@ use super::inband::InBand;
 pub(crate) enum Free {
     /// The free list, nodes inside the free blocks.
     List(FreeList<InBand>),
-    /// The index, nodes inside the free blocks.
-    Index(Index),
+    /// The index, nodes inside the free blocks (ids their payloads' granules).
+    Index(Index<Mem>),
 }
 
 impl Free {
     pub(crate) const fn new(config: Config) -> Self {
         if config.uses_index() {
-            Free::Index(Index::new(&config))
+            Free::Index(Index::new(&config, Mem::new()))
         } else {
             Free::List(FreeList::new(InBand::new(), config))
         }
@@ -42,7 +43,7 @@ impl Free {
     pub(crate) fn mem(&self) -> &Mem {
         match self {
             Free::List(l) => &l.store().mem,
-            Free::Index(i) => &i.mem,
+            Free::Index(i) => &i.space,
         }
     }
 
@@ -51,7 +52,7 @@ impl Free {
     pub(crate) fn mem_mut(&mut self) -> &mut Mem {
         match self {
             Free::List(l) => &mut l.store_mut().mem,
-            Free::Index(i) => &mut i.mem,
+            Free::Index(i) => &mut i.space,
         }
     }
 
@@ -63,29 +64,12 @@ impl Free {
         }
     }
 
-    /// The block the policy picks for `need` bytes among those `fits` accepts (`None`: every
-    /// block of `need` bytes or more), never `skip` (best fit's wilderness, which the caller
-    /// considers last).
-    #[inline]
-    pub(crate) fn search(
-        &self,
-        need: usize,
-        fits: Option<impl Fn(Chunk) -> bool>,
-        skip: Option<usize>,
-    ) -> Option<usize> {
-        match (self, fits) {
-            (Free::List(l), Some(f)) => l.search(|c| Some(c.addr) != skip && f(c)).id,
-            (Free::List(l), None) => l.search(|c| Some(c.addr) != skip && c.size >= need).id,
-            (Free::Index(i), fits) => i.search(need, fits, skip),
-        }
-    }
-
     /// Carves `need` bytes `front` bytes into the free block `id`.
     #[inline]
     pub(crate) fn take(&mut self, id: usize, front: usize, need: usize, min: usize) -> Chunk {
         match self {
             Free::List(l) => l.take(id, front, need, min),
-            Free::Index(i) => i.take(id, front, need, min),
+            Free::Index(i) => i.take(id_of(id), front, need, min).1,
         }
     }
 
@@ -94,7 +78,7 @@ impl Free {
     pub(crate) fn insert(&mut self, chunk: Chunk) -> usize {
         match self {
             Free::List(l) => l.insert(chunk),
-            Free::Index(i) => i.insert(chunk),
+            Free::Index(i) => off_of(i.insert(id_of(chunk.addr), chunk.size)),
         }
     }
 
@@ -102,7 +86,7 @@ impl Free {
     pub(crate) fn resize_chunk(&mut self, id: usize, size: usize) {
         match self {
             Free::List(l) => l.grow_chunk(id, size),
-            Free::Index(i) => i.grow_chunk(id, size),
+            Free::Index(i) => i.grow_chunk(id_of(id), size),
         }
     }
 
@@ -110,7 +94,7 @@ impl Free {
     pub(crate) fn rover(&self) -> Option<usize> {
         match self {
             Free::List(l) => l.rover(),
-            Free::Index(i) => i.rover(),
+            Free::Index(i) => i.rover().map(off_of),
         }
     }
 
@@ -119,7 +103,7 @@ impl Free {
     pub(crate) fn is_listed(&self, off: usize) -> bool {
         match self {
             Free::List(l) => l.store().is_listed(off),
-            Free::Index(i) => i.is_listed(off),
+            Free::Index(i) => i.is_listed(id_of(off)),
         }
     }
 
@@ -131,7 +115,7 @@ impl Free {
     ) -> Result<(), Corruption> {
         match self {
             Free::List(l) => l.check_invariants(base, |id, _| each(id)),
-            Free::Index(i) => i.check_invariants(base, each),
+            Free::Index(i) => i.check_invariants(base, |x| each(off_of(x))),
         }
     }
 
@@ -141,8 +125,34 @@ impl Free {
         match self {
             Free::List(l) => FreeIter::List(l.store(), l.store().first()),
             Free::Index(i) => {
-                FreeIter::Blocks(&i.mem, if i.mem.end == 0 { usize::MAX } else { FIRST })
+                FreeIter::Blocks(&i.space, if i.space.end == 0 { usize::MAX } else { FIRST })
             }
+        }
+    }
+}
+
+/// Ids are block offsets; `skip` is best fit's wilderness, which [`find`](crate::search::find)
+/// considers last.
+impl Search for Free {
+    type Id = usize;
+    #[inline]
+    fn search(
+        &self,
+        need: usize,
+        fits: Option<impl Fn(Chunk) -> bool>,
+        skip: Option<usize>,
+    ) -> Option<usize> {
+        match (self, fits) {
+            (Free::List(l), Some(f)) => l.search(|c| Some(c.addr) != skip && f(c)).id,
+            (Free::List(l), None) => l.search(|c| Some(c.addr) != skip && c.size >= need).id,
+            (Free::Index(i), fits) => i.search(need, fits, skip.map(id_of)).map(off_of),
+        }
+    }
+    #[inline]
+    fn chunk(&self, id: usize) -> Chunk {
+        Chunk {
+            addr: id,
+            size: self.mem().size(id),
         }
     }
 }

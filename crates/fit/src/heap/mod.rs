@@ -45,6 +45,7 @@ use allocator_traits::{
 
 use crate::config::{Coalesce, Config, Order, Policy};
 use crate::list::Chunk;
+use crate::search::find;
 use block::{FIRST, GRAIN, MAX_SIZE, MIN_BLOCK, Mem, W, key, round_grain};
 use free::Free;
 pub use inband::InBand;
@@ -249,9 +250,9 @@ impl<M: MemorySource> FitHeap<M> {
         unsafe { NonNull::new_unchecked(slice) }
     }
 
-    /// The free block for `need` bytes aligned to `align`, and the front piece to leave free.
-    /// Best fit keeps the wilderness (the free block that ends the heap, which can grow) for
-    /// last, as dlmalloc does: it serves only when no other block fits.
+    /// The free block for `need` bytes aligned to `align`, and the front piece to leave free
+    /// ([`search::find`](crate::search::find): best fit keeps the wilderness, the free block that
+    /// ends the heap, for last).
     fn find(&self, need: usize, align: usize) -> Option<(usize, usize)> {
         let mem = self.mem();
         if mem.end == 0 {
@@ -261,28 +262,9 @@ impl<M: MemorySource> FitHeap<M> {
             Policy::BestFit => mem.free_before(mem.sentinel()),
             _ => None,
         };
-        if align <= GRAIN {
-            // Every block of `need` bytes or more takes the request.
-            return match self.free.search(need, None::<fn(Chunk) -> bool>, last) {
-                Some(id) => Some((id, 0)),
-                None => last.filter(|&t| mem.size(t) >= need).map(|t| (t, 0)),
-            };
-        }
-        let fits = |c: Chunk| {
-            self.front_pad(c.addr, align)
-                .and_then(|f| f.checked_add(need))
-                .is_some_and(|n| n <= c.size)
-        };
-        let id = match self.free.search(need, Some(fits), last) {
-            Some(id) => id,
-            None => last.filter(|&t| {
-                fits(Chunk {
-                    addr: t,
-                    size: mem.size(t),
-                })
-            })?,
-        };
-        Some((id, self.front_pad(id, align)?))
+        find(&self.free, need, last, align > GRAIN, |off| {
+            self.front_pad(off, align)
+        })
     }
 
     /// Whether a block inserted at the end of the heap merges with a free block ending there.

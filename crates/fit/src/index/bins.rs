@@ -1,5 +1,6 @@
-//! Exact-size bins: one bin per block size below [`LIMIT`] (32, 48, ... 2064 bytes), each a
-//! pairing heap of its free blocks ordered by address, so a bin's lowest block is its root.
+//! Exact-size bins: one bin per block size below [`limit`] (in the heap 32, 48, ... 2064 bytes;
+//! over offsets 1 to 128 granules), each a pairing heap of its free blocks ordered by address, so
+//! a bin's lowest block is its root.
 //!
 //! ```text
 //!   bitmap   ..0 1 0 0 1 1..     bit b set iff bin b is not empty
@@ -13,34 +14,46 @@
 //!   so "the lowest block of size >= s" is one walk over log2(128) levels.
 //! ```
 //!
-//! Nodes use the same four 32-bit fields of the free block as the tree's nodes ([`super::treap`]):
+//! Nodes use the same four 32-bit fields as the tree's nodes ([`super::treap`]):
 //! child, sibling, prev, and one unused. A freed block joins its bin with one comparison (it
 //! becomes the root, or the root's first child); taking a bin's lowest block pairs the root's
 //! children (the two-pass pairing), amortised O(log n); taking any other block (a neighbour that
 //! coalescing absorbs) cuts it out and pairs its children back in.
 //!
-//! Invariants (checked by the walk): every block of bin `b` has size `32 + 16 b`; a node's
+//! Invariants (checked by the walk): every block of bin `b` has the smallest size plus `b`
+//! granules (in the heap `32 + 16 b` bytes); a node's
 //! address is above its parent's; `prev` of every child and sibling names the node it hangs from;
 //! the roots have no `prev` or sibling; the bitmap bit is set iff the bin has a root; a
 //! tournament entry is the lowest root of the bins below it.
 
+use super::space::Space;
 use super::treap::NIL;
-use crate::heap::block::{GRAIN, MIN_BLOCK, Mem};
 
-/// Bins: block sizes 32 to 32 + 16 * 127 bytes.
+/// Bins: block sizes `min` to `min + 127` granules (in the heap 32 to 32 + 16 * 127 bytes).
 pub(crate) const BINS: usize = 128;
-/// Blocks of this size and above live in the tree.
-pub(crate) const LIMIT: usize = MIN_BLOCK + GRAIN * BINS;
 const WORDS: usize = BINS / 64;
 
 const CHILD: usize = 0;
 const SIBLING: usize = 4;
 const PREV: usize = 8;
 
-/// The bin of a block of `size` bytes (below [`LIMIT`]).
+/// Blocks of this size and above live in the tree (the space's smallest block plus [`BINS`]
+/// granules).
 #[inline]
-pub(crate) const fn bin_of(size: usize) -> usize {
-    (size - MIN_BLOCK) / GRAIN
+pub(crate) fn limit<S: Space>(s: &S) -> usize {
+    s.min_block() + (BINS << s.shift())
+}
+
+/// The bin of a block of `size` bytes (at least the smallest block, below [`limit`]).
+#[inline]
+pub(crate) fn bin_of<S: Space>(s: &S, size: usize) -> usize {
+    (size - s.min_block()) >> s.shift()
+}
+
+/// The lower of two nodes by address (`NIL` is above every node).
+#[inline]
+pub(crate) fn lower<S: Space>(s: &S, a: u32, b: u32) -> u32 {
+    if s.below(b, a) { b } else { a }
 }
 
 /// The bins, their bitmap, and (for first fit) the tournament over their roots.
@@ -52,8 +65,8 @@ pub(crate) struct Bins {
     pub(crate) bitmap: [u64; WORDS],
     /// Whether `tournament` is kept (first fit).
     pub(crate) tournament_kept: bool,
-    /// `tournament[BINS + b] == roots[b]`; `tournament[i] == min(tournament[2i], tournament[2i+1])`
-    /// for `1 <= i < BINS` (entry 0 unused).
+    /// `tournament[BINS + b] == roots[b]`; `tournament[i]` the lower (by address) of
+    /// `tournament[2i]` and `tournament[2i+1]` for `1 <= i < BINS` (entry 0 unused).
     pub(crate) tournament: [u32; 2 * BINS],
 }
 
@@ -61,25 +74,25 @@ use super::treap::{get, set};
 
 /// The first child of `x`.
 #[inline]
-pub(crate) fn child(mem: &Mem, x: u32) -> u32 {
+pub(crate) fn child<S: Space>(mem: &S, x: u32) -> u32 {
     get(mem, x, CHILD)
 }
 /// The next sibling of `x`.
 #[inline]
-pub(crate) fn sibling(mem: &Mem, x: u32) -> u32 {
+pub(crate) fn sibling<S: Space>(mem: &S, x: u32) -> u32 {
     get(mem, x, SIBLING)
 }
 /// The parent of `x` if it is a first child, else its left sibling.
 #[inline]
-pub(crate) fn prev(mem: &Mem, x: u32) -> u32 {
+pub(crate) fn prev<S: Space>(mem: &S, x: u32) -> u32 {
     get(mem, x, PREV)
 }
 
 /// Makes the higher of two roots the first child of the lower; returns the lower. Neither's
 /// `prev` or sibling is set for the result.
 #[inline]
-fn meld(mem: &mut Mem, a: u32, b: u32) -> u32 {
-    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+fn meld<S: Space>(mem: &mut S, a: u32, b: u32) -> u32 {
+    let (lo, hi) = if mem.below(a, b) { (a, b) } else { (b, a) };
     let c = child(mem, lo);
     set(mem, hi, SIBLING, c);
     if c != NIL {
@@ -91,7 +104,7 @@ fn meld(mem: &mut Mem, a: u32, b: u32) -> u32 {
 }
 
 /// The two-pass pairing of the sibling list starting at `first`: one heap.
-fn pair_up(mem: &mut Mem, first: u32) -> u32 {
+fn pair_up<S: Space>(mem: &mut S, first: u32) -> u32 {
     if first == NIL {
         return NIL;
     }
@@ -134,7 +147,7 @@ impl Bins {
 
     /// Sets bin `b`'s root and what depends on it.
     #[inline]
-    fn set_root(&mut self, b: usize, root: u32) {
+    fn set_root<S: Space>(&mut self, mem: &S, b: usize, root: u32) {
         self.roots[b] = root;
         if root == NIL {
             self.bitmap[b / 64] &= !(1 << (b % 64));
@@ -146,7 +159,7 @@ impl Bins {
             self.tournament[i] = root;
             while i > 1 {
                 i /= 2;
-                let m = self.tournament[2 * i].min(self.tournament[2 * i + 1]);
+                let m = lower(mem, self.tournament[2 * i], self.tournament[2 * i + 1]);
                 if self.tournament[i] == m {
                     break;
                 }
@@ -156,29 +169,29 @@ impl Bins {
     }
 
     /// Adds node `x` to bin `b`.
-    #[inline]
-    pub(crate) fn insert(&mut self, mem: &mut Mem, b: usize, x: u32) {
+    #[inline(always)]
+    pub(crate) fn insert<S: Space>(&mut self, mem: &mut S, b: usize, x: u32) {
         set(mem, x, CHILD, NIL);
         set(mem, x, SIBLING, NIL);
         set(mem, x, PREV, NIL);
         let r = self.roots[b];
         if r == NIL {
-            self.set_root(b, x);
+            self.set_root(mem, b, x);
         } else {
             let root = meld(mem, r, x);
             if root != r {
-                self.set_root(b, root);
+                self.set_root(mem, b, root);
             }
         }
     }
 
     /// Removes node `x` from bin `b`.
-    pub(crate) fn remove(&mut self, mem: &mut Mem, b: usize, x: u32) {
+    pub(crate) fn remove<S: Space>(&mut self, mem: &mut S, b: usize, x: u32) {
         let r = self.roots[b];
         if x == r {
             let c = child(mem, x);
             let root = pair_up(mem, c);
-            self.set_root(b, root);
+            self.set_root(mem, b, root);
             return;
         }
         let p = prev(mem, x);
@@ -238,19 +251,19 @@ impl Bins {
 
     /// The lowest root among bins `b..` (first fit; needs the tournament).
     #[inline]
-    pub(crate) fn lowest_from(&self, b: usize) -> u32 {
+    pub(crate) fn lowest_from<S: Space>(&self, mem: &S, b: usize) -> u32 {
         debug_assert!(self.tournament_kept);
         // The usual bottom-up range minimum over leaves `BINS + b ..= 2 * BINS - 1`.
         let (mut lo, mut hi) = (BINS + b, 2 * BINS);
         let mut m = NIL;
         while lo < hi {
             if lo & 1 == 1 {
-                m = m.min(self.tournament[lo]);
+                m = lower(mem, m, self.tournament[lo]);
                 lo += 1;
             }
             if hi & 1 == 1 {
                 hi -= 1;
-                m = m.min(self.tournament[hi]);
+                m = lower(mem, m, self.tournament[hi]);
             }
             lo /= 2;
             hi /= 2;
@@ -260,10 +273,15 @@ impl Bins {
 
     /// The lowest node of bin `b` that `ok` accepts: a walk over the whole bin (for requests whose
     /// alignment the root cannot serve).
-    pub(crate) fn lowest_accepted(&self, mem: &Mem, b: usize, ok: impl Fn(u32) -> bool) -> u32 {
+    pub(crate) fn lowest_accepted<S: Space>(
+        &self,
+        mem: &S,
+        b: usize,
+        ok: impl Fn(u32) -> bool,
+    ) -> u32 {
         let mut best = NIL;
         self.for_each(mem, b, |x, _| {
-            if x < best && ok(x) {
+            if mem.below(x, best) && ok(x) {
                 best = x;
             }
         });
@@ -271,7 +289,7 @@ impl Bins {
     }
 
     /// Visits every node of bin `b` with its parent (`NIL` for the root), in preorder.
-    pub(crate) fn for_each(&self, mem: &Mem, b: usize, mut f: impl FnMut(u32, u32)) {
+    pub(crate) fn for_each<S: Space>(&self, mem: &S, b: usize, mut f: impl FnMut(u32, u32)) {
         let root = self.roots[b];
         if root == NIL {
             return;
@@ -303,7 +321,7 @@ impl Bins {
 }
 
 /// The parent of `x` (walking left along its siblings); `NIL` for a root.
-pub(crate) fn parent_of(mem: &Mem, mut x: u32) -> u32 {
+pub(crate) fn parent_of<S: Space>(mem: &S, mut x: u32) -> u32 {
     loop {
         let p = prev(mem, x);
         if p == NIL || child(mem, p) == x {

@@ -3,8 +3,8 @@
 //!
 //! Wilson et al. separate the *policy* (which free block serves a request) from the *mechanism*
 //! (how it is found). The list ([`crate::list`]) finds a block by walking every chunk; the index
-//! finds the same block through a tree of the free blocks (the module `treap`), kept inside the
-//! blocks:
+//! finds the same block through exact-size bins (the module `bins`) and a tree (the module
+//! `treap`) of the free blocks:
 //!
 //! ```text
 //!   policy      the list (address order)                 the index
@@ -15,61 +15,71 @@
 //!               among equals                               at or above (need, 0)
 //!   worst fit   largest size, lowest address among       the same tree: the largest size, then
 //!               equals                                     the lowest address of that size
+//!   (first, best and worst fit keep the blocks below 128 granules in the bins instead)
 //! ```
 //!
 //! Every other step is the list's: a block is cut from the low end of the chosen one (or behind a
 //! front piece for a larger alignment), the rest stays free; a freed block merges with its free
-//! physical neighbours (boundary tags) before it is indexed; the next-fit rover moves exactly as
-//! the list's does. Where a request's alignment makes the first candidate unusable, the search
-//! goes on in the policy's order (the next larger block, the next address). So in every
-//! configuration the index serves (address order, physical or no coalescing) it hands out the
-//! same address as the list for every request: `tests/differential.rs` replays the recorded traces
-//! and random sequences through both and compares.
+//! physical neighbours before it is indexed; the next-fit rover moves exactly as the list's does.
+//! Where a request's alignment makes the first candidate unusable, the search goes on in the
+//! policy's order (the next larger block, the next address). So in every configuration the index
+//! serves (address order, physical or no coalescing) it hands out the same address as the list
+//! for every request: `tests/differential.rs` replays the recorded traces and random sequences
+//! through both and compares.
+//!
+//! The index works over a `Space` (the module `space`): where the blocks' sizes, neighbours and
+//! the nodes' fields are kept. The real heap's is its memory (nodes inside the free blocks,
+//! neighbours by boundary tags); the offset manager's ([`crate::offsets`]) is a table out of
+//! band. One index, one set of decisions, for both.
 
 pub(crate) mod bins;
+pub(crate) mod space;
 pub(crate) mod treap;
 
 use allocator_traits::Corruption;
 
 use crate::config::{Coalesce, Config, Policy};
-use crate::heap::block::{GRAIN, Mem};
 use crate::list::{Chunk, split};
-use bins::{BINS, Bins, LIMIT, bin_of};
-use treap::{Key, NIL, Treap, id_of, off_of};
+use crate::search::Search;
+use bins::{BINS, Bins, bin_of, limit, lower};
+pub(crate) use space::Space;
+pub(crate) use treap::NIL;
+use treap::{Key, Treap};
 
-/// The free blocks of a heap in a tree (see the [module docs](self)); ids are the blocks'
-/// offsets, as for the list.
+/// The free blocks of a space in bins and a tree (see the [module docs](self)). Blocks are named
+/// by their node ids (`u32`), which the space gives.
 #[derive(Debug)]
-pub struct Index {
-    /// The heap's memory (its `end` moves as the heap grows and trims).
-    pub(crate) mem: Mem,
+pub(crate) struct Index<S> {
+    /// The blocks and where the nodes live (for the heap, its memory: its `end` moves as the
+    /// heap grows and trims).
+    pub(crate) space: S,
     /// Every free block not in a bin, once: by address for first and next fit, by (size,
     /// address) for best and worst fit.
     tree: Treap,
-    /// First, best and worst fit: the free blocks below [`LIMIT`] bytes, one bin per size
-    /// (next fit keeps every block in the tree: it asks for the block after an address).
+    /// First, best and worst fit: the free blocks below [`limit`], one bin per size (next fit
+    /// keeps every block in the tree: it asks for the block after an address).
     bins: Bins,
-    /// Whether blocks below [`LIMIT`] go to the bins (every policy but next fit).
+    /// Whether blocks below [`limit`] go to the bins (every policy but next fit).
     exact: bool,
     policy: Policy,
     /// Freed blocks merge with their free physical neighbours (else never).
     physical: bool,
-    /// Nodes in the tree.
+    /// Nodes in the tree and the bins.
     len: usize,
     /// For next fit: a block of the tree where the next search starts (`None`: the lowest);
     /// `None` for the other policies.
-    rover: Option<usize>,
+    rover: Option<u32>,
 }
 
-impl Index {
-    /// An empty index for `config` (address order; physical or no coalescing).
-    pub(crate) const fn new(config: &Config) -> Self {
+impl<S: Space> Index<S> {
+    /// An empty index for `config` (address order; physical or no coalescing) over `space`.
+    pub(crate) const fn new(config: &Config, space: S) -> Self {
         let key = match config.policy {
             Policy::FirstFit | Policy::NextFit => Key::Addr,
             Policy::BestFit | Policy::WorstFit => Key::Size,
         };
         Index {
-            mem: Mem::new(),
+            space,
             tree: Treap::new(key),
             bins: Bins::new(matches!(config.policy, Policy::FirstFit)),
             exact: !matches!(config.policy, Policy::NextFit),
@@ -85,121 +95,126 @@ impl Index {
         self.len
     }
 
-    fn chunk(&self, off: usize) -> Chunk {
+    /// The free block `x` as a chunk (its offset and size).
+    pub(crate) fn chunk(&self, x: u32) -> Chunk {
         Chunk {
-            addr: off,
-            size: self.mem.size(off),
+            addr: self.space.addr(x),
+            size: self.space.size(x),
         }
     }
 
-    /// The lowest free block above `off` (next fit's successor in the list).
-    fn after(&self, off: usize) -> Option<usize> {
-        let n = self.tree.next(&self.mem, id_of(off));
-        (n != NIL).then(|| off_of(n))
+    /// The lowest free block of the tree above `x` (next fit's successor in the list).
+    fn after(&self, x: u32) -> Option<u32> {
+        let n = self.tree.next(&self.space, x);
+        (n != NIL).then_some(n)
     }
 
     /// Where the next next-fit search starts (`None`: the head, or another policy).
-    pub(crate) fn rover(&self) -> Option<usize> {
+    pub(crate) fn rover(&self) -> Option<u32> {
         if self.policy != Policy::NextFit {
             return None;
         }
         self.rover.or_else(|| {
-            let f = self.tree.first(&self.mem);
-            (f != NIL).then(|| off_of(f))
+            let f = self.tree.first(&self.space);
+            (f != NIL).then_some(f)
         })
     }
 
     /// Whether a free block of `size` bytes lives in a bin (else in the tree).
     #[inline]
     fn in_bins(&self, size: usize) -> bool {
-        self.exact && size < LIMIT
+        self.exact && size < limit(&self.space)
     }
 
-    /// Puts the free block at `off` (its header written) into its bin or the tree.
-    #[inline]
-    fn attach(&mut self, off: usize) {
-        let size = self.mem.size(off);
+    /// Puts the free block `x` (its size set) into its bin or the tree.
+    #[inline(always)]
+    fn attach(&mut self, x: u32) {
+        let size = self.space.size(x);
         if self.in_bins(size) {
-            self.bins.insert(&mut self.mem, bin_of(size), id_of(off));
+            let b = bin_of(&self.space, size);
+            self.bins.insert(&mut self.space, b, x);
         } else {
-            self.tree.insert(&mut self.mem, id_of(off));
+            self.tree.insert(&mut self.space, x);
         }
     }
 
-    /// Takes the free block at `off` out of its bin or the tree (its header still holds the size
-    /// it was attached with).
-    #[inline]
-    fn detach(&mut self, off: usize) {
-        let size = self.mem.size(off);
+    /// Takes the free block `x` out of its bin or the tree (its size still the one it was
+    /// attached with).
+    #[inline(always)]
+    fn detach(&mut self, x: u32) {
+        let size = self.space.size(x);
         if self.in_bins(size) {
-            self.bins.remove(&mut self.mem, bin_of(size), id_of(off));
+            let b = bin_of(&self.space, size);
+            self.bins.remove(&mut self.space, b, x);
         } else {
-            self.tree.remove(&mut self.mem, id_of(off));
+            self.tree.remove(&mut self.space, x);
         }
     }
 
-    /// Marks `chunk` free and indexes it. `prev_used`: see [`Mem::set_free`].
+    /// Marks block `x` free with `size` bytes and indexes it. `prev_used`: see
+    /// [`Space::mark_free`].
     #[inline]
-    fn link(&mut self, chunk: Chunk, prev_used: Option<bool>) -> usize {
-        self.mem.set_free(chunk.addr, chunk.size, prev_used);
-        self.attach(chunk.addr);
+    fn link(&mut self, x: u32, size: usize, prev_used: Option<bool>) -> u32 {
+        self.space.mark_free(x, size, prev_used);
+        self.attach(x);
         self.len += 1;
-        chunk.addr
+        x
     }
 
     #[inline]
-    fn unlink(&mut self, off: usize) {
-        self.detach(off);
+    fn unlink(&mut self, x: u32) {
+        self.detach(x);
         self.len -= 1;
     }
 
-    /// Changes the size of the free block at `off` (its address stays).
-    fn resize(&mut self, off: usize, size: usize) {
-        let old = self.mem.size(off);
+    /// Changes the size of the free block `x` (its address stays).
+    fn resize(&mut self, x: u32, size: usize) {
+        let old = self.space.size(x);
         if self.tree.key == Key::Addr && !self.in_bins(old) && !self.in_bins(size) {
-            self.mem.resize_free(off, size);
-            self.tree.refresh_up(&mut self.mem, id_of(off));
+            self.space.resize_free(x, size);
+            self.tree.refresh_up(&mut self.space, x);
         } else {
-            self.detach(off);
-            self.mem.resize_free(off, size);
-            self.attach(off);
+            self.detach(x);
+            self.space.resize_free(x, size);
+            self.attach(x);
         }
     }
 
     /// The block the policy picks for `need` bytes among those `fits` accepts (`fits` may refuse
     /// a block of `need` bytes or more for its alignment; the search then goes on in the policy's
     /// order; `None` accepts every block of `need` bytes or more), never `skip`.
+    #[inline]
     pub(crate) fn search(
         &self,
         need: usize,
         fits: Option<impl Fn(Chunk) -> bool>,
-        skip: Option<usize>,
-    ) -> Option<usize> {
-        let ng = u32::try_from(need / GRAIN).ok()?;
-        let mem = &self.mem;
+        skip: Option<u32>,
+    ) -> Option<u32> {
+        let mem = &self.space;
+        let ng = u32::try_from(need >> mem.shift()).ok()?;
         let t = &self.tree;
         // The block never to pick: best fit's wilderness, the highest block, so never a bin's
         // root unless alone in its bin.
-        let skip = skip.map_or(NIL, id_of);
+        let skip = skip.unwrap_or(NIL);
         // Every candidate the searches below offer has `need` bytes or more: without `fits`,
         // the first one is taken.
-        let ok = |x: u32| x != skip && fits.as_ref().is_none_or(|f| f(self.chunk(off_of(x))));
+        let ok = |x: u32| x != skip && fits.as_ref().is_none_or(|f| f(self.chunk(x)));
         // The first bin a request of `need` bytes may use (`BINS`: none).
-        let from = if self.exact && need < LIMIT {
-            bin_of(need.max(crate::heap::block::MIN_BLOCK))
+        let from = if self.exact && need < limit(mem) {
+            bin_of(mem, need.max(mem.min_block()))
         } else {
             BINS
         };
-        // By address in the tree from `lo`, below `hi`: the lowest block that fits.
-        let by_address = |mut lo: u32, hi: u32| loop {
+        // By address in the tree from position `lo`, below `hi`: the lowest block that fits.
+        let by_address = |mut lo: usize, hi: usize| loop {
             let x = t.fit_from(mem, lo, ng);
-            if x == NIL || x >= hi {
+            if x == NIL || mem.pos(x) >= hi {
                 return NIL;
             }
             if ok(x) {
                 return x;
             }
-            lo = x + 1;
+            lo = mem.pos(x) + 1;
         };
         // By (size, address) in the tree from the first of `ng` granules or more.
         let by_size = || {
@@ -214,29 +229,26 @@ impl Index {
         };
         let found = match self.policy {
             Policy::FirstFit => {
-                let (lowest_bin, tree) = (
-                    if from < BINS {
-                        self.bins.lowest_from(from)
-                    } else {
-                        NIL
-                    },
-                    t.fit_from(mem, 0, ng),
-                );
-                let x = lowest_bin.min(tree);
+                let lowest_bin = if from < BINS {
+                    self.bins.lowest_from(mem, from)
+                } else {
+                    NIL
+                };
+                let x = lower(mem, lowest_bin, t.fit_from(mem, 0, ng));
                 if x != NIL && ok(x) {
                     x
                 } else {
                     // The alignment refused the lowest: the lowest that fits, bin by bin.
-                    let mut best = by_address(0, NIL);
+                    let mut best = by_address(0, usize::MAX);
                     for b in from..BINS {
-                        best = best.min(self.bins.lowest_accepted(mem, b, ok));
+                        best = lower(mem, best, self.bins.lowest_accepted(mem, b, ok));
                     }
                     best
                 }
             }
             Policy::NextFit => {
-                let r = self.rover.map_or(0, id_of);
-                match by_address(r, NIL) {
+                let r = self.rover.map_or(0, |r| mem.pos(r));
+                match by_address(r, usize::MAX) {
                     NIL => by_address(0, r),
                     x => x,
                 }
@@ -272,7 +284,7 @@ impl Index {
                     let mut y = first;
                     while y != NIL && Treap::gsize(mem, y) == size {
                         if ok(y) {
-                            return Some(off_of(y));
+                            return Some(y);
                         }
                         y = t.next(mem, y);
                     }
@@ -300,112 +312,119 @@ impl Index {
                 x
             }
         };
-        (found != NIL).then(|| off_of(found))
+        (found != NIL).then_some(found)
     }
 
-    /// Carves `need` bytes starting `front` bytes into the free block at `id`, exactly as
-    /// [`FreeList::take`](crate::list::FreeList::take) does (the rover included).
-    pub(crate) fn take(&mut self, id: usize, front: usize, need: usize, min_chunk: usize) -> Chunk {
-        let (carved, rest) = split(self.chunk(id), front, need, min_chunk);
+    /// Carves `need` bytes starting `front` bytes into the free block `x`, exactly as
+    /// [`FreeList::take`](crate::list::FreeList::take) does (the rover included). Returns the
+    /// carved block's node (its state and size are the caller's to set) and its range.
+    pub(crate) fn take(
+        &mut self,
+        x: u32,
+        front: usize,
+        need: usize,
+        min_chunk: usize,
+    ) -> (u32, Chunk) {
+        let (carved, rest) = split(self.chunk(x), front, need, min_chunk);
         let back = rest.size;
         let next_fit = self.policy == Policy::NextFit;
         if front > 0 {
-            self.resize(id, front);
-            let after = if back > 0 {
-                Some(self.link(rest, Some(true)))
-            } else {
-                self.after(id)
+            let c = self.space.split_off(x, front);
+            let r = (back > 0).then(|| self.space.split_off(c, carved.size));
+            self.resize(x, front);
+            let after = match r {
+                Some(r) => Some(self.link(r, back, Some(true))),
+                None => self.after(x),
             };
             if next_fit {
                 self.rover = after;
             }
+            (c, carved)
         } else if back > 0 {
-            self.unlink(id);
-            let new = self.link(rest, Some(true));
-            if next_fit || self.rover == Some(id) {
+            self.unlink(x);
+            let r = self.space.split_off(x, carved.size);
+            let new = self.link(r, back, Some(true));
+            if next_fit || self.rover == Some(x) {
                 self.rover = Some(new);
             }
+            (x, carved)
         } else {
             if next_fit {
-                self.rover = Some(id);
+                self.rover = Some(x);
             }
-            self.remove(id);
+            self.remove(x);
+            (x, carved)
         }
-        carved
     }
 
-    /// Takes the free block at `id` out of the index; a rover on it moves to the next block.
-    pub(crate) fn remove(&mut self, id: usize) {
-        if self.rover == Some(id) {
-            self.rover = self.after(id);
+    /// Takes the free block `x` out of the index; a rover on it moves to the next block.
+    pub(crate) fn remove(&mut self, x: u32) {
+        if self.rover == Some(x) {
+            self.rover = self.after(x);
         }
-        self.unlink(id);
+        self.unlink(x);
     }
 
-    /// Grows the free block at `id` to `size` in place.
-    pub(crate) fn grow_chunk(&mut self, id: usize, size: usize) {
-        self.resize(id, size);
+    /// Grows the free block `x` to `size` in place.
+    pub(crate) fn grow_chunk(&mut self, x: u32, size: usize) {
+        self.resize(x, size);
     }
 
-    /// Returns a block to the index: merged with its free physical neighbours first (if
-    /// coalescing), as [`FreeList::insert`](crate::list::FreeList::insert) does. The header at
-    /// `chunk.addr` must be written (its `PREV_USED` bit right). Returns the merged block.
-    pub(crate) fn insert(&mut self, chunk: Chunk) -> usize {
-        let mut chunk = chunk;
+    /// Returns block `x` of `size` bytes to the index: merged with its free physical neighbours
+    /// first (if coalescing), as [`FreeList::insert`](crate::list::FreeList::insert) does. The
+    /// space must know `x` (for the heap: its header written, its `PREV_USED` bit right). Returns
+    /// the merged block.
+    pub(crate) fn insert(&mut self, x: u32, size: usize) -> u32 {
+        let (mut x, mut size) = (x, size);
         let mut rover_merged = false;
-        if self.physical && chunk.size > 0 {
-            if let Some(p) = self.mem.free_before(chunk.addr) {
-                let size = self.mem.size(p);
+        if self.physical && size > 0 {
+            if let Some(p) = self.space.free_before(x) {
+                let psize = self.space.size(p);
                 rover_merged |= self.rover == Some(p);
                 self.rover = self.rover.filter(|&r| r != p);
                 self.unlink(p);
-                chunk = Chunk {
-                    addr: p,
-                    size: size + chunk.size,
-                };
+                self.space.absorb(p, x);
+                (x, size) = (p, psize + size);
             }
-            if let Some(n) = self.mem.free_at(chunk.end()) {
+            if let Some(n) = self.space.free_after(x, size) {
                 rover_merged |= self.rover == Some(n);
                 self.rover = self.rover.filter(|&r| r != n);
-                chunk.size += self.mem.size(n);
+                size += self.space.size(n);
                 self.unlink(n);
+                self.space.absorb(x, n);
             }
         }
-        let id = self.link(chunk, None);
+        let x = self.link(x, size, None);
         if rover_merged {
-            self.rover = Some(id);
+            self.rover = Some(x);
         }
-        id
+        x
     }
 
-    /// Whether the free block at `off` is a node of the tree: its parent links to it (or it is
-    /// the root). O(1); meaningful once the tree itself has been checked.
-    pub(crate) fn is_listed(&self, off: usize) -> bool {
-        let x = id_of(off);
-        let size = self.mem.size(off);
+    /// Whether the free block `x` is a node of the tree or a bin: its parent links to it (or it
+    /// is a root). O(1); meaningful once the tree itself has been checked.
+    pub(crate) fn is_listed(&self, x: u32) -> bool {
+        let mem = &self.space;
+        let size = mem.size(x);
         if self.in_bins(size) {
-            let p = bins::prev(&self.mem, x);
+            let p = bins::prev(mem, x);
             return match p {
-                NIL => self.bins.roots[bin_of(size)] == x,
+                NIL => self.bins.roots[bin_of(mem, size)] == x,
                 p => {
-                    self.node_in_heap(p)
-                        && (bins::child(&self.mem, p) == x || bins::sibling(&self.mem, p) == x)
+                    self.node_in_heap(p) && (bins::child(mem, p) == x || bins::sibling(mem, p) == x)
                 }
             };
         }
-        match Treap::parent(&self.mem, x) {
+        match Treap::parent(mem, x) {
             NIL => self.tree.root == x,
-            p => {
-                self.node_in_heap(p)
-                    && (Treap::left(&self.mem, p) == x || Treap::right(&self.mem, p) == x)
-            }
+            p => self.node_in_heap(p) && (Treap::left(mem, p) == x || Treap::right(mem, p) == x),
         }
     }
 
-    /// Whether node `x`'s block and fields lie inside the heap (checked before a link that may
-    /// be corrupt is followed).
+    /// Whether node `x` names a block of the space (checked before a link that may be corrupt
+    /// is followed).
     fn node_in_heap(&self, x: u32) -> bool {
-        x != NIL && x > 0 && (x as usize) * GRAIN + GRAIN <= self.mem.sentinel()
+        x != NIL && self.space.is_node(x)
     }
 
     /// Checks the tree: links (each child's `parent` names its parent; the root's is `NIL`), the
@@ -415,17 +434,17 @@ impl Index {
     pub(crate) fn check_invariants(
         &self,
         base: usize,
-        mut each: impl FnMut(usize) -> Result<(), Corruption>,
+        mut each: impl FnMut(u32) -> Result<(), Corruption>,
     ) -> Result<(), Corruption> {
-        const S: &str = "index";
-        let mem = &self.mem;
+        const TREE: &str = "index";
+        let mem = &self.space;
         let t = &self.tree;
-        let at = |x: u32| base.wrapping_add(off_of(x));
+        let at = |x: u32| base.wrapping_add(mem.addr(x));
         let root = t.root;
         let in_bins = self.bins.bitmap.iter().any(|&w| w != 0);
         Corruption::ensure(
             (root == NIL && !in_bins) == (self.len == 0),
-            S,
+            TREE,
             base,
             "the tree and the bins are empty iff the count is 0",
         )?;
@@ -433,19 +452,19 @@ impl Index {
         let down = |p: u32, c: u32| -> Result<(), Corruption> {
             Corruption::ensure(
                 self.node_in_heap(c),
-                S,
+                TREE,
                 at(p),
                 "a link points outside the heap",
             )?;
             Corruption::ensure(
                 Treap::parent(mem, c) == p,
-                S,
+                TREE,
                 at(c),
                 "parent link is not the node above",
             )?;
             Corruption::ensure(
                 Treap::priority(c) < Treap::priority(p),
-                S,
+                TREE,
                 at(c),
                 "priority above its parent's (heap order)",
             )
@@ -466,13 +485,13 @@ impl Index {
         if root != NIL {
             Corruption::ensure(
                 self.node_in_heap(root),
-                S,
+                TREE,
                 base,
                 "the root lies outside the heap",
             )?;
             Corruption::ensure(
                 Treap::parent(mem, root) == NIL,
-                S,
+                TREE,
                 at(root),
                 "the root has a parent",
             )?;
@@ -482,13 +501,13 @@ impl Index {
             count += 1;
             Corruption::ensure(
                 count <= self.len,
-                S,
+                TREE,
                 at(x),
                 "more nodes than the count says (a cycle?)",
             )?;
-            each(off_of(x))?;
+            each(x)?;
             if prev != NIL {
-                Corruption::ensure(t.less(mem, prev, x), S, at(x), "out of the key order")?;
+                Corruption::ensure(t.less(mem, prev, x), TREE, at(x), "out of the key order")?;
             }
             let r = Treap::right(mem, x);
             if r != NIL {
@@ -496,9 +515,14 @@ impl Index {
             }
             if t.key == Key::Addr {
                 let ok = Treap::aux(mem, x) == t.aux_of(mem, x);
-                Corruption::ensure(ok, S, at(x), "aux is not the largest size of the subtree")?;
+                Corruption::ensure(
+                    ok,
+                    TREE,
+                    at(x),
+                    "aux is not the largest size of the subtree",
+                )?;
             }
-            rover_listed |= self.rover == Some(off_of(x));
+            rover_listed |= self.rover == Some(x);
             prev = x;
             if r != NIL {
                 x = leftmost(r)?;
@@ -517,7 +541,7 @@ impl Index {
         let count = count + self.check_bins(base, &mut each, self.len - count)?;
         Corruption::ensure(
             count == self.len,
-            S,
+            TREE,
             base,
             "fewer nodes than the count says",
         )?;
@@ -534,7 +558,7 @@ impl Index {
     }
 }
 
-impl Index {
+impl<S: Space> Index<S> {
     /// The bins' part of the walk: per bin, the bitmap bit and the tournament entry agree with
     /// the root, every node has the bin's size, lies above its parent and is linked back by its
     /// `prev`; `each` checks every block. At most `budget` nodes are visited (more: a cycle).
@@ -542,13 +566,13 @@ impl Index {
     fn check_bins(
         &self,
         base: usize,
-        each: &mut impl FnMut(usize) -> Result<(), Corruption>,
+        each: &mut impl FnMut(u32) -> Result<(), Corruption>,
         budget: usize,
     ) -> Result<usize, Corruption> {
-        const S: &str = "bins";
-        let mem = &self.mem;
+        const BIN: &str = "bins";
+        let mem = &self.space;
         let bins = &self.bins;
-        let at = |x: u32| base.wrapping_add(off_of(x));
+        let at = |x: u32| base.wrapping_add(mem.addr(x));
         let mut count = 0usize;
         for b in 0..BINS {
             let root = bins.roots[b];
@@ -561,7 +585,7 @@ impl Index {
             )?;
             Corruption::ensure(
                 self.exact || root == NIL,
-                S,
+                BIN,
                 b,
                 "next fit keeps every block in the tree",
             )?;
@@ -578,14 +602,14 @@ impl Index {
             }
             Corruption::ensure(
                 self.node_in_heap(root),
-                S,
+                BIN,
                 b,
                 "the root lies outside the heap",
             )?;
             let root_links = bins::prev(mem, root) == NIL && bins::sibling(mem, root) == NIL;
             Corruption::ensure(
                 root_links,
-                S,
+                BIN,
                 at(root),
                 "a root with a prev or sibling link",
             )?;
@@ -595,21 +619,21 @@ impl Index {
                 count += 1;
                 Corruption::ensure(
                     count <= budget,
-                    S,
+                    BIN,
                     at(x),
                     "more nodes than the count says (a cycle?)",
                 )?;
-                let size = mem.size(off_of(x));
+                let size = mem.size(x);
                 Corruption::ensure(
-                    (crate::heap::block::MIN_BLOCK..LIMIT).contains(&size) && bin_of(size) == b,
-                    S,
+                    (mem.min_block()..limit(mem)).contains(&size) && bin_of(mem, size) == b,
+                    BIN,
                     at(x),
                     "a block of another size in the bin",
                 )?;
-                each(off_of(x))?;
+                each(x)?;
                 Corruption::ensure(
-                    parent == NIL || x > parent,
-                    S,
+                    parent == NIL || mem.pos(x) > mem.pos(parent),
+                    BIN,
                     at(x),
                     "below its parent (heap order)",
                 )?;
@@ -617,13 +641,13 @@ impl Index {
                 if c != NIL {
                     Corruption::ensure(
                         self.node_in_heap(c),
-                        S,
+                        BIN,
                         at(x),
                         "a link points outside the heap",
                     )?;
                     Corruption::ensure(
                         bins::prev(mem, c) == x,
-                        S,
+                        BIN,
                         at(c),
                         "prev link is not the node above",
                     )?;
@@ -636,13 +660,13 @@ impl Index {
                     if s != NIL {
                         Corruption::ensure(
                             self.node_in_heap(s),
-                            S,
+                            BIN,
                             at(x),
                             "a link points outside the heap",
                         )?;
                         Corruption::ensure(
                             bins::prev(mem, s) == x,
-                            S,
+                            BIN,
                             at(s),
                             "prev link is not the sibling before",
                         )?;
@@ -659,7 +683,7 @@ impl Index {
         }
         if bins.tournament_kept {
             for i in 1..BINS {
-                let m = bins.tournament[2 * i].min(bins.tournament[2 * i + 1]);
+                let m = lower(mem, bins.tournament[2 * i], bins.tournament[2 * i + 1]);
                 Corruption::ensure(
                     bins.tournament[i] == m,
                     "tournament",
@@ -672,27 +696,45 @@ impl Index {
     }
 }
 
+impl<S: Space> Search for Index<S> {
+    type Id = u32;
+    #[inline]
+    fn search(
+        &self,
+        need: usize,
+        fits: Option<impl Fn(Chunk) -> bool>,
+        skip: Option<u32>,
+    ) -> Option<u32> {
+        Index::search(self, need, fits, skip)
+    }
+    #[inline]
+    fn chunk(&self, x: u32) -> Chunk {
+        Index::chunk(self, x)
+    }
+}
+
 /// Ways for the walk's tests to plant a corruption.
 #[cfg(test)]
-impl Index {
-    pub(crate) fn unlink_for_test(&mut self, off: usize) {
-        self.unlink(off);
+impl<S: Space> Index<S> {
+    pub(crate) fn unlink_for_test(&mut self, x: u32) {
+        self.unlink(x);
     }
-    pub(crate) fn link_for_test(&mut self, chunk: Chunk) {
-        self.tree.insert(&mut self.mem, id_of(chunk.addr));
+    /// Puts `x` into the tree whatever its size.
+    pub(crate) fn link_for_test(&mut self, x: u32) {
+        self.tree.insert(&mut self.space, x);
         self.len += 1;
     }
     pub(crate) fn set_root_for_test(&mut self, root: u32) {
         self.tree.root = root;
     }
-    pub(crate) fn set_rover_for_test(&mut self, off: usize) {
-        self.rover = Some(off);
+    pub(crate) fn set_rover_for_test(&mut self, x: u32) {
+        self.rover = Some(x);
     }
     /// Makes the first child of the first non-empty bin's root the root, without relinking.
     pub(crate) fn swap_bin_root_for_test(&mut self) {
         let b = self.bins.first_from(0).unwrap();
         let r = self.bins.roots[b];
-        let c = bins::child(&self.mem, r);
+        let c = bins::child(&self.space, r);
         assert_ne!(c, NIL, "a bin with two blocks");
         self.bins.roots[b] = c;
     }
@@ -705,9 +747,8 @@ impl Index {
     /// Swaps the root's children (keeping their parent links): the key order breaks.
     pub(crate) fn swap_children_for_test(&mut self) {
         let r = self.tree.root;
-        let (l, rt) = (Treap::left(&self.mem, r), Treap::right(&self.mem, r));
-        let at = r as usize * GRAIN;
-        self.mem.set_u32_at(at, rt);
-        self.mem.set_u32_at(at + 4, l);
+        let (l, rt) = (Treap::left(&self.space, r), Treap::right(&self.space, r));
+        self.space.set_field(r, 0, rt);
+        self.space.set_field(r, 4, l);
     }
 }

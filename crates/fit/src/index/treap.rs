@@ -1,8 +1,9 @@
-//! An intrusive treap over the free blocks of a heap: nodes of four 32-bit fields inside the
-//! blocks themselves, ordered by address or by (size, address).
+//! A treap over the free blocks: nodes of four 32-bit fields, ordered by address or by (size,
+//! address). Where the fields live is the [`Space`]'s business: inside the free blocks of the
+//! real heap (intrusive), or in an out-of-band table for an offset space.
 //!
 //! ```text
-//!   free block at offset o, node id = (o + W) / 16 (its payload's granule):
+//!   in the heap: free block at offset o, node id = (o + W) / 16 (its payload's granule):
 //!   | header | left | right | parent | aux | ...          | footer |
 //!     W        u32    u32     u32      u32                   W
 //!
@@ -15,15 +16,16 @@
 //! The shape is a treap: a binary search tree by the key, and a heap by a priority derived from
 //! the node id (`id * 0x9E3779B1`, a bijection on 32 bits, so no two nodes tie), which keeps the
 //! expected depth logarithmic whatever order blocks come and go in. No allocation, no balance
-//! field: the four fields fit the 16 bytes a 32-byte block has between header and footer, so
-//! the index costs no minimum block size over the list. Ids are 32-bit granule numbers: a heap
-//! on the index holds at most 64 GiB.
+//! field: in the heap the four fields fit the 16 bytes a 32-byte block has between header and
+//! footer, so the index costs no minimum block size over the list. Ids are 32 bits (in the heap,
+//! granule numbers: a heap on the index holds at most 64 GiB); sizes are counted in granules
+//! ([`Space::shift`]).
 //!
 //! Invariants (checked by the walk): `parent` of every child names its parent and the root's is
 //! `NIL`; keys ascend in order; a child's priority is below its parent's; `aux` (address order)
 //! is the largest size of the node's subtree.
 
-use crate::heap::block::{GRAIN, Mem, W};
+use super::space::Space;
 
 /// No node.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -37,18 +39,6 @@ pub(crate) enum Key {
     Size,
 }
 
-/// The block offset of node `id`.
-#[inline]
-pub(crate) const fn off_of(id: u32) -> usize {
-    id as usize * GRAIN - W
-}
-
-/// The node id of the block at `off`.
-#[inline]
-pub(crate) const fn id_of(off: usize) -> u32 {
-    ((off + W) / GRAIN) as u32
-}
-
 #[inline]
 const fn prio(id: u32) -> u32 {
     id.wrapping_mul(0x9E37_79B1)
@@ -60,16 +50,16 @@ const PARENT: usize = 8;
 const AUX: usize = 12;
 
 /// Field `field` (a byte offset, 0 to 12) of node `x`: the nodes of the tree and of the bins
-/// are four 32-bit fields just after the header, at the payload's granule.
+/// are four 32-bit fields wherever the space keeps them.
 #[inline]
-pub(crate) fn get(mem: &Mem, x: u32, field: usize) -> u32 {
-    mem.u32_at(x as usize * GRAIN + field)
+pub(crate) fn get<S: Space>(s: &S, x: u32, field: usize) -> u32 {
+    s.field(x, field)
 }
 
 /// Sets field `field` of node `x`.
 #[inline]
-pub(crate) fn set(mem: &mut Mem, x: u32, field: usize, v: u32) {
-    mem.set_u32_at(x as usize * GRAIN + field, v)
+pub(crate) fn set<S: Space>(s: &mut S, x: u32, field: usize, v: u32) {
+    s.set_field(x, field, v)
 }
 
 /// The tree: its root and order (the nodes live in the heap's memory).
@@ -86,39 +76,39 @@ impl Treap {
     }
 
     #[inline]
-    pub(crate) fn left(mem: &Mem, x: u32) -> u32 {
+    pub(crate) fn left<S: Space>(mem: &S, x: u32) -> u32 {
         get(mem, x, LEFT)
     }
     #[inline]
-    pub(crate) fn right(mem: &Mem, x: u32) -> u32 {
+    pub(crate) fn right<S: Space>(mem: &S, x: u32) -> u32 {
         get(mem, x, RIGHT)
     }
     #[inline]
-    pub(crate) fn parent(mem: &Mem, x: u32) -> u32 {
+    pub(crate) fn parent<S: Space>(mem: &S, x: u32) -> u32 {
         get(mem, x, PARENT)
     }
     #[inline]
-    pub(crate) fn aux(mem: &Mem, x: u32) -> u32 {
+    pub(crate) fn aux<S: Space>(mem: &S, x: u32) -> u32 {
         get(mem, x, AUX)
     }
     /// The size of node `x`'s block in granules.
     #[inline]
-    pub(crate) fn gsize(mem: &Mem, x: u32) -> u32 {
-        (mem.size(off_of(x)) / GRAIN) as u32
+    pub(crate) fn gsize<S: Space>(mem: &S, x: u32) -> u32 {
+        (mem.size(x) >> mem.shift()) as u32
     }
 
     /// Whether `a` sorts before `b`.
     #[inline]
-    pub(crate) fn less(&self, mem: &Mem, a: u32, b: u32) -> bool {
+    pub(crate) fn less<S: Space>(&self, mem: &S, a: u32, b: u32) -> bool {
         match self.key {
-            Key::Addr => a < b,
-            Key::Size => (Self::gsize(mem, a), a) < (Self::gsize(mem, b), b),
+            Key::Addr => mem.below(a, b),
+            Key::Size => (Self::gsize(mem, a), mem.pos(a)) < (Self::gsize(mem, b), mem.pos(b)),
         }
     }
 
     /// What `aux` of `x` must be, from its own size and its children's `aux`.
     #[inline]
-    pub(crate) fn aux_of(&self, mem: &Mem, x: u32) -> u32 {
+    pub(crate) fn aux_of<S: Space>(&self, mem: &S, x: u32) -> u32 {
         let mut m = Self::gsize(mem, x);
         for c in [Self::left(mem, x), Self::right(mem, x)] {
             if c != NIL {
@@ -129,7 +119,7 @@ impl Treap {
     }
 
     #[inline]
-    fn update(&self, mem: &mut Mem, x: u32) {
+    fn update<S: Space>(&self, mem: &mut S, x: u32) {
         if self.key == Key::Addr {
             let a = self.aux_of(mem, x);
             set(mem, x, AUX, a);
@@ -142,7 +132,7 @@ impl Treap {
         prio(x)
     }
 
-    fn replace_child(&mut self, mem: &mut Mem, p: u32, old: u32, new: u32) {
+    fn replace_child<S: Space>(&mut self, mem: &mut S, p: u32, old: u32, new: u32) {
         if p == NIL {
             self.root = new;
         } else if Self::left(mem, p) == old {
@@ -153,7 +143,7 @@ impl Treap {
     }
 
     /// Rotates `x` above its parent.
-    fn rotate_up(&mut self, mem: &mut Mem, x: u32) {
+    fn rotate_up<S: Space>(&mut self, mem: &mut S, x: u32) {
         let p = Self::parent(mem, x);
         let g = Self::parent(mem, p);
         if Self::left(mem, p) == x {
@@ -179,7 +169,7 @@ impl Treap {
     }
 
     /// Adds node `x` (its block's header holds its size already).
-    pub(crate) fn insert(&mut self, mem: &mut Mem, x: u32) {
+    pub(crate) fn insert<S: Space>(&mut self, mem: &mut S, x: u32) {
         set(mem, x, LEFT, NIL);
         set(mem, x, RIGHT, NIL);
         if self.root == NIL {
@@ -219,7 +209,7 @@ impl Treap {
     }
 
     /// Removes node `x`.
-    pub(crate) fn remove(&mut self, mem: &mut Mem, x: u32) {
+    pub(crate) fn remove<S: Space>(&mut self, mem: &mut S, x: u32) {
         loop {
             let (l, r) = (Self::left(mem, x), Self::right(mem, x));
             if l == NIL || r == NIL {
@@ -240,7 +230,7 @@ impl Treap {
 
     /// Recomputes `aux` from `x` up to the root, after `x`'s size or subtree changed (stops
     /// where nothing changes: the ancestors above depend only on it).
-    pub(crate) fn refresh_up(&self, mem: &mut Mem, mut x: u32) {
+    pub(crate) fn refresh_up<S: Space>(&self, mem: &mut S, mut x: u32) {
         if self.key != Key::Addr {
             return;
         }
@@ -255,7 +245,7 @@ impl Treap {
     }
 
     /// The first node in order.
-    pub(crate) fn first(&self, mem: &Mem) -> u32 {
+    pub(crate) fn first<S: Space>(&self, mem: &S) -> u32 {
         let mut x = self.root;
         if x == NIL {
             return NIL;
@@ -270,7 +260,7 @@ impl Treap {
     }
 
     /// The last node in order.
-    pub(crate) fn last(&self, mem: &Mem) -> u32 {
+    pub(crate) fn last<S: Space>(&self, mem: &S) -> u32 {
         let mut x = self.root;
         if x == NIL {
             return NIL;
@@ -285,7 +275,7 @@ impl Treap {
     }
 
     /// The node after `x` in order.
-    pub(crate) fn next(&self, mem: &Mem, mut x: u32) -> u32 {
+    pub(crate) fn next<S: Space>(&self, mem: &S, mut x: u32) -> u32 {
         let r = Self::right(mem, x);
         if r != NIL {
             x = r;
@@ -307,7 +297,7 @@ impl Treap {
     }
 
     /// The node before `x` in order.
-    pub(crate) fn prev(&self, mem: &Mem, mut x: u32) -> u32 {
+    pub(crate) fn prev<S: Space>(&self, mem: &S, mut x: u32) -> u32 {
         let l = Self::left(mem, x);
         if l != NIL {
             x = l;
@@ -329,7 +319,7 @@ impl Treap {
     }
 
     /// By address: the lowest node of the subtree at `x` whose size is at least `ng` granules.
-    fn leftmost_fit(mem: &Mem, mut x: u32, ng: u32) -> u32 {
+    fn leftmost_fit<S: Space>(mem: &S, mut x: u32, ng: u32) -> u32 {
         if x == NIL || Self::aux(mem, x) < ng {
             return NIL;
         }
@@ -345,13 +335,14 @@ impl Treap {
         }
     }
 
-    /// By address: the lowest node at or above id `lo` whose size is at least `ng` granules.
-    /// O(depth): the walk to `lo`, then up, entering at most one subtree that holds the answer.
-    pub(crate) fn fit_from(&self, mem: &Mem, lo: u32, ng: u32) -> u32 {
+    /// By address: the lowest node at or above position `lo` ([`Space::pos`]) whose size is at
+    /// least `ng` granules. O(depth): the walk to `lo`, then up, entering at most one subtree
+    /// that holds the answer.
+    pub(crate) fn fit_from<S: Space>(&self, mem: &S, lo: usize, ng: u32) -> u32 {
         // The lowest node at or above `lo`.
         let (mut x, mut at) = (self.root, NIL);
         while x != NIL {
-            if x >= lo {
+            if mem.pos(x) >= lo {
                 at = x;
                 x = Self::left(mem, x);
             } else {
@@ -388,7 +379,7 @@ impl Treap {
     }
 
     /// By (size, address): the first node whose size is at least `ng` granules.
-    pub(crate) fn lower_bound(&self, mem: &Mem, ng: u32) -> u32 {
+    pub(crate) fn lower_bound<S: Space>(&self, mem: &S, ng: u32) -> u32 {
         let (mut x, mut at) = (self.root, NIL);
         while x != NIL {
             if Self::gsize(mem, x) >= ng {
