@@ -32,9 +32,11 @@
 //!   thousands of elements, grown and shrunk, through [`crate::Locked`].
 
 mod checks;
+mod fuzz;
 mod shadow;
 
 pub use checks::*;
+pub use fuzz::{FUZZ_CAPACITY, fuzz_one};
 pub use shadow::{Op, Shadow};
 
 /// What a policy promises, beyond what its [`crate::FreeSpaceManager::detects`] says.

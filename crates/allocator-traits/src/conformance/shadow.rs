@@ -143,6 +143,12 @@ impl Shadow {
         (self.failures - self.failed_resizes, self.failed_resizes)
     }
 
+    /// The `idx`-th live block (modulo the number live), as [`Op::Free`] picks it: its address
+    /// and layout.
+    pub fn block(&self, idx: usize) -> Option<(NonNull<u8>, Layout)> {
+        self.nth(idx).map(|(_, l)| (l.ptr, l.layout))
+    }
+
     /// Number of live blocks.
     pub fn len(&self) -> usize {
         self.live.len()
