@@ -61,13 +61,15 @@ impl<T> TicketLock<T> {
         }
     }
 
-    /// Takes the lock if it is free and no starving waiter is queued.
+    /// Takes the lock if it is free and no starving waiter is queued. A strong compare-exchange:
+    /// a weak one may fail spuriously, and `try_lock` of a free lock must not (Miri, which
+    /// simulates spurious failures, failed the tests below with the weak one).
     #[inline]
     fn take(&self) -> bool {
         self.starving.load(Ordering::Relaxed) == 0
             && self
                 .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
     }
 
