@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!   (L's regions, blocks, lists, values)
+//!   region  page map                 block Metadata (its entries, a live block of L)
 //!   region  span 8 KiB               block hdr Metadata | obj Live | obj Live | objs Free | tail Padding
 //!   list    class 5 (48 B): the class's spans that have a free object
 //!   list    tiny (16 B blocks): likewise for the tiny spans
@@ -35,7 +36,14 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         for slot in g.first as usize..g.slots as usize {
             let at = base + slot * size;
             let live = slot < bump && free.as_ref().is_none_or(|f| !f.has(slot));
-            if live {
+            // The tiny allocator's current block holding no object is its cache, not a caller's.
+            let idle_tiny = c == TINY && at == self.tiny.block as usize && self.tiny.objects == 0;
+            if live && idle_tiny {
+                if let Some(f) = free_run.take() {
+                    out.block(f, at - f, BlockKind::Free);
+                }
+                out.block(at, size, BlockKind::Cached);
+            } else if live {
                 if let Some(f) = free_run.take() {
                     out.block(f, at - f, BlockKind::Free);
                 }
@@ -57,6 +65,11 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
 
     pub(crate) fn show(&self, out: &mut dyn Inspector) {
         self.large.inspect(out);
+        // The page map's entries: a live block of `L`, holding the front's own metadata.
+        if let Some((at, len)) = self.pages.storage() {
+            out.region(at, len);
+            out.block(at, len, BlockKind::Metadata);
+        }
         for c in 1..SLOTS {
             let st = &self.classes[c];
             SpanList::for_each(st.partial, |s| self.show_span(c, s, out));

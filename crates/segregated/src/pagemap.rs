@@ -64,6 +64,12 @@ impl PageMap {
         len: 0,
     };
 
+    /// Where the map's entries lie (address, bytes), taken from the page level, if it has any:
+    /// `inspect` shows them as the front's own metadata.
+    pub(crate) fn storage(&self) -> Option<(usize, usize)> {
+        (self.len > 0).then(|| (self.entries as usize, self.len * size_of::<Entry>()))
+    }
+
     /// The span containing `addr` if the map knows one: its start (a pointer with the page
     /// level's provenance, as the span was handed out) and class.
     #[inline]

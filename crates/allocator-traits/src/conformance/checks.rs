@@ -2,6 +2,7 @@
 
 use std::boxed::Box;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::string::{String, ToString};
 use std::vec::Vec;
 
 use core::alloc::Layout;
@@ -22,35 +23,127 @@ const SHRINK_BUDGET: usize = 300;
 /// Runs the shadow model over random operation sequences; on failure shrinks the sequence and
 /// panics with the smallest failing one.
 pub fn check_shadow_model<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
+    let mut g = Gen::new(OPS);
+    run_sequences(p, p.capacity, &make, CASES, || Vec::arbitrary(&mut g));
+}
+
+/// Region size for [`check_shadow_near_oom`]: small enough that its sequences fill it.
+const PRESSED_CAPACITY: usize = if cfg!(miri) { 64 << 10 } else { 256 << 10 };
+/// Cases and operations of [`check_shadow_near_oom`].
+const PRESSED_CASES: usize = if cfg!(miri) { 2 } else { 60 };
+const PRESSED_OPS: usize = if cfg!(miri) { 40 } else { 300 };
+
+/// The shadow model against the region's end: sequences whose sizes are fractions of a small
+/// region (up to 1/8 of it per allocation, grows up to 1/4), mostly allocations, so that
+/// allocations and grows are refused mid-sequence. After every refusal the shadow checks that the
+/// block kept its bytes, that the live set and the counters did not change, and that the
+/// policy's invariant walk passes; the next operations go on from there. Fails if no sequence
+/// was refused an allocation or a grow (a run that never reached the end proves nothing).
+pub fn check_shadow_near_oom<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
+    let cap = PRESSED_CAPACITY;
+    let mut g = Gen::new(PRESSED_OPS);
+    let (allocs, resizes) = run_sequences(p, cap, &make, PRESSED_CASES, || {
+        (0..PRESSED_OPS).map(|_| pressing_op(&mut g, cap)).collect()
+    });
+    if !cfg!(miri) {
+        assert!(
+            allocs > 0 && resizes > 0,
+            "{PRESSED_CASES} sequences over a {cap}-byte region saw {allocs} refused allocations \
+             and {resizes} refused grows: they never pressed against the region's end"
+        );
+    }
+}
+
+/// One operation of [`check_shadow_near_oom`]: sizes relative to the region's `cap`.
+fn pressing_op(g: &mut Gen, cap: usize) -> Op {
+    let sz = |g: &mut Gen, most: usize| -> usize {
+        match u8::arbitrary(g) % 10 {
+            0..=3 => usize::arbitrary(g) % 64,
+            4..=6 => usize::arbitrary(g) % 2048,
+            _ => usize::arbitrary(g) % most.max(1),
+        }
+    };
+    let idx = usize::arbitrary(g);
+    match u8::arbitrary(g) % 16 {
+        0..=8 => Op::Alloc {
+            size: sz(g, cap / 8),
+            align_shift: match u8::arbitrary(g) % 8 {
+                0..=5 => u8::arbitrary(g) % 5,
+                _ => u8::arbitrary(g) % 13,
+            },
+        },
+        9..=11 => Op::Free { idx },
+        12 | 13 => Op::Grow {
+            idx,
+            extra: sz(g, cap / 4),
+        },
+        14 => Op::Shrink {
+            idx,
+            by: sz(g, cap / 8),
+        },
+        _ => Op::Realign {
+            idx,
+            size: sz(g, cap / 8),
+            align_shift: u8::arbitrary(g) % 13,
+        },
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(e: &(dyn core::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(a panic without a message)".into())
+}
+
+/// Runs `cases` sequences from `ops` through the shadow model over a `cap`-byte region, each
+/// followed by a drain (every live block freed, checking after each free) and the
+/// [`check_drained`] leak check; on failure shrinks the sequence and panics with the smallest
+/// failing one and what broke. Returns the refusals seen (allocations, resizes).
+fn run_sequences<M: FreeSpaceManager, F: Fn(usize) -> M>(
+    p: Profile,
+    cap: usize,
+    make: &F,
+    cases: usize,
+    mut ops: impl FnMut() -> Vec<Op>,
+) -> (u64, u64) {
     let run = |ops: &[Op]| {
         catch_unwind(AssertUnwindSafe(|| {
-            let mut m = make(p.capacity);
+            let mut m = make(cap);
             let mut shadow = Shadow::new(p.max_align);
             shadow.check(&m);
             for &op in ops {
                 shadow.apply(&mut m, op);
             }
+            let refused = shadow.refusals();
             // Drain: free everything that is still live, checking after every free.
             while !shadow.is_empty() {
                 shadow.apply(&mut m, Op::Free { idx: 0 });
             }
+            check_drained(&m);
+            refused
         }))
-        .is_ok()
+        .map_err(|e| panic_message(&*e))
     };
-    let mut g = Gen::new(OPS);
-    for case in 0..CASES {
-        let ops: Vec<Op> = Vec::arbitrary(&mut g);
-        if run(&ops) {
-            continue;
-        }
+    let mut refused = (0, 0);
+    for case in 0..cases {
+        let ops = ops();
+        let first = match run(&ops) {
+            Ok(r) => {
+                refused = (refused.0 + r.0, refused.1 + r.1);
+                continue;
+            }
+            Err(why) => why,
+        };
         // Shrink greedily: keep any smaller sequence that still fails.
-        let mut smallest = ops;
+        let mut smallest = (ops, first);
         let mut budget = SHRINK_BUDGET;
         'outer: while budget > 0 {
-            for candidate in smallest.shrink() {
+            for candidate in smallest.0.shrink() {
                 budget -= 1;
-                if !run(&candidate) {
-                    smallest = candidate;
+                if let Err(why) = run(&candidate) {
+                    smallest = (candidate, why);
                     continue 'outer;
                 }
                 if budget == 0 {
@@ -60,10 +153,71 @@ pub fn check_shadow_model<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, ma
             break;
         }
         panic!(
-            "shadow model failed on case {case}; smallest failing sequence ({} ops): {smallest:?} \
-             (the first panic message above for this sequence says what broke)",
-            smallest.len()
+            "shadow model failed on case {case}: {}; smallest failing sequence ({} ops): {:?}",
+            smallest.1,
+            smallest.0.len(),
+            smallest.0
         );
+    }
+    refused
+}
+
+/// After every block is freed, nothing leaked, as [`crate::FreeSpaceManager::inspect`] shows it:
+/// no block is still live (a live block that holds a region the policy reports, a span of a
+/// size-class front over a page level, is that region's container, not a leak); the blocks tile
+/// the regions (free, cached, top and the policy's own overhead account for every byte a region
+/// has).
+pub fn check_drained<M: FreeSpaceManager + ?Sized>(m: &M) {
+    let t = Tally::of(m);
+    for &(addr, len) in &t.live {
+        let container = t
+            .regions
+            .iter()
+            .any(|&(s, n)| s >= addr && s + n <= addr + len);
+        assert!(
+            container,
+            "after every block was freed, inspect() still shows a live block {addr:#x}+{len} \
+             (leaked)"
+        );
+    }
+    let regions: usize = t.regions.iter().map(|r| r.1).sum();
+    if t.blocks > 0 {
+        assert_eq!(
+            t.block_bytes, regions,
+            "after every block was freed, inspect()'s blocks cover {} bytes of its regions' \
+             {regions}: free, cached, top and overhead must account for every byte ({t:?})",
+            t.block_bytes
+        );
+    }
+}
+
+/// What inspect() shows, for [`check_drained`].
+#[derive(Debug, Default)]
+struct Tally {
+    regions: Vec<(usize, usize)>,
+    live: Vec<(usize, usize)>,
+    blocks: usize,
+    block_bytes: usize,
+}
+
+impl Tally {
+    fn of<M: FreeSpaceManager + ?Sized>(m: &M) -> Tally {
+        let mut t = Tally::default();
+        m.inspect(&mut t);
+        t
+    }
+}
+
+impl crate::Inspector for Tally {
+    fn region(&mut self, start: usize, len: usize) {
+        self.regions.push((start, len));
+    }
+    fn block(&mut self, addr: usize, len: usize, kind: crate::BlockKind) {
+        if matches!(kind, crate::BlockKind::Live { .. }) {
+            self.live.push((addr, len));
+        }
+        self.blocks += 1;
+        self.block_bytes += len;
     }
 }
 
@@ -418,6 +572,7 @@ pub fn check_fill_and_drain<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, 
         (0, 0, 0),
         "{s:?}"
     );
+    check_drained(&m);
     let again = largest(&mut m, cap);
     if p.coalesces {
         assert_eq!(
@@ -425,6 +580,7 @@ pub fn check_fill_and_drain<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, 
             "after freeing everything the largest block is {again} bytes, on a fresh heap {fresh}"
         );
     } else {
+        // No promise of the whole region; `check_drained` above checked that nothing leaked.
         assert!(
             again > 0,
             "nothing can be allocated after freeing everything"

@@ -17,19 +17,27 @@
 //!   in-place resize against a shadow of the live blocks: every block lies inside the region and is
 //!   aligned as asked, no two live blocks overlap, each block's bytes (a pattern written on
 //!   allocation) survive every other operation and every resize, the stats agree with the shadow,
-//!   and the footprint never falls below the live bytes;
+//!   and the footprint never falls below the live bytes; after the sequence everything is freed
+//!   and [`check_drained`] checks that nothing leaked;
+//! * **near out-of-memory**: the same model with sizes that are fractions of a small region, so
+//!   that allocations and grows are refused mid-sequence (each refusal checked: the block keeps its
+//!   bytes, nothing else changes, the walk passes);
 //! * **edges**: zero-size layouts, huge sizes and alignments (a clean error, no panic), a foreign
 //!   pointer and a double free (an error wherever the policy claims to detect them);
 //! * **fill and drain**: fill the region until it refuses, free everything, and (for a coalescing
 //!   policy) get the whole region back: the largest block that fits is as large as on a fresh heap;
+//!   for every policy, nothing leaked ([`check_drained`]: no live block left in `inspect`, whose
+//!   blocks account for every byte of its regions);
 //! * **collections**: allocator-api2 `Vec` and `Box`, and `hashbrown::HashMap::new_in` with tens of
 //!   thousands of elements, grown and shrunk, through [`crate::Locked`].
 
 mod checks;
+mod fuzz;
 mod offsets;
 mod shadow;
 
 pub use checks::*;
+pub use fuzz::{FUZZ_CAPACITY, fuzz_one};
 pub use offsets::*;
 pub use shadow::{Op, Shadow};
 
@@ -75,6 +83,10 @@ macro_rules! conformance_suite {
             #[test]
             fn shadow_model() {
                 $crate::conformance::check_shadow_model($profile, $make);
+            }
+            #[test]
+            fn shadow_model_near_oom() {
+                $crate::conformance::check_shadow_near_oom($profile, $make);
             }
             #[test]
             fn zero_size_layouts() {

@@ -117,6 +117,7 @@ pub struct Shadow {
     live: BTreeMap<usize, Live>,
     next_seed: u8,
     failures: u64,
+    failed_resizes: u64,
     peak_requested: usize,
     /// Largest alignment the policy promises (bigger ones are skipped).
     pub max_align: usize,
@@ -135,6 +136,17 @@ impl Shadow {
             max_align,
             ..Default::default()
         }
+    }
+
+    /// Refusals seen so far: (allocations refused, grows and shrinks refused as out of memory).
+    pub fn refusals(&self) -> (u64, u64) {
+        (self.failures - self.failed_resizes, self.failed_resizes)
+    }
+
+    /// The `idx`-th live block (modulo the number live), as [`Op::Free`] picks it: its address
+    /// and layout.
+    pub fn block(&self, idx: usize) -> Option<(NonNull<u8>, Layout)> {
+        self.nth(idx).map(|(_, l)| (l.ptr, l.layout))
     }
 
     /// Number of live blocks.
@@ -374,6 +386,7 @@ impl Shadow {
             }
             Err(AllocError::OutOfMemory { .. }) if !must_stay => {
                 self.failures += 1;
+                self.failed_resizes += 1;
                 Self::verify(old.ptr, old.len, old.seed, "after a refused resize");
                 Some(Counted::NOTHING)
             }
