@@ -29,6 +29,10 @@ use crate::report::{Report, Table};
 /// The peers `fsm run` preloads (and `system`, which preloads nothing).
 pub const PEERS: &[&str] = &["system", "gperftools", "jemalloc", "mimalloc"];
 
+/// The longest a redis run may take (start, benchmark, shutdown): a healthy one takes seconds,
+/// a server that broke would hold the table up for the whole program timeout.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// How big a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Size {
@@ -395,16 +399,24 @@ impl Tools {
             .arg(json)
             .arg("--")
             .args(cmd);
+        // Its own process group: a timeout kills the program with fsm (see `wait_until`).
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
         c
     }
 }
 
-/// Waits for `child` until `deadline`; kills it after.
+/// Waits for `child` until `deadline`; kills it after, with its process group when it leads
+/// one (`fsm run` and the program under it).
 fn wait_until(child: &mut std::process::Child, deadline: Instant) -> Result<(), String> {
     loop {
         match child.try_wait() {
             Ok(Some(_)) => return Ok(()),
             Ok(None) if Instant::now() > deadline => {
+                if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                    // SAFETY: signals the process group our child leads, if it leads one (else
+                    // the call fails with ESRCH and changes nothing).
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err("timeout".into());
@@ -534,6 +546,7 @@ fn run_redis(
             .unwrap_or_else(|| "redis-server did not answer".into()));
     }
     let t0 = Instant::now();
+    // The benchmark has a deadline too: against a server that broke, it can wait for ever.
     let bench = Command::new("redis-benchmark")
         .arg("-s")
         .arg(&sock)
@@ -541,15 +554,28 @@ fn run_redis(
         .args(["-t", "set,get,lpush,lpop,sadd,hset,incr"])
         .args(["-n", &requests.to_string()])
         .stdin(Stdio::null())
-        .output();
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("redis-benchmark: {e}"));
+    let finished = bench.and_then(|mut b| {
+        wait_until(&mut b, deadline)
+            .map_err(|e| format!("redis-benchmark: {e}"))
+            .and_then(|()| b.wait().map_err(|e| format!("redis-benchmark: {e}")))
+    });
     let wall_s = t0.elapsed().as_secs_f64();
     let _ = cli(&["shutdown", "nosave"]).output();
-    wait_until(&mut child, deadline)?;
+    // A server that does not stop after the benchmark's deadline is killed.
+    let stopped = wait_until(
+        &mut child,
+        deadline.max(Instant::now() + Duration::from_secs(10)),
+    );
     let _ = std::fs::remove_file(&sock);
-    let bench = bench.map_err(|e| format!("redis-benchmark: {e}"))?;
-    if !bench.status.success() {
-        return Err(format!("redis-benchmark: {}", bench.status));
+    let status = finished?;
+    if !status.success() {
+        return Err(format!("redis-benchmark: {status}"));
     }
+    stopped?;
     let (_, max_rss_kib) = figures(&json, &err_path)?;
     Ok(Measure {
         wall_s,
@@ -596,6 +622,8 @@ pub fn run(
             }
         })
         .collect();
+    // fsm runs in each program's folder: every path it gets must be absolute.
+    let work = &std::path::absolute(work).map_err(|e| format!("{}: {e}", work.display()))?;
     let date = crate::report::now_utc();
     let load_before = load_average();
     let tools = Tools::build()?;
@@ -649,7 +677,9 @@ pub fn run(
             for _ in 0..runs {
                 let m = match &what {
                     Run::Command(cmd) => run_command(&tools, alloc, &dir, cmd, timeout),
-                    Run::Redis { requests } => run_redis(&tools, alloc, &dir, *requests, timeout),
+                    Run::Redis { requests } => {
+                        run_redis(&tools, alloc, &dir, *requests, timeout.min(REDIS_TIMEOUT))
+                    }
                 };
                 match m {
                     Ok(m) => {
