@@ -29,9 +29,9 @@ use crate::report::{Report, Table};
 /// The peers `fsm run` preloads (and `system`, which preloads nothing).
 pub const PEERS: &[&str] = &["system", "gperftools", "jemalloc", "mimalloc"];
 
-/// The longest a redis run may take (start, benchmark, shutdown): a healthy one takes seconds,
-/// a server that broke would hold the table up for the whole program timeout.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(45);
+/// The longest a redis run may take (start, benchmark, shutdown), full and `--quick`: a healthy
+/// one takes seconds, a server that broke would hold the table up for the whole program timeout.
+const REDIS_TIMEOUT: (Duration, Duration) = (Duration::from_secs(45), Duration::from_secs(15));
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -603,6 +603,11 @@ pub fn run(
     let runs = if quick { 1 } else { 3 };
     let timeout = Duration::from_secs(if quick { 60 } else { 180 });
     let ci = std::env::var("CI").as_deref() == Ok("true");
+    let redis_timeout = if quick {
+        REDIS_TIMEOUT.1
+    } else {
+        REDIS_TIMEOUT.0
+    };
     for p in only_programs {
         if !PROGRAMS.iter().any(|q| q.name == p) {
             let names: Vec<&str> = PROGRAMS.iter().map(|q| q.name).collect();
@@ -678,7 +683,7 @@ pub fn run(
                 let m = match &what {
                     Run::Command(cmd) => run_command(&tools, alloc, &dir, cmd, timeout),
                     Run::Redis { requests } => {
-                        run_redis(&tools, alloc, &dir, *requests, timeout.min(REDIS_TIMEOUT))
+                        run_redis(&tools, alloc, &dir, *requests, timeout.min(redis_timeout))
                     }
                 };
                 match m {
