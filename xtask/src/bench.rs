@@ -17,7 +17,8 @@ use std::process::Command;
 #[command(disable_help_flag = true)]
 pub struct BenchArgs {
     /// Arguments for the matrix (`--quick`, `--out DIR`, `--only NAMES`, `--workloads NAMES`,
-    /// `--traces DIR`, `--ops N`, `--trace-limit N`, `--repeats N`, `--timeout S`, `--help`).
+    /// `--traces DIR`, `--ops N`, `--trace-limit N`, `--repeats N`, `--timeout S`,
+    /// `--programs NAMES` or `--programs none`, `--help`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }

@@ -9,7 +9,8 @@
 //!                   └── CHeap<M>: any FreeSpaceManager behind a lock no thread starves on,
 //!                       with the table of live blocks (address -> the layout it was
 //!                       allocated with) that C's free needs and that makes every bad free a
-//!                       detected one
+//!                       detected one; requests of its threshold (1 MiB) or more get a
+//!                       mapping of their own (module `mapped`), as glibc's mmap threshold
 //! ```
 //!
 //! A [`FreeSpaceManager`] is freed with the layout the block was allocated with; C's `free(p)`
@@ -23,6 +24,10 @@ use core::ptr::NonNull;
 use std::collections::HashMap;
 
 use crate::{AllocError, FreeError, FreeSpaceManager, Stats, abort_with};
+
+mod mapped;
+
+pub use mapped::DEFAULT_THRESHOLD;
 
 /// C's allocation calls, as a front serves them. The C library built on it (the preload library)
 /// handles C's special cases (`free(NULL)`, `realloc(NULL, n)`, `realloc(p, 0)`, `calloc`'s
@@ -94,8 +99,11 @@ pub unsafe trait MallocApi: Send + Sync {
 struct Live {
     /// The layout it was allocated (or last resized) with: what the manager is freed with.
     layout: Layout,
-    /// The bytes the manager handed out (`malloc_usable_size`).
+    /// The bytes the manager handed out (`malloc_usable_size`); of a mapped block, the
+    /// mapping's length (the block starts the mapping).
     usable: usize,
+    /// The block is a mapping of its own (module `mapped`), not the manager's.
+    mapped: bool,
 }
 
 /// The manager and its table of live blocks, under one lock.
@@ -108,6 +116,9 @@ struct Inner<M> {
     /// not handed out since (an allocation at that address clears it), so a pointer found here
     /// is a double free for certain. Older frees are forgotten (said as "not a live block").
     freed: Vec<usize>,
+    /// The mapped blocks: `blocks` is the number of entries of `live` with `mapped` set, `bytes`
+    /// the sum of their `usable`.
+    maps: mapped::Gauges,
 }
 
 /// Entries in [`Inner::freed`].
@@ -119,6 +130,26 @@ fn slot(addr: usize) -> usize {
 }
 
 impl<M> Inner<M> {
+    /// Notes that the live block at `from` is now `to` (resized in place or moved), allocated
+    /// as `layout`, `mapped` or the manager's; gives the new address.
+    fn moved(&mut self, from: usize, to: NonNull<[u8]>, layout: Layout, mapped: bool) -> *mut u8 {
+        self.live.remove(&from);
+        let q = to.cast::<u8>().as_ptr();
+        if q as usize != from {
+            self.freed[slot(from)] = from;
+        }
+        let usable = to.len();
+        self.admit(
+            q as usize,
+            Live {
+                layout,
+                usable,
+                mapped,
+            },
+        );
+        q
+    }
+
     /// Notes that `addr` is live (again).
     fn admit(&mut self, addr: usize, live: Live) {
         self.live.insert(addr, live);
@@ -133,19 +164,121 @@ impl<M> Inner<M> {
 /// ([`TicketLock`](crate::ticket::TicketLock)), with the table of
 /// live blocks C's size-less calls need. Every bad free (a foreign, interior or already freed
 /// pointer) is detected, whatever the policy detects itself: it is not a key of the table.
+///
+/// Requests of the threshold ([`DEFAULT_THRESHOLD`], 1 MiB, unless built with
+/// [`with_threshold`](Self::with_threshold)) or more get an anonymous mapping of their own, as
+/// glibc serves requests above its mmap threshold; the manager serves the rest (and a large
+/// request the OS refuses a mapping). Such blocks are not in the manager's [`Stats`]; the
+/// [`gauges`](MallocApi::gauges) count them.
 pub struct CHeap<M> {
     inner: crate::ticket::TicketLock<Inner<M>>,
+    /// Requests of this many bytes or more are mapped; `None`: the manager serves every one.
+    threshold: Option<usize>,
 }
 
 impl<M: FreeSpaceManager> CHeap<M> {
-    /// Wraps `manager`, which must have no live blocks yet.
+    /// Wraps `manager`, which must have no live blocks yet; requests of [`DEFAULT_THRESHOLD`]
+    /// bytes or more get mappings of their own.
     pub fn new(manager: M) -> Self {
+        Self::with_threshold(manager, Some(DEFAULT_THRESHOLD))
+    }
+
+    /// Wraps `manager`, which must have no live blocks yet; requests of `threshold` bytes or more
+    /// get mappings of their own (`None`: the manager serves every request).
+    pub fn with_threshold(manager: M, threshold: Option<usize>) -> Self {
         CHeap {
             inner: crate::ticket::TicketLock::new(Inner {
                 manager,
                 live: HashMap::new(),
                 freed: vec![0; FREED],
+                maps: mapped::Gauges::default(),
             }),
+            threshold,
+        }
+    }
+
+    /// Whether a request of `size` bytes gets a mapping of its own.
+    fn maps(&self, size: usize) -> bool {
+        self.threshold.is_some_and(|t| size >= t)
+    }
+
+    /// `realloc` where the old block or the new one is mapped: the mapping resized in place or by
+    /// the kernel where it can be, else a new block (mapped or the manager's), the bytes copied
+    /// and the old block freed. Null if refused (the old block is then unchanged and live).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of the table, allocated as `old`, and `new` has its alignment.
+    unsafe fn realloc_moving(
+        &self,
+        mut g: crate::ticket::TicketGuard<'_, Inner<M>>,
+        ptr: NonNull<u8>,
+        old: Live,
+        new: Layout,
+    ) -> *mut u8 {
+        let addr = ptr.as_ptr() as usize;
+        let to_map = self.maps(new.size());
+        let page = crate::source::page_size();
+        if old.mapped && to_map {
+            if crate::source::align_up(new.size(), page) == Some(old.usable) {
+                g.live.insert(addr, Live { layout: new, ..old });
+                return ptr.as_ptr();
+            }
+            // SAFETY: a live mapped block of `old.usable` bytes, aligned to at most a page.
+            let moved = (old.layout.align() <= page)
+                .then(|| unsafe { mapped::remap(ptr, old.usable, new.size()) })
+                .flatten();
+            if let Some(block) = moved {
+                g.maps.remove(old.usable);
+                g.maps.add(block.len());
+                return g.moved(addr, block, new, true);
+            }
+        }
+        // A new block: mapped when large (the manager's if the OS refuses), else the manager's.
+        let (block, is_mapped) = match to_map.then(|| mapped::map(new.size(), new.align())) {
+            Some(Some(b)) => (b, true),
+            _ => match g.manager.allocate(new) {
+                Ok(b) => (b, false),
+                Err(_) => return core::ptr::null_mut(),
+            },
+        };
+        let q = block.cast::<u8>();
+        // SAFETY: both blocks are live and distinct; the old one holds `old.layout.size()`
+        // bytes of the caller's, the new one at least `new.size()`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                ptr.as_ptr(),
+                q.as_ptr(),
+                old.layout.size().min(new.size()),
+            )
+        };
+        if is_mapped {
+            g.maps.add(block.len());
+        }
+        let q = g.moved(addr, block, new, is_mapped);
+        // SAFETY: the old block was live (the table said so) and is out of the table now.
+        unsafe { Self::release(g, ptr, old) };
+        q
+    }
+
+    /// Gives back a block already removed from the table: unmaps it (the lock released first:
+    /// no other call waits on the `munmap`), or frees it to the manager.
+    ///
+    /// # Safety
+    /// `ptr` was a live block allocated as `l`, and is in the table no more.
+    unsafe fn release(mut g: crate::ticket::TicketGuard<'_, Inner<M>>, ptr: NonNull<u8>, l: Live) {
+        if l.mapped {
+            g.maps.remove(l.usable);
+            drop(g);
+            // A failed munmap leaves the pages mapped and says nothing, as glibc's free.
+            // SAFETY: a mapped block of `l.usable` bytes that nobody holds any more.
+            let _ = unsafe { mapped::unmap(ptr, l.usable) };
+            return;
+        }
+        // SAFETY: the table said `ptr` was a live block of the manager allocated with
+        // `l.layout`; it is out of the table, so it is freed once.
+        if let Err(e) = unsafe { g.manager.deallocate(ptr, l.layout) } {
+            drop(g);
+            abort_with(&e)
         }
     }
 
@@ -181,6 +314,24 @@ unsafe impl<M: FreeSpaceManager + Send> MallocApi for CHeap<M> {
         let Ok(layout) = Layout::from_size_align(size, align) else {
             return core::ptr::null_mut();
         };
+        if self.maps(size) {
+            // Fresh mappings read as zero: `zeroed` holds without writing. If the OS refuses,
+            // the manager serves the request (as glibc falls back to its heap).
+            if let Some(block) = mapped::map(size, align) {
+                let p = block.cast::<u8>();
+                let mut g = self.inner.lock();
+                g.maps.add(block.len());
+                g.admit(
+                    p.as_ptr() as usize,
+                    Live {
+                        layout,
+                        usable: block.len(),
+                        mapped: true,
+                    },
+                );
+                return p.as_ptr();
+            }
+        }
         let mut g = self.inner.lock();
         let r = if zeroed {
             g.manager.allocate_zeroed(layout)
@@ -191,7 +342,15 @@ unsafe impl<M: FreeSpaceManager + Send> MallocApi for CHeap<M> {
             Ok(block) => {
                 let p = block.cast::<u8>();
                 let usable = block.len();
-                g.admit(p.as_ptr() as usize, Live { layout, usable });
+                let mapped = false;
+                g.admit(
+                    p.as_ptr() as usize,
+                    Live {
+                        layout,
+                        usable,
+                        mapped,
+                    },
+                );
                 p.as_ptr()
             }
             Err(_) => core::ptr::null_mut(),
@@ -207,12 +366,8 @@ unsafe impl<M: FreeSpaceManager + Send> MallocApi for CHeap<M> {
             abort_with(&e)
         };
         g.freed[slot(addr)] = addr;
-        // SAFETY: the table says `ptr` is a live block of the manager allocated with `l.layout`;
-        // it is removed from the table, so it is freed once.
-        if let Err(e) = unsafe { g.manager.deallocate(ptr, l.layout) } {
-            drop(g);
-            abort_with(&e)
-        }
+        // SAFETY: the table said `ptr` was a live block allocated as `l`; it is removed.
+        unsafe { Self::release(g, ptr, l) }
     }
 
     unsafe fn realloc(&self, ptr: NonNull<u8>, size: usize) -> *mut u8 {
@@ -226,6 +381,11 @@ unsafe impl<M: FreeSpaceManager + Send> MallocApi for CHeap<M> {
         let Ok(new) = Layout::from_size_align(size, old.layout.align()) else {
             return core::ptr::null_mut();
         };
+        if old.mapped || self.maps(size) {
+            // SAFETY: `ptr` is a live block allocated as `old` (the table says so); `new` keeps
+            // its alignment.
+            return unsafe { self.realloc_moving(g, ptr, old, new) };
+        }
         // SAFETY: `ptr` is a live block allocated with `old.layout` (the table says so).
         let r = unsafe {
             if size >= old.layout.size() {
@@ -235,21 +395,7 @@ unsafe impl<M: FreeSpaceManager + Send> MallocApi for CHeap<M> {
             }
         };
         match r {
-            Ok(block) => {
-                g.live.remove(&addr);
-                let q = block.cast::<u8>();
-                if q != ptr {
-                    g.freed[slot(addr)] = addr;
-                }
-                g.admit(
-                    q.as_ptr() as usize,
-                    Live {
-                        layout: new,
-                        usable: block.len(),
-                    },
-                );
-                q.as_ptr()
-            }
+            Ok(block) => g.moved(addr, block, new, false),
             Err(AllocError::InvalidBlock(e)) => {
                 drop(g);
                 abort_with(&e)
@@ -272,6 +418,15 @@ unsafe impl<M: FreeSpaceManager + Send> MallocApi for CHeap<M> {
 
     fn stats(&self) -> Option<Stats> {
         Some(self.inner.lock().manager.stats())
+    }
+
+    fn gauges(&self) -> Vec<(&'static str, usize)> {
+        let m = self.inner.lock().maps;
+        vec![
+            ("large blocks mapped", m.blocks),
+            ("bytes mapped for large blocks", m.bytes),
+            ("peak bytes mapped for large blocks", m.peak_bytes),
+        ]
     }
 
     fn prepare_fork(&self) {

@@ -38,8 +38,9 @@ pub struct Section {
 /// programs table) adds one line here: `out.push(programs::section(r))`, its function building
 /// a [`Section`] from the report.
 pub fn extra_sections(r: &Report) -> Vec<Section> {
-    let _ = r;
-    Vec::new()
+    let mut out = Vec::new();
+    out.extend(crate::programs::section(r));
+    out
 }
 
 /// `text` with `&`, `<`, `>` and `"` escaped.

@@ -25,6 +25,7 @@ mod cell;
 mod charts;
 mod harness;
 mod html;
+mod programs;
 mod report;
 
 #[global_allocator]
@@ -101,6 +102,10 @@ struct RunArgs {
     /// --quick).
     #[arg(long)]
     timeout: Option<u64>,
+    /// Only these programs in the programs table (comma-separated; `none`: no programs table;
+    /// default: all, or larson, redis and sort with --quick).
+    #[arg(long, value_delimiter = ',')]
+    programs: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -199,9 +204,11 @@ fn run(a: RunArgs) -> Result<(), String> {
     let mut allocs: Vec<String> = registry::variants().iter().map(|s| s.to_string()).collect();
     allocs.extend(peers::NAMES.iter().map(|s| s.to_string()));
     if !a.only.is_empty() {
-        // Any name the registry knows (suffixes included), or a peer.
+        // Any name the registry knows (suffixes included), or a peer (of the cells, or of the
+        // programs table only: gperftools).
+        let peer = |n: &str| peers::NAMES.contains(&n) || programs::PEERS.contains(&n);
         for n in &a.only {
-            if !peers::NAMES.contains(&n.as_str())
+            if !peer(n)
                 && let Err(e) = registry::lookup(n)
             {
                 return Err(format!("{e}; peers: {}", peers::NAMES.join(", ")));
@@ -209,6 +216,15 @@ fn run(a: RunArgs) -> Result<(), String> {
         }
         allocs = a.only.clone();
     }
+    let program_allocs: Vec<String> = if a.only.is_empty() {
+        let mut v: Vec<String> = registry::variants().iter().map(|s| s.to_string()).collect();
+        v.extend(programs::PEERS.iter().map(|s| s.to_string()));
+        v
+    } else {
+        let known = |n: &str| programs::PEERS.contains(&n) || registry::lookup(n).is_ok();
+        allocs.iter().filter(|n| known(n)).cloned().collect()
+    };
+    allocs.retain(|n| peers::NAMES.contains(&n.as_str()) || registry::lookup(n).is_ok());
 
     // Workloads: recorded traces first, then the synthetic ones.
     let mut specs: Vec<(String, String)> = Vec::new();
@@ -304,6 +320,12 @@ fn run(a: RunArgs) -> Result<(), String> {
         }
     }
     bar.finish_and_clear();
+    let programs = if a.programs.iter().any(|p| p == "none") {
+        None
+    } else {
+        let work = a.out.join("programs-work");
+        Some(programs::run(a.quick, &program_allocs, &a.programs, &work)?)
+    };
 
     let rep = report::Report {
         machine: report::machine(),
@@ -322,6 +344,7 @@ fn run(a: RunArgs) -> Result<(), String> {
         allocs: allocs.clone(),
         workloads: specs.iter().map(|(n, _)| n.clone()).collect(),
         cells,
+        programs,
     };
     rep.write(&a.out)?;
     println!("Fragmentation #4 (peak footprint / peak live - 1; lower is better)\n");
@@ -340,6 +363,9 @@ fn run(a: RunArgs) -> Result<(), String> {
             "\nThreaded nanoseconds per event (the replay's floor: a bump allocator, run alongside)\n"
         );
         print!("{}", rep.threaded_floor_table(false));
+    }
+    if let Some(p) = &rep.programs {
+        print!("{}", p.markdown());
     }
     let problems = rep.problems();
     if !problems.is_empty() {

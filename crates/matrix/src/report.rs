@@ -41,6 +41,9 @@ pub struct Report {
     pub workloads: Vec<String>,
     /// Every cell.
     pub cells: Vec<CellResult>,
+    /// The programs table (`crate::programs`), when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programs: Option<crate::programs::Programs>,
 }
 
 impl Report {
@@ -258,7 +261,7 @@ impl Report {
         Table { rows, left: 2 }
     }
 
-    /// Failed and skipped cells, one line each.
+    /// Failed and skipped cells (of the programs table too), one line each.
     pub fn problems(&self) -> Vec<String> {
         self.cells
             .iter()
@@ -272,6 +275,11 @@ impl Report {
                     c.reason.as_deref().unwrap_or("no reason given")
                 )
             })
+            .chain(
+                self.programs
+                    .iter()
+                    .flat_map(crate::programs::Programs::problems),
+            )
             .collect()
     }
 
@@ -317,6 +325,9 @@ impl Report {
             "\n## Fragmentation #3 and its split (policies: internal + external at the footprint peak)\n"
         );
         s.push_str(&self.split_grid().text(true));
+        if let Some(p) = &self.programs {
+            s.push_str(&p.markdown());
+        }
         let problems = self.problems();
         if !problems.is_empty() {
             let _ = writeln!(s, "\n## Failed or skipped\n");

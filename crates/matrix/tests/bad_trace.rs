@@ -24,6 +24,8 @@ fn a_malformed_trace_fails_its_own_cells_only() {
             "1",
             "--only",
             "first-fit,best-fit",
+            "--programs",
+            "none",
         ])
         .args(["--workloads", "bad,good", "--traces"])
         .arg(&traces)

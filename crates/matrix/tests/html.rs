@@ -76,6 +76,8 @@ fn the_report_renders_in_a_browser() {
             "3000",
             "--repeats",
             "1",
+            "--programs",
+            "none",
             "--out",
         ])
         .arg(&out)

@@ -137,6 +137,83 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// Large blocks (CHeap's mapped path, the own fronts' large paths): realloc across the mapping
+/// threshold both ways keeps the bytes, calloc reads zero, memalign aligns; then the pages just
+/// outside a 16 MiB block's page-aligned range are mapped over afresh (as glibc's tst-free-errno
+/// does, where that range is the block's own mapping) and the block is freed: the heap must
+/// not have kept anything there.
+const LARGE: &str = r#"
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#define CHECK(c) do { if (!(c)) { printf("FAILED line %d: %s\n", __LINE__, #c); return 1; } } while (0)
+static int same(const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i += 4093) if (p[i] != (unsigned char)(i * 7)) return 0;
+    return 1;
+}
+int main(void) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), mib = (size_t)1 << 20;
+    unsigned char *p = malloc(3 * mib);
+    CHECK(p && malloc_usable_size(p) >= 3 * mib);
+    for (size_t i = 0; i < 3 * mib; i += 4093) p[i] = (unsigned char)(i * 7);
+    p = realloc(p, 9 * mib); CHECK(p && same(p, 3 * mib) && malloc_usable_size(p) >= 9 * mib);
+    p = realloc(p, 100000); CHECK(p && same(p, 100000));
+    p = realloc(p, 2 * mib); CHECK(p && same(p, 100000));
+    free(p);
+    unsigned char *z = calloc(4, mib);
+    CHECK(z); for (size_t i = 0; i < 4 * mib; i += 511) CHECK(z[i] == 0); free(z);
+    void *a = memalign(mib, 2 * mib);
+    CHECK(a && ((uintptr_t)a & (mib - 1)) == 0); memset(a, 1, 2 * mib); free(a);
+
+    char *before = malloc(page), *after = malloc(page);
+    CHECK(before && after);
+    /* Something mapped above, so the fresh pages below go over nobody else's memory. */
+    CHECK(mmap(NULL, 16 * mib, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED);
+    size_t span = 16 * mib;
+    char *big = malloc(span - 256);
+    CHECK(big);
+    char *lo = (char *)((uintptr_t)big & ~(uintptr_t)(page - 1));
+    memcpy(before, lo, page);
+    memcpy(after, lo + span - page, page);
+    CHECK(mmap(lo - page, span + 2 * page, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == lo - page);
+    memcpy(lo, before, page);
+    memcpy(lo + span - page, after, page);
+    free(big);
+    for (int i = 0; i < 1000; i++) { void *q = malloc(16 + i * 40); CHECK(q); memset(q, 3, 16 + i * 40); free(q); }
+    free(before); free(after);
+    puts("ok");
+    return 0;
+}
+"#;
+
+/// Runs `exe` on `policy` in `dir` with the library's exit report on: the output, and the report
+/// (`null` if it wrote none).
+fn run_reporting(
+    policy: &str,
+    dir: &std::path::Path,
+    exe: &std::path::Path,
+) -> (std::process::Output, serde_json::Value) {
+    let out = dir.join(format!("{policy}.json"));
+    let o = run_env(
+        Some(policy),
+        dir,
+        exe.to_str().unwrap(),
+        &[],
+        b"",
+        &[("FSM_STATS_OUT", out.as_os_str())],
+    );
+    let report = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (o, report)
+}
+
 fn programs(test: &str) -> (std::path::PathBuf, [std::path::PathBuf; 4]) {
     let dir = scratch(test);
     let exes = [
@@ -210,18 +287,8 @@ fn thread_exit_returns_the_caches_of_the_own_fronts() {
     let exe = compile_c(&dir, "thread_exit", THREAD_EXIT);
     let mut failures = Vec::new();
     for policy in policies() {
-        let out = dir.join(format!("{policy}.json"));
-        let o = run_env(
-            Some(policy),
-            &dir,
-            exe.to_str().unwrap(),
-            &[],
-            b"",
-            &[("FSM_STATS_OUT", out.as_os_str())],
-        );
+        let (o, report) = run_reporting(policy, &dir, &exe);
         assert_eq!(o.stdout, b"ok\n", "{policy}: {o:?}");
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         let own = !report["runs_as"].as_str().unwrap().starts_with("CHeap");
         let g = &report["gauges"];
         let threads = g["threads with a cache"].as_u64();
@@ -237,6 +304,49 @@ fn thread_exit_returns_the_caches_of_the_own_fronts() {
         if arenas.is_some_and(|a| a > 5) {
             failures.push(format!(
                 "{policy}: {arenas:?} arenas for 4 threads at a time"
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Large blocks on every policy (the program checks glibc first); the policies behind `CHeap`
+/// serve them from mappings of their own: the exit report counts them, all unmapped, and the
+/// manager never held one.
+#[test]
+fn large_blocks_on_every_policy_and_their_own_mappings_under_cheap() {
+    let dir = scratch("c-api-large");
+    let exe = compile_c(&dir, "large", LARGE);
+    let o = run(None, &dir, exe.to_str().unwrap(), &[], b"");
+    assert_eq!(o.stdout, b"ok\n", "under glibc: {o:?}");
+    let mut failures = Vec::new();
+    for policy in policies() {
+        let (o, report) = run_reporting(policy, &dir, &exe);
+        if o.stdout != b"ok\n" || !o.status.success() {
+            failures.push(format!(
+                "{policy}: {} {} {}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout).trim(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            continue;
+        }
+        if !report["runs_as"].as_str().unwrap().starts_with("CHeap") {
+            continue;
+        }
+        let g = &report["gauges"];
+        let peak = g["peak bytes mapped for large blocks"]
+            .as_u64()
+            .unwrap_or(0);
+        let left = g["large blocks mapped"].as_u64();
+        let held = report["stats"]["peak_live_requested"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
+        if peak < 16 << 20 || left != Some(0) || held >= 1 << 20 {
+            failures.push(format!(
+                "{policy}: mapped at most {peak} B, {left:?} left mapped, the manager held \
+                 {held} B at most: {report}"
             ));
         }
     }

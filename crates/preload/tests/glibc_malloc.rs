@@ -41,26 +41,10 @@ const TESTS: [&str; 14] = [
 ];
 
 /// Failures that are known and explained (docs/preload.md says the same): `(test, policies,
-/// why)`. A known failure that passes fails this test too, so the list stays true.
-///
-/// tst-free-errno maps fresh pages (MAP_FIXED) over the page before and the page after the
-/// page-aligned range of a 16 MiB block, as glibc lays it out: a mapping of its own, so those
-/// pages are not the heap's. A heap with boundary tags keeps its neighbours' tags there; the
-/// fit heap (and segregated's page level, which is best fit) finds its tags zeroed at the free,
-/// and aborts naming the pointer.
-const KNOWN: &[(&str, &[&str], &str)] = &[(
-    "tst-free-errno",
-    &[
-        "first-fit",
-        "first-fit:lifo",
-        "next-fit",
-        "best-fit",
-        "worst-fit",
-        "segregated",
-    ],
-    "the test overwrites the pages around a large block, where a boundary-tag heap keeps its \
-     neighbours' tags",
-)];
+/// why)`. A known failure that passes fails this test too, so the list stays true. None now:
+/// tst-free-errno, which the fit heap used to fail (its boundary tags sat in the pages the test
+/// maps over), passes since `CHeap` maps large blocks on their own (docs/preload.md).
+const KNOWN: &[(&str, &[&str], &str)] = &[];
 
 /// Where the fetched sources and the builds live: beside the test binaries, in the target folder.
 fn work_dir() -> PathBuf {
