@@ -242,14 +242,11 @@ impl<M: FreeSpaceManager> CHeap<M> {
             },
         };
         let q = block.cast::<u8>();
-        // SAFETY: both blocks are live and distinct; the old one holds `old.layout.size()`
-        // bytes of the caller's, the new one at least `new.size()`.
+        // SAFETY: both blocks are live and distinct; the old one is `old.usable` bytes long (the
+        // caller may have written them all: `malloc_usable_size`), the new one at least
+        // `new.size()`.
         unsafe {
-            core::ptr::copy_nonoverlapping(
-                ptr.as_ptr(),
-                q.as_ptr(),
-                old.layout.size().min(new.size()),
-            )
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), q.as_ptr(), old.usable.min(new.size()))
         };
         if is_mapped {
             g.maps.add(block.len());
@@ -386,9 +383,15 @@ unsafe impl<M: FreeSpaceManager + Send> MallocApi for CHeap<M> {
             // its alignment.
             return unsafe { self.realloc_moving(g, ptr, old, new) };
         }
-        // SAFETY: `ptr` is a live block allocated with `old.layout` (the table says so).
+        // SAFETY: `ptr` is a live block allocated with `old.layout` and `old.usable` bytes long
+        // (the table says so).
         let r = unsafe {
-            if size >= old.layout.size() {
+            if size > old.layout.size() && old.usable > old.layout.size() {
+                // `malloc_usable_size` told the caller the block is `old.usable` bytes long, and
+                // C programs write up to it (redis's strings do): a move keeps them all, as
+                // glibc's realloc copies the whole old chunk.
+                crate::resize_keeping(&mut g.manager, ptr, old.layout, new, old.usable)
+            } else if size >= old.layout.size() {
                 g.manager.grow(ptr, old.layout, new)
             } else {
                 g.manager.shrink(ptr, old.layout, new)

@@ -65,7 +65,9 @@ pub use c_api::{CHeap, MallocApi};
 pub use error::{AllocError, Corruption, FreeError, SourceError};
 pub use inspect::{BlockKind, Inspector, NoInspector};
 pub use locked::{Locked, LockedGuard, abort_with};
-pub use manager::{Detects, FreeSpaceManager, Placement, first_region_placement, resize_by_moving};
+pub use manager::{
+    Detects, FreeSpaceManager, Placement, first_region_placement, resize_by_moving, resize_keeping,
+};
 pub use offset::OffsetManager;
 #[cfg(feature = "alloc")]
 pub use source::BoxedRegion;

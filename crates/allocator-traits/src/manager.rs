@@ -217,15 +217,35 @@ pub unsafe fn resize_by_moving<M: FreeSpaceManager + ?Sized>(
     old: Layout,
     new: Layout,
 ) -> Result<NonNull<[u8]>, AllocError> {
+    // SAFETY: forwarded caller contract; `old.size()` bytes of a live block are readable.
+    unsafe { resize_keeping(m, ptr, old, new, old.size()) }
+}
+
+/// [`resize_by_moving`] that keeps the first `min(kept, new.size())` bytes when it moves the
+/// block, not just `min(old.size(), new.size())`: for a caller that was told the block is
+/// `kept` bytes long (C's `malloc_usable_size`, the length of the slice
+/// [`allocate`](FreeSpaceManager::allocate) returned) and may have written all of them.
+///
+/// # Safety
+/// As for [`resize_by_moving`], and the block at `ptr` is at least `kept` bytes long (`kept` is
+/// at most the length its allocation or last resize returned).
+pub unsafe fn resize_keeping<M: FreeSpaceManager + ?Sized>(
+    m: &mut M,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+    kept: usize,
+) -> Result<NonNull<[u8]>, AllocError> {
     // SAFETY: forwarded caller contract.
     match unsafe { m.resize_in_place(ptr, old, new) } {
         Err(AllocError::NotInPlace) => {}
         other => return other,
     }
     let fresh = m.allocate(new)?;
-    let keep = old.size().min(new.size());
-    // SAFETY: `ptr` is live with at least `old.size()` bytes (`resize_in_place` checked it where
-    // the policy can), `fresh` has at least `new.size()`; distinct live blocks do not overlap.
+    let keep = kept.min(new.size());
+    // SAFETY: `ptr` is live with at least `kept` bytes (the caller's contract; `resize_in_place`
+    // checked the block where the policy can), `fresh` has at least `new.size()`; distinct live
+    // blocks do not overlap.
     unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), fresh.as_ptr().cast::<u8>(), keep) };
     // SAFETY: forwarded caller contract.
     if let Err(e) = unsafe { m.deallocate(ptr, old) } {

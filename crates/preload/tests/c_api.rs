@@ -46,6 +46,22 @@ int main(void) {
     p = pvalloc(10); CHECK(p && ((uintptr_t)p % page) == 0 && malloc_usable_size(p) >= (size_t)page); free(p);
     CHECK(malloc_usable_size(NULL) == 0);
     p = reallocarray(NULL, 10, 10); CHECK(p); free(p);
+    /* Every byte malloc_usable_size promised survives a realloc that moves the block: C
+       programs write up to it (redis's strings do). A neighbour taken first makes a move likely. */
+    for (size_t n = 1; n < 5000; n = n * 3 + 1) {
+        unsigned char *a = malloc(n), *b;
+        size_t u = malloc_usable_size(a);
+        void *neighbour = malloc(n);
+        CHECK(a && neighbour && u >= n);
+        for (size_t i = 0; i < u; i++) a[i] = (unsigned char)(i * 13 + 1);
+        b = realloc(a, u + 1); CHECK(b);
+        for (size_t i = 0; i < u; i++) CHECK(b[i] == (unsigned char)(i * 13 + 1));
+        size_t v = malloc_usable_size(b);
+        for (size_t i = 0; i < v; i++) b[i] = (unsigned char)(i * 7 + 3);
+        a = realloc(b, 4 * v + 4096); CHECK(a);
+        for (size_t i = 0; i < v; i++) CHECK(a[i] == (unsigned char)(i * 7 + 3));
+        free(neighbour); free(a);
+    }
     puts("ok");
     return 0;
 }
