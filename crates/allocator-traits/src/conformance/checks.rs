@@ -13,6 +13,19 @@ use quickcheck::{Arbitrary, Gen};
 use super::{Op, Profile, Shadow};
 use crate::{AllocError, FreeError, FreeSpaceManager, Locked, Stats};
 
+/// The region a check gives the policy under Miri, at most: the walk after every operation costs
+/// in proportion to the region (buddy's bitmaps, the span tables), and Miri is ~1000x slower.
+const MIRI_CAPACITY: usize = 128 << 10;
+
+/// The region size the checks build the policy with: the profile's, smaller under Miri.
+fn capacity(p: Profile) -> usize {
+    if cfg!(miri) {
+        p.capacity.min(MIRI_CAPACITY)
+    } else {
+        p.capacity
+    }
+}
+
 /// Random cases run by the shadow model (fewer under Miri, which is ~1000x slower).
 const CASES: usize = if cfg!(miri) { 3 } else { 100 };
 /// Quickcheck's size parameter: sequences up to this many operations.
@@ -24,7 +37,7 @@ const SHRINK_BUDGET: usize = 300;
 /// panics with the smallest failing one.
 pub fn check_shadow_model<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
     let mut g = Gen::new(OPS);
-    run_sequences(p, p.capacity, &make, CASES, || Vec::arbitrary(&mut g));
+    run_sequences(p, capacity(p), &make, CASES, || Vec::arbitrary(&mut g));
 }
 
 /// Region size for [`check_shadow_near_oom`]: small enough that its sequences fill it.
@@ -223,7 +236,7 @@ impl crate::Inspector for Tally {
 
 /// Zero-size layouts are served (distinct, aligned blocks) and freed like any other.
 pub fn check_zero_size<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
-    let mut m = make(p.capacity);
+    let mut m = make(capacity(p));
     let mut shadow = Shadow::new(p.max_align);
     for shift in 0..5u8 {
         shadow.apply(
@@ -258,7 +271,7 @@ pub fn check_zero_size<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
 /// Grow and shrink may change the alignment: every block comes back aligned to the new
 /// alignment with its contents kept, whether the policy resizes it in place or moves it.
 pub fn check_realign<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
-    let mut m = make(p.capacity);
+    let mut m = make(capacity(p));
     let mut shadow = Shadow::new(p.max_align);
     for (i, size) in [24usize, 100, 1000, 5000, 0, 300].into_iter().enumerate() {
         shadow.apply(
@@ -296,17 +309,17 @@ pub fn check_realign<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F
 /// Huge sizes and alignments give a clean error (no panic, no overflow), and leave the manager
 /// working; alignments up to the profile's `max_align` are served.
 pub fn check_huge<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
-    let mut m = make(p.capacity);
+    let mut m = make(capacity(p));
     let top_align = 1usize << (usize::BITS - 2);
     let layouts = [
         Layout::from_size_align(isize::MAX as usize - 4095, 4096),
         Layout::from_size_align(isize::MAX as usize, 1),
         Layout::from_size_align(isize::MAX as usize - 15, 8),
         Layout::from_size_align(1 << 40, 8),
-        Layout::from_size_align(p.capacity + 1, 8),
+        Layout::from_size_align(capacity(p) + 1, 8),
         Layout::from_size_align(1, top_align),
         Layout::from_size_align(1, p.max_align.saturating_mul(2)),
-        Layout::from_size_align(p.capacity, p.max_align),
+        Layout::from_size_align(capacity(p), p.max_align),
     ];
     for layout in layouts.into_iter().flatten() {
         match m.allocate(layout) {
@@ -361,7 +374,7 @@ pub fn check_huge<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
 
 /// Bad frees the policy claims to detect are reported, name the pointer, and change nothing.
 pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
-    let mut m = make(p.capacity);
+    let mut m = make(capacity(p));
     let d = m.detects();
     let mut shadow = Shadow::new(p.max_align);
     for size in [8, 100, 3000, 24, 0] {
