@@ -132,18 +132,33 @@ fn api_error(e: AllocError) -> allocator_api2::alloc::AllocError {
     allocator_api2::alloc::AllocError
 }
 
+/// The block as the `Allocator` API hands it out: exactly `size` bytes long, never the manager's
+/// whole block. The API lets a caller free or resize a block with any size up to the length it
+/// was handed (hashbrown does: it sizes its table by the length), while a manager counts and
+/// checks the layout it allocated: handing out the size asked keeps the two the same.
+fn exact(block: NonNull<[u8]>, size: usize) -> NonNull<[u8]> {
+    NonNull::slice_from_raw_parts(block.cast::<u8>(), size)
+}
+
 // SAFETY: blocks come from the manager, which guarantees size and alignment and keeps them valid
-// until freed; the lock serialises all access; a bad free aborts rather than corrupting state.
+// until freed (the slice handed out is the size asked, within the block); the lock serialises all
+// access; a bad free aborts rather than corrupting state.
 unsafe impl<M: FreeSpaceManager> allocator_api2::alloc::Allocator for Locked<M> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
-        self.inner.lock().allocate(layout).map_err(api_error)
+        let block = self.inner.lock().allocate(layout).map_err(api_error)?;
+        Ok(exact(block, layout.size()))
     }
 
     fn allocate_zeroed(
         &self,
         layout: Layout,
     ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
-        self.inner.lock().allocate_zeroed(layout).map_err(api_error)
+        let block = self
+            .inner
+            .lock()
+            .allocate_zeroed(layout)
+            .map_err(api_error)?;
+        Ok(exact(block, layout.size()))
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
@@ -160,7 +175,8 @@ unsafe impl<M: FreeSpaceManager> allocator_api2::alloc::Allocator for Locked<M> 
         new: Layout,
     ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         // SAFETY: forwarded Allocator contract.
-        unsafe { self.inner.lock().grow(ptr, old, new) }.map_err(api_error)
+        let block = unsafe { self.inner.lock().grow(ptr, old, new) }.map_err(api_error)?;
+        Ok(exact(block, new.size()))
     }
 
     unsafe fn grow_zeroed(
@@ -171,15 +187,15 @@ unsafe impl<M: FreeSpaceManager> allocator_api2::alloc::Allocator for Locked<M> 
     ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         // SAFETY: forwarded Allocator contract.
         let block = unsafe { self.inner.lock().grow(ptr, old, new) }.map_err(api_error)?;
-        // SAFETY: the block is ours and at least `block.len() >= old.size()` bytes long.
+        // SAFETY: the block is ours and at least `new.size() >= old.size()` bytes long.
         unsafe {
             block
                 .cast::<u8>()
                 .as_ptr()
                 .add(old.size())
-                .write_bytes(0, block.len() - old.size())
+                .write_bytes(0, new.size() - old.size())
         };
-        Ok(block)
+        Ok(exact(block, new.size()))
     }
 
     unsafe fn shrink(
@@ -189,7 +205,8 @@ unsafe impl<M: FreeSpaceManager> allocator_api2::alloc::Allocator for Locked<M> 
         new: Layout,
     ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         // SAFETY: forwarded Allocator contract.
-        unsafe { self.inner.lock().shrink(ptr, old, new) }.map_err(api_error)
+        let block = unsafe { self.inner.lock().shrink(ptr, old, new) }.map_err(api_error)?;
+        Ok(exact(block, new.size()))
     }
 }
 

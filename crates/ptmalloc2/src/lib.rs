@@ -34,12 +34,15 @@
 //! // With #[global_allocator] on it, every allocation of the program goes here.
 //! static MALLOC: Ptmalloc = Ptmalloc::new();
 //!
+//! # // Miri cannot reserve address space (an mmap with PROT_NONE): the heap part runs natively.
+//! # #[cfg(not(miri))] {
 //! let tunables = Tunables::parse("glibc.malloc.tcache_count=0").expect("tunables");
 //! let arena = Arena::new(BrkRegion::new(1 << 30), SystemPages::new(), &tunables);
 //! let heap = Locked::new(arena);
 //! let mut v = allocator_traits::allocator_api2::vec::Vec::new_in(&heap);
 //! v.extend(0..100u32);
 //! assert_eq!(heap.stats().live_blocks, 1);
+//! # }
 //! ```
 //!
 //! # Features

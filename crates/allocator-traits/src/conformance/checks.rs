@@ -609,6 +609,17 @@ pub fn check_collections<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, mak
     let n: u64 = if cfg!(miri) { 300 } else { 40_000 };
     let heap = Locked::new(make(p.collections_capacity));
     {
+        // The Allocator front hands out exactly the size asked: a caller may free with any size
+        // up to the length it got (hashbrown sizes its tables by it), and the manager's counters
+        // need the size it allocated.
+        use allocator_api2::alloc::Allocator;
+        let l = Layout::from_size_align(100, 8).unwrap();
+        let b = heap.allocate(l).expect("100 bytes");
+        assert_eq!(b.len(), 100, "Locked::allocate handed out more than asked");
+        // SAFETY: just allocated with `l`, not used after.
+        unsafe { heap.deallocate(b.cast(), l) };
+    }
+    {
         let mut v = AVec::new_in(&heap);
         for i in 0..n {
             v.push(i * 3);
