@@ -12,6 +12,10 @@ use crate::{AllocError, FreeError, FreeSpaceManager, Stats};
 
 /// A manager behind a lock no thread starves on: `allocator_api2::alloc::Allocator` and `GlobalAlloc`.
 ///
+/// The `Allocator` front hands out slices of exactly the size asked, not the manager's whole
+/// block: that API lets a caller free with any size up to the length it was given, and the
+/// manager counts and checks the layout it allocated.
+///
 /// ```
 /// # #[cfg(feature = "std")] {
 /// use allocator_traits::Locked;
