@@ -64,6 +64,12 @@ impl<M> Locked<M> {
         self.inner.try_lock()
     }
 
+    /// How many threads wait past their patience, queued in ticket order (see
+    /// [`TicketLock`](crate::ticket::TicketLock)): for tests and diagnostics.
+    pub fn starving_waiters(&self) -> usize {
+        self.inner.starving_waiters()
+    }
+
     /// Unwraps the manager.
     pub fn into_inner(self) -> M {
         self.inner.into_inner()

@@ -121,6 +121,13 @@ impl<T> TicketLock<T> {
         self.starving.fetch_sub(1, Ordering::Release);
     }
 
+    /// How many waiters have run out of patience and queued for a ticket: while it is above
+    /// zero no thread takes the lock by the fast path. (A reading for tests and diagnostics: it
+    /// may change as soon as it is read.)
+    pub fn starving_waiters(&self) -> usize {
+        self.starving.load(Ordering::Acquire)
+    }
+
     /// Takes the lock if it is free and no starving waiter is queued.
     pub fn try_lock(&self) -> Option<TicketGuard<'_, T>> {
         self.take().then_some(TicketGuard { lock: self })
