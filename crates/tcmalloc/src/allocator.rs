@@ -986,7 +986,8 @@ unsafe impl<S: MemorySource> GlobalAlloc for Tcmalloc<S> {
     }
 }
 
-// SAFETY: as for `GlobalAlloc`; the returned slice length is the block's usable size.
+// SAFETY: as for `GlobalAlloc`; the slice handed out is the size asked (a caller may free with
+// any size up to the length it got), within the block.
 unsafe impl<S: MemorySource> allocator_api2::alloc::Allocator for Tcmalloc<S> {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
