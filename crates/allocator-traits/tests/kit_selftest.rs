@@ -325,6 +325,7 @@ const PROFILE: Profile = Profile {
     max_align: 4096,
     capacity: 1 << 20,
     collections_capacity: 64 << 20,
+    miri_capacity: 128 << 10,
 };
 
 allocator_traits::conformance_suite!(bump, PROFILE, |cap| Bump::new(cap, Bug::None));

@@ -6,7 +6,7 @@ use allocator_traits::conformance::Profile;
 use ptmalloc2::{Arena, NoMmap, Tunables};
 
 fn make(capacity: usize, tunables: &str) -> Arena<BoxedRegion, NoMmap> {
-    // Under Miri the kit uses a 64 KiB region: too small for glibc's 128 KiB top_pad (the first
+    // Under Miri the kit uses a 128 KiB region: too small for glibc's 128 KiB top_pad (the first
     // growth asks for the request plus the pad, and fails as a whole).
     let pad = if cfg!(miri) {
         ":glibc.malloc.top_pad=0"

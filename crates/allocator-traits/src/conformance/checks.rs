@@ -13,14 +13,12 @@ use quickcheck::{Arbitrary, Gen};
 use super::{Op, Profile, Shadow};
 use crate::{AllocError, FreeError, FreeSpaceManager, Locked, Stats};
 
-/// The region a check gives the policy under Miri, at most: the walk after every operation costs
-/// in proportion to the region (buddy's bitmaps, the span tables), and Miri is ~1000x slower.
-const MIRI_CAPACITY: usize = 128 << 10;
-
-/// The region size the checks build the policy with: the profile's, smaller under Miri.
+/// The region size the checks build the policy with: the profile's, [`Profile::miri_capacity`]
+/// under Miri (the walk after every operation costs in proportion to the region: buddy's
+/// bitmaps, the span tables; and Miri is ~1000x slower).
 fn capacity(p: Profile) -> usize {
     if cfg!(miri) {
-        p.capacity.min(MIRI_CAPACITY)
+        p.capacity.min(p.miri_capacity)
     } else {
         p.capacity
     }
@@ -588,8 +586,12 @@ pub fn check_fill_and_drain<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, 
     check_drained(&m);
     let again = largest(&mut m, cap);
     if p.coalesces {
-        assert_eq!(
-            again, fresh,
+        // At least what the fresh heap gave: a heap that grows in chunks may have taken more of
+        // its region while filling, so its largest block can be larger now (buddy's, where a
+        // fresh heap's probe could not place a block aligned to its size and its bitmaps in
+        // one grant), never smaller.
+        assert!(
+            again >= fresh,
             "after freeing everything the largest block is {again} bytes, on a fresh heap {fresh}"
         );
     } else {

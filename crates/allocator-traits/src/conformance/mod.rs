@@ -53,6 +53,10 @@ pub struct Profile {
     pub capacity: usize,
     /// Region size for the collections test (it stores tens of thousands of entries).
     pub collections_capacity: usize,
+    /// Region size for the shadow-model and edge tests under Miri (at most `capacity`): the
+    /// smallest region the policy passes the checks in, 128 KiB unless the policy needs more
+    /// (tcmalloc takes a 64 KiB metadata chunk before its first span).
+    pub miri_capacity: usize,
 }
 
 impl Profile {
@@ -62,6 +66,7 @@ impl Profile {
         max_align: 4096,
         capacity: 1 << 20,
         collections_capacity: 16 << 20,
+        miri_capacity: 128 << 10,
     };
     /// A policy that does not promise to get its whole region back (no coalescing, size
     /// classes that keep spans, caches).
