@@ -53,7 +53,23 @@ const TARGETS: &[Target] = &[
     },
     Target {
         package: "tcmalloc",
-        ci: (&["--test", "conformance"], &[]),
+        // Its walk and inspect are per object: bad_frees 517 s, near_oom 273, zero_size 188,
+        // realign 170, huge 92 under Miri (session 5, 256 KiB); CI runs the other three (~250 s).
+        ci: (
+            &["--test", "conformance"],
+            &[
+                "--skip",
+                "bad_frees",
+                "--skip",
+                "near_oom",
+                "--skip",
+                "zero_size",
+                "--skip",
+                "realign",
+                "--skip",
+                "huge",
+            ],
+        ),
         features: "",
         strict: true,
     },
