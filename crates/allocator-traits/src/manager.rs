@@ -63,8 +63,14 @@ pub fn first_region_placement<M: FreeSpaceManager + ?Sized>(m: &M, ptr: NonNull<
 pub struct Detects {
     /// A pointer outside every region the manager manages gives [`FreeError::Foreign`].
     pub foreign: bool,
-    /// Freeing a block twice (with no allocation in between) gives an error.
+    /// Freeing a block twice (with no allocation in between) gives an error, for blocks whose
+    /// layout's size is above [`double_free_above`](Self::double_free_above).
     pub double_free: bool,
+    /// The double frees [`double_free`](Self::double_free) promises are those of blocks larger
+    /// than this many bytes (0: every block). tcmalloc's core: 8, because its 8 B objects have
+    /// no room for the mark its check needs (their link takes the word), so a double free of one
+    /// that left the thread cache is taken (docs/bad-frees.md).
+    pub double_free_above: usize,
     /// A layout whose size or alignment does not match the block gives an error.
     pub layout_mismatch: bool,
 }

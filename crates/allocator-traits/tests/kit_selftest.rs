@@ -270,6 +270,7 @@ impl FreeSpaceManager for Bump {
         Detects {
             foreign: true,
             double_free: true,
+            double_free_above: 0,
             layout_mismatch: false,
         }
     }

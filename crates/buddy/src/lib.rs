@@ -573,6 +573,7 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
         Detects {
             foreign: true,
             double_free: true,
+            double_free_above: 0,
             // A layout of another order is caught; one of the same order (say 40 B freed as
             // 50 B) is indistinguishable, so the claim is not made.
             layout_mismatch: false,

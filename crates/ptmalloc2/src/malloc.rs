@@ -1055,6 +1055,7 @@ impl<S: MemorySource, M: MemorySource> FreeSpaceManager for Arena<S, M> {
         Detects {
             foreign: true,
             double_free: true,
+            double_free_above: 0,
             layout_mismatch: false,
         }
     }

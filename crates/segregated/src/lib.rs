@@ -309,6 +309,7 @@ impl<L: FreeSpaceManager, const CHECKED: bool> FreeSpaceManager for Segregated<L
             // by the bitmap (only when checked); large ones as `L` does.
             foreign: l.foreign,
             double_free: l.double_free && CHECKED,
+            double_free_above: 0,
             layout_mismatch: false,
         }
     }

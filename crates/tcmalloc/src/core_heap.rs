@@ -225,15 +225,13 @@ impl<S: MemorySource> Core<S> {
     }
 
     /// `Err(DoubleFree)` if the object `ptr` of class `class` in span `s` is free: in the
-    /// thread cache, in a transfer batch, or on its span's free list. Searched when the object
-    /// carries the key or heads its thread cache list, and always for the 8 B class: its link
-    /// takes the key's word, so an 8 B object that left the cache (a `ListTooLong` gave its batch
-    /// back) carries no mark. The fuzz target found that double free (fuzz/run.sh, session 5).
+    /// thread cache, in a transfer batch, or on its span's free list. Searched only when the
+    /// object carries the key or heads its thread cache list.
     fn check_not_free(&self, s: *mut Span, class: usize, ptr: *mut u8) -> Result<(), FreeError> {
         let list = self.cache.list(class);
         // SAFETY: `ptr` is an object start of `class` (checked by `block_of`).
         let marked = unsafe { self.cache.carries_key(class, ptr, process_key()) };
-        if !marked && list.head != ptr && list.key_offset != 0 {
+        if !marked && list.head != ptr {
             return Ok(());
         }
         let batch = SIZE_MAP.batch_size(class);
@@ -452,6 +450,7 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
         Detects {
             foreign: true,
             double_free: true,
+            double_free_above: 8,
             layout_mismatch: false,
         }
     }

@@ -62,7 +62,9 @@ pub fn fuzz_one<M: FreeSpaceManager>(m: &mut M, max_align: usize, data: &[u8]) {
                 align_shift: b % 13,
             },
             14 => {
-                if let (true, Some((ptr, layout))) = (d.double_free, freed) {
+                if let (true, Some((ptr, layout))) = (d.double_free, freed)
+                    && layout.size() > d.double_free_above
+                {
                     let before = m.stats().bad_frees;
                     // SAFETY: the policy claims to detect a double free of a block freed with
                     // no operation since; nothing is freed.

@@ -503,6 +503,7 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
         Detects {
             foreign: true,
             double_free: true,
+            double_free_above: 0,
             layout_mismatch: self.config.checked || cfg!(target_pointer_width = "64"),
         }
     }

@@ -335,6 +335,7 @@ impl OffsetManager for FitOffsets {
         Detects {
             foreign: true,
             double_free: true,
+            double_free_above: 0,
             layout_mismatch: false,
         }
     }
