@@ -458,7 +458,10 @@ pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
         }
     }
     if d.double_free {
-        for size in [16, 200, 5000] {
+        for size in [16, 200, 5000]
+            .into_iter()
+            .filter(|&s| s > d.double_free_above)
+        {
             let layout = Layout::from_size_align(size, 8).expect("layout");
             let b = m.allocate(layout).expect("allocation on a fresh heap");
             // SAFETY: freed once, legitimately.
