@@ -17,42 +17,51 @@ struct Target {
     /// What CI runs (`--ci`): cargo's target selection and the harness's filter, chosen to fit
     /// CI's time (each measured: docs/bad-frees.md's neighbour, dev-notes of session 3).
     ci: (&'static [&'static str], &'static [&'static str]),
+    /// Seconds its `--ci` selection took in CI (session 5's local run of .ci/run): the order in
+    /// which the jobs start, longest first.
+    ci_seconds: u32,
 }
 
 /// Every crate whose tests run under Miri, in dependency order.
 const TARGETS: &[Target] = &[
     Target {
         package: "allocator-traits",
+        ci_seconds: 67,
         ci: (&[], &[]),
         features: "conformance",
         strict: true,
     },
     Target {
         package: "fit",
+        ci_seconds: 52,
         ci: (&["--test", "conformance"], &["list_order_under_addr::"]),
         features: "",
         strict: true,
     },
     Target {
         package: "buddy",
+        ci_seconds: 130,
         ci: (&["--test", "conformance"], &["whole_region::"]),
         features: "",
         strict: true,
     },
     Target {
         package: "segregated",
+        ci_seconds: 210,
         ci: (&["--test", "conformance"], &["go_classes::"]),
         features: "",
         strict: true,
     },
     Target {
         package: "ptmalloc2",
+        ci_seconds: 134,
         ci: (&["--test", "conformance"], &["defaults::"]),
         features: "",
         strict: true,
     },
     Target {
         package: "tcmalloc",
+        ci_seconds: 253,
         // Its walk and inspect are per object: bad_frees 517 s, near_oom 273, zero_size 188,
         // realign 170, huge 92 under Miri (session 5, 256 KiB); CI runs the other three (~250 s).
         ci: (
@@ -89,12 +98,16 @@ pub struct MiriArgs {
     /// Allow integer-to-pointer casts (drop -Zmiri-strict-provenance).
     #[arg(long)]
     permissive: bool,
+    /// How many crates' suites run at once (each is one interpreter thread); default: the
+    /// number of cores. With more than one, each suite's output is printed when it ends.
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<usize>,
     /// Extra arguments for the test harness, after `--` (a test name filter, say).
     #[arg(last = true)]
     test_args: Vec<String>,
 }
 
-/// Runs the suites; returns an error naming the first package that failed.
+/// Runs the suites; returns an error naming every package whose suite failed.
 pub fn run(args: MiriArgs) -> Result<(), String> {
     let probe = Command::new("cargo")
         .args(["+nightly", "miri", "--version"])
@@ -113,44 +126,122 @@ pub fn run(args: MiriArgs) -> Result<(), String> {
             ));
         }
     }
-    let chosen = TARGETS
+    let chosen: Vec<&Target> = TARGETS
         .iter()
-        .filter(|t| args.packages.is_empty() || args.packages.iter().any(|p| p == t.package));
-    let mut failed = Vec::new();
-    for t in chosen {
-        let mut cmd = Command::new("cargo");
-        cmd.args(["+nightly", "miri", "test", "-p", t.package]);
-        if !t.features.is_empty() {
-            cmd.args(["--features", t.features]);
-        }
-        if args.ci {
-            cmd.args(t.ci.0).arg("--").args(t.ci.1);
-        } else {
-            cmd.arg("--");
-        }
-        cmd.args(&args.test_args);
-        let mut flags = std::env::var("MIRIFLAGS").unwrap_or_default();
-        if t.strict && !args.permissive {
-            flags.push_str(" -Zmiri-strict-provenance");
-        }
-        cmd.env("MIRIFLAGS", flags.trim());
-        eprintln!("xtask miri: {} (MIRIFLAGS={})", t.package, flags.trim());
-        let started = std::time::Instant::now();
-        let status = cmd.status();
-        eprintln!(
-            "xtask miri: {} took {:.0} s",
-            t.package,
-            started.elapsed().as_secs_f64()
-        );
-        match status {
-            Ok(s) if s.success() => {}
-            Ok(_) => failed.push(t.package),
-            Err(e) => return Err(format!("could not run cargo: {e}")),
-        }
+        .filter(|t| args.packages.is_empty() || args.packages.iter().any(|p| p == t.package))
+        .collect();
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, chosen.len().max(1));
+    // The longest suites first, so that the last to finish is a short one (each crate's suite is
+    // one interpreter thread: two crates at once use two cores).
+    let mut queue: Vec<&Target> = chosen;
+    queue.sort_by_key(|t| std::cmp::Reverse(t.ci_seconds));
+    let commands: Vec<(&'static str, Command)> = queue
+        .iter()
+        .map(|t| (t.package, command(t, &args)))
+        .collect();
+    // Miri's standard library is built once, before the jobs, so that two of them never build it
+    // at the same time on a fresh machine.
+    let setup = Command::new("cargo")
+        .args(["+nightly", "miri", "setup"])
+        .status();
+    if !matches!(setup, Ok(s) if s.success()) {
+        return Err("`cargo +nightly miri setup` failed (is rust-src installed?)".into());
     }
+    let failed = run_jobs(commands, jobs)?;
     if failed.is_empty() {
         Ok(())
     } else {
         Err(format!("Miri found problems in: {}", failed.join(", ")))
     }
+}
+
+/// The `cargo miri test` command of one crate.
+fn command(t: &Target, args: &MiriArgs) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.args(["+nightly", "miri", "test", "-p", t.package]);
+    if !t.features.is_empty() {
+        cmd.args(["--features", t.features]);
+    }
+    if args.ci {
+        cmd.args(t.ci.0).arg("--").args(t.ci.1);
+    } else {
+        cmd.arg("--");
+    }
+    cmd.args(&args.test_args);
+    let mut flags = std::env::var("MIRIFLAGS").unwrap_or_default();
+    if t.strict && !args.permissive {
+        flags.push_str(" -Zmiri-strict-provenance");
+    }
+    cmd.env("MIRIFLAGS", flags.trim());
+    cmd
+}
+
+/// Runs the commands, `jobs` at a time, and returns the packages whose suite failed.
+///
+/// With one job a suite's output streams as it runs. With more, each suite's output is kept and
+/// printed whole when it ends, so that two suites' lines never interleave. Cargo builds under a
+/// lock but runs test binaries without it: the suites of two crates run side by side on one
+/// target directory.
+fn run_jobs(
+    commands: Vec<(&'static str, Command)>,
+    jobs: usize,
+) -> Result<Vec<&'static str>, String> {
+    let queue = std::sync::Mutex::new(commands.into_iter());
+    let failed = std::sync::Mutex::new(Vec::new());
+    let error = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().map(|mut q| q.next()).ok().flatten();
+                    let Some((package, mut cmd)) = next else {
+                        break;
+                    };
+                    let flags = cmd
+                        .get_envs()
+                        .find(|(k, _)| *k == "MIRIFLAGS")
+                        .and_then(|(_, v)| v)
+                        .map(|v| v.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    eprintln!("xtask miri: {package} started (MIRIFLAGS={flags})");
+                    let started = std::time::Instant::now();
+                    let status = if jobs == 1 {
+                        cmd.status()
+                    } else {
+                        cmd.output().map(|o| {
+                            use std::io::Write;
+                            let mut err = std::io::stderr().lock();
+                            let _ = writeln!(err, "xtask miri: ---- output of {package} ----");
+                            let _ = err.write_all(&o.stdout);
+                            let _ = err.write_all(&o.stderr);
+                            o.status
+                        })
+                    };
+                    eprintln!(
+                        "xtask miri: {package} took {:.0} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    match status {
+                        Ok(s) if s.success() => {}
+                        Ok(_) => failed
+                            .lock()
+                            .expect("no job panics holding it")
+                            .push(package),
+                        Err(e) => {
+                            *error.lock().expect("no job panics holding it") =
+                                Some(format!("could not run cargo: {e}"));
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = error.into_inner().expect("the jobs have ended") {
+        return Err(e);
+    }
+    Ok(failed.into_inner().expect("the jobs have ended"))
 }
