@@ -51,6 +51,9 @@ enum Bug {
     /// Never rewinds: a bump allocator that does not coalesce, which is honest unless it claims
     /// to.
     NoRewind,
+    /// Shows a live block's body through `inspect()` as two adjacent free pieces (the shadow
+    /// checks a run of adjacent free blocks as one range: the run must still be caught).
+    LiveShownFree,
 }
 
 const LIVE: u64 = 0xA11C_0000_0000_0000;
@@ -255,12 +258,19 @@ impl FreeSpaceManager for Bump {
                 out.block(self.base + at, header - at, BlockKind::Padding);
             }
             out.block(self.base + header, 8, BlockKind::Header);
+            let (body, len) = (self.base + header + 8, at + held - header - 8);
+            if live && self.bug == Bug::LiveShownFree {
+                out.block(body, len / 2, BlockKind::Free);
+                out.block(body + len / 2, len - len / 2, BlockKind::Free);
+                end = at + held;
+                continue;
+            }
             let kind = if live {
                 BlockKind::Live { requested: 0 }
             } else {
                 BlockKind::Free
             };
-            out.block(self.base + header + 8, at + held - header - 8, kind);
+            out.block(body, len, kind);
             end = at + held;
         }
         out.block(self.base + end, self.cap - end, BlockKind::Top);
@@ -385,6 +395,24 @@ fn the_kit_catches_an_unreported_double_free() {
     assert!(fails(|| conformance::check_bad_frees(PROFILE, |c| {
         Bump::new(c, Bug::SilentDoubleFree)
     })));
+}
+
+#[test]
+fn the_kit_catches_a_live_block_shown_free() {
+    // Only inspect() lies: the stats, the contents and the walk are right.
+    assert!(fails(|| {
+        let mut m = Bump::new(PROFILE.capacity, Bug::LiveShownFree);
+        let mut shadow = conformance::Shadow::new(PROFILE.max_align);
+        for _ in 0..3 {
+            shadow.apply(
+                &mut m,
+                conformance::Op::Alloc {
+                    size: 40,
+                    align_shift: 3,
+                },
+            );
+        }
+    }));
 }
 
 #[test]
