@@ -345,6 +345,22 @@ fn fails(f: impl FnOnce()) -> bool {
     catch_unwind(AssertUnwindSafe(f)).is_err()
 }
 
+/// A manager with `bug` and its shadow, after `n` allocations of 40 bytes through the shadow.
+fn after_allocations(bug: Bug, n: usize) -> (Bump, conformance::Shadow) {
+    let mut m = Bump::new(PROFILE.capacity, bug);
+    let mut shadow = conformance::Shadow::new(PROFILE.max_align);
+    for _ in 0..n {
+        shadow.apply(
+            &mut m,
+            conformance::Op::Alloc {
+                size: 40,
+                align_shift: 3,
+            },
+        );
+    }
+    (m, shadow)
+}
+
 // The planted bugs are undefined behaviour by design (overlapping blocks, writes over a
 // neighbour): Miri would stop at the bug instead of letting the kit find it.
 #[test]
@@ -353,17 +369,7 @@ fn the_kit_catches_overlapping_blocks() {
     // Allocations only: a random sequence could hand the overlapping block to a moving resize,
     // whose `copy_nonoverlapping` precondition check aborts the process instead of unwinding.
     assert!(fails(|| {
-        let mut m = Bump::new(PROFILE.capacity, Bug::Overlap);
-        let mut shadow = conformance::Shadow::new(PROFILE.max_align);
-        for _ in 0..8 {
-            shadow.apply(
-                &mut m,
-                conformance::Op::Alloc {
-                    size: 40,
-                    align_shift: 3,
-                },
-            );
-        }
+        after_allocations(Bug::Overlap, 8);
     }));
 }
 
@@ -401,17 +407,7 @@ fn the_kit_catches_an_unreported_double_free() {
 fn the_kit_catches_a_live_block_shown_free() {
     // Only inspect() lies: the stats, the contents and the walk are right.
     assert!(fails(|| {
-        let mut m = Bump::new(PROFILE.capacity, Bug::LiveShownFree);
-        let mut shadow = conformance::Shadow::new(PROFILE.max_align);
-        for _ in 0..3 {
-            shadow.apply(
-                &mut m,
-                conformance::Op::Alloc {
-                    size: 40,
-                    align_shift: 3,
-                },
-            );
-        }
+        after_allocations(Bug::LiveShownFree, 3);
     }));
 }
 
@@ -420,31 +416,11 @@ fn the_kit_runs_the_invariant_walk() {
     // A corrupted header is invisible to the shadow (it is outside every block and never read
     // again); only the policy's walk, which the kit runs after every operation, catches it.
     assert!(fails(|| {
-        let mut m = Bump::new(PROFILE.capacity, Bug::BadHeader);
-        let mut shadow = conformance::Shadow::new(PROFILE.max_align);
-        for _ in 0..3 {
-            shadow.apply(
-                &mut m,
-                conformance::Op::Alloc {
-                    size: 40,
-                    align_shift: 3,
-                },
-            );
-        }
+        let (mut m, mut shadow) = after_allocations(Bug::BadHeader, 3);
         shadow.apply(&mut m, conformance::Op::Free { idx: 1 });
     }));
     // The same sequence on the honest manager passes.
-    let mut m = Bump::new(PROFILE.capacity, Bug::None);
-    let mut shadow = conformance::Shadow::new(PROFILE.max_align);
-    for _ in 0..3 {
-        shadow.apply(
-            &mut m,
-            conformance::Op::Alloc {
-                size: 40,
-                align_shift: 3,
-            },
-        );
-    }
+    let (mut m, mut shadow) = after_allocations(Bug::None, 3);
     shadow.apply(&mut m, conformance::Op::Free { idx: 1 });
 }
 
