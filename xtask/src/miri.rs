@@ -14,87 +14,99 @@ struct Target {
     features: &'static str,
     /// Strict provenance holds for this crate (no integer-to-pointer casts).
     strict: bool,
-    /// What CI leaves out (`--ci`): test-name substrings given to the harness as `--skip`. CI
-    /// runs every target of the crate (its unit tests, every file in `tests/`, the doctests)
-    /// with the counts reduced under `cfg(miri)`; what it skips is the conformance kit's suites
-    /// of the crate's further configurations (the same eight checks over another set-up: one
-    /// configuration runs in CI, all of them in the full run) and, for tcmalloc, the slowest of
-    /// the kit's checks. Each name is a module path ending in `::` or a whole test path, so that
-    /// no other test matches it (checked against `cargo test -p CRATE -- --list`).
-    ci_skip: &'static [&'static str],
-    /// About how many seconds its `--ci` selection takes (from the full runs' per-test times,
-    /// session 6): only the order in which the jobs start, longest first.
+    /// What CI runs (`--ci`), see [`Ci`].
+    ci: Ci,
+    /// Seconds its `--ci` selection took in session 6's local CI run (fit and tcmalloc: their
+    /// earlier CI figures): only the order in which the jobs start, longest first.
     ci_seconds: u32,
+}
+
+/// What `--ci` runs of a crate.
+enum Ci {
+    /// Every target of the crate (its unit tests, every file in `tests/`, the doctests) with the
+    /// counts reduced under `cfg(miri)`, less the tests whose names contain one of these
+    /// (given to the harness as `--skip`): the conformance kit's suites of the crate's further
+    /// configurations (the same checks over another set-up). Each name is a module path ending
+    /// in `::` or a whole test path, so that no other test matches it (checked against
+    /// `cargo miri test -p CRATE -- --list`).
+    AllBut(&'static [&'static str]),
+    /// Only this cargo target selection and harness filter: for the crates whose whole suite
+    /// does not fit CI's time yet (fit, tcmalloc; measured in session 6's notes).
+    Only(&'static [&'static str], &'static [&'static str]),
 }
 
 /// Every crate whose tests run under Miri, in dependency order.
 const TARGETS: &[Target] = &[
     Target {
         package: "allocator-traits",
-        ci_seconds: 67,
-        ci_skip: &[],
+        ci_seconds: 78,
+        ci: Ci::AllBut(&[]),
         features: "conformance",
         strict: true,
     },
     Target {
         package: "fit",
-        ci_seconds: 600,
-        // CI's conformance configuration: list_order_under_addr (best fit, address order,
-        // OSTEP's list-order coalescing); of the offset kit's suites (tests/offsets.rs), best
-        // fit's and the unaligned base (the other policies' ~250 of its ~350 virtual seconds).
-        ci_skip: &[
-            "miri_subset::",
-            "mechanisms::",
-            "list_coalesce::",
-            "first_fit::",
-            "next_fit::",
-            "worst_fit::",
-        ],
+        ci_seconds: 60,
+        // The kit's suite of one configuration (best fit, address order, OSTEP's list-order
+        // coalescing). The whole suite less the further configurations took 1440 s beside other
+        // Miri runs (heap.rs 386 and offsets.rs 356 virtual s): not yet within CI's time.
+        ci: Ci::Only(&["--test", "conformance"], &["list_order_under_addr::"]),
         features: "",
         strict: true,
     },
     Target {
         package: "buddy",
-        ci_seconds: 280,
+        ci_seconds: 214,
         // CI's conformance configuration: whole_region.
-        ci_skip: &["grown_in_chunks::", "min_block_64::", "misaligned_start::"],
+        ci: Ci::AllBut(&["grown_in_chunks::", "min_block_64::", "misaligned_start::"]),
         features: "",
         strict: true,
     },
     Target {
         package: "segregated",
-        ci_seconds: 290,
+        ci_seconds: 352,
         // CI's conformance configuration: go_classes.
-        ci_skip: &[
+        ci: Ci::AllBut(&[
             "go_classes_keep_none::",
             "over_best_fit::",
             "unchecked_keep_none::",
             "unchecked_over_best_fit::",
             "unchecked_over_buddy::",
             "user_table_no_tiny::",
-        ],
+        ]),
         features: "",
         strict: true,
     },
     Target {
         package: "ptmalloc2",
-        ci_seconds: 280,
+        ci_seconds: 354,
         // CI's conformance configuration: defaults.
-        ci_skip: &["coalescing::"],
+        ci: Ci::AllBut(&["coalescing::"]),
         features: "",
         strict: true,
     },
     Target {
         package: "tcmalloc",
-        ci_seconds: 500,
-        // One configuration. Its walk and inspect are per object: bad_frees 517 s, near_oom 273,
-        // zero_size 188, realign 170 under Miri (session 5, 256 KiB); the full run has them.
-        ci_skip: &[
-            "tcmalloc_core::bad_frees_are_reported",
-            "tcmalloc_core::shadow_model_near_oom",
-            "tcmalloc_core::zero_size_layouts",
-            "tcmalloc_core::realign_under_grow_and_shrink",
-        ],
+        ci_seconds: 253,
+        // Three of the kit's checks of its one configuration. Its walk and inspect are per
+        // object: bad_frees 517, near_oom 373, zero_size ~190, realign 170 virtual s under Miri,
+        // and tests/core.rs 347 (one double-free test 242): the whole suite less those four
+        // checks ran over 40 minutes in CI's Miri step (session 6), not within CI's time.
+        ci: Ci::Only(
+            &["--test", "conformance"],
+            &[
+                "--skip",
+                "bad_frees",
+                "--skip",
+                "near_oom",
+                "--skip",
+                "zero_size",
+                "--skip",
+                "realign",
+                "--skip",
+                "huge",
+            ],
+        ),
         features: "",
         strict: true,
     },
@@ -182,10 +194,18 @@ fn command(t: &Target, args: &MiriArgs) -> Command {
     if !t.features.is_empty() {
         cmd.args(["--features", t.features]);
     }
-    cmd.arg("--");
-    if args.ci {
-        for name in t.ci_skip {
-            cmd.args(["--skip", name]);
+    match (&t.ci, args.ci) {
+        (Ci::AllBut(skip), true) => {
+            cmd.arg("--");
+            for name in *skip {
+                cmd.args(["--skip", name]);
+            }
+        }
+        (Ci::Only(targets, filter), true) => {
+            cmd.args(*targets).arg("--").args(*filter);
+        }
+        (_, false) => {
+            cmd.arg("--");
         }
     }
     cmd.args(&args.test_args);
