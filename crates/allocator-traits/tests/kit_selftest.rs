@@ -51,8 +51,8 @@ enum Bug {
     /// Never rewinds: a bump allocator that does not coalesce, which is honest unless it claims
     /// to.
     NoRewind,
-    /// Shows a live block's body through `inspect()` as two adjacent free pieces (the shadow
-    /// checks a run of adjacent free blocks as one range: the run must still be caught).
+    /// Shows a live block's body through `inspect()` as free (only the shadow's comparison of
+    /// the picture with the live blocks can see it).
     LiveShownFree,
 }
 
@@ -258,19 +258,12 @@ impl FreeSpaceManager for Bump {
                 out.block(self.base + at, header - at, BlockKind::Padding);
             }
             out.block(self.base + header, 8, BlockKind::Header);
-            let (body, len) = (self.base + header + 8, at + held - header - 8);
-            if live && self.bug == Bug::LiveShownFree {
-                out.block(body, len / 2, BlockKind::Free);
-                out.block(body + len / 2, len - len / 2, BlockKind::Free);
-                end = at + held;
-                continue;
-            }
-            let kind = if live {
+            let kind = if live && self.bug != Bug::LiveShownFree {
                 BlockKind::Live { requested: 0 }
             } else {
                 BlockKind::Free
             };
-            out.block(body, len, kind);
+            out.block(self.base + header + 8, at + held - header - 8, kind);
             end = at + held;
         }
         out.block(self.base + end, self.cap - end, BlockKind::Top);

@@ -489,16 +489,6 @@ impl Inspector for Picture {
     }
     fn block(&mut self, addr: usize, len: usize, kind: BlockKind) {
         if matches!(kind, BlockKind::Free | BlockKind::Cached | BlockKind::Top) {
-            // A run of adjacent free blocks of one kind is checked as one range: it covers the
-            // same bytes, so an overlap with a live block is found as before, with one search
-            // of the live map instead of one per block (a size class's span shows hundreds).
-            if let Some(last) = self.free.last_mut()
-                && last.2 == kind
-                && last.0 + last.1 == addr
-            {
-                last.1 += len;
-                return;
-            }
             self.free.push((addr, len, kind));
         }
     }
