@@ -238,13 +238,7 @@ fn run_jobs(
                     let Some((package, mut cmd)) = next else {
                         break;
                     };
-                    let flags = cmd
-                        .get_envs()
-                        .find(|(k, _)| *k == "MIRIFLAGS")
-                        .and_then(|(_, v)| v)
-                        .map(|v| v.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    eprintln!("xtask miri: {package} started (MIRIFLAGS={flags})");
+                    eprintln!("xtask miri: {package} started: {cmd:?}");
                     let started = std::time::Instant::now();
                     let status = if jobs == 1 {
                         cmd.status()
