@@ -479,6 +479,9 @@ impl<S: MemorySource> Core<S> {
         }
     }
 
+    /// Reports every object of the class span `s` (free on its list, cached, or live) and the
+    /// padding after the last one. The free list and the caches are walked once each into two
+    /// bitmaps on the stack; each object's kind is then two bits of a word.
     fn inspect_span(&self, s: *mut Span, class: usize, out: &mut dyn Inspector) {
         const WORDS: usize = MAX_OBJECTS_PER_SPAN.div_ceil(64);
         let mut free = [0u64; WORDS];
@@ -487,41 +490,67 @@ impl<S: MemorySource> Core<S> {
         let (start, bytes, mut obj) = unsafe { ((*s).start as usize, (*s).bytes(), (*s).objects) };
         let size = SIZE_MAP.class_size(class);
         let n = SIZE_MAP.objects_per_span(class);
-        let mark = |bits: &mut [u64; WORDS], o: usize| {
-            if o >= start && o < start + n * size {
-                let i = (o - start) / size;
+        let limit = n * size;
+        // Objects outside the span (another span's, on a cache list) are not marked.
+        let mark = |bits: &mut [u64; WORDS], o: *mut u8| {
+            let off = (o as usize).wrapping_sub(start);
+            if off < limit {
+                let i = off / size;
                 bits[i / 64] |= 1 << (i % 64);
             }
         };
-        while !obj.is_null() {
-            mark(&mut free, obj as usize);
+        let mut left = n;
+        while !obj.is_null() && left > 0 {
+            mark(&mut free, obj);
+            left -= 1;
             // SAFETY: a span's free objects are linked through their first word.
             obj = unsafe { obj.cast::<*mut u8>().read() };
         }
-        for o in self.cache.list(class).iter() {
-            mark(&mut cached, o as usize);
+        let list = self.cache.list(class);
+        let mut o = list.head;
+        for _ in 0..list.length() {
+            if o.is_null() {
+                break;
+            }
+            mark(&mut cached, o);
+            // SAFETY: cached objects are linked through their first word.
+            o = unsafe { o.cast::<*mut u8>().read() };
         }
         for b in self.central[class].transfer.batches() {
             let mut o = b.head;
             while !o.is_null() {
-                mark(&mut cached, o as usize);
+                mark(&mut cached, o);
                 // SAFETY: batch objects are linked through their first word, null-terminated.
                 o = unsafe { o.cast::<*mut u8>().read() };
             }
         }
-        for i in 0..n {
-            let bit = |b: &[u64; WORDS]| b[i / 64] >> (i % 64) & 1 == 1;
-            let kind = if bit(&free) {
-                BlockKind::Free
-            } else if bit(&cached) {
-                BlockKind::Cached
-            } else {
-                BlockKind::Live { requested: 0 }
-            };
-            out.block(start + i * size, size, kind);
+        // Each word's objects in runs of one kind: a run's kind is read once, then one block
+        // per object of the run.
+        let mut addr = start;
+        for w in 0..n.div_ceil(64) {
+            let bits = (n - w * 64).min(64) as u32;
+            let f = free[w];
+            let c = cached[w] & !f;
+            let l = !(f | c);
+            let mut i = 0u32;
+            while i < bits {
+                let (kind, mask) = if f >> i & 1 != 0 {
+                    (BlockKind::Free, f)
+                } else if c >> i & 1 != 0 {
+                    (BlockKind::Cached, c)
+                } else {
+                    (BlockKind::Live { requested: 0 }, l)
+                };
+                let run = (!(mask >> i)).trailing_zeros().min(bits - i);
+                for _ in 0..run {
+                    out.block(addr, size, kind);
+                    addr += size;
+                }
+                i += run;
+            }
         }
-        if n * size < bytes {
-            out.block(start + n * size, bytes - n * size, BlockKind::Padding);
+        if limit < bytes {
+            out.block(start + limit, bytes - limit, BlockKind::Padding);
         }
     }
 }

@@ -298,3 +298,51 @@ fn thread_cache_and_transfer_cache_damage_is_reported() {
     }
     expect(&c, "list shorter than its length counter");
 }
+
+/// The span free list's place test (the offset from the span being walked, no pagemap lookup per
+/// object): an object of another span of the class, one between object boundaries, and a pointer
+/// outside every span are each reported (the slow path asks the pagemap which).
+#[test]
+fn a_misplaced_object_on_a_span_free_list_is_reported() {
+    // Two spans of the 48 B class, both with free objects.
+    let two_spans = || {
+        let mut c = core();
+        let n = SIZE_MAP.objects_per_span(SIZE_MAP.class(48));
+        let v: Vec<_> = (0..n + 10).map(|_| alloc(&mut c, 48)).collect();
+        // Three objects of the first span back on its free list (fewer than a batch: they go
+        // to the span, not to the transfer cache).
+        for &p in &v[1..4] {
+            free(&mut c, p, 48);
+        }
+        c.flush_thread_cache();
+        let (a, b) = (span_of(&c, v[0]), span_of(&c, v[n + 5]));
+        assert_ne!(a, b);
+        // SAFETY: records of ours; read only.
+        assert!(unsafe { !(*a).objects.is_null() && !(*b).objects.is_null() });
+        c.check_invariants().unwrap();
+        (c, v, a, b)
+    };
+    let (c, _v, a, b) = two_spans();
+    // SAFETY: both are live class spans with free objects; the head of `b`'s free list is
+    // linked into `a`'s (a plant: `a`'s list now runs into `b`'s objects).
+    unsafe {
+        let head = (*a).objects;
+        head.cast::<*mut u8>().write((*b).objects);
+    }
+    expect(&c, "object of another span");
+
+    let (c, _v, a, _) = two_spans();
+    // SAFETY: `a`'s free list head is moved 8 bytes into its object (still inside the span).
+    unsafe { (*a).objects = (*a).objects.add(8) };
+    expect(&c, "object not at an object boundary of its span");
+
+    let (c, _v, a, _) = two_spans();
+    let mut local = [0u64; 2];
+    // SAFETY: the head's link now names a stack slot (null-linked): no span of the class.
+    unsafe {
+        let head = (*a).objects;
+        head.cast::<*mut u8>().write(local.as_mut_ptr().cast());
+    }
+    expect(&c, "object not in a span of the list's class");
+    let _ = local;
+}
