@@ -9,10 +9,12 @@
 //!   2 tiling            each region, start to end: pagemap[first page] is a span starting
 //!                        there; free spans are on their list, large spans exact at both ends,
 //!                        class spans map every page with their class; span records in use add
-//!                        up to the span allocator's count, regions to system_pages
+//!                        up to the span allocator's count, regions to system_pages; a
+//!                        handed-out bitmap on exactly `Core`'s spans of the 8 B class
 //!   3 class spans       free list: objects inside, at boundaries, none twice; refcount =
 //!                        objects out >= 1; level = level_of(refcount) iff it has a free object,
-//!                        and on that level's list; no object both on it and in a cache
+//!                        and on that level's list; no object both on it and in a cache;
+//!                        `Core`'s 8 B spans: handed-out bit set iff neither free nor cached
 //!   4 central[c]        level lists well linked and of class c; spans and free_objects add up
 //!   5 transfer[c]       used <= capacity <= max; whole batches of class-c objects, tail last
 //!   6 thread caches     exactly `length` objects of the list's class, then null; lowater,
@@ -35,8 +37,10 @@ use allocator_traits::Corruption;
 use crate::central::{Central, NUM_LEVELS, level_of};
 use crate::page_heap::PageHeap;
 use crate::pagemap::PageMap;
-use crate::size_map::{MAX_OBJECTS_PER_SPAN, MAX_PAGES, NUM_CLASSES, PAGE_SHIFT, SIZE_MAP};
-use crate::span::{Location, NO_LEVEL, Span, SpanList};
+use crate::size_map::{MAX_PAGES, NUM_CLASSES, PAGE_SHIFT, SIZE_MAP};
+use crate::span::{
+    HANDED_CLASS, Location, NO_LEVEL, OBJECT_BITS_WORDS, ObjectBits, Span, SpanList,
+};
 use crate::thread_cache::{MAX_DYNAMIC_FREE_LIST_LENGTH, MAX_OVERAGES, ThreadCache};
 use crate::transfer::MAX_SLOTS;
 
@@ -73,8 +77,20 @@ pub(crate) struct Census {
     pub large: usize,
 }
 
-/// Runs the whole walk.
+/// Runs the whole walk over structures with no handed-out bitmap on any span (`Tcmalloc`).
 pub(crate) fn check(p: &Parts<'_>) -> Walk<Census> {
+    walk(p, false)
+}
+
+/// Runs the whole walk over a `Core`'s structures: every span of [`HANDED_CLASS`] has a
+/// handed-out bitmap ([`Span::handed`]) and it is checked; `p.caches` must be every cache.
+pub(crate) fn check_core(p: &Parts<'_>) -> Walk<Census> {
+    walk(p, true)
+}
+
+/// The walk; `handed_bits`: the spans of [`HANDED_CLASS`] in use have a handed-out bitmap
+/// (and no other span has one), otherwise no span has one.
+fn walk(p: &Parts<'_>, handed_bits: bool) -> Walk<Census> {
     check_free_lists(p.heap, p.pagemap)?;
     let mut census = Census::default();
     for list in p.caches {
@@ -97,7 +113,23 @@ pub(crate) fn check(p: &Parts<'_>) -> Walk<Census> {
         result = tile_region(start, len, p, &mut |s| {
             records += 1;
             // SAFETY: `tile_region` hands over spans it found exact in the pagemap.
-            let (loc, class, pages) = unsafe { ((*s).location, (*s).class as usize, (*s).pages) };
+            let (loc, class, pages, handed, at) = unsafe {
+                let sp = &*s;
+                (
+                    sp.location,
+                    sp.class as usize,
+                    sp.pages,
+                    sp.handed,
+                    sp.start as usize,
+                )
+            };
+            let wants_bits = handed_bits && loc == Location::InUse && class == HANDED_CLASS;
+            ensure!(
+                handed.is_null() != wants_bits,
+                "span",
+                at,
+                "handed-out bitmap on a span that is not a Core's 8 B class span, or none on one",
+            );
             match (loc, class) {
                 (Location::Free | Location::Returned, _) => {
                     free_spans.0 += 1;
@@ -578,12 +610,6 @@ fn check_central(class: usize, c: &Central, pm: &PageMap) -> Walk<usize> {
     Ok(t.used() * batch)
 }
 
-/// Words of a per-span bitmap on the stack: one bit per object of the largest span.
-const MARK_WORDS: usize = MAX_OBJECTS_PER_SPAN.div_ceil(64);
-
-/// One bit per object of a span (bit `i % 64` of word `i / 64`: object `i`).
-type Marks = [u64; MARK_WORDS];
-
 /// The corruption of an object `o` found on a list of span `s` (class `class`) that is not at an
 /// object boundary of `s`: what [`object_place`] says of it (not in a span of the class, or not at
 /// a boundary of its span), else that it is another span's object. The slow path of the walk's
@@ -608,8 +634,10 @@ fn misplaced(
     }
 }
 
-/// A span of class `class`: its free list, refcount and level, and no object both free in it
-/// and cached. Returns `(objects out, objects free)`.
+/// A span of class `class`: its free list, refcount and level, no object both free in it
+/// and cached, and its handed-out bitmap when it has one ([`Span::handed`]: a bit is set iff its
+/// object is neither free nor cached, so `p.caches` must be every cache). Returns
+/// `(objects out, objects free)`.
 ///
 /// Each free object's place is computed from the span being walked (its offset from the span's
 /// start: below the last object's end, a multiple of the object size), not looked up in the
@@ -631,7 +659,7 @@ unsafe fn check_class_span(s: *mut Span, class: usize, p: &Parts<'_>) -> Walk<(u
     let size = SIZE_MAP.class_size(class);
     let n = SIZE_MAP.objects_per_span(class);
     let limit = n * size;
-    let mut free_marks: Marks = [0; MARK_WORDS];
+    let mut free_marks: ObjectBits = [0; OBJECT_BITS_WORDS];
     let mut free = 0usize;
     let mut o = sp.objects;
     while !o.is_null() {
@@ -699,7 +727,7 @@ unsafe fn check_class_span(s: *mut Span, class: usize, p: &Parts<'_>) -> Walk<(u
         );
     }
     // Cached objects of this span: not free in it, and not twice in the caches.
-    let mut cached_marks: Marks = [0; MARK_WORDS];
+    let mut cached_marks: ObjectBits = [0; OBJECT_BITS_WORDS];
     let mut cached = 0usize;
     let mut visit = |head: *mut u8, len: usize, structure: &'static str| -> Walk {
         let mut o = head;
@@ -740,6 +768,26 @@ unsafe fn check_class_span(s: *mut Span, class: usize, p: &Parts<'_>) -> Walk<(u
         at,
         "more of its objects cached than out",
     );
+    if !sp.handed.is_null() {
+        // A Core's 8 B span (the caller checked): an object is handed out iff it is neither
+        // free in the span nor cached.
+        // SAFETY: a non-null `handed` is the span's bitmap, from the metadata arena.
+        let handed = unsafe { &*sp.handed };
+        for w in 0..OBJECT_BITS_WORDS {
+            let objects = n.saturating_sub(w * 64).min(64);
+            let valid = if objects == 64 {
+                u64::MAX
+            } else {
+                (1u64 << objects) - 1
+            };
+            ensure!(
+                handed[w] == !(free_marks[w] | cached_marks[w]) & valid,
+                "span handed-out bitmap",
+                at + w * 64 * size,
+                "bit set is not: the object is neither free in its span nor cached",
+            );
+        }
+    }
     Ok((out, free))
 }
 

@@ -346,3 +346,65 @@ fn a_misplaced_object_on_a_span_free_list_is_reported() {
     expect(&c, "object not in a span of the list's class");
     let _ = local;
 }
+
+/// An 8 B span with objects live, cached (`v[0]`) and free, and its bit of object `p`.
+fn tiny() -> (Core<BoxedRegion>, Vec<*mut u8>) {
+    let mut c = core();
+    let v: Vec<_> = (0..20).map(|_| alloc(&mut c, 8)).collect();
+    free(&mut c, v[0], 8);
+    c.check_invariants().unwrap();
+    (c, v)
+}
+
+/// Flips the handed-out bit of the 8 B object `p`.
+fn flip_handed(c: &Core<BoxedRegion>, p: *mut u8) {
+    let s = span_of(c, p);
+    // SAFETY: `s` is `p`'s live 8 B span, with its bitmap; `p` is one of its objects.
+    unsafe {
+        let i = (p as usize - (*s).start as usize) / 8;
+        (*(*s).handed)[i / 64] ^= 1 << (i % 64);
+    }
+}
+
+#[test]
+fn a_handed_out_bit_off_is_reported() {
+    const PROBLEM: &str = "bit set is not: the object is neither free in its span nor cached";
+    // A live object's bit cleared (its free would be refused as a double free).
+    let (c, v) = tiny();
+    flip_handed(&c, v[5]);
+    expect(&c, PROBLEM);
+    // A cached object's bit set (its double free would be taken).
+    let (c, v) = tiny();
+    flip_handed(&c, v[0]);
+    expect(&c, PROBLEM);
+    // A free object's bit set.
+    let (c, v) = tiny();
+    let s = span_of(&c, v[1]);
+    // SAFETY: a live span of ours with free objects; read only.
+    let head = unsafe { (*s).objects };
+    assert!(!head.is_null());
+    flip_handed(&c, head);
+    expect(&c, PROBLEM);
+}
+
+#[test]
+fn a_handed_out_bitmap_missing_misplaced_or_leaked_is_reported() {
+    const PROBLEM: &str = "handed-out bitmap on a span that is not a Core's 8 B class span";
+    // An 8 B span without its bitmap.
+    let (c, v) = tiny();
+    let s = span_of(&c, v[1]);
+    // SAFETY: a live span of ours; its bitmap pointer is dropped (the plant).
+    unsafe { (*s).handed = core::ptr::null_mut() };
+    expect(&c, PROBLEM);
+    // A 48 B span with one.
+    let (c, v) = busy();
+    let s = span_of(&c, v[0]);
+    let (t, w) = tiny();
+    // SAFETY: records of ours; the 8 B span's bitmap is shared with a 48 B span (the plant).
+    unsafe { (*s).handed = (*span_of(&t, w[1])).handed };
+    expect(&c, PROBLEM);
+    // A bitmap counted in use that no span holds.
+    let (mut c, _) = tiny();
+    c.handed.live += 1;
+    expect(&c, "bitmaps in use are not the 8 B class's spans");
+}
