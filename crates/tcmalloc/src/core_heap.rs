@@ -24,8 +24,10 @@
 //! * an 8 B object has no room for the key (its one word is the link), so every span of the 8 B
 //!   class carries a bitmap of the objects handed out to callers ([`Span::handed`], 128 bytes
 //!   from the metadata arena, recycled with the span): `allocate` sets the object's bit, a free
-//!   that finds it clear is refused, an accepted free clears it. The allocation of an 8 B object
-//!   pays a pagemap lookup for it, a free one bit test (the span is already known).
+//!   that finds it clear is refused, an accepted free clears it. A free pays one bit test (its
+//!   span is already known); an allocation finds the object's bitmap through the pool's hint
+//!   (the page of the last 8 B free: the thread cache hands out the object freed last first) or
+//!   else a pagemap lookup.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -319,32 +321,45 @@ impl<S: MemorySource> Core<S> {
                 // A broken invariant the walk reports; the slow search still decides.
                 return self.check_not_free(s, HANDED_CLASS, ptr);
             }
-            let i = (ptr as usize - (*s).start as usize) / HANDED_SIZE;
+            let start = (*s).start as usize;
+            let i = (ptr as usize - start) / HANDED_SIZE;
             let word = &mut (*handed)[i / 64];
             let bit = 1u64 << (i % 64);
             if *word & bit == 0 {
                 return Err(FreeError::DoubleFree { ptr: ptr as usize });
             }
             *word &= !bit;
+            // The next 8 B allocation is likely this object again (the thread cache is LIFO).
+            self.handed
+                .set_hint(ptr as usize >> PAGE_SHIFT, start, handed);
         }
         Ok(())
     }
 
     /// Sets the handed-out bit of the 8 B object `p`, about to be handed to a caller.
     fn mark_handed(&mut self, p: *mut u8) {
-        let s = self.pagemap.get(p as usize >> PAGE_SHIFT);
-        if s.is_null() {
-            return;
-        }
-        // SAFETY: `p` was just taken from a live span of the 8 B class, whose every page maps to
-        // it; its bitmap (when present, as the walk checks) has a word for each object.
-        unsafe {
-            let handed = (*s).handed;
-            if !handed.is_null() {
-                let i = (p as usize - (*s).start as usize) / HANDED_SIZE;
-                (*handed)[i / 64] |= 1u64 << (i % 64);
+        let page = p as usize >> PAGE_SHIFT;
+        let (start, handed) = match self.handed.hint(page) {
+            Some(h) => h,
+            None => {
+                let s = self.pagemap.get(page);
+                if s.is_null() {
+                    return;
+                }
+                // SAFETY: `p` was just taken from a live span of the 8 B class, whose every page
+                // maps to it.
+                let (start, handed) = unsafe { ((*s).start as usize, (*s).handed) };
+                if handed.is_null() {
+                    return;
+                }
+                self.handed.set_hint(page, start, handed);
+                (start, handed)
             }
-        }
+        };
+        let i = (p as usize - start) / HANDED_SIZE;
+        // SAFETY: `handed` is the bitmap of `p`'s live span (from its record or the pool's hint,
+        // which names a live span's page), with a word for each of its objects.
+        unsafe { (*handed)[i / 64] |= 1u64 << (i % 64) };
     }
 
     fn held(&self, s: *mut Span, class: usize) -> usize {
@@ -364,8 +379,14 @@ impl<S: MemorySource> Core<S> {
     /// A block for `layout` and the bytes it holds; the stats see only the footprint.
     fn alloc_raw(&mut self, layout: Layout) -> Result<(*mut u8, usize), AllocError> {
         let r = if let Some(class) = SIZE_MAP.class_for(layout) {
-            let (cache, mut backend) = self.parts();
-            let p = cache.allocate(class, &mut backend);
+            // The thread cache's fast path first: the back end's borrows are built on a miss only.
+            let p = match self.cache.try_pop(class) {
+                Some(p) => Some(p),
+                None => {
+                    let (cache, mut backend) = self.parts();
+                    cache.fetch_from_central(class, &mut backend)
+                }
+            };
             if class == HANDED_CLASS
                 && let Some(p) = p
             {
@@ -393,9 +414,16 @@ impl<S: MemorySource> Core<S> {
     /// gives up.
     unsafe fn free_raw(&mut self, s: *mut Span, class: usize, ptr: NonNull<u8>) {
         if class != 0 {
-            let (cache, mut backend) = self.parts();
             // SAFETY: `ptr` is the start of an object of `class` in a live span (caller).
-            unsafe { cache.deallocate(class, ptr.as_ptr(), process_key(), &mut backend) };
+            let fits = unsafe {
+                self.cache
+                    .push(class, ptr.as_ptr(), self.max_size, process_key())
+            };
+            // The back end's borrows are built only when the list or the cache overflowed.
+            if !fits {
+                let (cache, mut backend) = self.parts();
+                cache.overflow(class, &mut backend);
+            }
         } else {
             // SAFETY: `s` is a live large span starting at `ptr` (caller).
             unsafe {

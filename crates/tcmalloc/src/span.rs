@@ -291,12 +291,19 @@ impl Default for SpanAllocator {
 }
 
 /// Hands out the handed-out bitmaps of [`Span::handed`] from the metadata arena and recycles
-/// those of spans that went back to the page heap (linked through their first word).
+/// those of spans that went back to the page heap (linked through their first word); remembers
+/// the bitmap of one page, so an 8 B allocation after a free of the same page finds it without
+/// a pagemap lookup.
 #[derive(Debug)]
 pub struct HandedPool {
     free: *mut ObjectBits,
     /// Bitmaps currently on a span: the spans of [`HANDED_CLASS`] in use.
     pub live: usize,
+    /// `hint_page` (`usize::MAX`: none) is a page of a live span of [`HANDED_CLASS`] that starts
+    /// at `hint_start` and has the bitmap `hint_bits`; cleared when that bitmap is recycled.
+    hint_page: usize,
+    hint_start: usize,
+    hint_bits: *mut ObjectBits,
 }
 
 // SAFETY: the recycled bitmaps are owned by the pool's owner.
@@ -308,6 +315,9 @@ impl HandedPool {
         HandedPool {
             free: null_mut(),
             live: 0,
+            hint_page: usize::MAX,
+            hint_start: 0,
+            hint_bits: null_mut(),
         }
     }
 
@@ -341,6 +351,25 @@ impl HandedPool {
         unsafe { b.cast::<*mut ObjectBits>().write(self.free) };
         self.free = b;
         self.live -= 1;
+        if self.hint_bits == b {
+            self.hint_page = usize::MAX;
+            self.hint_bits = null_mut();
+        }
+    }
+
+    /// The start and bitmap of the span of `page` if it is the remembered page.
+    #[inline(always)]
+    pub fn hint(&self, page: usize) -> Option<(usize, *mut ObjectBits)> {
+        (page == self.hint_page).then_some((self.hint_start, self.hint_bits))
+    }
+
+    /// Remembers that `page` belongs to the live span of [`HANDED_CLASS`] starting at `start`
+    /// with the bitmap `bits` (from this pool).
+    #[inline(always)]
+    pub fn set_hint(&mut self, page: usize, start: usize, bits: *mut ObjectBits) {
+        self.hint_page = page;
+        self.hint_start = start;
+        self.hint_bits = bits;
     }
 }
 

@@ -284,15 +284,30 @@ fn double_frees_of_8_byte_objects_are_errors_after_they_left_the_cache() {
     );
     c.check_invariants().unwrap();
     // Everything free is handed out again, each block once.
-    let again: Vec<_> = (0..freed.len())
-        .map(|_| c.allocate(tiny).unwrap().cast::<u8>().as_ptr() as usize)
+    let mut live: Vec<_> = (0..freed.len())
+        .map(|_| c.allocate(tiny).unwrap().cast::<u8>())
         .collect();
-    let mut all: Vec<usize> = again.clone();
-    all.extend(many.iter().step_by(10).map(|m| m.as_ptr() as usize));
-    all.sort_unstable();
-    let n = all.len();
-    all.dedup();
-    assert_eq!(all.len(), n, "a block was handed out twice");
+    live.extend(many.iter().step_by(10));
+    let mut addrs: Vec<usize> = live.iter().map(|b| b.as_ptr() as usize).collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    assert_eq!(addrs.len(), live.len(), "a block was handed out twice");
+    c.check_invariants().unwrap();
+    // Everything back: the 8 B spans go to the page heap with their bitmaps, and new spans
+    // (over the same pages) get clear ones; the walk checks every bit.
+    for b in live {
+        // SAFETY: each block is live and freed once.
+        unsafe { c.deallocate(b, tiny) }.unwrap();
+    }
+    c.flush_thread_cache();
+    c.check_invariants().unwrap();
+    let fresh: Vec<_> = (0..50)
+        .map(|_| c.allocate(tiny).unwrap().cast::<u8>())
+        .collect();
+    c.check_invariants().unwrap();
+    // SAFETY: live, freed once.
+    unsafe { c.deallocate(fresh[7], tiny) }.unwrap();
+    double(&mut c, fresh[7]);
     c.check_invariants().unwrap();
 }
 
