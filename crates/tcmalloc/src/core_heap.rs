@@ -318,7 +318,9 @@ impl<S: MemorySource> Core<S> {
         unsafe {
             let handed = (*s).handed;
             if handed.is_null() {
-                // A broken invariant the walk reports; the slow search still decides.
+                // A broken invariant the walk reports: no bit to read, so the free is decided
+                // as it was before the bitmaps (the key check, which an 8 B object never
+                // carries).
                 return self.check_not_free(s, HANDED_CLASS, ptr);
             }
             let start = (*s).start as usize;
