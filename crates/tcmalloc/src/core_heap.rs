@@ -12,13 +12,22 @@
 //! ```
 //!
 //! Bad frees it reports (see [`FreeSpaceManager::detects`]): a pointer in no span of this heap
-//! ([`FreeError::Foreign`]); a pointer inside a span that is not the start of an object or of
-//! a large block, or into free pages ([`FreeError::NotABlock`]: a large block freed twice is
-//! one); a small object freed again while it is free ([`FreeError::DoubleFree`]): one of 16 B
-//! or more carries the process's key ([`crate::key`]) from its first free until it is handed out
-//! again, and a free that finds the key searches the thread cache, the transfer cache and the
-//! object's span; an 8 B object has no room for the key and is caught only while it is the last
-//! object freed into its thread cache list.
+//! ([`FreeError::Foreign`]); a pointer inside a span that is not the start of an object (below
+//! the span's last object's end) or of a large block, or into free pages
+//! ([`FreeError::NotABlock`]: a large block freed twice is one); a small object freed again while
+//! it is free ([`FreeError::DoubleFree`]), wherever it is (thread cache, transfer cache, its
+//! span's free list), so `Detects::double_free_above` is 0:
+//!
+//! * an object of 16 B or more carries the process's key ([`crate::key`]) from its first free
+//!   until it is handed out again, and a free that finds the key searches the thread cache, the
+//!   transfer cache and the object's span;
+//! * an 8 B object has no room for the key (its one word is the link), so every span of the 8 B
+//!   class carries a bitmap of the objects handed out to callers ([`Span::handed`], 128 bytes
+//!   from the metadata arena, recycled with the span): `allocate` sets the object's bit, a free
+//!   that finds it clear is refused, an accepted free clears it. A free pays one bit test (its
+//!   span is already known); an allocation finds the object's bitmap through the pool's hint
+//!   (the page of the last 8 B free: the thread cache hands out the object freed last first) or
+//!   else a pagemap lookup.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -34,26 +43,50 @@ use crate::key::process_key;
 use crate::page_heap::PageHeap;
 use crate::pagemap::PageMap;
 use crate::size_map::{MAX_OBJECTS_PER_SPAN, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP};
-use crate::span::{Location, Span};
+use crate::span::{HANDED_CLASS, HANDED_SIZE, HandedPool, Location, Span};
 use crate::thread_cache::{Backend, DEFAULT_OVERALL_THREAD_CACHE_SIZE, STEAL_AMOUNT, ThreadCache};
 
-/// The page heap, its pagemap and the source, as the central lists see them.
+/// The page heap, its pagemap and the source, as the central lists see them, with the pool of
+/// the handed-out bitmaps that `Core` puts on every span of the 8 B class.
 pub(crate) struct HeapAccess<'a, S: MemorySource + ?Sized> {
     pub heap: &'a mut PageHeap,
     pub pagemap: &'a PageMap,
     pub source: &'a mut S,
+    pub handed: &'a mut HandedPool,
 }
 
 impl<S: MemorySource + ?Sized> PageSource for HeapAccess<'_, S> {
     fn new_class_span(&mut self, pages: usize, class: usize) -> Option<*mut Span> {
-        let s = self.heap.new_span(pages, self.pagemap, self.source)?;
-        // SAFETY: `s` was just carved and is in use.
-        unsafe { self.heap.register_class(s, class, self.pagemap) };
+        // The bitmap first: if the span then fails, the bitmap waits in the pool.
+        let handed = if class == HANDED_CLASS {
+            self.handed.alloc(&mut self.heap.arena, self.source)?
+        } else {
+            core::ptr::null_mut()
+        };
+        let Some(s) = self.heap.new_span(pages, self.pagemap, self.source) else {
+            if !handed.is_null() {
+                // SAFETY: just taken from the pool; no span holds it.
+                unsafe { self.handed.recycle(handed) };
+            }
+            return None;
+        };
+        // SAFETY: `s` was just carved and is in use; its objects are all free, so no bit of
+        // its (clear) bitmap is set.
+        unsafe {
+            self.heap.register_class(s, class, self.pagemap);
+            (*s).handed = handed;
+        }
         Some(s)
     }
     unsafe fn delete_class_span(&mut self, s: *mut Span) {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: forwarded caller contract; the span's objects are all free, its bitmap (if
+        // any) clear and held by no one else once unlinked here.
         unsafe {
+            let handed = (*s).handed;
+            if !handed.is_null() {
+                (*s).handed = core::ptr::null_mut();
+                self.handed.recycle(handed);
+            }
             self.heap.unregister_class(s, self.pagemap);
             self.heap
                 .delete_span(s, self.pagemap, Some(&mut *self.source));
@@ -98,6 +131,8 @@ pub struct Core<S: MemorySource> {
     pub(crate) pagemap: PageMap,
     pub(crate) central: [Central; NUM_CLASSES],
     pub(crate) cache: ThreadCache,
+    /// The bitmaps of [`Span::handed`] (one per span of [`HANDED_CLASS`] in use).
+    pub(crate) handed: HandedPool,
     unclaimed: isize,
     max_size: usize,
     /// `live_blocks` = objects out of the spans (their `refcount`s) minus those cached, plus
@@ -134,6 +169,7 @@ impl<S: MemorySource> Core<S> {
             pagemap: PageMap::new(),
             central: centrals(),
             cache: ThreadCache::new(),
+            handed: HandedPool::new(),
             // The one thread cache starts with 64 KiB of the overall budget, as a new
             // gperftools thread cache does.
             unclaimed: (DEFAULT_OVERALL_THREAD_CACHE_SIZE - STEAL_AMOUNT) as isize,
@@ -156,6 +192,7 @@ impl<S: MemorySource> Core<S> {
                     heap: &mut self.heap,
                     pagemap: &self.pagemap,
                     source: &mut self.source,
+                    handed: &mut self.handed,
                 },
                 unclaimed: &mut self.unclaimed,
                 max_size: &mut self.max_size,
@@ -213,9 +250,7 @@ impl<S: MemorySource> Core<S> {
             return Err(not_block);
         }
         if class != 0 {
-            if sclass as usize != class
-                || !(addr - start).is_multiple_of(SIZE_MAP.class_size(class))
-            {
+            if sclass as usize != class || !SIZE_MAP.is_object_start(class, addr - start) {
                 return Err(not_block);
             }
         } else if sclass != 0 || addr != start {
@@ -224,14 +259,14 @@ impl<S: MemorySource> Core<S> {
         Ok((s, class))
     }
 
-    /// `Err(DoubleFree)` if the object `ptr` of class `class` in span `s` is free: in the
-    /// thread cache, in a transfer batch, or on its span's free list. Searched only when the
-    /// object carries the key or heads its thread cache list.
+    /// `Err(DoubleFree)` if the object `ptr` of class `class` (16 B or more) in span `s` is
+    /// free: in the thread cache, in a transfer batch, or on its span's free list. Searched only
+    /// when the object carries the key (every free object does).
     fn check_not_free(&self, s: *mut Span, class: usize, ptr: *mut u8) -> Result<(), FreeError> {
         let list = self.cache.list(class);
         // SAFETY: `ptr` is an object start of `class` (checked by `block_of`).
         let marked = unsafe { self.cache.carries_key(class, ptr, process_key()) };
-        if !marked && list.head != ptr {
+        if !marked {
             return Ok(());
         }
         let batch = SIZE_MAP.batch_size(class);
@@ -271,6 +306,64 @@ impl<S: MemorySource> Core<S> {
         }
     }
 
+    /// Accepts the free of the 8 B object `ptr` of span `s` by clearing its handed-out bit, or
+    /// `Err(DoubleFree)` if the bit is clear (the object is free: cached or in its span).
+    ///
+    /// # Safety
+    /// `(s, HANDED_CLASS)` is what [`block_of`](Self::block_of) said of `ptr`.
+    unsafe fn take_handed(&mut self, s: *mut Span, ptr: *mut u8) -> Result<(), FreeError> {
+        // SAFETY: `s` is `ptr`'s live span of the 8 B class (caller); such a span of a `Core`
+        // has a bitmap (`Span::handed`), and `ptr` is one of its objects (below the last
+        // object's end), so its word is inside the bitmap.
+        unsafe {
+            let handed = (*s).handed;
+            if handed.is_null() {
+                // A broken invariant the walk reports: no bit to read, so the free is decided
+                // as it was before the bitmaps (the key check, which an 8 B object never
+                // carries).
+                return self.check_not_free(s, HANDED_CLASS, ptr);
+            }
+            let start = (*s).start as usize;
+            let i = (ptr as usize - start) / HANDED_SIZE;
+            let word = &mut (*handed)[i / 64];
+            let bit = 1u64 << (i % 64);
+            if *word & bit == 0 {
+                return Err(FreeError::DoubleFree { ptr: ptr as usize });
+            }
+            *word &= !bit;
+            // The next 8 B allocation is likely this object again (the thread cache is LIFO).
+            self.handed
+                .set_hint(ptr as usize >> PAGE_SHIFT, start, handed);
+        }
+        Ok(())
+    }
+
+    /// Sets the handed-out bit of the 8 B object `p`, about to be handed to a caller.
+    fn mark_handed(&mut self, p: *mut u8) {
+        let page = p as usize >> PAGE_SHIFT;
+        let (start, handed) = match self.handed.hint(page) {
+            Some(h) => h,
+            None => {
+                let s = self.pagemap.get(page);
+                if s.is_null() {
+                    return;
+                }
+                // SAFETY: `p` was just taken from a live span of the 8 B class, whose every page
+                // maps to it.
+                let (start, handed) = unsafe { ((*s).start as usize, (*s).handed) };
+                if handed.is_null() {
+                    return;
+                }
+                self.handed.set_hint(page, start, handed);
+                (start, handed)
+            }
+        };
+        let i = (p as usize - start) / HANDED_SIZE;
+        // SAFETY: `handed` is the bitmap of `p`'s live span (from its record or the pool's hint,
+        // which names a live span's page), with a word for each of its objects.
+        unsafe { (*handed)[i / 64] |= 1u64 << (i % 64) };
+    }
+
     fn held(&self, s: *mut Span, class: usize) -> usize {
         if class != 0 {
             SIZE_MAP.class_size(class)
@@ -288,10 +381,20 @@ impl<S: MemorySource> Core<S> {
     /// A block for `layout` and the bytes it holds; the stats see only the footprint.
     fn alloc_raw(&mut self, layout: Layout) -> Result<(*mut u8, usize), AllocError> {
         let r = if let Some(class) = SIZE_MAP.class_for(layout) {
-            let (cache, mut backend) = self.parts();
-            cache
-                .allocate(class, &mut backend)
-                .map(|p| (p, SIZE_MAP.class_size(class)))
+            // The thread cache's fast path first: the back end's borrows are built on a miss only.
+            let p = match self.cache.try_pop(class) {
+                Some(p) => Some(p),
+                None => {
+                    let (cache, mut backend) = self.parts();
+                    cache.fetch_from_central(class, &mut backend)
+                }
+            };
+            if class == HANDED_CLASS
+                && let Some(p) = p
+            {
+                self.mark_handed(p);
+            }
+            p.map(|p| (p, SIZE_MAP.class_size(class)))
         } else if layout.size() > isize::MAX as usize - PAGE_SIZE {
             return Err(AllocError::unsupported(
                 layout,
@@ -313,9 +416,16 @@ impl<S: MemorySource> Core<S> {
     /// gives up.
     unsafe fn free_raw(&mut self, s: *mut Span, class: usize, ptr: NonNull<u8>) {
         if class != 0 {
-            let (cache, mut backend) = self.parts();
             // SAFETY: `ptr` is the start of an object of `class` in a live span (caller).
-            unsafe { cache.deallocate(class, ptr.as_ptr(), process_key(), &mut backend) };
+            let fits = unsafe {
+                self.cache
+                    .push(class, ptr.as_ptr(), self.max_size, process_key())
+            };
+            // The back end's borrows are built only when the list or the cache overflowed.
+            if !fits {
+                let (cache, mut backend) = self.parts();
+                cache.overflow(class, &mut backend);
+            }
         } else {
             // SAFETY: `s` is a live large span starting at `ptr` (caller).
             unsafe {
@@ -343,7 +453,10 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
 
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         let checked = self.block_of(ptr).and_then(|(s, class)| {
-            if class != 0 {
+            if class == HANDED_CLASS {
+                // SAFETY: `block_of` said so of `ptr`.
+                unsafe { self.take_handed(s, ptr.as_ptr()) }?;
+            } else if class != 0 {
                 self.check_not_free(s, class, ptr.as_ptr())?;
             }
             Ok((s, class))
@@ -399,7 +512,7 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
     /// The walk of `check` (src/check.rs) over the page heap, pagemap, spans, central lists, transfer
     /// caches and the thread cache; then the statistics and the budget against what it counted.
     fn check_invariants(&self) -> Result<(), Corruption> {
-        let census = check::check(&Parts {
+        let census = check::check_core(&Parts {
             heap: &self.heap,
             pagemap: &self.pagemap,
             central: self.central.each_ref(),
@@ -411,6 +524,12 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
             "stats",
             self.stats.live_blocks,
             "live_blocks is not the objects out minus those cached plus the large spans",
+        )?;
+        Corruption::ensure(
+            self.handed.live == self.central[HANDED_CLASS].spans,
+            "handed-out bitmaps",
+            self.handed.live,
+            "bitmaps in use are not the 8 B class's spans",
         )?;
         Corruption::ensure(
             self.unclaimed + self.max_size as isize == DEFAULT_OVERALL_THREAD_CACHE_SIZE as isize,
@@ -450,7 +569,7 @@ impl<S: MemorySource> FreeSpaceManager for Core<S> {
         Detects {
             foreign: true,
             double_free: true,
-            double_free_above: 8,
+            double_free_above: 0,
             layout_mismatch: false,
         }
     }
@@ -479,6 +598,9 @@ impl<S: MemorySource> Core<S> {
         }
     }
 
+    /// Reports every object of the class span `s` (free on its list, cached, or live) and the
+    /// padding after the last one. The free list and the caches are walked once each into two
+    /// bitmaps on the stack; each object's kind is then two bits of a word.
     fn inspect_span(&self, s: *mut Span, class: usize, out: &mut dyn Inspector) {
         const WORDS: usize = MAX_OBJECTS_PER_SPAN.div_ceil(64);
         let mut free = [0u64; WORDS];
@@ -487,41 +609,67 @@ impl<S: MemorySource> Core<S> {
         let (start, bytes, mut obj) = unsafe { ((*s).start as usize, (*s).bytes(), (*s).objects) };
         let size = SIZE_MAP.class_size(class);
         let n = SIZE_MAP.objects_per_span(class);
-        let mark = |bits: &mut [u64; WORDS], o: usize| {
-            if o >= start && o < start + n * size {
-                let i = (o - start) / size;
+        let limit = n * size;
+        // Objects outside the span (another span's, on a cache list) are not marked.
+        let mark = |bits: &mut [u64; WORDS], o: *mut u8| {
+            let off = (o as usize).wrapping_sub(start);
+            if off < limit {
+                let i = off / size;
                 bits[i / 64] |= 1 << (i % 64);
             }
         };
-        while !obj.is_null() {
-            mark(&mut free, obj as usize);
+        let mut left = n;
+        while !obj.is_null() && left > 0 {
+            mark(&mut free, obj);
+            left -= 1;
             // SAFETY: a span's free objects are linked through their first word.
             obj = unsafe { obj.cast::<*mut u8>().read() };
         }
-        for o in self.cache.list(class).iter() {
-            mark(&mut cached, o as usize);
+        let list = self.cache.list(class);
+        let mut o = list.head;
+        for _ in 0..list.length() {
+            if o.is_null() {
+                break;
+            }
+            mark(&mut cached, o);
+            // SAFETY: cached objects are linked through their first word.
+            o = unsafe { o.cast::<*mut u8>().read() };
         }
         for b in self.central[class].transfer.batches() {
             let mut o = b.head;
             while !o.is_null() {
-                mark(&mut cached, o as usize);
+                mark(&mut cached, o);
                 // SAFETY: batch objects are linked through their first word, null-terminated.
                 o = unsafe { o.cast::<*mut u8>().read() };
             }
         }
-        for i in 0..n {
-            let bit = |b: &[u64; WORDS]| b[i / 64] >> (i % 64) & 1 == 1;
-            let kind = if bit(&free) {
-                BlockKind::Free
-            } else if bit(&cached) {
-                BlockKind::Cached
-            } else {
-                BlockKind::Live { requested: 0 }
-            };
-            out.block(start + i * size, size, kind);
+        // Each word's objects in runs of one kind: a run's kind is read once, then one block
+        // per object of the run.
+        let mut addr = start;
+        for w in 0..n.div_ceil(64) {
+            let bits = (n - w * 64).min(64) as u32;
+            let f = free[w];
+            let c = cached[w] & !f;
+            let l = !(f | c);
+            let mut i = 0u32;
+            while i < bits {
+                let (kind, mask) = if f >> i & 1 != 0 {
+                    (BlockKind::Free, f)
+                } else if c >> i & 1 != 0 {
+                    (BlockKind::Cached, c)
+                } else {
+                    (BlockKind::Live { requested: 0 }, l)
+                };
+                let run = (!(mask >> i)).trailing_zeros().min(bits - i);
+                for _ in 0..run {
+                    out.block(addr, size, kind);
+                    addr += size;
+                }
+                i += run;
+            }
         }
-        if n * size < bytes {
-            out.block(start + n * size, bytes - n * size, BlockKind::Padding);
+        if limit < bytes {
+            out.block(start + limit, bytes - limit, BlockKind::Padding);
         }
     }
 }

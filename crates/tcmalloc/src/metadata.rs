@@ -80,6 +80,17 @@ impl MetaArena {
         self.used += size;
         NonNull::new(p)
     }
+
+    /// Room for one `T` (uninitialised, aligned), or `None` as [`alloc`](Self::alloc). `T` is
+    /// aligned to no more than a page.
+    pub fn alloc_one<T, S: MemorySource + ?Sized>(&mut self, source: &mut S) -> Option<*mut T> {
+        self.alloc(
+            core::mem::size_of::<T>(),
+            core::mem::align_of::<T>(),
+            source,
+        )
+        .map(|p| p.cast::<T>().as_ptr())
+    }
 }
 
 impl Default for MetaArena {

@@ -2,7 +2,7 @@
 //! into objects.
 //!
 //! ```text
-//!   Span { start, pages, location, class, refcount, objects, prev/next }
+//!   Span { start, pages, location, class, refcount, objects, prev/next, handed }
 //!
 //!   page heap free list      central list of a class          large object
 //!   [ free span, 5 pages ]   [ obj | obj | obj | obj ]         [ 40 pages in use ]
@@ -12,13 +12,36 @@
 //! A span sits on at most one doubly-linked [`SpanList`] at a time: a page heap free list, or one
 //! of its class's central lists. Span records come from the metadata arena through a
 //! [`SpanAllocator`] that recycles them.
+//!
+//! A span of the 8 B class ([`HANDED_CLASS`]) in a [`crate::Core`] also has a bitmap of the
+//! objects handed out to callers ([`Span::handed`], one bit per object, 128 bytes from the
+//! metadata arena through a [`HandedPool`]): an 8 B object has no room for the double-free key
+//! ([`crate::key`]), so `Core` tells its double free by the bit.
+//!
+//! ```text
+//!   8 B span:  [ o0 | o1 | o2 | o3 | ... | o1023 ]      objects: o2 -> o3 -> null
+//!   handed:     1    0    0    0   ...    1             o1 cached, o0 and o1023 with callers
+//! ```
 
 use core::ptr::null_mut;
 
 use allocator_traits::MemorySource;
 
 use crate::metadata::MetaArena;
-use crate::size_map::PAGE_SHIFT;
+use crate::size_map::{MAX_OBJECTS_PER_SPAN, PAGE_SHIFT, SizeMap};
+
+/// Words of an [`ObjectBits`]: one bit for each object of the span with the most objects.
+pub const OBJECT_BITS_WORDS: usize = MAX_OBJECTS_PER_SPAN.div_ceil(64);
+
+/// One bit per object of a span: object `i` is bit `i % 64` of word `i / 64`.
+pub type ObjectBits = [u64; OBJECT_BITS_WORDS];
+
+/// The size class whose spans carry a handed-out bitmap in a [`crate::Core`]: the 8 B class, the
+/// only one whose objects have no second word for the double-free key.
+pub const HANDED_CLASS: usize = 1;
+
+/// The object size of [`HANDED_CLASS`] (8).
+pub const HANDED_SIZE: usize = SizeMap::compute().class_sizes()[HANDED_CLASS] as usize;
 
 /// Where a span is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +89,14 @@ pub struct Span {
     pub prev: *mut Span,
     /// Next span on the same list.
     pub next: *mut Span,
+    /// The objects handed out to callers, for a span of class [`HANDED_CLASS`] in a
+    /// [`crate::Core`] (null for every other span, and for every span of a `Tcmalloc`, whose
+    /// other threads' caches no walk can read): bit `i` is set iff object `i` is neither on
+    /// `objects` nor in a cache (the thread cache, a transfer batch); bits at and past
+    /// `objects_per_span(class)` are clear. `Core` sets the bit when it hands the object to a
+    /// caller and clears it when it accepts the object's free; a free that finds it clear is a
+    /// double free.
+    pub handed: *mut ObjectBits,
 }
 
 /// `Span::level` of a span on no central list.
@@ -214,14 +245,7 @@ impl SpanAllocator {
         source: &mut S,
     ) -> Option<*mut Span> {
         let s = if self.free.is_null() {
-            arena
-                .alloc(
-                    core::mem::size_of::<Span>(),
-                    core::mem::align_of::<Span>(),
-                    source,
-                )?
-                .cast::<Span>()
-                .as_ptr()
+            arena.alloc_one::<Span, S>(source)?
         } else {
             let s = self.free;
             // SAFETY: recycled records are valid and linked through `next`.
@@ -240,6 +264,7 @@ impl SpanAllocator {
                 objects: null_mut(),
                 prev: null_mut(),
                 next: null_mut(),
+                handed: null_mut(),
             })
         };
         self.live += 1;
@@ -260,6 +285,95 @@ impl SpanAllocator {
 }
 
 impl Default for SpanAllocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Hands out the handed-out bitmaps of [`Span::handed`] from the metadata arena and recycles
+/// those of spans that went back to the page heap (linked through their first word); remembers
+/// the bitmap of one page, so an 8 B allocation after a free of the same page finds it without
+/// a pagemap lookup.
+#[derive(Debug)]
+pub struct HandedPool {
+    free: *mut ObjectBits,
+    /// Bitmaps currently on a span: the spans of [`HANDED_CLASS`] in use.
+    pub live: usize,
+    /// `hint_page` (`usize::MAX`: none) is a page of a live span of [`HANDED_CLASS`] that starts
+    /// at `hint_start` and has the bitmap `hint_bits`; cleared when that bitmap is recycled.
+    hint_page: usize,
+    hint_start: usize,
+    hint_bits: *mut ObjectBits,
+}
+
+// SAFETY: the recycled bitmaps are owned by the pool's owner.
+unsafe impl Send for HandedPool {}
+
+impl HandedPool {
+    /// A pool with no bitmap.
+    pub const fn new() -> Self {
+        HandedPool {
+            free: null_mut(),
+            live: 0,
+            hint_page: usize::MAX,
+            hint_start: 0,
+            hint_bits: null_mut(),
+        }
+    }
+
+    /// A bitmap with every bit clear, or `None` if the arena cannot grow.
+    pub fn alloc<S: MemorySource + ?Sized>(
+        &mut self,
+        arena: &mut MetaArena,
+        source: &mut S,
+    ) -> Option<*mut ObjectBits> {
+        let b = if self.free.is_null() {
+            arena.alloc_one::<ObjectBits, S>(source)?
+        } else {
+            let b = self.free;
+            // SAFETY: a recycled bitmap is ours and holds the next one's address in its first
+            // word (written by `recycle` as a pointer).
+            self.free = unsafe { b.cast::<*mut ObjectBits>().read() };
+            b
+        };
+        // SAFETY: `b` is an aligned bitmap of ours that no span holds.
+        unsafe { b.write([0; OBJECT_BITS_WORDS]) };
+        self.live += 1;
+        Some(b)
+    }
+
+    /// Takes back a bitmap.
+    ///
+    /// # Safety
+    /// `b` came from this pool's [`alloc`](Self::alloc) and no span holds it any more.
+    pub unsafe fn recycle(&mut self, b: *mut ObjectBits) {
+        // SAFETY: `b` is ours (caller), aligned for a pointer, and at least a word long.
+        unsafe { b.cast::<*mut ObjectBits>().write(self.free) };
+        self.free = b;
+        self.live -= 1;
+        if self.hint_bits == b {
+            self.hint_page = usize::MAX;
+            self.hint_bits = null_mut();
+        }
+    }
+
+    /// The start and bitmap of the span of `page` if it is the remembered page.
+    #[inline(always)]
+    pub fn hint(&self, page: usize) -> Option<(usize, *mut ObjectBits)> {
+        (page == self.hint_page).then_some((self.hint_start, self.hint_bits))
+    }
+
+    /// Remembers that `page` belongs to the live span of [`HANDED_CLASS`] starting at `start`
+    /// with the bitmap `bits` (from this pool).
+    #[inline(always)]
+    pub fn set_hint(&mut self, page: usize, start: usize, bits: *mut ObjectBits) {
+        self.hint_page = page;
+        self.hint_start = start;
+        self.hint_bits = bits;
+    }
+}
+
+impl Default for HandedPool {
     fn default() -> Self {
         Self::new()
     }

@@ -298,3 +298,113 @@ fn thread_cache_and_transfer_cache_damage_is_reported() {
     }
     expect(&c, "list shorter than its length counter");
 }
+
+/// The span free list's place test (the offset from the span being walked, no pagemap lookup per
+/// object): an object of another span of the class, one between object boundaries, and a pointer
+/// outside every span are each reported (the slow path asks the pagemap which).
+#[test]
+fn a_misplaced_object_on_a_span_free_list_is_reported() {
+    // Two spans of the 48 B class, both with free objects.
+    let two_spans = || {
+        let mut c = core();
+        let n = SIZE_MAP.objects_per_span(SIZE_MAP.class(48));
+        let v: Vec<_> = (0..n + 10).map(|_| alloc(&mut c, 48)).collect();
+        // Three objects of the first span back on its free list (fewer than a batch: they go
+        // to the span, not to the transfer cache).
+        for &p in &v[1..4] {
+            free(&mut c, p, 48);
+        }
+        c.flush_thread_cache();
+        let (a, b) = (span_of(&c, v[0]), span_of(&c, v[n + 5]));
+        assert_ne!(a, b);
+        // SAFETY: records of ours; read only.
+        assert!(unsafe { !(*a).objects.is_null() && !(*b).objects.is_null() });
+        c.check_invariants().unwrap();
+        (c, v, a, b)
+    };
+    let (c, _v, a, b) = two_spans();
+    // SAFETY: both are live class spans with free objects; the head of `b`'s free list is
+    // linked into `a`'s (a plant: `a`'s list now runs into `b`'s objects).
+    unsafe {
+        let head = (*a).objects;
+        head.cast::<*mut u8>().write((*b).objects);
+    }
+    expect(&c, "object of another span");
+
+    let (c, _v, a, _) = two_spans();
+    // SAFETY: `a`'s free list head is moved 8 bytes into its object (still inside the span).
+    unsafe { (*a).objects = (*a).objects.add(8) };
+    expect(&c, "object not at an object boundary of its span");
+
+    let (c, _v, a, _) = two_spans();
+    let mut local = [0u64; 2];
+    // SAFETY: the head's link now names a stack slot (null-linked): no span of the class.
+    unsafe {
+        let head = (*a).objects;
+        head.cast::<*mut u8>().write(local.as_mut_ptr().cast());
+    }
+    expect(&c, "object not in a span of the list's class");
+    let _ = local;
+}
+
+/// An 8 B span with objects live, cached (`v[0]`) and free, and its bit of object `p`.
+fn tiny() -> (Core<BoxedRegion>, Vec<*mut u8>) {
+    let mut c = core();
+    let v: Vec<_> = (0..20).map(|_| alloc(&mut c, 8)).collect();
+    free(&mut c, v[0], 8);
+    c.check_invariants().unwrap();
+    (c, v)
+}
+
+/// Flips the handed-out bit of the 8 B object `p`.
+fn flip_handed(c: &Core<BoxedRegion>, p: *mut u8) {
+    let s = span_of(c, p);
+    // SAFETY: `s` is `p`'s live 8 B span, with its bitmap; `p` is one of its objects.
+    unsafe {
+        let i = (p as usize - (*s).start as usize) / 8;
+        (*(*s).handed)[i / 64] ^= 1 << (i % 64);
+    }
+}
+
+#[test]
+fn a_handed_out_bit_off_is_reported() {
+    const PROBLEM: &str = "bit set is not: the object is neither free in its span nor cached";
+    // A live object's bit cleared (its free would be refused as a double free).
+    let (c, v) = tiny();
+    flip_handed(&c, v[5]);
+    expect(&c, PROBLEM);
+    // A cached object's bit set (its double free would be taken).
+    let (c, v) = tiny();
+    flip_handed(&c, v[0]);
+    expect(&c, PROBLEM);
+    // A free object's bit set.
+    let (c, v) = tiny();
+    let s = span_of(&c, v[1]);
+    // SAFETY: a live span of ours with free objects; read only.
+    let head = unsafe { (*s).objects };
+    assert!(!head.is_null());
+    flip_handed(&c, head);
+    expect(&c, PROBLEM);
+}
+
+#[test]
+fn a_handed_out_bitmap_missing_misplaced_or_leaked_is_reported() {
+    const PROBLEM: &str = "handed-out bitmap on a span that is not a Core's 8 B class span";
+    // An 8 B span without its bitmap.
+    let (c, v) = tiny();
+    let s = span_of(&c, v[1]);
+    // SAFETY: a live span of ours; its bitmap pointer is dropped (the plant).
+    unsafe { (*s).handed = core::ptr::null_mut() };
+    expect(&c, PROBLEM);
+    // A 48 B span with one.
+    let (c, v) = busy();
+    let s = span_of(&c, v[0]);
+    let (t, w) = tiny();
+    // SAFETY: records of ours; the 8 B span's bitmap is shared with a 48 B span (the plant).
+    unsafe { (*s).handed = (*span_of(&t, w[1])).handed };
+    expect(&c, PROBLEM);
+    // A bitmap counted in use that no span holds.
+    let (mut c, _) = tiny();
+    c.handed.live += 1;
+    expect(&c, "bitmaps in use are not the 8 B class's spans");
+}
