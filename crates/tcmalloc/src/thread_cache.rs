@@ -47,8 +47,12 @@ pub trait Backend {
     fn increase_cache_limit(&mut self);
 }
 
-/// One class's list in a thread cache.
+/// One class's list in a thread cache, with the class's constants the free path needs (so that
+/// one address, the list's, serves the object-start test, the key and the push).
+///
+/// 64 bytes, so a class byte scaled by one shift finds its list.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
 pub struct FreeList {
     /// The objects, linked through their first word; exactly `length` of them, then null.
     pub(crate) head: *mut u8,
@@ -63,10 +67,29 @@ pub struct FreeList {
     pub(crate) object_size: u32,
     /// Where cached objects carry the double-free key: `key_offset(object_size)`.
     pub(crate) key_offset: u32,
+    /// The class's object-start test ([`SizeMap::start_test`]) on an offset with the class added
+    /// (what a pagemap entry plus the offset in the page gives): `folded` starts an object iff
+    /// `folded * start_magic - start_bias (mod 2^64) <= start_max`, where `start_bias = class *
+    /// start_magic`. Class 0 and bytes past the last class have `start_magic` 0 and `start_bias`
+    /// 1: the left side is then always `2^64 - 1`, above `start_max` 0, so nothing passes.
+    start_magic: u64,
+    start_bias: u64,
+    start_max: u64,
 }
 
 impl FreeList {
-    const fn new(object_size: u32) -> Self {
+    const fn new(class: usize) -> Self {
+        let object_size = if class < NUM_CLASSES {
+            CLASS_SIZES[class]
+        } else {
+            0
+        };
+        let (start_magic, start_max) = MAP.start_test(class as u8);
+        let start_bias = if start_magic == 0 {
+            1
+        } else {
+            (class as u64).wrapping_mul(start_magic)
+        };
         FreeList {
             head: null_mut(),
             length: 0,
@@ -75,7 +98,33 @@ impl FreeList {
             overages: 0,
             object_size,
             key_offset: key_offset(object_size as usize) as u32,
+            start_magic,
+            start_bias,
+            start_max,
         }
+    }
+
+    /// Whether `folded`, an offset from the start of a span of this list's class plus the class
+    /// (a pagemap entry plus the address's offset in its page, [`crate::pagemap`]), is where an
+    /// object starts. The offset must be below [`MAX_SPAN_OFFSET`](crate::size_map::MAX_SPAN_OFFSET) (a page index below 256).
+    /// Always false on the lists of class 0 and past the last class.
+    #[inline(always)]
+    pub fn is_object_start(&self, folded: usize) -> bool {
+        (folded as u64)
+            .wrapping_mul(self.start_magic)
+            .wrapping_sub(self.start_bias)
+            <= self.start_max
+    }
+
+    /// Whether the object at `obj` carries `key` (then [`contains`](Self::contains) decides).
+    ///
+    /// # Safety
+    /// `obj` is an object start of this list's class.
+    #[inline(always)]
+    pub unsafe fn carries_key(&self, obj: *mut u8, key: usize) -> bool {
+        // SAFETY: the key's word lies inside the object (caller; `key_offset` is 0 for 8 B
+        // objects).
+        unsafe { carries(obj, self.key_offset as usize, key) }
     }
 
     /// Objects on the list.
@@ -154,8 +203,8 @@ pub unsafe fn clear_key(obj: *mut u8, offset: usize) {
 const fn lists() -> [FreeList; LISTS] {
     let mut a = [FreeList::new(0); LISTS];
     let mut c = 0;
-    while c < NUM_CLASSES {
-        a[c] = FreeList::new(CLASS_SIZES[c]);
+    while c < LISTS {
+        a[c] = FreeList::new(c);
         c += 1;
     }
     a
@@ -164,7 +213,8 @@ const fn lists() -> [FreeList; LISTS] {
 /// Lists in a cache: one per value of a class byte.
 const LISTS: usize = 256;
 
-const CLASS_SIZES: [u32; NUM_CLASSES] = SizeMap::compute().class_sizes();
+const MAP: SizeMap = SizeMap::compute();
+const CLASS_SIZES: [u32; NUM_CLASSES] = MAP.class_sizes();
 
 /// A thread's cache.
 #[derive(Debug)]
@@ -195,6 +245,7 @@ impl ThreadCache {
     }
 
     /// The list of `class`.
+    #[inline(always)]
     pub fn list(&self, class: usize) -> &FreeList {
         &self.lists[class as u8 as usize]
     }
