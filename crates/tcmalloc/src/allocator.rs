@@ -55,8 +55,8 @@ use crate::pagemap::{CLASS_MASK, Leaf, PageMap};
 use crate::size_map::{NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP};
 use crate::span::{Location, Span};
 use crate::thread_cache::{
-    Backend, DEFAULT_OVERALL_THREAD_CACHE_SIZE, MIN_THREAD_CACHE_SIZE, STEAL_AMOUNT, ThreadCache,
-    clear_key,
+    Backend, DEFAULT_OVERALL_THREAD_CACHE_SIZE, MIN_THREAD_CACHE_SIZE, Pushed, STEAL_AMOUNT,
+    ThreadCache, clear_key,
 };
 
 /// Allocators one thread can hold a cache for at once.
@@ -639,7 +639,11 @@ impl<S: MemorySource> Tcmalloc<S> {
     fn fast_node(&self) -> Option<*mut CacheNode> {
         let id = self.id.load(Ordering::Relaxed);
         SLOTS
-            .try_with(|s| (s[0].id.get() == id).then(|| s[0].node.get()))
+            .try_with(|s| {
+                // Both read through one address of the slot (one thread-local base).
+                let (slot_id, node) = (s[0].id.get(), s[0].node.get());
+                (slot_id == id).then_some(node)
+            })
             .ok()
             .flatten()
     }
@@ -759,6 +763,11 @@ impl<S: MemorySource> Tcmalloc<S> {
         // SAFETY: the leaf covers `addr`'s page (caller).
         let entry = unsafe { Leaf::packed_entry(entries, addr >> PAGE_SHIFT) };
         let class = entry & CLASS_MASK;
+        // The budget is read before any list field: the compiler then keeps the fields it read
+        // for the checks in registers for the push (an atomic load between them makes it read
+        // them again).
+        // SAFETY: the node is alive while its thread runs; `max_size` is an atomic.
+        let max_size = unsafe { (*node).max_size.load(Ordering::Relaxed) };
         // SAFETY: the node is this thread's own cache; no one else touches the lists.
         let cache = unsafe { &mut *(*node).cache.get() };
         // entry + offset in the page = offset in the span + class (the page index is below 256).
@@ -770,17 +779,56 @@ impl<S: MemorySource> Tcmalloc<S> {
         }
         // SAFETY: the node is alive while its thread runs; `key` never changes.
         let key = unsafe { (*node).key };
-        // SAFETY: `ptr` is an object start of `class` (checked above).
-        if unsafe { cache.list(class).carries_key(ptr, key) } {
-            confirm_not_cached(cache, class, ptr);
+        // SAFETY: `ptr` is an object start of `class` (checked above) that the caller gives up.
+        match unsafe { cache.push_unless_keyed(class, ptr, max_size, key) } {
+            Pushed::Done => {}
+            Pushed::Overflow => self.dealloc_overflow(node, class),
+            // SAFETY: as for this function.
+            Pushed::Keyed => unsafe { self.dealloc_keyed(node, class, ptr) },
         }
-        // SAFETY: `ptr` is an object of `class`, not on this thread's list, that the caller
-        // gives up; the node is alive and `max_size` an atomic.
+    }
+
+    /// Pushes `ptr` onto this thread's list of `class` and runs the overflow if the list went
+    /// over its limit or the cache over `max_size` (its budget, read by the caller).
+    ///
+    /// # Safety
+    /// `node` is this thread's cache; `ptr` is an object of `class`, not on its list, that the
+    /// caller gives up.
+    #[inline(always)]
+    unsafe fn push_or_overflow(
+        &self,
+        node: *mut CacheNode,
+        class: usize,
+        ptr: *mut u8,
+        key: usize,
+        max_size: usize,
+    ) {
+        // SAFETY: the node is this thread's own cache (caller), alive while its thread runs;
+        // `ptr` is the caller's object of `class`.
         unsafe {
-            if !cache.push(class, ptr, (*node).max_size.load(Ordering::Relaxed), key) {
+            let cache = &mut *(*node).cache.get();
+            if !cache.push(class, ptr, max_size, key) {
                 self.dealloc_overflow(node, class);
             }
         }
+    }
+
+    /// A free on the fast path of an object that carries the double-free key: aborts if it is
+    /// on this thread's list of `class`, else frees it (a live block whose word held the key by
+    /// chance).
+    ///
+    /// # Safety
+    /// `node` is this thread's cache; `ptr` is an object start of `class` the caller gives up.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_keyed(&self, node: *mut CacheNode, class: usize, ptr: *mut u8) {
+        // SAFETY: the node is this thread's own cache, alive while its thread runs.
+        let (cache, key) = unsafe { (&*(*node).cache.get(), (*node).key) };
+        confirm_not_cached(cache, class, ptr);
+        // SAFETY: the node is alive; `max_size` is an atomic.
+        let max_size = unsafe { (*node).max_size.load(Ordering::Relaxed) };
+        // SAFETY: `ptr` is an object of `class`, not on this thread's list (confirmed).
+        unsafe { self.push_or_overflow(node, class, ptr, key, max_size) }
     }
 
     /// A free whose pointer failed the object-start test: a page of no class span (class 0: a
