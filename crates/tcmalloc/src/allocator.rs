@@ -770,20 +770,16 @@ impl<S: MemorySource> Tcmalloc<S> {
         let max_size = unsafe { (*node).max_size.load(Ordering::Relaxed) };
         // SAFETY: the node is this thread's own cache; no one else touches the lists.
         let cache = unsafe { &mut *(*node).cache.get() };
-        // entry + offset in the page = offset in the span + class (the page index is below 256).
-        if !cache
-            .list(class)
-            .is_object_start(entry + (addr & (PAGE_SIZE - 1)))
-        {
-            return self.dealloc_not_object_start(ptr, class, layout);
-        }
         // SAFETY: the node is alive while its thread runs; `key` never changes.
         let key = unsafe { (*node).key };
-        // SAFETY: `ptr` is an object start of `class` (checked above) that the caller gives up.
-        match unsafe { cache.push_unless_keyed(class, ptr, max_size, key) } {
+        // entry + offset in the page = offset in the span + class (the page index is below 256).
+        let folded = entry + (addr & (PAGE_SIZE - 1));
+        // SAFETY: the caller gives `ptr` up; `class` and `folded` are its pagemap entry's.
+        match unsafe { cache.free_fast(class, folded, ptr, max_size, key) } {
             Pushed::Done => {}
             Pushed::Overflow => self.dealloc_overflow(node, class),
-            // SAFETY: as for this function.
+            Pushed::NotObjectStart => self.dealloc_not_object_start(ptr, class, layout),
+            // SAFETY: `ptr` is an object start of `class` (tested) the caller gives up.
             Pushed::Keyed => unsafe { self.dealloc_keyed(node, class, ptr) },
         }
     }

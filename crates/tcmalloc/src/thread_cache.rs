@@ -106,8 +106,9 @@ impl FreeList {
 
     /// Whether `folded`, an offset from the start of a span of this list's class plus the class
     /// (a pagemap entry plus the address's offset in its page, [`crate::pagemap`]), is where an
-    /// object starts. The offset must be below [`MAX_SPAN_OFFSET`](crate::size_map::MAX_SPAN_OFFSET) (a page index below 256).
-    /// Always false on the lists of class 0 and past the last class.
+    /// object starts. The offset must be below
+    /// [`MAX_SPAN_OFFSET`](crate::size_map::MAX_SPAN_OFFSET) (a page index below 256). Always
+    /// false on the lists of class 0 and past the last class.
     #[inline(always)]
     pub fn is_object_start(&self, folded: usize) -> bool {
         (folded as u64)
@@ -190,9 +191,11 @@ impl FreeList {
     }
 }
 
-/// What [`ThreadCache::push_unless_keyed`] did.
+/// What [`ThreadCache::free_fast`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
+    /// Not pushed: the pointer is no object start of the class (or the class is 0).
+    NotObjectStart,
     /// Pushed, within the limits.
     Done,
     /// Pushed; the list or the cache went over its limit: [`ThreadCache::overflow`] must run.
@@ -335,14 +338,8 @@ impl ThreadCache {
     /// `ptr` is an object start of `class`.
     #[inline(always)]
     pub unsafe fn carries_key(&self, class: usize, ptr: *mut u8, key: usize) -> bool {
-        // SAFETY: the key's word lies inside the object (caller).
-        unsafe {
-            carries(
-                ptr,
-                self.lists[class as u8 as usize].key_offset as usize,
-                key,
-            )
-        }
+        // SAFETY: `ptr` is an object start of `class` (caller).
+        unsafe { self.list(class).carries_key(ptr, key) }
     }
 
     /// Pushes a freed object of `class`, marked with `key` (the fast path). Returns `false` when
@@ -369,25 +366,34 @@ impl ThreadCache {
         self.size <= max_size
     }
 
-    /// The free fast path after the object-start test: if the object carries `key` it may be on
-    /// the list already ([`Pushed::Keyed`]: nothing is changed, the caller decides with
-    /// [`FreeList::contains`]); else it is pushed as by [`push`](Self::push)
-    /// ([`Pushed::Overflow`] where `push` returns `false`). One function, so the list's address
-    /// and key offset are found once for the key's load and store.
+    /// The free fast path, on the class byte of the pointer's pagemap entry and `folded` (the
+    /// entry plus the pointer's offset in its page, see [`FreeList::is_object_start`]):
+    /// [`Pushed::NotObjectStart`] if `ptr` is no object start of `class` (always for class 0);
+    /// [`Pushed::Keyed`] if the object carries `key` and so may be on the list already (the
+    /// caller decides with [`FreeList::contains`]); in both cases nothing is changed. Else the
+    /// object is pushed as by [`push`](Self::push) ([`Pushed::Overflow`] where `push` returns
+    /// `false`). One function, so the list's address is found once for the test, the key's load
+    /// and store and the push.
     ///
     /// # Safety
-    /// `ptr` is an object start of `class`, a block from this allocator the caller gives up.
+    /// `ptr` is a pointer the caller gives up as a block of this allocator; `class` and `folded`
+    /// come from its pagemap entry (a page index below 256), so that passing the test makes it
+    /// an object start of `class`.
     #[inline(always)]
-    pub unsafe fn push_unless_keyed(
+    pub unsafe fn free_fast(
         &mut self,
         class: usize,
+        folded: usize,
         ptr: *mut u8,
         max_size: usize,
         key: usize,
     ) -> Pushed {
         let l = &mut self.lists[class as u8 as usize];
-        // SAFETY: the key's word lies inside the object (caller; `key_offset` is 0 for 8 B
-        // objects), which is 8-aligned.
+        if !l.is_object_start(folded) {
+            return Pushed::NotObjectStart;
+        }
+        // SAFETY: the key's word lies inside the object, an object start of `class` (tested,
+        // caller; `key_offset` is 0 for 8 B objects), which is 8-aligned.
         let word = unsafe { ptr.add(l.key_offset as usize).cast::<usize>() };
         // SAFETY: as above.
         if unsafe { word.read() } == key {
