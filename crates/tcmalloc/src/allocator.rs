@@ -42,7 +42,7 @@ mod fork;
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::{Cell, UnsafeCell};
 use core::ptr::{NonNull, addr_of_mut, null, null_mut};
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use allocator_traits::{Corruption, FreeError, MemorySource, OsPages, abort_with};
 use spin::Mutex;
@@ -55,8 +55,8 @@ use crate::pagemap::{CLASS_MASK, Leaf, PageMap};
 use crate::size_map::{NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE, SIZE_MAP};
 use crate::span::{Location, Span};
 use crate::thread_cache::{
-    Backend, DEFAULT_OVERALL_THREAD_CACHE_SIZE, MIN_THREAD_CACHE_SIZE, STEAL_AMOUNT, ThreadCache,
-    clear_key,
+    Backend, DEFAULT_OVERALL_THREAD_CACHE_SIZE, MIN_THREAD_CACHE_SIZE, Pushed, STEAL_AMOUNT,
+    ThreadCache, clear_key,
 };
 
 /// Allocators one thread can hold a cache for at once.
@@ -77,17 +77,18 @@ struct CacheNode {
     cache: UnsafeCell<ThreadCache>,
 }
 
-/// A thread's last pagemap leaf: `leaf` covers the pages whose leaf number is `number` (no
-/// page's, `usize::MAX`, while empty). Leaves never move or go away, so it is never stale.
+/// A thread's last pagemap leaf: `entries` is [`Leaf::entries_biased`] of the leaf covering the
+/// pages whose leaf number is `number` (no page's, `usize::MAX`, while empty). Leaves never move
+/// or go away, so it is never stale.
 struct LeafCache {
     number: usize,
-    leaf: *const Leaf,
+    entries: *const AtomicU32,
 }
 
 impl LeafCache {
     const EMPTY: LeafCache = LeafCache {
         number: usize::MAX,
-        leaf: null(),
+        entries: null(),
     };
 }
 
@@ -638,7 +639,11 @@ impl<S: MemorySource> Tcmalloc<S> {
     fn fast_node(&self) -> Option<*mut CacheNode> {
         let id = self.id.load(Ordering::Relaxed);
         SLOTS
-            .try_with(|s| (s[0].id.get() == id).then(|| s[0].node.get()))
+            .try_with(|s| {
+                // Both read through one address of the slot (one thread-local base).
+                let (slot_id, node) = (s[0].id.get(), s[0].node.get());
+                (slot_id == id).then_some(node)
+            })
             .ok()
             .flatten()
     }
@@ -718,63 +723,147 @@ impl<S: MemorySource> Tcmalloc<S> {
 
     /// Frees `ptr`. Aborts with a message naming the pointer on a bad free the checks see (see
     /// the module docs): the fast path reads the pointer's pagemap entry (its class and its
-    /// page's place in the span), checks that it is an object start of that class, and looks
-    /// for the double-free key; the layout is not used for small blocks (the pagemap's class is
-    /// the truth).
+    /// page's place in the span, one load through the thread's leaf cache), checks that it is an
+    /// object start of that class, and looks for the double-free key; the layout is not used for
+    /// small blocks (the pagemap's class is the truth).
     #[inline(always)]
     fn dealloc_impl(&self, ptr: *mut u8, layout: Layout) {
         if let Some(node) = self.fast_node() {
-            let addr = ptr as usize;
-            let page = addr >> PAGE_SHIFT;
+            let page = ptr.addr() >> PAGE_SHIFT;
             // SAFETY: the node is this thread's own cache; only this thread touches its leaf
-            // cache and lists.
-            let (lc, cache) = unsafe { (&mut *(*node).leaf.get(), &mut *(*node).cache.get()) };
-            let leaf = if lc.number == PageMap::leaf_number(page) {
-                // SAFETY: a cached leaf is a live leaf of our pagemap covering `page`.
-                Some(unsafe { &*lc.leaf })
-            } else {
-                self.fill_leaf_cache(lc, page)
-            };
-            if let Some(leaf) = leaf {
-                let class = leaf.class(page);
-                if class != 0 {
-                    let off = (leaf.index(page) << PAGE_SHIFT) | (addr & (PAGE_SIZE - 1));
-                    if !SIZE_MAP.is_object_start(class, off) {
-                        bad_free(FreeError::NotABlock { ptr: addr })
-                    }
-                    // SAFETY: the node is alive while its thread runs; `key` never changes.
-                    let key = unsafe { (*node).key };
-                    // SAFETY: `ptr` is an object start of `class` (checked above).
-                    if unsafe { cache.carries_key(class, ptr, key) } {
-                        confirm_not_cached(cache, class, ptr);
-                    }
-                    // SAFETY: `ptr` is an object of `class`, not on this thread's list, that the
-                    // caller gives up.
-                    unsafe {
-                        if !cache.push(class, ptr, (*node).max_size.load(Ordering::Relaxed), key) {
-                            self.dealloc_overflow(node, class);
-                        }
-                    }
-                    return;
-                }
+            // cache.
+            let lc = unsafe { &*(*node).leaf.get() };
+            if lc.number == PageMap::leaf_number(page) {
+                // SAFETY: the node is this thread's cache, the cached leaf covers `page`.
+                unsafe { self.dealloc_in_leaf(node, lc.entries, ptr, layout) };
+                return;
             }
+            self.dealloc_leaf_miss(node, ptr, layout);
+            return;
         }
         self.dealloc_slow(ptr, layout)
     }
 
-    /// The pagemap leaf of `page` (null if the heap has none there), kept in `lc` when found.
+    /// The free fast path once the pointer's leaf is known: the object-start test on the
+    /// pagemap entry (class 0, a page of no class span, fails it and goes to the slow path), the
+    /// key, the push.
+    ///
+    /// # Safety
+    /// `node` is this thread's cache; `entries` is [`Leaf::entries_biased`] of a live leaf of
+    /// this allocator's pagemap that covers `ptr`'s page.
+    #[inline(always)]
+    unsafe fn dealloc_in_leaf(
+        &self,
+        node: *mut CacheNode,
+        entries: *const AtomicU32,
+        ptr: *mut u8,
+        layout: Layout,
+    ) {
+        let addr = ptr.addr();
+        // SAFETY: the leaf covers `addr`'s page (caller).
+        let entry = unsafe { Leaf::packed_entry(entries, addr >> PAGE_SHIFT) };
+        let class = entry & CLASS_MASK;
+        // The budget is read before any list field: the compiler then keeps the fields it read
+        // for the checks in registers for the push (an atomic load between them makes it read
+        // them again).
+        // SAFETY: the node is alive while its thread runs; `max_size` is an atomic.
+        let max_size = unsafe { (*node).max_size.load(Ordering::Relaxed) };
+        // SAFETY: the node is this thread's own cache; no one else touches the lists.
+        let cache = unsafe { &mut *(*node).cache.get() };
+        // SAFETY: the node is alive while its thread runs; `key` never changes.
+        let key = unsafe { (*node).key };
+        // entry + offset in the page = offset in the span + class (the page index is below 256).
+        let folded = entry + (addr & (PAGE_SIZE - 1));
+        // SAFETY: the caller gives `ptr` up; `class` and `folded` are its pagemap entry's.
+        match unsafe { cache.free_fast(class, folded, ptr, max_size, key) } {
+            Pushed::Done => {}
+            Pushed::Overflow => self.dealloc_overflow(node, class),
+            Pushed::NotObjectStart => self.dealloc_not_object_start(ptr, class, layout),
+            // SAFETY: `ptr` is an object start of `class` (tested) the caller gives up.
+            Pushed::Keyed => unsafe { self.dealloc_keyed(node, class, ptr) },
+        }
+    }
+
+    /// Pushes `ptr` onto this thread's list of `class` and runs the overflow if the list went
+    /// over its limit or the cache over `max_size` (its budget, read by the caller).
+    ///
+    /// # Safety
+    /// `node` is this thread's cache; `ptr` is an object of `class`, not on its list, that the
+    /// caller gives up.
+    #[inline(always)]
+    unsafe fn push_or_overflow(
+        &self,
+        node: *mut CacheNode,
+        class: usize,
+        ptr: *mut u8,
+        key: usize,
+        max_size: usize,
+    ) {
+        // SAFETY: the node is this thread's own cache (caller), alive while its thread runs;
+        // `ptr` is the caller's object of `class`.
+        unsafe {
+            let cache = &mut *(*node).cache.get();
+            if !cache.push(class, ptr, max_size, key) {
+                self.dealloc_overflow(node, class);
+            }
+        }
+    }
+
+    /// A free on the fast path of an object that carries the double-free key: aborts if it is
+    /// on this thread's list of `class`, else frees it (a live block whose word held the key by
+    /// chance).
+    ///
+    /// # Safety
+    /// `node` is this thread's cache; `ptr` is an object start of `class` the caller gives up.
     #[cold]
     #[inline(never)]
-    fn fill_leaf_cache(&self, lc: &mut LeafCache, page: usize) -> Option<&Leaf> {
-        let p = self.shared.load(Ordering::Acquire);
-        if p.is_null() {
-            return None;
+    unsafe fn dealloc_keyed(&self, node: *mut CacheNode, class: usize, ptr: *mut u8) {
+        // SAFETY: the node is this thread's own cache, alive while its thread runs.
+        let (cache, key) = unsafe { (&*(*node).cache.get(), (*node).key) };
+        confirm_not_cached(cache, class, ptr);
+        // SAFETY: the node is alive; `max_size` is an atomic.
+        let max_size = unsafe { (*node).max_size.load(Ordering::Relaxed) };
+        // SAFETY: `ptr` is an object of `class`, not on this thread's list (confirmed).
+        unsafe { self.push_or_overflow(node, class, ptr, key, max_size) }
+    }
+
+    /// A free whose pointer failed the object-start test: a page of no class span (class 0: a
+    /// large block, free pages, or a leaf's page the heap never mapped) goes to the slow path,
+    /// anything else aborts.
+    #[cold]
+    #[inline(never)]
+    fn dealloc_not_object_start(&self, ptr: *mut u8, class: usize, layout: Layout) {
+        if class != 0 {
+            bad_free(FreeError::NotABlock { ptr: ptr.addr() })
         }
-        // SAFETY: the shared state lives as long as `self` (and its leaves with it).
-        let l = unsafe { (*p).pagemap.leaf_for(page) }?;
-        lc.number = PageMap::leaf_number(page);
-        lc.leaf = l;
-        Some(l)
+        self.dealloc_slow(ptr, layout)
+    }
+
+    /// A free on the fast path whose page is not in the thread's cached leaf: looks the leaf up
+    /// (kept for the next frees), then frees as the fast path does, or through the slow path if
+    /// the heap has no leaf there.
+    #[cold]
+    #[inline(never)]
+    fn dealloc_leaf_miss(&self, node: *mut CacheNode, ptr: *mut u8, layout: Layout) {
+        let page = ptr.addr() >> PAGE_SHIFT;
+        let p = self.shared.load(Ordering::Acquire);
+        let leaf = if p.is_null() {
+            None
+        } else {
+            // SAFETY: the shared state lives as long as `self` (and its leaves with it).
+            unsafe { (*p).pagemap.leaf_for(page) }
+        };
+        let Some(leaf) = leaf else {
+            return self.dealloc_slow(ptr, layout);
+        };
+        let number = PageMap::leaf_number(page);
+        let entries = leaf.entries_biased(number);
+        // SAFETY: the node is this thread's own cache; only this thread touches its leaf cache.
+        unsafe {
+            *(*node).leaf.get() = LeafCache { number, entries };
+        }
+        // SAFETY: `entries` is the biased entries of the live leaf covering `ptr`'s page.
+        unsafe { self.dealloc_in_leaf(node, entries, ptr, layout) }
     }
 
     #[cold]
@@ -817,7 +906,7 @@ impl<S: MemorySource> Tcmalloc<S> {
                 // `class` (checked) that the caller gives up.
                 unsafe {
                     let cache = &mut *(*node).cache.get();
-                    if cache.carries_key(class, ptr, sh.key) {
+                    if cache.list(class).carries_key(ptr, sh.key) {
                         confirm_not_cached(cache, class, ptr);
                     }
                     cache.deallocate(class, ptr, sh.key, &mut backend);

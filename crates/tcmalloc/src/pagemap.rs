@@ -6,12 +6,20 @@
 //! ```text
 //!   page number:  [ root 8 | node 9 | node 9 | leaf 9 ]
 //!
-//!   root (inline, 256 slots) --> node (512) --> node (512) --> leaf (512 x { span*, class })
+//!   root (inline, 256 slots) --> node (512) --> node (512) --> leaf (512 x { span*, entry })
+//!
+//!   entry (u32) of a page:  [ 0 ... | index in its class span : 8 | 0 0 0 0 0 | class : 8 ]
+//!                                    bit 13                                      bit 0
+//!   = index * PAGE_SIZE + class: for an address a on the page,
+//!     entry + (a % PAGE_SIZE) = (a's offset from its span's start) + class
 //! ```
 //!
-//! Small nodes (4 KiB; a leaf 4.5 KiB) keep the metadata of a small heap small (a 64 KiB region
-//! still has room for pages). The fast paths of `Tcmalloc` take the class from the layout (a
-//! sized free) and do not walk the tree; the central lists and `Core` do.
+//! Small nodes (4 KiB; a leaf 6 KiB) keep the metadata of a small heap small (a 64 KiB region
+//! still has room for pages). The free path of `Tcmalloc` reads a page's entry with one load
+//! through a leaf it keeps per thread ([`Leaf::entries_biased`]): the class and, added to the
+//! address's offset in its page, the offset in the span that the object-start test wants
+//! ([`crate::thread_cache::FreeList::is_object_start`]). The central lists and `Core` walk the
+//! tree.
 //!
 //! Nodes are created (zeroed, from the metadata arena) when the page heap grows over new pages
 //! ([`PageMap::ensure`]) and never freed, so a reader needs no lock: all slots are atomics, nodes
@@ -22,9 +30,9 @@
 
 use core::ptr::null_mut;
 #[cfg(not(loom))]
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use allocator_traits::MemorySource;
 
@@ -49,8 +57,11 @@ pub const PAGE_BITS: usize = ROOT_BITS + 2 * NODE_BITS + LEAF_BITS;
 const LEAF_LEN: usize = 1 << LEAF_BITS;
 const NODE_LEN: usize = 1 << NODE_BITS;
 const ROOT_LEN: usize = 1 << ROOT_BITS;
-/// The class bits of an [`entry`](PageMap::entry).
+/// The class bits of an [`entry`](PageMap::entry) (and of a leaf's packed entry).
 pub const CLASS_MASK: usize = 0xff;
+/// Where a leaf's packed entry keeps the page's index in its span: `index << INDEX_SHIFT`, so
+/// the packed entry is `index * PAGE_SIZE + class` (see the module docs).
+const INDEX_SHIFT: u32 = crate::size_map::PAGE_SHIFT as u32;
 
 /// An interior node: 512 children (nodes or leaves).
 pub struct Node {
@@ -60,10 +71,10 @@ pub struct Node {
 /// A leaf: span pointers and class entries of 512 pages.
 pub struct Leaf {
     spans: [AtomicPtr<Span>; LEAF_LEN],
-    /// The page's size class (0 for a page of no class span).
-    classes: [AtomicU8; LEAF_LEN],
-    /// The page's index in its class span (0 for a page of no class span).
-    indexes: [AtomicU8; LEAF_LEN],
+    /// The page's packed entry, `index << INDEX_SHIFT | class`: its size class (0 for a page of
+    /// no class span) and its index in its class span (0 for a page of no class span). One word,
+    /// so a reader sees a page's class and index as written together.
+    entries: [AtomicU32; LEAF_LEN],
 }
 
 /// The three-level radix tree.
@@ -91,16 +102,45 @@ fn split(page: usize) -> [usize; 4] {
 }
 
 impl Leaf {
+    /// The packed entry of `page` (a page this leaf covers): `index * PAGE_SIZE + class`.
+    #[inline(always)]
+    fn packed(&self, page: usize) -> usize {
+        self.entries[page & (LEAF_LEN - 1)].load(Ordering::Relaxed) as usize
+    }
+
     /// The size class of `page` (a page this leaf covers): as [`PageMap::class`].
     #[inline(always)]
     pub fn class(&self, page: usize) -> usize {
-        self.classes[page & (LEAF_LEN - 1)].load(Ordering::Relaxed) as usize
+        self.packed(page) & CLASS_MASK
     }
 
     /// The index of `page` (a page this leaf covers) in its class span.
     #[inline(always)]
     pub fn index(&self, page: usize) -> usize {
-        self.indexes[page & (LEAF_LEN - 1)].load(Ordering::Relaxed) as usize
+        self.packed(page) >> INDEX_SHIFT
+    }
+
+    /// The packed entries, biased so that the entry of any page this leaf covers is
+    /// `entries_biased(..).wrapping_add(page)`, for the free path (no masking of the page
+    /// number). `number` is this leaf's [`PageMap::leaf_number`]. Only pages of this leaf may be
+    /// read through it: others are out of the leaf's bounds.
+    #[inline]
+    pub fn entries_biased(&self, number: usize) -> *const AtomicU32 {
+        self.entries
+            .as_ptr()
+            .wrapping_sub(number.wrapping_mul(LEAF_LEN))
+    }
+
+    /// The packed entry read through [`entries_biased`](Self::entries_biased): `index *
+    /// PAGE_SIZE + class` (0 for a page of no class span).
+    ///
+    /// # Safety
+    /// `biased` is `leaf.entries_biased(n)` of a live leaf whose number is `n`, and `page` is a
+    /// page that leaf covers (`page >> LEAF_BITS == n`).
+    #[inline(always)]
+    pub unsafe fn packed_entry(biased: *const AtomicU32, page: usize) -> usize {
+        // SAFETY: `biased + page` is the leaf's entry of `page`, in bounds (caller).
+        unsafe { (*biased.wrapping_add(page)).load(Ordering::Relaxed) as usize }
     }
 }
 
@@ -190,7 +230,10 @@ impl PageMap {
     #[inline(always)]
     pub fn entry(&self, page: usize) -> usize {
         match self.leaf(page) {
-            Some((leaf, _)) => leaf.class(page) | leaf.index(page) << 8,
+            Some((leaf, _)) => {
+                let e = leaf.packed(page);
+                (e & CLASS_MASK) | (e >> INDEX_SHIFT) << 8
+            }
             None => 0,
         }
     }
@@ -208,8 +251,8 @@ impl PageMap {
     #[inline]
     pub fn set_class(&self, page: usize, class: usize, index: usize) {
         if let Some((leaf, i)) = self.leaf(page) {
-            leaf.classes[i].store(class as u8, Ordering::Relaxed);
-            leaf.indexes[i].store(index as u8, Ordering::Relaxed);
+            let e = (index as u8 as u32) << INDEX_SHIFT | class as u8 as u32;
+            leaf.entries[i].store(e, Ordering::Relaxed);
         }
     }
 
@@ -280,8 +323,7 @@ impl PageMap {
                 let l = p.cast::<Leaf>();
                 for i in 0..LEAF_LEN {
                     core::ptr::addr_of_mut!((*l).spans[i]).write(AtomicPtr::new(null_mut()));
-                    core::ptr::addr_of_mut!((*l).classes[i]).write(AtomicU8::new(0));
-                    core::ptr::addr_of_mut!((*l).indexes[i]).write(AtomicU8::new(0));
+                    core::ptr::addr_of_mut!((*l).entries[i]).write(AtomicU32::new(0));
                 }
             } else {
                 let n = p.cast::<Node>();

@@ -106,15 +106,31 @@ pub struct SizeMap {
     boundary: [Boundary; 256],
 }
 
-/// What tells an object start of a class from any other offset in its span without a division:
-/// `off` starts an object iff `off < limit` and `off * magic (mod 2^64) <= magic - 1`, with
-/// `magic = 2^64 / size` rounded up (Lemire, Kaser and Kurz's divisibility test, exact for
-/// `off < 2^32`). Class 0 has `limit` 0: no offset starts an object.
+/// What tells an object start of a class from any other offset in its span without a division,
+/// in one multiplication and one comparison: for `off < MAX_SPAN_OFFSET`, `off` starts one of
+/// the span's `n` objects iff `off * magic (mod 2^64) <= max_product`.
+///
+/// With `magic = floor(2^64 / size) + 1` and `e = magic * size - 2^64` (so `1 <= e <= size`):
+/// an object start `off = k * size` gives `k * e` (no wrap: `k * e <= off`), which is at most
+/// `max_product = (n - 1) * e` exactly when `k < n`; any other offset `k * size + r`
+/// (`0 < r < size`) gives `k * e + r * magic`, which does not wrap (`r * magic < 2^64 - 2^64 /
+/// size + size`, and `k * e <= off < 2^21`) and is at least `magic > max_product`. (Lemire,
+/// Kaser and Kurz's divisibility test, with the magic rounded so that `e` is never 0 and the
+/// object count folded into the bound.)
+///
+/// `limit` (the end of the span's last object) keeps [`SizeMap::is_object_start`] exact for
+/// any offset. Class 0 (and every class byte past the last class) has `magic` 0, `max_product`
+/// 0 and `limit` 0: no offset starts an object.
 #[derive(Debug, Clone, Copy)]
 struct Boundary {
     magic: u64,
+    max_product: u64,
     limit: u32,
 }
+
+/// Offsets below this are in the domain of the one-comparison object-start test
+/// ([`SizeMap::start_test`]): every offset in a span of 255 pages, plus a page (`2^21`).
+pub const MAX_SPAN_OFFSET: usize = 256 << PAGE_SHIFT;
 
 /// The table, computed at compile time.
 pub static SIZE_MAP: SizeMap = SizeMap::compute();
@@ -180,14 +196,34 @@ impl SizeMap {
             num_objects_to_move[c] = num_move_size(class_to_size[c] as usize) as u8;
             c += 1;
         }
-        let mut boundary = [Boundary { magic: 0, limit: 0 }; 256];
+        let mut boundary = [Boundary {
+            magic: 0,
+            max_product: 0,
+            limit: 0,
+        }; 256];
         let mut c = 1;
         while c < NUM_CLASSES {
             let size = class_to_size[c] as u64;
             let span = (class_to_pages[c] as u64) << PAGE_SHIFT;
+            let n = span / size;
+            // floor(2^64 / size) + 1: u64::MAX / size is floor(2^64 / size) unless size divides
+            // 2^64 (a power of two), where it is one less.
+            let magic = u64::MAX / size + if size.is_power_of_two() { 2 } else { 1 };
+            let e = magic.wrapping_mul(size);
+            assert!(e >= 1 && e <= size, "object-start magic out of range");
+            let max_product = (n - 1) * e;
+            assert!(
+                max_product < magic,
+                "object-start bound not below the magic"
+            );
+            assert!(
+                span <= MAX_SPAN_OFFSET as u64,
+                "class span past the test's domain"
+            );
             boundary[c] = Boundary {
-                magic: u64::MAX / size + 1,
-                limit: ((span / size) * size) as u32,
+                magic,
+                max_product,
+                limit: (n * size) as u32,
             };
             c += 1;
         }
@@ -263,7 +299,16 @@ impl SizeMap {
     #[inline(always)]
     pub fn is_object_start(&self, c: usize, off: usize) -> bool {
         let b = self.boundary[c & 0xff];
-        off < b.limit as usize && (off as u64).wrapping_mul(b.magic) <= b.magic.wrapping_sub(1)
+        off < b.limit as usize && (off as u64).wrapping_mul(b.magic) <= b.max_product
+    }
+
+    /// The constants of class byte `c`'s one-comparison object-start test: `(magic,
+    /// max_product)`; for `off < MAX_SPAN_OFFSET`, `off` starts an object of the class's span
+    /// iff `off * magic (mod 2^64) <= max_product`. Class 0 and bytes past the last class give
+    /// `(0, 0)`, which a caller that wants every offset refused must treat apart (`0 * 0 <= 0`).
+    pub const fn start_test(&self, c: u8) -> (u64, u64) {
+        let b = self.boundary[c as usize];
+        (b.magic, b.max_product)
     }
 
     /// Objects in one span of class `c`.
@@ -381,6 +426,31 @@ mod tests {
             }
         }
         assert!(!SIZE_MAP.is_object_start(0, 0));
+    }
+
+    #[test]
+    fn the_one_comparison_test_is_exact_below_max_span_offset() {
+        // Every offset the free path can form (a page index below 256, an offset in the page),
+        // for every class (sampled under Miri, plus the boundary offsets).
+        let step = if cfg!(miri) { 16411 } else { 1 };
+        for c in 1..NUM_CLASSES {
+            let (magic, max_product) = SIZE_MAP.start_test(c as u8);
+            let size = SIZE_MAP.class_size(c);
+            let n = SIZE_MAP.objects_per_span(c);
+            for off in (0..MAX_SPAN_OFFSET).step_by(step).chain([
+                0,
+                size,
+                n * size - size,
+                n * size,
+                MAX_SPAN_OFFSET - 1,
+            ]) {
+                let want = off < n * size && off % size == 0;
+                let got = (off as u64).wrapping_mul(magic) <= max_product;
+                assert_eq!(got, want, "class {c} offset {off}");
+            }
+        }
+        assert_eq!(SIZE_MAP.start_test(0), (0, 0));
+        assert_eq!(SIZE_MAP.start_test(NUM_CLASSES as u8), (0, 0));
     }
 
     #[test]

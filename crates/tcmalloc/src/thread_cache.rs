@@ -6,7 +6,9 @@
 //!
 //!   allocate: pop; empty -> fetch min(max_length, batch) from the central list, then
 //!             slow start: max_length += 1 below batch, else += batch (<= 8192, a multiple)
-//!   free:     push; length > max_length -> ListTooLong: give one batch back,
+//!   free:     (Tcmalloc's fast path, free_fast: the object-start test on the pointer's pagemap
+//!             entry with the list's constants, the double-free key, then) push;
+//!             length > max_length -> ListTooLong: give one batch back,
 //!             max_length += 1 below batch, or count an overage above it (3 overages shrink
 //!             max_length by a batch);  size > max_size -> Scavenge
 //!   Scavenge: give back half of each list's low-water mark, shrink max_length by a batch,
@@ -47,8 +49,12 @@ pub trait Backend {
     fn increase_cache_limit(&mut self);
 }
 
-/// One class's list in a thread cache.
+/// One class's list in a thread cache, with the class's constants the free path needs (so that
+/// one address, the list's, serves the object-start test, the key and the push).
+///
+/// 64 bytes, so a class byte scaled by one shift finds its list.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
 pub struct FreeList {
     /// The objects, linked through their first word; exactly `length` of them, then null.
     pub(crate) head: *mut u8,
@@ -63,10 +69,29 @@ pub struct FreeList {
     pub(crate) object_size: u32,
     /// Where cached objects carry the double-free key: `key_offset(object_size)`.
     pub(crate) key_offset: u32,
+    /// The class's object-start test ([`SizeMap::start_test`]) on an offset with the class added
+    /// (what a pagemap entry plus the offset in the page gives): `folded` starts an object iff
+    /// `folded * start_magic - start_bias (mod 2^64) <= start_max`, where `start_bias = class *
+    /// start_magic`. Class 0 and bytes past the last class have `start_magic` 0 and `start_bias`
+    /// 1: the left side is then always `2^64 - 1`, above `start_max` 0, so nothing passes.
+    start_magic: u64,
+    start_bias: u64,
+    start_max: u64,
 }
 
 impl FreeList {
-    const fn new(object_size: u32) -> Self {
+    const fn new(class: usize) -> Self {
+        let object_size = if class < NUM_CLASSES {
+            CLASS_SIZES[class]
+        } else {
+            0
+        };
+        let (start_magic, start_max) = MAP.start_test(class as u8);
+        let start_bias = if start_magic == 0 {
+            1
+        } else {
+            (class as u64).wrapping_mul(start_magic)
+        };
         FreeList {
             head: null_mut(),
             length: 0,
@@ -75,7 +100,34 @@ impl FreeList {
             overages: 0,
             object_size,
             key_offset: key_offset(object_size as usize) as u32,
+            start_magic,
+            start_bias,
+            start_max,
         }
+    }
+
+    /// Whether `folded`, an offset from the start of a span of this list's class plus the class
+    /// (a pagemap entry plus the address's offset in its page, [`crate::pagemap`]), is where an
+    /// object starts. The offset must be below
+    /// [`MAX_SPAN_OFFSET`](crate::size_map::MAX_SPAN_OFFSET) (a page index below 256). Always
+    /// false on the lists of class 0 and past the last class.
+    #[inline(always)]
+    pub fn is_object_start(&self, folded: usize) -> bool {
+        (folded as u64)
+            .wrapping_mul(self.start_magic)
+            .wrapping_sub(self.start_bias)
+            <= self.start_max
+    }
+
+    /// Whether the object at `obj` carries `key` (then [`contains`](Self::contains) decides).
+    ///
+    /// # Safety
+    /// `obj` is an object start of this list's class.
+    #[inline(always)]
+    pub unsafe fn carries_key(&self, obj: *mut u8, key: usize) -> bool {
+        // SAFETY: the key's word lies inside the object (caller; `key_offset` is 0 for 8 B
+        // objects).
+        unsafe { carries(obj, self.key_offset as usize, key) }
     }
 
     /// Objects on the list.
@@ -141,6 +193,19 @@ impl FreeList {
     }
 }
 
+/// What [`ThreadCache::free_fast`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Not pushed: the pointer is no object start of the class (or the class is 0).
+    NotObjectStart,
+    /// Pushed, within the limits.
+    Done,
+    /// Pushed; the list or the cache went over its limit: [`ThreadCache::overflow`] must run.
+    Overflow,
+    /// Not pushed: the object carries the key.
+    Keyed,
+}
+
 /// Clears the key of an object handed out by another path than [`ThreadCache::try_pop`].
 ///
 /// # Safety
@@ -154,8 +219,8 @@ pub unsafe fn clear_key(obj: *mut u8, offset: usize) {
 const fn lists() -> [FreeList; LISTS] {
     let mut a = [FreeList::new(0); LISTS];
     let mut c = 0;
-    while c < NUM_CLASSES {
-        a[c] = FreeList::new(CLASS_SIZES[c]);
+    while c < LISTS {
+        a[c] = FreeList::new(c);
         c += 1;
     }
     a
@@ -164,7 +229,8 @@ const fn lists() -> [FreeList; LISTS] {
 /// Lists in a cache: one per value of a class byte.
 const LISTS: usize = 256;
 
-const CLASS_SIZES: [u32; NUM_CLASSES] = SizeMap::compute().class_sizes();
+const MAP: SizeMap = SizeMap::compute();
+const CLASS_SIZES: [u32; NUM_CLASSES] = MAP.class_sizes();
 
 /// A thread's cache.
 #[derive(Debug)]
@@ -195,6 +261,7 @@ impl ThreadCache {
     }
 
     /// The list of `class`.
+    #[inline(always)]
     pub fn list(&self, class: usize) -> &FreeList {
         &self.lists[class as u8 as usize]
     }
@@ -273,14 +340,8 @@ impl ThreadCache {
     /// `ptr` is an object start of `class`.
     #[inline(always)]
     pub unsafe fn carries_key(&self, class: usize, ptr: *mut u8, key: usize) -> bool {
-        // SAFETY: the key's word lies inside the object (caller).
-        unsafe {
-            carries(
-                ptr,
-                self.lists[class as u8 as usize].key_offset as usize,
-                key,
-            )
-        }
+        // SAFETY: `ptr` is an object start of `class` (caller).
+        unsafe { self.list(class).carries_key(ptr, key) }
     }
 
     /// Pushes a freed object of `class`, marked with `key` (the fast path). Returns `false` when
@@ -305,6 +366,58 @@ impl ThreadCache {
         }
         self.size += l.object_size as usize;
         self.size <= max_size
+    }
+
+    /// The free fast path, on the class byte of the pointer's pagemap entry and `folded` (the
+    /// entry plus the pointer's offset in its page, see [`FreeList::is_object_start`]):
+    /// [`Pushed::NotObjectStart`] if `ptr` is no object start of `class` (always for class 0);
+    /// [`Pushed::Keyed`] if the object carries `key` and so may be on the list already (the
+    /// caller decides with [`FreeList::contains`]); in both cases nothing is changed. Else the
+    /// object is pushed as by [`push`](Self::push) ([`Pushed::Overflow`] where `push` returns
+    /// `false`). One function, so the list's address is found once for the test, the key's load
+    /// and store and the push.
+    ///
+    /// # Safety
+    /// `ptr` is a pointer the caller gives up as a block of this allocator; `class` and `folded`
+    /// come from its pagemap entry (a page index below 256), so that passing the test makes it
+    /// an object start of `class`.
+    #[inline(always)]
+    pub unsafe fn free_fast(
+        &mut self,
+        class: usize,
+        folded: usize,
+        ptr: *mut u8,
+        max_size: usize,
+        key: usize,
+    ) -> Pushed {
+        let l = &mut self.lists[class as u8 as usize];
+        if !l.is_object_start(folded) {
+            return Pushed::NotObjectStart;
+        }
+        // SAFETY: the key's word lies inside the object, an object start of `class` (tested,
+        // caller; `key_offset` is 0 for 8 B objects), which is 8-aligned.
+        let word = unsafe { ptr.add(l.key_offset as usize).cast::<usize>() };
+        // SAFETY: as above.
+        if unsafe { word.read() } == key {
+            return Pushed::Keyed;
+        }
+        // SAFETY: the block is ours now (caller); for 8 B objects the key's word is the link's,
+        // written second.
+        unsafe {
+            word.write(key);
+            ptr.cast::<*mut u8>().write(l.head);
+        }
+        l.head = ptr;
+        l.length += 1;
+        if l.length > l.max_length {
+            return Pushed::Overflow;
+        }
+        self.size += l.object_size as usize;
+        if self.size <= max_size {
+            Pushed::Done
+        } else {
+            Pushed::Overflow
+        }
     }
 
     /// What a [`push`](Self::push) that returned `false` leaves to do: `ListTooLong` or
@@ -421,5 +534,52 @@ impl ThreadCache {
 impl Default for ThreadCache {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::size_map::{MAX_SPAN_OFFSET, PAGE_SHIFT};
+
+    /// Every list's folded object-start test agrees with the size map's on every offset a free
+    /// can form (sampled under Miri), and the lists of class 0 and past the last class refuse
+    /// every offset.
+    #[test]
+    fn each_lists_folded_test_is_the_size_maps() {
+        let cache = ThreadCache::new();
+        let step = if cfg!(miri) { 16411 } else { 3 };
+        for class in 0..LISTS {
+            let l = cache.list(class);
+            for off in (0..MAX_SPAN_OFFSET)
+                .step_by(step)
+                .chain([0, MAX_SPAN_OFFSET - 1])
+            {
+                let want = class < NUM_CLASSES && SIZE_MAP.is_object_start(class, off);
+                assert_eq!(
+                    l.is_object_start(off + class),
+                    want,
+                    "class {class} offset {off}"
+                );
+            }
+        }
+        // The object starts themselves, which a step may skip.
+        for class in 1..NUM_CLASSES {
+            let size = SIZE_MAP.class_size(class);
+            let n = SIZE_MAP.objects_per_span(class);
+            let l = cache.list(class);
+            assert!(
+                (0..n).all(|k| l.is_object_start(k * size + class)),
+                "class {class}"
+            );
+            assert!(
+                !l.is_object_start(n * size + class),
+                "class {class}: the span's tail"
+            );
+            assert!(
+                (n * size) >> PAGE_SHIFT < 256,
+                "class {class}: a page index fits the pagemap entry"
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
 use tcmalloc::Tcmalloc;
+use tcmalloc::size_map::SIZE_MAP;
 
 const ENV: &str = "TCMALLOC_DEATH";
 
@@ -147,6 +148,27 @@ fn an_interior_pointer_of_a_multi_page_span_aborts() {
             announce(inner);
             // SAFETY: none: the bad free under test.
             unsafe { tc.dealloc(inner, layout(1100)) };
+        },
+    );
+}
+
+#[test]
+fn a_pointer_into_a_class_spans_tail_aborts() {
+    // 48 B objects: a one-page span holds 170 of them (8160 B); offset 8160 is a multiple of the
+    // object size but past the last object, in the span's tail.
+    death(
+        "a_pointer_into_a_class_spans_tail_aborts",
+        "not the start of an allocated block",
+        |tc| {
+            let c = SIZE_MAP.class(48);
+            assert_eq!((SIZE_MAP.class_size(c), SIZE_MAP.class_pages(c)), (48, 1));
+            assert_eq!(SIZE_MAP.objects_per_span(c), 170);
+            // SAFETY: a valid allocation.
+            let p = unsafe { tc.alloc(layout(48)) };
+            let tail = ((p as usize & !8191) + 170 * 48) as *mut u8;
+            announce(tail);
+            // SAFETY: none: the bad free under test.
+            unsafe { tc.dealloc(tail, layout(48)) };
         },
     );
 }
