@@ -67,9 +67,9 @@ pub struct Detects {
     /// layout's size is above [`double_free_above`](Self::double_free_above).
     pub double_free: bool,
     /// The double frees [`double_free`](Self::double_free) promises are those of blocks larger
-    /// than this many bytes (0: every block). tcmalloc's core: 8, because its 8 B objects have
-    /// no room for the mark its check needs (their link takes the word), so a double free of one
-    /// that left the thread cache is taken (docs/bad-frees.md).
+    /// than this many bytes (0: every block). Every policy in this workspace says 0; a policy
+    /// whose check needs a mark inside the freed block (as tcmalloc's key does) and has small
+    /// blocks with no room for it would say their size here (docs/bad-frees.md).
     pub double_free_above: usize,
     /// A layout whose size or alignment does not match the block gives an error.
     pub layout_mismatch: bool,
