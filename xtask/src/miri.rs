@@ -14,99 +14,49 @@ struct Target {
     features: &'static str,
     /// Strict provenance holds for this crate (no integer-to-pointer casts).
     strict: bool,
-    /// What CI runs (`--ci`), see [`Ci`].
-    ci: Ci,
-    /// Seconds its `--ci` selection took in session 6's local CI run (fit and tcmalloc: their
-    /// earlier CI figures): only the order in which the jobs start, longest first.
-    ci_seconds: u32,
+    /// Seconds its suite took in the last measured run (session 8, two at a time on two cores):
+    /// only the order in which the jobs start, longest first.
+    seconds: u32,
 }
 
-/// What `--ci` runs of a crate.
-enum Ci {
-    /// Every target of the crate (its unit tests, every file in `tests/`, the doctests) with the
-    /// counts reduced under `cfg(miri)`, less the tests whose names contain one of these
-    /// (given to the harness as `--skip`): the conformance kit's suites of the crate's further
-    /// configurations (the same checks over another set-up). Each name is a module path ending
-    /// in `::` or a whole test path, so that no other test matches it (checked against
-    /// `cargo miri test -p CRATE -- --list`).
-    AllBut(&'static [&'static str]),
-    /// Only this cargo target selection and harness filter: for the crates whose whole suite
-    /// does not fit CI's time yet (fit, tcmalloc; measured in session 6's notes).
-    Only(&'static [&'static str], &'static [&'static str]),
-}
-
-/// Every crate whose tests run under Miri, in dependency order.
+/// Every crate whose tests run under Miri, in dependency order. Each runs every test target
+/// (its unit tests, every file in `tests/`, the doctests), with the counts reduced under
+/// `cfg(miri)` (smaller regions and fewer random cases; the conformance kit's further
+/// configurations walk the heap after every 4th operation, `Profile::further`).
 const TARGETS: &[Target] = &[
     Target {
         package: "allocator-traits",
-        ci_seconds: 78,
-        ci: Ci::AllBut(&[]),
+        seconds: 78,
         features: "conformance",
         strict: true,
     },
     Target {
         package: "fit",
-        ci_seconds: 60,
-        // The kit's suite of one configuration (best fit, address order, OSTEP's list-order
-        // coalescing). The whole suite less the further configurations took 1440 s beside other
-        // Miri runs (heap.rs 386 and offsets.rs 356 virtual s): not yet within CI's time.
-        ci: Ci::Only(&["--test", "conformance"], &["list_order_under_addr::"]),
+        seconds: 600,
         features: "",
         strict: true,
     },
     Target {
         package: "buddy",
-        ci_seconds: 214,
-        // CI's conformance configuration: whole_region.
-        ci: Ci::AllBut(&["grown_in_chunks::", "min_block_64::", "misaligned_start::"]),
+        seconds: 400,
         features: "",
         strict: true,
     },
     Target {
         package: "segregated",
-        ci_seconds: 352,
-        // CI's conformance configuration: go_classes.
-        ci: Ci::AllBut(&[
-            "go_classes_keep_none::",
-            "over_best_fit::",
-            "unchecked_keep_none::",
-            "unchecked_over_best_fit::",
-            "unchecked_over_buddy::",
-            "user_table_no_tiny::",
-        ]),
+        seconds: 600,
         features: "",
         strict: true,
     },
     Target {
         package: "ptmalloc2",
-        ci_seconds: 354,
-        // CI's conformance configuration: defaults.
-        ci: Ci::AllBut(&["coalescing::"]),
+        seconds: 450,
         features: "",
         strict: true,
     },
     Target {
         package: "tcmalloc",
-        ci_seconds: 253,
-        // Three of the kit's checks of its one configuration. Its walk and inspect are per
-        // object: bad_frees 517, near_oom 373, zero_size ~190, realign 170 virtual s under Miri,
-        // and tests/core.rs 347 (one double-free test 242): the whole suite less those four
-        // checks ran over 40 minutes in CI's Miri step (session 6), not within CI's time.
-        ci: Ci::Only(
-            &["--test", "conformance"],
-            &[
-                "--skip",
-                "bad_frees",
-                "--skip",
-                "near_oom",
-                "--skip",
-                "zero_size",
-                "--skip",
-                "realign",
-                "--skip",
-                "huge",
-            ],
-        ),
+        seconds: 900,
         features: "",
         strict: true,
     },
@@ -119,11 +69,6 @@ pub struct MiriArgs {
     /// segregated, ptmalloc2, tcmalloc.
     #[arg(short = 'p', long = "package", value_name = "NAME")]
     packages: Vec<String>,
-    /// Run only what CI runs per crate: every test target with the counts reduced under
-    /// cfg(miri), the conformance kit's suite of one configuration (tcmalloc: without its four
-    /// slowest checks); allocator-traits whole.
-    #[arg(long)]
-    ci: bool,
     /// Allow integer-to-pointer casts (drop -Zmiri-strict-provenance).
     #[arg(long)]
     permissive: bool,
@@ -166,7 +111,7 @@ pub fn run(args: MiriArgs) -> Result<(), String> {
     // The longest suites first, so that the last to finish is a short one (each crate's suite is
     // one interpreter thread: two crates at once use two cores).
     let mut queue: Vec<&Target> = chosen;
-    queue.sort_by_key(|t| std::cmp::Reverse(t.ci_seconds));
+    queue.sort_by_key(|t| std::cmp::Reverse(t.seconds));
     let commands: Vec<(&'static str, Command)> = queue
         .iter()
         .map(|t| (t.package, command(t, &args)))
@@ -194,20 +139,7 @@ fn command(t: &Target, args: &MiriArgs) -> Command {
     if !t.features.is_empty() {
         cmd.args(["--features", t.features]);
     }
-    match (&t.ci, args.ci) {
-        (Ci::AllBut(skip), true) => {
-            cmd.arg("--");
-            for name in *skip {
-                cmd.args(["--skip", name]);
-            }
-        }
-        (Ci::Only(targets, filter), true) => {
-            cmd.args(*targets).arg("--").args(*filter);
-        }
-        (_, false) => {
-            cmd.arg("--");
-        }
-    }
+    cmd.arg("--");
     cmd.args(&args.test_args);
     let mut flags = std::env::var("MIRIFLAGS").unwrap_or_default();
     if t.strict && !args.permissive {

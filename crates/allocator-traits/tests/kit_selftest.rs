@@ -330,6 +330,7 @@ const PROFILE: Profile = Profile {
     capacity: 1 << 20,
     collections_capacity: 64 << 20,
     miri_capacity: 128 << 10,
+    miri_walk_every: 1,
 };
 
 allocator_traits::conformance_suite!(bump, PROFILE, |cap| Bump::new(cap, Bug::None));
@@ -401,6 +402,32 @@ fn the_kit_catches_a_live_block_shown_free() {
     // Only inspect() lies: the stats, the contents and the walk are right.
     assert!(fails(|| {
         after_allocations(Bug::LiveShownFree, 3);
+    }));
+}
+
+#[test]
+fn a_shadow_walking_every_fourth_operation_walks_on_the_fourth() {
+    // Miri's further configurations walk after every 4th operation (Profile::further): the
+    // picture's lie goes unseen for three allocations and is caught by the fourth.
+    let walking = |n: usize| {
+        let mut m = Bump::new(PROFILE.capacity, Bug::LiveShownFree);
+        let mut shadow = conformance::Shadow::new(PROFILE.max_align).walking_every(4);
+        for _ in 0..n {
+            shadow.apply(
+                &mut m,
+                conformance::Op::Alloc {
+                    size: 40,
+                    align_shift: 3,
+                },
+            );
+        }
+        (m, shadow)
+    };
+    assert!(!fails(|| {
+        walking(3);
+    }));
+    assert!(fails(|| {
+        walking(4);
     }));
 }
 

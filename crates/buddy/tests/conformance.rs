@@ -8,21 +8,29 @@ allocator_traits::conformance_suite!(whole_region, Profile::COALESCING, |capacit
     Buddy::try_new(BoxedRegion::new(capacity).unwrap(), Config::new(capacity)).unwrap()
 });
 
-allocator_traits::conformance_suite!(grown_in_chunks, Profile::COALESCING, |capacity: usize| {
-    Buddy::try_new(
-        BoxedRegion::new(capacity).unwrap(),
-        Config::new(capacity).grow_by(capacity / 16),
-    )
-    .unwrap()
-});
+allocator_traits::conformance_suite!(
+    grown_in_chunks,
+    Profile::COALESCING.further(),
+    |capacity: usize| {
+        Buddy::try_new(
+            BoxedRegion::new(capacity).unwrap(),
+            Config::new(capacity).grow_by(capacity / 16),
+        )
+        .unwrap()
+    }
+);
 
-allocator_traits::conformance_suite!(min_block_64, Profile::COALESCING, |capacity: usize| {
-    Buddy::try_new(
-        BoxedRegion::new(capacity).unwrap(),
-        Config::new(capacity).min_block(64),
-    )
-    .unwrap()
-});
+allocator_traits::conformance_suite!(
+    min_block_64,
+    Profile::COALESCING.further(),
+    |capacity: usize| {
+        Buddy::try_new(
+            BoxedRegion::new(capacity).unwrap(),
+            Config::new(capacity).min_block(64),
+        )
+        .unwrap()
+    }
+);
 
 /// A heap whose data starts 48 bytes past the region's (aligned) start: the bitmaps of
 /// neighbouring orders then start at different block boundaries (`up(k) = 1` for the small
@@ -34,6 +42,8 @@ fn misaligned(capacity: usize) -> Buddy<BoxedRegion> {
     Buddy::try_new(region, Config::new(capacity + 48)).unwrap()
 }
 
-allocator_traits::conformance_suite!(misaligned_start, Profile::COALESCING, |capacity: usize| {
-    misaligned(capacity)
-});
+allocator_traits::conformance_suite!(
+    misaligned_start,
+    Profile::COALESCING.further(),
+    |capacity: usize| { misaligned(capacity) }
+);

@@ -23,10 +23,10 @@ macro_rules! orders {
     ($policy:expr; $($order:ident = $o:expr),* $(,)?) => { $(
         mod $order {
             use super::*;
-            allocator_traits::conformance_suite!(coalesce, Profile::COALESCING, |capacity: usize| {
+            allocator_traits::conformance_suite!(coalesce, Profile::COALESCING.further(), |capacity: usize| {
                 heap(capacity, $policy, $o, Coalesce::Physical)
             });
-            allocator_traits::conformance_suite!(no_coalesce, Profile::NON_COALESCING, |capacity: usize| {
+            allocator_traits::conformance_suite!(no_coalesce, Profile::NON_COALESCING.further(), |capacity: usize| {
                 heap(capacity, $policy, $o, Coalesce::Off)
             });
         }
@@ -107,10 +107,10 @@ mod mechanisms {
         ($($name:ident = $p:expr, $list:expr, $checked:expr;)*) => { $(
             mod $name {
                 use super::*;
-                allocator_traits::conformance_suite!(coalesce, Profile::COALESCING, |capacity: usize| {
+                allocator_traits::conformance_suite!(coalesce, Profile::COALESCING.further(), |capacity: usize| {
                     variant(capacity, $p, Coalesce::Physical, $list, $checked)
                 });
-                allocator_traits::conformance_suite!(no_coalesce, Profile::NON_COALESCING, |capacity: usize| {
+                allocator_traits::conformance_suite!(no_coalesce, Profile::NON_COALESCING.further(), |capacity: usize| {
                     variant(capacity, $p, Coalesce::Off, $list, $checked)
                 });
             }
@@ -159,7 +159,7 @@ mod list_coalesce {
 
     macro_rules! suites {
         ($($name:ident = $p:expr, $o:expr;)*) => { $(
-            allocator_traits::conformance_suite!($name, Profile::NON_COALESCING, |capacity: usize| {
+            allocator_traits::conformance_suite!($name, Profile::NON_COALESCING.further(), |capacity: usize| {
                 heap(capacity, $p, $o, Coalesce::ListOrder)
             });
         )* };

@@ -25,7 +25,11 @@ allocator_traits::conformance_suite!(defaults, Profile::NON_COALESCING, |capacit
 });
 
 // No tcache, no fastbins: every free coalesces, so draining gives the whole region back.
-allocator_traits::conformance_suite!(coalescing, Profile::COALESCING, |capacity: usize| make(
-    capacity,
-    "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0"
-));
+allocator_traits::conformance_suite!(
+    coalescing,
+    Profile::COALESCING.further(),
+    |capacity: usize| make(
+        capacity,
+        "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0"
+    )
+);

@@ -22,7 +22,7 @@ allocator_traits::conformance_suite!(go_classes, Profile::NON_COALESCING, |capac
 // Keeping no empty span, every span goes back to the buddy system, which merges it all again.
 allocator_traits::conformance_suite!(
     go_classes_keep_none,
-    Profile::COALESCING,
+    Profile::COALESCING.further(),
     |capacity: usize| {
         Segregated::with_table(
             &GO,
@@ -43,7 +43,7 @@ static SMALL_TABLE: segregated::ClassTable =
 
 allocator_traits::conformance_suite!(
     user_table_no_tiny,
-    Profile::NON_COALESCING,
+    Profile::NON_COALESCING.further(),
     |capacity: usize| {
         Segregated::with_table(
             &SMALL_TABLE,
@@ -61,20 +61,24 @@ fn best_fit(capacity: usize) -> fit::FitHeap<BoxedRegion> {
 }
 
 // Best fit (from `fit`) as the page level and large-object manager.
-allocator_traits::conformance_suite!(over_best_fit, Profile::NON_COALESCING, |capacity: usize| {
-    Segregated::new(best_fit(capacity))
-});
+allocator_traits::conformance_suite!(
+    over_best_fit,
+    Profile::NON_COALESCING.further(),
+    |capacity: usize| { Segregated::new(best_fit(capacity)) }
+);
 
 // Unchecked (`Segregated::unchecked`, the registry's `segregated:unchecked`): `detects()`
 // claims no double free, so the kit checks everything else (its foreign-pointer check still
 // runs: pointers outside every span go to the general path). Over both page levels.
-allocator_traits::conformance_suite!(unchecked_over_buddy, Profile::NON_COALESCING, |capacity| {
-    Segregated::unchecked(&GO, Config::DEFAULT, pages(capacity))
-});
+allocator_traits::conformance_suite!(
+    unchecked_over_buddy,
+    Profile::NON_COALESCING.further(),
+    |capacity| { Segregated::unchecked(&GO, Config::DEFAULT, pages(capacity)) }
+);
 
 allocator_traits::conformance_suite!(
     unchecked_keep_none,
-    Profile::COALESCING,
+    Profile::COALESCING.further(),
     |capacity: usize| {
         Segregated::unchecked(
             &GO,
@@ -89,6 +93,6 @@ allocator_traits::conformance_suite!(
 
 allocator_traits::conformance_suite!(
     unchecked_over_best_fit,
-    Profile::NON_COALESCING,
+    Profile::NON_COALESCING.further(),
     |capacity| Segregated::unchecked(&GO, Config::DEFAULT, best_fit(capacity))
 );

@@ -24,6 +24,22 @@ fn capacity(p: Profile) -> usize {
     }
 }
 
+/// A shadow for the checks of a policy with profile `p`: under Miri it walks the heap after
+/// every [`Profile::miri_walk_every`]-th operation; natively after every one.
+fn shadow_for(p: Profile) -> Shadow {
+    let every = if cfg!(miri) { p.miri_walk_every } else { 1 };
+    Shadow::new(p.max_align).walking_every(every)
+}
+
+/// Frees every live block (the `idx`-th each time), checking after each free as the shadow
+/// does, then runs every check once more (the walk included) on the emptied heap.
+fn drain<M: FreeSpaceManager>(shadow: &mut Shadow, m: &mut M, idx: usize) {
+    while !shadow.is_empty() {
+        shadow.apply(m, Op::Free { idx });
+    }
+    shadow.check(m);
+}
+
 /// Random cases run by the shadow model (fewer under Miri, which is ~1000x slower).
 const CASES: usize = if cfg!(miri) { 3 } else { 100 };
 /// Quickcheck's size parameter: sequences up to this many operations.
@@ -122,16 +138,14 @@ fn run_sequences<M: FreeSpaceManager, F: Fn(usize) -> M>(
     let run = |ops: &[Op]| {
         catch_unwind(AssertUnwindSafe(|| {
             let mut m = make(cap);
-            let mut shadow = Shadow::new(p.max_align);
+            let mut shadow = shadow_for(p);
             shadow.check(&m);
             for &op in ops {
                 shadow.apply(&mut m, op);
             }
+            shadow.check(&m);
             let refused = shadow.refusals();
-            // Drain: free everything that is still live, checking after every free.
-            while !shadow.is_empty() {
-                shadow.apply(&mut m, Op::Free { idx: 0 });
-            }
+            drain(&mut shadow, &mut m, 0);
             check_drained(&m);
             refused
         }))
@@ -235,7 +249,7 @@ impl crate::Inspector for Tally {
 /// Zero-size layouts are served (distinct, aligned blocks) and freed like any other.
 pub fn check_zero_size<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
     let mut m = make(capacity(p));
-    let mut shadow = Shadow::new(p.max_align);
+    let mut shadow = shadow_for(p);
     for shift in 0..5u8 {
         shadow.apply(
             &mut m,
@@ -260,9 +274,7 @@ pub fn check_zero_size<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
     // Grow a zero-size block and shrink a block to zero.
     shadow.apply(&mut m, Op::Grow { idx: 3, extra: 40 });
     shadow.apply(&mut m, Op::Shrink { idx: 3, by: 1000 });
-    while !shadow.is_empty() {
-        shadow.apply(&mut m, Op::Free { idx: 1 });
-    }
+    drain(&mut shadow, &mut m, 1);
     assert_eq!(m.stats().live_blocks, 0);
 }
 
@@ -270,7 +282,7 @@ pub fn check_zero_size<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
 /// alignment with its contents kept, whether the policy resizes it in place or moves it.
 pub fn check_realign<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
     let mut m = make(capacity(p));
-    let mut shadow = Shadow::new(p.max_align);
+    let mut shadow = shadow_for(p);
     for (i, size) in [24usize, 100, 1000, 5000, 0, 300].into_iter().enumerate() {
         shadow.apply(
             &mut m,
@@ -299,9 +311,7 @@ pub fn check_realign<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F
             },
         );
     }
-    while !shadow.is_empty() {
-        shadow.apply(&mut m, Op::Free { idx: 0 });
-    }
+    drain(&mut shadow, &mut m, 0);
 }
 
 /// Huge sizes and alignments give a clean error (no panic, no overflow), and leave the manager
@@ -339,7 +349,7 @@ pub fn check_huge<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
         }
     }
     // Every alignment up to max_align works on a fresh manager.
-    let mut shadow = Shadow::new(p.max_align);
+    let mut shadow = shadow_for(p);
     let mut align = 1;
     while align <= p.max_align {
         let before = shadow.len();
@@ -365,16 +375,14 @@ pub fn check_huge<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
             extra: 1 << 40,
         },
     );
-    while !shadow.is_empty() {
-        shadow.apply(&mut m, Op::Free { idx: 0 });
-    }
+    drain(&mut shadow, &mut m, 0);
 }
 
 /// Bad frees the policy claims to detect are reported, name the pointer, and change nothing.
 pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make: F) {
     let mut m = make(capacity(p));
     let d = m.detects();
-    let mut shadow = Shadow::new(p.max_align);
+    let mut shadow = shadow_for(p);
     for size in [8, 100, 3000, 24, 0] {
         shadow.apply(
             &mut m,
@@ -496,9 +504,7 @@ pub fn check_bad_frees<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, make:
             },
         );
     }
-    while !shadow.is_empty() {
-        shadow.apply(&mut m, Op::Free { idx: 7 });
-    }
+    drain(&mut shadow, &mut m, 7);
 }
 
 /// A small deterministic generator (xorshift64*), so the fill pattern is the same every run

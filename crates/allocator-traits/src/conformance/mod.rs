@@ -57,6 +57,12 @@ pub struct Profile {
     /// smallest region the policy passes the checks in, 128 KiB unless the policy needs more
     /// (tcmalloc takes a 64 KiB metadata chunk before its first span).
     pub miri_capacity: usize,
+    /// Under Miri, the checks run the policy's invariant walk and its inspect picture after
+    /// every this-many operations (and at the end of every sequence and drain), the contents
+    /// and stats after every one; natively always after every operation. 1 for a policy's
+    /// first configuration; [`Profile::further`] for the others. Miri interprets the walk of
+    /// the whole heap after every operation as most of a check's time.
+    pub miri_walk_every: usize,
 }
 
 impl Profile {
@@ -67,6 +73,7 @@ impl Profile {
         capacity: 1 << 20,
         collections_capacity: 16 << 20,
         miri_capacity: 128 << 10,
+        miri_walk_every: 1,
     };
     /// A policy that does not promise to get its whole region back (no coalescing, size
     /// classes that keep spans, caches).
@@ -74,6 +81,20 @@ impl Profile {
         coalesces: false,
         ..Profile::COALESCING
     };
+
+    /// How often [`further`](Self::further) walks under Miri.
+    pub const FURTHER_WALK_EVERY: usize = 4;
+
+    /// This profile for a policy's further configurations (the same checks over another set-up
+    /// of a policy whose first configuration runs them walking after every operation): under
+    /// Miri the walk and the inspect picture after every [`Self::FURTHER_WALK_EVERY`]-th
+    /// operation. Every check still runs; natively nothing changes.
+    pub const fn further(self) -> Profile {
+        Profile {
+            miri_walk_every: Self::FURTHER_WALK_EVERY,
+            ..self
+        }
+    }
 }
 
 /// Generates the conformance tests for a policy: `conformance_suite!(name, profile, make)`,

@@ -121,6 +121,12 @@ pub struct Shadow {
     peak_requested: usize,
     /// Largest alignment the policy promises (bigger ones are skipped).
     pub max_align: usize,
+    /// [`apply`](Self::apply) runs the structural checks (the policy's invariant walk and its
+    /// inspect picture) after every `walk_every`-th operation, the contents and stats after
+    /// every one; 0 and 1 both mean after every operation.
+    walk_every: usize,
+    /// Operations applied so far (the count `walk_every` divides).
+    applied: usize,
 }
 
 fn pattern(seed: u8, i: usize) -> u8 {
@@ -135,6 +141,18 @@ impl Shadow {
         Shadow {
             max_align,
             ..Default::default()
+        }
+    }
+
+    /// The same shadow, running the structural checks (the policy's invariant walk and its
+    /// inspect picture) after every `n`-th operation it applies instead of every one; contents
+    /// and stats are still checked after each. For runs under Miri, where a walk of the whole
+    /// heap after every operation is most of the time (the conformance kit's
+    /// [`Profile::miri_walk_every`](super::Profile::miri_walk_every)).
+    pub fn walking_every(self, n: usize) -> Self {
+        Shadow {
+            walk_every: n,
+            ..self
         }
     }
 
@@ -351,7 +369,12 @@ impl Shadow {
                  expected {c:?}: {s:?}"
             );
         }
-        self.check(m);
+        self.applied += 1;
+        if self.applied.is_multiple_of(self.walk_every.max(1)) {
+            self.check(m);
+        } else {
+            self.check_blocks_and_stats(m);
+        }
     }
 
     fn after_resize(
@@ -402,9 +425,16 @@ impl Shadow {
         self.next_seed
     }
 
-    /// Checks every invariant the shadow can see: contents, stats, and the manager's picture of
-    /// itself (regions contain the live blocks; no free block it reports overlaps a live one).
+    /// Checks every invariant the shadow can see: contents, stats, the policy's invariant walk,
+    /// and the manager's picture of itself (regions contain the live blocks; no free block it
+    /// reports overlaps a live one).
     pub fn check<M: FreeSpaceManager + ?Sized>(&self, m: &M) {
+        self.check_blocks_and_stats(m);
+        self.check_structure(m);
+    }
+
+    /// The live blocks' contents and the stats.
+    fn check_blocks_and_stats<M: FreeSpaceManager + ?Sized>(&self, m: &M) {
         for l in self.live.values() {
             if cfg!(miri) {
                 // Miri reads a byte ~1000x slower: check the edges of every block after each op
@@ -440,7 +470,10 @@ impl Shadow {
             "allocs - frees must be the live count: {s:?}"
         );
         assert!(s.failed_allocs >= self.failures, "failed_allocs: {s:?}");
+    }
 
+    /// The policy's invariant walk and its inspect picture against the live blocks.
+    fn check_structure<M: FreeSpaceManager + ?Sized>(&self, m: &M) {
         if let Err(c) = m.check_invariants() {
             panic!("the policy's invariant walk failed: {c}");
         }
