@@ -9,8 +9,9 @@
 //!           the region, so sequences reach the region's end
 //! ```
 //!
-//! After every operation the shadow checks the contents of every live block, the stats and the
-//! policy's invariant walk ([`Shadow::apply`]); at the end everything is freed and
+//! After every operation the shadow checks the edges of every live block (each block whole when
+//! it is freed or resized: [`Shadow::checking_edges`]), the stats and the policy's invariant walk
+//! ([`Shadow::apply`]); at the end everything is freed and
 //! [`super::check_drained`] looks for leaks. The two bad frees run only where the policy claims
 //! to detect them ([`crate::FreeSpaceManager::detects`]): each must be refused with an error
 //! naming the pointer, counted in `bad_frees`, and change nothing. Any failure panics, which is
@@ -29,7 +30,7 @@ pub const FUZZ_CAPACITY: usize = 256 << 10;
 /// the first disagreement. `max_align` is the largest alignment the policy serves.
 pub fn fuzz_one<M: FreeSpaceManager>(m: &mut M, max_align: usize, data: &[u8]) {
     let d = m.detects();
-    let mut shadow = Shadow::new(max_align);
+    let mut shadow = Shadow::new(max_align).checking_edges();
     shadow.check(m);
     // The block freed last, while no operation since could have handed it out again.
     let mut freed: Option<(NonNull<u8>, Layout)> = None;
