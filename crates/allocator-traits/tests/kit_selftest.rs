@@ -407,8 +407,9 @@ fn the_kit_catches_a_live_block_shown_free() {
 
 #[test]
 fn a_shadow_walking_every_fourth_operation_walks_on_the_fourth() {
-    // Miri's further configurations walk after every 4th operation (Profile::further): the
-    // picture's lie goes unseen for three allocations and is caught by the fourth.
+    // A shadow walking after every 4th operation (as Miri's further configurations do after
+    // every Profile::FURTHER_WALK_EVERY-th): the picture's lie goes unseen for three
+    // allocations and is caught by the fourth.
     let walking = |n: usize| {
         let mut m = Bump::new(PROFILE.capacity, Bug::LiveShownFree);
         let mut shadow = conformance::Shadow::new(PROFILE.max_align).walking_every(4);

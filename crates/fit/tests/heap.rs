@@ -58,7 +58,7 @@ unsafe fn first_not(p: *const u8, n: usize, tag: u8) -> Option<usize> {
 
 #[test]
 fn random_operations_keep_the_heap_consistent() {
-    let steps = if cfg!(miri) { 60 } else { 1500 };
+    let steps = if cfg!(miri) { 40 } else { 1500 };
     let configs = all_configs();
     let configs: Vec<Config> = if cfg!(miri) {
         configs.into_iter().step_by(7).collect()

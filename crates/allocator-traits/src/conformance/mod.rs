@@ -83,7 +83,7 @@ impl Profile {
     };
 
     /// How often [`further`](Self::further) walks under Miri.
-    pub const FURTHER_WALK_EVERY: usize = 4;
+    pub const FURTHER_WALK_EVERY: usize = 8;
 
     /// This profile for a policy's further configurations (the same checks over another set-up
     /// of a policy whose first configuration runs them walking after every operation): under
