@@ -61,7 +61,7 @@ fn random_operations_keep_the_heap_consistent() {
     let steps = if cfg!(miri) { 40 } else { 1500 };
     let configs = all_configs();
     let configs: Vec<Config> = if cfg!(miri) {
-        configs.into_iter().step_by(7).collect()
+        configs.into_iter().step_by(12).collect()
     } else {
         configs
     };

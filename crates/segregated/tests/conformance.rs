@@ -15,11 +15,11 @@ fn pages(capacity: usize) -> Buddy<BoxedRegion> {
 }
 
 /// The first configuration's profile: under Miri the walk (segregated's and the buddy
-/// system's) and the inspect picture run after every second operation, not every one: they
-/// were 85% of the suite's time there (native instruction counts of the same build), the
+/// system's) and the inspect picture run after every 4th operation, not every one: they were
+/// 85% of the suite's time there (native instruction counts of the same build), the
 /// configurations below after every 8th (`Profile::further`).
 const FIRST: Profile = Profile {
-    miri_walk_every: 2,
+    miri_walk_every: 4,
     ..Profile::NON_COALESCING
 };
 

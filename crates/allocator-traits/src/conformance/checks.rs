@@ -41,7 +41,7 @@ fn drain<M: FreeSpaceManager>(shadow: &mut Shadow, m: &mut M, idx: usize) {
 }
 
 /// Random cases run by the shadow model (fewer under Miri, which is ~1000x slower).
-const CASES: usize = if cfg!(miri) { 3 } else { 100 };
+const CASES: usize = if cfg!(miri) { 2 } else { 100 };
 /// Quickcheck's size parameter: sequences up to this many operations.
 const OPS: usize = if cfg!(miri) { 30 } else { 250 };
 /// Shrinking attempts after a failure.
@@ -58,7 +58,7 @@ pub fn check_shadow_model<M: FreeSpaceManager, F: Fn(usize) -> M>(p: Profile, ma
 const PRESSED_CAPACITY: usize = if cfg!(miri) { 64 << 10 } else { 256 << 10 };
 /// Cases and operations of [`check_shadow_near_oom`].
 const PRESSED_CASES: usize = if cfg!(miri) { 2 } else { 60 };
-const PRESSED_OPS: usize = if cfg!(miri) { 40 } else { 300 };
+const PRESSED_OPS: usize = if cfg!(miri) { 30 } else { 300 };
 
 /// The shadow model against the region's end: sequences whose sizes are fractions of a small
 /// region (up to 1/8 of it per allocation, grows up to 1/4), mostly allocations, so that
