@@ -139,6 +139,12 @@ fn list_names_the_fit_policies() {
     for name in ["first-fit", "next-fit", "best-fit", "worst-fit", "NEXT"] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+    // Each policy with an offset manager says so.
+    assert_eq!(
+        text.matches("--offsets-only").count(),
+        registry::offset_names().len(),
+        "{text}"
+    );
 }
 
 #[test]

@@ -105,6 +105,12 @@ pub fn list_text() -> String {
             let suffixes: Vec<String> = d.suffixes.iter().map(|x| format!(":{}", x.name)).collect();
             s.push_str(&format!("  {:<12}suffixes: {}\n", "", suffixes.join(" ")));
         }
+        if d.has_offsets() {
+            s.push_str(&format!(
+                "  {:<12}--offsets-only: its offset manager (a space with nothing behind it)\n",
+                ""
+            ));
+        }
     }
     s
 }
