@@ -352,7 +352,7 @@ mod tests {
     type M = SegregatedOffsets<Pages>;
 
     fn manager() -> M {
-        let inner = FitOffsets::new(0..1 << 22, fit::Config::best_fit(), 16).unwrap();
+        let inner = FitOffsets::new(0..1 << 20, fit::Config::best_fit(), 16).unwrap();
         SegregatedOffsets::with_page_level(
             Pages {
                 inner,
