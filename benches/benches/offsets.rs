@@ -1,4 +1,5 @@
-//! Offset managers: fit's policies over offsets (`fit::offsets::FitOffsets`, on the index) beside
+//! Offset managers: fit's policies over offsets (`fit::offsets::FitOffsets`, on the index) and
+//! segregated size classes over offsets (`segregated::offsets::SegregatedOffsets`) beside
 //! the `offset-allocator` crate (Aaltonen's OffsetAllocator: 256 bins of a small float, O(1),
 //! approximate fit) in the same run.
 //!
@@ -19,8 +20,9 @@
 //! OFFSETS_SPACE=1 cargo bench -p benches --bench offsets
 //! ```
 //!
-//! Names: `offset-allocator`, or a fit name with `/gN` for a granule of N bytes
-//! (`best-fit/g16`, `best-fit/g1`).
+//! Names: `offset-allocator`, `segregated/go` (Go's classes, one empty span kept per class, over
+//! best fit with 16-byte granules), or a fit name with `/gN` for a granule of N bytes
+//! (`best-fit/g16`, `best-fit/g1`). `OFFSETS_MANAGERS=a,b,...` restricts a time or space run.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use allocator_traits::OffsetManager;
 use allocator_traits::offset::largest_request;
 use criterion::{BenchmarkId, Criterion};
 use fit::offsets::FitOffsets;
+use segregated::offsets::SegregatedOffsets;
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
@@ -37,8 +40,9 @@ use cpu_time::CpuTime;
 const SPACE: usize = 256 << 20;
 const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
 /// What the time and space runs compare.
-const MANAGERS: [&str; 6] = [
+const MANAGERS: [&str; 7] = [
     "offset-allocator",
+    "segregated/go",
     "best-fit/g16",
     "best-fit/g1",
     "first-fit/g16",
@@ -66,22 +70,34 @@ trait Offsets {
     fn free(&mut self, h: Self::Handle);
     /// Where the range starts and ends (its bytes as placed).
     fn span(&self, h: Self::Handle, size: usize) -> (usize, usize);
+    /// The largest request that still succeeds.
+    fn largest(&mut self) -> usize;
 }
 
-impl Offsets for FitOffsets {
-    type Handle = usize;
-    #[inline]
-    fn alloc(&mut self, size: usize) -> Option<usize> {
-        self.allocate(size, 1).ok()
-    }
-    #[inline]
-    fn free(&mut self, h: usize) {
-        OffsetManager::free(self, h).expect("a live range");
-    }
-    fn span(&self, h: usize, _size: usize) -> (usize, usize) {
-        (h, h + self.held(h).expect("live"))
-    }
+/// `Offsets` for an [`OffsetManager`]: alignment 1, the bytes held, `largest_request`.
+macro_rules! offset_manager {
+    ($t:ty) => {
+        impl Offsets for $t {
+            type Handle = usize;
+            #[inline]
+            fn alloc(&mut self, size: usize) -> Option<usize> {
+                self.allocate(size, 1).ok()
+            }
+            #[inline]
+            fn free(&mut self, h: usize) {
+                OffsetManager::free(self, h).expect("a live range");
+            }
+            fn span(&self, h: usize, _size: usize) -> (usize, usize) {
+                (h, h + self.held(h).expect("live"))
+            }
+            fn largest(&mut self) -> usize {
+                largest_request(self, 1)
+            }
+        }
+    };
 }
+offset_manager!(FitOffsets);
+offset_manager!(SegregatedOffsets);
 
 impl Offsets for offset_allocator::Allocator {
     type Handle = offset_allocator::Allocation;
@@ -96,6 +112,30 @@ impl Offsets for offset_allocator::Allocator {
     fn span(&self, h: Self::Handle, size: usize) -> (usize, usize) {
         (h.offset as usize, h.offset as usize + size)
     }
+    fn largest(&mut self) -> usize {
+        largest(self)
+    }
+}
+
+/// Binds `$make` to the constructor of the manager named `$name` and evaluates `$body` (each
+/// manager's type its own code): the one place that knows the names.
+macro_rules! with_manager {
+    ($name:expr, |$make:ident| $body:expr) => {
+        match $name {
+            "offset-allocator" => {
+                let $make = offset_allocator;
+                $body
+            }
+            "segregated/go" => {
+                let $make = || SegregatedOffsets::new(0..SPACE).expect("a valid space");
+                $body
+            }
+            fit => {
+                let $make = || fit_offsets(fit);
+                $body
+            }
+        }
+    };
 }
 
 fn fit_offsets(name: &str) -> FitOffsets {
@@ -174,10 +214,7 @@ fn profile(spec: &str) {
     };
     let live: usize = live.parse().expect("LIVE");
     let steps: u64 = steps.parse().expect("STEPS");
-    match name {
-        "offset-allocator" => profile_one(offset_allocator(), live, steps),
-        fit => profile_one(fit_offsets(fit), live, steps),
-    }
+    with_manager!(name, |make| profile_one(make(), live, steps))
 }
 
 /// The largest request that still succeeds (a binary search by allocate and free).
@@ -248,15 +285,11 @@ fn space_report() {
         print!("{live:>18}");
         for m in &managers {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-            let l = if m == "offset-allocator" {
-                let mut h = offset_allocator();
+            let l = with_manager!(m.as_str(), |make| {
+                let mut h = make();
                 let _keep = prepare(&mut h, live, &mut rng);
-                largest(&mut h)
-            } else {
-                let mut h = fit_offsets(m);
-                let _keep = prepare(&mut h, live, &mut rng);
-                largest_request(&mut h, 1)
-            };
+                h.largest()
+            });
             print!(" {l:>17}");
         }
         println!();
@@ -278,11 +311,7 @@ fn space_report() {
             .replace(".trace.gz", "");
         print!("{name:>18}");
         for m in &managers {
-            let r = if m == "offset-allocator" {
-                replay(&mut offset_allocator(), &trace)
-            } else {
-                replay(&mut fit_offsets(m), &trace)
-            };
+            let r = with_manager!(m.as_str(), |make| replay(&mut make(), &trace));
             match r {
                 Some((f4, _, _)) => print!(" {:>16.2}%", 100.0 * f4),
                 None => print!(" {:>17}", "refused"),
@@ -294,11 +323,7 @@ fn space_report() {
 
 fn steps(c: &mut Criterion<CpuTime>) {
     for m in managers() {
-        if m == "offset-allocator" {
-            bench_one(c, &m, offset_allocator);
-        } else {
-            bench_one(c, &m, || fit_offsets(&m));
-        }
+        with_manager!(m.as_str(), |make| bench_one(c, &m, make));
     }
 }
 
