@@ -139,7 +139,7 @@ static CATALOG: &[Descriptor] = &[
             shows: "spans by class, tiny blocks, the page level's free list",
         },
         build: segregated,
-        offsets: None,
+        offsets: Some(segregated_offsets),
     },
     Descriptor {
         name: "buddy",
@@ -263,6 +263,36 @@ fn fit_offsets(spec: &Spec, space: &OffsetSpace) -> Result<OffsetInstance, Regis
     Ok(OffsetInstance {
         built: format!(
             "FitOffsets {conf}, granule {} B, over {:?}",
+            space.granule, space.range
+        ),
+        manager: Box::new(m),
+    })
+}
+
+/// Segregated over offsets: Go's classes, one empty span kept per class, over best fit's offset
+/// manager with the space's granule. Over offsets there is no tiny combining (`:no-tiny` says
+/// what is built anyway) and every free is checked (`:unchecked` is refused).
+fn segregated_offsets(
+    spec: &Spec,
+    space: &OffsetSpace,
+) -> Result<OffsetInstance, RegistryError> {
+    if spec.has("unchecked") {
+        return Err(spec.error(
+            "segregated's offset manager always checks its frees (its bitmaps are out of band)",
+        ));
+    }
+    let page = fit::offsets::FitOffsets::new(
+        space.range.clone(),
+        fit::Config::best_fit(),
+        space.granule,
+    )
+    .map_err(|e| spec.error(e))?;
+    let m = segregated::offsets::SegregatedOffsets::with_page_level(page, &segregated::GO, 1)
+        .map_err(|e| spec.error(e))?;
+    Ok(OffsetInstance {
+        built: format!(
+            "SegregatedOffsets (Go's classes, no tiny blocks) over FitOffsets best-fit, granule \
+             {} B, over {:?}",
             space.granule, space.range
         ),
         manager: Box::new(m),
