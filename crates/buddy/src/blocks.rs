@@ -16,7 +16,7 @@
 //!   buddy of pair i is pair i ^ 1; the block both make is pair (i >> 1) + up(k) of order k + 1
 //! ```
 
-use allocator_traits::Corruption;
+use allocator_traits::{Corruption, Stats};
 
 use crate::bitmap::{Bitmaps, Bits};
 use crate::order::{MAX_ORDERS, block_size};
@@ -55,6 +55,24 @@ pub(crate) struct Tally {
     pub(crate) held: usize,
 }
 
+impl Tally {
+    /// The stats' live counts against the allocated blocks found.
+    pub(crate) fn check_stats(&self, s: &Stats) -> Result<(), Corruption> {
+        Corruption::ensure(
+            self.live == s.live_blocks,
+            "stats",
+            self.live,
+            "live_blocks is not the number of allocated blocks",
+        )?;
+        Corruption::ensure(
+            self.held == s.live_held,
+            "stats",
+            self.held,
+            "live_held is not the bytes of the allocated blocks",
+        )
+    }
+}
+
 /// `origin` rounded down to a multiple of `2^shift` (0 for a shift of the word's width or more).
 fn round_down(origin: usize, shift: u32) -> usize {
     origin & !1usize.checked_shl(shift).map_or(usize::MAX, |b| b - 1)
@@ -89,10 +107,11 @@ impl Blocks {
         }
     }
 
-    /// Bits (blocks) order `k` needs for blocks between `origin` and `end`.
+    /// Bits (blocks) order `k` needs for blocks between `origin` and `end` (saturating: a
+    /// count that does not fit in a word cannot be allocated anyway).
     pub(crate) fn bits_of(origin: usize, end: usize, min_shift: u32, k: u32) -> usize {
         let base = round_down(origin, k + min_shift + 1);
-        ((end - base) >> (k + min_shift)) + 2
+        ((end - base) >> (k + min_shift)).saturating_add(2)
     }
 
     /// Bytes in a block of order `k`.

@@ -40,18 +40,7 @@ impl<S: MemorySource> Buddy<S> {
             "the free and allocated blocks do not tile the data granted",
         )?;
         let s = self.stats.get();
-        Corruption::ensure(
-            found.live == s.live_blocks,
-            "stats",
-            found.live,
-            "live_blocks is not the number of allocated blocks",
-        )?;
-        Corruption::ensure(
-            found.held == s.live_held,
-            "stats",
-            found.held,
-            "live_held is not the bytes of the allocated blocks",
-        )?;
+        found.check_stats(&s)?;
         self.stats.check_headroom()
     }
 }

@@ -53,11 +53,15 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `std` | yes | allocator-traits' OS memory sources, abort messages on stderr |
+//! | `std` | yes | allocator-traits' OS memory sources, abort messages on stderr (implies `alloc`) |
+//! | `alloc` | yes (via `std`) | [`offsets::BuddyOffsets`], the buddy system over offsets of a space the CPU does not own |
 //!
 //! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
 
 mod bitmap;
 mod blocks;
@@ -65,6 +69,8 @@ mod check;
 mod grow;
 mod inspect;
 pub mod merge;
+#[cfg(feature = "alloc")]
+pub mod offsets;
 pub mod order;
 pub mod split;
 
@@ -436,11 +442,10 @@ impl<S: MemorySource> Buddy<S> {
     /// Block `i` of order `k` is live (its allocation bit is set) and the caller gives it up.
     #[inline(always)]
     unsafe fn release_block(&mut self, layout: Layout, k: u32, i: usize) {
-        // SAFETY: a live block of order `k < orders`, in the map (caller).
-        unsafe { self.blocks.bits.put_alloc(k, i, false) };
         self.stats.free(layout.size(), self.size(k));
-        // SAFETY: a block of order k of ours that nobody uses any more (caller).
-        unsafe { self.blocks.put_index(k, i) };
+        // SAFETY: a live block of order `k < orders` (its allocation bit is set), which the
+        // caller gives up.
+        unsafe { self.blocks.release(k, i) };
     }
 }
 

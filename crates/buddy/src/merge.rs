@@ -39,4 +39,19 @@ impl Blocks {
             self.bits.set_free(k, i);
         }
     }
+
+    /// Frees live block `i` of order `k`: clears its allocation bit and merges it back.
+    ///
+    /// # Safety
+    /// `k < orders`, block `i` of order `k` is live (its allocation bit is set), and its owner
+    /// gives it up.
+    #[inline(always)]
+    pub(crate) unsafe fn release(&mut self, k: u32, i: usize) {
+        // SAFETY: a live block of order `k < orders` is in the map; once its bit is cleared it
+        // is neither allocated nor listed, and nobody uses it (caller).
+        unsafe {
+            self.bits.put_alloc(k, i, false);
+            self.put_index(k, i);
+        }
+    }
 }
