@@ -1,6 +1,7 @@
-//! Offset managers: fit's policies over offsets (`fit::offsets::FitOffsets`, on the index) beside
-//! the `offset-allocator` crate (Aaltonen's OffsetAllocator: 256 bins of a small float, O(1),
-//! approximate fit) in the same run.
+//! Offset managers: fit's policies over offsets (`fit::offsets::FitOffsets`, on the index) and
+//! the binary buddy system over offsets (`buddy::offsets::BuddyOffsets`, on the pointer heap's
+//! bitmaps) beside the `offset-allocator` crate (Aaltonen's OffsetAllocator: 256 bins of a small
+//! float, O(1), approximate fit) in the same run.
 //!
 //! * **Time** (criterion, group `offset_steps`): a 256 MiB space is filled with `2 * live` ranges
 //!   of uniform 8-512 B, every other one freed, then one step frees a random live range and
@@ -19,14 +20,16 @@
 //! OFFSETS_SPACE=1 cargo bench -p benches --bench offsets
 //! ```
 //!
-//! Names: `offset-allocator`, or a fit name with `/gN` for a granule of N bytes
-//! (`best-fit/g16`, `best-fit/g1`).
+//! Names: `offset-allocator`, a fit name with `/gN` for a granule of N bytes (`best-fit/g16`,
+//! `best-fit/g1`), or `buddy/mN` for the buddy system with N-byte smallest blocks (`buddy/m16`).
+//! `OFFSETS_MANAGERS=a,b,...` restricts a run to those.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use allocator_traits::OffsetManager;
 use allocator_traits::offset::largest_request;
+use buddy::offsets::BuddyOffsets;
 use criterion::{BenchmarkId, Criterion};
 use fit::offsets::FitOffsets;
 
@@ -37,13 +40,14 @@ use cpu_time::CpuTime;
 const SPACE: usize = 256 << 20;
 const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
 /// What the time and space runs compare.
-const MANAGERS: [&str; 6] = [
+const MANAGERS: [&str; 7] = [
     "offset-allocator",
     "best-fit/g16",
     "best-fit/g1",
     "first-fit/g16",
     "next-fit/g16",
     "worst-fit/g16",
+    "buddy/m16",
 ];
 
 struct Rng(u64);
@@ -66,22 +70,46 @@ trait Offsets {
     fn free(&mut self, h: Self::Handle);
     /// Where the range starts and ends (its bytes as placed).
     fn span(&self, h: Self::Handle, size: usize) -> (usize, usize);
+    /// The largest request that still succeeds (a binary search by allocate and free).
+    fn largest(&mut self) -> usize {
+        let (mut lo, mut hi) = (0usize, SPACE);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            match self.alloc(mid) {
+                Some(a) => {
+                    self.free(a);
+                    lo = mid;
+                }
+                None => hi = mid - 1,
+            }
+        }
+        lo
+    }
 }
 
-impl Offsets for FitOffsets {
-    type Handle = usize;
-    #[inline]
-    fn alloc(&mut self, size: usize) -> Option<usize> {
-        self.allocate(size, 1).ok()
-    }
-    #[inline]
-    fn free(&mut self, h: usize) {
-        OffsetManager::free(self, h).expect("a live range");
-    }
-    fn span(&self, h: usize, _size: usize) -> (usize, usize) {
-        (h, h + self.held(h).expect("live"))
-    }
+/// The workspace's offset managers, through the trait.
+macro_rules! offsets_by_trait {
+    ($($t:ty),*) => { $(
+        impl Offsets for $t {
+            type Handle = usize;
+            #[inline]
+            fn alloc(&mut self, size: usize) -> Option<usize> {
+                self.allocate(size, 1).ok()
+            }
+            #[inline]
+            fn free(&mut self, h: usize) {
+                OffsetManager::free(self, h).expect("a live range");
+            }
+            fn span(&self, h: usize, _size: usize) -> (usize, usize) {
+                (h, h + self.held(h).expect("live"))
+            }
+            fn largest(&mut self) -> usize {
+                largest_request(self, 1)
+            }
+        }
+    )* };
 }
+offsets_by_trait!(FitOffsets, BuddyOffsets);
 
 impl Offsets for offset_allocator::Allocator {
     type Handle = offset_allocator::Allocation;
@@ -102,6 +130,29 @@ fn fit_offsets(name: &str) -> FitOffsets {
     let (policy, granule) = name.split_once("/g").expect("NAME/gN");
     let cfg: fit::Config = policy.parse().expect("a fit name");
     FitOffsets::new(0..SPACE, cfg, granule.parse().expect("granule")).expect("an index config")
+}
+
+fn buddy_offsets(name: &str) -> BuddyOffsets {
+    let min = name.strip_prefix("buddy/m").expect("buddy/mN");
+    BuddyOffsets::new(0..SPACE, min.parse().expect("min block")).expect("a buddy space")
+}
+
+/// Runs `$body` with `$make` bound to a constructor of the manager named `$name` (each its own
+/// type, dispatched statically).
+macro_rules! with_manager {
+    ($name:expr, $make:ident => $body:expr) => {{
+        let name: &str = $name;
+        if name == "offset-allocator" {
+            let $make = offset_allocator;
+            $body
+        } else if name.starts_with("buddy/") {
+            let $make = || buddy_offsets(name);
+            $body
+        } else {
+            let $make = || fit_offsets(name);
+            $body
+        }
+    }};
 }
 
 fn offset_allocator() -> offset_allocator::Allocator {
@@ -174,26 +225,7 @@ fn profile(spec: &str) {
     };
     let live: usize = live.parse().expect("LIVE");
     let steps: u64 = steps.parse().expect("STEPS");
-    match name {
-        "offset-allocator" => profile_one(offset_allocator(), live, steps),
-        fit => profile_one(fit_offsets(fit), live, steps),
-    }
-}
-
-/// The largest request that still succeeds (a binary search by allocate and free).
-fn largest<H: Offsets>(h: &mut H) -> usize {
-    let (mut lo, mut hi) = (0usize, SPACE);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        match h.alloc(mid) {
-            Some(a) => {
-                h.free(a);
-                lo = mid;
-            }
-            None => hi = mid - 1,
-        }
-    }
-    lo
+    with_manager!(name, make => profile_one(make(), live, steps));
 }
 
 /// A trace replayed as offsets: (#4, peak footprint, peak live), or `None` if a request failed.
@@ -248,15 +280,11 @@ fn space_report() {
         print!("{live:>18}");
         for m in &managers {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-            let l = if m == "offset-allocator" {
-                let mut h = offset_allocator();
+            let l = with_manager!(m, make => {
+                let mut h = make();
                 let _keep = prepare(&mut h, live, &mut rng);
-                largest(&mut h)
-            } else {
-                let mut h = fit_offsets(m);
-                let _keep = prepare(&mut h, live, &mut rng);
-                largest_request(&mut h, 1)
-            };
+                h.largest()
+            });
             print!(" {l:>17}");
         }
         println!();
@@ -278,11 +306,7 @@ fn space_report() {
             .replace(".trace.gz", "");
         print!("{name:>18}");
         for m in &managers {
-            let r = if m == "offset-allocator" {
-                replay(&mut offset_allocator(), &trace)
-            } else {
-                replay(&mut fit_offsets(m), &trace)
-            };
+            let r = with_manager!(m, make => replay(&mut make(), &trace));
             match r {
                 Some((f4, _, _)) => print!(" {:>16.2}%", 100.0 * f4),
                 None => print!(" {:>17}", "refused"),
@@ -294,11 +318,7 @@ fn space_report() {
 
 fn steps(c: &mut Criterion<CpuTime>) {
     for m in managers() {
-        if m == "offset-allocator" {
-            bench_one(c, &m, offset_allocator);
-        } else {
-            bench_one(c, &m, || fit_offsets(&m));
-        }
+        with_manager!(&m, make => bench_one(c, &m, make));
     }
 }
 

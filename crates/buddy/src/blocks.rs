@@ -157,13 +157,15 @@ impl Blocks {
     /// The largest block (free or allocated) that starts at `addr` and ends by `end`, and
     /// whether it is free.
     pub(crate) fn block_starting_at(&self, addr: usize, end: usize) -> Option<(u32, bool)> {
-        (0..self.orders).rev().find_map(|k| {
-            let size = self.size(k);
-            if addr & (size - 1) != 0 || end.checked_sub(addr).is_none_or(|room| size > room) {
-                return None;
-            }
-            self.state(k, addr).map(|free| (k, free))
-        })
+        // Only the orders whose blocks `addr` is aligned to and that end by `end`.
+        let room = end.checked_sub(addr).filter(|&r| r >> self.min_shift > 0)?;
+        let fits = usize::BITS - 1 - room.leading_zeros();
+        let top = (addr.trailing_zeros().min(fits))
+            .checked_sub(self.min_shift)?
+            .min(self.orders.checked_sub(1)?);
+        (0..=top)
+            .rev()
+            .find_map(|k| self.state(k, addr).map(|free| (k, free)))
     }
 
     /// Whether the block of order `k` at `addr` is free (`Some(true)`), allocated as exactly
