@@ -57,7 +57,8 @@ const FREE_MASK: u64 = 0x5555_5555_5555_5555;
 /// more, and no order has more than `2^64` blocks.
 const MAX_LEVELS: usize = 10;
 
-/// The per-order bitmaps and summaries, stored in memory granted by the source, and the mask
+/// The per-order bitmaps and summaries, stored in words the owner lays them over (granted by
+/// the `MemorySource` for the pointer heap, a `Vec` for the offset manager), and the mask
 /// of orders that have a free block.
 #[derive(Clone, Copy)]
 pub(crate) struct Bitmaps {

@@ -36,6 +36,9 @@
 //!   then grows only as needed, and each chunk merges with the free end of the previous one).
 //!   Growing, the bitmaps cover only the range the data has reached and double with it (module
 //!   `grow`): a capacity told far above what is used costs nothing.
+//! * **Over offsets.** With `alloc`, [`offsets::BuddyOffsets`] is the same system (the same
+//!   blocks, bitmaps, split and merge: module `blocks`) over the offsets of a space the CPU does
+//!   not own, an [`allocator_traits::OffsetManager`] whose bitmaps live in a `Vec` out of band.
 //!
 //! ```
 //! use allocator_traits::{BoxedRegion, FreeSpaceManager, Layout};
