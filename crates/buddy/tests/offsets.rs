@@ -268,3 +268,67 @@ fn one_byte_blocks_serve_any_size_rounded_to_a_power_of_two() {
     assert_eq!(m.stats().footprint, 0);
     m.check_invariants().unwrap();
 }
+
+/// Everything `inspect` shows.
+#[derive(Default)]
+struct Seen {
+    region: Option<(usize, usize)>,
+    blocks: Vec<(usize, usize, allocator_traits::BlockKind)>,
+    lists: Vec<(String, Vec<(usize, usize)>)>,
+    values: Vec<(String, usize)>,
+}
+impl allocator_traits::Inspector for Seen {
+    fn region(&mut self, start: usize, len: usize) {
+        self.region = Some((start, len));
+    }
+    fn block(&mut self, addr: usize, len: usize, kind: allocator_traits::BlockKind) {
+        self.blocks.push((addr, len, kind));
+    }
+    fn begin_list(&mut self, name: std::fmt::Arguments<'_>) {
+        self.lists.push((name.to_string(), Vec::new()));
+    }
+    fn list_entry(&mut self, addr: usize, len: usize) {
+        self.lists.last_mut().unwrap().1.push((addr, len));
+    }
+    fn value(&mut self, name: std::fmt::Arguments<'_>, value: usize) {
+        self.values.push((name.to_string(), value));
+    }
+}
+
+#[test]
+fn inspect_shows_the_space_its_blocks_in_offset_order_and_a_list_per_order() {
+    use allocator_traits::BlockKind::{Free, Live, Padding};
+    let mut m = BuddyOffsets::new(8..8 + 256, 32).unwrap(); // tiled 32..256
+    let a = m.allocate(20, 1).unwrap();
+    let b = m.allocate(40, 1).unwrap();
+    assert_eq!((a, b), (32, 64));
+    let mut seen = Seen::default();
+    m.inspect(&mut seen);
+    assert_eq!(seen.region, Some((8, 256)));
+    assert_eq!(
+        seen.blocks,
+        [
+            (8, 24, Padding),
+            (32, 32, Live { requested: 20 }),
+            (64, 64, Live { requested: 40 }),
+            (128, 128, Free),
+            (256, 8, Padding),
+        ]
+    );
+    assert_eq!(
+        seen.lists,
+        [
+            ("order 0 (32 B)".to_string(), vec![]),
+            ("order 1 (64 B)".to_string(), vec![]),
+            ("order 2 (128 B)".to_string(), vec![(128, 128)]),
+        ]
+    );
+    assert_eq!(
+        seen.values,
+        [
+            ("min block".to_string(), 32),
+            ("orders".to_string(), 48),
+            ("metadata bytes".to_string(), m.metadata_bytes()),
+        ]
+    );
+}
