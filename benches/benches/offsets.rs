@@ -1,7 +1,8 @@
-//! Offset managers: fit's policies over offsets (`fit::offsets::FitOffsets`, on the index) and
-//! the binary buddy system over offsets (`buddy::offsets::BuddyOffsets`, on the pointer heap's
-//! bitmaps) beside the `offset-allocator` crate (Aaltonen's OffsetAllocator: 256 bins of a small
-//! float, O(1), approximate fit) in the same run.
+//! Offset managers: fit's policies over offsets (`fit::offsets::FitOffsets`, on the index),
+//! segregated size classes over offsets (`segregated::offsets::SegregatedOffsets`) and the binary
+//! buddy system over offsets (`buddy::offsets::BuddyOffsets`, on the pointer heap's bitmaps) beside
+//! the `offset-allocator` crate (Aaltonen's OffsetAllocator: 256 bins of a small float, O(1),
+//! approximate fit) in the same run.
 //!
 //! * **Time** (criterion, group `offset_steps`): a 256 MiB space is filled with `2 * live` ranges
 //!   of uniform 8-512 B, every other one freed, then one step frees a random live range and
@@ -20,9 +21,10 @@
 //! OFFSETS_SPACE=1 cargo bench -p benches --bench offsets
 //! ```
 //!
-//! Names: `offset-allocator`, a fit name with `/gN` for a granule of N bytes (`best-fit/g16`,
-//! `best-fit/g1`), or `buddy/mN` for the buddy system with N-byte smallest blocks (`buddy/m16`).
-//! `OFFSETS_MANAGERS=a,b,...` restricts a run to those.
+//! Names: `offset-allocator`, `segregated/go` (Go's classes, one empty span kept per class, over
+//! best fit with 16-byte granules), `buddy/mN` (the buddy system with N-byte smallest blocks,
+//! `buddy/m16`), or a fit name with `/gN` for a granule of N bytes (`best-fit/g16`,
+//! `best-fit/g1`). `OFFSETS_MANAGERS=a,b,...` restricts a time or space run.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -32,6 +34,7 @@ use allocator_traits::offset::largest_request;
 use buddy::offsets::BuddyOffsets;
 use criterion::{BenchmarkId, Criterion};
 use fit::offsets::FitOffsets;
+use segregated::offsets::SegregatedOffsets;
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
@@ -40,8 +43,9 @@ use cpu_time::CpuTime;
 const SPACE: usize = 256 << 20;
 const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
 /// What the time and space runs compare.
-const MANAGERS: [&str; 7] = [
+const MANAGERS: [&str; 8] = [
     "offset-allocator",
+    "segregated/go",
     "best-fit/g16",
     "best-fit/g1",
     "first-fit/g16",
@@ -70,26 +74,13 @@ trait Offsets {
     fn free(&mut self, h: Self::Handle);
     /// Where the range starts and ends (its bytes as placed).
     fn span(&self, h: Self::Handle, size: usize) -> (usize, usize);
-    /// The largest request that still succeeds (a binary search by allocate and free).
-    fn largest(&mut self) -> usize {
-        let (mut lo, mut hi) = (0usize, SPACE);
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            match self.alloc(mid) {
-                Some(a) => {
-                    self.free(a);
-                    lo = mid;
-                }
-                None => hi = mid - 1,
-            }
-        }
-        lo
-    }
+    /// The largest request that still succeeds.
+    fn largest(&mut self) -> usize;
 }
 
-/// The workspace's offset managers, through the trait.
-macro_rules! offsets_by_trait {
-    ($($t:ty),*) => { $(
+/// `Offsets` for an [`OffsetManager`]: alignment 1, the bytes held, `largest_request`.
+macro_rules! offset_manager {
+    ($t:ty) => {
         impl Offsets for $t {
             type Handle = usize;
             #[inline]
@@ -107,9 +98,11 @@ macro_rules! offsets_by_trait {
                 largest_request(self, 1)
             }
         }
-    )* };
+    };
 }
-offsets_by_trait!(FitOffsets, BuddyOffsets);
+offset_manager!(FitOffsets);
+offset_manager!(SegregatedOffsets);
+offset_manager!(BuddyOffsets);
 
 impl Offsets for offset_allocator::Allocator {
     type Handle = offset_allocator::Allocation;
@@ -124,12 +117,34 @@ impl Offsets for offset_allocator::Allocator {
     fn span(&self, h: Self::Handle, size: usize) -> (usize, usize) {
         (h.offset as usize, h.offset as usize + size)
     }
+    fn largest(&mut self) -> usize {
+        largest(self)
+    }
 }
 
-fn fit_offsets(name: &str) -> FitOffsets {
-    let (policy, granule) = name.split_once("/g").expect("NAME/gN");
-    let cfg: fit::Config = policy.parse().expect("a fit name");
-    FitOffsets::new(0..SPACE, cfg, granule.parse().expect("granule")).expect("an index config")
+/// Binds `$make` to the constructor of the manager named `$name` and evaluates `$body` (each
+/// manager's type its own code): the one place that knows the names.
+macro_rules! with_manager {
+    ($name:expr, |$make:ident| $body:expr) => {
+        match $name {
+            "offset-allocator" => {
+                let $make = offset_allocator;
+                $body
+            }
+            "segregated/go" => {
+                let $make = || SegregatedOffsets::new(0..SPACE).expect("a valid space");
+                $body
+            }
+            buddy if buddy.starts_with("buddy/") => {
+                let $make = || buddy_offsets(buddy);
+                $body
+            }
+            fit => {
+                let $make = || fit_offsets(fit);
+                $body
+            }
+        }
+    };
 }
 
 fn buddy_offsets(name: &str) -> BuddyOffsets {
@@ -137,22 +152,10 @@ fn buddy_offsets(name: &str) -> BuddyOffsets {
     BuddyOffsets::new(0..SPACE, min.parse().expect("min block")).expect("a buddy space")
 }
 
-/// Runs `$body` with `$make` bound to a constructor of the manager named `$name` (each its own
-/// type, dispatched statically).
-macro_rules! with_manager {
-    ($name:expr, $make:ident => $body:expr) => {{
-        let name: &str = $name;
-        if name == "offset-allocator" {
-            let $make = offset_allocator;
-            $body
-        } else if name.starts_with("buddy/") {
-            let $make = || buddy_offsets(name);
-            $body
-        } else {
-            let $make = || fit_offsets(name);
-            $body
-        }
-    }};
+fn fit_offsets(name: &str) -> FitOffsets {
+    let (policy, granule) = name.split_once("/g").expect("NAME/gN");
+    let cfg: fit::Config = policy.parse().expect("a fit name");
+    FitOffsets::new(0..SPACE, cfg, granule.parse().expect("granule")).expect("an index config")
 }
 
 fn offset_allocator() -> offset_allocator::Allocator {
@@ -225,7 +228,23 @@ fn profile(spec: &str) {
     };
     let live: usize = live.parse().expect("LIVE");
     let steps: u64 = steps.parse().expect("STEPS");
-    with_manager!(name, make => profile_one(make(), live, steps));
+    with_manager!(name, |make| profile_one(make(), live, steps))
+}
+
+/// The largest request that still succeeds (a binary search by allocate and free).
+fn largest<H: Offsets>(h: &mut H) -> usize {
+    let (mut lo, mut hi) = (0usize, SPACE);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        match h.alloc(mid) {
+            Some(a) => {
+                h.free(a);
+                lo = mid;
+            }
+            None => hi = mid - 1,
+        }
+    }
+    lo
 }
 
 /// A trace replayed as offsets: (#4, peak footprint, peak live), or `None` if a request failed.
@@ -280,7 +299,7 @@ fn space_report() {
         print!("{live:>18}");
         for m in &managers {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-            let l = with_manager!(m, make => {
+            let l = with_manager!(m.as_str(), |make| {
                 let mut h = make();
                 let _keep = prepare(&mut h, live, &mut rng);
                 h.largest()
@@ -306,7 +325,7 @@ fn space_report() {
             .replace(".trace.gz", "");
         print!("{name:>18}");
         for m in &managers {
-            let r = with_manager!(m, make => replay(&mut make(), &trace));
+            let r = with_manager!(m.as_str(), |make| replay(&mut make(), &trace));
             match r {
                 Some((f4, _, _)) => print!(" {:>16.2}%", 100.0 * f4),
                 None => print!(" {:>17}", "refused"),
@@ -318,7 +337,7 @@ fn space_report() {
 
 fn steps(c: &mut Criterion<CpuTime>) {
     for m in managers() {
-        with_manager!(&m, make => bench_one(c, &m, make));
+        with_manager!(m.as_str(), |make| bench_one(c, &m, make));
     }
 }
 

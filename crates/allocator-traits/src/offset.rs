@@ -81,6 +81,38 @@ pub trait OffsetManager {
     fn detects(&self) -> Detects;
 }
 
+/// A boxed manager (`Box<dyn OffsetManager>`, what the registry builds) is a manager.
+#[cfg(feature = "alloc")]
+impl<M: OffsetManager + ?Sized> OffsetManager for alloc::boxed::Box<M> {
+    fn allocate(&mut self, size: usize, align: usize) -> Result<usize, AllocError> {
+        (**self).allocate(size, align)
+    }
+    fn free(&mut self, offset: usize) -> Result<(), FreeError> {
+        (**self).free(offset)
+    }
+    fn grow(&mut self, additional: usize) -> Result<(), AllocError> {
+        (**self).grow(additional)
+    }
+    fn range(&self) -> Range<usize> {
+        (**self).range()
+    }
+    fn held(&self, offset: usize) -> Option<usize> {
+        (**self).held(offset)
+    }
+    fn stats(&self) -> Stats {
+        (**self).stats()
+    }
+    fn inspect(&self, out: &mut dyn Inspector) {
+        (**self).inspect(out)
+    }
+    fn check_invariants(&self) -> Result<(), Corruption> {
+        (**self).check_invariants()
+    }
+    fn detects(&self) -> Detects {
+        (**self).detects()
+    }
+}
+
 /// The largest request that still succeeds on `m` now, in bytes (alignment `align`), found by
 /// allocating and freeing (a binary search between 0 and the space's length): the measure of
 /// what fragmentation leaves usable. The manager's state is as before apart from its counters and

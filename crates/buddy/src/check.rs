@@ -91,13 +91,7 @@ mod tests {
             Config::new(1 << 20).grow_by(1 << 14),
         )
         .unwrap();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d);
         let mut live = Vec::new();
         let n = if cfg!(miri) { 300 } else { 20_000 };
         for step in 0..n {

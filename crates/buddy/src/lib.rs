@@ -577,3 +577,14 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
         }
     }
 }
+
+/// A xorshift generator for the random workloads of the walks' tests.
+#[cfg(test)]
+pub(crate) fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}

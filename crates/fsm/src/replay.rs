@@ -1,7 +1,8 @@
 //! `fsm replay`: one trace through one policy, with its measures.
 //!
 //! ```text
-//!   fsm replay --policy best-fit [--tunables S] [--offsets] [--stats] [--json] TRACE
+//!   fsm replay --policy best-fit [--tunables S] [--offsets] [--stats] [--json]
+//!              [--offsets-only [--granule N]] TRACE
 //!     TRACE (text, .gz, binary, Valgrind or mtrace log) -> workloads::Program
 //!       -> registry::lookup(NAME).build() -> replay (tracking stats after every event)
 //!       -> --offsets: "OP ID SIZE OFFSET|MMAP|NULL" per a/c/m/r event, in the same pass, from
@@ -10,14 +11,20 @@
 //!          the first refused request was refused (workloads::explain: largest free block,
 //!          free bytes, size class)
 //!       -> --json: the same as one JSON object (after the text when --stats is given too)
+//!   --offsets-only: the policy's offset manager instead (registry: Spec::build_offsets) over
+//!     offsets 0..capacity (8x the trace's peak live bytes, at least 64 MiB), nothing stored in
+//!     the space; realloc places the new size then frees the old range; footprint = the end of
+//!     the highest live range
 //! ```
 //! Bad input (missing file, malformed line, unknown policy) is one line on stderr and exit 1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use registry::Config;
-use workloads::replay::{Options, Program, replay_manager, replay_offsets};
+use registry::{Config, OffsetSpace};
+use workloads::replay::{
+    Options, Program, Step, offset_line, replay_manager, replay_offset_manager, replay_offsets,
+};
 use workloads::{Fragmentation, Outcome, Trace};
 
 /// Arguments of `fsm replay`.
@@ -47,6 +54,14 @@ pub struct ReplayArgs {
     /// Run the policy's invariant walk after every event (slow; a failure names the event).
     #[arg(long)]
     pub check: bool,
+    /// Replay through the policy's offset manager (the same placement over a range of offsets
+    /// it never touches: `first-fit`, `next-fit`, `best-fit`, `worst-fit`, `buddy`,
+    /// `segregated`, where built) instead of over memory.
+    #[arg(long)]
+    pub offsets_only: bool,
+    /// With --offsets-only: the smallest unit handed out, in bytes (a power of two).
+    #[arg(long, default_value_t = 16, requires = "offsets_only")]
+    pub granule: usize,
     /// The trace file.
     pub trace: PathBuf,
 }
@@ -105,10 +120,6 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         tunables: args.tunables.clone(),
         ..Config::for_peak(prog.live_profile().1)
     };
-    let mut inst = match registry::lookup(&args.policy).and_then(|spec| spec.build(&cfg)) {
-        Ok(i) => i,
-        Err(e) => return fail(e),
-    };
     let opts = Options {
         track: true,
         series_points: 200,
@@ -116,10 +127,36 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         check: args.check,
         ..Options::default()
     };
-    let run = if args.offsets {
-        replay_offsets(&mut *inst.manager, &prog, opts)
+    let spec = match registry::lookup(&args.policy) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let run = if args.offsets_only {
+        let space = OffsetSpace {
+            range: 0..cfg.capacity,
+            granule: args.granule,
+        };
+        let mut inst = match spec.build_offsets(&space) {
+            Ok(i) => i,
+            Err(e) => return fail(e),
+        };
+        let mut text = String::new();
+        let mut note = |s: &Step, at| {
+            text.push_str(&offset_line(s, at));
+            text.push('\n');
+        };
+        let observer = args.offsets.then_some(&mut note as &mut _);
+        replay_offset_manager(&mut *inst.manager, &prog, opts, observer).map(|o| (text, o))
     } else {
-        replay_manager(&mut *inst.manager, &prog, opts, None).map(|o| (String::new(), o))
+        let mut inst = match spec.build(&cfg) {
+            Ok(i) => i,
+            Err(e) => return fail(e),
+        };
+        if args.offsets {
+            replay_offsets(&mut *inst.manager, &prog, opts)
+        } else {
+            replay_manager(&mut *inst.manager, &prog, opts, None).map(|o| (String::new(), o))
+        }
     };
     let (mut text, out) = match run {
         Ok(o) => o,

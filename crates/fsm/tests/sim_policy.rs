@@ -1,4 +1,5 @@
-//! `fsm sim -p NAME` on real heaps: the generic view after every op is consistent with the ops.
+//! `fsm sim -p NAME` on real heaps, and `-p NAME --offsets-only` on offset managers: the generic
+//! view after every op is consistent with the ops.
 //!
 //! For each dump: the `Heap` line's blocks tile the heap from its start with no gap or overlap;
 //! the free list's entries are exactly the free blocks; every live block is one the ops allocated
@@ -102,7 +103,7 @@ fn check_output(stdout: &str, base: i64, want_rover: bool) -> Result<usize, Stri
             if shown != live {
                 return Err(format!("live blocks {shown:?}, the ops say {live:?}"));
             }
-        } else if line.starts_with("free list [ Size") {
+        } else if line.starts_with("free list [ Size") || line.starts_with("free ranges [ Size") {
             if !heap_seen && !live.is_empty() {
                 return Err(format!("no Heap line, but {live:?} are live"));
             }
@@ -138,6 +139,12 @@ fn list_names_the_fit_policies() {
     for name in ["first-fit", "next-fit", "best-fit", "worst-fit", "NEXT"] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+    // Each policy with an offset manager says so.
+    assert_eq!(
+        text.matches("--offsets-only").count(),
+        registry::offset_names().len(),
+        "{text}"
+    );
 }
 
 #[test]
@@ -193,7 +200,18 @@ struct Run {
     size: u32,
     align: i64,
     ops: Vec<(bool, u32)>,
+    /// `--offsets-only --granule G`.
+    granule: Option<u32>,
 }
+
+/// The policies with an offset manager (what `--offsets-only` takes).
+const OFFSET_POLICIES: &[&str] = &[
+    "first-fit",
+    "next-fit",
+    "best-fit",
+    "worst-fit",
+    "best-fit:no-coalesce",
+];
 
 impl Arbitrary for Run {
     fn arbitrary(g: &mut Gen) -> Self {
@@ -208,7 +226,17 @@ impl Arbitrary for Run {
                 ops.push((false, u32::arbitrary(g) % (allocs + 1)));
             }
         }
+        if bool::arbitrary(g) {
+            return Run {
+                policy: g.choose(OFFSET_POLICIES).unwrap(),
+                size: u32::arbitrary(g) % 2000 + 64,
+                align: *g.choose(&[-1, 8, 16, 64]).unwrap(),
+                ops,
+                granule: Some(*g.choose(&[1, 16, 64]).unwrap()),
+            };
+        }
         Run {
+            granule: None,
             policy: g
                 .choose(&[
                     "first-fit",
@@ -235,7 +263,7 @@ fn views_agree_with_the_ops() {
             .iter()
             .map(|&(a, n)| format!("{}{n}", if a { '+' } else { '-' }))
             .collect();
-        let args = strs(&[
+        let mut args = strs(&[
             "-p",
             run.policy,
             "-S",
@@ -246,6 +274,9 @@ fn views_agree_with_the_ops() {
             "-A",
             &ops.join(","),
         ]);
+        if let Some(g) = run.granule {
+            args.extend(strs(&["--offsets-only", "--granule", &g.to_string()]));
+        }
         let r = fsm_sim(&args);
         let out = String::from_utf8_lossy(&r.stdout);
         let err = String::from_utf8_lossy(&r.stderr);
@@ -260,6 +291,80 @@ fn views_agree_with_the_ops() {
     QuickCheck::new()
         .tests(150)
         .quickcheck(prop as fn(Run) -> TestResult);
+}
+
+#[test]
+fn offset_managers_are_shown_and_refused_where_missing() {
+    for policy in OFFSET_POLICIES {
+        let r = fsm_sim(&strs(&[
+            "-p",
+            policy,
+            "--offsets-only",
+            "-S",
+            "512",
+            "-c",
+            "-A",
+            "+10,+20,+30,-1,+5,-0,+100",
+        ]));
+        let out = String::from_utf8_lossy(&r.stdout);
+        assert!(
+            r.status.success(),
+            "{policy}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert_eq!(
+            check_output(&out, 1000, policy.starts_with("next-fit")),
+            Ok(7),
+            "{policy}:\n{out}"
+        );
+    }
+    // Best fit over offsets places 16-byte granules from the space's start: 10 -> 1000..1016,
+    // 20 -> 1016..1048; with 1-byte granules, exactly the bytes asked.
+    let r = fsm_sim(&strs(&[
+        "-p",
+        "best-fit",
+        "--offsets-only",
+        "-c",
+        "-A",
+        "+10,+20",
+    ]));
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.contains("Alloc(20) returned 1016"), "{out}");
+    let r = fsm_sim(&strs(&[
+        "-p",
+        "best-fit",
+        "--offsets-only",
+        "--granule",
+        "1",
+        "-c",
+        "-A",
+        "+10,+20",
+    ]));
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.contains("Alloc(20) returned 1010"), "{out}");
+    // Refusals: one line on stderr naming the flag or the policy, exit status 1.
+    for (args, says) in [
+        (
+            &["-p", "ptmalloc2", "--offsets-only"][..],
+            "no offset manager",
+        ),
+        (&["-p", "BEST", "--offsets-only"][..], "--offsets-only"),
+        (
+            &["-p", "best-fit:lifo", "--offsets-only"][..],
+            "address order",
+        ),
+        (&["-p", "best-fit", "--granule", "16"][..], "--granule"),
+        (
+            &["-p", "best-fit", "--offsets-only", "--granule", "3"][..],
+            "--granule 3",
+        ),
+    ] {
+        let r = fsm_sim(&strs(args));
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 #[test]

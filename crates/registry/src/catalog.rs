@@ -5,7 +5,7 @@ use allocator_traits::{FreeSpaceManager, MemorySource, OsPages};
 
 use crate::descriptor::{ClassRun, Descriptor, Family, Front, Memory, SimView, Suffix};
 use crate::front::{SharedAlloc, SharedC};
-use crate::spec::{Config, Instance, RegistryError, Spec};
+use crate::spec::{Config, Instance, OffsetInstance, OffsetSpace, RegistryError, Spec};
 
 /// Every policy, in the order reports list them.
 pub fn all() -> &'static [Descriptor] {
@@ -79,6 +79,7 @@ static CATALOG: &[Descriptor] = &[
         classes: None,
         sim: FIT_SIM,
         build: fit,
+        offsets: Some(fit_offsets),
     },
     Descriptor {
         name: "next-fit",
@@ -94,6 +95,7 @@ static CATALOG: &[Descriptor] = &[
             ..FIT_SIM
         },
         build: fit,
+        offsets: Some(fit_offsets),
     },
     Descriptor {
         name: "best-fit",
@@ -106,6 +108,7 @@ static CATALOG: &[Descriptor] = &[
         classes: None,
         sim: FIT_SIM,
         build: fit,
+        offsets: Some(fit_offsets),
     },
     Descriptor {
         name: "worst-fit",
@@ -118,6 +121,7 @@ static CATALOG: &[Descriptor] = &[
         classes: None,
         sim: FIT_SIM,
         build: fit,
+        offsets: Some(fit_offsets),
     },
     Descriptor {
         name: "segregated",
@@ -135,6 +139,7 @@ static CATALOG: &[Descriptor] = &[
             shows: "spans by class, tiny blocks, the page level's free list",
         },
         build: segregated,
+        offsets: None,
     },
     Descriptor {
         name: "buddy",
@@ -152,6 +157,7 @@ static CATALOG: &[Descriptor] = &[
             shows: "one free list per order, the blocks' split tree",
         },
         build: buddy,
+        offsets: Some(buddy_offsets),
     },
     Descriptor {
         name: "ptmalloc2",
@@ -174,6 +180,7 @@ static CATALOG: &[Descriptor] = &[
                     (top_pad=0: the heap grows a page at a time)",
         },
         build: ptmalloc2,
+        offsets: None,
     },
     Descriptor {
         name: "tcmalloc",
@@ -195,6 +202,7 @@ static CATALOG: &[Descriptor] = &[
             shows: "thread cache lists, transfer caches, central lists by fullness, page heap",
         },
         build: tcmalloc,
+        offsets: None,
     },
 ];
 
@@ -229,18 +237,47 @@ fn instance<M: FreeSpaceManager + Send + 'static>(
     })
 }
 
+/// The fit configuration a fit name spells.
+fn fit_config(spec: &Spec) -> Result<fit::Config, RegistryError> {
+    spec.name
+        .parse()
+        .map_err(|e: fit::ParseConfigError| RegistryError::BadCombination {
+            name: spec.name.clone(),
+            reason: e.to_string(),
+        })
+}
+
 fn fit(spec: &Spec, _cfg: &Config, mem: Memory) -> Result<Instance, RegistryError> {
-    let conf: fit::Config =
-        spec.name
-            .parse()
-            .map_err(|e: fit::ParseConfigError| RegistryError::BadCombination {
-                name: spec.name.clone(),
-                reason: e.to_string(),
-            })?;
+    let conf = fit_config(spec)?;
     over!(mem, |src, _growing| {
         let h = fit::FitHeap::new(src, conf);
         let built = format!("FitHeap {}", h.config());
         (h, built)
+    })
+}
+
+fn fit_offsets(spec: &Spec, space: &OffsetSpace) -> Result<OffsetInstance, RegistryError> {
+    let conf = fit_config(spec)?;
+    let m = fit::offsets::FitOffsets::new(space.range.clone(), conf, space.granule)
+        .map_err(|e| spec.error(e))?;
+    Ok(OffsetInstance {
+        built: format!(
+            "FitOffsets {conf}, granule {} B, over {:?}",
+            space.granule, space.range
+        ),
+        manager: Box::new(m),
+    })
+}
+
+fn buddy_offsets(spec: &Spec, space: &OffsetSpace) -> Result<OffsetInstance, RegistryError> {
+    let m = buddy::offsets::BuddyOffsets::new(space.range.clone(), space.granule)
+        .map_err(|e| spec.error(e))?;
+    Ok(OffsetInstance {
+        built: format!(
+            "BuddyOffsets, smallest block {} B, over {:?}",
+            space.granule, space.range
+        ),
+        manager: Box::new(m),
     })
 }
 

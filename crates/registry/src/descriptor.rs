@@ -3,7 +3,7 @@
 use allocator_traits::BoxedRegion;
 use allocator_traits::BrkRegion;
 
-use crate::spec::{Config, Instance, RegistryError, Spec};
+use crate::spec::{Config, Instance, OffsetInstance, OffsetSpace, RegistryError, Spec};
 
 /// One policy: everything a shell needs to name, build, run, list and show it.
 #[derive(Debug)]
@@ -29,6 +29,19 @@ pub struct Descriptor {
     pub sim: SimView,
     /// Builds it (the full name is in the [`Spec`], already checked against `suffixes`).
     pub(crate) build: fn(&Spec, &Config, Memory) -> Result<Instance, RegistryError>,
+    /// Builds its offset manager (the same policy over a space it never touches), where it has
+    /// one: see [`Spec::build_offsets`].
+    pub(crate) offsets: Option<OffsetsBuilder>,
+}
+
+/// Builds a policy's offset manager over a space.
+pub(crate) type OffsetsBuilder = fn(&Spec, &OffsetSpace) -> Result<OffsetInstance, RegistryError>;
+
+impl Descriptor {
+    /// Whether the policy has an offset manager ([`Spec::build_offsets`]).
+    pub fn has_offsets(&self) -> bool {
+        self.offsets.is_some()
+    }
 }
 
 /// A suffix a policy accepts.

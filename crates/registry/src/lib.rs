@@ -38,7 +38,7 @@ mod spec;
 pub use catalog::{all, variants};
 pub use descriptor::{ClassRun, Descriptor, Family, Front, MakeC, Memory, SimView, Suffix};
 pub use front::{Concurrent, SharedAlloc, SharedC};
-pub use spec::{Config, Instance, RegistryError, Spec, lookup};
+pub use spec::{Config, Instance, OffsetInstance, OffsetSpace, RegistryError, Spec, lookup};
 
 /// The base names of every policy, in report order.
 pub fn names() -> Vec<&'static str> {
@@ -59,6 +59,16 @@ pub fn listing() -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The base names of the policies that have an offset manager ([`Spec::build_offsets`]), in
+/// report order.
+pub fn offset_names() -> Vec<&'static str> {
+    all()
+        .iter()
+        .filter(|d| d.has_offsets())
+        .map(|d| d.name)
+        .collect()
 }
 
 /// The family of the policy called `name` (suffixes allowed), `None` if it is no policy.

@@ -1,6 +1,8 @@
 //! A policy's full name (`NAME[:SUFFIX]...`) checked against its descriptor, and building it.
 
-use allocator_traits::{BoxedRegion, FreeSpaceManager};
+use core::ops::Range;
+
+use allocator_traits::{BoxedRegion, FreeSpaceManager, OffsetManager};
 
 use crate::catalog::all;
 use crate::descriptor::{Descriptor, Memory};
@@ -86,6 +88,14 @@ pub enum RegistryError {
         policy: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// The policy has no offset manager ([`Spec::build_offsets`]).
+    #[error("{policy} has no offset manager; the policies that have one: {have}")]
+    NoOffsets {
+        /// The policy's base name.
+        policy: &'static str,
+        /// The policies that have one ([`crate::offset_names`]), comma-separated.
+        have: String,
     },
     /// The policy could not be built over the memory given.
     #[error("{name}: {reason}")]
@@ -195,6 +205,19 @@ impl Spec {
         crate::front::c_api(self, cfg)
     }
 
+    /// Builds the policy's offset manager over `space`: the same placement over a range of
+    /// offsets it never reads or writes (a GPU buffer, a file). An error if the policy has none
+    /// ([`Descriptor::has_offsets`]) or cannot be built with these suffixes over offsets.
+    pub fn build_offsets(&self, space: &OffsetSpace) -> Result<OffsetInstance, RegistryError> {
+        match self.descriptor.offsets {
+            Some(build) => build(self, space),
+            None => Err(RegistryError::NoOffsets {
+                policy: self.descriptor.name,
+                have: crate::offset_names().join(", "),
+            }),
+        }
+    }
+
     fn check_tunables(&self, cfg: &Config) -> Result<(), RegistryError> {
         if !self.descriptor.takes_tunables && !cfg.tunables().is_empty() {
             return Err(RegistryError::Tunables {
@@ -211,6 +234,32 @@ impl Spec {
             name: self.name.clone(),
             reason: reason.to_string(),
         }
+    }
+}
+
+/// The space an offset manager is built over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetSpace {
+    /// The offsets managed, `start..end`.
+    pub range: Range<usize>,
+    /// The smallest unit the manager hands out, in bytes (a power of two): fit's granule, the
+    /// buddy system's smallest block, segregated's page level's granule.
+    pub granule: usize,
+}
+
+/// A built offset manager.
+pub struct OffsetInstance {
+    /// The manager.
+    pub manager: Box<dyn OffsetManager + Send>,
+    /// What was built (`FitOffsets best-fit, granule 16 B, over 0..1048576`).
+    pub built: String,
+}
+
+impl std::fmt::Debug for OffsetInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffsetInstance")
+            .field("built", &self.built)
+            .finish_non_exhaustive()
     }
 }
 

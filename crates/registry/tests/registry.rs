@@ -3,8 +3,8 @@
 //! built (a default one changes nothing); a wrong name or suffix is refused with the valid ones.
 
 use allocator_traits::BoxedRegion;
-use registry::{Config, RegistryError};
-use workloads::replay::{Options, Program, replay_manager};
+use registry::{Config, OffsetSpace, RegistryError};
+use workloads::replay::{Options, Program, replay_manager, replay_offset_manager};
 use workloads::threaded::{ThreadedOptions, ThreadedProgram, replay_threaded};
 
 /// A short churn through `name` built over a growing reservation and over a fixed region.
@@ -47,6 +47,49 @@ fn replays_over_both_memories(name: &str) {
 fn every_variant_builds_over_both_memories_and_replays() {
     for name in registry::variants() {
         replays_over_both_memories(name);
+    }
+}
+
+/// Every policy with an offset manager builds it through the registry, with each of its
+/// suffixes the manager takes (a suffix it cannot serve is a clear error), and the manager passes
+/// the kit's offset shadow model and replays a trace with its walk after every event.
+#[test]
+fn every_offset_manager_builds_passes_the_kit_and_replays() {
+    let names = registry::offset_names();
+    assert!(names.len() >= 4, "{names:?}");
+    let trace = workloads::synth::uniform(3000, 2048, 7);
+    let prog = Program::compile(&trace).unwrap();
+    for d in registry::all() {
+        let spec = registry::lookup(d.name).unwrap();
+        let space = |len: usize| OffsetSpace {
+            range: 4096..4096 + len,
+            granule: 16,
+        };
+        if !d.has_offsets() {
+            let e = spec.build_offsets(&space(1 << 20)).unwrap_err();
+            assert!(
+                matches!(e, RegistryError::NoOffsets { .. }),
+                "{}: {e}",
+                d.name
+            );
+            assert!(e.to_string().contains(&names.join(", ")), "{e}");
+            continue;
+        }
+        let built = spec.build_offsets(&space(1 << 20)).unwrap().built;
+        assert!(built.contains("4096..1052672"), "{}: {built}", d.name);
+        allocator_traits::conformance::check_offset_shadow(true, |len| {
+            spec.build_offsets(&space(len))
+                .unwrap_or_else(|e| panic!("{}: {e}", d.name))
+                .manager
+        });
+        let mut m = spec.build_offsets(&space(64 << 20)).unwrap().manager;
+        let opts = Options {
+            check: true,
+            ..Options::default()
+        };
+        let out = replay_offset_manager(&mut *m, &prog, opts, None)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.name));
+        assert_eq!(out.refused, 0, "{}", d.name);
     }
 }
 

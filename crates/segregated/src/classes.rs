@@ -24,6 +24,7 @@
 //! wasteful one. A span is aligned to its objects' alignment (at most 4 KiB) and found through
 //! the page map, so the page level may put it anywhere.
 
+use crate::geometry::HeaderCost;
 pub use crate::geometry::{MAX_CLASS_ALIGN, MAX_SPAN_SHIFT, MIN_SPAN_SHIFT, SpanGeometry};
 use crate::span::TINY_BLOCK;
 
@@ -105,7 +106,7 @@ impl ClassTable {
             index8: [0; INDEX8],
             index128: [0; INDEX128],
             // 16 mask bits per block cost 1/8 of a tiny span by themselves: allow 1/7.
-            tiny: SpanGeometry::choose(TINY_BLOCK as u32, 16, 7),
+            tiny: SpanGeometry::choose(TINY_BLOCK as u32, HeaderCost::in_span(16), 7),
         };
         let mut i = 0;
         let mut prev = 0;
@@ -120,7 +121,7 @@ impl ClassTable {
             if (s <= 1024 && !s.is_multiple_of(8)) || (s > 1024 && !s.is_multiple_of(128)) {
                 return Err(TableError::NotAligned);
             }
-            t.geo[i + 1] = SpanGeometry::choose(s, 1, 8);
+            t.geo[i + 1] = SpanGeometry::choose(s, HeaderCost::in_span(1), 8);
             prev = s;
             i += 1;
         }
@@ -275,7 +276,7 @@ mod tests {
             };
             assert!(header_room >= HEADER_BYTES + (g.slots as usize).div_ceil(64) * 8);
             let others = (MIN_SPAN_SHIFT..=MAX_SPAN_SHIFT)
-                .filter_map(|s| SpanGeometry::at_shift(g.size, 1, s))
+                .filter_map(|s| SpanGeometry::at_shift(g.size, HeaderCost::in_span(1), s))
                 .collect::<Vec<_>>();
             if g.waste_ppm() * 8 <= 1_000_000 {
                 // No smaller span would do.

@@ -11,8 +11,9 @@
 //! off an object boundary, never handed out, or already seen: a cycle), so a corrupt list can
 //! neither run away nor be read past the span.
 
+use crate::geometry::slot_of;
 use crate::geometry::{MAX_SPAN_SHIFT, SpanGeometry, base_of};
-use crate::span::{SpanHeader, slot_of};
+use crate::span::SpanHeader;
 
 /// The most slots a span has: the largest span of the smallest objects (8 bytes).
 const MAX_SLOTS: usize = (1 << MAX_SPAN_SHIFT) / 8;

@@ -7,7 +7,14 @@
 //!   header in the tail (first = 0):              | obj | obj | ... | obj |hdr+bits|tail|
 //!                                                                        ^ header_at = slots * size
 //!   waste = span_bytes - objects * size  (at most 1/8 of the span where any span size allows)
+//!
+//!   out of band (the offset manager, `crate::offsets`): no header, every slot an object
+//!                                                | obj | obj | ... | obj |tail|
 //! ```
+//!
+//! Nothing here touches memory: the choice of span size, the objects a span holds and the slot
+//! arithmetic serve both the pointer heap (header and bitmap inside the span) and the offset
+//! manager (header and bitmap out of band: [`SpanGeometry::out_of_band`]).
 
 use crate::span::{HEADER_BYTES, SpanHeader, bits_of};
 
@@ -67,15 +74,16 @@ impl SpanGeometry {
     }
 
     /// The layout of a span of `1 << shift` bytes for objects of `size` bytes whose header
-    /// needs `per_slot_bits` bits per slot, or `None` if it holds no object.
+    /// takes `header.fixed` bytes plus `header.per_slot_bits` bits per slot in the span, or
+    /// `None` if it holds no object.
     pub(crate) const fn at_shift(
         size: u32,
-        per_slot_bits: usize,
+        header: HeaderCost,
         shift: u32,
     ) -> Option<SpanGeometry> {
         let span = 1usize << shift;
         let slots = span / size as usize;
-        let header = HEADER_BYTES + (slots * per_slot_bits).div_ceil(64) * 8;
+        let header = header.fixed + (slots * header.per_slot_bits).div_ceil(64) * 8;
         let tail = span - slots * size as usize;
         let (first, header_at) = if tail >= header {
             (0, slots * size as usize)
@@ -100,9 +108,10 @@ impl SpanGeometry {
         self.waste() * 1_000_000 / self.span_bytes()
     }
 
-    /// Picks the span for objects of `size` bytes: the smallest from [`MIN_SPAN_SHIFT`] to
-    /// [`MAX_SPAN_SHIFT`] whose waste is at most `1 / waste_den`, else the least wasteful.
-    pub(crate) const fn choose(size: u32, per_slot_bits: usize, waste_den: usize) -> SpanGeometry {
+    /// Picks the span for objects of `size` bytes with a header costing `header` in the span:
+    /// the smallest from [`MIN_SPAN_SHIFT`] to [`MAX_SPAN_SHIFT`] whose waste is at most
+    /// `1 / waste_den`, else the least wasteful.
+    pub(crate) const fn choose(size: u32, header: HeaderCost, waste_den: usize) -> SpanGeometry {
         let mut best = SpanGeometry {
             size,
             span_shift: MAX_SPAN_SHIFT as u8,
@@ -114,7 +123,7 @@ impl SpanGeometry {
         let mut best_waste_ppm = usize::MAX;
         let mut shift = MIN_SPAN_SHIFT;
         while shift <= MAX_SPAN_SHIFT {
-            if let Some(g) = Self::at_shift(size, per_slot_bits, shift) {
+            if let Some(g) = Self::at_shift(size, header, shift) {
                 let ppm = g.waste_ppm();
                 if ppm * waste_den <= 1_000_000 {
                     return g;
@@ -128,11 +137,72 @@ impl SpanGeometry {
         }
         best
     }
+
+    /// The geometry of a class of `size` bytes (a multiple of 8, at most 32 KiB) whose spans
+    /// keep their header out of band (the offset manager's): the pointer heap's choice of span
+    /// size with a header of 0 bytes, so every slot is an object (`first == 0`) and the waste
+    /// is the tail alone.
+    pub const fn out_of_band(size: u32) -> SpanGeometry {
+        Self::choose(size, HeaderCost::NONE, 8)
+    }
+
+    /// The object slot that starts `off` bytes from the span's start, if one does: `off` an
+    /// exact multiple of the size, the slot in `first..slots`.
+    #[inline]
+    pub const fn slot_at(&self, off: usize) -> Option<usize> {
+        let slot = slot_of(off, self.recip);
+        if starts_slot(off, slot, self.size, self.slots as u32) && slot >= self.first as usize {
+            Some(slot)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a span's header costs inside the span: `fixed` bytes plus `per_slot_bits` bits per
+/// slot (rounded up to 8-byte words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeaderCost {
+    pub(crate) fixed: usize,
+    pub(crate) per_slot_bits: usize,
+}
+
+impl HeaderCost {
+    /// No header in the span (kept out of band).
+    pub(crate) const NONE: HeaderCost = HeaderCost {
+        fixed: 0,
+        per_slot_bits: 0,
+    };
+
+    /// The pointer heap's span header inside the span, with `per_slot_bits` bits per slot
+    /// after it (1 for the allocation bitmap, 16 for the tiny masks).
+    pub(crate) const fn in_span(per_slot_bits: usize) -> HeaderCost {
+        HeaderCost {
+            fixed: HEADER_BYTES,
+            per_slot_bits,
+        }
+    }
 }
 
 /// The reciprocal used by [`slot_of`].
 pub(crate) const fn recip(size: u32) -> u64 {
     (1u64 << 40).div_ceil(size as u64)
+}
+
+/// `off / size` for offsets inside a span, by multiplication: `recip = ceil(2^40 / size)`.
+#[inline]
+pub(crate) const fn slot_of(off: usize, recip: u64) -> usize {
+    ((off as u64 * recip) >> 40) as usize
+}
+
+/// Whether `slot` (`slot_of(off, recip)`) is below `slots` and starts exactly `off` bytes into
+/// a span of `size`-byte slots: the slot arithmetic of the pointer heap's general path and the
+/// offset manager (through [`SpanGeometry::slot_at`]). The checked fast path (`claim`) writes
+/// the same two comparisons out: through this call (as an `Option`, a sentinel or this `bool`)
+/// it took two more instructions per step under callgrind.
+#[inline(always)]
+pub(crate) const fn starts_slot(off: usize, slot: usize, size: u32, slots: u32) -> bool {
+    slot * size as usize == off && slot < slots as usize
 }
 
 /// The start of the span whose header is `s`.

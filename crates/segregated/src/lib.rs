@@ -64,11 +64,15 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `std` | yes | allocator-traits' OS memory sources, abort messages on stderr |
+//! | `std` | yes | allocator-traits' OS memory sources, abort messages on stderr; implies `alloc` |
+//! | `alloc` | with `std` | [`offsets`]: the size classes over the offsets of a space the CPU does not own |
 //!
 //! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
 
 mod central;
 mod check;
@@ -78,6 +82,8 @@ mod fast_path;
 mod free_slots;
 pub mod geometry;
 mod inspect;
+#[cfg(feature = "alloc")]
+pub mod offsets;
 mod page_level;
 pub mod pagemap;
 mod slow_path;

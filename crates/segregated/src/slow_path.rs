@@ -17,7 +17,8 @@ use core::ptr::NonNull;
 use allocator_traits::{AllocError, FreeError, FreeSpaceManager};
 
 use crate::geometry::base_of;
-use crate::span::{self, SpanHeader, SpanList, TINY_BLOCK, slot_of};
+use crate::geometry::slot_of;
+use crate::span::{self, SpanHeader, SpanList, TINY_BLOCK};
 use crate::{Segregated, TINY};
 
 /// Which path a layout takes.
@@ -153,21 +154,20 @@ impl<L: FreeSpaceManager, const CHECKED: bool> Segregated<L, CHECKED> {
         let g = self
             .geo(c)
             .ok_or(FreeError::Foreign { ptr: ptr as usize })?;
-        let off = ptr as usize - base_of(s, &g) as usize;
-        let slot = slot_of(off, g.recip);
         let a = ptr as usize;
-        // SAFETY: `s` is a span of class c (checked), `slot < bump <= slots` before the bit test.
-        unsafe {
-            if slot * g.size as usize != off
-                || slot < g.first as usize
-                || slot >= (*s).bump as usize
-            {
-                return Err(FreeError::NotABlock { ptr: a });
-            }
-            // (Without detection the bitmap is not kept: the caller vouches for the object.)
-            if CHECKED && !span::test_bit(s, slot) {
-                return Err(FreeError::DoubleFree { ptr: a });
-            }
+        // SAFETY: `s` is a span of class c (checked): its header is initialised.
+        let bump = unsafe { (*s).bump } as usize;
+        // The shared slot arithmetic: an object boundary in `first..slots`, and handed out.
+        let Some(slot) = g
+            .slot_at(a - base_of(s, &g) as usize)
+            .filter(|&slot| slot < bump)
+        else {
+            return Err(FreeError::NotABlock { ptr: a });
+        };
+        // (Without detection the bitmap is not kept: the caller vouches for the object.)
+        // SAFETY: `s` is a span of class c, `slot < bump <= slots`.
+        if CHECKED && unsafe { !span::test_bit(s, slot) } {
+            return Err(FreeError::DoubleFree { ptr: a });
         }
         Ok((s, slot))
     }

@@ -52,12 +52,6 @@ impl SpanHeader {
     }
 }
 
-/// `off / size` for offsets inside a span, by multiplication: `recip = ceil(2^40 / size)`.
-#[inline]
-pub(crate) const fn slot_of(off: usize, recip: u64) -> usize {
-    ((off as u64 * recip) >> 40) as usize
-}
-
 /// A doubly linked list of spans (a class's partial or full spans).
 pub(crate) struct SpanList;
 

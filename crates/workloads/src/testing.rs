@@ -1,6 +1,6 @@
 //! A bump manager for hand-computed tests: each block takes its size rounded up to 16 (at least
 //! 16), aligned as asked; the footprint is the end of the last block and never shrinks; frees
-//! only count.
+//! only count. [`OffsetBump`] is the same over offsets.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -95,5 +95,77 @@ impl FreeSpaceManager for Bump {
             self.base() + self.used,
             "past the end of the region",
         )
+    }
+}
+
+/// [`Bump`] over the offsets `0..capacity`: each range takes its size rounded up to 16, aligned as
+/// asked, after the last; a free of a live range only counts. A planted fault: every offset
+/// handed out is `skew` bytes past where the range was placed.
+pub(crate) struct OffsetBump {
+    capacity: usize,
+    used: usize,
+    live: std::collections::BTreeMap<usize, (usize, usize)>,
+    stats: Stats,
+    pub(crate) skew: usize,
+}
+
+impl OffsetBump {
+    pub(crate) fn new(capacity: usize) -> Self {
+        OffsetBump {
+            capacity,
+            used: 0,
+            live: Default::default(),
+            stats: Stats::new(),
+            skew: 0,
+        }
+    }
+}
+
+impl allocator_traits::OffsetManager for OffsetBump {
+    fn allocate(&mut self, size: usize, align: usize) -> Result<usize, AllocError> {
+        let at = self.used.next_multiple_of(align) + self.skew;
+        let held = size.max(1).next_multiple_of(16);
+        if at + held > self.capacity {
+            self.stats.record_failure();
+            let layout = Layout::from_size_align(size, align).map_err(|_| {
+                AllocError::unsupported(Layout::new::<u8>(), "alignment not a power of two")
+            })?;
+            return Err(AllocError::out_of_memory(layout));
+        }
+        self.used = at + held;
+        self.live.insert(at, (size, held));
+        self.stats.record_alloc(size, held);
+        self.stats.set_footprint(self.used);
+        Ok(at)
+    }
+    fn free(&mut self, offset: usize) -> Result<(), FreeError> {
+        let (size, held) = self
+            .live
+            .remove(&offset)
+            .ok_or(FreeError::DoubleFree { ptr: offset })?;
+        self.stats.record_free(size, held);
+        Ok(())
+    }
+    fn grow(&mut self, additional: usize) -> Result<(), AllocError> {
+        self.capacity += additional;
+        Ok(())
+    }
+    fn range(&self) -> core::ops::Range<usize> {
+        0..self.capacity
+    }
+    fn held(&self, offset: usize) -> Option<usize> {
+        self.live.get(&offset).map(|&(_, held)| held)
+    }
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+    fn inspect(&self, out: &mut dyn Inspector) {
+        out.region(0, self.capacity);
+    }
+    fn check_invariants(&self) -> Result<(), allocator_traits::Corruption> {
+        Ok(())
+    }
+    fn detects(&self) -> allocator_traits::Detects {
+        allocator_traits::Detects::default()
     }
 }

@@ -106,13 +106,7 @@ mod tests {
     fn a_healthy_manager_passes_after_a_long_random_workload() {
         let len = if cfg!(miri) { 64 << 10 } else { 1 << 20 };
         let mut m = BuddyOffsets::new(48..48 + len, 16).unwrap();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d);
         let mut live = Vec::new();
         let n = if cfg!(miri) { 200 } else { 20_000 };
         for step in 0..n {

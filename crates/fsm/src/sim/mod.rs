@@ -6,6 +6,8 @@
 //!                                    |            fit's range manager, malloc.py's output)
 //!                                    |          policy::PolicyEngine (-p best-fit, buddy, ...:
 //!                                    |            a real heap, shown through its Inspector)
+//!                                    |          policy::OffsetEngine (-p NAME --offsets-only:
+//!                                    |            the policy's offset manager, likewise)
 //!                                    v                                            |
 //!                               header block                                      v
 //!                       driver::explicit (-A) or driver::random  --> stdout, svg::render (--svg)
@@ -116,6 +118,17 @@ pub fn run(args: SimArgs) -> ExitCode {
 
 /// Checks the flags malloc.py's constructor asserts on (before any output) and builds the engine.
 fn build_engine(o: &Options) -> Result<Box<dyn Engine>, String> {
+    if o.granule.is_some() && !o.offsets_only {
+        return Err("--granule: only with --offsets-only".into());
+    }
+    if o.offsets_only && ostep::ostep_policy(&o.policy).is_some() {
+        return Err(format!(
+            "--offsets-only: -p {} is malloc.py's list over abstract addresses already; name a \
+             policy with an offset manager ({})",
+            opts::py_repr(&o.policy),
+            registry::offset_names().join(", ")
+        ));
+    }
     if let Some(policy) = ostep::ostep_policy(&o.policy) {
         let order = ostep::ostep_order(&o.order).ok_or_else(|| {
             format!(
@@ -154,6 +167,14 @@ fn build_engine(o: &Options) -> Result<Box<dyn Engine>, String> {
             ));
         }
     };
+    if o.offsets_only {
+        let granule = match o.granule.unwrap_or(16) {
+            g if g > 0 && (g as u128).is_power_of_two() && g <= 1 << 30 => g as usize,
+            g => return Err(format!("--granule {g}: a power of two, at most 2^30")),
+        };
+        let e = policy::OffsetEngine::new(&spec, heap, granule, o.base, align)?;
+        return Ok(Box::new(e));
+    }
     let built = policy::build(&spec, heap)?;
     if let Some(note) = &built.note {
         eprintln!("fsm sim: {note}");
@@ -164,6 +185,12 @@ fn build_engine(o: &Options) -> Result<Box<dyn Engine>, String> {
 /// The run's settings as flags, for the picture's title.
 fn describe(o: &Options) -> String {
     let mut s = format!("-p {} -S {} -b {}", o.policy, o.size, o.base);
+    if o.offsets_only {
+        s.push_str(&format!(
+            " --offsets-only --granule {}",
+            o.granule.unwrap_or(16)
+        ));
+    }
     if ostep::ostep_policy(&o.policy).is_some() {
         s.push_str(&format!(" -l {} -H {} -a {}", o.order, o.header, o.align));
         if o.coalesce {

@@ -18,8 +18,8 @@
 //!   `ambiguous option: --s (--seed, --size, --svg?)`, `-s option requires 1 argument`,
 //!   `--coalesce option does not take a value`, after a usage line, with exit status 2.
 //!
-//! `--svg FILE` is this tool's addition; `-p/--policy` also accepts a policy name
-//! (`next-fit`, ...) besides malloc.py's `BEST`, `WORST` and `FIRST`.
+//! `--svg FILE`, `--offsets-only` and `--granule N` are this tool's additions; `-p/--policy` also
+//! accepts a policy name (`next-fit`, ...) besides malloc.py's `BEST`, `WORST` and `FIRST`.
 
 /// The parsed flags: malloc.py's thirteen plus this tool's additions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,11 @@ pub struct Options {
     pub compute: bool,
     /// `--svg FILE` (this tool's addition).
     pub svg: Option<String>,
+    /// `--offsets-only`: the policy's offset manager over `-S` offsets (this tool's addition).
+    pub offsets_only: bool,
+    /// `--granule N`: the offset manager's smallest unit (this tool's addition; 16 if not
+    /// given).
+    pub granule: Option<i128>,
 }
 
 impl Default for Options {
@@ -71,6 +76,8 @@ impl Default for Options {
             alloc_list: String::new(),
             compute: false,
             svg: None,
+            offsets_only: false,
+            granule: None,
         }
     }
 }
@@ -111,6 +118,8 @@ enum Dest {
     AllocList,
     Compute,
     Svg,
+    OffsetsOnly,
+    Granule,
     Help,
 }
 
@@ -245,6 +254,22 @@ const SPECS: &[Spec] = &[
         metavar: "FILE",
         help: "also draw the heap after every op into FILE (SVG)",
     },
+    Spec {
+        short: None,
+        long: "offsets-only",
+        kind: Kind::Flag,
+        dest: Dest::OffsetsOnly,
+        metavar: "",
+        help: "with -p NAME: the policy's offset manager (nothing stored in the space)",
+    },
+    Spec {
+        short: None,
+        long: "granule",
+        kind: Kind::Int,
+        dest: Dest::Granule,
+        metavar: "BYTES",
+        help: "with --offsets-only: the smallest unit handed out (default 16)",
+    },
 ];
 
 /// Parses `args` (the words after `sim`) as malloc.py's optparse would.
@@ -362,6 +387,8 @@ fn store(o: &mut Options, spec: &Spec, opt: &str, value: Option<String>) -> Resu
         Dest::Order => o.order = v,
         Dest::AllocList => o.alloc_list = v,
         Dest::Svg => o.svg = Some(v),
+        Dest::Granule => o.granule = Some(int(&v)?),
+        Dest::OffsetsOnly => o.offsets_only = true,
         Dest::Coalesce => o.coalesce = true,
         Dest::Compute => o.compute = true,
         Dest::Help => {}

@@ -10,6 +10,10 @@
 //!                              +- snapshot(): the same blocks, for the SVG
 //! ```
 //!
+//! With `--offsets-only`, [`OffsetEngine`] drives the policy's offset manager
+//! ([`registry::Spec::build_offsets`]) over the offsets of a space of `-S` bytes with nothing
+//! behind them, shown through the same view.
+//!
 //! Every policy comes from the registry: its descriptor's [`registry::SimView`] says the
 //! smallest heap that can show it and the tunables it is shown with. The generic text view and
 //! the SVG come from the manager's `inspect`, so a new policy needs nothing here.
@@ -18,7 +22,7 @@ use std::alloc::Layout;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use allocator_traits::{BoxedRegion, FreeSpaceManager};
+use allocator_traits::{BoxedRegion, FreeSpaceManager, OffsetManager};
 
 use super::driver::{Engine, Malloc};
 use super::svg::Snapshot;
@@ -101,6 +105,12 @@ pub fn list_text() -> String {
             let suffixes: Vec<String> = d.suffixes.iter().map(|x| format!(":{}", x.name)).collect();
             s.push_str(&format!("  {:<12}suffixes: {}\n", "", suffixes.join(" ")));
         }
+        if d.has_offsets() {
+            s.push_str(&format!(
+                "  {:<12}--offsets-only: its offset manager (a space with nothing behind it)\n",
+                ""
+            ));
+        }
     }
     s
 }
@@ -145,6 +155,101 @@ impl PolicyEngine {
             .map(|l| (l.ptr.as_ptr() as usize, l.layout.size()))
             .collect();
         c
+    }
+}
+
+/// Where an [`OffsetEngine`]'s space starts: far above any count the view prints as a number
+/// (a named value inside the space is shown as an address), aligned to every alignment `-a`
+/// allows.
+const OFFSETS_START: usize = 1 << 40;
+
+/// A policy's offset manager, driven by the op language.
+pub struct OffsetEngine {
+    manager: Box<dyn OffsetManager + Send>,
+    map: AddrMap,
+    align: usize,
+    /// Printed address -> (offset, bytes asked) of each live range.
+    live: BTreeMap<i128, (usize, usize)>,
+}
+
+impl OffsetEngine {
+    /// The offset manager of `spec` over `len` bytes of offsets with smallest unit `granule`,
+    /// showing offsets from `base`, allocating with alignment `align` (a power of two).
+    pub fn new(
+        spec: &registry::Spec,
+        len: usize,
+        granule: usize,
+        base: i128,
+        align: usize,
+    ) -> Result<Self, String> {
+        let space = registry::OffsetSpace {
+            range: OFFSETS_START..OFFSETS_START + len,
+            granule,
+        };
+        let inst = spec.build_offsets(&space).map_err(|e| format!("-p {e}"))?;
+        Ok(OffsetEngine {
+            manager: inst.manager,
+            map: AddrMap {
+                heap_start: OFFSETS_START,
+                heap_len: len,
+                base,
+            },
+            align,
+            live: BTreeMap::new(),
+        })
+    }
+
+    fn collect(&self) -> Collected {
+        let mut c = Collected::default();
+        self.manager.inspect(&mut c);
+        c.known = self.live.values().copied().collect();
+        c
+    }
+}
+
+impl Engine for OffsetEngine {
+    fn malloc(&mut self, size: i128) -> Result<Malloc, String> {
+        let Ok(size) = usize::try_from(size) else {
+            return Err(format!("Alloc({size}): a negative size is not supported"));
+        };
+        let Ok(offset) = self.manager.allocate(size, self.align) else {
+            return Ok(Malloc {
+                addr: None,
+                searched: None,
+            });
+        };
+        let addr = self.map.show(offset);
+        if self.live.insert(addr, (offset, size)).is_some() {
+            return Err(format!(
+                "Alloc({size}) returned address {addr}, which is still live: the policy \
+                 handed out one range twice"
+            ));
+        }
+        Ok(Malloc {
+            addr: Some(addr),
+            searched: None,
+        })
+    }
+
+    fn free(&mut self, addr: i128) -> Result<bool, String> {
+        // As for a heap: only live ranges reach the manager.
+        let Some((offset, _)) = self.live.remove(&addr) else {
+            return Ok(false);
+        };
+        match self.manager.free(offset) {
+            Ok(()) => Ok(true),
+            Err(e) => Err(format!(
+                "Free of the live range at {addr}: the policy refused it: {e}"
+            )),
+        }
+    }
+
+    fn dump(&self, out: &mut String) {
+        self.collect().write_text(&self.map, out);
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.collect().to_snapshot(&self.map)
     }
 }
 

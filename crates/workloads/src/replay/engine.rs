@@ -26,11 +26,11 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use allocator_traits::{FreeSpaceManager, Placement, Stats};
+use allocator_traits::{FreeSpaceManager, OffsetManager, Placement, Stats};
 
 use super::error::ReplayError;
 use super::program::{Program, Step, layout_of};
-use super::target::{GlobalTarget, ManagerTarget, Target};
+use super::target::{GlobalTarget, ManagerTarget, OffsetTarget, Target};
 use crate::trace::Op;
 
 /// One point of the footprint-over-time series.
@@ -389,6 +389,22 @@ pub fn replay_manager(
     replay(&mut ManagerTarget(m), prog, opts, on_block)
 }
 
+/// Replays `prog` through the offset manager `m` (see [`OffsetTarget`]: its own counters are
+/// the outcome's, `realloc` places anew and frees the old range). Blocks are never touched
+/// (`opts.touch` is ignored: there is no memory behind an offset).
+pub fn replay_offset_manager(
+    m: &mut dyn OffsetManager,
+    prog: &Program,
+    opts: Options,
+    on_block: Option<&mut BlockObserver<'_>>,
+) -> Result<Outcome, ReplayError> {
+    let opts = Options {
+        touch: false,
+        ..opts
+    };
+    replay(&mut OffsetTarget(m), prog, opts, on_block)
+}
+
 /// Replays `prog` through a `GlobalAlloc` (a peer). Its counters are kept by the replay (see
 /// [`GlobalTarget`]); when tracking, `footprint()` (an absolute reading, such as the process's
 /// resident bytes) is read before the first step and then once every `steps / series_points`
@@ -461,6 +477,48 @@ mod tests {
         // The outcome's counters are the trace's end; then the leftover (block 1) was freed.
         assert_eq!(out.stats.live_blocks, 1);
         assert_eq!(m.stats().live_blocks, 0);
+    }
+
+    #[test]
+    fn replay_through_an_offset_manager_by_hand() {
+        // OffsetBump: as Bump, over offsets 0..4096. A realloc places the new size first, then
+        // frees the old range (no resize in place), and calloc is a plain allocation.
+        let mut m = crate::testing::OffsetBump::new(4096);
+        let p = prog("a 1 100\nc 2 50\nm 3 64 10\nr 1 200\nf 2\nf 3\n");
+        let mut seen = Vec::new();
+        let mut cb = |s: &Step, at: Option<Placement>| seen.push((s.id, at));
+        let opts = Options {
+            track: true,
+            series_points: 100,
+            check: true,
+            // Ignored: there is no memory behind an offset.
+            touch: true,
+            ..Options::default()
+        };
+        let out = replay_offset_manager(&mut m, &p, opts, Some(&mut cb)).unwrap();
+        let at = |o| Some(Placement::Heap(o));
+        assert_eq!(
+            seen,
+            vec![(1, at(0)), (2, at(112)), (3, at(192)), (1, at(208))]
+        );
+        assert_eq!(out.stats.peak_footprint, 416);
+        assert_eq!(out.stats.resizes, 0);
+        assert_eq!((out.stats.allocs, out.stats.frees), (4, 3));
+        // The leftover range (block 1) was freed after the counters were read.
+        assert_eq!(out.stats.live_blocks, 1);
+        assert_eq!(allocator_traits::OffsetManager::stats(&m).live_blocks, 0);
+    }
+
+    #[test]
+    fn an_offset_manager_that_misplaces_a_range_stops_the_replay() {
+        // A planted fault: every offset is 8 bytes past the range placed, so the 16-aligned
+        // malloc gets a misaligned offset, which the target names.
+        let mut m = crate::testing::OffsetBump::new(4096);
+        m.skew = 8;
+        let e = replay_offset_manager(&mut m, &prog("a 1 100\n"), Options::default(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("offset 8 is not aligned to 16"), "{e}");
     }
 
     #[test]

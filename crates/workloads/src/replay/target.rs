@@ -7,6 +7,10 @@
 //!                                                   dealloc; Stats kept here, footprint probed
 //! ```
 //!
+//! An [`OffsetTarget`] drives an [`OffsetManager`] the same way: the engine's block handles are
+//! then offsets (plus one, so that offset 0 is not null), never dereferenced; a `realloc` places
+//! the new size and then frees the old range (an offset manager has no resize).
+//!
 //! A refusal (the allocator said no: out of memory, a layout it cannot serve) is `Ok(None)`, as
 //! a C program sees NULL; an `Err` is the allocator misbehaving on valid input (refusing a valid
 //! free, returning a block too short or misaligned), which stops the replay.
@@ -14,7 +18,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
-use allocator_traits::{AllocError, FreeSpaceManager, Placement, Stats};
+use allocator_traits::{AllocError, FreeSpaceManager, OffsetManager, Placement, Stats};
 
 /// An allocator as a replay drives it.
 pub trait Target {
@@ -278,5 +282,100 @@ impl Target for GlobalTarget<'_, '_> {
             let base = *self.base.get_or_insert(now);
             self.stats.set_footprint(now.saturating_sub(base));
         }
+    }
+}
+
+/// An offset manager as a replay drives it (its own counters are the replay's): each block
+/// handle is `offset + 1` as an address without provenance, a name for the range and never a
+/// pointer to memory, so the replay must not touch blocks ([`Options::touch`](super::Options)
+/// off; [`replay_offset_manager`](super::replay_offset_manager) sees to it). `calloc` is a plain
+/// allocation (nothing to zero), and `realloc` places the new size first and then frees the old
+/// range, so a range never grows or shrinks in place.
+pub struct OffsetTarget<'a>(pub &'a mut dyn OffsetManager);
+
+impl OffsetTarget<'_> {
+    /// The handle of the range at `offset`.
+    fn handle(offset: usize) -> Result<NonNull<u8>, String> {
+        offset
+            .checked_add(1)
+            .and_then(|h| NonNull::new(core::ptr::without_provenance_mut(h)))
+            .ok_or_else(|| format!("the manager returned offset {offset}, past any handle"))
+    }
+
+    /// The offset a handle names.
+    fn offset(handle: NonNull<u8>) -> usize {
+        handle.as_ptr().addr() - 1
+    }
+
+    /// Places `layout`, checked against the contract (aligned, inside the space, holding at
+    /// least the size): `None` if refused.
+    fn place(&mut self, layout: Layout) -> Result<Option<NonNull<u8>>, String> {
+        let o = match self.0.allocate(layout.size(), layout.align()) {
+            Ok(o) => o,
+            Err(AllocError::InvalidBlock(e)) => return Err(e.to_string()),
+            Err(_) => return Ok(None),
+        };
+        let space = self.0.range();
+        let held = self.0.held(o).unwrap_or(0);
+        let why = if !o.is_multiple_of(layout.align()) {
+            Some(format!("offset {o} is not aligned to {}", layout.align()))
+        } else if o < space.start || o.saturating_add(layout.size()) > space.end {
+            Some(format!(
+                "offset {o} + {} bytes is outside the space {space:?}",
+                layout.size()
+            ))
+        } else if held < layout.size() {
+            Some(format!(
+                "the range at {o} holds {held} bytes where {} were asked",
+                layout.size()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let _ = self.0.free(o);
+            return Err(format!("the offset manager misplaced a range: {why}"));
+        }
+        Self::handle(o).map(Some)
+    }
+}
+
+impl Target for OffsetTarget<'_> {
+    fn alloc(&mut self, layout: Layout, _zeroed: bool) -> Result<Option<NonNull<u8>>, String> {
+        self.place(layout)
+    }
+
+    unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        _old: Layout,
+        new: Layout,
+    ) -> Result<Option<(NonNull<u8>, Layout)>, String> {
+        let Some(q) = self.place(new)? else {
+            return Ok(None);
+        };
+        // SAFETY: forwarded caller contract (`ptr` names a live range of this target).
+        unsafe { self.free(ptr, new) }?;
+        Ok(Some((q, new)))
+    }
+
+    unsafe fn free(&mut self, ptr: NonNull<u8>, _layout: Layout) -> Result<(), String> {
+        self.0
+            .free(Self::offset(ptr))
+            .map_err(|e| format!("the offset manager refused a valid free: {e}"))
+    }
+
+    fn stats(&self) -> Stats {
+        self.0.stats()
+    }
+
+    fn placement(&self, ptr: NonNull<u8>) -> Placement {
+        Placement::Heap(Self::offset(ptr) - self.0.range().start)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.0
+            .check_invariants()
+            .map_err(|c| format!("the invariant walk failed: {c}"))
     }
 }
