@@ -95,7 +95,7 @@ mod tests {
         let mut live = Vec::new();
         let n = if cfg!(miri) { 300 } else { 20_000 };
         for step in 0..n {
-            if next() % 3 != 0 || live.is_empty() {
+            if !next().is_multiple_of(3) || live.is_empty() {
                 let lay = Layout::from_size_align(1 + (next() % 2000) as usize, 8).unwrap();
                 if let Ok(b) = h.allocate(lay) {
                     live.push((b, lay));
