@@ -1,5 +1,6 @@
-//! Offset managers: fit's policies over offsets (`fit::offsets::FitOffsets`, on the index) and
-//! segregated size classes over offsets (`segregated::offsets::SegregatedOffsets`) beside
+//! Offset managers: fit's policies over offsets (`fit::offsets::FitOffsets`, on the index),
+//! segregated size classes over offsets (`segregated::offsets::SegregatedOffsets`) and the binary
+//! buddy system over offsets (`buddy::offsets::BuddyOffsets`, on the pointer heap's bitmaps) beside
 //! the `offset-allocator` crate (Aaltonen's OffsetAllocator: 256 bins of a small float, O(1),
 //! approximate fit) in the same run.
 //!
@@ -21,14 +22,16 @@
 //! ```
 //!
 //! Names: `offset-allocator`, `segregated/go` (Go's classes, one empty span kept per class, over
-//! best fit with 16-byte granules), or a fit name with `/gN` for a granule of N bytes
-//! (`best-fit/g16`, `best-fit/g1`). `OFFSETS_MANAGERS=a,b,...` restricts a time or space run.
+//! best fit with 16-byte granules), `buddy/mN` (the buddy system with N-byte smallest blocks,
+//! `buddy/m16`), or a fit name with `/gN` for a granule of N bytes (`best-fit/g16`,
+//! `best-fit/g1`). `OFFSETS_MANAGERS=a,b,...` restricts a time or space run.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use allocator_traits::OffsetManager;
 use allocator_traits::offset::largest_request;
+use buddy::offsets::BuddyOffsets;
 use criterion::{BenchmarkId, Criterion};
 use fit::offsets::FitOffsets;
 use segregated::offsets::SegregatedOffsets;
@@ -40,7 +43,7 @@ use cpu_time::CpuTime;
 const SPACE: usize = 256 << 20;
 const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
 /// What the time and space runs compare.
-const MANAGERS: [&str; 7] = [
+const MANAGERS: [&str; 8] = [
     "offset-allocator",
     "segregated/go",
     "best-fit/g16",
@@ -48,6 +51,7 @@ const MANAGERS: [&str; 7] = [
     "first-fit/g16",
     "next-fit/g16",
     "worst-fit/g16",
+    "buddy/m16",
 ];
 
 struct Rng(u64);
@@ -98,6 +102,7 @@ macro_rules! offset_manager {
 }
 offset_manager!(FitOffsets);
 offset_manager!(SegregatedOffsets);
+offset_manager!(BuddyOffsets);
 
 impl Offsets for offset_allocator::Allocator {
     type Handle = offset_allocator::Allocation;
@@ -130,12 +135,21 @@ macro_rules! with_manager {
                 let $make = || SegregatedOffsets::new(0..SPACE).expect("a valid space");
                 $body
             }
+            buddy if buddy.starts_with("buddy/") => {
+                let $make = || buddy_offsets(buddy);
+                $body
+            }
             fit => {
                 let $make = || fit_offsets(fit);
                 $body
             }
         }
     };
+}
+
+fn buddy_offsets(name: &str) -> BuddyOffsets {
+    let min = name.strip_prefix("buddy/m").expect("buddy/mN");
+    BuddyOffsets::new(0..SPACE, min.parse().expect("min block")).expect("a buddy space")
 }
 
 fn fit_offsets(name: &str) -> FitOffsets {

@@ -75,6 +75,18 @@ pub struct Detects {
     pub layout_mismatch: bool,
 }
 
+impl Detects {
+    /// What an offset manager that keeps its live ranges out of band reports: every bad offset
+    /// (outside the space: `foreign`; inside it where no live range starts: `double_free`, of
+    /// any size). A free by offset carries no size, so `layout_mismatch` does not apply.
+    pub const EVERY_OFFSET: Detects = Detects {
+        foreign: true,
+        double_free: true,
+        double_free_above: 0,
+        layout_mismatch: false,
+    };
+}
+
 /// A placement policy: it decides which free block serves a request and what happens to a block
 /// when it is freed.
 ///

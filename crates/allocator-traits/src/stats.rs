@@ -76,6 +76,33 @@ impl Stats {
         self.add_live(requested, held);
     }
 
+    /// Counts an offset manager's answer to a request of `requested` bytes and passes it on:
+    /// a range at `offset` holding `held` bytes in a space starting at `base` (as
+    /// [`record_alloc`](Self::record_alloc), and the footprint, the end of the highest live
+    /// range, rises to its end if that is higher), or a refusal.
+    #[inline]
+    pub fn record_placement(
+        &mut self,
+        placed: Result<(usize, usize), crate::AllocError>,
+        requested: usize,
+        base: usize,
+    ) -> Result<usize, crate::AllocError> {
+        match placed {
+            Ok((offset, held)) => {
+                self.record_alloc(requested, held);
+                let end = offset + held - base;
+                if end > self.footprint {
+                    self.set_footprint(end);
+                }
+                Ok(offset)
+            }
+            Err(e) => {
+                self.record_failure();
+                Err(e)
+            }
+        }
+    }
+
     /// A live block of `requested` bytes occupying `held` bytes was freed.
     #[inline]
     pub fn record_free(&mut self, requested: usize, held: usize) {

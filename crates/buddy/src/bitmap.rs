@@ -57,7 +57,8 @@ const FREE_MASK: u64 = 0x5555_5555_5555_5555;
 /// more, and no order has more than `2^64` blocks.
 const MAX_LEVELS: usize = 10;
 
-/// The per-order bitmaps and summaries, stored in memory granted by the source, and the mask
+/// The per-order bitmaps and summaries, stored in words the owner lays them over (granted by
+/// the `MemorySource` for the pointer heap, a `Vec` for the offset manager), and the mask
 /// of orders that have a free block.
 #[derive(Clone, Copy)]
 pub(crate) struct Bitmaps {
@@ -514,73 +515,95 @@ impl Bitmaps {
         let k = k as usize;
         let structure = "order bitmap";
         let leaf = self.bits[k].div_ceil(32);
+        let levels = self.levels[k] as usize;
         let mut count = OrderCount::default();
+        // The level-1 summary word over the leaf words read so far, as it should be.
+        let mut want = 0u64;
         for w in 0..leaf {
             // SAFETY: `w` is below the order's leaf word count.
             let word = unsafe { self.word(self.off[k] + w) };
-            let used = self.bits[k] - w * 32;
-            if used < 32 {
+            // (A zero word breaks nothing below: skipped, most words of a sparse order are.)
+            if word != 0 {
+                let used = self.bits[k] - w * 32;
+                if used < 32 {
+                    Corruption::ensure(
+                        word >> (2 * used) == 0,
+                        structure,
+                        k,
+                        "a bit is set beyond the order's blocks",
+                    )?;
+                }
+                let free = word & FREE_MASK;
                 Corruption::ensure(
-                    word >> (2 * used) == 0,
+                    free & (word >> 1) == 0,
                     structure,
-                    k,
-                    "a bit is set beyond the order's blocks",
+                    w * 32 + ((free & (word >> 1)).trailing_zeros() / 2) as usize,
+                    "a block is both free and allocated",
                 )?;
-            }
-            let free = word & FREE_MASK;
-            Corruption::ensure(
-                free & (word >> 1) == 0,
-                structure,
-                w * 32 + ((free & (word >> 1)).trailing_zeros() / 2) as usize,
-                "a block is both free and allocated",
-            )?;
-            if !top {
-                let pairs = free & (free >> 2) & 0x1111_1111_1111_1111;
+                if !top {
+                    let pairs = free & (free >> 2) & 0x1111_1111_1111_1111;
+                    Corruption::ensure(
+                        pairs == 0,
+                        "free lists",
+                        w * 32 + (pairs.trailing_zeros() / 2) as usize,
+                        "two free buddies are left unmerged",
+                    )?;
+                }
                 Corruption::ensure(
-                    pairs == 0,
-                    "free lists",
-                    w * 32 + (pairs.trailing_zeros() / 2) as usize,
-                    "two free buddies are left unmerged",
+                    w >= self.low[k] || free == 0,
+                    "free list hint",
+                    k,
+                    "a block below the order's hint is free",
                 )?;
+                count.free += free.count_ones() as usize;
+                count.alloc += (word & !FREE_MASK).count_ones() as usize;
+                want |= u64::from(free != 0) << (w % 64);
             }
-            Corruption::ensure(
-                w >= self.low[k] || free == 0,
-                "free list hint",
-                k,
-                "a block below the order's hint is free",
-            )?;
-            count.free += free.count_ones() as usize;
-            count.alloc += (word & !FREE_MASK).count_ones() as usize;
+            if levels > 0 && (w % 64 == 63 || w + 1 == leaf) {
+                self.check_summary_word(k, 0, w / 64, want)?;
+                want = 0;
+            }
         }
-        // Each summary level against the level below it.
-        let mut below = (self.off[k], leaf, FREE_MASK);
-        for l in 0..self.levels[k] as usize {
+        // Summary levels 2 and up against the level below them.
+        let mut below = (self.sum[k][0], leaf.div_ceil(64));
+        for l in 1..levels {
             let n = below.1.div_ceil(64);
             for j in 0..n {
                 let mut want = 0u64;
                 for b in 0..64.min(below.1 - j * 64) {
                     // SAFETY: word `j * 64 + b` of the level below exists (`< below.1`).
                     let w = unsafe { self.word(below.0 + j * 64 + b) };
-                    want |= ((w & below.2 != 0) as u64) << b;
+                    want |= u64::from(w != 0) << b;
                 }
-                // SAFETY: word `j` of summary level `l + 1` exists (`n` words).
-                let have = unsafe { self.word(self.sum[k][l] + j) };
-                Corruption::ensure(
-                    have & want == want,
-                    "order summary",
-                    k,
-                    "a word with a free block below it has no summary bit",
-                )?;
-                Corruption::ensure(
-                    have & !want == 0,
-                    "order summary",
-                    k,
-                    "a summary bit is set over a word with no free block below it",
-                )?;
+                self.check_summary_word(k, l, j, want)?;
             }
-            below = (self.sum[k][l], n, u64::MAX);
+            below = (self.sum[k][l], n);
         }
         Ok(count)
+    }
+
+    /// Word `j` of summary level `l + 1` of order `k` against `want`, the bits it should have.
+    fn check_summary_word(
+        &self,
+        k: usize,
+        l: usize,
+        j: usize,
+        want: u64,
+    ) -> Result<(), Corruption> {
+        // SAFETY: callers pass a word of the level (one bit per word of the level below).
+        let have = unsafe { self.word(self.sum[k][l] + j) };
+        Corruption::ensure(
+            have & want == want,
+            "order summary",
+            k,
+            "a word with a free block below it has no summary bit",
+        )?;
+        Corruption::ensure(
+            have & !want == 0,
+            "order summary",
+            k,
+            "a summary bit is set over a word with no free block below it",
+        )
     }
 
     /// Flips bit `which` of block `i` of order `k` without telling the lists or the summary:

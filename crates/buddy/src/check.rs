@@ -20,7 +20,6 @@
 
 use allocator_traits::Corruption;
 
-use crate::bitmap::Bits;
 use crate::{Buddy, MemorySource, Phase};
 
 impl<S: MemorySource> Buddy<S> {
@@ -29,92 +28,20 @@ impl<S: MemorySource> Buddy<S> {
         if self.phase != Phase::Ready {
             return Ok(());
         }
-        let mut bits_set = 0usize;
-        for k in 0..self.orders {
-            let top = k + 1 == self.orders;
-            let count = self.bits.check_order(k, top)?;
-            Corruption::ensure(
-                (self.bits.nonempty() >> k & 1 == 1) == (count.free > 0),
-                "free lists",
-                k as usize,
-                "the non-empty mask disagrees with the order's free bits",
-            )?;
-            bits_set += count.free + count.alloc;
-        }
+        let bits_set = self.blocks.check_orders()?;
+        let start = self.origin.next_multiple_of(1 << self.blocks.min_shift);
+        let found = self
+            .blocks
+            .walk_blocks(start, self.data_end, bits_set, |_, _| Ok(()))?;
         Corruption::ensure(
-            self.bits.nonempty().checked_shr(self.orders).unwrap_or(0) == 0,
-            "free lists",
-            self.orders as usize,
-            "the non-empty mask names an order the heap does not have",
-        )?;
-        self.walk_blocks(bits_set)
-    }
-
-    /// Steps through the data in address order, one block (or one minimum block of a gap) at a
-    /// time, and checks that the blocks found account for every bit set and every byte granted.
-    fn walk_blocks(&self, bits_set: usize) -> Result<(), Corruption> {
-        let min = 1usize << self.min_shift;
-        let (mut blocks, mut bytes, mut live, mut held) = (0usize, 0usize, 0usize, 0usize);
-        let mut at = self.origin.next_multiple_of(min);
-        while at < self.data_end {
-            match self.block_starting_at(at) {
-                Some((k, free)) => {
-                    blocks += 1;
-                    bytes += self.size(k);
-                    if !free {
-                        live += 1;
-                        held += self.size(k);
-                    }
-                    at += self.size(k);
-                }
-                None => at += min,
-            }
-        }
-        Corruption::ensure(
-            blocks == bits_set,
+            found.bytes == self.granted,
             "blocks",
-            blocks,
-            "a free or allocated bit names a block inside another block or outside the data",
-        )?;
-        Corruption::ensure(
-            bytes == self.granted,
-            "blocks",
-            bytes,
+            found.bytes,
             "the free and allocated blocks do not tile the data granted",
         )?;
         let s = self.stats.get();
-        Corruption::ensure(
-            live == s.live_blocks,
-            "stats",
-            live,
-            "live_blocks is not the number of allocated blocks",
-        )?;
-        Corruption::ensure(
-            held == s.live_held,
-            "stats",
-            held,
-            "live_held is not the bytes of the allocated blocks",
-        )?;
+        found.check_stats(&s)?;
         self.stats.check_headroom()
-    }
-
-    /// The largest block (free or allocated) that starts at `addr` and ends inside the data, and
-    /// whether it is free (also what `inspect` shows).
-    pub(crate) fn block_starting_at(&self, addr: usize) -> Option<(u32, bool)> {
-        (0..self.orders).rev().find_map(|k| {
-            let size = self.size(k);
-            if addr & (size - 1) != 0 || addr + size > self.data_end {
-                return None;
-            }
-            let i = self.index(k, addr);
-            if self.bits.test(Bits::Free, k, i) {
-                Some((k, true))
-            } else if self.bits.test(Bits::Alloc, k, i) {
-                Some((k, false))
-            } else {
-                None
-            }
-        })
     }
 }
 
@@ -146,8 +73,8 @@ mod tests {
 
     /// The lowest order at or above `from` with a free block.
     fn free_order(h: &Buddy<BoxedRegion>, from: u32) -> u32 {
-        (from..h.orders)
-            .find(|&k| h.bits.count_free(k) > 0)
+        (from..h.blocks.orders)
+            .find(|&k| h.blocks.bits.count_free(k) > 0)
             .expect("a free block")
     }
 
@@ -164,17 +91,11 @@ mod tests {
             Config::new(1 << 20).grow_by(1 << 14),
         )
         .unwrap();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d);
         let mut live = Vec::new();
         let n = if cfg!(miri) { 300 } else { 20_000 };
         for step in 0..n {
-            if next() % 3 != 0 || live.is_empty() {
+            if !next().is_multiple_of(3) || live.is_empty() {
                 let lay = Layout::from_size_align(1 + (next() % 2000) as usize, 8).unwrap();
                 if let Ok(b) = h.allocate(lay) {
                     live.push((b, lay));
@@ -201,8 +122,8 @@ mod tests {
         let (mut h, _b) = busy();
         // A free block loses its bit (its list still counts it).
         let k = free_order(&h, 0);
-        let i = h.bits.first_free(k).unwrap();
-        h.bits.flip(Bits::Free, k, i);
+        let i = h.blocks.bits.first_free(k).unwrap();
+        h.blocks.bits.flip(Bits::Free, k, i);
         // The summary over the word (now empty, where the order has one), the non-empty mask
         // (the order's only free block), or the blocks (one fewer) say it.
         let p = problem(&h);
@@ -218,7 +139,7 @@ mod tests {
     fn a_flipped_allocation_bit_is_reported() {
         let (mut h, b) = busy();
         let a = b[0].cast::<u8>().as_ptr() as usize;
-        h.bits.flip(Bits::Alloc, 0, h.index(0, a));
+        h.blocks.bits.flip(Bits::Alloc, 0, h.index(0, a));
         assert_eq!(
             problem(&h),
             "the free and allocated blocks do not tile the data granted"
@@ -231,10 +152,10 @@ mod tests {
         // A free block is entered in the list below as well (as its lower half): an entry of
         // the wrong order, hidden inside a real free block.
         let k = free_order(&h, 1);
-        let i = h.bits.first_free(k).unwrap();
+        let i = h.blocks.bits.first_free(k).unwrap();
         let addr = h.addr_of(k, i);
         // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
-        unsafe { h.bits.set_free(k - 1, h.index(k - 1, addr)) };
+        unsafe { h.blocks.bits.set_free(k - 1, h.index(k - 1, addr)) };
         assert_eq!(
             problem(&h),
             "a free or allocated bit names a block inside another block or outside the data"
@@ -249,16 +170,16 @@ mod tests {
         let a = b[2].cast::<u8>().as_ptr() as usize;
         let i = h.index(0, a);
         // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
-        unsafe { h.bits.put_alloc(0, i, false) };
-        if !h.bits.test(Bits::Free, 0, i ^ 1) {
+        unsafe { h.blocks.bits.put_alloc(0, i, false) };
+        if !h.blocks.bits.test(Bits::Free, 0, i ^ 1) {
             // Make its buddy free as well (it was the first 16-byte block: live).
             // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
-            unsafe { h.bits.put_alloc(0, i ^ 1, false) };
+            unsafe { h.blocks.bits.put_alloc(0, i ^ 1, false) };
             // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
-            unsafe { h.bits.set_free(0, i ^ 1) };
+            unsafe { h.blocks.bits.set_free(0, i ^ 1) };
         }
         // SAFETY: blocks of the heap's orders, in the map (a planted corruption).
-        unsafe { h.bits.set_free(0, i) };
+        unsafe { h.blocks.bits.set_free(0, i) };
         assert_eq!(problem(&h), "two free buddies are left unmerged");
     }
 
@@ -268,7 +189,7 @@ mod tests {
         // mask and the summary that finds the lowest entry.
         let (mut h, _b) = busy();
         let k = free_order(&h, 0);
-        h.bits.flip_nonempty(k);
+        h.blocks.bits.flip_nonempty(k);
         assert_eq!(
             problem(&h),
             "the non-empty mask disagrees with the order's free bits"
@@ -279,10 +200,11 @@ mod tests {
         let _x = big.allocate(l(16)).unwrap();
         big.walk().unwrap();
         assert!(
-            (0..big.orders).any(|k| {
-                big.bits
+            (0..big.blocks.orders).any(|k| {
+                big.blocks
+                    .bits
                     .first_free(k)
-                    .is_some_and(|i| big.bits.clear_summary(k, i))
+                    .is_some_and(|i| big.blocks.bits.clear_summary(k, i))
             }),
             "an order with a summary and a free block"
         );
@@ -295,7 +217,7 @@ mod tests {
         let mut big =
             Buddy::try_new(BoxedRegion::new(1 << 20).unwrap(), Config::new(1 << 20)).unwrap();
         let _x = big.allocate(l(16)).unwrap();
-        assert!(big.bits.set_last_summary_bit(0));
+        assert!(big.blocks.bits.set_last_summary_bit(0));
         assert_eq!(
             big.walk().unwrap_err().problem,
             "a summary bit is set over a word with no free block below it"

@@ -29,6 +29,7 @@ use core::ptr::NonNull;
 use allocator_traits::SourceError;
 
 use crate::bitmap::Bitmaps;
+use crate::blocks::Blocks;
 use crate::order::MAX_ORDERS;
 use crate::{AllocError, Buddy, Config, MemorySource};
 
@@ -36,17 +37,10 @@ use crate::{AllocError, Buddy, Config, MemorySource};
 const MIN_COVER: usize = 64 << 10;
 
 impl<S: MemorySource> Buddy<S> {
-    /// Bits of order `k` for blocks between `origin` and `end`.
-    fn bits_of(origin: usize, end: usize, min_shift: u32, k: u32) -> usize {
-        let shift = k + min_shift;
-        let base = origin & !((1usize << (shift + 1)) - 1);
-        ((end - base) >> shift) + 2
-    }
-
     /// Bytes of bitmaps for blocks from `origin` up to `end`.
     fn meta_bytes(&self, origin: usize, end: usize) -> Option<usize> {
-        let (orders, s) = (self.orders, self.min_shift);
-        let words = Bitmaps::words_needed(orders, |k| Self::bits_of(origin, end, s, k))?;
+        let (orders, s) = (self.blocks.orders, self.blocks.min_shift);
+        let words = Bitmaps::words_needed(orders, |k| Blocks::bits_of(origin, end, s, k))?;
         words
             .checked_mul(8)?
             .checked_next_multiple_of(self.config.min_block)
@@ -103,15 +97,14 @@ impl<S: MemorySource> Buddy<S> {
         let min_shift = min_block.trailing_zeros();
         // Largest order: the top block fits in the capacity.
         let top_shift = usize::BITS - 1 - capacity.leading_zeros();
-        self.min_shift = min_shift;
         self.min_mask = min_block - 1;
-        self.orders = (top_shift - min_shift + 1).min(MAX_ORDERS as u32);
+        let orders = (top_shift - min_shift + 1).min(MAX_ORDERS as u32);
         // The data first: it starts where the region starts (usually well aligned).
         let (grant, len) = if grow_by == 0 {
             // Room for bitmaps over all of it, whatever its start: `end - base(k)` is at most
             // `capacity + 2 * size(k)`.
             let s = min_shift;
-            let words = Bitmaps::words_needed(self.orders, |k| (capacity >> (k + s)) + 4);
+            let words = Bitmaps::words_needed(orders, |k| (capacity >> (k + s)) + 4);
             let meta = words.and_then(|w| w.checked_mul(8)).ok_or(bad)?;
             let want = capacity
                 .saturating_sub(self.source.footprint())
@@ -124,20 +117,7 @@ impl<S: MemorySource> Buddy<S> {
         self.origin = grant as usize;
         self.base = grant;
         self.limit = self.origin + capacity;
-        // (The top order merges into nothing; skipping it also keeps `2 << shift` below 2^64
-        // for a capacity near `isize::MAX`.)
-        for k in 0..self.orders {
-            let shift = k + min_shift + 1;
-            self.bases[k as usize] = self.origin & !((1 << shift) - 1);
-        }
-        for k in 0..self.orders - 1 {
-            let shift = k + min_shift + 1;
-            let (this, next) = (
-                self.origin & !((1 << shift) - 1),
-                self.origin & !((2 << shift) - 1),
-            );
-            self.up[k as usize] = ((this - next) >> shift) as u8;
-        }
+        self.blocks.set_origin(self.origin, min_shift, orders);
         let cover = if grow_by == 0 {
             capacity
         } else {
@@ -158,9 +138,10 @@ impl<S: MemorySource> Buddy<S> {
         // SAFETY: the meta grant holds `meta_bytes` bytes for these orders (at least the words
         // `init` lays out), is 8-aligned, and is ours alone.
         unsafe {
-            self.bits
-                .init(meta.cast::<u64>().as_ptr(), self.orders, |k| {
-                    Self::bits_of(o, cover_end, s, k)
+            self.blocks
+                .bits
+                .init(meta.cast::<u64>().as_ptr(), self.blocks.orders, |k| {
+                    Blocks::bits_of(o, cover_end, s, k)
                 });
         }
         // SAFETY: the grant was just acquired, is ours and lies in `origin..cover_end`.
@@ -200,19 +181,9 @@ impl<S: MemorySource> Buddy<S> {
         let start = (grant as usize).next_multiple_of(min);
         let end = (grant as usize + len) & !(min - 1);
         self.data_end = self.data_end.max(end);
-        self.granted += end.saturating_sub(start);
-        let top = self.orders - 1;
-        let mut at = start;
-        while at < end {
-            let mut k = ((at.trailing_zeros()).saturating_sub(self.min_shift)).min(top);
-            while at + self.size(k) > end {
-                k -= 1;
-            }
-            let block = grant.wrapping_add(at - grant as usize);
-            // SAFETY: the block lies in the grant (caller) and is aligned to its size.
-            unsafe { self.put(block, k) };
-            at += self.size(k);
-        }
+        // SAFETY: multiples of the smallest block; the grant lies in `origin..cover_end` and is
+        // used by nothing else (caller), so its blocks are in the map and have no bit set.
+        self.granted += unsafe { self.blocks.free_range(start, end) };
     }
 
     /// Takes more data from the source so that a block of order `k` can be served; false if the
@@ -345,13 +316,15 @@ impl<S: MemorySource> Buddy<S> {
     /// `meta..meta + meta_len` is ours alone, 8-aligned, and holds at least
     /// `meta_bytes(origin, cover_end)` bytes.
     unsafe fn move_bitmaps(&mut self, meta: *mut u8, meta_len: usize, cover_end: usize) {
-        let (o, s) = (self.origin, self.min_shift);
+        let (o, s) = (self.origin, self.blocks.min_shift);
         // SAFETY: the new range holds the words laid out for `cover_end` (caller), is 8-aligned
         // and ours alone; the old words stay valid until they are recycled below.
         unsafe {
-            self.bits.regrow(meta.cast::<u64>(), self.orders, |k| {
-                Self::bits_of(o, cover_end, s, k)
-            });
+            self.blocks
+                .bits
+                .regrow(meta.cast::<u64>(), self.blocks.orders, |k| {
+                    Blocks::bits_of(o, cover_end, s, k)
+                });
         }
         let (old, old_len) = (self.meta, self.meta_len);
         self.meta = meta as usize;

@@ -39,7 +39,7 @@ impl<S: MemorySource> Buddy<S> {
                 at += self.meta_len;
                 continue;
             }
-            if let Some((k, free)) = self.block_starting_at(at) {
+            if let Some((k, free)) = self.blocks.block_starting_at(at, self.data_end) {
                 flush(&mut gap, at, out);
                 let kind = if free {
                     BlockKind::Free
@@ -52,7 +52,7 @@ impl<S: MemorySource> Buddy<S> {
             }
             gap.get_or_insert(at);
             at = if at < self.data_end {
-                at + (1usize << self.min_shift)
+                at + (1usize << self.blocks.min_shift)
             } else if self.meta > at {
                 self.meta
             } else {
@@ -60,14 +60,15 @@ impl<S: MemorySource> Buddy<S> {
             };
         }
         flush(&mut gap, at, out);
-        for k in 0..self.orders {
+        for k in 0..self.blocks.orders {
             out.begin_list(format_args!("order {k} ({} B)", self.size(k)));
-            self.bits
+            self.blocks
+                .bits
                 .for_each_free(k, |i| out.list_entry(self.addr_of(k, i), self.size(k)));
             out.end_list();
         }
-        out.value(format_args!("min block"), 1usize << self.min_shift);
-        out.value(format_args!("orders"), self.orders as usize);
+        out.value(format_args!("min block"), 1usize << self.blocks.min_shift);
+        out.value(format_args!("orders"), self.blocks.orders as usize);
         out.value(format_args!("metadata bytes"), self.meta_len);
     }
 }

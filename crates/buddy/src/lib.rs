@@ -36,6 +36,9 @@
 //!   then grows only as needed, and each chunk merges with the free end of the previous one).
 //!   Growing, the bitmaps cover only the range the data has reached and double with it (module
 //!   `grow`): a capacity told far above what is used costs nothing.
+//! * **Over offsets.** With `alloc`, [`offsets::BuddyOffsets`] is the same system (the same
+//!   blocks, bitmaps, split and merge: module `blocks`) over the offsets of a space the CPU does
+//!   not own, an [`allocator_traits::OffsetManager`] whose bitmaps live in a `Vec` out of band.
 //!
 //! ```
 //! use allocator_traits::{BoxedRegion, FreeSpaceManager, Layout};
@@ -53,17 +56,24 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `std` | yes | allocator-traits' OS memory sources, abort messages on stderr |
+//! | `std` | yes | allocator-traits' OS memory sources, abort messages on stderr (implies `alloc`) |
+//! | `alloc` | yes (via `std`) | [`offsets::BuddyOffsets`], the buddy system over offsets of a space the CPU does not own |
 //!
 //! MSRV: Rust 1.88 (the workspace's `rust-version`). Licence: MIT or Apache-2.0.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 mod bitmap;
+mod blocks;
 mod check;
 mod grow;
 mod inspect;
 pub mod merge;
+#[cfg(feature = "alloc")]
+pub mod offsets;
 pub mod order;
 pub mod split;
 
@@ -75,8 +85,9 @@ pub use allocator_traits::{
     AllocError, Detects, FreeError, FreeSpaceManager, Inspector, MemorySource, Stats,
 };
 
-use bitmap::{Bitmaps, Bits};
-use order::{MAX_ORDERS, block_size, order_for};
+use bitmap::Bits;
+use blocks::Blocks;
+use order::order_for;
 
 /// How a [`Buddy`] is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,10 +139,6 @@ pub struct Buddy<S: MemorySource> {
     source: S,
     config: Config,
     phase: Phase,
-    /// log2 of the smallest block.
-    min_shift: u32,
-    /// Number of orders: blocks go from `min_block` to `min_block << (orders - 1)`.
-    orders: u32,
     /// The bitmaps' grant (they cover blocks ending up to `cover_end`).
     meta: usize,
     meta_len: usize,
@@ -151,17 +158,9 @@ pub struct Buddy<S: MemorySource> {
     /// The first data grant's pointer: every block pointer the heap writes through is derived
     /// from it (never from a caller's pointer, whose provenance may cover only its bytes).
     base: *mut u8,
-    /// Per order: block `i` free iff its free bit is set (then it is on list `k`), allocated as
-    /// exactly this order iff its allocation bit is set; never both, never two free buddies
-    /// below the top order; the blocks with a bit set tile the `granted` data.
-    bits: Bitmaps,
-    /// Per order `k`, 0 or 1: block `i` of order `k` lies in block `(i >> 1) + up[k]` of order
-    /// `k + 1` (the bitmaps of each order start at the region's start rounded down to twice
-    /// the order's block size, so the next order's may start one block earlier).
-    up: [u8; MAX_ORDERS],
-    /// Per order `k`, the address block 0 of the order's bitmaps stands for: `origin` rounded
-    /// down to twice the order's block size (so the buddy of block `i` is block `i ^ 1`).
-    bases: [usize; MAX_ORDERS],
+    /// The orders and the bitmaps (module `blocks`, shared with the offset manager): the blocks
+    /// with a bit set tile the `granted` data.
+    blocks: Blocks,
     /// `min_block - 1`.
     min_mask: usize,
     /// `live_blocks` and `live_held` are the number and bytes of blocks with an allocation bit.
@@ -177,7 +176,7 @@ impl<S: MemorySource> core::fmt::Debug for Buddy<S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Buddy")
             .field("config", &self.config)
-            .field("orders", &self.orders)
+            .field("orders", &self.blocks.orders)
             .field("stats", &self.stats.get())
             .finish_non_exhaustive()
     }
@@ -191,8 +190,6 @@ impl<S: MemorySource> Buddy<S> {
             source,
             config,
             phase: Phase::Fresh,
-            min_shift: 0,
-            orders: 0,
             meta: 0,
             meta_len: 0,
             cover_end: 0,
@@ -202,9 +199,7 @@ impl<S: MemorySource> Buddy<S> {
             granted: 0,
             limit: 0,
             base: core::ptr::null_mut(),
-            bits: Bitmaps::empty(),
-            up: [0; MAX_ORDERS],
-            bases: [0; MAX_ORDERS],
+            blocks: Blocks::empty(),
             min_mask: 0,
             stats: FastStats::new(),
         }
@@ -235,25 +230,25 @@ impl<S: MemorySource> Buddy<S> {
 
     /// Number of orders (0 before the first allocation).
     pub fn orders(&self) -> u32 {
-        self.orders
+        self.blocks.orders
     }
 
     /// Bytes in a block of `order`.
     pub fn block_size(&self, order: u32) -> usize {
-        block_size(order, self.min_shift)
+        self.blocks.size(order)
     }
 
     /// The order a block for `layout` has, or `None` if no order of this heap holds it.
     pub fn order_of(&self, layout: Layout) -> Option<u32> {
         let min_shift = self.config.min_block.trailing_zeros();
         order_for(layout.size(), layout.align(), min_shift)
-            .filter(|&k| self.phase != Phase::Ready || k < self.orders)
+            .filter(|&k| self.phase != Phase::Ready || k < self.blocks.orders)
     }
 
     /// Number of free blocks of `order`.
     pub fn free_blocks(&self, order: u32) -> usize {
-        if order < self.orders {
-            self.bits.count_free(order)
+        if order < self.blocks.orders {
+            self.blocks.bits.count_free(order)
         } else {
             0
         }
@@ -269,9 +264,9 @@ impl<S: MemorySource> Buddy<S> {
         &self.source
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn size(&self, k: u32) -> usize {
-        block_size(k, self.min_shift)
+        self.blocks.size(k)
     }
 
     /// A pointer to `addr` (inside the heap's data) with the heap's own provenance.
@@ -283,13 +278,13 @@ impl<S: MemorySource> Buddy<S> {
     /// Address of the block of order `k` with index `i` in that order's bitmaps.
     #[inline(always)]
     pub(crate) fn addr_of(&self, k: u32, i: usize) -> usize {
-        self.bases[k as usize] + (i << (k + self.min_shift))
+        self.blocks.addr_of(k, i)
     }
 
     /// Index of the block of order `k` at `addr` in that order's bitmaps.
     #[inline(always)]
     pub(crate) fn index(&self, k: u32, addr: usize) -> usize {
-        addr.wrapping_sub(self.bases[k as usize]) >> (k + self.min_shift)
+        self.blocks.index(k, addr)
     }
 
     /// The order for `layout` as [`order_for`] gives it, for the fast paths: no `Option` (a
@@ -299,7 +294,7 @@ impl<S: MemorySource> Buddy<S> {
     fn order_fast(&self, layout: Layout) -> u32 {
         let need = layout.size().max(layout.align());
         let n = need.saturating_sub(1) | self.min_mask;
-        usize::BITS - n.leading_zeros() - self.min_shift
+        usize::BITS - n.leading_zeros() - self.blocks.min_shift
     }
 
     #[cold]
@@ -334,22 +329,25 @@ impl<S: MemorySource> Buddy<S> {
             size: layout.size(),
             align: layout.align(),
         };
-        let k = order_for(layout.size(), layout.align(), self.min_shift)
-            .filter(|&k| k < self.orders)
+        let k = order_for(layout.size(), layout.align(), self.blocks.min_shift)
+            .filter(|&k| k < self.blocks.orders)
             .ok_or(mismatch)?;
-        if addr & (self.size(k) - 1) == 0 && self.bits.test(Bits::Alloc, k, self.index(k, addr)) {
+        if addr & (self.size(k) - 1) == 0
+            && self.blocks.bits.test(Bits::Alloc, k, self.index(k, addr))
+        {
             return Ok(k);
         }
         // Not a live block of that order: say what it is.
-        for j in 0..self.orders {
+        for j in 0..self.blocks.orders {
             let size = self.size(j);
-            if addr & (size - 1) == 0 && self.bits.test(Bits::Alloc, j, self.index(j, addr)) {
+            if addr & (size - 1) == 0 && self.blocks.bits.test(Bits::Alloc, j, self.index(j, addr))
+            {
                 return Err(mismatch);
             }
         }
-        for j in 0..self.orders {
+        for j in 0..self.blocks.orders {
             let blk = addr & !(self.size(j) - 1);
-            if blk >= self.origin && self.bits.test(Bits::Free, j, self.index(j, blk)) {
+            if blk >= self.origin && self.blocks.bits.test(Bits::Free, j, self.index(j, blk)) {
                 return Err(if addr & (self.size(k) - 1) == 0 {
                     FreeError::DoubleFree { ptr: addr }
                 } else {
@@ -371,21 +369,21 @@ impl<S: MemorySource> Buddy<S> {
             AllocError::Unsupported { reason, .. } => AllocError::unsupported(layout, reason),
             _ => AllocError::out_of_memory(layout),
         })?;
-        let Some(k) = order_for(layout.size(), layout.align(), self.min_shift) else {
+        let Some(k) = order_for(layout.size(), layout.align(), self.blocks.min_shift) else {
             return Err(AllocError::unsupported(
                 layout,
                 "no power of two holds the request",
             ));
         };
-        if k >= self.orders {
-            return Err(if layout.align() > self.size(self.orders - 1) {
+        if k >= self.blocks.orders {
+            return Err(if layout.align() > self.size(self.blocks.orders - 1) {
                 AllocError::unsupported(layout, "alignment above the largest block")
             } else {
                 AllocError::out_of_memory(layout)
             });
         }
         loop {
-            if let Some(i) = self.take(k) {
+            if let Some(i) = self.blocks.take(k) {
                 return Ok(self.handed_out(layout, k, i));
             }
             if !self.grow(k) {
@@ -447,11 +445,10 @@ impl<S: MemorySource> Buddy<S> {
     /// Block `i` of order `k` is live (its allocation bit is set) and the caller gives it up.
     #[inline(always)]
     unsafe fn release_block(&mut self, layout: Layout, k: u32, i: usize) {
-        // SAFETY: a live block of order `k < orders`, in the map (caller).
-        unsafe { self.bits.put_alloc(k, i, false) };
         self.stats.free(layout.size(), self.size(k));
-        // SAFETY: a block of order k of ours that nobody uses any more (caller).
-        unsafe { self.put_index(k, i) };
+        // SAFETY: a live block of order `k < orders` (its allocation bit is set), which the
+        // caller gives up.
+        unsafe { self.blocks.release(k, i) };
     }
 }
 
@@ -461,8 +458,8 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
     #[inline]
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let k = self.order_fast(layout);
-        if k < self.orders
-            && let Some(i) = self.take(k)
+        if k < self.blocks.orders
+            && let Some(i) = self.blocks.take(k)
         {
             return Ok(self.handed_out(layout, k, i));
         }
@@ -476,7 +473,7 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         let addr = ptr.as_ptr() as usize;
         let k = self.order_fast(layout);
-        if k < self.orders
+        if k < self.blocks.orders
             && addr >= self.origin
             && addr < self.data_end
             && addr & (self.size(k) - 1) == 0
@@ -484,7 +481,7 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
             let i = self.index(k, addr);
             // SAFETY: `k < orders`, and a block starting in the data (`origin..data_end`) is in
             // the map (the bitmaps cover the data: `data_end <= cover_end`).
-            if unsafe { self.bits.test_valid(Bits::Alloc, k, i) } {
+            if unsafe { self.blocks.bits.test_valid(Bits::Alloc, k, i) } {
                 // SAFETY: a live block of order k of ours (its allocation bit), which the caller
                 // gives up.
                 unsafe { self.release_block(layout, k, i) };
@@ -502,10 +499,10 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let ko = self.validate(ptr, old).map_err(AllocError::InvalidBlock)?;
-        let Some(kn) = order_for(new.size(), new.align(), self.min_shift) else {
+        let Some(kn) = order_for(new.size(), new.align(), self.blocks.min_shift) else {
             return Err(AllocError::NotInPlace);
         };
-        if kn >= self.orders {
+        if kn >= self.blocks.orders {
             return Err(AllocError::NotInPlace);
         }
         let addr = ptr.as_ptr() as usize;
@@ -516,7 +513,7 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
                 let size = self.size(j);
                 let right = addr + size;
                 if addr & (2 * size - 1) != 0
-                    || !self.bits.test(Bits::Free, j, self.index(j, right))
+                    || !self.blocks.bits.test(Bits::Free, j, self.index(j, right))
                 {
                     return Err(AllocError::NotInPlace);
                 }
@@ -525,7 +522,7 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
                 let right = addr + self.size(j);
                 // The free bit says `right` is in list j: it leaves it, to be ours.
                 // SAFETY: `j < kn < orders`.
-                let taken = unsafe { self.bits.take_free(j, self.index(j, right)) };
+                let taken = unsafe { self.blocks.bits.take_free(j, self.index(j, right)) };
                 debug_assert!(taken);
             }
         } else {
@@ -535,14 +532,14 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
                 // `new.size()`, joins list j; its buddy (our lower half) is live, so no merge.
                 let upper = addr + self.size(j);
                 // SAFETY: `j < ko < orders`; the upper half of a live block is in the map.
-                unsafe { self.bits.set_free(j, self.index(j, upper)) };
+                unsafe { self.blocks.bits.set_free(j, self.index(j, upper)) };
             }
         }
         // SAFETY: `ko, kn < orders`; a live block of order `ko` (validated) and the block of
         // order `kn` at its address (its halves or its lower half) are in the map.
         unsafe {
-            self.bits.put_alloc(ko, self.index(ko, addr), false);
-            self.bits.put_alloc(kn, self.index(kn, addr), true);
+            self.blocks.bits.put_alloc(ko, self.index(ko, addr), false);
+            self.blocks.bits.put_alloc(kn, self.index(kn, addr), true);
         }
         let (so, sn) = (self.size(ko), self.size(kn));
         self.stats
@@ -578,5 +575,16 @@ impl<S: MemorySource> FreeSpaceManager for Buddy<S> {
             // 50 B) is indistinguishable, so the claim is not made.
             layout_mismatch: false,
         }
+    }
+}
+
+/// A xorshift generator for the random workloads of the walks' tests.
+#[cfg(test)]
+pub(crate) fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
     }
 }

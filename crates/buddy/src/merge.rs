@@ -16,25 +16,15 @@
 //! goes through the same path, so a new grant merges with free blocks at the end of the previous
 //! one.
 
-use crate::{Buddy, MemorySource};
+use crate::blocks::Blocks;
 
-impl<S: MemorySource> Buddy<S> {
-    /// Returns the (not allocated, not listed) block `block` of order `k` to the free lists,
-    /// merging it with free buddies.
+impl Blocks {
+    /// Returns block `i` of order `k` (not allocated, not listed) to the free lists, merging it
+    /// with free buddies.
     ///
     /// # Safety
-    /// `block` is a block of order `k` inside the heap's data, owned by the heap and in use by
-    /// nobody.
-    pub(crate) unsafe fn put(&mut self, block: *mut u8, k: u32) {
-        let i = self.index(k, block as usize);
-        // SAFETY: forwarded: block `i` of order `k` is `block`.
-        unsafe { self.put_index(k, i) };
-    }
-
-    /// [`Self::put`] for block `i` of order `k`.
-    ///
-    /// # Safety
-    /// As for [`Self::put`], for the block of order `k` with index `i`.
+    /// `k < orders`, block `i` of order `k` is in the map (inside the range the bitmaps cover),
+    /// and it is owned by the manager and in use by nobody.
     #[inline(always)]
     pub(crate) unsafe fn put_index(&mut self, mut k: u32, mut i: usize) {
         // Each buddy found free leaves its list (its bit cleared): the pair is one block of the
@@ -47,6 +37,21 @@ impl<S: MemorySource> Buddy<S> {
                 k += 1;
             }
             self.bits.set_free(k, i);
+        }
+    }
+
+    /// Frees live block `i` of order `k`: clears its allocation bit and merges it back.
+    ///
+    /// # Safety
+    /// `k < orders`, block `i` of order `k` is live (its allocation bit is set), and its owner
+    /// gives it up.
+    #[inline(always)]
+    pub(crate) unsafe fn release(&mut self, k: u32, i: usize) {
+        // SAFETY: a live block of order `k < orders` is in the map; once its bit is cleared it
+        // is neither allocated nor listed, and nobody uses it (caller).
+        unsafe {
+            self.bits.put_alloc(k, i, false);
+            self.put_index(k, i);
         }
     }
 }

@@ -13,9 +13,9 @@
 //! order's list by setting its free bit: `j - k` steps, at most the number of orders. No block's
 //! memory is read or written.
 
-use crate::{Buddy, MemorySource};
+use crate::blocks::Blocks;
 
-impl<S: MemorySource> Buddy<S> {
+impl Blocks {
     /// Takes a free block of order `k`, splitting a larger one if needed, and marks it
     /// allocated; returns its index in order `k`.
     #[inline(always)]

@@ -157,7 +157,7 @@ static CATALOG: &[Descriptor] = &[
             shows: "one free list per order, the blocks' split tree",
         },
         build: buddy,
-        offsets: None,
+        offsets: Some(buddy_offsets),
     },
     Descriptor {
         name: "ptmalloc2",
@@ -270,29 +270,58 @@ fn fit_offsets(spec: &Spec, space: &OffsetSpace) -> Result<OffsetInstance, Regis
 }
 
 /// Segregated over offsets: Go's classes, one empty span kept per class, over best fit's offset
-/// manager with the space's granule. Over offsets there is no tiny combining (`:no-tiny` says
-/// what is built anyway) and every free is checked (`:unchecked` is refused).
-fn segregated_offsets(
-    spec: &Spec,
-    space: &OffsetSpace,
-) -> Result<OffsetInstance, RegistryError> {
+/// manager with the space's granule, or the buddy system's (smallest block = the granule) with
+/// `:buddy`. Over offsets there is no tiny combining (`:no-tiny` says what is built anyway) and
+/// every free is checked (`:unchecked` is refused).
+fn segregated_offsets(spec: &Spec, space: &OffsetSpace) -> Result<OffsetInstance, RegistryError> {
     if spec.has("unchecked") {
         return Err(spec.error(
             "segregated's offset manager always checks its frees (its bitmaps are out of band)",
         ));
     }
-    let page = fit::offsets::FitOffsets::new(
-        space.range.clone(),
-        fit::Config::best_fit(),
-        space.granule,
-    )
-    .map_err(|e| spec.error(e))?;
-    let m = segregated::offsets::SegregatedOffsets::with_page_level(page, &segregated::GO, 1)
-        .map_err(|e| spec.error(e))?;
+    fn over<L: allocator_traits::OffsetManager + Send + 'static>(
+        spec: &Spec,
+        page: L,
+        page_built: String,
+    ) -> Result<OffsetInstance, RegistryError> {
+        let m = segregated::offsets::SegregatedOffsets::with_page_level(page, &segregated::GO, 1)
+            .map_err(|e| spec.error(e))?;
+        Ok(OffsetInstance {
+            built: format!("SegregatedOffsets (Go's classes, no tiny blocks) over {page_built}"),
+            manager: Box::new(m),
+        })
+    }
+    if spec.has("buddy") {
+        let page = buddy_offsets_over(spec, space)?;
+        let built = format!(
+            "BuddyOffsets, smallest block {} B, over {:?}",
+            space.granule, space.range
+        );
+        return over(spec, page, built);
+    }
+    let page =
+        fit::offsets::FitOffsets::new(space.range.clone(), fit::Config::best_fit(), space.granule)
+            .map_err(|e| spec.error(e))?;
+    let built = format!(
+        "FitOffsets best-fit, granule {} B, over {:?}",
+        space.granule, space.range
+    );
+    over(spec, page, built)
+}
+
+/// The buddy system over `space`, its smallest block the space's granule.
+fn buddy_offsets_over(
+    spec: &Spec,
+    space: &OffsetSpace,
+) -> Result<buddy::offsets::BuddyOffsets, RegistryError> {
+    buddy::offsets::BuddyOffsets::new(space.range.clone(), space.granule).map_err(|e| spec.error(e))
+}
+
+fn buddy_offsets(spec: &Spec, space: &OffsetSpace) -> Result<OffsetInstance, RegistryError> {
+    let m = buddy_offsets_over(spec, space)?;
     Ok(OffsetInstance {
         built: format!(
-            "SegregatedOffsets (Go's classes, no tiny blocks) over FitOffsets best-fit, granule \
-             {} B, over {:?}",
+            "BuddyOffsets, smallest block {} B, over {:?}",
             space.granule, space.range
         ),
         manager: Box::new(m),

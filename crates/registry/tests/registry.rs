@@ -77,6 +77,20 @@ fn every_offset_manager_builds_passes_the_kit_and_replays() {
         }
         let built = spec.build_offsets(&space(1 << 20)).unwrap().built;
         assert!(built.contains("4096..1052672"), "{}: {built}", d.name);
+        // Each suffix is used or refused over offsets, never dropped: it builds something else,
+        // or says why not (`:no-tiny` builds what segregated's offsets build anyway: no tiny
+        // blocks).
+        for suffix in d.suffixes.iter().filter(|s| !s.default) {
+            let name = format!("{}:{}", d.name, suffix.name);
+            match registry::lookup(&name).unwrap().build_offsets(&space(1 << 20)) {
+                Ok(other) if suffix.name == "no-tiny" => assert_eq!(other.built, built),
+                Ok(other) => assert_ne!(other.built, built, "{name} changed nothing"),
+                Err(e) => assert!(
+                    matches!(e, RegistryError::Build { .. }) && e.to_string().contains(&name),
+                    "{name}: {e}"
+                ),
+            }
+        }
         allocator_traits::conformance::check_offset_shadow(true, |len| {
             spec.build_offsets(&space(len))
                 .unwrap_or_else(|e| panic!("{}: {e}", d.name))

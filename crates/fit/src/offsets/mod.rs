@@ -230,20 +230,8 @@ impl FitOffsets {
 
 impl OffsetManager for FitOffsets {
     fn allocate(&mut self, size: usize, align: usize) -> Result<usize, AllocError> {
-        match self.place(size, align) {
-            Ok((offset, held)) => {
-                self.stats.record_alloc(size, held);
-                let top = offset + held - self.range.start;
-                if top > self.stats.footprint {
-                    self.stats.set_footprint(top);
-                }
-                Ok(offset)
-            }
-            Err(e) => {
-                self.stats.record_failure();
-                Err(e)
-            }
-        }
+        let placed = self.place(size, align);
+        self.stats.record_placement(placed, size, self.range.start)
     }
 
     fn free(&mut self, offset: usize) -> Result<(), FreeError> {
@@ -332,12 +320,7 @@ impl OffsetManager for FitOffsets {
     /// Every bad offset: outside the space (`Foreign`), or inside it where no live range starts
     /// (`NotABlock`: freed already, never handed out, or inside a range).
     fn detects(&self) -> Detects {
-        Detects {
-            foreign: true,
-            double_free: true,
-            double_free_above: 0,
-            layout_mismatch: false,
-        }
+        Detects::EVERY_OFFSET
     }
 }
 
