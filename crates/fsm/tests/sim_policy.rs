@@ -211,6 +211,9 @@ const OFFSET_POLICIES: &[&str] = &[
     "best-fit",
     "worst-fit",
     "best-fit:no-coalesce",
+    "buddy",
+    "segregated",
+    "segregated:buddy",
 ];
 
 impl Arbitrary for Run {

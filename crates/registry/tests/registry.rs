@@ -82,7 +82,10 @@ fn every_offset_manager_builds_passes_the_kit_and_replays() {
         // blocks).
         for suffix in d.suffixes.iter().filter(|s| !s.default) {
             let name = format!("{}:{}", d.name, suffix.name);
-            match registry::lookup(&name).unwrap().build_offsets(&space(1 << 20)) {
+            match registry::lookup(&name)
+                .unwrap()
+                .build_offsets(&space(1 << 20))
+            {
                 Ok(other) if suffix.name == "no-tiny" => assert_eq!(other.built, built),
                 Ok(other) => assert_ne!(other.built, built, "{name} changed nothing"),
                 Err(e) => assert!(
