@@ -206,31 +206,9 @@ impl Ptmalloc {
         align: usize,
         zero: bool,
     ) -> *mut u8 {
-        let attempt = |a: usize| -> R<usize> {
-            let mut cell = g.arena(a);
-            let cell = &mut *cell;
-            if matches!(cell.heaps, Heaps::None) {
-                return Err(Fail::Oom);
-            }
-            if align <= MALLOC_ALIGNMENT {
-                cell.core
-                    .int_malloc(&mut cell.heaps, tcx(g, tc), bytes)
-                    .map(|r| r.0)
-            } else {
-                cell.core
-                    .int_memalign(&mut cell.heaps, tcx(g, tc), align, bytes)
-            }
-        };
-        let mut r = attempt(arena);
+        let mut r = attempt(g, arena, tc, bytes, align);
         if r == Err(Fail::Oom) {
-            // arena_get_retry
-            r = if arena != 0 {
-                attempt(0)
-            } else if g.narenas.load(Ordering::Relaxed) > 1 {
-                attempt(1)
-            } else {
-                r
-            };
+            r = retry(g, arena, tc, bytes, align);
         }
         let mem = match r {
             Ok(m) => m,
@@ -391,6 +369,39 @@ impl Ptmalloc {
             Err(Fail::Oom) => core::ptr::null_mut(),
             Err(Fail::Corrupt(w)) => fatal(mem, w),
         }
+    }
+}
+
+/// `_int_malloc` / `_int_memalign` in arena `a`, held (inlined into `malloc_arena`: a closure
+/// called twice was compiled out of line, a call and a prologue more on every arena malloc).
+#[inline(always)]
+fn attempt(g: &Global, a: usize, tc: usize, bytes: usize, align: usize) -> R<usize> {
+    let mut cell = g.arena(a);
+    let cell = &mut *cell;
+    if matches!(cell.heaps, Heaps::None) {
+        return Err(Fail::Oom);
+    }
+    if align <= MALLOC_ALIGNMENT {
+        cell.core
+            .int_malloc(&mut cell.heaps, tcx(g, tc), bytes)
+            .map(|r| r.0)
+    } else {
+        cell.core
+            .int_memalign(&mut cell.heaps, tcx(g, tc), align, bytes)
+    }
+}
+
+/// `arena_get_retry`: the thread's arena `arena` is out of memory; try the main arena (or,
+/// from the main arena, arena 1).
+#[cold]
+#[inline(never)]
+fn retry(g: &Global, arena: usize, tc: usize, bytes: usize, align: usize) -> R<usize> {
+    if arena != 0 {
+        attempt(g, 0, tc, bytes, align)
+    } else if g.narenas.load(Ordering::Relaxed) > 1 {
+        attempt(g, 1, tc, bytes, align)
+    } else {
+        Err(Fail::Oom)
     }
 }
 
