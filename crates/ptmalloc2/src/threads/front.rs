@@ -125,7 +125,7 @@ impl Ptmalloc {
         Some(unsafe { &*gp })
     }
 
-    /// `MAYBE_INIT_TCACHE`.
+    /// `MAYBE_INIT_TCACHE`. (`tc`: 0 = not set up yet, `usize::MAX` = none, see [`live`].)
     #[inline(always)]
     fn tcache(&self, g: &Global, arena: usize, tc: usize) -> usize {
         if tc != 0 {
@@ -296,7 +296,11 @@ impl Ptmalloc {
             return self.free_mapped(g, mem, p);
         }
         let (arena, tc0) = tls::thread(g);
-        let tc = self.tcache(g, arena, tc0);
+        let tc = if live(tc0) {
+            tc0
+        } else {
+            self.tcache(g, arena, tc0)
+        };
         // SAFETY: `p` is inside our heaps; its size word is committed memory of a chunk.
         let size = unsafe { chunksize(&g.m, p) };
         if p > size.wrapping_neg() || misaligned(p) {
@@ -370,6 +374,13 @@ impl Ptmalloc {
             Err(Fail::Corrupt(w)) => fatal(mem, w),
         }
     }
+}
+
+/// Whether a thread's tcache word `tc` names a live tcache (neither 0, not set up yet, nor
+/// `usize::MAX`, none): one comparison.
+#[inline(always)]
+fn live(tc: usize) -> bool {
+    tc.wrapping_sub(1) < usize::MAX - 1
 }
 
 /// `_int_malloc` / `_int_memalign` in arena `a`, held (inlined into `malloc_arena`: a closure
