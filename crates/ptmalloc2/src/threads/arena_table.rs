@@ -3,8 +3,8 @@
 //! (`arena_for_chunk`).
 //!
 //! ```text
-//!  Global: arenas[0..64] (each Mutex<ArenaCell{core, heaps, attached}>), narenas, free_list,
-//!          next_to_use (reused_arena's round robin), next_heap (thread heap windows used)
+//!  Global: arenas[0..64] (each ArenaLock<ArenaCell{core, heaps, attached}>), narenas,
+//!          free_list, next_to_use (reused_arena's round robin), next_heap (thread heap windows used)
 //!  arena 0: the main arena, Heaps::Main (the brk-like window); arena i > 0: Heaps::Thread
 //!  arena_get2: free list -> new arena (below the limit) -> reused_arena (round robin, trylock)
 //! ```
@@ -17,11 +17,11 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use allocator_traits::{Corruption, FreeError, OsPages, abort_with};
 use spin::Mutex;
-use spin::mutex::{SpinMutex, SpinMutexGuard};
 
 use super::heap_info::{
     HEAP_INFO_SIZE, HI_AR, HI_PREV, HI_SIZE, MALLOC_STATE_SIZE, ThreadHeaps, first_chunk,
 };
+use super::lock::{ArenaGuard, ArenaLock};
 use super::reservation::{MAIN_WINDOW, THREAD_HEAPS, Window, commit, main_window};
 use crate::arena::{Core, Fail, Grow, R};
 use crate::chunk::*;
@@ -114,7 +114,7 @@ pub(super) struct Global {
     /// by a thread's exit flush only under this lock, held for the whole flush and the whole
     /// release, so a flush never runs on memory the drop gave back.
     pub(super) dead: Mutex<bool>,
-    pub(super) arenas: [SpinMutex<ArenaCell>; MAX_ARENAS],
+    pub(super) arenas: [ArenaLock<ArenaCell>; MAX_ARENAS],
     pub(super) narenas: AtomicUsize,
     pub(super) narenas_limit: AtomicUsize,
     pub(super) next_to_use: AtomicUsize,
@@ -153,7 +153,7 @@ impl Global {
             start,
             dead: Mutex::new(false),
             arenas: core::array::from_fn(|i| {
-                SpinMutex::new(ArenaCell {
+                ArenaLock::new(ArenaCell {
                     core: if i == 0 {
                         Core::new(Mem::empty(), mp.clone(), 0)
                     } else {
@@ -372,7 +372,7 @@ pub(super) fn single_threaded() -> bool {
 /// thread, so no other thread can hold or take the lock) reached without the lock, as glibc
 /// does while `SINGLE_THREAD_P`.
 pub(super) enum Held<'a> {
-    Locked(SpinMutexGuard<'a, ArenaCell>),
+    Locked(ArenaGuard<'a, ArenaCell>),
     Alone(&'a mut ArenaCell),
 }
 

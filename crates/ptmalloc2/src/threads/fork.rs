@@ -12,8 +12,9 @@
 //!                         to the child (their chunks stay in use), as in glibc
 //! ```
 //!
-//! The locks are spin locks (`spin::Mutex`, a test-and-set lock in this workspace, and
-//! `SpinMutex`): releasing one with `force_unlock` frees it whatever its history, so the child's
+//! The locks are a test-and-set spin lock (`spin::Mutex` in this workspace) and the arenas'
+//! futex lock (`lock::ArenaLock`): releasing one with `force_unlock` frees it whatever its
+//! history (the futex lock also wakes a sleeper, of which the child has none), so the child's
 //! reset is the same call as the parent's release. (A ticket lock would need a reset of its own:
 //! see `allocator_traits::ticket`.)
 

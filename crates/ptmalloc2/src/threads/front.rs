@@ -125,7 +125,7 @@ impl Ptmalloc {
         Some(unsafe { &*gp })
     }
 
-    /// `MAYBE_INIT_TCACHE`.
+    /// `MAYBE_INIT_TCACHE`. (`tc`: 0 = not set up yet, `usize::MAX` = none, see [`live`].)
     #[inline(always)]
     fn tcache(&self, g: &Global, arena: usize, tc: usize) -> usize {
         if tc != 0 {
@@ -206,31 +206,9 @@ impl Ptmalloc {
         align: usize,
         zero: bool,
     ) -> *mut u8 {
-        let attempt = |a: usize| -> R<usize> {
-            let mut cell = g.arena(a);
-            let cell = &mut *cell;
-            if matches!(cell.heaps, Heaps::None) {
-                return Err(Fail::Oom);
-            }
-            if align <= MALLOC_ALIGNMENT {
-                cell.core
-                    .int_malloc(&mut cell.heaps, tcx(g, tc), bytes)
-                    .map(|r| r.0)
-            } else {
-                cell.core
-                    .int_memalign(&mut cell.heaps, tcx(g, tc), align, bytes)
-            }
-        };
-        let mut r = attempt(arena);
+        let mut r = attempt(g, arena, tc, bytes, align);
         if r == Err(Fail::Oom) {
-            // arena_get_retry
-            r = if arena != 0 {
-                attempt(0)
-            } else if g.narenas.load(Ordering::Relaxed) > 1 {
-                attempt(1)
-            } else {
-                r
-            };
+            r = retry(g, arena, tc, bytes, align);
         }
         let mem = match r {
             Ok(m) => m,
@@ -318,7 +296,11 @@ impl Ptmalloc {
             return self.free_mapped(g, mem, p);
         }
         let (arena, tc0) = tls::thread(g);
-        let tc = self.tcache(g, arena, tc0);
+        let tc = if live(tc0) {
+            tc0
+        } else {
+            self.tcache(g, arena, tc0)
+        };
         // SAFETY: `p` is inside our heaps; its size word is committed memory of a chunk.
         let size = unsafe { chunksize(&g.m, p) };
         if p > size.wrapping_neg() || misaligned(p) {
@@ -391,6 +373,46 @@ impl Ptmalloc {
             Err(Fail::Oom) => core::ptr::null_mut(),
             Err(Fail::Corrupt(w)) => fatal(mem, w),
         }
+    }
+}
+
+/// Whether a thread's tcache word `tc` names a live tcache (neither 0, not set up yet, nor
+/// `usize::MAX`, none): one comparison.
+#[inline(always)]
+fn live(tc: usize) -> bool {
+    tc.wrapping_sub(1) < usize::MAX - 1
+}
+
+/// `_int_malloc` / `_int_memalign` in arena `a`, held (inlined into `malloc_arena`: a closure
+/// called twice was compiled out of line, a call and a prologue more on every arena malloc).
+#[inline(always)]
+fn attempt(g: &Global, a: usize, tc: usize, bytes: usize, align: usize) -> R<usize> {
+    let mut cell = g.arena(a);
+    let cell = &mut *cell;
+    if matches!(cell.heaps, Heaps::None) {
+        return Err(Fail::Oom);
+    }
+    if align <= MALLOC_ALIGNMENT {
+        cell.core
+            .int_malloc(&mut cell.heaps, tcx(g, tc), bytes)
+            .map(|r| r.0)
+    } else {
+        cell.core
+            .int_memalign(&mut cell.heaps, tcx(g, tc), align, bytes)
+    }
+}
+
+/// `arena_get_retry`: the thread's arena `arena` is out of memory; try the main arena (or,
+/// from the main arena, arena 1).
+#[cold]
+#[inline(never)]
+fn retry(g: &Global, arena: usize, tc: usize, bytes: usize, align: usize) -> R<usize> {
+    if arena != 0 {
+        attempt(g, 0, tc, bytes, align)
+    } else if g.narenas.load(Ordering::Relaxed) > 1 {
+        attempt(g, 1, tc, bytes, align)
+    } else {
+        Err(Fail::Oom)
     }
 }
 

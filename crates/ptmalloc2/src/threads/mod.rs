@@ -27,7 +27,8 @@
 //! `mremap`), and the main heap is a window of the reservation rather than the real `brk`.
 
 // One file per concept, lower floors first (no module uses one listed after it):
-// `reservation` (the address space, commit/decommit, the main heap's window), `heap_info`
+// `lock` (the arena lock: waiters sleep on a futex), `reservation` (the address space,
+// commit/decommit, the main heap's window), `heap_info`
 // (thread heaps: new_heap, grow_heap, their sysmalloc and heap_trim), `arena_table` (the shared
 // state, arena_get2, arena_for_chunk, the walk), `tls` (a thread's slots, thread exit), `front`
 // (`Ptmalloc`: malloc, free, realloc), `fork` (the locks across `fork`), `interfaces`
@@ -38,6 +39,7 @@ mod fork;
 mod front;
 mod heap_info;
 mod interfaces;
+mod lock;
 mod reservation;
 mod tls;
 
