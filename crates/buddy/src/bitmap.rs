@@ -298,6 +298,18 @@ impl Bitmaps {
             *p = before | m;
             before
         };
+        // SAFETY: forwarded.
+        unsafe { self.listed(k, i, before) };
+    }
+
+    /// The rest of a block joining its list once its free bit is set (`before`: its leaf word
+    /// before that): counts the order non-empty, lowers the hint, and marks the summary when
+    /// the word had no free bit.
+    ///
+    /// # Safety
+    /// `k < MAX_ORDERS`, `i < bits[k]`.
+    #[inline(always)]
+    unsafe fn listed(&mut self, k: u32, i: usize, before: u64) {
         let ku = k as usize;
         self.nonempty |= 1 << k;
         let leaf = i / 32;
@@ -307,6 +319,40 @@ impl Bitmaps {
         if before & FREE_MASK == 0 {
             self.mark(ku, leaf);
         }
+    }
+
+    /// One level of a merge: block `i` of order `k`, on no list, has its allocation bit cleared
+    /// (if set) and then, reading and writing the leaf word it shares with its buddy once:
+    /// with `merge` and a free buddy, the buddy leaves its list (as [`Bitmaps::take_free`]) and
+    /// true is returned (the two make one block of the next order, on no list); otherwise
+    /// block `i` joins its list (as [`Bitmaps::set_free`]) and false is returned. No bounds
+    /// check for the buddy: its bits are in block `i`'s word, and no bit past the order's
+    /// blocks is ever set.
+    ///
+    /// # Safety
+    /// As for [`Bitmaps::locate_valid`].
+    #[inline(always)]
+    pub(crate) unsafe fn free_or_merge(&mut self, k: u32, i: usize, merge: bool) -> bool {
+        // SAFETY: forwarded: the word is in the grant.
+        let (p, m) = unsafe { self.locate_valid(k, i) };
+        // SAFETY: as above.
+        let word = unsafe { *p } & !(m << 1);
+        let buddy = 1u64 << (2 * ((i ^ 1) % 32));
+        if merge && word & buddy != 0 {
+            let after = word & !buddy;
+            // SAFETY: as above; ours alone under `&mut self`.
+            unsafe { *p = after };
+            if after & FREE_MASK == 0 {
+                self.unmark(k as usize, i / 32);
+            }
+            return true;
+        }
+        // SAFETY: as above.
+        unsafe {
+            *p = word | m;
+            self.listed(k, i, word);
+        }
+        false
     }
 
     /// If block `i` of order `k` is free, takes it off its list (clears its free bit) and
