@@ -65,6 +65,9 @@ pub(crate) struct Bitmaps {
     words: *mut u64,
     /// First leaf word of each order, as a pointer (`words + off[k]`), for the fast paths.
     leaf: [*mut u64; MAX_ORDERS],
+    /// First word of each order's summary level 1, as a pointer (`words + sum[k][0]`; unused
+    /// when the order has no summary), for the summary upkeep of the fast paths.
+    sum1: [*mut u64; MAX_ORDERS],
     /// First leaf word of each order.
     off: [usize; MAX_ORDERS],
     /// Blocks (bit pairs) per order.
@@ -102,6 +105,7 @@ impl Bitmaps {
         Bitmaps {
             words: core::ptr::null_mut(),
             leaf: [core::ptr::null_mut(); MAX_ORDERS],
+            sum1: [core::ptr::null_mut(); MAX_ORDERS],
             off: [0; MAX_ORDERS],
             bits: [0; MAX_ORDERS],
             levels: [0; MAX_ORDERS],
@@ -160,6 +164,7 @@ impl Bitmaps {
         self.words = words;
         for k in 0..orders as usize {
             self.leaf[k] = words.wrapping_add(self.off[k]);
+            self.sum1[k] = words.wrapping_add(self.sum[k][0]);
         }
     }
 
@@ -394,10 +399,11 @@ impl Bitmaps {
             self.nonempty &= !(1 << k);
             return None;
         }
-        // SAFETY: word `w / 64` of level 1 of order `k` exists (one bit per leaf word, and `w`
-        // is one of those); ours alone under `&mut self`.
+        // SAFETY: `k < MAX_ORDERS` (`levels[k]` was read); word `w / 64` of level 1 of order
+        // `k` exists (one bit per leaf word, and `w` is one of those), and `sum1[k]` points at
+        // that level; ours alone under `&mut self`.
         let after = unsafe {
-            let p = self.word_mut(self.sum[k][0] + w / 64);
+            let p = self.sum1.get_unchecked(k).add(w / 64);
             let after = *p & !(1u64 << (w % 64));
             *p = after;
             after
@@ -434,8 +440,32 @@ impl Bitmaps {
     /// climbs while the word it set a bit in was zero before (the summary is exact: a word that
     /// was not zero has its own bit set above already).
     #[inline(always)]
-    fn mark(&mut self, k: usize, mut w: usize) {
-        for l in 0..self.levels[k] as usize {
+    fn mark(&mut self, k: usize, w: usize) {
+        if self.levels[k] == 0 {
+            return;
+        }
+        let bit = 1u64 << (w % 64);
+        // SAFETY: `k < MAX_ORDERS` (`levels[k]` was read); word `w / 64` of level 1 of order
+        // `k` exists (one bit per leaf word, and `w` is one of those; the order has a summary),
+        // and `sum1[k]` points at that level; ours alone under `&mut self`.
+        let before = unsafe {
+            let p = self.sum1.get_unchecked(k).add(w / 64);
+            let before = *p;
+            *p = before | bit;
+            before
+        };
+        debug_assert!(before & bit == 0, "a summary bit over an empty word");
+        if before == 0 {
+            self.mark_above(k, w / 64);
+        }
+    }
+
+    /// [`Bitmaps::mark`] from level 2 up: word `w` of level 1 of order `k` has just gained its
+    /// first bit (out of line: a level-1 word covers 64 leaf words, so this is rarely needed).
+    #[cold]
+    #[inline(never)]
+    fn mark_above(&mut self, k: usize, mut w: usize) {
+        for l in 1..self.levels[k] as usize {
             let (word, bit) = (w / 64, 1u64 << (w % 64));
             // SAFETY: `word` is a word of level `l + 1` of order `k` (one bit per word of the
             // level below, and `w` is one of those); ours alone under `&mut self`.
