@@ -65,6 +65,9 @@ pub(crate) struct Bitmaps {
     words: *mut u64,
     /// First leaf word of each order, as a pointer (`words + off[k]`), for the fast paths.
     leaf: [*mut u64; MAX_ORDERS],
+    /// First word of each order's summary level 1, as a pointer (`words + sum[k][0]`; unused
+    /// when the order has no summary), for the summary upkeep of the fast paths.
+    sum1: [*mut u64; MAX_ORDERS],
     /// First leaf word of each order.
     off: [usize; MAX_ORDERS],
     /// Blocks (bit pairs) per order.
@@ -102,6 +105,7 @@ impl Bitmaps {
         Bitmaps {
             words: core::ptr::null_mut(),
             leaf: [core::ptr::null_mut(); MAX_ORDERS],
+            sum1: [core::ptr::null_mut(); MAX_ORDERS],
             off: [0; MAX_ORDERS],
             bits: [0; MAX_ORDERS],
             levels: [0; MAX_ORDERS],
@@ -160,6 +164,7 @@ impl Bitmaps {
         self.words = words;
         for k in 0..orders as usize {
             self.leaf[k] = words.wrapping_add(self.off[k]);
+            self.sum1[k] = words.wrapping_add(self.sum[k][0]);
         }
     }
 
@@ -298,6 +303,18 @@ impl Bitmaps {
             *p = before | m;
             before
         };
+        // SAFETY: forwarded.
+        unsafe { self.listed(k, i, before) };
+    }
+
+    /// The rest of a block joining its list once its free bit is set (`before`: its leaf word
+    /// before that): counts the order non-empty, lowers the hint, and marks the summary when
+    /// the word had no free bit.
+    ///
+    /// # Safety
+    /// `k < MAX_ORDERS`, `i < bits[k]`.
+    #[inline(always)]
+    unsafe fn listed(&mut self, k: u32, i: usize, before: u64) {
         let ku = k as usize;
         self.nonempty |= 1 << k;
         let leaf = i / 32;
@@ -307,6 +324,40 @@ impl Bitmaps {
         if before & FREE_MASK == 0 {
             self.mark(ku, leaf);
         }
+    }
+
+    /// One level of a merge: block `i` of order `k`, on no list, has its allocation bit cleared
+    /// (if set) and then, reading and writing the leaf word it shares with its buddy once:
+    /// with `merge` and a free buddy, the buddy leaves its list (as [`Bitmaps::take_free`]) and
+    /// true is returned (the two make one block of the next order, on no list); otherwise
+    /// block `i` joins its list (as [`Bitmaps::set_free`]) and false is returned. No bounds
+    /// check for the buddy: its bits are in block `i`'s word, and no bit past the order's
+    /// blocks is ever set.
+    ///
+    /// # Safety
+    /// As for [`Bitmaps::locate_valid`].
+    #[inline(always)]
+    pub(crate) unsafe fn free_or_merge(&mut self, k: u32, i: usize, merge: bool) -> bool {
+        // SAFETY: forwarded: the word is in the grant.
+        let (p, m) = unsafe { self.locate_valid(k, i) };
+        // SAFETY: as above.
+        let word = unsafe { *p } & !(m << 1);
+        let buddy = 1u64 << (2 * ((i ^ 1) % 32));
+        if merge && word & buddy != 0 {
+            let after = word & !buddy;
+            // SAFETY: as above; ours alone under `&mut self`.
+            unsafe { *p = after };
+            if after & FREE_MASK == 0 {
+                self.unmark(k as usize, i / 32);
+            }
+            return true;
+        }
+        // SAFETY: as above.
+        unsafe {
+            *p = word | m;
+            self.listed(k, i, word);
+        }
+        false
     }
 
     /// If block `i` of order `k` is free, takes it off its list (clears its free bit) and
@@ -340,17 +391,19 @@ impl Bitmaps {
     /// Leaf word `w` of order `k` has just lost its last free bit: clears its level-1 bit, and
     /// climbs while that leaves the summary word zero ([`Bitmaps::unmark_above`], out of line:
     /// a level-1 word covers 64 leaf words, so it is rarely left empty); past the top, the
-    /// order is empty.
+    /// order is empty. Returns the level-1 word over `w` as left (`None` if the order has no
+    /// summary).
     #[inline(always)]
-    fn unmark(&mut self, k: usize, w: usize) {
+    fn unmark(&mut self, k: usize, w: usize) -> Option<u64> {
         if self.levels[k] == 0 {
             self.nonempty &= !(1 << k);
-            return;
+            return None;
         }
-        // SAFETY: word `w / 64` of level 1 of order `k` exists (one bit per leaf word, and `w`
-        // is one of those); ours alone under `&mut self`.
+        // SAFETY: `k < MAX_ORDERS` (`levels[k]` was read); word `w / 64` of level 1 of order
+        // `k` exists (one bit per leaf word, and `w` is one of those), and `sum1[k]` points at
+        // that level; ours alone under `&mut self`.
         let after = unsafe {
-            let p = self.word_mut(self.sum[k][0] + w / 64);
+            let p = self.sum1.get_unchecked(k).add(w / 64);
             let after = *p & !(1u64 << (w % 64));
             *p = after;
             after
@@ -358,6 +411,7 @@ impl Bitmaps {
         if after == 0 {
             self.unmark_above(k, w / 64);
         }
+        Some(after)
     }
 
     /// [`Bitmaps::unmark`] from level 2 up: word `w` of level 1 of order `k` has just become
@@ -386,8 +440,32 @@ impl Bitmaps {
     /// climbs while the word it set a bit in was zero before (the summary is exact: a word that
     /// was not zero has its own bit set above already).
     #[inline(always)]
-    fn mark(&mut self, k: usize, mut w: usize) {
-        for l in 0..self.levels[k] as usize {
+    fn mark(&mut self, k: usize, w: usize) {
+        if self.levels[k] == 0 {
+            return;
+        }
+        let bit = 1u64 << (w % 64);
+        // SAFETY: `k < MAX_ORDERS` (`levels[k]` was read); word `w / 64` of level 1 of order
+        // `k` exists (one bit per leaf word, and `w` is one of those; the order has a summary),
+        // and `sum1[k]` points at that level; ours alone under `&mut self`.
+        let before = unsafe {
+            let p = self.sum1.get_unchecked(k).add(w / 64);
+            let before = *p;
+            *p = before | bit;
+            before
+        };
+        debug_assert!(before & bit == 0, "a summary bit over an empty word");
+        if before == 0 {
+            self.mark_above(k, w / 64);
+        }
+    }
+
+    /// [`Bitmaps::mark`] from level 2 up: word `w` of level 1 of order `k` has just gained its
+    /// first bit (out of line: a level-1 word covers 64 leaf words, so this is rarely needed).
+    #[cold]
+    #[inline(never)]
+    fn mark_above(&mut self, k: usize, mut w: usize) {
+        for l in 1..self.levels[k] as usize {
             let (word, bit) = (w / 64, 1u64 << (w % 64));
             // SAFETY: `word` is a word of level `l + 1` of order `k` (one bit per word of the
             // level below, and `w` is one of those); ours alone under `&mut self`.
@@ -416,8 +494,9 @@ impl Bitmaps {
         self.nonempty
     }
 
-    /// The index of the lowest free block of order `k`, if any.
-    #[inline(always)]
+    /// The index of the lowest free block of order `k`, if any (for the walk's tests; the
+    /// allocation path finds and takes it in one, [`Bitmaps::take_lowest`]).
+    #[cfg(test)]
     pub(crate) fn first_free(&mut self, k: u32) -> Option<usize> {
         let ku = k as usize;
         if ku >= MAX_ORDERS || self.bits[ku] == 0 {
@@ -470,6 +549,54 @@ impl Bitmaps {
         debug_assert!(leaf != 0);
         self.low[k] = e;
         Some(e * 32 + leaf.trailing_zeros() as usize / 2)
+    }
+
+    /// Takes the lowest free block of order `k` off its list and returns its index: the
+    /// allocation path's [`Bitmaps::first_free`] and [`Bitmaps::take_free`] in one, reading and
+    /// writing its leaf word once. A leaf word it empties clears its level-1 summary bit, and
+    /// the hint moves to the next word that bit's summary word names (every word between is
+    /// empty, as the summary is exact and the emptied word was the lowest with a free bit), so
+    /// the next allocation of the order finds its block in the hint's word and not through the
+    /// summary.
+    ///
+    /// # Safety
+    /// `k < orders` and order `k` has a free block (its bit in the non-empty mask is set).
+    #[inline(always)]
+    pub(crate) unsafe fn take_lowest(&mut self, k: u32) -> usize {
+        let ku = k as usize;
+        // SAFETY: `k < orders <= MAX_ORDERS` (caller).
+        let leaf = unsafe { *self.leaf.get_unchecked(ku) };
+        // SAFETY: as above.
+        let mut w = unsafe { *self.low.get_unchecked(ku) };
+        // SAFETY: `low[k]` is a leaf word of order `k` (see `first_free`).
+        let mut word = unsafe { *leaf.add(w) };
+        if word & FREE_MASK == 0 {
+            // The order has a free block (caller), above the hint.
+            w = self.first_free_by_summary(ku).unwrap_or(w) / 32;
+            // SAFETY: a leaf word of order `k` (the summary's search found it).
+            word = unsafe { *leaf.add(w) };
+        }
+        debug_assert!(word & FREE_MASK != 0, "no free block in a non-empty order");
+        let bit = (word & FREE_MASK).trailing_zeros();
+        let after = word & !(1u64 << bit);
+        // SAFETY: as above; ours alone under `&mut self`.
+        unsafe { *leaf.add(w) = after };
+        if after & FREE_MASK == 0 {
+            self.unmark_lowest(ku, w);
+        }
+        w * 32 + bit as usize / 2
+    }
+
+    /// [`Bitmaps::unmark`] for the order's lowest leaf word with a free bit, `w`, just emptied
+    /// by [`Bitmaps::take_lowest`]: also moves the hint to the next leaf word with a free bit
+    /// when the level-1 summary word over `w` names one (all its bits left are above `w`'s).
+    #[inline(always)]
+    fn unmark_lowest(&mut self, k: usize, w: usize) {
+        if let Some(after) = self.unmark(k, w)
+            && after != 0
+        {
+            self.low[k] = w / 64 * 64 + after.trailing_zeros() as usize;
+        }
     }
 
     /// The indices of the free blocks of order `k`, lowest first.
@@ -715,6 +842,46 @@ mod tests {
         assert_eq!(b.first_free(0), Some(64));
         assert!(b.test(Bits::Alloc, 0, 0));
         assert!(!b.test(Bits::Free, 0, 0));
+    }
+
+    #[test]
+    fn take_lowest_takes_blocks_in_address_order_and_keeps_the_summary_exact() {
+        // 300 000 blocks: 9 375 leaf words, three summary levels; free blocks spread so that
+        // emptying a word moves the hint within a level-1 word, across level-1 words, and past
+        // an emptied level-2 word.
+        let (mut b, _v) = maps(300_000);
+        assert_eq!(b.levels[0], 3);
+        let mut free = vec![0, 3, 30, 34, 37, 64 * 32, 64 * 32 + 5, 4_100 * 32, 299_999];
+        for &i in free.iter().rev() {
+            // SAFETY: a block of the one order, in the map.
+            unsafe { b.set_free(0, i) };
+        }
+        // A block taken from the middle (as a merge takes a buddy) leaves the rest in order.
+        // SAFETY: order 0 of one.
+        assert!(unsafe { b.take_free(0, 37) });
+        free.retain(|&i| i != 37);
+        for &want in &free {
+            assert_eq!(b.first_free(0), Some(want));
+            // SAFETY: order 0 of one, which has a free block.
+            assert_eq!(unsafe { b.take_lowest(0) }, want);
+            assert!(!b.test(Bits::Free, 0, want));
+            b.check_order(0, false)
+                .expect("summary exact, nothing free below the hint");
+        }
+        assert_eq!(
+            b.nonempty(),
+            0,
+            "the last block took the order's mask bit along"
+        );
+        // An order of one leaf word (no summary).
+        let (mut b, _v) = maps(20);
+        for i in [19, 3] {
+            // SAFETY: a block of the one order, in the map.
+            unsafe { b.set_free(0, i) };
+        }
+        // SAFETY: order 0 of one, which has free blocks.
+        assert_eq!(unsafe { (b.take_lowest(0), b.take_lowest(0)) }, (3, 19));
+        assert_eq!(b.nonempty(), 0);
     }
 
     #[test]

@@ -19,24 +19,25 @@
 use crate::blocks::Blocks;
 
 impl Blocks {
-    /// Returns block `i` of order `k` (not allocated, not listed) to the free lists, merging it
-    /// with free buddies.
+    /// Returns block `i` of order `k` (not listed; its allocation bit, if set, is cleared) to
+    /// the free lists, merging it with free buddies.
     ///
     /// # Safety
     /// `k < orders`, block `i` of order `k` is in the map (inside the range the bitmaps cover),
     /// and it is owned by the manager and in use by nobody.
     #[inline(always)]
     pub(crate) unsafe fn put_index(&mut self, mut k: u32, mut i: usize) {
+        let top = self.orders - 1;
         // Each buddy found free leaves its list (its bit cleared): the pair is one block of the
-        // next order, which nobody uses either.
+        // next order, which nobody uses either. One read and write of the leaf word per level
+        // (`free_or_merge`: the block's and its buddy's bits share it).
         // SAFETY: `k < orders` throughout; block `i` of order `k` is in the map (caller, then
         // the merged block of two blocks in the map).
         unsafe {
-            while k + 1 < self.orders && self.bits.take_free(k, i ^ 1) {
+            while self.bits.free_or_merge(k, i, k < top) {
                 i = (i >> 1) + self.up[k as usize] as usize;
                 k += 1;
             }
-            self.bits.set_free(k, i);
         }
     }
 
@@ -47,11 +48,9 @@ impl Blocks {
     /// gives it up.
     #[inline(always)]
     pub(crate) unsafe fn release(&mut self, k: u32, i: usize) {
-        // SAFETY: a live block of order `k < orders` is in the map; once its bit is cleared it
-        // is neither allocated nor listed, and nobody uses it (caller).
-        unsafe {
-            self.bits.put_alloc(k, i, false);
-            self.put_index(k, i);
-        }
+        // SAFETY: a live block of order `k < orders` is in the map; `put_index` clears its
+        // allocation bit, and then it is neither allocated nor listed, and nobody uses it
+        // (caller).
+        unsafe { self.put_index(k, i) };
     }
 }

@@ -21,13 +21,12 @@ impl Blocks {
     #[inline(always)]
     pub(crate) fn take(&mut self, k: u32) -> Option<usize> {
         let mut j = self.bits.first_order_at_least(k)?;
-        let mut i = self.bits.first_free(j)?;
         // SAFETY: `k <= j < orders` (a non-empty order is one of the heap's, and callers pass
-        // `k < orders`); block `i` of order `j` is in the map (`first_free` found it), and so
-        // are both halves of a block in the map, order after order.
+        // `k < orders`), and order `j` has a free block; block `i` of order `j` is in the map
+        // (`take_lowest` found it), and so are both halves of a block in the map, order after
+        // order.
         unsafe {
-            let taken = self.bits.take_free(j, i);
-            debug_assert!(taken);
+            let mut i = self.bits.take_lowest(j);
             while j > k {
                 j -= 1;
                 // The lower half of block `i` (it stays ours) and its buddy, the upper half,
@@ -36,7 +35,7 @@ impl Blocks {
                 self.bits.set_free(j, i + 1);
             }
             self.bits.put_alloc(k, i, true);
+            Some(i)
         }
-        Some(i)
     }
 }
