@@ -361,6 +361,20 @@ fn offset_managers_are_shown_and_refused_where_missing() {
             &["-p", "best-fit", "--offsets-only", "--granule", "3"][..],
             "--granule 3",
         ),
+        (
+            &[
+                "-p",
+                "best-fit",
+                "--offsets-only",
+                "-S",
+                "18446744073709551615",
+            ][..],
+            "too large",
+        ),
+        (
+            &["-p", "buddy", "--offsets-only", "-S", "1000000000000"][..],
+            "bitmaps",
+        ),
     ] {
         let r = fsm_sim(&strs(args));
         let err = String::from_utf8_lossy(&r.stderr);

@@ -182,8 +182,14 @@ impl OffsetEngine {
         base: i128,
         align: usize,
     ) -> Result<Self, String> {
+        let end = OFFSETS_START.checked_add(len).ok_or_else(|| {
+            format!(
+                "-S {len}: too large for a space of offsets (at most {} bytes)",
+                usize::MAX - OFFSETS_START
+            )
+        })?;
         let space = registry::OffsetSpace {
-            range: OFFSETS_START..OFFSETS_START + len,
+            range: OFFSETS_START..end,
             granule,
         };
         let inst = spec.build_offsets(&space).map_err(|e| format!("-p {e}"))?;
