@@ -283,32 +283,10 @@ impl<M: MemorySource> FitHeap<M> {
         let Some(need) = self.block_need(layout.size()) else {
             return Err(AllocError::unsupported(layout, "size overflows"));
         };
-        let mut found = self.find(need, align);
-        if found.is_none() {
-            let slack = if align > GRAIN {
-                align.checked_add(MIN_BLOCK)
-            } else {
-                Some(0)
-            };
-            // Where coalescing joins a free block at the end of the heap with the new space, only
-            // the difference is needed.
-            let top = match (self.merges_top(), self.mem().end) {
-                (true, end) if end > 0 => {
-                    let mem = self.mem();
-                    mem.free_before(mem.sentinel()).map_or(0, |t| mem.size(t))
-                }
-                _ => 0,
-            };
-            let grown = slack
-                .and_then(|s| s.checked_add(need))
-                .map(|n| n.saturating_sub(top).max(MIN_BLOCK))
-                .ok_or(())
-                .and_then(|n| self.extend(n));
-            if let Ok(space) = grown {
-                self.free.insert(space);
-                found = self.find(need, align);
-            }
-        }
+        let found = match self.find(need, align) {
+            Some(f) => Some(f),
+            None => self.grow_and_find(need, align),
+        };
         let Some((id, front)) = found else {
             return Err(AllocError::out_of_memory(layout));
         };
@@ -316,6 +294,30 @@ impl<M: MemorySource> FitHeap<M> {
         let prev = if front > 0 { Some(false) } else { None };
         self.write_live(carved.addr, carved.size, layout.size(), prev);
         Ok(carved)
+    }
+
+    /// When nothing fits: grows the heap at its end (by only the difference where coalescing
+    /// joins the new space with a free block ending the heap) and searches again. Out of line:
+    /// the allocation path stays short.
+    #[cold]
+    #[inline(never)]
+    fn grow_and_find(&mut self, need: usize, align: usize) -> Option<(usize, usize)> {
+        let slack = if align > GRAIN {
+            align.checked_add(MIN_BLOCK)
+        } else {
+            Some(0)
+        };
+        let top = match (self.merges_top(), self.mem().end) {
+            (true, end) if end > 0 => {
+                let mem = self.mem();
+                mem.free_before(mem.sentinel()).map_or(0, |t| mem.size(t))
+            }
+            _ => 0,
+        };
+        let n = slack?.checked_add(need)?.saturating_sub(top).max(MIN_BLOCK);
+        let space = self.extend(n).ok()?;
+        self.free.insert(space);
+        self.find(need, align)
     }
 
     /// Returns the live block at `off` to the free blocks: its header is marked free first, so

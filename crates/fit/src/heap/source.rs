@@ -80,15 +80,22 @@ impl<M: MemorySource> FitHeap<M> {
     /// If the free block `top` (just inserted) ends the heap: gives it back to the source, down
     /// to 64 KiB, when it has reached the trim threshold (and the source takes it: a contiguous
     /// source takes its tail).
+    #[inline]
     pub(super) fn trim(&mut self, top: usize) {
-        let threshold = self.config.trim_threshold;
         let mem = self.mem();
         let size = mem.size(top);
-        let sentinel = mem.sentinel();
-        if top + size != sentinel || threshold == usize::MAX {
-            return;
+        if top + size == mem.sentinel() && size >= self.config.trim_threshold {
+            self.trim_top(top, size);
         }
-        if size < threshold || size < MIN_BLOCK + TRIM_KEEP {
+    }
+
+    /// `trim` for a free block `top` of `size` bytes that ends the heap and has reached the
+    /// threshold (out of line: most frees end elsewhere).
+    #[cold]
+    #[inline(never)]
+    fn trim_top(&mut self, top: usize, size: usize) {
+        let mem = self.mem();
+        if size < MIN_BLOCK + TRIM_KEEP || size < MIN_BLOCK + TRIM_KEEP {
             return;
         }
         let gran = self.source.granularity().max(GRAIN);

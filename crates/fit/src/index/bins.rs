@@ -156,14 +156,21 @@ impl Bins {
         }
         if self.tournament_kept {
             let mut i = BINS + b;
+            let old = self.tournament[i];
             self.tournament[i] = root;
-            while i > 1 {
-                i /= 2;
-                let m = lower(mem, self.tournament[2 * i], self.tournament[2 * i + 1]);
-                if self.tournament[i] == m {
-                    break;
+            if mem.below(root, old) {
+                // Lower: it wins every entry above that held a higher root.
+                while i > 1 && mem.below(root, self.tournament[i / 2]) {
+                    i /= 2;
+                    self.tournament[i] = root;
                 }
-                self.tournament[i] = m;
+            } else {
+                // Higher (or gone): the entries `old` won are played again.
+                while i > 1 && self.tournament[i / 2] == old {
+                    i /= 2;
+                    self.tournament[i] =
+                        lower(mem, self.tournament[2 * i], self.tournament[2 * i + 1]);
+                }
             }
         }
     }
@@ -253,20 +260,15 @@ impl Bins {
     #[inline]
     pub(crate) fn lowest_from<S: Space>(&self, mem: &S, b: usize) -> u32 {
         debug_assert!(self.tournament_kept);
-        // The usual bottom-up range minimum over leaves `BINS + b ..= 2 * BINS - 1`.
-        let (mut lo, mut hi) = (BINS + b, 2 * BINS);
-        let mut m = NIL;
-        while lo < hi {
-            if lo & 1 == 1 {
-                m = lower(mem, m, self.tournament[lo]);
-                lo += 1;
+        // A suffix of the leaves: the leaf itself, then on the way up every right sibling of a
+        // left child (each covers bins after `b` only). log2(BINS) steps.
+        let mut i = BINS + b;
+        let mut m = self.tournament[i];
+        while i > 1 {
+            if i & 1 == 0 {
+                m = lower(mem, m, self.tournament[i + 1]);
             }
-            if hi & 1 == 1 {
-                hi -= 1;
-                m = lower(mem, m, self.tournament[hi]);
-            }
-            lo /= 2;
-            hi /= 2;
+            i /= 2;
         }
         m
     }
