@@ -95,7 +95,7 @@ impl<M: MemorySource> FitHeap<M> {
     #[inline(never)]
     fn trim_top(&mut self, top: usize, size: usize) {
         let mem = self.mem();
-        if size < MIN_BLOCK + TRIM_KEEP || size < MIN_BLOCK + TRIM_KEEP {
+        if size < MIN_BLOCK + TRIM_KEEP {
             return;
         }
         let gran = self.source.granularity().max(GRAIN);
