@@ -191,6 +191,27 @@ impl<S: Space> Index<S> {
         skip: Option<u32>,
     ) -> Option<u32> {
         let mem = &self.space;
+        if self.policy == Policy::BestFit && fits.is_none() && self.exact && need < limit(mem) {
+            // The common request, without the closures below: the root of the first non-empty
+            // bin that holds it, unless that is `skip` (the wilderness, the highest block, so
+            // alone in its bin); past the bins, the tree.
+            let mut b = bin_of(mem, need.max(mem.min_block()));
+            while let Some(bin) = self.bins.first_from(b) {
+                let root = self.bins.roots[bin];
+                if Some(root) != skip {
+                    return Some(root);
+                }
+                b = bin + 1;
+            }
+            let x = self
+                .tree
+                .lower_bound(mem, u32::try_from(need >> mem.shift()).ok()?);
+            let x = match x {
+                x if x != NIL && Some(x) == skip => self.tree.next(mem, x),
+                x => x,
+            };
+            return (x != NIL).then_some(x);
+        }
         let ng = u32::try_from(need >> mem.shift()).ok()?;
         let t = &self.tree;
         // The block never to pick: best fit's wilderness, the highest block, so never a bin's
