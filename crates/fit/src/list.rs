@@ -144,6 +144,8 @@ pub struct Found {
 /// A free list under a policy: the shared mechanism of [`crate::ranges::RangeList`] and
 /// [`crate::FitHeap`].
 #[derive(Debug, Clone)]
+// `store` first, in a fixed place (see `Index`).
+#[repr(C)]
 pub struct FreeList<S> {
     /// The chunks, linked: `first` is `None` iff `len` is 0; following `next` from `first` visits
     /// `len` chunks and ends at `last`; `prev(next(c)) == c` for every chunk but the last.

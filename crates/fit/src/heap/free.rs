@@ -22,6 +22,9 @@ use super::inband::InBand;
 #[derive(Debug)]
 // The index holds its bins' table (1.5 KiB) in place: a `no_std` heap allocates nothing.
 #[allow(clippy::large_enum_variant)]
+// A tag, then either mechanism at one offset; both begin with the heap's `Mem` (`repr(C)`
+// structs), so `mem()` is one address whichever variant holds it and costs no match.
+#[repr(C, u8)]
 pub(crate) enum Free {
     /// The free list, nodes inside the free blocks.
     List(FreeList<InBand>),

@@ -19,6 +19,8 @@ fn opt(i: usize) -> Option<usize> {
 /// The free list stored inside the free blocks of a heap: ids are the blocks' offsets from the
 /// heap's start.
 #[derive(Debug)]
+// `mem` first, in a fixed place (see `Index`).
+#[repr(C)]
 pub struct InBand {
     /// The heap's memory (its `end` moves as the heap grows and trims).
     pub(crate) mem: Mem,

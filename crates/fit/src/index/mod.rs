@@ -49,6 +49,9 @@ use treap::{Key, Treap};
 /// The free blocks of a space in bins and a tree (see the [module docs](self)). Blocks are named
 /// by their node ids (`u32`), which the space gives.
 #[derive(Debug)]
+// `space` first, in a fixed place: the heap reaches its memory at one offset whichever
+// mechanism it runs (see `heap::free::Free`).
+#[repr(C)]
 pub(crate) struct Index<S> {
     /// The blocks and where the nodes live (for the heap, its memory: its `end` moves as the
     /// heap grows and trims).
