@@ -42,17 +42,20 @@ fn matrix(c: &mut Criterion) {
         });
     }
     group.bench_with_input(BenchmarkId::new("peer", "system"), &prog, |b, prog| {
-        b.iter(|| {
-            black_box(replay_global(
-                &std::alloc::System,
-                prog,
-                Options::default(),
-                None,
-            ))
-            .expect("replay");
-        });
+        b.iter(|| replay_system(prog));
     });
     group.finish();
+}
+
+/// One replay through the system allocator.
+fn replay_system(prog: &Program) {
+    black_box(replay_global(
+        &std::alloc::System,
+        prog,
+        Options::default(),
+        None,
+    ))
+    .expect("replay");
 }
 
 /// The timed half of `MATRIX_TRACE_PROFILE` (callgrind collects inside it only).
@@ -70,15 +73,7 @@ fn profile(spec: &str) {
     let prog = Program::compile(&trace).expect("a valid trace");
     let mut replay: Box<dyn FnMut()> = if name == "system" {
         let prog = &prog;
-        Box::new(move || {
-            black_box(replay_global(
-                &std::alloc::System,
-                prog,
-                Options::default(),
-                None,
-            ))
-            .expect("replay");
-        })
+        Box::new(move || replay_system(prog))
     } else {
         // Valgrind cannot reserve the default 64 GiB of address space: 1 GiB holds every trace.
         let cfg = Config {
