@@ -118,113 +118,144 @@ impl Treap {
         m
     }
 
-    #[inline]
-    fn update<S: Space>(&self, mem: &mut S, x: u32) {
-        if self.key == Key::Addr {
-            let a = self.aux_of(mem, x);
-            set(mem, x, AUX, a);
-        }
-    }
-
     /// The priority of `x` (a heap order: a child's is below its parent's).
     #[inline]
     pub(crate) const fn priority(x: u32) -> u32 {
         prio(x)
     }
 
-    fn replace_child<S: Space>(&mut self, mem: &mut S, p: u32, old: u32, new: u32) {
+    /// Sets the child of `p` on side `side` (`LEFT` or `RIGHT`) to `c`; `p == NIL`: the root.
+    #[inline]
+    fn set_child<S: Space>(&mut self, mem: &mut S, p: u32, side: usize, c: u32) {
         if p == NIL {
-            self.root = new;
-        } else if Self::left(mem, p) == old {
-            set(mem, p, LEFT, new);
+            self.root = c;
         } else {
-            set(mem, p, RIGHT, new);
+            set(mem, p, side, c);
         }
     }
 
-    /// Rotates `x` above its parent.
-    fn rotate_up<S: Space>(&mut self, mem: &mut S, x: u32) {
-        let p = Self::parent(mem, x);
-        let g = Self::parent(mem, p);
-        if Self::left(mem, p) == x {
-            let b = Self::right(mem, x);
-            set(mem, p, LEFT, b);
-            if b != NIL {
-                set(mem, b, PARENT, p);
-            }
-            set(mem, x, RIGHT, p);
-        } else {
-            let b = Self::left(mem, x);
-            set(mem, p, RIGHT, b);
-            if b != NIL {
-                set(mem, b, PARENT, p);
-            }
-            set(mem, x, LEFT, p);
+    /// Whether node `x`, whose size is `gs` granules, sorts before node `p` (`less` with `x`'s
+    /// size read once).
+    #[inline]
+    fn goes_left<S: Space>(&self, mem: &S, x: u32, gs: u32, p: u32) -> bool {
+        match self.key {
+            Key::Addr => mem.below(x, p),
+            Key::Size => (gs, mem.pos(x)) < (Self::gsize(mem, p), mem.pos(p)),
         }
-        set(mem, p, PARENT, x);
-        set(mem, x, PARENT, g);
-        self.replace_child(mem, g, p, x);
-        self.update(mem, p);
-        self.update(mem, x);
     }
 
-    /// Adds node `x` (its block's header holds its size already).
+    /// Adds node `x` (its block's header holds its size already): down to a leaf's place by
+    /// the key, then up past every ancestor of lower priority (rotations), then `aux` of the
+    /// ancestors above raised to `x`'s size where below it.
     pub(crate) fn insert<S: Space>(&mut self, mem: &mut S, x: u32) {
-        set(mem, x, LEFT, NIL);
-        set(mem, x, RIGHT, NIL);
-        if self.root == NIL {
-            self.root = x;
-            set(mem, x, PARENT, NIL);
-            self.update(mem, x);
-            return;
-        }
+        let by_addr = self.key == Key::Addr;
         let gs = Self::gsize(mem, x);
-        let mut p = self.root;
-        loop {
-            if self.key == Key::Addr && Self::aux(mem, p) < gs {
-                // `x` joins `p`'s subtree.
-                set(mem, p, AUX, gs);
+        // The leaf's place: `x` becomes the child of `p` on side `side`.
+        let (mut p, mut side) = (self.root, LEFT);
+        if p != NIL {
+            loop {
+                side = if self.goes_left(mem, x, gs, p) {
+                    LEFT
+                } else {
+                    RIGHT
+                };
+                let c = get(mem, p, side);
+                if c == NIL {
+                    break;
+                }
+                p = c;
             }
-            let go_left = self.less(mem, x, p);
-            let c = if go_left {
-                Self::left(mem, p)
+        }
+        // Rotations: while `p`'s priority is below `x`'s, `p` goes below `x`, taking `x`'s
+        // inner subtree (`x`'s fields and `p`'s link to `x` are written once, at the end). `x`'s
+        // subtree becomes `p`'s old one, so `x`'s `aux` is `p`'s old `aux` and `x`'s size.
+        let px = prio(x);
+        let (mut l, mut r, mut aux) = (NIL, NIL, gs);
+        while p != NIL && prio(p) < px {
+            let g = Self::parent(mem, p);
+            let inner = if side == LEFT { r } else { l };
+            set(mem, p, side, inner);
+            if inner != NIL {
+                set(mem, inner, PARENT, p);
+            }
+            set(mem, p, PARENT, x);
+            if side == LEFT {
+                r = p;
             } else {
-                Self::right(mem, p)
+                l = p;
+            }
+            if by_addr {
+                aux = aux.max(Self::aux(mem, p));
+                let a = self.aux_of(mem, p);
+                set(mem, p, AUX, a);
+            }
+            side = if g != NIL && Self::left(mem, g) == p {
+                LEFT
+            } else {
+                RIGHT
             };
-            if c == NIL {
-                set(mem, p, if go_left { LEFT } else { RIGHT }, x);
-                break;
+            p = g;
+        }
+        set(mem, x, LEFT, l);
+        set(mem, x, RIGHT, r);
+        set(mem, x, PARENT, p);
+        self.set_child(mem, p, side, x);
+        if by_addr {
+            set(mem, x, AUX, aux);
+            // `x` joins the subtrees of its ancestors: theirs grow to its size where below it
+            // (and stay from the first that is not: those above are larger still).
+            let mut a = p;
+            while a != NIL && Self::aux(mem, a) < gs {
+                set(mem, a, AUX, gs);
+                a = Self::parent(mem, a);
+            }
+        }
+    }
+
+    /// Removes node `x`: down past its children of higher priority (rotations) until it has at
+    /// most one, then out, its child (if any) in its place; then `aux` recomputed upwards.
+    pub(crate) fn remove<S: Space>(&mut self, mem: &mut S, x: u32) {
+        let by_addr = self.key == Key::Addr;
+        // Every node rotated above `x` takes `x`'s old `aux`: its subtree's largest size or
+        // more (its subtree lies inside `x`'s old one). `refresh_up` below corrects them from
+        // the bottom up, and stops at the first that holds its subtree's largest size: the
+        // ones above it then hold theirs too (their subtrees hold it, and lie inside `x`'s).
+        let aux = if by_addr { Self::aux(mem, x) } else { 0 };
+        let mut p = Self::parent(mem, x);
+        let mut side = if p != NIL && Self::left(mem, p) == x {
+            LEFT
+        } else {
+            RIGHT
+        };
+        let (mut l, mut r) = (Self::left(mem, x), Self::right(mem, x));
+        while l != NIL && r != NIL {
+            // The child of higher priority takes `x`'s place; `x` takes its inner subtree
+            // (`x`'s own fields are never read again: only `l`, `r` and `p` say where it is).
+            // (`c`'s link to `x` is written by the next rotation or the splice.)
+            let (c, inner) = if prio(l) > prio(r) {
+                (l, Self::right(mem, l))
+            } else {
+                (r, Self::left(mem, r))
+            };
+            set(mem, c, PARENT, p);
+            self.set_child(mem, p, side, c);
+            if by_addr {
+                set(mem, c, AUX, aux);
+            }
+            if c == l {
+                l = inner;
+                side = RIGHT;
+            } else {
+                r = inner;
+                side = LEFT;
             }
             p = c;
         }
-        set(mem, x, PARENT, p);
-        self.update(mem, x);
-        loop {
-            let p = Self::parent(mem, x);
-            if p == NIL || prio(x) < prio(p) {
-                break;
-            }
-            self.rotate_up(mem, x);
-        }
-    }
-
-    /// Removes node `x`.
-    pub(crate) fn remove<S: Space>(&mut self, mem: &mut S, x: u32) {
-        loop {
-            let (l, r) = (Self::left(mem, x), Self::right(mem, x));
-            if l == NIL || r == NIL {
-                break;
-            }
-            let c = if prio(l) > prio(r) { l } else { r };
-            self.rotate_up(mem, c);
-        }
-        let l = Self::left(mem, x);
-        let child = if l != NIL { l } else { Self::right(mem, x) };
-        let p = Self::parent(mem, x);
+        let child = if l != NIL { l } else { r };
         if child != NIL {
             set(mem, child, PARENT, p);
         }
-        self.replace_child(mem, p, x, child);
+        self.set_child(mem, p, side, child);
         self.refresh_up(mem, p);
     }
 
