@@ -270,13 +270,23 @@ impl<S: Space> Index<S> {
                     best
                 }
             }
-            Policy::NextFit => {
-                let r = self.rover.map_or(0, |r| mem.pos(r));
-                match by_address(r, usize::MAX) {
-                    NIL => by_address(0, r),
-                    x => x,
+            Policy::NextFit => match self.rover {
+                // The rover is a node of the tree (the walk checks it), so the lowest block at
+                // or above it is found from it, with no walk down from the root; then, wrapping,
+                // the lowest below it.
+                Some(r) => {
+                    let mut x = t.fit_at(mem, r, ng);
+                    while x != NIL && !ok(x) {
+                        x = t.fit_after(mem, x, ng);
+                    }
+                    if x == NIL {
+                        by_address(0, mem.pos(r))
+                    } else {
+                        x
+                    }
                 }
-            }
+                None => by_address(0, usize::MAX),
+            },
             Policy::BestFit => {
                 let mut b = from;
                 let mut x = NIL;

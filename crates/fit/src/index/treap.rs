@@ -367,8 +367,7 @@ impl Treap {
     }
 
     /// By address: the lowest node at or above position `lo` ([`Space::pos`]) whose size is at
-    /// least `ng` granules. O(depth): the walk to `lo`, then up, entering at most one subtree
-    /// that holds the answer.
+    /// least `ng` granules. O(depth): the walk to `lo`, then [`fit_at`](Self::fit_at).
     pub(crate) fn fit_from<S: Space>(&self, mem: &S, lo: usize, ng: u32) -> u32 {
         // The lowest node at or above `lo`.
         let (mut x, mut at) = (self.root, NIL);
@@ -383,14 +382,28 @@ impl Treap {
         if at == NIL {
             return NIL;
         }
+        self.fit_at(mem, at, ng)
+    }
+
+    /// By address: the lowest node at or after node `at` in order whose size is at least `ng`
+    /// granules (no walk down from the root to `at`).
+    #[inline]
+    pub(crate) fn fit_at<S: Space>(&self, mem: &S, at: u32, ng: u32) -> u32 {
         if Self::gsize(mem, at) >= ng {
             return at;
         }
-        let found = Self::leftmost_fit(mem, Self::right(mem, at), ng);
+        self.fit_after(mem, at, ng)
+    }
+
+    /// By address: the lowest node after node `x` in order whose size is at least `ng`
+    /// granules. O(depth): the subtree right of `x`, then up, entering at most one subtree that
+    /// holds the answer.
+    pub(crate) fn fit_after<S: Space>(&self, mem: &S, mut x: u32, ng: u32) -> u32 {
+        debug_assert_eq!(self.key, Key::Addr);
+        let found = Self::leftmost_fit(mem, Self::right(mem, x), ng);
         if found != NIL {
             return found;
         }
-        let mut x = at;
         loop {
             let p = Self::parent(mem, x);
             if p == NIL {
