@@ -68,11 +68,23 @@ pub(crate) struct Treap {
     /// The root (`NIL` iff the tree is empty).
     pub(crate) root: u32,
     pub(crate) key: Key,
+    /// By address: a node of the tree (or `NIL`) near the last change, where [`insert`]
+    /// starts its walk (see [`climb`]): the parent of the last node removed, the last node
+    /// inserted, the node whose size last changed. Only the tree's own operations set it, and
+    /// each to a node it leaves in the tree; a removal moves it off the node removed.
+    ///
+    /// [`insert`]: Self::insert
+    /// [`climb`]: Self::climb
+    finger: u32,
 }
 
 impl Treap {
     pub(crate) const fn new(key: Key) -> Self {
-        Treap { root: NIL, key }
+        Treap {
+            root: NIL,
+            key,
+            finger: NIL,
+        }
     }
 
     #[inline]
@@ -150,8 +162,16 @@ impl Treap {
     pub(crate) fn insert<S: Space>(&mut self, mem: &mut S, x: u32) {
         let by_addr = self.key == Key::Addr;
         let gs = Self::gsize(mem, x);
-        // The leaf's place: `x` becomes the child of `p` on side `side`.
-        let (mut p, mut side) = (self.root, LEFT);
+        // The leaf's place: `x` becomes the child of `p` on side `side`. By address, the walk
+        // down starts from the finger's ancestor whose subtree holds `x`'s place: a freed block
+        // is indexed just after its neighbours were taken out, a carved block's rest just after
+        // the block, so that ancestor is most often the finger or a few steps above it.
+        let start = if by_addr && self.finger != NIL {
+            self.climb(mem, self.finger, x)
+        } else {
+            self.root
+        };
+        let (mut p, mut side) = (start, LEFT);
         if p != NIL {
             loop {
                 side = if self.goes_left(mem, x, gs, p) {
@@ -201,6 +221,7 @@ impl Treap {
         set(mem, x, PARENT, p);
         self.set_child(mem, p, side, x);
         if by_addr {
+            self.finger = x;
             set(mem, x, AUX, aux);
             // `x` joins the subtrees of its ancestors: theirs grow to its size where below it
             // (and stay from the first that is not: those above are larger still).
@@ -259,12 +280,35 @@ impl Treap {
         self.refresh_up(mem, p);
     }
 
+    /// By address: the lowest ancestor of `h` (or `h`) whose subtree holds the place of key
+    /// `x` (not in the tree): the walk down from it to `x`'s place is the walk from the root.
+    /// A node's subtree holds the keys between its nearest ancestor it lies right of and its
+    /// nearest ancestor it lies left of; on `x`'s side of `h` only one bound can fail, so the
+    /// climb goes up until that bound is passed. O(steps up to the common ancestor).
+    fn climb<S: Space>(&self, mem: &S, h: u32, x: u32) -> u32 {
+        let below = mem.below(x, h);
+        let mut a = h;
+        loop {
+            let q = Self::parent(mem, a);
+            if q == NIL {
+                return a;
+            }
+            // `q` bounds `a`'s subtree below if `a` is its right child, above if its left.
+            let right_of_q = Self::left(mem, q) != a;
+            if right_of_q == below && mem.below(x, q) != below {
+                return a;
+            }
+            a = q;
+        }
+    }
+
     /// Recomputes `aux` from `x` up to the root, after `x`'s size or subtree changed (stops
     /// where nothing changes: the ancestors above depend only on it).
-    pub(crate) fn refresh_up<S: Space>(&self, mem: &mut S, mut x: u32) {
+    pub(crate) fn refresh_up<S: Space>(&mut self, mem: &mut S, mut x: u32) {
         if self.key != Key::Addr {
             return;
         }
+        self.finger = x;
         while x != NIL {
             let a = self.aux_of(mem, x);
             if a == Self::aux(mem, x) {
