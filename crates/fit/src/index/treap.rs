@@ -186,36 +186,10 @@ impl Treap {
                 p = c;
             }
         }
-        // Rotations: while `p`'s priority is below `x`'s, `p` goes below `x`, taking `x`'s
-        // inner subtree (`x`'s fields and `p`'s link to `x` are written once, at the end). `x`'s
-        // subtree becomes `p`'s old one, so `x`'s `aux` is `p`'s old `aux` and `x`'s size.
-        let px = prio(x);
-        let (mut l, mut r, mut aux) = (NIL, NIL, gs);
-        while p != NIL && prio(p) < px {
-            let g = Self::parent(mem, p);
-            let inner = if side == LEFT { r } else { l };
-            set(mem, p, side, inner);
-            if inner != NIL {
-                set(mem, inner, PARENT, p);
-            }
-            set(mem, p, PARENT, x);
-            if side == LEFT {
-                r = p;
-            } else {
-                l = p;
-            }
-            if by_addr {
-                aux = aux.max(Self::aux(mem, p));
-                let a = self.aux_of(mem, p);
-                set(mem, p, AUX, a);
-            }
-            side = if g != NIL && Self::left(mem, g) == p {
-                LEFT
-            } else {
-                RIGHT
-            };
-            p = g;
-        }
+        // Rotations (`x` has no children yet). `x`'s subtree becomes the last one rotated
+        // below it, so its `aux` is that one's old `aux` or its own size.
+        let (p, side, l, r, below) = self.float(mem, x, p, side, NIL, NIL);
+        let aux = gs.max(below);
         set(mem, x, LEFT, l);
         set(mem, x, RIGHT, r);
         set(mem, x, PARENT, p);
@@ -278,6 +252,137 @@ impl Treap {
         }
         self.set_child(mem, p, side, child);
         self.refresh_up(mem, p);
+    }
+
+    /// Rotates node `x`, conceptually the child of `p` on side `side` with children `l` and
+    /// `r` (none of these links written yet), up past every ancestor of lower priority: each
+    /// such `p` goes below `x`, taking `x`'s inner subtree, its `aux` recomputed. Returns where
+    /// `x` ends (its parent, side and children, for the caller to link) and the largest old
+    /// `aux` of the nodes that went below it (0 if none).
+    #[inline]
+    fn float<S: Space>(
+        &self,
+        mem: &mut S,
+        x: u32,
+        mut p: u32,
+        mut side: usize,
+        mut l: u32,
+        mut r: u32,
+    ) -> (u32, usize, u32, u32, u32) {
+        let by_addr = self.key == Key::Addr;
+        let px = prio(x);
+        let mut below = 0;
+        while p != NIL && prio(p) < px {
+            let g = Self::parent(mem, p);
+            let inner = if side == LEFT { r } else { l };
+            set(mem, p, side, inner);
+            if inner != NIL {
+                set(mem, inner, PARENT, p);
+            }
+            set(mem, p, PARENT, x);
+            if side == LEFT {
+                r = p;
+            } else {
+                l = p;
+            }
+            if by_addr {
+                below = below.max(Self::aux(mem, p));
+                let a = self.aux_of(mem, p);
+                set(mem, p, AUX, a);
+            }
+            side = if g != NIL && Self::left(mem, g) == p {
+                LEFT
+            } else {
+                RIGHT
+            };
+            p = g;
+        }
+        (p, side, l, r, below)
+    }
+
+    /// By address: node `x`'s links (left, right, parent), read before anything may overwrite
+    /// its fields (see [`replace`](Self::replace)).
+    #[inline]
+    pub(crate) fn links<S: Space>(mem: &S, x: u32) -> [u32; 3] {
+        [
+            Self::left(mem, x),
+            Self::right(mem, x),
+            Self::parent(mem, x),
+        ]
+    }
+
+    /// By address: node `new` (its block's header holds its size already) takes the place of
+    /// node `old`, whose links were `links` ([`links`](Self::links), read before `new`'s header
+    /// was written: in the heap a rest carved 16 bytes into `old` has its header on `old`'s
+    /// fields). No node may lie between `old` and `new` in address order, so the key order
+    /// holds with `new` where `old` was; then `new` goes up past ancestors of lower priority or
+    /// down below children of higher priority (rotations), and `aux` is recomputed from `new`
+    /// up. One pass instead of a removal and an insertion.
+    pub(crate) fn replace<S: Space>(&mut self, mem: &mut S, old: u32, links: [u32; 3], new: u32) {
+        debug_assert_eq!(self.key, Key::Addr);
+        let [mut l, mut r, mut p] = links;
+        let mut side = if p != NIL && Self::left(mem, p) == old {
+            LEFT
+        } else {
+            RIGHT
+        };
+        for c in [l, r] {
+            if c != NIL {
+                set(mem, c, PARENT, new);
+            }
+        }
+        // Up (the nodes rotated below `new` get their `aux` in `float`), else down.
+        (p, side, l, r, _) = self.float(mem, new, p, side, l, r);
+        let pn = prio(new);
+        let mut rotated_above = 0usize;
+        set(mem, new, LEFT, l);
+        set(mem, new, RIGHT, r);
+        set(mem, new, PARENT, p);
+        self.set_child(mem, p, side, new);
+        // Down: the child of higher priority takes `new`'s place, `new` its inner subtree.
+        loop {
+            let c = if l != NIL && prio(l) > pn && (r == NIL || prio(l) > prio(r)) {
+                l
+            } else if r != NIL && prio(r) > pn {
+                r
+            } else {
+                break;
+            };
+            let from_left = c == l;
+            let inner = if from_left {
+                let inner = Self::right(mem, l);
+                set(mem, new, LEFT, inner);
+                set(mem, l, RIGHT, new);
+                l = inner;
+                inner
+            } else {
+                let inner = Self::left(mem, r);
+                set(mem, new, RIGHT, inner);
+                set(mem, r, LEFT, new);
+                r = inner;
+                inner
+            };
+            if inner != NIL {
+                set(mem, inner, PARENT, new);
+            }
+            set(mem, c, PARENT, p);
+            self.set_child(mem, p, side, c);
+            set(mem, new, PARENT, c);
+            side = if from_left { RIGHT } else { LEFT };
+            p = c;
+            rotated_above += 1;
+        }
+        // `aux`: `new` and the nodes rotated above it hold other subtrees than before, so
+        // theirs are recomputed; above them the subtrees hold the same blocks but `new` for
+        // `old`, which `refresh_up` settles (stopping where nothing changes).
+        let mut y = new;
+        for _ in 0..=rotated_above {
+            let a = self.aux_of(mem, y);
+            set(mem, y, AUX, a);
+            y = Self::parent(mem, y);
+        }
+        self.refresh_up(mem, y);
+        self.finger = new;
     }
 
     /// By address: the lowest ancestor of `h` (or `h`) whose subtree holds the place of key
