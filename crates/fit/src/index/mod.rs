@@ -270,13 +270,23 @@ impl<S: Space> Index<S> {
                     best
                 }
             }
-            Policy::NextFit => {
-                let r = self.rover.map_or(0, |r| mem.pos(r));
-                match by_address(r, usize::MAX) {
-                    NIL => by_address(0, r),
-                    x => x,
+            Policy::NextFit => match self.rover {
+                // The rover is a node of the tree (the walk checks it), so the lowest block at
+                // or above it is found from it, with no walk down from the root; then, wrapping,
+                // the lowest below it.
+                Some(r) => {
+                    let mut x = t.fit_at(mem, r, ng);
+                    while x != NIL && !ok(x) {
+                        x = t.fit_after(mem, x, ng);
+                    }
+                    if x == NIL {
+                        by_address(0, mem.pos(r))
+                    } else {
+                        x
+                    }
                 }
-            }
+                None => by_address(0, usize::MAX),
+            },
             Policy::BestFit => {
                 let mut b = from;
                 let mut x = NIL;
@@ -365,9 +375,16 @@ impl<S: Space> Index<S> {
             }
             (c, carved)
         } else if back > 0 {
-            self.unlink(x);
-            let r = self.space.split_off(x, carved.size);
-            let new = self.link(r, back, Some(true));
+            let new = if self.tree.key == Key::Addr
+                && !self.in_bins(carved.size + back)
+                && !self.in_bins(back)
+            {
+                self.replace_by_rest(x, carved.size, back)
+            } else {
+                self.unlink(x);
+                let r = self.space.split_off(x, carved.size);
+                self.link(r, back, Some(true))
+            };
             if next_fit || self.rover == Some(x) {
                 self.rover = Some(new);
             }
@@ -404,6 +421,9 @@ impl<S: Space> Index<S> {
         if self.physical && size > 0 {
             if let Some(p) = self.space.free_before(x) {
                 let psize = self.space.size(p);
+                if self.tree.key == Key::Addr && !self.in_bins(psize) {
+                    return self.merge_into_tree_node(p, psize, x, size);
+                }
                 rover_merged |= self.rover == Some(p);
                 self.rover = self.rover.filter(|&r| r != p);
                 self.unlink(p);
@@ -423,6 +443,43 @@ impl<S: Space> Index<S> {
             self.rover = Some(x);
         }
         x
+    }
+
+    /// By address, for a block of the tree carved from its low end ([`take`](Self::take)):
+    /// the rest `back` bytes long, `carved` bytes into `x`, takes `x`'s place in the tree (no
+    /// block lies between them), instead of `x` leaving it and the rest joining it. Returns the
+    /// rest's node.
+    #[inline(never)]
+    fn replace_by_rest(&mut self, x: u32, carved: usize, back: usize) -> u32 {
+        // `x`'s links first: the rest's header may lie on `x`'s fields.
+        let links = Treap::links(&self.space, x);
+        let r = self.space.split_off(x, carved);
+        self.space.mark_free(r, back, Some(true));
+        self.tree.replace(&mut self.space, x, links, r);
+        r
+    }
+
+    /// By address, for a freed block `x` of `size` bytes whose free neighbour below, `p` of
+    /// `psize` bytes, lives in the tree ([`insert`](Self::insert)): `p` stays in the tree (its
+    /// place is the same) and grows by `x` and the free neighbour above, if any. Returns `p`.
+    #[inline(never)]
+    fn merge_into_tree_node(&mut self, p: u32, psize: usize, x: u32, size: usize) -> u32 {
+        self.space.absorb(p, x);
+        let mut size = psize + size;
+        let mut rover_merged = false;
+        if let Some(n) = self.space.free_after(p, size) {
+            rover_merged = self.rover == Some(n);
+            self.rover = self.rover.filter(|&r| r != n);
+            size += self.space.size(n);
+            self.unlink(n);
+            self.space.absorb(p, n);
+        }
+        self.space.mark_free(p, size, None);
+        self.tree.refresh_up(&mut self.space, p);
+        if rover_merged {
+            self.rover = Some(p);
+        }
+        p
     }
 
     /// Whether the free block `x` is a node of the tree or a bin: its parent links to it (or it

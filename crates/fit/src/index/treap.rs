@@ -68,11 +68,23 @@ pub(crate) struct Treap {
     /// The root (`NIL` iff the tree is empty).
     pub(crate) root: u32,
     pub(crate) key: Key,
+    /// By address: a node of the tree (or `NIL`) near the last change, where [`insert`]
+    /// starts its walk (see [`climb`]): the parent of the last node removed, the last node
+    /// inserted, the node whose size last changed. Only the tree's own operations set it, and
+    /// each to a node it leaves in the tree; a removal moves it off the node removed.
+    ///
+    /// [`insert`]: Self::insert
+    /// [`climb`]: Self::climb
+    finger: u32,
 }
 
 impl Treap {
     pub(crate) const fn new(key: Key) -> Self {
-        Treap { root: NIL, key }
+        Treap {
+            root: NIL,
+            key,
+            finger: NIL,
+        }
     }
 
     #[inline]
@@ -118,122 +130,290 @@ impl Treap {
         m
     }
 
-    #[inline]
-    fn update<S: Space>(&self, mem: &mut S, x: u32) {
-        if self.key == Key::Addr {
-            let a = self.aux_of(mem, x);
-            set(mem, x, AUX, a);
-        }
-    }
-
     /// The priority of `x` (a heap order: a child's is below its parent's).
     #[inline]
     pub(crate) const fn priority(x: u32) -> u32 {
         prio(x)
     }
 
-    fn replace_child<S: Space>(&mut self, mem: &mut S, p: u32, old: u32, new: u32) {
+    /// Sets the child of `p` on side `side` (`LEFT` or `RIGHT`) to `c`; `p == NIL`: the root.
+    #[inline]
+    fn set_child<S: Space>(&mut self, mem: &mut S, p: u32, side: usize, c: u32) {
         if p == NIL {
-            self.root = new;
-        } else if Self::left(mem, p) == old {
-            set(mem, p, LEFT, new);
+            self.root = c;
         } else {
-            set(mem, p, RIGHT, new);
+            set(mem, p, side, c);
         }
     }
 
-    /// Rotates `x` above its parent.
-    fn rotate_up<S: Space>(&mut self, mem: &mut S, x: u32) {
-        let p = Self::parent(mem, x);
-        let g = Self::parent(mem, p);
-        if Self::left(mem, p) == x {
-            let b = Self::right(mem, x);
-            set(mem, p, LEFT, b);
-            if b != NIL {
-                set(mem, b, PARENT, p);
-            }
-            set(mem, x, RIGHT, p);
-        } else {
-            let b = Self::left(mem, x);
-            set(mem, p, RIGHT, b);
-            if b != NIL {
-                set(mem, b, PARENT, p);
-            }
-            set(mem, x, LEFT, p);
+    /// Whether node `x`, whose size is `gs` granules, sorts before node `p` (`less` with `x`'s
+    /// size read once).
+    #[inline]
+    fn goes_left<S: Space>(&self, mem: &S, x: u32, gs: u32, p: u32) -> bool {
+        match self.key {
+            Key::Addr => mem.below(x, p),
+            Key::Size => (gs, mem.pos(x)) < (Self::gsize(mem, p), mem.pos(p)),
         }
-        set(mem, p, PARENT, x);
-        set(mem, x, PARENT, g);
-        self.replace_child(mem, g, p, x);
-        self.update(mem, p);
-        self.update(mem, x);
     }
 
-    /// Adds node `x` (its block's header holds its size already).
+    /// Adds node `x` (its block's header holds its size already): down to a leaf's place by
+    /// the key, then up past every ancestor of lower priority (rotations), then `aux` of the
+    /// ancestors above raised to `x`'s size where below it.
     pub(crate) fn insert<S: Space>(&mut self, mem: &mut S, x: u32) {
-        set(mem, x, LEFT, NIL);
-        set(mem, x, RIGHT, NIL);
-        if self.root == NIL {
-            self.root = x;
-            set(mem, x, PARENT, NIL);
-            self.update(mem, x);
-            return;
-        }
+        let by_addr = self.key == Key::Addr;
         let gs = Self::gsize(mem, x);
-        let mut p = self.root;
-        loop {
-            if self.key == Key::Addr && Self::aux(mem, p) < gs {
-                // `x` joins `p`'s subtree.
-                set(mem, p, AUX, gs);
+        // The leaf's place: `x` becomes the child of `p` on side `side`. By address, the walk
+        // down starts from the finger's ancestor whose subtree holds `x`'s place: a freed block
+        // is indexed just after its neighbours were taken out, a carved block's rest just after
+        // the block, so that ancestor is most often the finger or a few steps above it.
+        let start = if by_addr && self.finger != NIL {
+            self.climb(mem, self.finger, x)
+        } else {
+            self.root
+        };
+        let (mut p, mut side) = (start, LEFT);
+        if p != NIL {
+            loop {
+                side = if self.goes_left(mem, x, gs, p) {
+                    LEFT
+                } else {
+                    RIGHT
+                };
+                let c = get(mem, p, side);
+                if c == NIL {
+                    break;
+                }
+                p = c;
             }
-            let go_left = self.less(mem, x, p);
-            let c = if go_left {
-                Self::left(mem, p)
+        }
+        // Rotations (`x` has no children yet). `x`'s subtree becomes the last one rotated
+        // below it, so its `aux` is that one's old `aux` or its own size.
+        let (p, side, l, r, below) = self.float(mem, x, p, side, NIL, NIL);
+        let aux = gs.max(below);
+        set(mem, x, LEFT, l);
+        set(mem, x, RIGHT, r);
+        set(mem, x, PARENT, p);
+        self.set_child(mem, p, side, x);
+        if by_addr {
+            self.finger = x;
+            set(mem, x, AUX, aux);
+            // `x` joins the subtrees of its ancestors: theirs grow to its size where below it
+            // (and stay from the first that is not: those above are larger still).
+            let mut a = p;
+            while a != NIL && Self::aux(mem, a) < gs {
+                set(mem, a, AUX, gs);
+                a = Self::parent(mem, a);
+            }
+        }
+    }
+
+    /// Removes node `x`: down past its children of higher priority (rotations) until it has at
+    /// most one, then out, its child (if any) in its place; then `aux` recomputed upwards.
+    pub(crate) fn remove<S: Space>(&mut self, mem: &mut S, x: u32) {
+        let by_addr = self.key == Key::Addr;
+        // Every node rotated above `x` takes `x`'s old `aux`: its subtree's largest size or
+        // more (its subtree lies inside `x`'s old one). `refresh_up` below corrects them from
+        // the bottom up, and stops at the first that holds its subtree's largest size: the
+        // ones above it then hold theirs too (their subtrees hold it, and lie inside `x`'s).
+        let aux = if by_addr { Self::aux(mem, x) } else { 0 };
+        let mut p = Self::parent(mem, x);
+        let mut side = if p != NIL && Self::left(mem, p) == x {
+            LEFT
+        } else {
+            RIGHT
+        };
+        let (mut l, mut r) = (Self::left(mem, x), Self::right(mem, x));
+        while l != NIL && r != NIL {
+            // The child of higher priority takes `x`'s place; `x` takes its inner subtree
+            // (`x`'s own fields are never read again: only `l`, `r` and `p` say where it is).
+            // (`c`'s link to `x` is written by the next rotation or the splice.)
+            let (c, inner) = if prio(l) > prio(r) {
+                (l, Self::right(mem, l))
             } else {
-                Self::right(mem, p)
+                (r, Self::left(mem, r))
             };
-            if c == NIL {
-                set(mem, p, if go_left { LEFT } else { RIGHT }, x);
-                break;
+            set(mem, c, PARENT, p);
+            self.set_child(mem, p, side, c);
+            if by_addr {
+                set(mem, c, AUX, aux);
+            }
+            if c == l {
+                l = inner;
+                side = RIGHT;
+            } else {
+                r = inner;
+                side = LEFT;
             }
             p = c;
         }
-        set(mem, x, PARENT, p);
-        self.update(mem, x);
-        loop {
-            let p = Self::parent(mem, x);
-            if p == NIL || prio(x) < prio(p) {
-                break;
-            }
-            self.rotate_up(mem, x);
-        }
-    }
-
-    /// Removes node `x`.
-    pub(crate) fn remove<S: Space>(&mut self, mem: &mut S, x: u32) {
-        loop {
-            let (l, r) = (Self::left(mem, x), Self::right(mem, x));
-            if l == NIL || r == NIL {
-                break;
-            }
-            let c = if prio(l) > prio(r) { l } else { r };
-            self.rotate_up(mem, c);
-        }
-        let l = Self::left(mem, x);
-        let child = if l != NIL { l } else { Self::right(mem, x) };
-        let p = Self::parent(mem, x);
+        let child = if l != NIL { l } else { r };
         if child != NIL {
             set(mem, child, PARENT, p);
         }
-        self.replace_child(mem, p, x, child);
+        self.set_child(mem, p, side, child);
         self.refresh_up(mem, p);
+    }
+
+    /// Rotates node `x`, conceptually the child of `p` on side `side` with children `l` and
+    /// `r` (none of these links written yet), up past every ancestor of lower priority: each
+    /// such `p` goes below `x`, taking `x`'s inner subtree, its `aux` recomputed. Returns where
+    /// `x` ends (its parent, side and children, for the caller to link) and the largest old
+    /// `aux` of the nodes that went below it (0 if none).
+    #[inline]
+    fn float<S: Space>(
+        &self,
+        mem: &mut S,
+        x: u32,
+        mut p: u32,
+        mut side: usize,
+        mut l: u32,
+        mut r: u32,
+    ) -> (u32, usize, u32, u32, u32) {
+        let by_addr = self.key == Key::Addr;
+        let px = prio(x);
+        let mut below = 0;
+        while p != NIL && prio(p) < px {
+            let g = Self::parent(mem, p);
+            let inner = if side == LEFT { r } else { l };
+            set(mem, p, side, inner);
+            if inner != NIL {
+                set(mem, inner, PARENT, p);
+            }
+            set(mem, p, PARENT, x);
+            if side == LEFT {
+                r = p;
+            } else {
+                l = p;
+            }
+            if by_addr {
+                below = below.max(Self::aux(mem, p));
+                let a = self.aux_of(mem, p);
+                set(mem, p, AUX, a);
+            }
+            side = if g != NIL && Self::left(mem, g) == p {
+                LEFT
+            } else {
+                RIGHT
+            };
+            p = g;
+        }
+        (p, side, l, r, below)
+    }
+
+    /// By address: node `x`'s links (left, right, parent), read before anything may overwrite
+    /// its fields (see [`replace`](Self::replace)).
+    #[inline]
+    pub(crate) fn links<S: Space>(mem: &S, x: u32) -> [u32; 3] {
+        [
+            Self::left(mem, x),
+            Self::right(mem, x),
+            Self::parent(mem, x),
+        ]
+    }
+
+    /// By address: node `new` (its block's header holds its size already) takes the place of
+    /// node `old`, whose links were `links` ([`links`](Self::links), read before `new`'s header
+    /// was written: in the heap a rest carved 16 bytes into `old` has its header on `old`'s
+    /// fields). No node may lie between `old` and `new` in address order, so the key order
+    /// holds with `new` where `old` was; then `new` goes up past ancestors of lower priority or
+    /// down below children of higher priority (rotations), and `aux` is recomputed from `new`
+    /// up. One pass instead of a removal and an insertion.
+    pub(crate) fn replace<S: Space>(&mut self, mem: &mut S, old: u32, links: [u32; 3], new: u32) {
+        debug_assert_eq!(self.key, Key::Addr);
+        let [mut l, mut r, mut p] = links;
+        let mut side = if p != NIL && Self::left(mem, p) == old {
+            LEFT
+        } else {
+            RIGHT
+        };
+        for c in [l, r] {
+            if c != NIL {
+                set(mem, c, PARENT, new);
+            }
+        }
+        // Up (the nodes rotated below `new` get their `aux` in `float`), else down.
+        (p, side, l, r, _) = self.float(mem, new, p, side, l, r);
+        let pn = prio(new);
+        let mut rotated_above = 0usize;
+        set(mem, new, LEFT, l);
+        set(mem, new, RIGHT, r);
+        set(mem, new, PARENT, p);
+        self.set_child(mem, p, side, new);
+        // Down: the child of higher priority takes `new`'s place, `new` its inner subtree.
+        loop {
+            let c = if l != NIL && prio(l) > pn && (r == NIL || prio(l) > prio(r)) {
+                l
+            } else if r != NIL && prio(r) > pn {
+                r
+            } else {
+                break;
+            };
+            let from_left = c == l;
+            let inner = if from_left {
+                let inner = Self::right(mem, l);
+                set(mem, new, LEFT, inner);
+                set(mem, l, RIGHT, new);
+                l = inner;
+                inner
+            } else {
+                let inner = Self::left(mem, r);
+                set(mem, new, RIGHT, inner);
+                set(mem, r, LEFT, new);
+                r = inner;
+                inner
+            };
+            if inner != NIL {
+                set(mem, inner, PARENT, new);
+            }
+            set(mem, c, PARENT, p);
+            self.set_child(mem, p, side, c);
+            set(mem, new, PARENT, c);
+            side = if from_left { RIGHT } else { LEFT };
+            p = c;
+            rotated_above += 1;
+        }
+        // `aux`: `new` and the nodes rotated above it hold other subtrees than before, so
+        // theirs are recomputed; above them the subtrees hold the same blocks but `new` for
+        // `old`, which `refresh_up` settles (stopping where nothing changes).
+        let mut y = new;
+        for _ in 0..=rotated_above {
+            let a = self.aux_of(mem, y);
+            set(mem, y, AUX, a);
+            y = Self::parent(mem, y);
+        }
+        self.refresh_up(mem, y);
+        self.finger = new;
+    }
+
+    /// By address: the lowest ancestor of `h` (or `h`) whose subtree holds the place of key
+    /// `x` (not in the tree): the walk down from it to `x`'s place is the walk from the root.
+    /// A node's subtree holds the keys between its nearest ancestor it lies right of and its
+    /// nearest ancestor it lies left of; on `x`'s side of `h` only one bound can fail, so the
+    /// climb goes up until that bound is passed. O(steps up to the common ancestor).
+    fn climb<S: Space>(&self, mem: &S, h: u32, x: u32) -> u32 {
+        let below = mem.below(x, h);
+        let mut a = h;
+        loop {
+            let q = Self::parent(mem, a);
+            if q == NIL {
+                return a;
+            }
+            // `q` bounds `a`'s subtree below if `a` is its right child, above if its left.
+            let right_of_q = Self::left(mem, q) != a;
+            if right_of_q == below && mem.below(x, q) != below {
+                return a;
+            }
+            a = q;
+        }
     }
 
     /// Recomputes `aux` from `x` up to the root, after `x`'s size or subtree changed (stops
     /// where nothing changes: the ancestors above depend only on it).
-    pub(crate) fn refresh_up<S: Space>(&self, mem: &mut S, mut x: u32) {
+    pub(crate) fn refresh_up<S: Space>(&mut self, mem: &mut S, mut x: u32) {
         if self.key != Key::Addr {
             return;
         }
+        self.finger = x;
         while x != NIL {
             let a = self.aux_of(mem, x);
             if a == Self::aux(mem, x) {
@@ -336,8 +516,7 @@ impl Treap {
     }
 
     /// By address: the lowest node at or above position `lo` ([`Space::pos`]) whose size is at
-    /// least `ng` granules. O(depth): the walk to `lo`, then up, entering at most one subtree
-    /// that holds the answer.
+    /// least `ng` granules. O(depth): the walk to `lo`, then [`fit_at`](Self::fit_at).
     pub(crate) fn fit_from<S: Space>(&self, mem: &S, lo: usize, ng: u32) -> u32 {
         // The lowest node at or above `lo`.
         let (mut x, mut at) = (self.root, NIL);
@@ -352,14 +531,28 @@ impl Treap {
         if at == NIL {
             return NIL;
         }
+        self.fit_at(mem, at, ng)
+    }
+
+    /// By address: the lowest node at or after node `at` in order whose size is at least `ng`
+    /// granules (no walk down from the root to `at`).
+    #[inline]
+    pub(crate) fn fit_at<S: Space>(&self, mem: &S, at: u32, ng: u32) -> u32 {
         if Self::gsize(mem, at) >= ng {
             return at;
         }
-        let found = Self::leftmost_fit(mem, Self::right(mem, at), ng);
+        self.fit_after(mem, at, ng)
+    }
+
+    /// By address: the lowest node after node `x` in order whose size is at least `ng`
+    /// granules. O(depth): the subtree right of `x`, then up, entering at most one subtree that
+    /// holds the answer.
+    pub(crate) fn fit_after<S: Space>(&self, mem: &S, mut x: u32, ng: u32) -> u32 {
+        debug_assert_eq!(self.key, Key::Addr);
+        let found = Self::leftmost_fit(mem, Self::right(mem, x), ng);
         if found != NIL {
             return found;
         }
-        let mut x = at;
         loop {
             let p = Self::parent(mem, x);
             if p == NIL {
