@@ -378,6 +378,20 @@ mod tests {
     }
 
     #[test]
+    fn a_finger_off_the_tree() {
+        let mut h = heap(Config::next_fit());
+        let b = blocks(&mut h, 3);
+        free(&mut h, b[1]);
+        h.check_invariants().unwrap();
+        let Free::Index(i) = &mut h.free else {
+            unreachable!()
+        };
+        // A live block's number: no node of the tree.
+        i.set_finger_for_test(crate::heap::block::id_of(b[0]));
+        assert_eq!(problem(&h), "the finger is not a node of the tree");
+    }
+
+    #[test]
     fn a_bin_out_of_heap_order() {
         let mut h = heap(Config::best_fit());
         let b = blocks(&mut h, 7);

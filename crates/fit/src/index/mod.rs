@@ -561,7 +561,7 @@ impl<S: Space> Index<S> {
             }
         };
         let (mut count, mut prev) = (0usize, NIL);
-        let mut rover_listed = false;
+        let (mut rover_listed, mut finger_listed) = (false, t.finger == NIL);
         let mut x = NIL;
         if root != NIL {
             Corruption::ensure(
@@ -604,6 +604,7 @@ impl<S: Space> Index<S> {
                 )?;
             }
             rover_listed |= self.rover == Some(x);
+            finger_listed |= t.finger == x;
             prev = x;
             if r != NIL {
                 x = leftmost(r)?;
@@ -625,6 +626,14 @@ impl<S: Space> Index<S> {
             TREE,
             base,
             "fewer nodes than the count says",
+        )?;
+        // The tree's inserts start from its finger: a node that left the tree would send them
+        // into a free block's stale fields.
+        Corruption::ensure(
+            finger_listed,
+            TREE,
+            base,
+            "the finger is not a node of the tree",
         )?;
         let rover_ok = match self.rover {
             None => true,
@@ -807,6 +816,9 @@ impl<S: Space> Index<S> {
     }
     pub(crate) fn set_root_for_test(&mut self, root: u32) {
         self.tree.root = root;
+    }
+    pub(crate) fn set_finger_for_test(&mut self, x: u32) {
+        self.tree.finger = x;
     }
     pub(crate) fn set_rover_for_test(&mut self, x: u32) {
         self.rover = Some(x);

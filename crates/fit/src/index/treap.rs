@@ -75,7 +75,7 @@ pub(crate) struct Treap {
     ///
     /// [`insert`]: Self::insert
     /// [`climb`]: Self::climb
-    finger: u32,
+    pub(crate) finger: u32,
 }
 
 impl Treap {
