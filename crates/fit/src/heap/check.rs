@@ -364,8 +364,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_rover_off_the_index() {
+    /// Plants `plant` (given the index and a live block's node, which is no node of the tree)
+    /// in a next-fit heap with one free block between two live ones, and returns the walk's
+    /// complaint.
+    fn planted_in_next_fit(
+        plant: impl FnOnce(&mut crate::index::Index<super::super::block::Mem>, u32),
+    ) -> &'static str {
         let mut h = heap(Config::next_fit());
         let b = blocks(&mut h, 3);
         free(&mut h, b[1]);
@@ -373,22 +377,20 @@ mod tests {
         let Free::Index(i) = &mut h.free else {
             unreachable!()
         };
-        i.set_rover_for_test(crate::heap::block::id_of(b[0]));
-        assert_eq!(problem(&h), "the rover is not a block of the index");
+        plant(i, crate::heap::block::id_of(b[0]));
+        problem(&h)
+    }
+
+    #[test]
+    fn a_rover_off_the_index() {
+        let p = planted_in_next_fit(|i, live| i.set_rover_for_test(live));
+        assert_eq!(p, "the rover is not a block of the index");
     }
 
     #[test]
     fn a_finger_off_the_tree() {
-        let mut h = heap(Config::next_fit());
-        let b = blocks(&mut h, 3);
-        free(&mut h, b[1]);
-        h.check_invariants().unwrap();
-        let Free::Index(i) = &mut h.free else {
-            unreachable!()
-        };
-        // A live block's number: no node of the tree.
-        i.set_finger_for_test(crate::heap::block::id_of(b[0]));
-        assert_eq!(problem(&h), "the finger is not a node of the tree");
+        let p = planted_in_next_fit(|i, live| i.set_finger_for_test(live));
+        assert_eq!(p, "the finger is not a node of the tree");
     }
 
     #[test]
