@@ -226,9 +226,14 @@ impl Mem {
     #[inline]
     pub(crate) fn set_free(&mut self, off: usize, size: usize, prev_used: Option<bool>) {
         self.set_free_tags(off, size, prev_used);
-        let next = off + size;
-        let n = self.word(next);
-        self.set_word(next, n & !PREV_USED);
+        self.clear_prev_used(off + size);
+    }
+
+    /// Clears the `PREV_USED` bit of the header at `off`: the block before it is free now.
+    #[inline]
+    pub(crate) fn clear_prev_used(&mut self, off: usize) {
+        let n = self.word(off);
+        self.set_word(off, n & !PREV_USED);
     }
 
     /// A free block's header and footer only: for a free block that shrinks, whose old bytes
@@ -267,15 +272,28 @@ impl Mem {
         slack: usize,
         prev_used: Option<bool>,
     ) {
+        self.set_live_header(off, size, slack, prev_used);
+        let next = off + size;
+        let n = self.word(next);
+        self.set_word(next, n | PREV_USED);
+    }
+
+    /// [`set_live`](Self::set_live)'s header alone: for a block whose next header the caller
+    /// writes itself (the free rest cut from the block's end, marked after a live block).
+    #[inline]
+    pub(crate) fn set_live_header(
+        &mut self,
+        off: usize,
+        size: usize,
+        slack: usize,
+        prev_used: Option<bool>,
+    ) {
         let prev = match prev_used {
             Some(true) => PREV_USED,
             Some(false) => 0,
             None => self.word(off) & PREV_USED,
         };
         self.set_word(off, size | USED | prev | slack_bits(slack));
-        let next = off + size;
-        let n = self.word(next);
-        self.set_word(next, n | PREV_USED);
     }
 
     /// Clears the `USED` bit (and the slack) of the header at `off`: the first step of a free, so

@@ -32,6 +32,7 @@
 pub(crate) mod block;
 mod check;
 mod free;
+mod hot;
 mod inband;
 mod source;
 
@@ -84,6 +85,8 @@ pub struct FitHeap<M> {
     /// The counters; `live_*` add up the live blocks (the walk checks it), `footprint` is the
     /// source's.
     stats: Stats,
+    /// Which operations take the common path (the module `hot`), from `config` and `overhead`.
+    hot: hot::Hot,
 }
 
 // SAFETY: the heap's raw pointer points into memory granted by `source`, which the heap owns
@@ -101,6 +104,7 @@ impl<M: MemorySource> FitHeap<M> {
             config,
             overhead,
             stats: Stats::new(),
+            hot: hot::Hot::new(&config, overhead),
         }
     }
 
@@ -320,10 +324,11 @@ impl<M: MemorySource> FitHeap<M> {
         self.find(need, align)
     }
 
-    /// Returns the live block at `off` to the free blocks: its header is marked free first, so
-    /// that a second free of it is seen as a double free even after it merges into a neighbour;
-    /// then the heap's end may go back to the source.
-    fn release(&mut self, off: usize, size: usize) {
+    /// [`release`](Self::release) off the common path: the block at `off` goes back to the
+    /// free blocks, its header marked free first, so that a second free of it is seen as a
+    /// double free even after it merges into a neighbour; then the heap's end may go back to
+    /// the source.
+    fn release_general(&mut self, off: usize, size: usize) {
         self.free.mem_mut().mark_free_header(off);
         let merged = self.free.insert(Chunk { addr: off, size });
         self.trim(merged);
@@ -332,6 +337,11 @@ impl<M: MemorySource> FitHeap<M> {
 
 impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
     fn allocate(&mut self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.align() <= GRAIN
+            && let Some(p) = self.allocate_hot(layout.size())
+        {
+            return Ok(p);
+        }
         match self.place(layout) {
             Ok(c) => {
                 self.stats.record_alloc(layout.size(), c.size);

@@ -132,7 +132,12 @@ impl<S: Space> Index<S> {
     /// Puts the free block `x` (its size set) into its bin or the tree.
     #[inline(always)]
     fn attach(&mut self, x: u32) {
-        let size = self.space.size(x);
+        self.attach_sized(x, self.space.size(x));
+    }
+
+    /// [`attach`](Self::attach) for a block whose size, `size`, the caller knows.
+    #[inline(always)]
+    fn attach_sized(&mut self, x: u32, size: usize) {
         if self.in_bins(size) {
             let b = bin_of(&self.space, size);
             self.bins.insert(&mut self.space, b, x);
@@ -145,7 +150,12 @@ impl<S: Space> Index<S> {
     /// attached with).
     #[inline(always)]
     fn detach(&mut self, x: u32) {
-        let size = self.space.size(x);
+        self.detach_sized(x, self.space.size(x));
+    }
+
+    /// [`detach`](Self::detach) for a block of `size` bytes, the size it was attached with.
+    #[inline(always)]
+    fn detach_sized(&mut self, x: u32, size: usize) {
         if self.in_bins(size) {
             let b = bin_of(&self.space, size);
             self.bins.remove(&mut self.space, b, x);
@@ -347,6 +357,86 @@ impl<S: Space> Index<S> {
             }
         };
         (found != NIL).then_some(found)
+    }
+
+    // The heap's common path (`heap::hot`): a request without alignment and a free, in the
+    // steps `search`, `take` and `insert` take for them, with the block's tags left to the heap
+    // (it knows the block format, and writes each word once).
+
+    /// Best fit's block for `need` bytes (below [`limit`]) from the bins, as
+    /// [`search`](Self::search) picks it: the root of the first non-empty bin that holds it, never the
+    /// block that ends at `end` (the wilderness: the highest block, so alone in its bin).
+    /// Returns the block and its bin; `None` when no bin has one (the tree may).
+    #[inline]
+    pub(crate) fn best_in_bins(&self, need: usize, end: usize) -> Option<(u32, usize)> {
+        let mem = &self.space;
+        debug_assert!(self.policy == Policy::BestFit && need < limit(mem));
+        let mut b = bin_of(mem, need.max(mem.min_block()));
+        loop {
+            let bin = self.bins.first_from(b)?;
+            let root = self.bins.roots[bin];
+            if mem.addr(root) + mem.min_block() + (bin << mem.shift()) != end {
+                return Some((root, bin));
+            }
+            b = bin + 1;
+        }
+    }
+
+    /// First fit's block for `need` bytes, as [`search`](Self::search) picks it: the lower of
+    /// the bins' lowest root that holds it and the tree's lowest block that does.
+    #[inline]
+    pub(crate) fn first_fit(&self, need: usize) -> Option<u32> {
+        let mem = &self.space;
+        debug_assert!(self.policy == Policy::FirstFit);
+        let ng = u32::try_from(need >> mem.shift()).ok()?;
+        let in_bins = if need < limit(mem) {
+            self.bins
+                .lowest_from(mem, bin_of(mem, need.max(mem.min_block())))
+        } else {
+            NIL
+        };
+        let x = lower(mem, in_bins, self.tree.fit_from(mem, 0, ng));
+        (x != NIL).then_some(x)
+    }
+
+    /// Takes bin `bin`'s root out of the index (its tags are the caller's to rewrite).
+    #[inline]
+    pub(crate) fn pop_root(&mut self, bin: usize) {
+        let root = self.bins.roots[bin];
+        self.bins.remove(&mut self.space, bin, root);
+        self.len -= 1;
+    }
+
+    /// Indexes the free block `x` of `size` bytes, its tags written.
+    #[inline]
+    pub(crate) fn add(&mut self, x: u32, size: usize) {
+        self.attach_sized(x, size);
+        self.len += 1;
+    }
+
+    /// Takes the free block `x` of `size` bytes (the size it was indexed with) out of the index,
+    /// for a merge (not next fit: its rover is not moved).
+    #[inline]
+    pub(crate) fn drop_block(&mut self, x: u32, size: usize) {
+        debug_assert!(self.rover.is_none());
+        self.detach_sized(x, size);
+        self.len -= 1;
+    }
+
+    /// Whether a free block of `size` bytes that grows keeps its node where it is (a node of
+    /// the tree by address: its place is its address), so that [`regrown`](Self::regrown)
+    /// only corrects the largest sizes above it; else it leaves the index first and comes back
+    /// with [`add`](Self::add).
+    #[inline]
+    pub(crate) fn keeps_place(&self, size: usize) -> bool {
+        self.tree.key == Key::Addr && !self.in_bins(size)
+    }
+
+    /// The free block `x`, which [`keeps_place`](Self::keeps_place), has grown (its tags
+    /// written).
+    #[inline]
+    pub(crate) fn regrown(&mut self, x: u32) {
+        self.tree.refresh_up(&mut self.space, x);
     }
 
     /// Carves `need` bytes starting `front` bytes into the free block `x`, exactly as

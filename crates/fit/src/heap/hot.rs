@@ -1,0 +1,150 @@
+//! The common path: an allocation without alignment under best or first fit, and a free that
+//! merges, written for the index and the block format together, so that each tag word is read
+//! and written once and no layer stands between the bins and the header.
+//!
+//! ```text
+//!   allocate (best fit, below the bins' limit)        free (physical coalescing)
+//!   bitmap -> first non-empty bin >= need              PREV_USED clear? the block before (its
+//!   its root, unless the wilderness                      footer gives it) leaves the index
+//!   |hdr| root .............................|          next header not USED? it leaves too
+//!   |hdr| carved       |hdr| rest    |footer|          |hdr| merged block ........... |footer|
+//!    live, written once  free, to its bin               written once, to its bin or the tree
+//! ```
+//!
+//! Everything else (alignment, best fit past the bins, growth, next and worst fit's searches,
+//! the check word, OSTEP's header and rounding) goes the general way: `FitHeap::find`,
+//! `Free::take`, `Free::insert`. Both make the same decisions, block for block:
+//! `tests/differential.rs` replays the recorded traces through this heap and through the list.
+
+use core::ptr::NonNull;
+
+use allocator_traits::MemorySource;
+
+use super::FitHeap;
+use super::block::{MIN_BLOCK, W, id_of, off_of};
+use super::free::Free;
+use crate::config::{Coalesce, Config, Policy};
+use crate::index::bins::limit;
+
+/// Which operations take the common path, decided once from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hot {
+    /// Allocations with an alignment of 16 or less: the index under best or first fit, no
+    /// rounding of the request, one header word (no check word, OSTEP's header at most a word).
+    alloc: bool,
+    /// Frees: the index with physical coalescing, not next fit (whose rover a merge may move).
+    free: bool,
+}
+
+impl Hot {
+    /// The paths `config` allows; `overhead` is the heap's bytes per live block.
+    pub(super) const fn new(config: &Config, overhead: usize) -> Self {
+        let index = config.uses_index();
+        Hot {
+            alloc: index
+                && matches!(config.policy, Policy::BestFit | Policy::FirstFit)
+                && config.align <= 1
+                && overhead == W,
+            free: index
+                && matches!(config.coalesce, Coalesce::Physical)
+                && !matches!(config.policy, Policy::NextFit),
+        }
+    }
+}
+
+impl<M: MemorySource> FitHeap<M> {
+    /// An allocation of `size` bytes aligned to 16 or less on the common path, its stats
+    /// recorded; `None` where the path does not apply or finds nothing (the general path then
+    /// decides, the same way, growing the heap if it must).
+    #[inline]
+    pub(super) fn allocate_hot(&mut self, size: usize) -> Option<NonNull<[u8]>> {
+        if !self.hot.alloc {
+            return None;
+        }
+        let need = self.block_need(size)?;
+        let Free::Index(idx) = &mut self.free else {
+            return None;
+        };
+        let (off, held) = match self.config.policy {
+            Policy::BestFit => {
+                let mem = &idx.space;
+                if mem.end == 0 || need >= limit(mem) {
+                    return None;
+                }
+                let (root, bin) = idx.best_in_bins(need, mem.sentinel())?;
+                let off = off_of(root);
+                let h = idx.space.header(off);
+                idx.pop_root(bin);
+                let back = h.size() - need;
+                let held = if back >= MIN_BLOCK {
+                    // The rest after a live block; its next header's `PREV_USED` is clear
+                    // already (the root was free).
+                    let rest = off + need;
+                    idx.space.set_free_tags(rest, back, Some(true));
+                    idx.add(id_of(rest), back);
+                    idx.space
+                        .set_live_header(off, need, need - W - size, Some(h.prev_used()));
+                    need
+                } else {
+                    let held = h.size();
+                    idx.space
+                        .set_live(off, held, held - W - size, Some(h.prev_used()));
+                    held
+                };
+                (off, held)
+            }
+            _ => {
+                let x = idx.first_fit(need)?;
+                let carved = idx.take(x, 0, need, MIN_BLOCK).1;
+                self.write_live(carved.addr, carved.size, size, None);
+                (carved.addr, carved.size)
+            }
+        };
+        self.stats.record_alloc(size, held);
+        Some(self.payload(off, held))
+    }
+
+    /// Returns the live block at `off` of `size` bytes to the free blocks: merged with its free
+    /// neighbours (as `Index::insert` merges), tagged once, indexed; then the heap's end may go
+    /// back to the source.
+    pub(super) fn release(&mut self, off: usize, size: usize) {
+        let Free::Index(idx) = &mut self.free else {
+            return self.release_general(off, size);
+        };
+        if !self.hot.free {
+            return self.release_general(off, size);
+        }
+        let h = idx.space.header(off);
+        let (mut start, mut total, mut keeps_place) = (off, size, false);
+        if !h.prev_used() {
+            // The free block before (physical coalescing: its own `PREV_USED` is set).
+            let psize = idx.space.word(off - W);
+            start = off - psize;
+            total += psize;
+            // This block's header free first: a second free of it is a double free, though
+            // the header now lies inside the merged block.
+            idx.space.mark_free_header(off);
+            keeps_place = idx.keeps_place(psize);
+            if !keeps_place {
+                idx.drop_block(id_of(start), psize);
+            }
+        }
+        let next = off + size;
+        let nh = idx.space.header(next);
+        if !nh.used() {
+            // The free block after (never the sentinel, which is marked used); the block after
+            // it has its `PREV_USED` clear already.
+            idx.drop_block(id_of(next), nh.size());
+            total += nh.size();
+        } else {
+            idx.space.clear_prev_used(next);
+        }
+        idx.space.set_free_tags(start, total, Some(true));
+        if keeps_place {
+            idx.regrown(id_of(start));
+        } else {
+            idx.add(id_of(start), total);
+        }
+        self.trim(start);
+    }
+}
