@@ -3,17 +3,19 @@
 //! and written once and no layer stands between the bins and the header.
 //!
 //! ```text
-//!   allocate (best fit, below the bins' limit)        free (physical coalescing)
-//!   bitmap -> first non-empty bin >= need              PREV_USED clear? the block before (its
-//!   its root, unless the wilderness                      footer gives it) leaves the index
+//!   allocate (best or first fit, a bin's root)         free (physical coalescing)
+//!   best: the first non-empty bin >= need,             PREV_USED clear? the block before (its
+//!   its root unless the wilderness; first: the           footer gives it) leaves the index
+//!   lowest root (tournament) or tree block
 //!   |hdr| root .............................|          next header not USED? it leaves too
 //!   |hdr| carved       |hdr| rest    |footer|          |hdr| merged block ........... |footer|
 //!    live, written once  free, to its bin               written once, to its bin or the tree
 //! ```
 //!
-//! Everything else (alignment, best fit past the bins, growth, next and worst fit's searches,
-//! the check word, OSTEP's header and rounding) goes the general way: `FitHeap::find`,
-//! `Free::take`, `Free::insert`. Both make the same decisions, block for block:
+//! A block of first fit's tree is carved by `Index::take` (its rest may keep the block's place
+//! in the tree). Everything else (alignment, best fit past the bins, growth, next and worst
+//! fit's searches, the check word, OSTEP's header and rounding) goes the general way:
+//! `FitHeap::find`, `Free::take`, `Free::insert`. Both make the same decisions, block for block:
 //! `tests/differential.rs` replays the recorded traces through this heap and through the list.
 
 use core::ptr::NonNull;
@@ -65,39 +67,40 @@ impl<M: MemorySource> FitHeap<M> {
         let Free::Index(idx) = &mut self.free else {
             return None;
         };
-        let (off, held) = match self.config.policy {
+        let x = match self.config.policy {
             Policy::BestFit => {
                 let mem = &idx.space;
                 if mem.end == 0 || need >= limit(mem) {
                     return None;
                 }
-                let (root, bin) = idx.best_in_bins(need, mem.sentinel())?;
-                let off = off_of(root);
-                let h = idx.space.header(off);
-                idx.pop_root(bin);
-                let back = h.size() - need;
-                let held = if back >= MIN_BLOCK {
-                    // The rest after a live block; its next header's `PREV_USED` is clear
-                    // already (the root was free).
-                    let rest = off + need;
-                    idx.space.set_free_tags(rest, back, Some(true));
-                    idx.add(id_of(rest), back);
-                    idx.space
-                        .set_live_header(off, need, need - W - size, Some(h.prev_used()));
-                    need
-                } else {
-                    let held = h.size();
-                    idx.space
-                        .set_live(off, held, held - W - size, Some(h.prev_used()));
-                    held
-                };
-                (off, held)
+                idx.best_in_bins(need, mem.sentinel())?
             }
-            _ => {
-                let x = idx.first_fit(need)?;
-                let carved = idx.take(x, 0, need, MIN_BLOCK).1;
-                self.write_live(carved.addr, carved.size, size, None);
-                (carved.addr, carved.size)
+            _ => idx.first_fit(need)?,
+        };
+        let off = off_of(x);
+        let h = idx.space.header(off);
+        let have = h.size();
+        let held = if !idx.is_root(x, have) {
+            // A node of the tree (first fit): its rest may keep its place there.
+            let held = idx.take(x, 0, need, MIN_BLOCK).1.size;
+            self.write_live(off, held, size, None);
+            held
+        } else {
+            idx.pop_root(x, have);
+            let back = have - need;
+            if back >= MIN_BLOCK {
+                // The rest after a live block; its next header's `PREV_USED` is clear already
+                // (the root was free).
+                let rest = off + need;
+                idx.space.set_free_tags(rest, back, Some(true));
+                idx.add(id_of(rest), back);
+                idx.space
+                    .set_live_header(off, need, need - W - size, Some(h.prev_used()));
+                need
+            } else {
+                idx.space
+                    .set_live(off, have, have - W - size, Some(h.prev_used()));
+                have
             }
         };
         self.stats.record_alloc(size, held);

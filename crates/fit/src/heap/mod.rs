@@ -235,7 +235,7 @@ impl<M: MemorySource> FitHeap<M> {
                 .block_need(layout.size())
                 .is_some_and(|n| n <= size && size < n + MIN_BLOCK),
         };
-        if !size_ok || !p.is_multiple_of(layout.align()) {
+        if !size_ok || !aligned(p, layout.align()) {
             return Err(FreeError::LayoutMismatch {
                 ptr: p,
                 size: layout.size(),
@@ -376,7 +376,7 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
         let (off, size) = self
             .checked_block(ptr, old)
             .map_err(AllocError::InvalidBlock)?;
-        if !ptr.as_ptr().addr().is_multiple_of(new.align()) {
+        if !aligned(ptr.as_ptr().addr(), new.align()) {
             return Err(AllocError::NotInPlace);
         }
         let need = self.block_need(new.size()).ok_or(AllocError::NotInPlace)?;
@@ -519,6 +519,13 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
             layout_mismatch: self.config.checked || cfg!(target_pointer_width = "64"),
         }
     }
+}
+
+/// Whether `addr` is a multiple of `align`, a `Layout`'s alignment (a power of two: a mask, where
+/// `is_multiple_of` divides).
+#[inline]
+const fn aligned(addr: usize, align: usize) -> bool {
+    addr & (align - 1) == 0
 }
 
 impl<M: MemorySource> FitHeap<M> {

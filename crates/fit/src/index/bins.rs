@@ -265,9 +265,11 @@ impl Bins {
         let mut i = BINS + b;
         let mut m = self.tournament[i];
         while i > 1 {
-            if i & 1 == 0 {
-                m = lower(mem, m, self.tournament[i + 1]);
-            }
+            // Without a branch on `i`'s side (it follows the request's size: a branch on it is
+            // mispredicted half the time): the sibling of a right child is masked to `NIL`,
+            // which is above every node.
+            let right_child = (i & 1) as u32;
+            m = lower(mem, m, self.tournament[i ^ 1] | right_child.wrapping_neg());
             i /= 2;
         }
         m

@@ -364,11 +364,11 @@ impl<S: Space> Index<S> {
     // (it knows the block format, and writes each word once).
 
     /// Best fit's block for `need` bytes (below [`limit`]) from the bins, as
-    /// [`search`](Self::search) picks it: the root of the first non-empty bin that holds it, never the
-    /// block that ends at `end` (the wilderness: the highest block, so alone in its bin).
-    /// Returns the block and its bin; `None` when no bin has one (the tree may).
+    /// [`search`](Self::search) picks it: the root of the first non-empty bin that holds it, never
+    /// the block that ends at `end` (the wilderness: the highest block, so alone in its bin).
+    /// `None` when no bin has one (the tree may).
     #[inline]
-    pub(crate) fn best_in_bins(&self, need: usize, end: usize) -> Option<(u32, usize)> {
+    pub(crate) fn best_in_bins(&self, need: usize, end: usize) -> Option<u32> {
         let mem = &self.space;
         debug_assert!(self.policy == Policy::BestFit && need < limit(mem));
         let mut b = bin_of(mem, need.max(mem.min_block()));
@@ -376,7 +376,7 @@ impl<S: Space> Index<S> {
             let bin = self.bins.first_from(b)?;
             let root = self.bins.roots[bin];
             if mem.addr(root) + mem.min_block() + (bin << mem.shift()) != end {
-                return Some((root, bin));
+                return Some(root);
             }
             b = bin + 1;
         }
@@ -399,11 +399,19 @@ impl<S: Space> Index<S> {
         (x != NIL).then_some(x)
     }
 
-    /// Takes bin `bin`'s root out of the index (its tags are the caller's to rewrite).
+    /// Whether the free block `x` of `size` bytes is the root of its bin (the lowest block of
+    /// its size), which [`pop_root`](Self::pop_root) takes; else it is a node of the tree.
     #[inline]
-    pub(crate) fn pop_root(&mut self, bin: usize) {
-        let root = self.bins.roots[bin];
-        self.bins.remove(&mut self.space, bin, root);
+    pub(crate) fn is_root(&self, x: u32, size: usize) -> bool {
+        self.in_bins(size) && self.bins.roots[bin_of(&self.space, size)] == x
+    }
+
+    /// Takes the root `x` of the bin of blocks of `size` bytes out of the index (its tags are
+    /// the caller's to rewrite).
+    #[inline]
+    pub(crate) fn pop_root(&mut self, x: u32, size: usize) {
+        let b = bin_of(&self.space, size);
+        self.bins.remove(&mut self.space, b, x);
         self.len -= 1;
     }
 
