@@ -1,22 +1,24 @@
-//! The common path: an allocation without alignment under best or first fit, and a free that
-//! merges, written for the index and the block format together, so that each tag word is read
-//! and written once and no layer stands between the bins and the header.
+//! The common path: an allocation without alignment, and a free that merges, written for the
+//! index and the block format together, so that each tag word is read and written once and no
+//! layer stands between the bins and the header.
 //!
 //! ```text
-//!   allocate (best or first fit, a bin's root)         free (physical coalescing)
-//!   best: the first non-empty bin >= need,             PREV_USED clear? the block before (its
-//!   its root unless the wilderness; first: the           footer gives it) leaves the index
-//!   lowest root (tournament) or tree block
+//!   allocate (a bin's root)                            free (physical coalescing, not next fit)
+//!   best: the first non-empty bin >= need, its root    PREV_USED clear? the block before (its
+//!   unless the wilderness; first: the lowest root        footer gives it) leaves the index
+//!   (tournament) or tree block; worst: the largest
 //!   |hdr| root .............................|          next header not USED? it leaves too
 //!   |hdr| carved       |hdr| rest    |footer|          |hdr| merged block ........... |footer|
 //!    live, written once  free, to its bin               written once, to its bin or the tree
 //! ```
 //!
-//! A block of first fit's tree is carved by `Index::take` (its rest may keep the block's place
-//! in the tree). Everything else (alignment, best fit past the bins, growth, next and worst
-//! fit's searches, the check word, OSTEP's header and rounding) goes the general way:
-//! `FitHeap::find`, `Free::take`, `Free::insert`. Both make the same decisions, block for block:
-//! `tests/differential.rs` replays the recorded traces through this heap and through the list.
+//! Each policy's choice is the index's own (`Index::best_in_bins`, `first_fit`, `next_fit`,
+//! `worst_fit`: what `Index::search` answers for a request without alignment). A block of the
+//! tree is carved by `Index::take` (its rest may keep the block's place there; next fit's rover
+//! moves). Everything else (alignment, best fit past the bins, growth, the check word, OSTEP's
+//! header and rounding, next fit's frees) goes the general way: `FitHeap::find`, `Free::take`,
+//! `Free::insert`. Both make the same decisions, block for block: `tests/differential.rs`
+//! replays the recorded traces through this heap and through the list.
 
 use core::ptr::NonNull;
 
@@ -31,8 +33,8 @@ use crate::index::bins::limit;
 /// Which operations take the common path, decided once from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Hot {
-    /// Allocations with an alignment of 16 or less: the index under best or first fit, no
-    /// rounding of the request, one header word (no check word, OSTEP's header at most a word).
+    /// Allocations with an alignment of 16 or less: the index, no rounding of the request,
+    /// one header word (no check word, OSTEP's header at most a word).
     alloc: bool,
     /// Frees: the index with physical coalescing, not next fit (whose rover a merge may move).
     free: bool,
@@ -43,10 +45,7 @@ impl Hot {
     pub(super) const fn new(config: &Config, overhead: usize) -> Self {
         let index = config.uses_index();
         Hot {
-            alloc: index
-                && matches!(config.policy, Policy::BestFit | Policy::FirstFit)
-                && config.align <= 1
-                && overhead == W,
+            alloc: index && config.align <= 1 && overhead == W,
             free: index
                 && matches!(config.coalesce, Coalesce::Physical)
                 && !matches!(config.policy, Policy::NextFit),
@@ -75,13 +74,15 @@ impl<M: MemorySource> FitHeap<M> {
                 }
                 idx.best_in_bins(need, mem.sentinel())?
             }
-            _ => idx.first_fit(need)?,
+            Policy::FirstFit => idx.first_fit(need)?,
+            Policy::NextFit => idx.next_fit(need)?,
+            Policy::WorstFit => idx.worst_fit(need)?,
         };
         let off = off_of(x);
         let h = idx.space.header(off);
         let have = h.size();
         let held = if !idx.is_root(x, have) {
-            // A node of the tree (first fit): its rest may keep its place there.
+            // A node of the tree: its rest may keep its place there, next fit's rover moves.
             let held = idx.take(x, 0, need, MIN_BLOCK).1.size;
             self.write_live(off, held, size, None);
             held

@@ -203,36 +203,24 @@ impl<S: Space> Index<S> {
         fits: Option<impl Fn(Chunk) -> bool>,
         skip: Option<u32>,
     ) -> Option<u32> {
-        let mem = &self.space;
-        if self.policy == Policy::BestFit && fits.is_none() && self.exact && need < limit(mem) {
-            // The common request, without the closures below: the root of the first non-empty
-            // bin that holds it, unless that is `skip` (the wilderness, the highest block, so
-            // alone in its bin); past the bins, the tree.
-            let mut b = bin_of(mem, need.max(mem.min_block()));
-            while let Some(bin) = self.bins.first_from(b) {
-                let root = self.bins.roots[bin];
-                if Some(root) != skip {
-                    return Some(root);
-                }
-                b = bin + 1;
-            }
-            let x = self
-                .tree
-                .lower_bound(mem, u32::try_from(need >> mem.shift()).ok()?);
-            let x = match x {
-                x if x != NIL && Some(x) == skip => self.tree.next(mem, x),
-                x => x,
+        let Some(fits) = fits else {
+            // Every candidate the policy offers first has `need` bytes or more: it is taken.
+            return match self.policy {
+                Policy::BestFit => self.best_fit(need, skip),
+                Policy::FirstFit => self.first_fit(need),
+                Policy::NextFit => self.next_fit(need),
+                Policy::WorstFit => self.worst_fit(need),
             };
-            return (x != NIL).then_some(x);
-        }
+        };
+        let mem = &self.space;
         let ng = u32::try_from(need >> mem.shift()).ok()?;
         let t = &self.tree;
         // The block never to pick: best fit's wilderness, the highest block, so never a bin's
         // root unless alone in its bin.
         let skip = skip.unwrap_or(NIL);
-        // Every candidate the searches below offer has `need` bytes or more: without `fits`,
-        // the first one is taken.
-        let ok = |x: u32| x != skip && fits.as_ref().is_none_or(|f| f(self.chunk(x)));
+        // Every candidate the searches below offer has `need` bytes or more; `fits` may refuse
+        // it for its alignment.
+        let ok = |x: u32| x != skip && fits(self.chunk(x));
         // The first bin a request of `need` bytes may use (`BINS`: none).
         let from = if self.exact && need < limit(mem) {
             bin_of(mem, need.max(mem.min_block()))
@@ -362,6 +350,73 @@ impl<S: Space> Index<S> {
     // The heap's common path (`heap::hot`): a request without alignment and a free, in the
     // steps `search`, `take` and `insert` take for them, with the block's tags left to the heap
     // (it knows the block format, and writes each word once).
+
+    /// Best fit's block for `need` bytes (any block of `need` bytes or more takes it), never
+    /// `skip` (the wilderness, which the caller considers last): the bins' first, else the
+    /// tree's first of `need` bytes or more.
+    #[inline]
+    fn best_fit(&self, need: usize, skip: Option<u32>) -> Option<u32> {
+        let mem = &self.space;
+        if need < limit(mem) {
+            let end = skip.map_or(usize::MAX, |w| mem.addr(w) + mem.size(w));
+            if let Some(x) = self.best_in_bins(need, end) {
+                return Some(x);
+            }
+        }
+        let x = self
+            .tree
+            .lower_bound(mem, u32::try_from(need >> mem.shift()).ok()?);
+        let x = match x {
+            x if x != NIL && Some(x) == skip => self.tree.next(mem, x),
+            x => x,
+        };
+        (x != NIL).then_some(x)
+    }
+
+    /// Next fit's block for `need` bytes: the lowest with room at or after the rover, else,
+    /// wrapping, the lowest below it.
+    #[inline]
+    pub(crate) fn next_fit(&self, need: usize) -> Option<u32> {
+        let (mem, t) = (&self.space, &self.tree);
+        debug_assert!(self.policy == Policy::NextFit);
+        let ng = u32::try_from(need >> mem.shift()).ok()?;
+        let x = match self.rover {
+            // The rover is a node of the tree (the walk checks it): the search starts from it,
+            // with no walk down from the root.
+            Some(r) => match t.fit_at(mem, r, ng) {
+                NIL => {
+                    let x = t.fit_from(mem, 0, ng);
+                    if x != NIL && mem.pos(x) >= mem.pos(r) {
+                        NIL
+                    } else {
+                        x
+                    }
+                }
+                x => x,
+            },
+            None => t.fit_from(mem, 0, ng),
+        };
+        (x != NIL).then_some(x)
+    }
+
+    /// Worst fit's block for `need` bytes: the largest (the tree's last size, at its lowest
+    /// address), else the highest non-empty bin's root, if it holds `need` bytes.
+    #[inline]
+    pub(crate) fn worst_fit(&self, need: usize) -> Option<u32> {
+        let (mem, t) = (&self.space, &self.tree);
+        debug_assert!(self.policy == Policy::WorstFit);
+        let ng = u32::try_from(need >> mem.shift()).ok()?;
+        let top = t.last(mem);
+        if top != NIL {
+            let size = Treap::gsize(mem, top);
+            return (size >= ng).then(|| t.lower_bound(mem, size));
+        }
+        if need >= limit(mem) {
+            return None;
+        }
+        let bin = self.bins.last_upto(BINS - 1)?;
+        (bin >= bin_of(mem, need.max(mem.min_block()))).then(|| self.bins.roots[bin])
+    }
 
     /// Best fit's block for `need` bytes (below [`limit`]) from the bins, as
     /// [`search`](Self::search) picks it: the root of the first non-empty bin that holds it, never
