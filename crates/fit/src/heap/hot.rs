@@ -3,7 +3,7 @@
 //! layer stands between the bins and the header.
 //!
 //! ```text
-//!   allocate (a bin's root)                            free (physical coalescing, not next fit)
+//!   allocate (a bin's root)                            free (physical coalescing)
 //!   best: the first non-empty bin >= need, its root    PREV_USED clear? the block before (its
 //!   unless the wilderness; first: the lowest root        footer gives it) leaves the index
 //!   (tournament) or tree block; worst: the largest
@@ -16,7 +16,7 @@
 //! `worst_fit`: what `Index::search` answers for a request without alignment). A block of the
 //! tree is carved by `Index::take` (its rest may keep the block's place there; next fit's rover
 //! moves). Everything else (alignment, best fit past the bins, growth, the check word, OSTEP's
-//! header and rounding, next fit's frees) goes the general way: `FitHeap::find`, `Free::take`,
+//! header and rounding) goes the general way: `FitHeap::find`, `Free::take`,
 //! `Free::insert`. Both make the same decisions, block for block: `tests/differential.rs`
 //! replays the recorded traces through this heap and through the list.
 
@@ -36,7 +36,7 @@ pub(super) struct Hot {
     /// Allocations with an alignment of 16 or less: the index, no rounding of the request,
     /// one header word (no check word, OSTEP's header at most a word).
     alloc: bool,
-    /// Frees: the index with physical coalescing, not next fit (whose rover a merge may move).
+    /// Frees: the index with physical coalescing.
     free: bool,
 }
 
@@ -46,9 +46,7 @@ impl Hot {
         let index = config.uses_index();
         Hot {
             alloc: index && config.align <= 1 && overhead == W,
-            free: index
-                && matches!(config.coalesce, Coalesce::Physical)
-                && !matches!(config.policy, Policy::NextFit),
+            free: index && matches!(config.coalesce, Coalesce::Physical),
         }
     }
 }
@@ -130,7 +128,7 @@ impl<M: MemorySource> FitHeap<M> {
             idx.space.mark_free_header(off);
             keeps_place = idx.keeps_place(psize);
             if !keeps_place {
-                idx.drop_block(id_of(start), psize);
+                idx.drop_merged(id_of(start), psize, id_of(start));
             }
         }
         let next = off + size;
@@ -138,7 +136,7 @@ impl<M: MemorySource> FitHeap<M> {
         if !nh.used() {
             // The free block after (never the sentinel, which is marked used); the block after
             // it has its `PREV_USED` clear already.
-            idx.drop_block(id_of(next), nh.size());
+            idx.drop_merged(id_of(next), nh.size(), id_of(start));
             total += nh.size();
         } else {
             idx.space.clear_prev_used(next);

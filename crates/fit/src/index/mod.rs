@@ -478,10 +478,13 @@ impl<S: Space> Index<S> {
     }
 
     /// Takes the free block `x` of `size` bytes (the size it was indexed with) out of the index,
-    /// for a merge (not next fit: its rover is not moved).
+    /// for a merge into the block `into` (next fit's rover on `x` moves to it, as
+    /// [`insert`](Self::insert) moves it).
     #[inline]
-    pub(crate) fn drop_block(&mut self, x: u32, size: usize) {
-        debug_assert!(self.rover.is_none());
+    pub(crate) fn drop_merged(&mut self, x: u32, size: usize, into: u32) {
+        if self.rover == Some(x) {
+            self.rover = Some(into);
+        }
         self.detach_sized(x, size);
         self.len -= 1;
     }
