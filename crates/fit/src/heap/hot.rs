@@ -25,7 +25,7 @@ use core::ptr::NonNull;
 use allocator_traits::MemorySource;
 
 use super::FitHeap;
-use super::block::{MIN_BLOCK, W, id_of, off_of};
+use super::block::{GRAIN, MIN_BLOCK, W, id_of, off_of};
 use super::free::Free;
 use crate::config::{Coalesce, Config, Policy};
 use crate::index::bins::limit;
@@ -61,20 +61,9 @@ impl<M: MemorySource> FitHeap<M> {
             return None;
         }
         let need = self.block_need(size)?;
+        let x = self.pick(need)?;
         let Free::Index(idx) = &mut self.free else {
             return None;
-        };
-        let x = match self.config.policy {
-            Policy::BestFit => {
-                let mem = &idx.space;
-                if mem.end == 0 || need >= limit(mem) {
-                    return None;
-                }
-                idx.best_in_bins(need, mem.sentinel())?
-            }
-            Policy::FirstFit => idx.first_fit(need)?,
-            Policy::NextFit => idx.next_fit(need)?,
-            Policy::WorstFit => idx.worst_fit(need)?,
         };
         let off = off_of(x);
         let h = idx.space.header(off);
@@ -104,6 +93,34 @@ impl<M: MemorySource> FitHeap<M> {
         };
         self.stats.record_alloc(size, held);
         Some(self.payload(off, held))
+    }
+
+    /// The free block the policy picks for `need` bytes (no alignment), or `None` (the heap
+    /// must grow; or not the index).
+    #[inline]
+    fn pick(&self, need: usize) -> Option<u32> {
+        let Free::Index(idx) = &self.free else {
+            return None;
+        };
+        let mem = &idx.space;
+        match self.config.policy {
+            Policy::BestFit => {
+                if mem.end == 0 {
+                    return None;
+                }
+                if need < limit(mem)
+                    && let Some(x) = idx.best_in_bins(need, mem.sentinel())
+                {
+                    return Some(x);
+                }
+                // Past the bins, or nothing in them but the wilderness: the general search,
+                // which knows the wilderness rule.
+                self.find(need, GRAIN).map(|(off, _)| id_of(off))
+            }
+            Policy::FirstFit => idx.first_fit(need),
+            Policy::NextFit => idx.next_fit(need),
+            Policy::WorstFit => idx.worst_fit(need),
+        }
     }
 
     /// Returns the live block at `off` of `size` bytes to the free blocks: merged with its free

@@ -531,9 +531,9 @@ impl<S: Space> Index<S> {
             }
             (c, carved)
         } else if back > 0 {
-            let new = if self.tree.key == Key::Addr
-                && !self.in_bins(carved.size + back)
+            let new = if !self.in_bins(carved.size + back)
                 && !self.in_bins(back)
+                && self.rest_keeps_place(x, back)
             {
                 self.replace_by_rest(x, carved.size, back)
             } else {
@@ -601,10 +601,29 @@ impl<S: Space> Index<S> {
         x
     }
 
-    /// By address, for a block of the tree carved from its low end ([`take`](Self::take)):
-    /// the rest `back` bytes long, `carved` bytes into `x`, takes `x`'s place in the tree (no
-    /// block lies between them), instead of `x` leaving it and the rest joining it. Returns the
-    /// rest's node.
+    /// Whether the rest of `back` bytes of the tree's block `x`, carved from its low end, sorts
+    /// where `x` does: by address always (no block lies between them); by (size, address)
+    /// when the block before `x` sorts before the rest (as when the largest block, best fit's
+    /// wilderness or worst fit's choice, stays the largest). The rest after another block
+    /// compares by address as `x` does.
+    #[inline]
+    fn rest_keeps_place(&self, x: u32, back: usize) -> bool {
+        if self.tree.key == Key::Addr {
+            return true;
+        }
+        let mem = &self.space;
+        let p = self.tree.prev(mem, x);
+        if p == NIL {
+            return true;
+        }
+        let (ps, rs) = (Treap::gsize(mem, p), (back >> mem.shift()) as u32);
+        ps < rs || (ps == rs && mem.below(p, x))
+    }
+
+    /// For a block of the tree carved from its low end ([`take`](Self::take)) whose rest sorts
+    /// where it does ([`rest_keeps_place`](Self::rest_keeps_place)): the rest `back` bytes
+    /// long, `carved` bytes into `x`, takes `x`'s place in the tree, instead of `x` leaving it
+    /// and the rest joining it. Returns the rest's node.
     #[inline(never)]
     fn replace_by_rest(&mut self, x: u32, carved: usize, back: usize) -> u32 {
         // `x`'s links first: the rest's header may lie on `x`'s fields.

@@ -300,8 +300,8 @@ impl Treap {
         (p, side, l, r, below)
     }
 
-    /// By address: node `x`'s links (left, right, parent), read before anything may overwrite
-    /// its fields (see [`replace`](Self::replace)).
+    /// Node `x`'s links (left, right, parent), read before anything may overwrite its fields
+    /// (see [`replace`](Self::replace)).
     #[inline]
     pub(crate) fn links<S: Space>(mem: &S, x: u32) -> [u32; 3] {
         [
@@ -311,15 +311,14 @@ impl Treap {
         ]
     }
 
-    /// By address: node `new` (its block's header holds its size already) takes the place of
-    /// node `old`, whose links were `links` ([`links`](Self::links), read before `new`'s header
-    /// was written: in the heap a rest carved 16 bytes into `old` has its header on `old`'s
-    /// fields). No node may lie between `old` and `new` in address order, so the key order
-    /// holds with `new` where `old` was; then `new` goes up past ancestors of lower priority or
-    /// down below children of higher priority (rotations), and `aux` is recomputed from `new`
-    /// up. One pass instead of a removal and an insertion.
+    /// Node `new` (its block's header holds its size already) takes the place of node `old`,
+    /// whose links were `links` ([`links`](Self::links), read before `new`'s header was written:
+    /// in the heap a rest carved 16 bytes into `old` has its header on `old`'s fields). No node
+    /// may lie between `old` and `new` in the key order, so the order holds with `new` where
+    /// `old` was; then `new` goes up past ancestors of lower priority or down below children of
+    /// higher priority (rotations), and by address `aux` is recomputed from `new` up. One pass
+    /// instead of a removal and an insertion.
     pub(crate) fn replace<S: Space>(&mut self, mem: &mut S, old: u32, links: [u32; 3], new: u32) {
-        debug_assert_eq!(self.key, Key::Addr);
         let [mut l, mut r, mut p] = links;
         let mut side = if p != NIL && Self::left(mem, p) == old {
             LEFT
@@ -375,14 +374,16 @@ impl Treap {
         // `aux`: `new` and the nodes rotated above it hold other subtrees than before, so
         // theirs are recomputed; above them the subtrees hold the same blocks but `new` for
         // `old`, which `refresh_up` settles (stopping where nothing changes).
-        let mut y = new;
-        for _ in 0..=rotated_above {
-            let a = self.aux_of(mem, y);
-            set(mem, y, AUX, a);
-            y = Self::parent(mem, y);
+        if self.key == Key::Addr {
+            let mut y = new;
+            for _ in 0..=rotated_above {
+                let a = self.aux_of(mem, y);
+                set(mem, y, AUX, a);
+                y = Self::parent(mem, y);
+            }
+            self.refresh_up(mem, y);
+            self.finger = new;
         }
-        self.refresh_up(mem, y);
-        self.finger = new;
     }
 
     /// By address: the lowest ancestor of `h` (or `h`) whose subtree holds the place of key
