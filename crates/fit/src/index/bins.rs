@@ -18,7 +18,11 @@
 //! child, sibling, prev, and one unused. A freed block joins its bin with one comparison (it
 //! becomes the root, or the root's first child); taking a bin's lowest block pairs the root's
 //! children (the two-pass pairing), amortised O(log n); taking any other block (a neighbour that
-//! coalescing absorbs) cuts it out and pairs its children back in.
+//! coalescing absorbs) puts the pairing of its children in its place, under its parent (they lie
+//! above it, so above the parent): only the removed node's parent, next sibling and children are
+//! touched, never the root (each node is a cache line of its own at a large heap). In the
+//! child-sibling binary view every ancestor's subtree only shrinks, so the bound stays the
+//! delete-min's.
 //!
 //! Invariants (checked by the walk): every block of bin `b` has the smallest size plus `b`
 //! granules (in the heap `32 + 16 b` bytes); a node's
@@ -194,28 +198,31 @@ impl Bins {
 
     /// Removes node `x` from bin `b`.
     pub(crate) fn remove<S: Space>(&mut self, mem: &mut S, b: usize, x: u32) {
-        let r = self.roots[b];
-        if x == r {
-            let c = child(mem, x);
-            let root = pair_up(mem, c);
+        if x == self.roots[b] {
+            let root = pair_up(mem, child(mem, x));
             self.set_root(mem, b, root);
             return;
         }
+        // Any other node: the pairing of its children takes its place in its parent's list
+        // (they lie above `x`, so above its parent). The root, its other children and `x`'s
+        // siblings stay untouched.
         let p = prev(mem, x);
         let s = sibling(mem, x);
-        if child(mem, p) == x {
-            set(mem, p, CHILD, s);
+        let sub = pair_up(mem, child(mem, x));
+        let next = if sub == NIL {
+            s
         } else {
-            set(mem, p, SIBLING, s);
+            set(mem, sub, SIBLING, s);
+            set(mem, sub, PREV, p);
+            sub
+        };
+        if child(mem, p) == x {
+            set(mem, p, CHILD, next);
+        } else {
+            set(mem, p, SIBLING, next);
         }
         if s != NIL {
-            set(mem, s, PREV, p);
-        }
-        let sub = pair_up(mem, child(mem, x));
-        if sub != NIL {
-            // `sub` is above `r` (it was below `x`, below `r`): it becomes `r`'s first child.
-            let root = meld(mem, r, sub);
-            debug_assert_eq!(root, r);
+            set(mem, s, PREV, if sub == NIL { p } else { sub });
         }
     }
 
