@@ -5,8 +5,9 @@
 //! ```text
 //!   bitmap   ..0 1 0 0 1 1..     bit b set iff bin b is not empty
 //!   roots    [b=0: NIL] [b=1: 0x40] ...            a bin's root: its lowest address
-//!   bin 1 (48 B):     0x40                         pairing heap by address:
-//!                    /                             child = first child, sibling = next child,
+//!   heads    [b=0: NIL] [b=1: 0x900] ...           the root's first child (not in the root)
+//!   bin 1 (48 B):     0x40 (child NIL)             pairing heap by address:
+//!                    :                             child = first child, sibling = next child,
 //!                 0x900 -- 0x130 -- 0x7f0          prev = parent (first child) or left sibling
 //!                  |
 //!                 0xa10
@@ -15,16 +16,25 @@
 //! ```
 //!
 //! Nodes use the same four 32-bit fields as the tree's nodes ([`super::treap`]):
-//! child, sibling, prev, and one unused. A freed block joins its bin with one comparison (it
-//! becomes the root, or the root's first child); taking a bin's lowest block pairs the root's
-//! children (the two-pass pairing), amortised O(log n); taking any other block (a neighbour that
-//! coalescing absorbs) cuts it out and pairs its children back in.
+//! child, sibling, prev, and one unused. At a large heap every node is a cache line of its own,
+//! so the operations touch as few nodes as they can:
+//!
+//! * A freed block joins its bin with one comparison: it becomes the root (the old root its only
+//!   child), or the root's first child. The root's first child is kept in `heads`, not in the
+//!   root, so the root itself is not touched; the old first child is (its `prev`).
+//! * Taking a bin's lowest block pairs the root's children (the two-pass pairing), amortised
+//!   O(log n); the new root's first child moves to `heads`.
+//! * Taking any other block (a neighbour that coalescing absorbs) puts the pairing of its children
+//!   in its place, under its parent (they lie above it, so above the parent): only its parent,
+//!   next sibling and children are touched, never the root. In the child-sibling binary view
+//!   every ancestor's subtree only shrinks, so the bound stays the delete-min's.
 //!
 //! Invariants (checked by the walk): every block of bin `b` has the smallest size plus `b`
-//! granules (in the heap `32 + 16 b` bytes); a node's
-//! address is above its parent's; `prev` of every child and sibling names the node it hangs from;
-//! the roots have no `prev` or sibling; the bitmap bit is set iff the bin has a root; a
-//! tournament entry is the lowest root of the bins below it.
+//! granules (in the heap `32 + 16 b` bytes); a node's address is above its parent's; `prev` of
+//! every child and sibling names the node it hangs from (the root's first child, `heads[b]`: the
+//! root); the roots have no `prev`, sibling or `child` link; `heads[b]` is `NIL` for an empty bin;
+//! the bitmap bit is set iff the bin has a root; a tournament entry is the lowest root of the
+//! bins below it.
 
 use super::space::Space;
 use super::treap::NIL;
@@ -68,11 +78,15 @@ pub(crate) struct Bins {
     /// `tournament[BINS + b] == roots[b]`; `tournament[i]` the lower (by address) of
     /// `tournament[2i]` and `tournament[2i+1]` for `1 <= i < BINS` (entry 0 unused).
     pub(crate) tournament: [u32; 2 * BINS],
+    /// Each bin's root's first child (`NIL` if it has none, or the bin is empty): kept here, not
+    /// in the root's `child` field (`NIL` while a node is a root), so that a freed block hangs
+    /// itself on the root without touching the root's memory.
+    pub(crate) heads: [u32; BINS],
 }
 
 use super::treap::{get, set};
 
-/// The first child of `x`.
+/// The first child of `x` (`NIL` for a root: see [`Bins::first_child`]).
 #[inline]
 pub(crate) fn child<S: Space>(mem: &S, x: u32) -> u32 {
     get(mem, x, CHILD)
@@ -142,6 +156,7 @@ impl Bins {
             bitmap: [0; WORDS],
             tournament_kept: tournament,
             tournament: [NIL; 2 * BINS],
+            heads: [NIL; BINS],
         }
     }
 
@@ -179,43 +194,100 @@ impl Bins {
     #[inline(always)]
     pub(crate) fn insert<S: Space>(&mut self, mem: &mut S, b: usize, x: u32) {
         set(mem, x, CHILD, NIL);
-        set(mem, x, SIBLING, NIL);
-        set(mem, x, PREV, NIL);
         let r = self.roots[b];
         if r == NIL {
+            set(mem, x, SIBLING, NIL);
+            set(mem, x, PREV, NIL);
+            self.heads[b] = NIL;
             self.set_root(mem, b, x);
-        } else {
-            let root = meld(mem, r, x);
-            if root != r {
-                self.set_root(mem, b, root);
+        } else if mem.below(r, x) {
+            // The root's first child, in front of the old one (the root itself untouched).
+            let c = self.heads[b];
+            set(mem, x, SIBLING, c);
+            set(mem, x, PREV, r);
+            if c != NIL {
+                set(mem, c, PREV, x);
             }
+            self.heads[b] = x;
+        } else {
+            // The new root (its `child` already NIL); the old one its only child, taking its
+            // children list from `heads`.
+            set(mem, r, CHILD, self.heads[b]);
+            set(mem, r, SIBLING, NIL);
+            set(mem, r, PREV, x);
+            set(mem, x, SIBLING, NIL);
+            set(mem, x, PREV, NIL);
+            self.heads[b] = r;
+            self.set_root(mem, b, x);
         }
     }
 
     /// Removes node `x` from bin `b`.
     pub(crate) fn remove<S: Space>(&mut self, mem: &mut S, b: usize, x: u32) {
         let r = self.roots[b];
+        let first = if x == r { self.heads[b] } else { child(mem, x) };
+        let sub = pair_up(mem, first);
         if x == r {
-            let c = child(mem, x);
-            let root = pair_up(mem, c);
-            self.set_root(mem, b, root);
+            // The new root's children list moves to `heads` (the root is in cache: just paired).
+            self.heads[b] = if sub == NIL {
+                NIL
+            } else {
+                let c = child(mem, sub);
+                set(mem, sub, CHILD, NIL);
+                c
+            };
+            self.set_root(mem, b, sub);
             return;
         }
+        // Any other node: the pairing of its children takes its place in its parent's list
+        // (they lie above `x`, so above its parent). The root, its other children and `x`'s
+        // siblings stay untouched.
         let p = prev(mem, x);
         let s = sibling(mem, x);
-        if child(mem, p) == x {
-            set(mem, p, CHILD, s);
+        let next = if sub == NIL {
+            s
         } else {
-            set(mem, p, SIBLING, s);
+            set(mem, sub, SIBLING, s);
+            set(mem, sub, PREV, p);
+            sub
+        };
+        if p == r {
+            // The root has no sibling: `x` is its first child.
+            self.heads[b] = next;
+        } else if child(mem, p) == x {
+            set(mem, p, CHILD, next);
+        } else {
+            set(mem, p, SIBLING, next);
         }
         if s != NIL {
-            set(mem, s, PREV, p);
+            set(mem, s, PREV, if sub == NIL { p } else { sub });
         }
-        let sub = pair_up(mem, child(mem, x));
-        if sub != NIL {
-            // `sub` is above `r` (it was below `x`, below `r`): it becomes `r`'s first child.
-            let root = meld(mem, r, sub);
-            debug_assert_eq!(root, r);
+    }
+
+    /// The first child of node `x` of bin `b` (a root's is kept in `heads`).
+    #[inline]
+    pub(crate) fn first_child<S: Space>(&self, mem: &S, b: usize, x: u32) -> u32 {
+        if x == self.roots[b] {
+            self.heads[b]
+        } else {
+            child(mem, x)
+        }
+    }
+
+    /// Whether node `p`, which the `prev` of node `x` of bin `b` names, links to `x`: as its
+    /// first child or as its next sibling.
+    pub(crate) fn links_to<S: Space>(&self, mem: &S, b: usize, p: u32, x: u32) -> bool {
+        self.first_child(mem, b, p) == x || (p != self.roots[b] && sibling(mem, p) == x)
+    }
+
+    /// The parent of node `x` of bin `b` (walking left along its siblings); `NIL` for the root.
+    pub(crate) fn parent_of<S: Space>(&self, mem: &S, b: usize, mut x: u32) -> u32 {
+        loop {
+            let p = prev(mem, x);
+            if p == NIL || self.first_child(mem, b, p) == x {
+                return p;
+            }
+            x = p;
         }
     }
 
@@ -301,7 +373,7 @@ impl Bins {
         let (mut x, mut parent) = (root, NIL);
         loop {
             f(x, parent);
-            let c = child(mem, x);
+            let c = self.first_child(mem, b, x);
             if c != NIL {
                 parent = x;
                 x = c;
@@ -318,19 +390,8 @@ impl Bins {
                     return;
                 }
                 x = parent;
-                parent = parent_of(mem, x);
+                parent = self.parent_of(mem, b, x);
             }
         }
-    }
-}
-
-/// The parent of `x` (walking left along its siblings); `NIL` for a root.
-pub(crate) fn parent_of<S: Space>(mem: &S, mut x: u32) -> u32 {
-    loop {
-        let p = prev(mem, x);
-        if p == NIL || child(mem, p) == x {
-            return p;
-        }
-        x = p;
     }
 }

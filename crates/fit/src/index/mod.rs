@@ -666,9 +666,7 @@ impl<S: Space> Index<S> {
             let p = bins::prev(mem, x);
             return match p {
                 NIL => self.bins.roots[bin_of(mem, size)] == x,
-                p => {
-                    self.node_in_heap(p) && (bins::child(mem, p) == x || bins::sibling(mem, p) == x)
-                }
+                p => self.node_in_heap(p) && self.bins.links_to(mem, bin_of(mem, size), p, x),
             };
         }
         match Treap::parent(mem, x) {
@@ -863,6 +861,12 @@ impl<S: Space> Index<S> {
                 )?;
             }
             if root == NIL {
+                Corruption::ensure(
+                    bins.heads[b] == NIL,
+                    BIN,
+                    b,
+                    "an empty bin with a first child",
+                )?;
                 continue;
             }
             Corruption::ensure(
@@ -877,6 +881,13 @@ impl<S: Space> Index<S> {
                 BIN,
                 at(root),
                 "a root with a prev or sibling link",
+            )?;
+            // A root's first child is `heads[b]`, not its `child` field.
+            Corruption::ensure(
+                bins::child(mem, root) == NIL,
+                BIN,
+                at(root),
+                "a root with a child link",
             )?;
             // Preorder, each link checked before it is followed.
             let (mut x, mut parent) = (root, NIL);
@@ -902,7 +913,7 @@ impl<S: Space> Index<S> {
                     at(x),
                     "below its parent (heap order)",
                 )?;
-                let c = bins::child(mem, x);
+                let c = bins.first_child(mem, b, x);
                 if c != NIL {
                     Corruption::ensure(
                         self.node_in_heap(c),
@@ -942,7 +953,7 @@ impl<S: Space> Index<S> {
                         break 'walk;
                     }
                     x = parent;
-                    parent = bins::parent_of(mem, x);
+                    parent = bins.parent_of(mem, b, x);
                 }
             }
         }
@@ -1001,8 +1012,7 @@ impl<S: Space> Index<S> {
     /// Makes the first child of the first non-empty bin's root the root, without relinking.
     pub(crate) fn swap_bin_root_for_test(&mut self) {
         let b = self.bins.first_from(0).unwrap();
-        let r = self.bins.roots[b];
-        let c = bins::child(&self.space, r);
+        let c = self.bins.heads[b];
         assert_ne!(c, NIL, "a bin with two blocks");
         self.bins.roots[b] = c;
     }
