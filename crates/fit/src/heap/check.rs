@@ -413,6 +413,35 @@ mod tests {
     }
 
     #[test]
+    fn a_bin_root_with_its_own_child_link() {
+        // A root's first child lives in the bins' `heads`, never in the root.
+        let mut h = heap(Config::best_fit());
+        let b = blocks(&mut h, 7);
+        for i in [1, 3, 5] {
+            free(&mut h, b[i]);
+        }
+        h.check_invariants().unwrap();
+        let Free::Index(i) = &mut h.free else {
+            unreachable!()
+        };
+        i.child_in_bin_root_for_test();
+        assert_eq!(problem(&h), "a root with a child link");
+    }
+
+    #[test]
+    fn an_empty_bin_with_a_first_child() {
+        let mut h = heap(Config::best_fit());
+        let b = blocks(&mut h, 3);
+        free(&mut h, b[1]);
+        h.check_invariants().unwrap();
+        let Free::Index(i) = &mut h.free else {
+            unreachable!()
+        };
+        i.head_of_empty_bin_for_test(100, crate::heap::block::id_of(b[1]));
+        assert_eq!(problem(&h), "an empty bin with a first child");
+    }
+
+    #[test]
     fn a_bitmap_bit_that_lies() {
         for cfg in [Config::best_fit(), Config::first_fit()] {
             let mut h = heap(cfg);

@@ -20,7 +20,7 @@ use super::inband::InBand;
 /// The free blocks, under the mechanism the configuration asks for
 /// ([`Config::uses_index`]).
 #[derive(Debug)]
-// The index holds its bins' table (1.5 KiB) in place: a `no_std` heap allocates nothing.
+// The index holds its bins' table (2 KiB) in place: a `no_std` heap allocates nothing.
 #[allow(clippy::large_enum_variant)]
 // A tag, then either mechanism at one offset; both begin with the heap's `Mem` (`repr(C)`
 // structs), so `mem()` is one address whichever variant holds it and costs no match.

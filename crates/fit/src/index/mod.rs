@@ -1016,6 +1016,18 @@ impl<S: Space> Index<S> {
         assert_ne!(c, NIL, "a bin with two blocks");
         self.bins.roots[b] = c;
     }
+    /// Gives the empty bin `b` a first child (`x`) in `heads`.
+    pub(crate) fn head_of_empty_bin_for_test(&mut self, b: usize, x: u32) {
+        assert_eq!(self.bins.roots[b], NIL, "an empty bin");
+        self.bins.heads[b] = x;
+    }
+    /// Writes the first non-empty bin's root's first child into the root's own `child` field.
+    pub(crate) fn child_in_bin_root_for_test(&mut self) {
+        let b = self.bins.first_from(0).unwrap();
+        let (r, c) = (self.bins.roots[b], self.bins.heads[b]);
+        assert_ne!(c, NIL, "a bin with two blocks");
+        self.space.set_field(r, 0, c);
+    }
     pub(crate) fn flip_bitmap_for_test(&mut self, b: usize) {
         self.bins.bitmap[b / 64] ^= 1 << (b % 64);
     }
