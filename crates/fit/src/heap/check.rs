@@ -393,8 +393,11 @@ mod tests {
         assert_eq!(p, "the finger is not a node of the tree");
     }
 
-    #[test]
-    fn a_bin_out_of_heap_order() {
+    /// A best-fit heap with three free blocks of one size in a bin (a root and two children),
+    /// checked, then `plant` run on its index: the walk's complaint.
+    fn planted_in_a_bin(
+        plant: impl FnOnce(&mut crate::index::Index<super::super::block::Mem>),
+    ) -> &'static str {
         let mut h = heap(Config::best_fit());
         let b = blocks(&mut h, 7);
         for i in [1, 3, 5] {
@@ -404,8 +407,13 @@ mod tests {
         let Free::Index(i) = &mut h.free else {
             unreachable!()
         };
-        i.swap_bin_root_for_test();
-        let p = problem(&h);
+        plant(i);
+        problem(&h)
+    }
+
+    #[test]
+    fn a_bin_out_of_heap_order() {
+        let p = planted_in_a_bin(|i| i.swap_bin_root_for_test());
         assert!(
             p == "below its parent (heap order)" || p == "a root with a prev or sibling link",
             "{p}"
@@ -415,17 +423,8 @@ mod tests {
     #[test]
     fn a_bin_root_with_its_own_child_link() {
         // A root's first child lives in the bins' `heads`, never in the root.
-        let mut h = heap(Config::best_fit());
-        let b = blocks(&mut h, 7);
-        for i in [1, 3, 5] {
-            free(&mut h, b[i]);
-        }
-        h.check_invariants().unwrap();
-        let Free::Index(i) = &mut h.free else {
-            unreachable!()
-        };
-        i.child_in_bin_root_for_test();
-        assert_eq!(problem(&h), "a root with a child link");
+        let p = planted_in_a_bin(|i| i.child_in_bin_root_for_test());
+        assert_eq!(p, "a root with a child link");
     }
 
     #[test]
