@@ -724,6 +724,21 @@ impl Core {
         Ok((size, in_bounds))
     }
 
+    /// Model check before a chunk is cached or put in a fastbin (glibc 2.36 makes it only on
+    /// the coalescing path, as "double free or corruption (!prev)"): the chunk after `p` marks
+    /// it in use. A chunk in the unsorted bin that took in its free successor has a new size,
+    /// whose tcache bin or fastbin may have room where the first free found the old size's full;
+    /// without this check its second free would cache a chunk that is still in a bin.
+    #[inline(always)]
+    fn check_inuse(&self, p: usize, size: usize) -> R<()> {
+        // SAFETY: the caller checked that the next chunk's size word is in bounds.
+        if unsafe { inuse_bit_at_offset(&self.m, p, size) } {
+            Ok(())
+        } else {
+            Err(FREE_NOT_INUSE.into())
+        }
+    }
+
     /// The common case of [`int_free`](Self::int_free), kept small enough to inline into the
     /// front doors: every check `_int_free` makes before the tcache passes, the chunk does not
     /// carry the tcache key (so no double-free walk) and its tcache bin has room, so the chunk
@@ -745,10 +760,12 @@ impl Core {
         {
             return None;
         }
-        // SAFETY: `p` is an in-bounds chunk of at least MINSIZE bytes (its key word is inside);
-        // `tc` is the live tcache struct and `i` one of its bins.
+        // SAFETY: `p` is an in-bounds chunk of at least MINSIZE bytes (its key word is inside)
+        // and the next chunk's size word is below `limit`; `tc` is the live tcache struct and
+        // `i` one of its bins.
         unsafe {
             if self.m.rd(p + 24) == tcache::TCACHE_KEY
+                || !inuse_bit_at_offset(&self.m, p, size)
                 || tcache::count(&tc, i) >= self.mp.tcache_count
             {
                 return None;
@@ -785,6 +802,9 @@ impl Core {
             if self.size_nomask(next) <= CHUNK_HDR_SZ || self.csize(next) >= self.st.system_mem {
                 return Err(FREE_NEXT_SIZE_FAST.into());
             }
+            // Before anything changes: a fastbin chunk is still "in use", so this never hides
+            // the fasttop check below.
+            self.check_inuse(p, size)?;
             self.free_perturb(p, size);
             self.st.have_fastchunks = true;
             let idx = fastbin_index(size);

@@ -61,6 +61,12 @@ pub const SHUTDOWN_UNALIGNED: &str = "tcache_thread_shutdown(): unaligned tcache
 /// Not glibc's: the model reports a double free of a chunk that sits deeper in a fastbin (glibc
 /// 2.36 only compares with the bin's head and would corrupt the bin).
 pub const FAST_DOUBLE_FREE: &str = "double free or corruption (fasttop): chunk already in its fastbin (model check; glibc 2.36 does not detect this)";
+/// Not glibc's: the model reports a second free of a chunk that is free already although it
+/// carries no tcache key and no fastbin mark: the chunk after it does not mark it in use. glibc
+/// 2.36 checks that only on the path that coalesces; a chunk merged with a free successor has a
+/// new, larger size whose tcache bin (or fastbin) may have room, and glibc would cache it there
+/// while it sits in the unsorted bin.
+pub const FREE_NOT_INUSE: &str = "double free or corruption (!prev): chunk not in use (model check; glibc 2.36 does not detect this before caching it)";
 /// The word the model writes in a fastbin chunk's `bk` slot to find double frees.
 pub const FASTBIN_MARK: usize = 0x6661_7374_6269_6e21; // "fastbin!"
 
@@ -76,6 +82,7 @@ pub fn leaves_heap_consistent(what: &str) -> bool {
         FREE_NEXT_SIZE_FAST,
         FASTTOP,
         FAST_DOUBLE_FREE,
+        FREE_NOT_INUSE,
         DF_TOP,
         DF_OUT,
         DF_PREV,

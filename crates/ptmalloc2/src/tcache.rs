@@ -193,6 +193,10 @@ pub unsafe fn free_to_cache(
             }
         }
         if count(tc, tc_idx) < tcache_count {
+            // Model check (see `checks::FREE_NOT_INUSE`): the chunk after `p` marks it in use.
+            if !crate::chunk::inuse_bit_at_offset(m, p, size) {
+                return Err(crate::checks::FREE_NOT_INUSE);
+            }
             put(m, tc, p, tc_idx);
             return Ok(true);
         }
