@@ -12,11 +12,12 @@
 //!    live, written once  free, to its bin               written once, to its bin or the tree
 //! ```
 //!
-//! Each policy's choice is the index's own (`Index::best_in_bins`, `first_fit`, `next_fit`,
-//! `worst_fit`: what `Index::search` answers for a request without alignment). A block of the
-//! tree is carved by `Index::take` (its rest may keep the block's place there; next fit's rover
-//! moves). Everything else (alignment, best fit past the bins, growth, the check word, OSTEP's
-//! header and rounding) goes the general way: `FitHeap::find`, `Free::take`,
+//! Each policy's choice is the index's own (`Index::best_in_bins` and `best_in_tree`,
+//! `first_fit`, `next_fit`, `worst_fit`: what `Index::search` answers for a request without
+//! alignment; best fit's wilderness last, as `search::find` has it). A block of the tree is
+//! carved by `Index::take` (its rest may keep the block's place there; next fit's rover moves).
+//! Everything else (alignment, growth, the check word, OSTEP's header and rounding) goes the
+//! general way: `FitHeap::find`, `Free::take`,
 //! `Free::insert`. Both make the same decisions, block for block: `tests/differential.rs`
 //! replays the recorded traces through this heap and through the list.
 
@@ -25,7 +26,7 @@ use core::ptr::NonNull;
 use allocator_traits::MemorySource;
 
 use super::FitHeap;
-use super::block::{GRAIN, MIN_BLOCK, W, id_of, off_of};
+use super::block::{MIN_BLOCK, W, id_of, off_of};
 use super::free::Free;
 use crate::config::{Coalesce, Config, Policy};
 use crate::index::bins::limit;
@@ -108,14 +109,17 @@ impl<M: MemorySource> FitHeap<M> {
                 if mem.end == 0 {
                     return None;
                 }
+                let end = mem.sentinel();
                 if need < limit(mem)
-                    && let Some(x) = idx.best_in_bins(need, mem.sentinel())
+                    && let Some(x) = idx.best_in_bins(need, end)
                 {
                     return Some(x);
                 }
-                // Past the bins, or nothing in them but the wilderness: the general search,
-                // which knows the wilderness rule.
-                self.find(need, GRAIN).map(|(off, _)| id_of(off))
+                // Past the bins, or nothing in them but the wilderness: the tree, never the
+                // wilderness, which serves last (`search::find`'s rule).
+                let wild = mem.free_before(end).map(id_of);
+                idx.best_in_tree(need, wild)
+                    .or_else(|| wild.filter(|&w| mem.size(off_of(w)) >= need))
             }
             Policy::FirstFit => idx.first_fit(need),
             Policy::NextFit => idx.next_fit(need),

@@ -363,6 +363,14 @@ impl<S: Space> Index<S> {
                 return Some(x);
             }
         }
+        self.best_in_tree(need, skip)
+    }
+
+    /// Best fit's block for `need` bytes in the tree (the blocks past the bins): the first of
+    /// `need` bytes or more by (size, address), never `skip` (the wilderness).
+    #[inline]
+    pub(crate) fn best_in_tree(&self, need: usize, skip: Option<u32>) -> Option<u32> {
+        let mem = &self.space;
         let x = self
             .tree
             .lower_bound(mem, u32::try_from(need >> mem.shift()).ok()?);
