@@ -16,6 +16,8 @@
 //!   before is live, or there is none), bits 4.. the block size, and on 64-bit targets bits
 //!   48..64 the *slack*: usable bytes minus the bytes asked for, so a free knows the requested
 //!   size (and checks the layout) without a second word. `SLACK_UNKNOWN` means it did not fit.
+//!   In a free block the same bits hold the rank its index node carries (`Space::carried`: a
+//!   rest that takes its block's place in the tree keeps the block's rank); any value is valid.
 //! * A **free** block's last word is a footer holding its size: a block whose `PREV_USED` bit is
 //!   clear finds the free block before it through the word just below its header. A live block
 //!   has no footer: its payload runs to the next header (usable = size - W).
@@ -103,8 +105,8 @@ impl Header {
             None
         }
     }
-    /// The bits the header word has beyond size and flags must be zero for a free block and
-    /// the sentinel.
+    /// The bits the header word has beyond size and flags: a live block's slack, a free
+    /// block's carried rank; zero for the sentinel.
     #[inline]
     pub(crate) const fn high_bits(self) -> usize {
         self.0 & !(SIZE_MASK | FLAGS)
@@ -238,14 +240,16 @@ impl Mem {
 
     /// A free block's header and footer only: for a free block that shrinks, whose old bytes
     /// after it the caller is about to turn into a block (not yet a header to update).
+    /// `prev_used: None` keeps the header's bit and its carried rank (a free block that stays
+    /// where it is in the index); otherwise the rank is 0 until the index sets one.
     #[inline]
     pub(crate) fn set_free_tags(&mut self, off: usize, size: usize, prev_used: Option<bool>) {
-        let prev = match prev_used {
+        let keep = match prev_used {
             Some(true) => PREV_USED,
             Some(false) => 0,
-            None => self.word(off) & PREV_USED,
+            None => self.word(off) & (PREV_USED | !(SIZE_MASK | FLAGS)),
         };
-        self.set_word(off, size | prev);
+        self.set_word(off, size | keep);
         self.set_word(off + size - W, size);
     }
 
@@ -417,5 +421,17 @@ impl Space for Mem {
     #[inline]
     fn resize_free(&mut self, x: u32, size: usize) {
         Mem::resize_free(self, off_of(x), size)
+    }
+    #[cfg(target_pointer_width = "64")]
+    #[inline]
+    fn carried(&self, x: u32) -> u32 {
+        (self.word(off_of(x)) >> SLACK_SHIFT) as u32
+    }
+    #[cfg(target_pointer_width = "64")]
+    #[inline]
+    fn set_carried(&mut self, x: u32, rank: u32) {
+        let off = off_of(x);
+        let h = self.word(off) & (SIZE_MASK | FLAGS);
+        self.set_word(off, h | (rank as usize) << SLACK_SHIFT);
     }
 }

@@ -83,12 +83,6 @@ impl<M: MemorySource> FitHeap<M> {
                 blocks += 1;
                 held += size;
             } else {
-                Corruption::ensure(
-                    h.high_bits() == 0,
-                    T,
-                    at,
-                    "a free block's header has slack bits",
-                )?;
                 let footer = mem.word(off + size - W) == size;
                 Corruption::ensure(footer, T, at, "footer differs from the header's size")?;
                 Corruption::ensure(!full || prev_used, T, at, "two free neighbours not merged")?;
@@ -105,7 +99,8 @@ impl<M: MemorySource> FitHeap<M> {
             off += size;
         }
         let end = mem.header(sentinel);
-        let sentinel_ok = end.size() == 0 && end.used() && end.prev_used() == prev_used;
+        let sentinel_ok =
+            end.size() == 0 && end.used() && end.prev_used() == prev_used && end.high_bits() == 0;
         Corruption::ensure(
             sentinel_ok,
             "sentinel",

@@ -162,7 +162,10 @@ impl<M: MemorySource> FitHeap<M> {
         } else {
             idx.space.clear_prev_used(next);
         }
-        idx.space.set_free_tags(start, total, Some(true));
+        // A block that keeps its place in the tree keeps its header's rank (and its
+        // `PREV_USED`, which is set: the block before it is live).
+        let prev_used = if keeps_place { None } else { Some(true) };
+        idx.space.set_free_tags(start, total, prev_used);
         if keeps_place {
             idx.regrown(id_of(start));
         } else {

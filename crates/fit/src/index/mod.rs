@@ -725,7 +725,7 @@ impl<S: Space> Index<S> {
                 "parent link is not the node above",
             )?;
             Corruption::ensure(
-                Treap::priority(c) < Treap::priority(p),
+                Treap::priority(mem, c) < Treap::priority(mem, p),
                 TREE,
                 at(c),
                 "priority above its parent's (heap order)",

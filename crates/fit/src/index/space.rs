@@ -59,4 +59,15 @@ pub(crate) trait Space {
     /// Changes the size of the free block `x` (growing: into what it absorbed; shrinking: the
     /// bytes after it are the caller's).
     fn resize_free(&mut self, x: u32, size: usize);
+    /// The rank node `x` carries (16 bits), which the tree's heap order compares before the
+    /// id's hash ([`Treap`](super::treap::Treap)): a rest that takes its block's place in the
+    /// tree takes its rank too, so it needs no rotation. A space with no room for it answers 0
+    /// (the order is then the hash's alone).
+    #[inline]
+    fn carried(&self, _x: u32) -> u32 {
+        0
+    }
+    /// Sets the rank node `x` carries (below 2^16); a space with no room ignores it.
+    #[inline]
+    fn set_carried(&mut self, _x: u32, _rank: u32) {}
 }

@@ -13,8 +13,12 @@
 //!     [0x200 64 | max 64]       [0x4000 4096 | max 4096]  [(48, 0x900)]   [(4096, 0x4000)]
 //! ```
 //!
-//! The shape is a treap: a binary search tree by the key, and a heap by a priority derived from
-//! the node id (`id * 0x9E3779B1`, a bijection on 32 bits, so no two nodes tie), which keeps the
+//! The shape is a treap: a binary search tree by the key, and a heap by a priority: the rank a
+//! node carries ([`Space::carried`], 16 bits), then a hash of the node id (`id * 0x9E3779B1`, a
+//! bijection on 32 bits, so no two nodes tie). A node joining the tree carries the hash's top
+//! 16 bits, so its priority orders as the hash alone; a rest carved from a block's low end that
+//! takes the block's place ([`Treap::replace`]) carries the block's rank, so it stays where the
+//! block was without a rotation (but where the tie-break decides). Random ranks keep the
 //! expected depth logarithmic whatever order blocks come and go in. No allocation, no balance
 //! field: in the heap the four fields fit the 16 bytes a 32-byte block has between header and
 //! footer, so the index costs no minimum block size over the list. Ids are 32 bits (in the heap,
@@ -42,6 +46,19 @@ pub(crate) enum Key {
 #[inline]
 const fn prio(id: u32) -> u32 {
     id.wrapping_mul(0x9E37_79B1)
+}
+
+/// The rank a node joining the tree carries: its hash's top bits, so that its priority orders as
+/// the hash does.
+#[inline]
+const fn fresh_rank(id: u32) -> u32 {
+    prio(id) >> 16
+}
+
+/// The priority of node `x`: the rank it carries, then its id's hash.
+#[inline]
+fn rank<S: Space>(mem: &S, x: u32) -> u64 {
+    (mem.carried(x) as u64) << 32 | prio(x) as u64
 }
 
 const LEFT: usize = 0;
@@ -132,8 +149,8 @@ impl Treap {
 
     /// The priority of `x` (a heap order: a child's is below its parent's).
     #[inline]
-    pub(crate) const fn priority(x: u32) -> u32 {
-        prio(x)
+    pub(crate) fn priority<S: Space>(mem: &S, x: u32) -> u64 {
+        rank(mem, x)
     }
 
     /// Sets the child of `p` on side `side` (`LEFT` or `RIGHT`) to `c`; `p == NIL`: the root.
@@ -188,6 +205,7 @@ impl Treap {
         }
         // Rotations (`x` has no children yet). `x`'s subtree becomes the last one rotated
         // below it, so its `aux` is that one's old `aux` or its own size.
+        mem.set_carried(x, fresh_rank(x));
         let (p, side, l, r, below) = self.float(mem, x, p, side, NIL, NIL);
         let aux = gs.max(below);
         set(mem, x, LEFT, l);
@@ -227,7 +245,7 @@ impl Treap {
             // The child of higher priority takes `x`'s place; `x` takes its inner subtree
             // (`x`'s own fields are never read again: only `l`, `r` and `p` say where it is).
             // (`c`'s link to `x` is written by the next rotation or the splice.)
-            let (c, inner) = if prio(l) > prio(r) {
+            let (c, inner) = if rank(mem, l) > rank(mem, r) {
                 (l, Self::right(mem, l))
             } else {
                 (r, Self::left(mem, r))
@@ -259,7 +277,7 @@ impl Treap {
     /// such `p` goes below `x`, taking `x`'s inner subtree, its `aux` recomputed. Returns where
     /// `x` ends (its parent, side and children, for the caller to link) and the largest old
     /// `aux` of the nodes that went below it (0 if none).
-    #[inline]
+    #[inline(always)]
     fn float<S: Space>(
         &self,
         mem: &mut S,
@@ -270,9 +288,9 @@ impl Treap {
         mut r: u32,
     ) -> (u32, usize, u32, u32, u32) {
         let by_addr = self.key == Key::Addr;
-        let px = prio(x);
+        let px = rank(mem, x);
         let mut below = 0;
-        while p != NIL && prio(p) < px {
+        while p != NIL && rank(mem, p) < px {
             let g = Self::parent(mem, p);
             let inner = if side == LEFT { r } else { l };
             set(mem, p, side, inner);
@@ -300,14 +318,15 @@ impl Treap {
         (p, side, l, r, below)
     }
 
-    /// Node `x`'s links (left, right, parent), read before anything may overwrite its fields
-    /// (see [`replace`](Self::replace)).
+    /// Node `x`'s links (left, right, parent) and carried rank, read before anything may
+    /// overwrite its fields or header (see [`replace`](Self::replace)).
     #[inline]
-    pub(crate) fn links<S: Space>(mem: &S, x: u32) -> [u32; 3] {
+    pub(crate) fn links<S: Space>(mem: &S, x: u32) -> [u32; 4] {
         [
             Self::left(mem, x),
             Self::right(mem, x),
             Self::parent(mem, x),
+            mem.carried(x),
         ]
     }
 
@@ -315,11 +334,13 @@ impl Treap {
     /// whose links were `links` ([`links`](Self::links), read before `new`'s header was written:
     /// in the heap a rest carved 16 bytes into `old` has its header on `old`'s fields). No node
     /// may lie between `old` and `new` in the key order, so the order holds with `new` where
-    /// `old` was; then `new` goes up past ancestors of lower priority or down below children of
-    /// higher priority (rotations), and by address `aux` is recomputed from `new` up. One pass
-    /// instead of a removal and an insertion.
-    pub(crate) fn replace<S: Space>(&mut self, mem: &mut S, old: u32, links: [u32; 3], new: u32) {
-        let [mut l, mut r, mut p] = links;
+    /// `old` was. `new` carries `old`'s rank, so the heap order holds too but where the hashes
+    /// break a tie of ranks: then `new` goes up past ancestors of lower priority or down below
+    /// children of higher priority (rotations). By address `aux` is recomputed from `new` up.
+    /// One pass instead of a removal and an insertion.
+    pub(crate) fn replace<S: Space>(&mut self, mem: &mut S, old: u32, links: [u32; 4], new: u32) {
+        let [mut l, mut r, mut p, carried] = links;
+        mem.set_carried(new, carried);
         let mut side = if p != NIL && Self::left(mem, p) == old {
             LEFT
         } else {
@@ -332,7 +353,7 @@ impl Treap {
         }
         // Up (the nodes rotated below `new` get their `aux` in `float`), else down.
         (p, side, l, r, _) = self.float(mem, new, p, side, l, r);
-        let pn = prio(new);
+        let pn = rank(mem, new);
         let mut rotated_above = 0usize;
         set(mem, new, LEFT, l);
         set(mem, new, RIGHT, r);
@@ -340,9 +361,13 @@ impl Treap {
         self.set_child(mem, p, side, new);
         // Down: the child of higher priority takes `new`'s place, `new` its inner subtree.
         loop {
-            let c = if l != NIL && prio(l) > pn && (r == NIL || prio(l) > prio(r)) {
+            let (rl, rr) = (
+                if l != NIL { rank(mem, l) } else { 0 },
+                if r != NIL { rank(mem, r) } else { 0 },
+            );
+            let c = if l != NIL && rl > pn && (r == NIL || rl > rr) {
                 l
-            } else if r != NIL && prio(r) > pn {
+            } else if r != NIL && rr > pn {
                 r
             } else {
                 break;
