@@ -14,8 +14,9 @@
 //!
 //! Each policy's choice is the index's own (`Index::best_in_bins` and `best_in_tree`,
 //! `first_fit`, `next_fit`, `worst_fit`: what `Index::search` answers for a request without
-//! alignment; best fit's wilderness last, as `search::find` has it). A block of the tree is
-//! carved by `Index::take` (its rest may keep the block's place there; next fit's rover moves).
+//! alignment; best fit's wilderness last, as `search::find` has it). A block of the tree whose
+//! rest takes its place there (`Index::rest_replaces`) is carved here too, its rest handed to
+//! `Index::replace_by_rest` (next fit's rover moves to it); any other by `Index::take`.
 //! Everything else (alignment, growth, the check word, OSTEP's header and rounding) goes the
 //! general way: `FitHeap::find`, `Free::take`,
 //! `Free::insert`. Both make the same decisions, block for block: `tests/differential.rs`
@@ -26,10 +27,12 @@ use core::ptr::NonNull;
 use allocator_traits::MemorySource;
 
 use super::FitHeap;
-use super::block::{MIN_BLOCK, W, id_of, off_of};
+use super::block::{MIN_BLOCK, Mem, W, id_of, off_of};
 use super::free::Free;
 use crate::config::{Coalesce, Config, Policy};
+use crate::index::Index;
 use crate::index::bins::limit;
+use crate::index::treap::Treap;
 
 /// Which operations take the common path, decided once from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -70,10 +73,7 @@ impl<M: MemorySource> FitHeap<M> {
         let h = idx.space.header(off);
         let have = h.size();
         let held = if !idx.is_root(x, have) {
-            // A node of the tree: its rest may keep its place there, next fit's rover moves.
-            let held = idx.take(x, 0, need, MIN_BLOCK).1.size;
-            self.write_live(off, held, size, None);
-            held
+            carve_tree_node(idx, x, have, need, size)
         } else {
             idx.pop_root(x, have);
             let back = have - need;
@@ -172,5 +172,31 @@ impl<M: MemorySource> FitHeap<M> {
             idx.add(id_of(start), total);
         }
         self.trim(start);
+    }
+}
+
+/// [`FitHeap::allocate_hot`]'s carve of `need` bytes for a request of `size` from the low end of
+/// `x`, a node of the tree of `have` bytes; returns the bytes held.
+#[inline(always)]
+fn carve_tree_node(idx: &mut Index<Mem>, x: u32, have: usize, need: usize, size: usize) -> usize {
+    let off = off_of(x);
+    let back = have - need;
+    if back >= MIN_BLOCK && idx.rest_replaces(x, have, back) {
+        // The rest takes the block's place there (its links read before the rest's header is
+        // written on them); the next header's `PREV_USED` is clear already.
+        let links = Treap::links(&idx.space, x);
+        let prev_used = idx.space.header(off).prev_used();
+        let rest = off + need;
+        idx.space.set_free_tags(rest, back, Some(true));
+        idx.replace_by_rest(x, links, id_of(rest));
+        idx.space
+            .set_live_header(off, need, need - W - size, Some(prev_used));
+        need
+    } else {
+        // The general carve (next fit's rover moves there); one header word, so the usable
+        // bytes are the block less a word.
+        let held = idx.take(x, 0, need, MIN_BLOCK).1.size;
+        idx.space.set_live(off, held, held - W - size, None);
+        held
     }
 }

@@ -539,18 +539,19 @@ impl<S: Space> Index<S> {
             }
             (c, carved)
         } else if back > 0 {
-            let new = if !self.in_bins(carved.size + back)
-                && !self.in_bins(back)
-                && self.rest_keeps_place(x, back)
-            {
-                self.replace_by_rest(x, carved.size, back)
+            if self.rest_replaces(x, carved.size + back, back) {
+                // `x`'s links first: the rest's header may lie on `x`'s fields.
+                let links = Treap::links(&self.space, x);
+                let r = self.space.split_off(x, carved.size);
+                self.space.mark_free(r, back, Some(true));
+                self.replace_by_rest(x, links, r);
             } else {
                 self.unlink(x);
                 let r = self.space.split_off(x, carved.size);
-                self.link(r, back, Some(true))
-            };
-            if next_fit || self.rover == Some(x) {
-                self.rover = Some(new);
+                let r = self.link(r, back, Some(true));
+                if next_fit || self.rover == Some(x) {
+                    self.rover = Some(r);
+                }
             }
             (x, carved)
         } else {
@@ -628,18 +629,25 @@ impl<S: Space> Index<S> {
         ps < rs || (ps == rs && mem.below(p, x))
     }
 
-    /// For a block of the tree carved from its low end ([`take`](Self::take)) whose rest sorts
-    /// where it does ([`rest_keeps_place`](Self::rest_keeps_place)): the rest `back` bytes
-    /// long, `carved` bytes into `x`, takes `x`'s place in the tree, instead of `x` leaving it
-    /// and the rest joining it. Returns the rest's node.
+    /// Whether the rest of `back` bytes carved from the low end of the free block `x` of
+    /// `size` bytes, a node of the tree, takes `x`'s place there
+    /// ([`replace_by_rest`](Self::replace_by_rest)): both sizes past the bins, and the rest
+    /// sorts where `x` does ([`rest_keeps_place`](Self::rest_keeps_place)).
+    #[inline]
+    pub(crate) fn rest_replaces(&self, x: u32, size: usize, back: usize) -> bool {
+        !self.in_bins(size) && !self.in_bins(back) && self.rest_keeps_place(x, back)
+    }
+
+    /// For a block `x` of the tree carved from its low end where
+    /// [`rest_replaces`](Self::rest_replaces): its rest `r` (marked free, its header written
+    /// after `links` were read: [`Treap::links`]) takes `x`'s place in the tree, instead of `x`
+    /// leaving it and the rest joining it; next fit's rover (or a rover on `x`) moves to it.
     #[inline(never)]
-    fn replace_by_rest(&mut self, x: u32, carved: usize, back: usize) -> u32 {
-        // `x`'s links first: the rest's header may lie on `x`'s fields.
-        let links = Treap::links(&self.space, x);
-        let r = self.space.split_off(x, carved);
-        self.space.mark_free(r, back, Some(true));
+    pub(crate) fn replace_by_rest(&mut self, x: u32, links: [u32; 4], r: u32) {
         self.tree.replace(&mut self.space, x, links, r);
-        r
+        if self.policy == Policy::NextFit || self.rover == Some(x) {
+            self.rover = Some(r);
+        }
     }
 
     /// By address, for a freed block `x` of `size` bytes whose free neighbour below, `p` of
