@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 secs="${1:-20}"
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(best_fit fit_configs buddy segregated ptmalloc2 tcmalloc)
+[ ${#targets[@]} -gt 0 ] || targets=(best_fit fit_configs buddy segregated segregated_configs ptmalloc2 tcmalloc)
 cargo +nightly fuzz build -O
 mkdir -p logs
 for t in "${targets[@]}"; do
