@@ -419,6 +419,11 @@ impl Space for Mem {
         self.set_free(off_of(x), size, prev_used)
     }
     #[inline]
+    fn mark_rest_free(&mut self, r: u32, size: usize) {
+        // The next header's `PREV_USED` is clear already: the block it followed was free.
+        self.set_free_tags(off_of(r), size, Some(true));
+    }
+    #[inline]
     fn resize_free(&mut self, x: u32, size: usize) {
         Mem::resize_free(self, off_of(x), size)
     }

@@ -15,8 +15,9 @@
 //! Each policy's choice is the index's own (`Index::best_in_bins` and `best_in_tree`,
 //! `first_fit`, `next_fit`, `worst_fit`: what `Index::search` answers for a request without
 //! alignment; best fit's wilderness last, as `search::find` has it). A block of the tree whose
-//! rest takes its place there (`Index::rest_replaces`) is carved here too, its rest handed to
-//! `Index::replace_by_rest` (next fit's rover moves to it); any other by `Index::take`.
+//! rest takes its place there (`Index::rest_replaces`) is carved by `Index::carve_replacing`
+//! with its live header written here (next fit's rover moves to the rest); any other by
+//! `Index::take`.
 //! Everything else (alignment, growth, the check word, OSTEP's header and rounding) goes the
 //! general way: `FitHeap::find`, `Free::take`,
 //! `Free::insert`. Both make the same decisions, block for block: `tests/differential.rs`
@@ -32,7 +33,6 @@ use super::free::Free;
 use crate::config::{Coalesce, Config, Policy};
 use crate::index::Index;
 use crate::index::bins::limit;
-use crate::index::treap::Treap;
 
 /// Which operations take the common path, decided once from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -182,15 +182,9 @@ fn carve_tree_node(idx: &mut Index<Mem>, x: u32, have: usize, need: usize, size:
     let off = off_of(x);
     let back = have - need;
     if back >= MIN_BLOCK && idx.rest_replaces(x, have, back) {
-        // The rest takes the block's place there (its links read before the rest's header is
-        // written on them); the next header's `PREV_USED` is clear already.
-        let links = Treap::links(&idx.space, x);
-        let prev_used = idx.space.header(off).prev_used();
-        let rest = off + need;
-        idx.space.set_free_tags(rest, back, Some(true));
-        idx.replace_by_rest(x, links, id_of(rest));
-        idx.space
-            .set_live_header(off, need, need - W - size, Some(prev_used));
+        // The rest takes the block's place there, its tags written once.
+        idx.carve_replacing(x, need, back);
+        idx.space.set_live_header(off, need, need - W - size, None);
         need
     } else {
         // The general carve (next fit's rover moves there); one header word, so the usable

@@ -540,18 +540,12 @@ impl<S: Space> Index<S> {
             (c, carved)
         } else if back > 0 {
             if self.rest_replaces(x, carved.size + back, back) {
-                // `x`'s links first: the rest's header may lie on `x`'s fields.
-                let links = Treap::links(&self.space, x);
-                let r = self.space.split_off(x, carved.size);
-                self.space.mark_free(r, back, Some(true));
-                self.replace_by_rest(x, links, r);
+                self.carve_replacing(x, carved.size, back);
             } else {
                 self.unlink(x);
                 let r = self.space.split_off(x, carved.size);
                 let r = self.link(r, back, Some(true));
-                if next_fit || self.rover == Some(x) {
-                    self.rover = Some(r);
-                }
+                self.rover_to_rest(x, r);
             }
             (x, carved)
         } else {
@@ -631,20 +625,33 @@ impl<S: Space> Index<S> {
 
     /// Whether the rest of `back` bytes carved from the low end of the free block `x` of
     /// `size` bytes, a node of the tree, takes `x`'s place there
-    /// ([`replace_by_rest`](Self::replace_by_rest)): both sizes past the bins, and the rest
+    /// ([`carve_replacing`](Self::carve_replacing)): both sizes past the bins, and the rest
     /// sorts where `x` does ([`rest_keeps_place`](Self::rest_keeps_place)).
     #[inline]
     pub(crate) fn rest_replaces(&self, x: u32, size: usize, back: usize) -> bool {
         !self.in_bins(size) && !self.in_bins(back) && self.rest_keeps_place(x, back)
     }
 
-    /// For a block `x` of the tree carved from its low end where
-    /// [`rest_replaces`](Self::rest_replaces): its rest `r` (marked free, its header written
-    /// after `links` were read: [`Treap::links`]) takes `x`'s place in the tree, instead of `x`
-    /// leaving it and the rest joining it; next fit's rover (or a rover on `x`) moves to it.
+    /// Carves `carved` bytes from the low end of the block `x` of the tree where
+    /// [`rest_replaces`](Self::rest_replaces): its rest, `back` bytes, marked free, takes `x`'s
+    /// place in the tree instead of `x` leaving it and the rest joining it; next fit's rover (or
+    /// a rover on `x`) moves to it. Returns the rest's node. The carved piece's tags are the
+    /// caller's.
     #[inline(never)]
-    pub(crate) fn replace_by_rest(&mut self, x: u32, links: [u32; 4], r: u32) {
+    pub(crate) fn carve_replacing(&mut self, x: u32, carved: usize, back: usize) -> u32 {
+        // `x`'s links first: the rest's header may lie on `x`'s fields.
+        let links = Treap::links(&self.space, x);
+        let r = self.space.split_off(x, carved);
+        self.space.mark_rest_free(r, back);
         self.tree.replace(&mut self.space, x, links, r);
+        self.rover_to_rest(x, r);
+        r
+    }
+
+    /// `x` was carved and `r` is its rest: next fit's rover moves to it, as does any rover on
+    /// `x` (the list's `take` does the same).
+    #[inline]
+    fn rover_to_rest(&mut self, x: u32, r: u32) {
         if self.policy == Policy::NextFit || self.rover == Some(x) {
             self.rover = Some(r);
         }

@@ -56,6 +56,13 @@ pub(crate) trait Space {
     /// Marks block `x` free with `size` bytes. `prev_used`: whether the block below is live
     /// (`None`: as recorded), for a space that records it.
     fn mark_free(&mut self, x: u32, size: usize, prev_used: Option<bool>);
+    /// Marks `r`, the rest carved from the high end of a free block, free with `size` bytes
+    /// after a live block (the piece carved below it). The block after it already follows a
+    /// free block, so a space that records that for it (the heap's `PREV_USED`) leaves it.
+    #[inline]
+    fn mark_rest_free(&mut self, r: u32, size: usize) {
+        self.mark_free(r, size, Some(true));
+    }
     /// Changes the size of the free block `x` (growing: into what it absorbed; shrinking: the
     /// bytes after it are the caller's).
     fn resize_free(&mut self, x: u32, size: usize);
