@@ -15,12 +15,12 @@ impl<M: MemorySource> FitHeap<M> {
     /// sentinel; a block's `PREV_USED` bit says whether the block before is live; a free block's
     /// footer equals its size; a live block's check word (with `:checked`) agrees with its slack
     /// and fits it; no two free blocks are neighbours where coalescing is full; every free block
-    /// is in the mechanism, which holds nothing else; the live blocks add up to the stats and
-    /// the footprint is the source's. O(blocks).
+    /// is in the mechanism, which holds nothing else; the live blocks add up to the stats, whose
+    /// headroom keeps every peak seen, and the footprint is the source's. O(blocks).
     pub(super) fn walk(&self) -> Result<(), Corruption> {
         let mem = self.mem();
         let base = self.base_addr();
-        let s = &self.stats;
+        let s = self.stats.get();
         let footprint = s.footprint == self.source.footprint() && mem.end <= s.footprint;
         Corruption::ensure(
             footprint,
@@ -116,7 +116,9 @@ impl<M: MemorySource> FitHeap<M> {
         )?;
         let agree = (blocks, held) == (s.live_blocks, s.live_held)
             && (!known || requested == s.live_requested);
-        Corruption::ensure(agree, "stats", base, "live blocks differ from the stats")
+        Corruption::ensure(agree, "stats", base, "live blocks differ from the stats")?;
+        // The fast paths raise the peaks only when the headroom runs out.
+        self.stats.check_headroom()
     }
 }
 
@@ -345,6 +347,17 @@ mod tests {
         blocks(&mut h, 2);
         h.stats.record_alloc(8, 32);
         assert_eq!(problem(&h), "live blocks differ from the stats");
+    }
+
+    #[test]
+    fn a_headroom_past_the_peaks() {
+        let mut h = heap(Config::best_fit());
+        blocks(&mut h, 2);
+        h.stats.plant_headroom(h.stats.exact_headroom() + 1);
+        assert_eq!(
+            problem(&h),
+            "the headroom is above the live counts' distance to the peaks"
+        );
     }
 
     #[test]

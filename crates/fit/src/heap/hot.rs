@@ -92,7 +92,7 @@ impl<M: MemorySource> FitHeap<M> {
                 have
             }
         };
-        self.stats.record_alloc(size, held);
+        self.stats.alloc(size, held);
         Some(self.payload(off, held))
     }
 

@@ -40,7 +40,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use allocator_traits::{
-    AllocError, BlockKind, Corruption, Detects, FreeError, FreeSpaceManager, Inspector,
+    AllocError, BlockKind, Corruption, Detects, FastStats, FreeError, FreeSpaceManager, Inspector,
     MemorySource, Placement, Stats,
 };
 
@@ -83,8 +83,9 @@ pub struct FitHeap<M> {
     /// header beyond one word (`config.header`).
     overhead: usize,
     /// The counters; `live_*` add up the live blocks (the walk checks it), `footprint` is the
-    /// source's.
-    stats: Stats,
+    /// source's. Exact at the cost of plain adds on the fast paths ([`FastStats`]: the peaks are
+    /// raised only when an allocation uses up the headroom).
+    stats: FastStats,
     /// Which operations take the common path (the module `hot`), from `config` and `overhead`.
     hot: hot::Hot,
 }
@@ -103,7 +104,7 @@ impl<M: MemorySource> FitHeap<M> {
             free: Free::new(config),
             config,
             overhead,
-            stats: Stats::new(),
+            stats: FastStats::new(),
             hot: hot::Hot::new(&config, overhead),
         }
     }
@@ -347,7 +348,7 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
         }
         match self.place(layout) {
             Ok(c) => {
-                self.stats.record_alloc(layout.size(), c.size);
+                self.stats.alloc(layout.size(), c.size);
                 Ok(self.payload(c.addr, c.size))
             }
             Err(e) => {
@@ -365,7 +366,7 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
                 return Err(e);
             }
         };
-        self.stats.record_free(layout.size(), size);
+        self.stats.free(layout.size(), size);
         self.release(off, size);
         Ok(())
     }
@@ -443,7 +444,7 @@ impl<M: MemorySource> FreeSpaceManager for FitHeap<M> {
     }
 
     fn stats(&self) -> Stats {
-        self.stats
+        self.stats.get()
     }
 
     fn record_moved_resize(&mut self) {
