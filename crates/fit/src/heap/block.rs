@@ -67,6 +67,22 @@ pub(crate) const fn round_grain(n: usize) -> Option<usize> {
     }
 }
 
+/// The size of a block holding a request of `size` bytes behind one header word (no check
+/// word, no rounding of the request): at least [`MIN_BLOCK`], `None` past [`MAX_SIZE`].
+#[inline]
+pub(crate) const fn one_word_need(size: usize) -> Option<usize> {
+    let Some(need) = round_grain(size.saturating_add(W)) else {
+        return None;
+    };
+    if need > MAX_SIZE {
+        None
+    } else if need < MIN_BLOCK {
+        Some(MIN_BLOCK)
+    } else {
+        Some(need)
+    }
+}
+
 /// The check word's key for the block at `off`.
 pub(crate) const fn key(off: usize) -> usize {
     off.rotate_left(17) ^ MAGIC

@@ -28,7 +28,7 @@ use core::ptr::NonNull;
 use allocator_traits::MemorySource;
 
 use super::FitHeap;
-use super::block::{MIN_BLOCK, Mem, W, id_of, off_of};
+use super::block::{MIN_BLOCK, Mem, W, id_of, off_of, one_word_need};
 use super::free::Free;
 use crate::config::{Coalesce, Config, Policy};
 use crate::index::Index;
@@ -64,7 +64,8 @@ impl<M: MemorySource> FitHeap<M> {
         if !self.hot.alloc {
             return None;
         }
-        let need = self.block_need(size)?;
+        // `hot.alloc` holds only in `block_need`'s one-word setting.
+        let need = one_word_need(size)?;
         let x = self.pick(need)?;
         let Free::Index(idx) = &mut self.free else {
             return None;

@@ -47,7 +47,7 @@ use allocator_traits::{
 use crate::config::{Coalesce, Config, Order, Policy};
 use crate::list::Chunk;
 use crate::search::find;
-use block::{FIRST, GRAIN, MAX_SIZE, MIN_BLOCK, Mem, W, key, round_grain};
+use block::{FIRST, GRAIN, MAX_SIZE, MIN_BLOCK, Mem, W, key, one_word_need, round_grain};
 use free::Free;
 pub use inband::InBand;
 
@@ -149,9 +149,7 @@ impl<M: MemorySource> FitHeap<M> {
     #[inline]
     fn block_need(&self, size: usize) -> Option<usize> {
         if self.config.align <= 1 && self.overhead == W {
-            // The common setting: one header word, no rounding of the request.
-            let need = size.checked_add(W + GRAIN - 1)? & !(GRAIN - 1);
-            return (need <= MAX_SIZE).then_some(need.max(MIN_BLOCK));
+            return one_word_need(size);
         }
         let a = self.config.align.max(1);
         let rounded = size.checked_add((a - size % a) % a)?;
