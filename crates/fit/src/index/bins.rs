@@ -222,23 +222,29 @@ impl Bins {
         }
     }
 
+    /// Removes bin `b`'s root, its lowest block: the pairing of the root's children takes its
+    /// place, and the new root's children list moves to `heads` (the new root is in cache:
+    /// just paired).
+    #[inline]
+    pub(crate) fn pop<S: Space>(&mut self, mem: &mut S, b: usize) {
+        let sub = pair_up(mem, self.heads[b]);
+        self.heads[b] = if sub == NIL {
+            NIL
+        } else {
+            let c = child(mem, sub);
+            set(mem, sub, CHILD, NIL);
+            c
+        };
+        self.set_root(mem, b, sub);
+    }
+
     /// Removes node `x` from bin `b`.
     pub(crate) fn remove<S: Space>(&mut self, mem: &mut S, b: usize, x: u32) {
-        let r = self.roots[b];
-        let first = if x == r { self.heads[b] } else { child(mem, x) };
-        let sub = pair_up(mem, first);
-        if x == r {
-            // The new root's children list moves to `heads` (the root is in cache: just paired).
-            self.heads[b] = if sub == NIL {
-                NIL
-            } else {
-                let c = child(mem, sub);
-                set(mem, sub, CHILD, NIL);
-                c
-            };
-            self.set_root(mem, b, sub);
-            return;
+        if x == self.roots[b] {
+            return self.pop(mem, b);
         }
+        let r = self.roots[b];
+        let sub = pair_up(mem, child(mem, x));
         // Any other node: the pairing of its children takes its place in its parent's list
         // (they lie above `x`, so above its parent). The root, its other children and `x`'s
         // siblings stay untouched.

@@ -474,7 +474,8 @@ impl<S: Space> Index<S> {
     #[inline]
     pub(crate) fn pop_root(&mut self, x: u32, size: usize) {
         let b = bin_of(&self.space, size);
-        self.bins.remove(&mut self.space, b, x);
+        debug_assert_eq!(self.bins.roots[b], x);
+        self.bins.pop(&mut self.space, b);
         self.len -= 1;
     }
 
