@@ -172,7 +172,7 @@ impl<M: MemorySource> FitHeap<M> {
         } else {
             idx.add(id_of(start), total);
         }
-        self.trim(start);
+        self.trim_sized(start, total);
     }
 }
 

@@ -82,9 +82,14 @@ impl<M: MemorySource> FitHeap<M> {
     /// source takes its tail).
     #[inline]
     pub(super) fn trim(&mut self, top: usize) {
-        let mem = self.mem();
-        let size = mem.size(top);
-        if top + size == mem.sentinel() && size >= self.config.trim_threshold {
+        self.trim_sized(top, self.mem().size(top));
+    }
+
+    /// [`trim`](Self::trim) for `top` of `size` bytes (the size tested first: most freed
+    /// blocks are below the threshold).
+    #[inline]
+    pub(super) fn trim_sized(&mut self, top: usize, size: usize) {
+        if size >= self.config.trim_threshold && top + size == self.mem().sentinel() {
             self.trim_top(top, size);
         }
     }
