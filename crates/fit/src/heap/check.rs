@@ -129,7 +129,7 @@ mod tests {
     use core::alloc::Layout;
     use core::ptr::NonNull;
 
-    use allocator_traits::{BoxedRegion, FreeSpaceManager};
+    use allocator_traits::{BoxedRegion, FreeError, FreeSpaceManager};
 
     use super::super::block::{GRAIN, USED};
     use super::super::free::Free;
@@ -347,6 +347,24 @@ mod tests {
         blocks(&mut h, 2);
         h.stats.record_alloc(8, 32);
         assert_eq!(problem(&h), "live blocks differ from the stats");
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_slack_above_the_usable_bytes_is_refused() {
+        // A header whose slack bits exceed its block's usable bytes (no live block has one):
+        // the free is a layout mismatch and the block stays live.
+        for mut h in both(Config::best_fit()) {
+            let b = blocks(&mut h, 2);
+            let w = h.mem().word(b[0]);
+            h.free.mem_mut().set_word(b[0], w | (41 << 48));
+            let ptr = NonNull::new(h.mem().base.wrapping_add(b[0] + W)).unwrap();
+            // SAFETY: the free is refused before it touches the block (the test's point).
+            let e = unsafe { h.deallocate(ptr, Layout::from_size_align(40, 8).unwrap()) };
+            assert!(matches!(e, Err(FreeError::LayoutMismatch { size: 40, .. })));
+            assert!(h.mem().header(b[0]).used());
+            assert_eq!((h.stats().bad_frees, h.stats().live_blocks), (1, 2));
+        }
     }
 
     #[test]

@@ -213,7 +213,9 @@ impl<M: MemorySource> FitHeap<M> {
             return Err(not_a_block);
         }
         let usable = self.usable(size);
-        let from_slack = h.slack().and_then(|s| usable.checked_sub(s));
+        // A slack above the usable bytes (no live block has one) wraps to a size no layout
+        // has, so the layout check refuses it.
+        let from_slack = h.slack().map(|s| usable.wrapping_sub(s));
         if !self.config.checked {
             return Ok((off, size, from_slack));
         }
