@@ -131,7 +131,7 @@ mod tests {
 
     use allocator_traits::{BoxedRegion, FreeError, FreeSpaceManager};
 
-    use super::super::block::{GRAIN, USED};
+    use super::super::block::{FIRST, GRAIN, USED};
     use super::super::free::Free;
     use super::*;
     use crate::config::{Config, Mechanism};
@@ -365,6 +365,29 @@ mod tests {
             assert!(h.mem().header(b[0]).used());
             assert_eq!((h.stats().bad_frees, h.stats().live_blocks), (1, 2));
         }
+    }
+
+    #[test]
+    fn pointers_at_the_heaps_edges_are_foreign() {
+        let l = Layout::from_size_align(40, 8).unwrap();
+        let mut h = heap(Config::best_fit());
+        let nowhere = NonNull::<u128>::dangling().cast::<u8>();
+        // SAFETY: the heap refuses foreign pointers before it reads anything.
+        let e = unsafe { h.deallocate(nowhere, l) };
+        assert!(
+            matches!(e, Err(FreeError::Foreign { .. })),
+            "empty heap: {e:?}"
+        );
+        blocks(&mut h, 2);
+        let (base, end) = (h.mem().base, h.mem().end);
+        for off in [0, FIRST, end - W, end, end + GRAIN] {
+            let ptr = NonNull::new(base.wrapping_add(off)).unwrap();
+            // SAFETY: as above.
+            let e = unsafe { h.deallocate(ptr, l) };
+            assert!(matches!(e, Err(FreeError::Foreign { .. })), "{off}: {e:?}");
+        }
+        assert_eq!(h.stats().bad_frees, 6);
+        h.check_invariants().unwrap();
     }
 
     #[test]

@@ -192,17 +192,18 @@ impl<M: MemorySource> FitHeap<M> {
     fn block_of(&self, ptr: NonNull<u8>) -> Result<(usize, usize, Option<usize>), FreeError> {
         let p = ptr.as_ptr().addr();
         let mem = self.mem();
-        if mem.end == 0 {
+        // The distance from the first block's payload (wrapping below it): a payload lies
+        // before the sentinel, and an empty heap (`end == 0`) has room for none.
+        let rel = p.wrapping_sub(mem.base.addr() + FIRST + W);
+        if rel >= mem.end.saturating_sub(FIRST + 2 * W) {
             return Err(FreeError::Foreign { ptr: p });
         }
-        let base = mem.base.addr();
-        if p < base + FIRST + W || p >= base + mem.sentinel() {
-            return Err(FreeError::Foreign { ptr: p });
-        }
-        if !(p - base).is_multiple_of(GRAIN) {
+        // The first payload is grain-aligned, so every payload is.
+        const { assert!(FIRST + W == GRAIN) };
+        if !rel.is_multiple_of(GRAIN) {
             return Err(FreeError::NotABlock { ptr: p });
         }
-        let off = p - base - W;
+        let off = rel + FIRST;
         let h = mem.header(off);
         if !h.used() {
             return Err(FreeError::DoubleFree { ptr: p });
