@@ -256,7 +256,7 @@ impl<S: Space> Index<S> {
                 } else {
                     NIL
                 };
-                let x = lower(mem, lowest_bin, t.fit_from(mem, 0, ng));
+                let x = lower(mem, lowest_bin, t.lowest_fit(mem, ng));
                 if x != NIL && ok(x) {
                     x
                 } else {
@@ -393,7 +393,7 @@ impl<S: Space> Index<S> {
             // with no walk down from the root.
             Some(r) => match t.fit_at(mem, r, ng) {
                 NIL => {
-                    let x = t.fit_from(mem, 0, ng);
+                    let x = t.lowest_fit(mem, ng);
                     if x != NIL && mem.pos(x) >= mem.pos(r) {
                         NIL
                     } else {
@@ -402,7 +402,7 @@ impl<S: Space> Index<S> {
                 }
                 x => x,
             },
-            None => t.fit_from(mem, 0, ng),
+            None => t.lowest_fit(mem, ng),
         };
         (x != NIL).then_some(x)
     }
@@ -458,7 +458,7 @@ impl<S: Space> Index<S> {
         } else {
             NIL
         };
-        let x = lower(mem, in_bins, self.tree.fit_from(mem, 0, ng));
+        let x = lower(mem, in_bins, self.tree.lowest_fit(mem, ng));
         (x != NIL).then_some(x)
     }
 

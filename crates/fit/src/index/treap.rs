@@ -541,6 +541,13 @@ impl Treap {
         }
     }
 
+    /// By address: the lowest node whose size is at least `ng` granules (first fit). O(depth):
+    /// one walk down by the largest-size fields.
+    #[inline]
+    pub(crate) fn lowest_fit<S: Space>(&self, mem: &S, ng: u32) -> u32 {
+        Self::leftmost_fit(mem, self.root, ng)
+    }
+
     /// By address: the lowest node at or above position `lo` ([`Space::pos`]) whose size is at
     /// least `ng` granules. O(depth): the walk to `lo`, then [`fit_at`](Self::fit_at).
     pub(crate) fn fit_from<S: Space>(&self, mem: &S, lo: usize, ng: u32) -> u32 {
