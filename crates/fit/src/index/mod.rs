@@ -256,7 +256,7 @@ impl<S: Space> Index<S> {
                 } else {
                     NIL
                 };
-                let x = lower(mem, lowest_bin, t.lowest_fit(mem, ng));
+                let x = lower(mem, lowest_bin, t.lowest_fit(mem, ng, lowest_bin));
                 if x != NIL && ok(x) {
                     x
                 } else {
@@ -392,17 +392,11 @@ impl<S: Space> Index<S> {
             // The rover is a node of the tree (the walk checks it): the search starts from it,
             // with no walk down from the root.
             Some(r) => match t.fit_at(mem, r, ng) {
-                NIL => {
-                    let x = t.lowest_fit(mem, ng);
-                    if x != NIL && mem.pos(x) >= mem.pos(r) {
-                        NIL
-                    } else {
-                        x
-                    }
-                }
+                // Wrapped: from the lowest address, below the rover.
+                NIL => t.lowest_fit(mem, ng, r),
                 x => x,
             },
-            None => t.lowest_fit(mem, ng),
+            None => t.lowest_fit(mem, ng, NIL),
         };
         (x != NIL).then_some(x)
     }
@@ -458,7 +452,7 @@ impl<S: Space> Index<S> {
         } else {
             NIL
         };
-        let x = lower(mem, in_bins, self.tree.lowest_fit(mem, ng));
+        let x = lower(mem, in_bins, self.tree.lowest_fit(mem, ng, in_bins));
         (x != NIL).then_some(x)
     }
 

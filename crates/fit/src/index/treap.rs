@@ -524,8 +524,11 @@ impl Treap {
         }
     }
 
-    /// By address: the lowest node of the subtree at `x` whose size is at least `ng` granules.
-    fn leftmost_fit<S: Space>(mem: &S, mut x: u32, ng: u32) -> u32 {
+    /// By address: the lowest node of the subtree at `x` whose size is at least `ng` granules
+    /// if it lies below node `bound` (`NIL`: no bound), else `NIL`; the walk down ends where it
+    /// reaches the bound.
+    #[inline]
+    fn leftmost_fit<S: Space>(mem: &S, mut x: u32, ng: u32, bound: u32) -> u32 {
         if x == NIL || Self::aux(mem, x) < ng {
             return NIL;
         }
@@ -533,6 +536,9 @@ impl Treap {
             let l = Self::left(mem, x);
             if l != NIL && Self::aux(mem, l) >= ng {
                 x = l;
+            } else if !mem.below(x, bound) {
+                // The answer is `x` or right of it: not below the bound.
+                return NIL;
             } else if Self::gsize(mem, x) >= ng {
                 return x;
             } else {
@@ -541,11 +547,12 @@ impl Treap {
         }
     }
 
-    /// By address: the lowest node whose size is at least `ng` granules (first fit). O(depth):
-    /// one walk down by the largest-size fields.
+    /// By address: the lowest node whose size is at least `ng` granules (first fit) if it lies
+    /// below node `bound` (`NIL`: no bound), else `NIL`. O(depth): one walk down by the
+    /// largest-size fields.
     #[inline]
-    pub(crate) fn lowest_fit<S: Space>(&self, mem: &S, ng: u32) -> u32 {
-        Self::leftmost_fit(mem, self.root, ng)
+    pub(crate) fn lowest_fit<S: Space>(&self, mem: &S, ng: u32, bound: u32) -> u32 {
+        Self::leftmost_fit(mem, self.root, ng, bound)
     }
 
     /// By address: the lowest node at or above position `lo` ([`Space::pos`]) whose size is at
@@ -582,7 +589,7 @@ impl Treap {
     /// holds the answer.
     pub(crate) fn fit_after<S: Space>(&self, mem: &S, mut x: u32, ng: u32) -> u32 {
         debug_assert_eq!(self.key, Key::Addr);
-        let found = Self::leftmost_fit(mem, Self::right(mem, x), ng);
+        let found = Self::leftmost_fit(mem, Self::right(mem, x), ng, NIL);
         if found != NIL {
             return found;
         }
@@ -595,7 +602,7 @@ impl Treap {
                 if Self::gsize(mem, p) >= ng {
                     return p;
                 }
-                let found = Self::leftmost_fit(mem, Self::right(mem, p), ng);
+                let found = Self::leftmost_fit(mem, Self::right(mem, p), ng, NIL);
                 if found != NIL {
                     return found;
                 }
