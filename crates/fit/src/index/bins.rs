@@ -240,10 +240,10 @@ impl Bins {
 
     /// Removes node `x` from bin `b`.
     pub(crate) fn remove<S: Space>(&mut self, mem: &mut S, b: usize, x: u32) {
-        if x == self.roots[b] {
+        let r = self.roots[b];
+        if x == r {
             return self.pop(mem, b);
         }
-        let r = self.roots[b];
         let sub = pair_up(mem, child(mem, x));
         // Any other node: the pairing of its children takes its place in its parent's list
         // (they lie above `x`, so above its parent). The root, its other children and `x`'s
