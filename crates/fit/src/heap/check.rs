@@ -505,7 +505,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tournament_entry_that_lies() {
+    fn a_bin_suffix_entry_that_lies() {
         let mut h = heap(Config::first_fit());
         let b = blocks(&mut h, 3);
         free(&mut h, b[1]);
@@ -513,7 +513,7 @@ mod tests {
         let Free::Index(i) = &mut h.free else {
             unreachable!()
         };
-        i.spoil_tournament_for_test();
-        assert_eq!(problem(&h), "entry is not the lowest root below it");
+        i.spoil_suffix_for_test(5);
+        assert_eq!(problem(&h), "not the lowest root of the bins from here up");
     }
 }

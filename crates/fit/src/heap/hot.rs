@@ -6,7 +6,7 @@
 //!   allocate (a bin's root)                            free (physical coalescing)
 //!   best: the first non-empty bin >= need, its root    PREV_USED clear? the block before (its
 //!   unless the wilderness; first: the lowest root        footer gives it) leaves the index
-//!   (tournament) or tree block; worst: the largest
+//!   (suffix minima) or tree block; worst: the largest
 //!   |hdr| root .............................|          next header not USED? it leaves too
 //!   |hdr| carved       |hdr| rest    |footer|          |hdr| merged block ........... |footer|
 //!    live, written once  free, to its bin               written once, to its bin or the tree

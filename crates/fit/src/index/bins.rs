@@ -11,8 +11,9 @@
 //!                 0x900 -- 0x130 -- 0x7f0          prev = parent (first child) or left sibling
 //!                  |
 //!                 0xa10
-//!   tournament (first fit): a tree over the roots, each inner entry the lowest root below it,
-//!   so "the lowest block of size >= s" is one walk over log2(128) levels.
+//!   suffix (first fit): [b=0: 0x40] [b=1: 0x40] [b=2: 0x3000] ...   the lowest root of bins b..,
+//!   so "the lowest block of size >= s" is one read; a root that changes corrects the entries at
+//!   and below its bin, down to the first that another root holds.
 //! ```
 //!
 //! Nodes use the same four 32-bit fields as the tree's nodes ([`super::treap`]):
@@ -33,8 +34,8 @@
 //! granules (in the heap `32 + 16 b` bytes); a node's address is above its parent's; `prev` of
 //! every child and sibling names the node it hangs from (the root's first child, `heads[b]`: the
 //! root); the roots have no `prev`, sibling or `child` link; `heads[b]` is `NIL` for an empty bin;
-//! the bitmap bit is set iff the bin has a root; a tournament entry is the lowest root of the
-//! bins below it.
+//! the bitmap bit is set iff the bin has a root; `suffix[b]` is the lower of `roots[b]` and
+//! `suffix[b + 1]`, and `suffix[BINS]` is `NIL`.
 
 use super::space::Space;
 use super::treap::NIL;
@@ -66,18 +67,18 @@ pub(crate) fn lower<S: Space>(s: &S, a: u32, b: u32) -> u32 {
     if s.below(b, a) { b } else { a }
 }
 
-/// The bins, their bitmap, and (for first fit) the tournament over their roots.
+/// The bins, their bitmap, and (for first fit) the suffix minima of their roots.
 #[derive(Debug)]
 pub(crate) struct Bins {
     /// Each bin's root (its lowest block), `NIL` iff the bin is empty.
     pub(crate) roots: [u32; BINS],
     /// Bit `b` set iff `roots[b]` is not `NIL`.
     pub(crate) bitmap: [u64; WORDS],
-    /// Whether `tournament` is kept (first fit).
-    pub(crate) tournament_kept: bool,
-    /// `tournament[BINS + b] == roots[b]`; `tournament[i]` the lower (by address) of
-    /// `tournament[2i]` and `tournament[2i+1]` for `1 <= i < BINS` (entry 0 unused).
-    pub(crate) tournament: [u32; 2 * BINS],
+    /// Whether `suffix` is kept (first fit).
+    pub(crate) suffix_kept: bool,
+    /// `suffix[b]` the lowest root (by address) of bins `b..` (`NIL` iff they are all empty):
+    /// the lower of `roots[b]` and `suffix[b + 1]`; `suffix[BINS]` is `NIL`.
+    pub(crate) suffix: [u32; BINS + 1],
     /// Each bin's root's first child (`NIL` if it has none, or the bin is empty): kept here, not
     /// in the root's `child` field (`NIL` while a node is a root), so that a freed block hangs
     /// itself on the root without touching the root's memory.
@@ -150,12 +151,12 @@ fn pair_up<S: Space>(mem: &mut S, first: u32) -> u32 {
 }
 
 impl Bins {
-    pub(crate) const fn new(tournament: bool) -> Self {
+    pub(crate) const fn new(suffix: bool) -> Self {
         Bins {
             roots: [NIL; BINS],
             bitmap: [0; WORDS],
-            tournament_kept: tournament,
-            tournament: [NIL; 2 * BINS],
+            suffix_kept: suffix,
+            suffix: [NIL; BINS + 1],
             heads: [NIL; BINS],
         }
     }
@@ -163,28 +164,33 @@ impl Bins {
     /// Sets bin `b`'s root and what depends on it.
     #[inline]
     fn set_root<S: Space>(&mut self, mem: &S, b: usize, root: u32) {
+        let old = self.roots[b];
         self.roots[b] = root;
         if root == NIL {
             self.bitmap[b / 64] &= !(1 << (b % 64));
         } else {
             self.bitmap[b / 64] |= 1 << (b % 64);
         }
-        if self.tournament_kept {
-            let mut i = BINS + b;
-            let old = self.tournament[i];
-            self.tournament[i] = root;
+        if self.suffix_kept {
+            // Only the entries at and below `b` cover bin `b`, and they change from the top
+            // down to the first that another root holds (it holds all below too).
             if mem.below(root, old) {
-                // Lower: it wins every entry above that held a higher root.
-                while i > 1 && mem.below(root, self.tournament[i / 2]) {
-                    i /= 2;
-                    self.tournament[i] = root;
+                // Lower: it is the lowest of every entry that held a higher root.
+                for i in (0..=b).rev() {
+                    if !mem.below(root, self.suffix[i]) {
+                        break;
+                    }
+                    self.suffix[i] = root;
                 }
             } else {
-                // Higher (or gone): the entries `old` won are played again.
-                while i > 1 && self.tournament[i / 2] == old {
-                    i /= 2;
-                    self.tournament[i] =
-                        lower(mem, self.tournament[2 * i], self.tournament[2 * i + 1]);
+                // Higher (or gone): the entries `old` held are computed again.
+                let mut m = self.suffix[b + 1];
+                for i in (0..=b).rev() {
+                    if self.suffix[i] != old {
+                        break;
+                    }
+                    m = lower(mem, self.roots[i], m);
+                    self.suffix[i] = m;
                 }
             }
         }
@@ -334,23 +340,11 @@ impl Bins {
         }
     }
 
-    /// The lowest root among bins `b..` (first fit; needs the tournament).
+    /// The lowest root among bins `b..` (first fit; needs the suffix minima), `b <= BINS`.
     #[inline]
-    pub(crate) fn lowest_from<S: Space>(&self, mem: &S, b: usize) -> u32 {
-        debug_assert!(self.tournament_kept);
-        // A suffix of the leaves: the leaf itself, then on the way up every right sibling of a
-        // left child (each covers bins after `b` only). log2(BINS) steps.
-        let mut i = BINS + b;
-        let mut m = self.tournament[i];
-        while i > 1 {
-            // Without a branch on `i`'s side (it follows the request's size: a branch on it is
-            // mispredicted half the time): the sibling of a right child is masked to `NIL`,
-            // which is above every node.
-            let right_child = (i & 1) as u32;
-            m = lower(mem, m, self.tournament[i ^ 1] | right_child.wrapping_neg());
-            i /= 2;
-        }
-        m
+    pub(crate) fn lowest_from(&self, b: usize) -> u32 {
+        debug_assert!(self.suffix_kept);
+        self.suffix[b]
     }
 
     /// The lowest node of bin `b` that `ok` accepts: a walk over the whole bin (for requests whose

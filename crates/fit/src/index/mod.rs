@@ -252,7 +252,7 @@ impl<S: Space> Index<S> {
         let found = match self.policy {
             Policy::FirstFit => {
                 let lowest_bin = if from < BINS {
-                    self.bins.lowest_from(mem, from)
+                    self.bins.lowest_from(from)
                 } else {
                     NIL
                 };
@@ -448,7 +448,7 @@ impl<S: Space> Index<S> {
         let ng = u32::try_from(need >> mem.shift()).ok()?;
         let in_bins = if need < limit(mem) {
             self.bins
-                .lowest_from(mem, bin_of(mem, need.max(mem.min_block())))
+                .lowest_from(bin_of(mem, need.max(mem.min_block())))
         } else {
             NIL
         };
@@ -840,7 +840,7 @@ impl<S: Space> Index<S> {
 }
 
 impl<S: Space> Index<S> {
-    /// The bins' part of the walk: per bin, the bitmap bit and the tournament entry agree with
+    /// The bins' part of the walk: per bin, the bitmap bit and the suffix minimum agree with
     /// the root, every node has the bin's size, lies above its parent and is linked back by its
     /// `prev`; `each` checks every block. At most `budget` nodes are visited (more: a cycle).
     /// Returns the number of nodes.
@@ -870,12 +870,12 @@ impl<S: Space> Index<S> {
                 b,
                 "next fit keeps every block in the tree",
             )?;
-            if bins.tournament_kept {
+            if bins.suffix_kept {
                 Corruption::ensure(
-                    bins.tournament[BINS + b] == root,
-                    "tournament",
+                    bins.suffix[b] == lower(mem, root, bins.suffix[b + 1]),
+                    "bin suffix",
                     b,
-                    "leaf is not the bin's root",
+                    "not the lowest root of the bins from here up",
                 )?;
             }
             if root == NIL {
@@ -975,16 +975,13 @@ impl<S: Space> Index<S> {
                 }
             }
         }
-        if bins.tournament_kept {
-            for i in 1..BINS {
-                let m = lower(mem, bins.tournament[2 * i], bins.tournament[2 * i + 1]);
-                Corruption::ensure(
-                    bins.tournament[i] == m,
-                    "tournament",
-                    i,
-                    "entry is not the lowest root below it",
-                )?;
-            }
+        if bins.suffix_kept {
+            Corruption::ensure(
+                bins.suffix[BINS] == NIL,
+                "bin suffix",
+                BINS,
+                "the entry past the last bin is not empty",
+            )?;
         }
         Ok(count)
     }
@@ -1049,8 +1046,8 @@ impl<S: Space> Index<S> {
     pub(crate) fn flip_bitmap_for_test(&mut self, b: usize) {
         self.bins.bitmap[b / 64] ^= 1 << (b % 64);
     }
-    pub(crate) fn spoil_tournament_for_test(&mut self) {
-        self.bins.tournament[1] = 0;
+    pub(crate) fn spoil_suffix_for_test(&mut self, b: usize) {
+        self.bins.suffix[b] = 0;
     }
     /// Swaps the root's children (keeping their parent links): the key order breaks.
     pub(crate) fn swap_children_for_test(&mut self) {
