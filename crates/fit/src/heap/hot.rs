@@ -33,6 +33,7 @@ use super::free::Free;
 use crate::config::{Coalesce, Config, Policy};
 use crate::index::Index;
 use crate::index::bins::limit;
+use crate::index::treap::Treap;
 
 /// Which operations take the common path, decided once from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -155,10 +156,17 @@ impl<M: MemorySource> FitHeap<M> {
         }
         let next = off + size;
         let nh = idx.space.header(next);
+        // The free block after, if it is a node of the tree by address that the merged block
+        // replaces there: its links, read before the merged block's tags are written.
+        let mut replaced = None;
         if !nh.used() {
             // The free block after (never the sentinel, which is marked used); the block after
             // it has its `PREV_USED` clear already.
-            idx.drop_merged(id_of(next), nh.size(), id_of(start));
+            if idx.keeps_place(nh.size()) && !keeps_place {
+                replaced = Some((id_of(next), Treap::links(&idx.space, id_of(next))));
+            } else {
+                idx.drop_merged(id_of(next), nh.size(), id_of(start));
+            }
             total += nh.size();
         } else {
             idx.space.clear_prev_used(next);
@@ -169,6 +177,8 @@ impl<M: MemorySource> FitHeap<M> {
         idx.space.set_free_tags(start, total, prev_used);
         if keeps_place {
             idx.regrown(id_of(start));
+        } else if let Some((n, links)) = replaced {
+            idx.merged_replacing(n, links, id_of(start));
         } else {
             idx.add(id_of(start), total);
         }

@@ -492,6 +492,20 @@ impl<S: Space> Index<S> {
         self.len -= 1;
     }
 
+    /// By address: the freed block `x`, merged up to and including its free neighbour above,
+    /// `n`, a node of the tree of `nsize` bytes ([`keeps_place`](Self::keeps_place)), takes
+    /// `n`'s place there (no node of the tree lies between them), carrying its rank: one pass
+    /// instead of `n` leaving and `x` joining. `links` are `n`'s ([`Treap::links`]), read before
+    /// `x`'s tags were written (its header holds the merged size). A rover on `n` moves to `x`,
+    /// as [`drop_merged`](Self::drop_merged) moves it.
+    #[inline]
+    pub(crate) fn merged_replacing(&mut self, n: u32, links: [u32; 4], x: u32) {
+        if self.rover == Some(n) {
+            self.rover = Some(x);
+        }
+        self.tree.replace(&mut self.space, n, links, x);
+    }
+
     /// Whether a free block of `size` bytes that grows keeps its node where it is (a node of
     /// the tree by address: its place is its address), so that [`regrown`](Self::regrown)
     /// only corrects the largest sizes above it; else it leaves the index first and comes back
@@ -585,6 +599,18 @@ impl<S: Space> Index<S> {
                 (x, size) = (p, psize + size);
             }
             if let Some(n) = self.space.free_after(x, size) {
+                let nsize = self.space.size(n);
+                if self.keeps_place(nsize) {
+                    // `x` (merged with a block of a bin below, or with none) takes `n`'s place.
+                    let links = Treap::links(&self.space, n);
+                    self.space.absorb(x, n);
+                    self.space.mark_free(x, size + nsize, None);
+                    self.merged_replacing(n, links, x);
+                    if rover_merged {
+                        self.rover = Some(x);
+                    }
+                    return x;
+                }
                 rover_merged |= self.rover == Some(n);
                 self.rover = self.rover.filter(|&r| r != n);
                 size += self.space.size(n);
