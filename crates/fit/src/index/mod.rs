@@ -493,7 +493,7 @@ impl<S: Space> Index<S> {
     }
 
     /// By address: the freed block `x`, merged up to and including its free neighbour above,
-    /// `n`, a node of the tree of `nsize` bytes ([`keeps_place`](Self::keeps_place)), takes
+    /// `n`, a node of the tree ([`keeps_place`](Self::keeps_place) for its size), takes
     /// `n`'s place there (no node of the tree lies between them), carrying its rank: one pass
     /// instead of `n` leaving and `x` joining. `links` are `n`'s ([`Treap::links`]), read before
     /// `x`'s tags were written (its header holds the merged size). A rover on `n` moves to `x`,

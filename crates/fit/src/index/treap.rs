@@ -64,9 +64,10 @@ fn rank<S: Space>(mem: &S, x: u32) -> u64 {
 /// How many steps [`Treap::climb`] goes up from the finger before it gives up for the root: a
 /// freed block near the last change (a real program's) has its place a step or two above the
 /// finger; a random one (the benchmark's) shares with the finger an ancestor most often near
-/// the root, so a long climb only adds to the walk down. Measured in callgrind instructions (session 15), next fit per step at
-/// 1k live blocks and per python3 event: no limit 790.9 and 522.0, no finger 759.7 and 527.7,
-/// 1 step 764.2 and 521.0, 2 steps 768.3 and 519.8, 4 steps 773.8 and 518.8.
+/// the root, so a long climb only adds to the walk down. Measured in callgrind instructions
+/// (session 15), next fit per step at 1k live blocks and per python3 event: no limit 790.9 and
+/// 522.0, no finger 759.7 and 527.7, 1 step 764.2 and 521.0, 2 steps 768.3 and 519.8, 4 steps
+/// 773.8 and 518.8.
 const CLIMB: usize = 2;
 
 const LEFT: usize = 0;
