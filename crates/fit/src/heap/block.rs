@@ -444,6 +444,8 @@ impl Space for Mem {
         Mem::resize_free(self, off_of(x), size)
     }
     #[cfg(target_pointer_width = "64")]
+    const CARRIES_RANK: bool = true;
+    #[cfg(target_pointer_width = "64")]
     #[inline]
     fn carried(&self, x: u32) -> u32 {
         (self.word(off_of(x)) >> SLACK_SHIFT) as u32

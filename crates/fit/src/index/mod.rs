@@ -761,7 +761,7 @@ impl<S: Space> Index<S> {
                 "parent link is not the node above",
             )?;
             Corruption::ensure(
-                Treap::priority(mem, c) < Treap::priority(mem, p),
+                self.tree.priority(mem, c) < self.tree.priority(mem, p),
                 TREE,
                 at(c),
                 "priority above its parent's (heap order)",

@@ -66,6 +66,10 @@ pub(crate) trait Space {
     /// Changes the size of the free block `x` (growing: into what it absorbed; shrinking: the
     /// bytes after it are the caller's).
     fn resize_free(&mut self, x: u32, size: usize);
+    /// Whether [`carried`](Space::carried) keeps the ranks set (else it answers 0). A space
+    /// that carries them numbers its nodes in address order (the tree breaks ties of ranks by
+    /// the id).
+    const CARRIES_RANK: bool = false;
     /// The rank node `x` carries (16 bits), which the tree's heap order compares before the
     /// id's hash ([`Treap`](super::treap::Treap)): a rest that takes its block's place in the
     /// tree takes its rank too, so it needs no rotation. A space with no room for it answers 0

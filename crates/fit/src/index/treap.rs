@@ -14,12 +14,16 @@
 //! ```
 //!
 //! The shape is a treap: a binary search tree by the key, and a heap by a priority: the rank a
-//! node carries ([`Space::carried`], 16 bits), then a hash of the node id (`id * 0x9E3779B1`, a
-//! bijection on 32 bits, so no two nodes tie). A node joining the tree carries the hash's top
-//! 16 bits, so its priority orders as the hash alone; a rest carved from a block's low end that
-//! takes the block's place ([`Treap::replace`]) carries the block's rank, so it stays where the
-//! block was without a rotation (but where the tie-break decides). Random ranks keep the
-//! expected depth logarithmic whatever order blocks come and go in. No allocation, no balance
+//! node carries ([`Space::carried`], 16 bits), then a tie-break ([`Treap::priority`]): by
+//! address in a space that carries ranks, the address (lower first); otherwise a hash of the
+//! node id (`id * 0x9E3779B1`, a bijection on 32 bits). No two nodes tie. A node joining the
+//! tree carries the hash's top 16 bits. A block that takes the place of a neighbour with no node
+//! between them ([`Treap::replace`]: a rest carved from a block's low end, a freed block merged
+//! with the block above it) carries the neighbour's rank; by address the tie-break then compares
+//! it with every other node as it did the neighbour, so it stays there without a rotation (by
+//! (size, address) it rotates where the hashes break a tie of ranks). Random ranks keep the
+//! expected depth logarithmic whatever order blocks come and go in (an address decides only
+//! between two nodes of the same 16-bit rank). No allocation, no balance
 //! field: in the heap the four fields fit the 16 bytes a 32-byte block has between header and
 //! footer, so the index costs no minimum block size over the list. Ids are 32 bits (in the heap,
 //! granule numbers: a heap on the index holds at most 64 GiB); sizes are counted in granules
@@ -53,12 +57,6 @@ const fn prio(id: u32) -> u32 {
 #[inline]
 const fn fresh_rank(id: u32) -> u32 {
     prio(id) >> 16
-}
-
-/// The priority of node `x`: the rank it carries, then its id's hash.
-#[inline]
-fn rank<S: Space>(mem: &S, x: u32) -> u64 {
-    (mem.carried(x) as u64) << 32 | prio(x) as u64
 }
 
 /// How many steps [`Treap::climb`] goes up from the finger before it gives up for the root: a
@@ -156,10 +154,24 @@ impl Treap {
         m
     }
 
-    /// The priority of `x` (a heap order: a child's is below its parent's).
+    /// The priority of node `x` (a heap order: a child's is below its parent's): the rank it
+    /// carries, then a tie-break. By address in a space that carries ranks (whose ids sort as
+    /// their addresses), the tie-break is the address, lower first: a node that takes the place
+    /// of a neighbour with no node between them ([`replace`](Self::replace)) and its rank then
+    /// compares with every other node as the neighbour did, so it needs no rotation. Otherwise
+    /// the id's hash (a space that carries no rank orders by the hash alone: by addresses the
+    /// tree would be a path).
     #[inline]
-    pub(crate) fn priority<S: Space>(mem: &S, x: u32) -> u64 {
-        rank(mem, x)
+    pub(crate) fn priority<S: Space>(&self, mem: &S, x: u32) -> u64 {
+        let tie = if self.in_place(mem) { !x } else { prio(x) };
+        (mem.carried(x) as u64) << 32 | tie as u64
+    }
+
+    /// Whether a node that takes the place of a neighbour with its rank keeps the heap order
+    /// ([`priority`](Self::priority)'s tie-break is the address).
+    #[inline]
+    fn in_place<S: Space>(&self, _mem: &S) -> bool {
+        S::CARRIES_RANK && self.key == Key::Addr
     }
 
     /// Sets the child of `p` on side `side` (`LEFT` or `RIGHT`) to `c`; `p == NIL`: the root.
@@ -254,7 +266,7 @@ impl Treap {
             // The child of higher priority takes `x`'s place; `x` takes its inner subtree
             // (`x`'s own fields are never read again: only `l`, `r` and `p` say where it is).
             // (`c`'s link to `x` is written by the next rotation or the splice.)
-            let (c, inner) = if rank(mem, l) > rank(mem, r) {
+            let (c, inner) = if self.priority(mem, l) > self.priority(mem, r) {
                 (l, Self::right(mem, l))
             } else {
                 (r, Self::left(mem, r))
@@ -297,9 +309,9 @@ impl Treap {
         mut r: u32,
     ) -> (u32, usize, u32, u32, u32) {
         let by_addr = self.key == Key::Addr;
-        let px = rank(mem, x);
+        let px = self.priority(mem, x);
         let mut below = 0;
-        while p != NIL && rank(mem, p) < px {
+        while p != NIL && self.priority(mem, p) < px {
             let g = Self::parent(mem, p);
             let inner = if side == LEFT { r } else { l };
             set(mem, p, side, inner);
@@ -343,10 +355,12 @@ impl Treap {
     /// whose links were `links` ([`links`](Self::links), read before `new`'s header was written:
     /// in the heap a rest carved 16 bytes into `old` has its header on `old`'s fields). No node
     /// may lie between `old` and `new` in the key order, so the order holds with `new` where
-    /// `old` was. `new` carries `old`'s rank, so the heap order holds too but where the hashes
-    /// break a tie of ranks: then `new` goes up past ancestors of lower priority or down below
-    /// children of higher priority (rotations). By address `aux` is recomputed from `new` up.
-    /// One pass instead of a removal and an insertion.
+    /// `old` was. `new` carries `old`'s rank, so the heap order holds too: by address in a
+    /// space that carries ranks always (the tie-break is the address, and no node lies
+    /// between), else but where the hashes break a tie of ranks: then `new` goes up past
+    /// ancestors of lower priority or down below children of higher priority (rotations). By
+    /// address `aux` is recomputed from `new` up. One pass instead of a removal and an
+    /// insertion.
     pub(crate) fn replace<S: Space>(&mut self, mem: &mut S, old: u32, links: [u32; 4], new: u32) {
         let [mut l, mut r, mut p, carried] = links;
         mem.set_carried(new, carried);
@@ -360,9 +374,23 @@ impl Treap {
                 set(mem, c, PARENT, new);
             }
         }
+        if self.in_place(mem) {
+            // `new` compares with every other node as `old` did: `old`'s links serve as they
+            // are, and only the largest sizes from `new` up change.
+            debug_assert!(p == NIL || self.priority(mem, p) > self.priority(mem, new));
+            set(mem, new, LEFT, l);
+            set(mem, new, RIGHT, r);
+            set(mem, new, PARENT, p);
+            self.set_child(mem, p, side, new);
+            let a = self.aux_of(mem, new);
+            set(mem, new, AUX, a);
+            self.refresh_up(mem, p);
+            self.finger = new;
+            return;
+        }
         // Up (the nodes rotated below `new` get their `aux` in `float`), else down.
         (p, side, l, r, _) = self.float(mem, new, p, side, l, r);
-        let pn = rank(mem, new);
+        let pn = self.priority(mem, new);
         let mut rotated_above = 0usize;
         set(mem, new, LEFT, l);
         set(mem, new, RIGHT, r);
@@ -371,8 +399,8 @@ impl Treap {
         // Down: the child of higher priority takes `new`'s place, `new` its inner subtree.
         loop {
             let (rl, rr) = (
-                if l != NIL { rank(mem, l) } else { 0 },
-                if r != NIL { rank(mem, r) } else { 0 },
+                if l != NIL { self.priority(mem, l) } else { 0 },
+                if r != NIL { self.priority(mem, r) } else { 0 },
             );
             let c = if l != NIL && rl > pn && (r == NIL || rl > rr) {
                 l
