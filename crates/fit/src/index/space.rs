@@ -67,11 +67,11 @@ pub(crate) trait Space {
     /// bytes after it are the caller's).
     fn resize_free(&mut self, x: u32, size: usize);
     /// Whether [`carried`](Space::carried) keeps the ranks set (else it answers 0). A space
-    /// that carries them numbers its nodes in address order (the tree breaks ties of ranks by
-    /// the id).
+    /// that carries them numbers its nodes in address order (the address tree breaks ties of
+    /// ranks by the id, so by address: see [`Treap::priority`](super::treap::Treap::priority)).
     const CARRIES_RANK: bool = false;
-    /// The rank node `x` carries (16 bits), which the tree's heap order compares before the
-    /// id's hash ([`Treap`](super::treap::Treap)): a rest that takes its block's place in the
+    /// The rank node `x` carries (16 bits), which the tree's heap order compares before its
+    /// tie-break (the address or the id's hash) ([`Treap`](super::treap::Treap)): a rest that takes its block's place in the
     /// tree takes its rank too, so it needs no rotation. A space with no room for it answers 0
     /// (the order is then the hash's alone).
     #[inline]

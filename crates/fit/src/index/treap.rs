@@ -168,7 +168,8 @@ impl Treap {
     }
 
     /// Whether a node that takes the place of a neighbour with its rank keeps the heap order
-    /// ([`priority`](Self::priority)'s tie-break is the address).
+    /// ([`priority`](Self::priority)'s tie-break is the address). `_mem` only names the space's
+    /// type.
     #[inline]
     fn in_place<S: Space>(&self, _mem: &S) -> bool {
         S::CARRIES_RANK && self.key == Key::Addr
