@@ -513,7 +513,23 @@ mod tests {
         let Free::Index(i) = &mut h.free else {
             unreachable!()
         };
-        i.spoil_suffix_for_test(5);
+        i.spoil_suffix_for_test(5, 0);
         assert_eq!(problem(&h), "not the lowest root of the bins from here up");
+    }
+
+    #[test]
+    fn a_suffix_entry_past_the_last_bin() {
+        // A free block in the last bin (2064 bytes), a live one after it: bin 127's entry is
+        // its root, whatever node above it the entry past the bins names, so only that entry's
+        // own check can see a node planted there.
+        let mut h = heap(Config::first_fit());
+        let b = sized(&mut h, 2, 2056);
+        free_sized(&mut h, b[0], 2056);
+        h.check_invariants().unwrap();
+        let Free::Index(i) = &mut h.free else {
+            unreachable!()
+        };
+        i.spoil_suffix_for_test(crate::index::bins::BINS, crate::index::treap::NIL - 1);
+        assert_eq!(problem(&h), "the entry past the last bin is not empty");
     }
 }

@@ -67,14 +67,15 @@ impl<M: MemorySource> FitHeap<M> {
         }
         // `hot.alloc` holds only in `block_need`'s one-word setting.
         let need = one_word_need(size)?;
-        let x = self.pick(need)?;
+        let (x, root) = self.pick(need)?;
         let Free::Index(idx) = &mut self.free else {
             return None;
         };
         let off = off_of(x);
         let h = idx.space.header(off);
         let have = h.size();
-        let held = if !idx.is_root(x, have) {
+        debug_assert_eq!(root, idx.is_root(x, have));
+        let held = if !root {
             carve_tree_node(idx, x, have, need, size)
         } else {
             idx.pop_root(x, have);
@@ -98,10 +99,11 @@ impl<M: MemorySource> FitHeap<M> {
         Some(self.payload(off, held))
     }
 
-    /// The free block the policy picks for `need` bytes (no alignment), or `None` (the heap
-    /// must grow; or not the index).
+    /// The free block the policy picks for `need` bytes (no alignment), with whether it is a
+    /// bin's root ([`Index::is_root`], known here without asking), or `None` (the heap must
+    /// grow; or not the index).
     #[inline]
-    fn pick(&self, need: usize) -> Option<u32> {
+    fn pick(&self, need: usize) -> Option<(u32, bool)> {
         let Free::Index(idx) = &self.free else {
             return None;
         };
@@ -115,16 +117,20 @@ impl<M: MemorySource> FitHeap<M> {
                 if need < limit(mem)
                     && let Some(x) = idx.best_in_bins(need, end)
                 {
-                    return Some(x);
+                    return Some((x, true));
                 }
                 // Past the bins, or nothing in them but the wilderness: the tree, never the
                 // wilderness, which serves last (`search::find`'s rule).
                 let wild = mem.free_before(end).map(id_of);
-                idx.best_in_tree(need, wild)
-                    .or_else(|| wild.filter(|&w| mem.size(off_of(w)) >= need))
+                if let Some(x) = idx.best_in_tree(need, wild) {
+                    return Some((x, false));
+                }
+                let w = wild?;
+                let size = mem.size(off_of(w));
+                (size >= need).then(|| (w, idx.is_root(w, size)))
             }
             Policy::FirstFit => idx.first_fit(need),
-            Policy::NextFit => idx.next_fit(need),
+            Policy::NextFit => idx.next_fit(need).map(|x| (x, false)),
             Policy::WorstFit => idx.worst_fit(need),
         }
     }

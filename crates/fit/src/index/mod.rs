@@ -207,9 +207,9 @@ impl<S: Space> Index<S> {
             // Every candidate the policy offers first has `need` bytes or more: it is taken.
             return match self.policy {
                 Policy::BestFit => self.best_fit(need, skip),
-                Policy::FirstFit => self.first_fit(need),
+                Policy::FirstFit => self.first_fit(need).map(|(x, _)| x),
                 Policy::NextFit => self.next_fit(need),
-                Policy::WorstFit => self.worst_fit(need),
+                Policy::WorstFit => self.worst_fit(need).map(|(x, _)| x),
             };
         };
         let mem = &self.space;
@@ -402,22 +402,23 @@ impl<S: Space> Index<S> {
     }
 
     /// Worst fit's block for `need` bytes: the largest (the tree's last size, at its lowest
-    /// address), else the highest non-empty bin's root, if it holds `need` bytes.
+    /// address), else the highest non-empty bin's root, if it holds `need` bytes; with whether
+    /// it is a bin's root.
     #[inline]
-    pub(crate) fn worst_fit(&self, need: usize) -> Option<u32> {
+    pub(crate) fn worst_fit(&self, need: usize) -> Option<(u32, bool)> {
         let (mem, t) = (&self.space, &self.tree);
         debug_assert!(self.policy == Policy::WorstFit);
         let ng = u32::try_from(need >> mem.shift()).ok()?;
         let top = t.last(mem);
         if top != NIL {
             let size = Treap::gsize(mem, top);
-            return (size >= ng).then(|| t.lower_bound(mem, size));
+            return (size >= ng).then(|| (t.lower_bound(mem, size), false));
         }
         if need >= limit(mem) {
             return None;
         }
         let bin = self.bins.last_upto(BINS - 1)?;
-        (bin >= bin_of(mem, need.max(mem.min_block()))).then(|| self.bins.roots[bin])
+        (bin >= bin_of(mem, need.max(mem.min_block()))).then(|| (self.bins.roots[bin], true))
     }
 
     /// Best fit's block for `need` bytes (below [`limit`]) from the bins, as
@@ -440,9 +441,10 @@ impl<S: Space> Index<S> {
     }
 
     /// First fit's block for `need` bytes, as [`search`](Self::search) picks it: the lower of
-    /// the bins' lowest root that holds it and the tree's lowest block that does.
+    /// the bins' lowest root that holds it and the tree's lowest block that does; with whether
+    /// it is the bins' (a bin's root).
     #[inline]
-    pub(crate) fn first_fit(&self, need: usize) -> Option<u32> {
+    pub(crate) fn first_fit(&self, need: usize) -> Option<(u32, bool)> {
         let mem = &self.space;
         debug_assert!(self.policy == Policy::FirstFit);
         let ng = u32::try_from(need >> mem.shift()).ok()?;
@@ -453,7 +455,7 @@ impl<S: Space> Index<S> {
             NIL
         };
         let x = lower(mem, in_bins, self.tree.lowest_fit(mem, ng, in_bins));
-        (x != NIL).then_some(x)
+        (x != NIL).then_some((x, x == in_bins))
     }
 
     /// Whether the free block `x` of `size` bytes is the root of its bin (the lowest block of
@@ -1072,8 +1074,9 @@ impl<S: Space> Index<S> {
     pub(crate) fn flip_bitmap_for_test(&mut self, b: usize) {
         self.bins.bitmap[b / 64] ^= 1 << (b % 64);
     }
-    pub(crate) fn spoil_suffix_for_test(&mut self, b: usize) {
-        self.bins.suffix[b] = 0;
+    /// Sets the bins' suffix entry `b` to node `x`.
+    pub(crate) fn spoil_suffix_for_test(&mut self, b: usize, x: u32) {
+        self.bins.suffix[b] = x;
     }
     /// Swaps the root's children (keeping their parent links): the key order breaks.
     pub(crate) fn swap_children_for_test(&mut self) {
