@@ -505,7 +505,7 @@ impl<S: Space> Index<S> {
         if self.rover == Some(n) {
             self.rover = Some(x);
         }
-        self.tree.replace(&mut self.space, n, links, x);
+        self.tree.replace(&mut self.space, n, links, x, true);
     }
 
     /// Whether a free block of `size` bytes that grows keeps its node where it is (a node of
@@ -521,7 +521,7 @@ impl<S: Space> Index<S> {
     /// written).
     #[inline]
     pub(crate) fn regrown(&mut self, x: u32) {
-        self.tree.refresh_up(&mut self.space, x);
+        self.tree.grown(&mut self.space, x);
     }
 
     /// Carves `need` bytes starting `front` bytes into the free block `x`, exactly as
@@ -666,7 +666,7 @@ impl<S: Space> Index<S> {
         let links = Treap::links(&self.space, x);
         let r = self.space.split_off(x, carved);
         self.space.mark_rest_free(r, back);
-        self.tree.replace(&mut self.space, x, links, r);
+        self.tree.replace(&mut self.space, x, links, r, false);
         self.rover_to_rest(x, r);
         r
     }
@@ -696,7 +696,7 @@ impl<S: Space> Index<S> {
             self.space.absorb(p, n);
         }
         self.space.mark_free(p, size, None);
-        self.tree.refresh_up(&mut self.space, p);
+        self.tree.grown(&mut self.space, p);
         if rover_merged {
             self.rover = Some(p);
         }

@@ -237,13 +237,8 @@ impl Treap {
         if by_addr {
             self.finger = x;
             set(mem, x, AUX, aux);
-            // `x` joins the subtrees of its ancestors: theirs grow to its size where below it
-            // (and stay from the first that is not: those above are larger still).
-            let mut a = p;
-            while a != NIL && Self::aux(mem, a) < gs {
-                set(mem, a, AUX, gs);
-                a = Self::parent(mem, a);
-            }
+            // `x` joins the subtrees of its ancestors.
+            Self::raise(mem, p, gs);
         }
     }
 
@@ -360,9 +355,16 @@ impl Treap {
     /// space that carries ranks always (the tie-break is the address, and no node lies
     /// between), else but where the hashes break a tie of ranks: then `new` goes up past
     /// ancestors of lower priority or down below children of higher priority (rotations). By
-    /// address `aux` is recomputed from `new` up. One pass instead of a removal and an
-    /// insertion.
-    pub(crate) fn replace<S: Space>(&mut self, mem: &mut S, old: u32, links: [u32; 4], new: u32) {
+    /// address `aux` is recomputed from `new` up (raised, where `grown`: `new`'s block is at
+    /// least `old`'s). One pass instead of a removal and an insertion.
+    pub(crate) fn replace<S: Space>(
+        &mut self,
+        mem: &mut S,
+        old: u32,
+        links: [u32; 4],
+        new: u32,
+        grown: bool,
+    ) {
         let [mut l, mut r, mut p, carried] = links;
         mem.set_carried(new, carried);
         let mut side = if p != NIL && Self::left(mem, p) == old {
@@ -385,7 +387,12 @@ impl Treap {
             self.set_child(mem, p, side, new);
             let a = self.aux_of(mem, new);
             set(mem, new, AUX, a);
-            self.refresh_up(mem, p);
+            if grown {
+                // The ancestors' subtrees hold `new` for a smaller `old`: only growth.
+                Self::raise(mem, p, a);
+            } else {
+                self.refresh_up(mem, p);
+            }
             self.finger = new;
             return;
         }
@@ -471,6 +478,30 @@ impl Treap {
             a = q;
         }
         self.root
+    }
+
+    /// By address: the subtree of `a` (or `NIL`) and of each ancestor now holds a block of `g`
+    /// granules where none was larger: their `aux` grow to `g` where below it, and stay from
+    /// the first that is not (those above are larger still). Unlike
+    /// [`refresh_up`](Self::refresh_up) it reads no sibling: at a large heap a sibling is a
+    /// cache line the step touches for nothing else.
+    #[inline]
+    fn raise<S: Space>(mem: &mut S, mut a: u32, g: u32) {
+        while a != NIL && Self::aux(mem, a) < g {
+            set(mem, a, AUX, g);
+            a = Self::parent(mem, a);
+        }
+    }
+
+    /// By address: the block of node `x` has grown (its subtree otherwise the same): `aux`
+    /// raised from `x` up ([`raise`](Self::raise)).
+    pub(crate) fn grown<S: Space>(&mut self, mem: &mut S, x: u32) {
+        if self.key != Key::Addr {
+            return;
+        }
+        self.finger = x;
+        let g = Self::gsize(mem, x);
+        Self::raise(mem, x, g);
     }
 
     /// Recomputes `aux` from `x` up to the root, after `x`'s size or subtree changed (stops
