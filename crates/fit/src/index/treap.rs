@@ -354,9 +354,12 @@ impl Treap {
     /// `old` was. `new` carries `old`'s rank, so the heap order holds too: by address in a
     /// space that carries ranks always (the tie-break is the address, and no node lies
     /// between), else but where the hashes break a tie of ranks: then `new` goes up past
-    /// ancestors of lower priority or down below children of higher priority (rotations). By
+    /// ancestors of lower priority or down below children of higher priority (rotations, out
+    /// of line in [`replace_rotating`](Self::replace_rotating); the check that none is due
+    /// and the relinking are inlined into every caller). By
     /// address `aux` is recomputed from `new` up (raised, where `grown`: `new`'s block is at
     /// least `old`'s). One pass instead of a removal and an insertion.
+    #[inline(always)]
     pub(crate) fn replace<S: Space>(
         &mut self,
         mem: &mut S,
@@ -365,9 +368,9 @@ impl Treap {
         new: u32,
         grown: bool,
     ) {
-        let [mut l, mut r, mut p, carried] = links;
+        let [l, r, p, carried] = links;
         mem.set_carried(new, carried);
-        let mut side = if p != NIL && Self::left(mem, p) == old {
+        let side = if p != NIL && Self::left(mem, p) == old {
             LEFT
         } else {
             RIGHT
@@ -377,25 +380,55 @@ impl Treap {
                 set(mem, c, PARENT, new);
             }
         }
-        if self.in_place(mem) {
-            // `new` compares with every other node as `old` did: `old`'s links serve as they
-            // are, and only the largest sizes from `new` up change.
+        // By address `new` compares with every other node as `old` did; by size it most often
+        // does too (its rank is `old`'s; only a tie of ranks falls to the hashes).
+        if self.in_place(mem) || self.heap_order_holds(mem, new, p, l, r) {
+            // `old`'s links serve as they are, and only the largest sizes from `new` up change.
             debug_assert!(p == NIL || self.priority(mem, p) > self.priority(mem, new));
             set(mem, new, LEFT, l);
             set(mem, new, RIGHT, r);
             set(mem, new, PARENT, p);
             self.set_child(mem, p, side, new);
-            let a = self.aux_of(mem, new);
-            set(mem, new, AUX, a);
-            if grown {
-                // The ancestors' subtrees hold `new` for a smaller `old`: only growth.
-                Self::raise(mem, p, a);
-            } else {
-                self.refresh_up(mem, p);
+            if self.key == Key::Addr {
+                let a = self.aux_of(mem, new);
+                set(mem, new, AUX, a);
+                if grown {
+                    // The ancestors' subtrees hold `new` for a smaller `old`: only growth.
+                    Self::raise(mem, p, a);
+                } else {
+                    self.refresh_up(mem, p);
+                }
+                self.finger = new;
             }
-            self.finger = new;
             return;
         }
+        self.replace_rotating(mem, new, p, side, l, r);
+    }
+
+    /// Whether `new` as the child of `p` with children `l` and `r` keeps the heap order: its
+    /// priority below `p`'s and above `l`'s and `r`'s.
+    #[inline]
+    fn heap_order_holds<S: Space>(&self, mem: &S, new: u32, p: u32, l: u32, r: u32) -> bool {
+        let pn = self.priority(mem, new);
+        (p == NIL || self.priority(mem, p) > pn)
+            && (l == NIL || self.priority(mem, l) < pn)
+            && (r == NIL || self.priority(mem, r) < pn)
+    }
+
+    /// [`replace`](Self::replace) where `new`, linked by nobody yet but its children (`l`
+    /// and `r`), the child of `p` on side `side`, may need rotations (out of line: the common
+    /// replacement needs none and stays small).
+    #[inline(never)]
+    fn replace_rotating<S: Space>(
+        &mut self,
+        mem: &mut S,
+        new: u32,
+        p: u32,
+        side: usize,
+        l: u32,
+        r: u32,
+    ) {
+        let (mut p, mut side, mut l, mut r) = (p, side, l, r);
         // Up (the nodes rotated below `new` get their `aux` in `float`), else down.
         (p, side, l, r, _) = self.float(mem, new, p, side, l, r);
         let pn = self.priority(mem, new);
