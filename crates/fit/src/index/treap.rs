@@ -356,9 +356,10 @@ impl Treap {
     /// between), else but where the hashes break a tie of ranks: then `new` goes up past
     /// ancestors of lower priority or down below children of higher priority (rotations, out
     /// of line in [`replace_rotating`](Self::replace_rotating); the check that none is due
-    /// and the relinking are inlined into every caller). By
-    /// address `aux` is recomputed from `new` up (raised, where `grown`: `new`'s block is at
-    /// least `old`'s). One pass instead of a removal and an insertion.
+    /// and the relinking are inlined into every caller). By address `aux` is recomputed from
+    /// `new` up; where no rotation was due and `grown` (`new`'s block is at least `old`'s), it
+    /// is only raised ([`raise`](Self::raise)). One pass instead of a removal and an
+    /// insertion.
     #[inline(always)]
     pub(crate) fn replace<S: Space>(
         &mut self,
