@@ -71,9 +71,9 @@ pub(crate) trait Space {
     /// ranks by the id, so by address: see [`Treap::priority`](super::treap::Treap::priority)).
     const CARRIES_RANK: bool = false;
     /// The rank node `x` carries (16 bits), which the tree's heap order compares before its
-    /// tie-break (the address or the id's hash) ([`Treap`](super::treap::Treap)): a rest that takes its block's place in the
-    /// tree takes its rank too, so it needs no rotation. A space with no room for it answers 0
-    /// (the order is then the hash's alone).
+    /// tie-break, the address or the id's hash ([`Treap`](super::treap::Treap)): a rest that
+    /// takes its block's place in the tree takes its rank too, so it needs no rotation. A
+    /// space with no room for it answers 0 (the order is then the hash's alone).
     #[inline]
     fn carried(&self, _x: u32) -> u32 {
         0

@@ -424,12 +424,11 @@ impl Treap {
         &mut self,
         mem: &mut S,
         new: u32,
-        p: u32,
-        side: usize,
-        l: u32,
-        r: u32,
+        mut p: u32,
+        mut side: usize,
+        mut l: u32,
+        mut r: u32,
     ) {
-        let (mut p, mut side, mut l, mut r) = (p, side, l, r);
         // Up (the nodes rotated below `new` get their `aux` in `float`), else down.
         (p, side, l, r, _) = self.float(mem, new, p, side, l, r);
         let pn = self.priority(mem, new);
