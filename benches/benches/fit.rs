@@ -13,7 +13,9 @@
 //! `cargo bench -p benches --bench fit`
 //!
 //! **Instructions per step**: with `FIT_STEPS_PROFILE=ALLOCATOR:LIVE:STEPS` set, the binary
-//! skips criterion, prepares one heap as above and runs `STEPS` steps in `measured_steps`, so that
+//! skips criterion, prepares one heap as above, runs `40 * LIVE` steps uncounted (the steady
+//! state: fewer leave part of the checkerboard the preparation made, whose frees merge both
+//! neighbours), then `STEPS` steps in `measured_steps`, so that
 //!
 //! ```text
 //! FIT_STEPS_PROFILE=best-fit:100000:100000 valgrind --tool=callgrind \
@@ -37,6 +39,8 @@ use cpu_time::CpuTime;
 
 const REGION: usize = 1 << 28;
 const LIVE: [usize; 3] = [1_000, 10_000, 100_000];
+/// Warm-up steps of `FIT_STEPS_PROFILE` per live block (see `profile_one`).
+const WARM_UP: u64 = 40;
 
 struct Rng(u64);
 impl Rng {
@@ -222,8 +226,10 @@ fn measured_steps<H: Steps>(
 fn profile_one<H: Steps>(mut h: H, live: usize, steps: u64) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut blocks = prepare(&mut h, live, &mut rng);
-    // Warm-up steps, not counted, as criterion's warm-up.
-    for _ in 0..steps.min(live as u64) {
+    // Warm-up steps, not counted: the heap leaves the checkerboard `prepare` made for the
+    // steady state criterion measures in (its warm-up and samples run 10 to 70 times `live`
+    // steps at 100 000 live, more below). The counts settle by `WARM_UP` times `live`.
+    for _ in 0..WARM_UP * live as u64 {
         one_step(&mut h, &mut blocks, &mut rng);
     }
     measured_steps(&mut h, &mut blocks, &mut rng, steps);
