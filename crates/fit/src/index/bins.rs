@@ -37,6 +37,8 @@
 //! the bitmap bit is set iff the bin has a root; `suffix[b]` is the lower of `roots[b]` and
 //! `suffix[b + 1]`, and `suffix[BINS]` is `NIL`.
 
+use core::hint::select_unpredictable;
+
 use super::space::Space;
 use super::treap::NIL;
 
@@ -105,14 +107,19 @@ pub(crate) fn prev<S: Space>(mem: &S, x: u32) -> u32 {
 
 /// Makes the higher of two roots the first child of the lower; returns the lower. Neither's
 /// `prev` or sibling is set for the result.
+///
+/// Without a branch on the nodes' links: at a large heap `lo`'s child link is a miss, and a
+/// mispredicted branch on it would throw away all the processor ran ahead while it waited.
+/// Where `lo` has no child, the write meant for the old first child's `prev` goes to `hi`'s,
+/// which the next write sets.
 #[inline]
 fn meld<S: Space>(mem: &mut S, a: u32, b: u32) -> u32 {
-    let (lo, hi) = if mem.below(a, b) { (a, b) } else { (b, a) };
+    let a_lower = mem.below(a, b);
+    let lo = select_unpredictable(a_lower, a, b);
+    let hi = select_unpredictable(a_lower, b, a);
     let c = child(mem, lo);
     set(mem, hi, SIBLING, c);
-    if c != NIL {
-        set(mem, c, PREV, hi);
-    }
+    set(mem, select_unpredictable(c == NIL, hi, c), PREV, hi);
     set(mem, hi, PREV, lo);
     set(mem, lo, CHILD, hi);
     lo
