@@ -109,9 +109,10 @@ pub(crate) fn prev<S: Space>(mem: &S, x: u32) -> u32 {
 /// `prev` or sibling is set for the result.
 ///
 /// Without a branch on the nodes' links: at a large heap `lo`'s child link is a miss, and a
-/// mispredicted branch on it would throw away all the processor ran ahead while it waited.
-/// Where `lo` has no child, the write meant for the old first child's `prev` goes to `hi`'s,
-/// which the next write sets.
+/// branch on it that the predictor gets wrong is found out only when the miss returns (best
+/// fit's mispredictions per step at 100 000 live blocks: 2.89 with the branches, 2.37 without;
+/// docs/fit.md, "The steady state"). Where `lo` has no child, the write meant for the old first
+/// child's `prev` goes to `hi`'s, which the next write sets. `a` and `b` are nodes (not `NIL`).
 #[inline]
 fn meld<S: Space>(mem: &mut S, a: u32, b: u32) -> u32 {
     let a_lower = mem.below(a, b);
